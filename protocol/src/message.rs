@@ -1,0 +1,275 @@
+//! The logical messages of protocol version 1, independent of their encoding.
+
+use std::borrow::Cow;
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::format::Format;
+
+/// Longest room name, event name or user id accepted in a command, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest string `id` accepted on a command, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+/// Deepest nesting of arrays/maps accepted in a command's `data`.
+pub const MAX_DEPTH: usize = 64;
+/// Longest token accepted by the `auth` command, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
+/// type) in the one reply or error that answers the command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Id<'a> {
+    /// An unsigned integer id (0 ..= 2^64-1).
+    Num(u64),
+    /// A string id of at most [`MAX_ID_LEN`] bytes.
+    Str(Cow<'a, str>),
+}
+
+impl Id<'_> {
+    /// Copies the id out of the request buffer.
+    pub fn into_owned(self) -> Id<'static> {
+        match self {
+            Id::Num(n) => Id::Num(n),
+            Id::Str(s) => Id::Str(Cow::Owned(s.into_owned())),
+        }
+    }
+}
+
+/// A `data` value exactly as one sender encoded it: already validated (well-formed, at most
+/// [`MAX_DEPTH`] deep, and inside the JSON data model: string map keys, no MessagePack bin or
+/// ext), and carried as raw bytes. It is transcoded at most once per target encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawData<'a> {
+    format: Format,
+    bytes: &'a [u8],
+}
+
+impl<'a> RawData<'a> {
+    /// Validates `bytes` as one complete value in `format` and wraps it.
+    pub fn validate(format: Format, bytes: &'a [u8]) -> Result<RawData<'a>, ProtocolError> {
+        crate::transcode::validate(format, bytes)?;
+        Ok(RawData { format, bytes })
+    }
+
+    /// Wraps bytes the caller has already validated (e.g. copied from a [`RawData`] earlier).
+    pub const fn trusted(format: Format, bytes: &'a [u8]) -> RawData<'a> {
+        RawData { format, bytes }
+    }
+
+    /// `null`, in the given encoding: the `data` of a command that carried none.
+    pub const fn null(format: Format) -> RawData<'static> {
+        match format {
+            Format::Json => RawData {
+                format,
+                bytes: b"null",
+            },
+            Format::MsgPack => RawData {
+                format,
+                bytes: &[0xc0],
+            },
+        }
+    }
+
+    /// The encoding of [`RawData::bytes`].
+    pub const fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The raw encoded value.
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+/// One client command: one variant per `cmd`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `auth`: authenticate with a token (when none came with the handshake).
+    Auth {
+        /// The JWT.
+        token: Cow<'a, str>,
+    },
+    /// `join`: become a member of a room.
+    Join {
+        /// The room name.
+        room: Cow<'a, str>,
+    },
+    /// `leave`: stop being a member of a room.
+    Leave {
+        /// The room name.
+        room: Cow<'a, str>,
+    },
+    /// `publish`: send an event to every member of a room.
+    Publish {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// The free-form event name receivers see.
+        event: Cow<'a, str>,
+        /// The opaque payload (`null` when absent).
+        data: RawData<'a>,
+        /// Deliver to the sending connection too (default false).
+        echo: bool,
+    },
+    /// `send`: send an event to every connection of one user.
+    Send {
+        /// The receiving user id.
+        to: Cow<'a, str>,
+        /// The free-form event name receivers see.
+        event: Cow<'a, str>,
+        /// The opaque payload (`null` when absent).
+        data: RawData<'a>,
+        /// Deliver to the sending connection too, if it belongs to `to` (default false).
+        echo: bool,
+    },
+    /// `ping`: an application-level ping, answered by a reply.
+    Ping,
+}
+
+impl Command<'_> {
+    /// The `cmd` string of this command.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Command::Auth { .. } => "auth",
+            Command::Join { .. } => "join",
+            Command::Leave { .. } => "leave",
+            Command::Publish { .. } => "publish",
+            Command::Send { .. } => "send",
+            Command::Ping => "ping",
+        }
+    }
+}
+
+/// A decoded client message: a command and its optional id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The optional id; a command with one gets exactly one reply or error carrying it.
+    pub id: Option<Id<'a>>,
+    /// The command.
+    pub command: Command<'a>,
+}
+
+/// Heartbeat settings announced in `welcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often the server sends a WebSocket ping.
+    pub interval_ms: u64,
+    /// How long after a ping the server waits for a pong (or any frame) before closing.
+    pub timeout_ms: u64,
+}
+
+/// Limits announced in `welcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: u64,
+    /// Sustained commands per second per connection.
+    pub rate_per_sec: u32,
+    /// Burst of commands allowed above the sustained rate.
+    pub rate_burst: u32,
+    /// Most rooms one connection may be in.
+    pub max_rooms: u32,
+}
+
+/// The `welcome` message sent once a connection is authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome<'a> {
+    /// The user id (the token's `sub`).
+    pub user: &'a str,
+    /// This connection's id, unique in the server.
+    pub conn: &'a str,
+    /// The session id (the token's `sid` claim, else generated).
+    pub session: &'a str,
+    /// The shard serving this connection.
+    pub shard: u32,
+    /// Heartbeat settings.
+    pub heartbeat: Heartbeat,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// A message from the server, borrowed: what the server encodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerMessage<'a> {
+    /// `welcome`: sent once, after authentication.
+    Welcome(Welcome<'a>),
+    /// `reply`: a command with an `id` succeeded.
+    Reply {
+        /// The command's id.
+        id: Id<'a>,
+    },
+    /// `error`: a command failed (with its id when it had one and it could be read).
+    Error {
+        /// The command's id, if any.
+        id: Option<Id<'a>>,
+        /// The stable code.
+        code: ErrorCode,
+        /// What went wrong, for humans.
+        message: &'a str,
+    },
+    /// `event`: an event from a user, a room or the backend.
+    Event {
+        /// The free-form event name chosen by the sender.
+        event: &'a str,
+        /// The room it was published to, for room events.
+        room: Option<&'a str>,
+        /// The sending user, for events sent by a user.
+        from: Option<&'a str>,
+        /// The opaque payload.
+        data: RawData<'a>,
+    },
+}
+
+/// A message from the server, owned: what a client decodes. `data` is parsed into a JSON tree,
+/// whatever the encoding.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedServerMessage {
+    /// `welcome`.
+    Welcome {
+        /// See [`Welcome::user`].
+        user: String,
+        /// See [`Welcome::conn`].
+        conn: String,
+        /// See [`Welcome::session`].
+        session: String,
+        /// See [`Welcome::shard`].
+        shard: u32,
+        /// See [`Welcome::heartbeat`].
+        heartbeat: Heartbeat,
+        /// See [`Welcome::limits`].
+        limits: Limits,
+    },
+    /// `reply`.
+    Reply {
+        /// The command's id.
+        id: Id<'static>,
+    },
+    /// `error`.
+    Error {
+        /// The command's id, if any.
+        id: Option<Id<'static>>,
+        /// The code as sent (kept as a string so unknown future codes survive).
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// `event`.
+    Event {
+        /// The event name.
+        event: String,
+        /// The room, for room events.
+        room: Option<String>,
+        /// The sender, for user events.
+        from: Option<String>,
+        /// The payload.
+        data: serde_json::Value,
+    },
+}
+
+impl OwnedServerMessage {
+    /// The error code, if this is an error with a code this crate knows.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            OwnedServerMessage::Error { code, .. } => ErrorCode::parse(code),
+            _ => None,
+        }
+    }
+}
