@@ -1,17 +1,574 @@
-//! The JSON codec (text frames).
-use crate::{DecodeError, EncodeError, OwnedServerMessage, ProtocolError, Request, ServerMessage};
-pub(crate) fn decode_request(_p: &[u8]) -> Result<Request<'_>, DecodeError<'_>> {
-    todo!()
+//! The JSON codec (text frames): a borrowed serde envelope to decode, hand-written output to encode.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::envelope::{self, Envelope, FieldValue};
+use crate::error::{DecodeError, EncodeError, ProtocolError};
+use crate::format::Format;
+use crate::message::{
+    Command, Id, OwnedServerMessage, RawData, Request, ServerMessage, Welcome, MAX_DEPTH,
+};
+use crate::transcode::transcode;
+
+/// The top-level object as serde sees it: every known field kept as its raw text, so that type
+/// errors can name the field. Unknown fields are ignored; a repeated known field is an error.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    cmd: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    room: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    event: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    to: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    echo: Option<&'a RawValue>,
 }
+
+/// Keeps an explicit `null` as `Some("null")`: `"id": null` is an invalid id, not a missing one.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+/// A field's raw JSON text, already known to be one well-formed value.
+#[derive(Clone, Copy)]
+struct Raw<'a>(&'a str);
+
+impl<'a> FieldValue<'a> for Raw<'a> {
+    fn id(self) -> Result<Id<'a>, ProtocolError> {
+        match self.0.as_bytes().first() {
+            Some(b'"') => {
+                let s = self.string().map_err(|_| envelope::id_type_error())?;
+                envelope::string_id(s)
+            }
+            Some(b'0'..=b'9') => self.0.parse::<u64>().map(Id::Num).map_err(|_| {
+                ProtocolError::bad_request("id: expected an unsigned integer of at most 2^64-1")
+            }),
+            _ => Err(envelope::id_type_error()),
+        }
+    }
+
+    fn string(self) -> Result<Cow<'a, str>, &'static str> {
+        let inner = self
+            .0
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .ok_or("expected a string")?;
+        if !inner.contains('\\') {
+            return Ok(Cow::Borrowed(inner));
+        }
+        serde_json::from_str::<String>(self.0)
+            .map(Cow::Owned)
+            .map_err(|_| "expected a string")
+    }
+
+    fn boolean(self) -> Option<bool> {
+        match self.0 {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    fn data(self) -> Result<RawData<'a>, ProtocolError> {
+        check_depth(self.0.as_bytes())?;
+        Ok(RawData::trusted(Format::Json, self.0.as_bytes()))
+    }
+}
+
+fn raw(v: Option<&RawValue>) -> Option<Raw<'_>> {
+    v.map(|v| Raw(v.get()))
+}
+
+/// Decodes one request from a text message.
+pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<'_>> {
+    let fail = |error| DecodeError { id: None, error };
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(fail(ProtocolError::bad_request("expected a JSON object"))),
+        None => {
+            return Err(fail(ProtocolError::bad_request(
+                "malformed JSON: empty message",
+            )))
+        }
+    }
+    let wire: Wire<'_> = serde_json::from_slice(payload).map_err(|e| fail(serde_error(&e)))?;
+    let envelope = Envelope {
+        id: raw(wire.id),
+        cmd: raw(wire.cmd),
+        token: raw(wire.token),
+        room: raw(wire.room),
+        event: raw(wire.event),
+        to: raw(wire.to),
+        data: raw(wire.data),
+        echo: raw(wire.echo),
+    };
+    envelope.into_request(Format::Json)
+}
+
+/// Maps a serde_json error: syntax errors are "malformed JSON", data errors (a duplicate field)
+/// keep serde's own message, which names the field.
+fn serde_error(e: &serde_json::Error) -> ProtocolError {
+    match e.classify() {
+        serde_json::error::Category::Data => ProtocolError::bad_request(e.to_string()),
+        _ => ProtocolError::bad_request(format!("malformed JSON: {e}")),
+    }
+}
+
+/// Checks that a well-formed JSON value nests at most [`MAX_DEPTH`] arrays/objects deep, with a
+/// byte scan that counts brackets outside strings.
+pub(crate) fn check_depth(value: &[u8]) -> Result<(), ProtocolError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in value {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ProtocolError::bad_request(format!(
+                        "data: nested deeper than {MAX_DEPTH}"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Appends a server message; on error `out` is left as it was.
 pub(crate) fn encode_server_message(
-    _m: &ServerMessage<'_>,
-    _o: &mut Vec<u8>,
+    msg: &ServerMessage<'_>,
+    out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    todo!()
+    let start = out.len();
+    let result = write_server_message(msg, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
-pub(crate) fn encode_request(_r: &Request<'_>, _o: &mut Vec<u8>) -> Result<(), EncodeError> {
-    todo!()
+
+fn write_server_message(msg: &ServerMessage<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match msg {
+        ServerMessage::Welcome(w) => write_welcome(w, out),
+        ServerMessage::Reply { id } => {
+            out.extend_from_slice(br#"{"type":"reply","id":"#);
+            write_id(id, out);
+            out.push(b'}');
+        }
+        ServerMessage::Error { id, code, message } => {
+            out.extend_from_slice(br#"{"type":"error""#);
+            if let Some(id) = id {
+                out.extend_from_slice(br#","id":"#);
+                write_id(id, out);
+            }
+            out.extend_from_slice(br#","code":"#);
+            write_str(code.as_str(), out);
+            out.extend_from_slice(br#","message":"#);
+            write_str(message, out);
+            out.push(b'}');
+        }
+        ServerMessage::Event {
+            event,
+            room,
+            from,
+            data,
+        } => {
+            out.extend_from_slice(br#"{"type":"event","event":"#);
+            write_str(event, out);
+            if let Some(room) = room {
+                out.extend_from_slice(br#","room":"#);
+                write_str(room, out);
+            }
+            if let Some(from) = from {
+                out.extend_from_slice(br#","from":"#);
+                write_str(from, out);
+            }
+            out.extend_from_slice(br#","data":"#);
+            transcode(*data, Format::Json, out)?;
+            out.push(b'}');
+        }
+    }
+    Ok(())
 }
-pub(crate) fn decode_server_message(_p: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
-    todo!()
+
+fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"welcome","user":"#);
+    write_str(w.user, out);
+    out.extend_from_slice(br#","conn":"#);
+    write_str(w.conn, out);
+    out.extend_from_slice(br#","session":"#);
+    write_str(w.session, out);
+    out.extend_from_slice(br#","shard":"#);
+    write_u64(u64::from(w.shard), out);
+    out.extend_from_slice(br#","heartbeat":{"interval_ms":"#);
+    write_u64(w.heartbeat.interval_ms, out);
+    out.extend_from_slice(br#","timeout_ms":"#);
+    write_u64(w.heartbeat.timeout_ms, out);
+    out.extend_from_slice(br#"},"limits":{"max_message_bytes":"#);
+    write_u64(w.limits.max_message_bytes, out);
+    out.extend_from_slice(br#","rate_per_sec":"#);
+    write_u64(u64::from(w.limits.rate_per_sec), out);
+    out.extend_from_slice(br#","rate_burst":"#);
+    write_u64(u64::from(w.limits.rate_burst), out);
+    out.extend_from_slice(br#","max_rooms":"#);
+    write_u64(u64::from(w.limits.max_rooms), out);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends a client request; on error `out` is left as it was.
+pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = write_request(req, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn write_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.extend_from_slice(br#"{"cmd":"#);
+    write_str(req.command.name(), out);
+    if let Some(id) = &req.id {
+        out.extend_from_slice(br#","id":"#);
+        write_id(id, out);
+    }
+    let field = |name: &[u8], value: &str, out: &mut Vec<u8>| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        write_str(value, out);
+    };
+    match &req.command {
+        Command::Auth { token } => field(b"token", token, out),
+        Command::Join { room } | Command::Leave { room } => field(b"room", room, out),
+        Command::Publish {
+            room,
+            event,
+            data,
+            echo,
+        } => {
+            field(b"room", room, out);
+            field(b"event", event, out);
+            write_data_and_echo(*data, *echo, out)?;
+        }
+        Command::Send {
+            to,
+            event,
+            data,
+            echo,
+        } => {
+            field(b"to", to, out);
+            field(b"event", event, out);
+            write_data_and_echo(*data, *echo, out)?;
+        }
+        Command::Ping => {}
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_data_and_echo(
+    data: RawData<'_>,
+    echo: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    out.extend_from_slice(br#","data":"#);
+    transcode(data, Format::Json, out)?;
+    if echo {
+        out.extend_from_slice(br#","echo":true"#);
+    }
+    Ok(())
+}
+
+/// Decodes one server message (client side).
+pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| ProtocolError::bad_request(format!("malformed JSON: {e}")))?;
+    crate::client::from_value(value)
+}
+
+fn write_id(id: &Id<'_>, out: &mut Vec<u8>) {
+    match id {
+        Id::Num(n) => write_u64(*n, out),
+        Id::Str(s) => write_str(s, out),
+    }
+}
+
+/// Appends `n` in decimal.
+fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes (so that top-level strings
+/// and transcoded `data` strings read the same): `\"`, `\\`, `\b \f \n \r \t`, other control
+/// characters as `\u00XX` (lowercase hex). Everything else, including non-ASCII, is copied.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn decode(s: &str) -> Result<Request<'_>, DecodeError<'_>> {
+        decode_request(s.as_bytes())
+    }
+
+    fn bad(s: &str) -> (Option<Id<'_>>, ErrorCode, String) {
+        let e = decode(s).unwrap_err();
+        (e.id, e.error.code, e.error.message.into_owned())
+    }
+
+    #[test]
+    fn decodes_publish_borrowing_strings_and_data() {
+        let req = decode(
+            r#" {"echo":true,"data":{"a":[1,"x"]},"event":"msg","room":"lobby","cmd":"publish","id":3,"x":[{}]} "#,
+        )
+        .unwrap();
+        assert_eq!(req.id, Some(Id::Num(3)));
+        let Command::Publish {
+            room,
+            event,
+            data,
+            echo,
+        } = req.command
+        else {
+            panic!("not a publish");
+        };
+        assert!(matches!(room, Cow::Borrowed("lobby")));
+        assert!(matches!(event, Cow::Borrowed("msg")));
+        assert_eq!(data.bytes(), br#"{"a":[1,"x"]}"#);
+        assert_eq!(data.format(), Format::Json);
+        assert!(echo);
+    }
+
+    #[test]
+    fn strings_with_escapes_are_owned_and_unescaped() {
+        let req = decode(r#"{"cmd":"join","room":"a\"b\u00e9\n","id":"x\\y"}"#).unwrap();
+        assert_eq!(req.id, Some(Id::Str(Cow::Owned("x\\y".into()))));
+        let Command::Join { room } = req.command else {
+            panic!("not a join");
+        };
+        assert!(matches!(room, Cow::Owned(_)));
+        assert_eq!(room, "a\"b\u{e9}\n");
+    }
+
+    #[test]
+    fn absent_data_is_null_and_echo_defaults_false() {
+        let req = decode(r#"{"cmd":"send","to":"u1","event":"e"}"#).unwrap();
+        assert_eq!(
+            req.command,
+            Command::Send {
+                to: "u1".into(),
+                event: "e".into(),
+                data: RawData::null(Format::Json),
+                echo: false
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_with_field_named_messages() {
+        let long = "r".repeat(129);
+        let cases: Vec<(String, &str)> = vec![
+            (r#"{"id":1}"#.into(), "cmd: missing"),
+            (r#"{"id":1,"cmd":5}"#.into(), "cmd: expected a string"),
+            (r#"{"id":1,"cmd":"join"}"#.into(), "room: missing"),
+            (
+                r#"{"id":1,"cmd":"join","room":5}"#.into(),
+                "room: expected a string",
+            ),
+            (
+                r#"{"id":1,"cmd":"join","room":null}"#.into(),
+                "room: expected a string",
+            ),
+            (r#"{"id":1,"cmd":"join","room":""}"#.into(), "room: empty"),
+            (
+                format!(r#"{{"id":1,"cmd":"join","room":"{long}"}}"#),
+                "room: longer than 128 bytes",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r"}"#.into(),
+                "event: missing",
+            ),
+            (r#"{"id":1,"cmd":"send","event":"e"}"#.into(), "to: missing"),
+            (
+                r#"{"id":1,"cmd":"auth","token":[]}"#.into(),
+                "token: expected a string",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","echo":1}"#.into(),
+                "echo: expected a boolean",
+            ),
+        ];
+        for (input, message) in cases {
+            let (id, code, msg) = bad(&input);
+            assert_eq!(
+                (id, code, msg.as_str()),
+                (Some(Id::Num(1)), ErrorCode::BadRequest, message),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_ids_without_an_id() {
+        let long = "i".repeat(65);
+        for input in [
+            r#"{"cmd":"ping","id":-1}"#.to_string(),
+            r#"{"cmd":"ping","id":1.5}"#.into(),
+            r#"{"cmd":"ping","id":1e3}"#.into(),
+            r#"{"cmd":"ping","id":true}"#.into(),
+            r#"{"cmd":"ping","id":null}"#.into(),
+            r#"{"cmd":"ping","id":{}}"#.into(),
+            r#"{"cmd":"ping","id":18446744073709551616}"#.into(),
+            format!(r#"{{"cmd":"ping","id":"{long}"}}"#),
+        ] {
+            let (id, code, msg) = bad(&input);
+            assert_eq!((id, code), (None, ErrorCode::BadRequest), "{input}");
+            assert!(msg.starts_with("id: "), "{msg}");
+        }
+        let max = decode(r#"{"cmd":"ping","id":18446744073709551615}"#).unwrap();
+        assert_eq!(max.id, Some(Id::Num(u64::MAX)));
+    }
+
+    #[test]
+    fn unknown_command_names_it_truncated_and_keeps_the_id() {
+        let (id, code, msg) = bad(r#"{"cmd":"dance","id":"q"}"#);
+        assert_eq!(id, Some(Id::Str("q".into())));
+        assert_eq!(code, ErrorCode::UnknownCommand);
+        assert_eq!(msg, "unknown command `dance`");
+        let long = "é".repeat(100);
+        let (_, _, msg) = bad(&format!(r#"{{"cmd":"{long}"}}"#));
+        assert_eq!(msg, format!("unknown command `{}`", "é".repeat(64)));
+    }
+
+    #[test]
+    fn refuses_malformed_non_objects_duplicates_and_trailing_data() {
+        for (input, prefix) in [
+            ("", "malformed JSON"),
+            ("{", "malformed JSON"),
+            (r#"{"cmd":"ping"} x"#, "malformed JSON"),
+            (r#"{"cmd":"ping"}{}"#, "malformed JSON"),
+            ("[1]", "expected a JSON object"),
+            ("\"ping\"", "expected a JSON object"),
+            (
+                r#"{"cmd":"join","room":"a","room":"b"}"#,
+                "duplicate field `room`",
+            ),
+        ] {
+            let (id, code, msg) = bad(input);
+            assert_eq!((id, code), (None, ErrorCode::BadRequest), "{input}");
+            assert!(msg.starts_with(prefix), "{input}: {msg}");
+        }
+    }
+
+    #[test]
+    fn limits_data_depth() {
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let msg =
+            |d: &str| format!(r#"{{"cmd":"publish","id":2,"room":"r","event":"e","data":{d}}}"#);
+        assert!(decode(&msg(&ok)).is_ok());
+        let input = msg(&deep);
+        let (id, code, m) = bad(&input);
+        assert_eq!(
+            (id, code, m.as_str()),
+            (
+                Some(Id::Num(2)),
+                ErrorCode::BadRequest,
+                "data: nested deeper than 64"
+            )
+        );
+        // Brackets inside strings do not count.
+        let strings = msg(&format!("[\"{}\\\"{}\"]", "[".repeat(100), "{".repeat(100)));
+        assert!(decode(&strings).is_ok());
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        let s = "q\"b\\s/\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é🎉";
+        let mut out = Vec::new();
+        write_str(s, &mut out);
+        assert_eq!(out, serde_json::to_vec(s).unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"q\\\"b\\\\s/\\n\\r\\t\\b\\f\\u0000\\u001f\u{7f}é🎉\""
+        );
+    }
+
+    #[test]
+    fn writes_integers() {
+        for n in [0, 9, 10, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(n, &mut out);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
 }

@@ -6,6 +6,8 @@
 //! value is never parsed into a tree: it is validated and carried as raw bytes ([`RawData`]),
 //! and transcoded once when it crosses from one encoding to the other.
 
+mod client;
+mod envelope;
 mod error;
 mod format;
 mod json;

@@ -1,17 +1,546 @@
-//! The MessagePack codec (binary frames).
-use crate::{DecodeError, EncodeError, OwnedServerMessage, ProtocolError, Request, ServerMessage};
-pub(crate) fn decode_request(_p: &[u8]) -> Result<Request<'_>, DecodeError<'_>> {
-    todo!()
+//! The MessagePack codec (binary frames): a hand-written, bounds-checked decoder over the
+//! message bytes and `rmp` to encode.
+//!
+//! Every length read from the input is checked against the bytes that remain before it is used,
+//! and nesting is limited to [`MAX_DEPTH`], so no input can make the decoder allocate, loop or
+//! recurse out of proportion to its size, or panic.
+
+use std::borrow::Cow;
+
+use rmp::encode;
+
+use crate::envelope::{self, Envelope, FieldValue};
+use crate::error::{DecodeError, EncodeError, ProtocolError};
+use crate::format::Format;
+use crate::message::{
+    Command, Id, OwnedServerMessage, RawData, Request, ServerMessage, Welcome, MAX_DEPTH,
+};
+use crate::transcode::transcode;
+
+/// A cursor over the input; every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
 }
+
+impl<'a> Reader<'a> {
+    const fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        let end = self.pos.checked_add(n).ok_or_else(truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or_else(truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn byte(&mut self) -> Result<u8, ProtocolError> {
+        let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// A big-endian unsigned integer of `n` (at most 8) bytes.
+    fn uint(&mut self, n: usize) -> Result<u64, ProtocolError> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    /// A length of `n` (1, 2 or 4) bytes.
+    fn len(&mut self, n: usize) -> Result<usize, ProtocolError> {
+        let len = self.uint(n)?;
+        usize::try_from(len).map_err(|_| truncated())
+    }
+}
+
+fn truncated() -> ProtocolError {
+    malformed("unexpected end of input")
+}
+
+fn malformed(why: &str) -> ProtocolError {
+    ProtocolError::bad_request(format!("malformed MessagePack: {why}"))
+}
+
+/// What a skipped value may contain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A `data` value: the JSON data model only (string map keys, valid UTF-8, no bin/ext).
+    Data,
+    /// Any well-formed MessagePack (the value of a field this version does not know).
+    Any,
+}
+
+/// Skips one value, validating it; `depth` is the number of enclosing arrays/maps.
+fn skip(r: &mut Reader<'_>, depth: usize, mode: Mode) -> Result<(), ProtocolError> {
+    let data = mode == Mode::Data;
+    let marker = r.byte()?;
+    match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Ok(()),
+        0x80..=0x8f => skip_map(r, usize::from(marker & 0x0f), depth, mode),
+        0x90..=0x9f => skip_array(r, usize::from(marker & 0x0f), depth, mode),
+        0xa0..=0xbf => skip_str(r, usize::from(marker & 0x1f), mode),
+        0xc1 => Err(malformed("invalid marker 0xc1")),
+        0xc4..=0xc9 | 0xd4..=0xd8 if data => Err(ProtocolError::bad_request(
+            "data: MessagePack bin/ext types are not supported",
+        )),
+        0xc4 => skip_bytes(r, 1, 0),
+        0xc5 => skip_bytes(r, 2, 0),
+        0xc6 => skip_bytes(r, 4, 0),
+        0xc7 => skip_bytes(r, 1, 1),
+        0xc8 => skip_bytes(r, 2, 1),
+        0xc9 => skip_bytes(r, 4, 1),
+        0xcc | 0xd0 => r.take(1).map(drop),
+        0xcd | 0xd1 => r.take(2).map(drop),
+        0xca | 0xce | 0xd2 => r.take(4).map(drop),
+        0xcb | 0xcf | 0xd3 => r.take(8).map(drop),
+        // fixext 1, 2, 4, 8, 16: a type byte and 2^(marker - 0xd4) bytes.
+        0xd4..=0xd8 => r.take(1 + (1 << (marker - 0xd4))).map(drop),
+        0xd9 => {
+            let n = r.len(1)?;
+            skip_str(r, n, mode)
+        }
+        0xda => {
+            let n = r.len(2)?;
+            skip_str(r, n, mode)
+        }
+        0xdb => {
+            let n = r.len(4)?;
+            skip_str(r, n, mode)
+        }
+        0xdc => {
+            let n = r.len(2)?;
+            skip_array(r, n, depth, mode)
+        }
+        0xdd => {
+            let n = r.len(4)?;
+            skip_array(r, n, depth, mode)
+        }
+        0xde => {
+            let n = r.len(2)?;
+            skip_map(r, n, depth, mode)
+        }
+        0xdf => {
+            let n = r.len(4)?;
+            skip_map(r, n, depth, mode)
+        }
+    }
+}
+
+/// Skips a bin or ext body: a length of `len_bytes` bytes, then `extra` type bytes and the body.
+fn skip_bytes(r: &mut Reader<'_>, len_bytes: usize, extra: usize) -> Result<(), ProtocolError> {
+    let n = r.len(len_bytes)?;
+    r.take(n.checked_add(extra).ok_or_else(truncated)?)
+        .map(drop)
+}
+
+fn skip_str(r: &mut Reader<'_>, n: usize, mode: Mode) -> Result<(), ProtocolError> {
+    let bytes = r.take(n)?;
+    if mode == Mode::Data && std::str::from_utf8(bytes).is_err() {
+        return Err(ProtocolError::bad_request(
+            "data: invalid UTF-8 in a string",
+        ));
+    }
+    Ok(())
+}
+
+fn enter(depth: usize, mode: Mode) -> Result<usize, ProtocolError> {
+    if depth >= MAX_DEPTH {
+        return Err(ProtocolError::bad_request(match mode {
+            Mode::Data => format!("data: nested deeper than {MAX_DEPTH}"),
+            Mode::Any => format!("malformed MessagePack: nested deeper than {MAX_DEPTH}"),
+        }));
+    }
+    Ok(depth + 1)
+}
+
+fn skip_array(r: &mut Reader<'_>, n: usize, depth: usize, mode: Mode) -> Result<(), ProtocolError> {
+    let depth = enter(depth, mode)?;
+    // Every element takes at least one byte: a longer claim is a lie, refused before looping.
+    if n > r.remaining() {
+        return Err(malformed(&format!(
+            "array of {n} elements in {} remaining bytes",
+            r.remaining()
+        )));
+    }
+    for _ in 0..n {
+        skip(r, depth, mode)?;
+    }
+    Ok(())
+}
+
+fn skip_map(r: &mut Reader<'_>, n: usize, depth: usize, mode: Mode) -> Result<(), ProtocolError> {
+    let depth = enter(depth, mode)?;
+    if n > r.remaining() / 2 {
+        return Err(malformed(&format!(
+            "map of {n} entries in {} remaining bytes",
+            r.remaining()
+        )));
+    }
+    for _ in 0..n {
+        if mode == Mode::Data && !is_str_marker(peek(r)?) {
+            return Err(ProtocolError::bad_request("data: map keys must be strings"));
+        }
+        skip(r, depth, mode)?;
+        skip(r, depth, mode)?;
+    }
+    Ok(())
+}
+
+fn peek(r: &Reader<'_>) -> Result<u8, ProtocolError> {
+    r.buf.get(r.pos).copied().ok_or_else(truncated)
+}
+
+const fn is_str_marker(m: u8) -> bool {
+    matches!(m, 0xa0..=0xbf | 0xd9..=0xdb)
+}
+
+/// Reads a str value's bytes, `None` when the value is not a str.
+fn read_str<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, ProtocolError> {
+    let n = match r.byte()? {
+        m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+        0xd9 => r.len(1)?,
+        0xda => r.len(2)?,
+        0xdb => r.len(4)?,
+        _ => return Ok(None),
+    };
+    r.take(n).map(Some)
+}
+
+/// Validates `bytes` as exactly one `data` value.
+pub(crate) fn validate_data(bytes: &[u8]) -> Result<(), ProtocolError> {
+    let mut r = Reader::new(bytes);
+    skip(&mut r, 0, Mode::Data)?;
+    if r.remaining() != 0 {
+        return Err(malformed("trailing bytes after the value"));
+    }
+    Ok(())
+}
+
+/// One field's value: the exact bytes of one validated MessagePack value.
+#[derive(Clone, Copy)]
+struct Span<'a>(&'a [u8]);
+
+impl<'a> FieldValue<'a> for Span<'a> {
+    fn id(self) -> Result<Id<'a>, ProtocolError> {
+        let mut r = Reader::new(self.0);
+        let out_of_range = || ProtocolError::bad_request("id: expected an unsigned integer");
+        let n = match r.byte()? {
+            m @ 0x00..=0x7f => u64::from(m),
+            0xcc => r.uint(1)?,
+            0xcd => r.uint(2)?,
+            0xce => r.uint(4)?,
+            0xcf => r.uint(8)?,
+            // Signed encodings of non-negative values are accepted (some encoders use them).
+            m @ 0xd0..=0xd3 => {
+                let width = 1usize << (m - 0xd0);
+                let raw = r.uint(width)?;
+                let sign_bit = 1u64 << (width * 8 - 1);
+                if raw & sign_bit != 0 {
+                    return Err(out_of_range());
+                }
+                raw
+            }
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let s = self
+                    .string()
+                    .map_err(|why| ProtocolError::bad_request(format!("id: {why}")))?;
+                return envelope::string_id(s);
+            }
+            0xe0..=0xff => return Err(out_of_range()),
+            _ => return Err(envelope::id_type_error()),
+        };
+        Ok(Id::Num(n))
+    }
+
+    fn string(self) -> Result<Cow<'a, str>, &'static str> {
+        let mut r = Reader::new(self.0);
+        let bytes = read_str(&mut r).ok().flatten().ok_or("expected a string")?;
+        std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
+            .map_err(|_| "invalid UTF-8")
+    }
+
+    fn boolean(self) -> Option<bool> {
+        match self.0 {
+            [0xc2] => Some(false),
+            [0xc3] => Some(true),
+            _ => None,
+        }
+    }
+
+    fn data(self) -> Result<RawData<'a>, ProtocolError> {
+        // Validated in Mode::Data while the envelope was read.
+        Ok(RawData::trusted(Format::MsgPack, self.0))
+    }
+}
+
+/// Decodes one request from a binary message.
+pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<'_>> {
+    let mut envelope = Envelope::new();
+    match read_envelope(payload, &mut envelope) {
+        Ok(()) => envelope.into_request(Format::MsgPack),
+        Err(error) => Err(DecodeError {
+            id: envelope.valid_id(),
+            error,
+        }),
+    }
+}
+
+/// Reads the top-level map into `envelope`, recording each known field's value bytes.
+fn read_envelope<'a>(
+    payload: &'a [u8],
+    envelope: &mut Envelope<Span<'a>>,
+) -> Result<(), ProtocolError> {
+    let mut r = Reader::new(payload);
+    let n = match r.byte()? {
+        m @ 0x80..=0x8f => usize::from(m & 0x0f),
+        0xde => r.len(2)?,
+        0xdf => r.len(4)?,
+        _ => return Err(ProtocolError::bad_request("expected a MessagePack map")),
+    };
+    if n > r.remaining() / 2 {
+        return Err(malformed(&format!(
+            "map of {n} entries in {} remaining bytes",
+            r.remaining()
+        )));
+    }
+    for _ in 0..n {
+        let key = read_str(&mut r)?
+            .ok_or_else(|| ProtocolError::bad_request("map keys must be strings"))?;
+        let (slot, name) = match key {
+            b"id" => (&mut envelope.id, "id"),
+            b"cmd" => (&mut envelope.cmd, "cmd"),
+            b"token" => (&mut envelope.token, "token"),
+            b"room" => (&mut envelope.room, "room"),
+            b"event" => (&mut envelope.event, "event"),
+            b"to" => (&mut envelope.to, "to"),
+            b"data" => (&mut envelope.data, "data"),
+            b"echo" => (&mut envelope.echo, "echo"),
+            _ => {
+                if std::str::from_utf8(key).is_err() {
+                    return Err(ProtocolError::bad_request("map keys must be valid UTF-8"));
+                }
+                skip(&mut r, 0, Mode::Any)?;
+                continue;
+            }
+        };
+        let start = r.pos;
+        skip(
+            &mut r,
+            0,
+            if name == "data" {
+                Mode::Data
+            } else {
+                Mode::Any
+            },
+        )?;
+        let value = payload.get(start..r.pos).ok_or_else(truncated)?;
+        if slot.is_some() {
+            return Err(ProtocolError::bad_request(format!(
+                "duplicate field `{name}`"
+            )));
+        }
+        *slot = Some(Span(value));
+    }
+    if r.remaining() != 0 {
+        return Err(malformed("trailing bytes after the message"));
+    }
+    Ok(())
+}
+
+/// Writing to a `Vec` cannot fail; the error is mapped all the same rather than unwrapped.
+fn enc<E: std::fmt::Display>(e: E) -> EncodeError {
+    EncodeError(e.to_string())
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode::write_str(out, s).map_err(enc)
+}
+
+fn write_uint(n: u64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode::write_uint(out, n).map(drop).map_err(enc)
+}
+
+fn write_map_len(n: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode::write_map_len(out, n).map(drop).map_err(enc)
+}
+
+fn write_id(id: &Id<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match id {
+        Id::Num(n) => write_uint(*n, out),
+        Id::Str(s) => write_str(s, out),
+    }
+}
+
+/// Appends a server message; on error `out` is left as it was.
 pub(crate) fn encode_server_message(
-    _m: &ServerMessage<'_>,
-    _o: &mut Vec<u8>,
+    msg: &ServerMessage<'_>,
+    out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    todo!()
+    let start = out.len();
+    let result = write_server_message(msg, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
-pub(crate) fn encode_request(_r: &Request<'_>, _o: &mut Vec<u8>) -> Result<(), EncodeError> {
-    todo!()
+
+fn write_server_message(msg: &ServerMessage<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match msg {
+        ServerMessage::Welcome(w) => write_welcome(w, out),
+        ServerMessage::Reply { id } => {
+            write_map_len(2, out)?;
+            write_str("type", out)?;
+            write_str("reply", out)?;
+            write_str("id", out)?;
+            write_id(id, out)
+        }
+        ServerMessage::Error { id, code, message } => {
+            write_map_len(if id.is_some() { 4 } else { 3 }, out)?;
+            write_str("type", out)?;
+            write_str("error", out)?;
+            if let Some(id) = id {
+                write_str("id", out)?;
+                write_id(id, out)?;
+            }
+            write_str("code", out)?;
+            write_str(code.as_str(), out)?;
+            write_str("message", out)?;
+            write_str(message, out)
+        }
+        ServerMessage::Event {
+            event,
+            room,
+            from,
+            data,
+        } => {
+            write_map_len(
+                3 + u32::from(room.is_some()) + u32::from(from.is_some()),
+                out,
+            )?;
+            write_str("type", out)?;
+            write_str("event", out)?;
+            write_str("event", out)?;
+            write_str(event, out)?;
+            if let Some(room) = room {
+                write_str("room", out)?;
+                write_str(room, out)?;
+            }
+            if let Some(from) = from {
+                write_str("from", out)?;
+                write_str(from, out)?;
+            }
+            write_str("data", out)?;
+            transcode(*data, Format::MsgPack, out)
+        }
+    }
 }
-pub(crate) fn decode_server_message(_p: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
-    todo!()
+
+fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(7, out)?;
+    write_str("type", out)?;
+    write_str("welcome", out)?;
+    write_str("user", out)?;
+    write_str(w.user, out)?;
+    write_str("conn", out)?;
+    write_str(w.conn, out)?;
+    write_str("session", out)?;
+    write_str(w.session, out)?;
+    write_str("shard", out)?;
+    write_uint(u64::from(w.shard), out)?;
+    write_str("heartbeat", out)?;
+    write_map_len(2, out)?;
+    write_str("interval_ms", out)?;
+    write_uint(w.heartbeat.interval_ms, out)?;
+    write_str("timeout_ms", out)?;
+    write_uint(w.heartbeat.timeout_ms, out)?;
+    write_str("limits", out)?;
+    write_map_len(4, out)?;
+    write_str("max_message_bytes", out)?;
+    write_uint(w.limits.max_message_bytes, out)?;
+    write_str("rate_per_sec", out)?;
+    write_uint(u64::from(w.limits.rate_per_sec), out)?;
+    write_str("rate_burst", out)?;
+    write_uint(u64::from(w.limits.rate_burst), out)?;
+    write_str("max_rooms", out)?;
+    write_uint(u64::from(w.limits.max_rooms), out)
+}
+
+/// Appends a client request; on error `out` is left as it was.
+pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = write_request(req, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn write_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let fields: u32 = match &req.command {
+        Command::Auth { .. } | Command::Join { .. } | Command::Leave { .. } => 2,
+        Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
+        Command::Ping => 1,
+    };
+    write_map_len(fields + u32::from(req.id.is_some()), out)?;
+    write_str("cmd", out)?;
+    write_str(req.command.name(), out)?;
+    if let Some(id) = &req.id {
+        write_str("id", out)?;
+        write_id(id, out)?;
+    }
+    match &req.command {
+        Command::Auth { token } => {
+            write_str("token", out)?;
+            write_str(token, out)
+        }
+        Command::Join { room } | Command::Leave { room } => {
+            write_str("room", out)?;
+            write_str(room, out)
+        }
+        Command::Publish {
+            room: target,
+            event,
+            data,
+            echo,
+        }
+        | Command::Send {
+            to: target,
+            event,
+            data,
+            echo,
+        } => {
+            let target_key = if matches!(req.command, Command::Publish { .. }) {
+                "room"
+            } else {
+                "to"
+            };
+            write_str(target_key, out)?;
+            write_str(target, out)?;
+            write_str("event", out)?;
+            write_str(event, out)?;
+            write_str("data", out)?;
+            transcode(*data, Format::MsgPack, out)?;
+            if *echo {
+                write_str("echo", out)?;
+                encode::write_bool(out, true).map_err(enc)?;
+            }
+            Ok(())
+        }
+        Command::Ping => Ok(()),
+    }
+}
+
+/// Decodes one server message (client side); `data` is read into a JSON tree.
+pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
+    let value: serde_json::Value =
+        rmp_serde::from_slice(payload).map_err(|e| malformed(&e.to_string()))?;
+    crate::client::from_value(value)
 }

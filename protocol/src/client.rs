@@ -1,0 +1,115 @@
+//! Client side: a decoded server message, as a JSON tree whatever its encoding, into an
+//! [`OwnedServerMessage`].
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use crate::error::ProtocolError;
+use crate::message::{Heartbeat, Id, Limits, OwnedServerMessage};
+
+/// Reads a server message from its tree form.
+pub(crate) fn from_value(value: Value) -> Result<OwnedServerMessage, ProtocolError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ProtocolError::bad_request("expected an object"));
+    };
+    let kind = string(&mut obj, "type")?;
+    let msg = match kind.as_str() {
+        "welcome" => {
+            let heartbeat = object(&mut obj, "heartbeat")?;
+            let limits = object(&mut obj, "limits")?;
+            OwnedServerMessage::Welcome {
+                user: string(&mut obj, "user")?,
+                conn: string(&mut obj, "conn")?,
+                session: string(&mut obj, "session")?,
+                shard: number(&obj, "shard")?,
+                heartbeat: Heartbeat {
+                    interval_ms: number(&heartbeat, "interval_ms")?,
+                    timeout_ms: number(&heartbeat, "timeout_ms")?,
+                },
+                limits: Limits {
+                    max_message_bytes: number(&limits, "max_message_bytes")?,
+                    rate_per_sec: number(&limits, "rate_per_sec")?,
+                    rate_burst: number(&limits, "rate_burst")?,
+                    max_rooms: number(&limits, "max_rooms")?,
+                },
+            }
+        }
+        "reply" => OwnedServerMessage::Reply {
+            id: id(obj.remove("id")).and_then(|id| id.ok_or_else(|| missing("id")))?,
+        },
+        "error" => OwnedServerMessage::Error {
+            id: id(obj.remove("id"))?,
+            code: string(&mut obj, "code")?,
+            message: string(&mut obj, "message")?,
+        },
+        "event" => OwnedServerMessage::Event {
+            event: string(&mut obj, "event")?,
+            room: optional_string(&mut obj, "room")?,
+            from: optional_string(&mut obj, "from")?,
+            data: obj.remove("data").unwrap_or(Value::Null),
+        },
+        other => {
+            return Err(ProtocolError::bad_request(format!(
+                "unknown message type `{}`",
+                other.chars().take(64).collect::<String>()
+            )))
+        }
+    };
+    Ok(msg)
+}
+
+fn missing(field: &str) -> ProtocolError {
+    ProtocolError::bad_request(format!("{field}: missing"))
+}
+
+fn string(obj: &mut Map<String, Value>, field: &str) -> Result<String, ProtocolError> {
+    optional_string(obj, field)?.ok_or_else(|| missing(field))
+}
+
+fn optional_string(
+    obj: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ProtocolError> {
+    match obj.remove(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ProtocolError::bad_request(format!(
+            "{field}: expected a string"
+        ))),
+    }
+}
+
+fn object(obj: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, ProtocolError> {
+    match obj.remove(field) {
+        Some(Value::Object(o)) => Ok(o),
+        Some(_) => Err(ProtocolError::bad_request(format!(
+            "{field}: expected an object"
+        ))),
+        None => Err(missing(field)),
+    }
+}
+
+fn number<T: TryFrom<u64>>(obj: &Map<String, Value>, field: &str) -> Result<T, ProtocolError> {
+    obj.get(field)
+        .ok_or_else(|| missing(field))?
+        .as_u64()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            ProtocolError::bad_request(format!("{field}: expected an unsigned integer in range"))
+        })
+}
+
+fn id(value: Option<Value>) -> Result<Option<Id<'static>>, ProtocolError> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(Id::Str(Cow::Owned(s)))),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|n| Some(Id::Num(n)))
+            .ok_or_else(|| ProtocolError::bad_request("id: expected an unsigned integer")),
+        Some(_) => Err(ProtocolError::bad_request(
+            "id: expected an unsigned integer or a string",
+        )),
+    }
+}

@@ -1,0 +1,167 @@
+//! The request envelope both codecs fill with raw field values, checked here into a [`Request`].
+
+use std::borrow::Cow;
+
+use crate::error::{DecodeError, ErrorCode, ProtocolError};
+use crate::format::Format;
+use crate::message::{Command, Id, RawData, Request, MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN};
+
+/// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
+const MAX_QUOTED_CMD: usize = 64;
+
+/// One field's value exactly as a codec found it, with the typed reads the envelope needs.
+pub(crate) trait FieldValue<'a>: Copy {
+    /// Reads an `id`: an unsigned integer or a string of at most [`MAX_ID_LEN`] bytes.
+    /// Errors name the field (`id: ...`).
+    fn id(self) -> Result<Id<'a>, ProtocolError>;
+    /// Reads a string, borrowed from the input when it can be; the error is the reason
+    /// (`expected a string`), without the field name.
+    fn string(self) -> Result<Cow<'a, str>, &'static str>;
+    /// Reads a boolean, `None` when the value is not one.
+    fn boolean(self) -> Option<bool>;
+    /// Checks a `data` value and wraps it. Errors name the field (`data: ...`).
+    fn data(self) -> Result<RawData<'a>, ProtocolError>;
+}
+
+/// The known fields of a request, each as found (unknown fields are not kept).
+pub(crate) struct Envelope<V> {
+    pub(crate) id: Option<V>,
+    pub(crate) cmd: Option<V>,
+    pub(crate) token: Option<V>,
+    pub(crate) room: Option<V>,
+    pub(crate) event: Option<V>,
+    pub(crate) to: Option<V>,
+    pub(crate) data: Option<V>,
+    pub(crate) echo: Option<V>,
+}
+
+impl<V> Envelope<V> {
+    /// An envelope with no field seen yet.
+    pub(crate) const fn new() -> Self {
+        Envelope {
+            id: None,
+            cmd: None,
+            token: None,
+            room: None,
+            event: None,
+            to: None,
+            data: None,
+            echo: None,
+        }
+    }
+}
+
+impl<'a, V: FieldValue<'a>> Envelope<V> {
+    /// The request's id when present and valid: what an error about the rest can carry.
+    pub(crate) fn valid_id(&self) -> Option<Id<'a>> {
+        self.id.and_then(|v| v.id().ok())
+    }
+
+    /// Checks the fields into a request. The id is read first, so that any later error
+    /// carries it.
+    pub(crate) fn into_request(self, format: Format) -> Result<Request<'a>, DecodeError<'a>> {
+        let id = match self.id {
+            None => None,
+            Some(v) => Some(v.id().map_err(|error| DecodeError { id: None, error })?),
+        };
+        match self.command(format) {
+            Ok(command) => Ok(Request { id, command }),
+            Err(error) => Err(DecodeError { id, error }),
+        }
+    }
+
+    fn command(&self, format: Format) -> Result<Command<'a>, ProtocolError> {
+        let cmd = self
+            .cmd
+            .ok_or_else(|| ProtocolError::bad_request("cmd: missing"))?
+            .string()
+            .map_err(|why| field_error("cmd", why))?;
+        // `data`, when present, must be valid whatever the command.
+        let data = match self.data {
+            Some(v) => v.data()?,
+            None => RawData::null(format),
+        };
+        let command = match &*cmd {
+            "auth" => Command::Auth {
+                token: name(self.token, "token", MAX_TOKEN_LEN)?,
+            },
+            "join" => Command::Join {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+            },
+            "leave" => Command::Leave {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+            },
+            "publish" => Command::Publish {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+                event: name(self.event, "event", MAX_NAME_LEN)?,
+                data,
+                echo: echo(self.echo)?,
+            },
+            "send" => Command::Send {
+                to: name(self.to, "to", MAX_NAME_LEN)?,
+                event: name(self.event, "event", MAX_NAME_LEN)?,
+                data,
+                echo: echo(self.echo)?,
+            },
+            "ping" => Command::Ping,
+            other => {
+                let quoted: String = other.chars().take(MAX_QUOTED_CMD).collect();
+                return Err(ProtocolError::new(
+                    ErrorCode::UnknownCommand,
+                    format!("unknown command `{quoted}`"),
+                ));
+            }
+        };
+        Ok(command)
+    }
+}
+
+/// Checks the id limits shared by both codecs on an already-read string id.
+pub(crate) fn string_id(s: Cow<'_, str>) -> Result<Id<'_>, ProtocolError> {
+    if s.len() > MAX_ID_LEN {
+        return Err(ProtocolError::bad_request(format!(
+            "id: longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(Id::Str(s))
+}
+
+/// The error for an id of the wrong type.
+pub(crate) fn id_type_error() -> ProtocolError {
+    ProtocolError::bad_request("id: expected an unsigned integer or a string")
+}
+
+/// A required, non-empty string field of at most `max` bytes.
+fn name<'a, V: FieldValue<'a>>(
+    value: Option<V>,
+    field: &'static str,
+    max: usize,
+) -> Result<Cow<'a, str>, ProtocolError> {
+    let s = value
+        .ok_or_else(|| field_error(field, "missing"))?
+        .string()
+        .map_err(|why| field_error(field, why))?;
+    if s.is_empty() {
+        return Err(field_error(field, "empty"));
+    }
+    if s.len() > max {
+        return Err(ProtocolError::bad_request(format!(
+            "{field}: longer than {max} bytes"
+        )));
+    }
+    Ok(s)
+}
+
+/// The optional `echo` flag, false when absent.
+fn echo<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<bool, ProtocolError> {
+    match value {
+        None => Ok(false),
+        Some(v) => v
+            .boolean()
+            .ok_or_else(|| ProtocolError::bad_request("echo: expected a boolean")),
+    }
+}
+
+fn field_error(field: &str, why: &str) -> ProtocolError {
+    ProtocolError::bad_request(format!("{field}: {why}"))
+}
