@@ -544,3 +544,367 @@ pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage
         rmp_serde::from_slice(payload).map_err(|e| malformed(&e.to_string()))?;
     crate::client::from_value(value)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn hex(s: &str) -> Vec<u8> {
+        hex::decode(s.replace(' ', "")).unwrap()
+    }
+
+    /// A map from `(key, encoded value)` pairs.
+    fn map(fields: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode::write_map_len(&mut out, fields.len() as u32).unwrap();
+        for (k, v) in fields {
+            encode::write_str(&mut out, k).unwrap();
+            out.extend_from_slice(v);
+        }
+        out
+    }
+
+    fn s(v: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode::write_str(&mut out, v).unwrap();
+        out
+    }
+
+    fn bad(input: &[u8]) -> (Option<Id<'_>>, ErrorCode, String) {
+        let e = decode_request(input).unwrap_err();
+        (e.id, e.error.code, e.error.message.into_owned())
+    }
+
+    #[test]
+    fn decodes_publish_borrowing_strings_and_data() {
+        let data = hex("81 a1 61 92 01 cb 40 04 00 00 00 00 00 00"); // {"a":[1,2.5]}
+        let input = map(&[
+            ("zz", &hex("c4 02 00 01")), // unknown field: any value, even bin
+            ("cmd", &s("publish")),
+            ("id", &hex("cd 01 00")),
+            ("room", &s("lobby")),
+            ("event", &s("msg")),
+            ("data", &data),
+            ("echo", &[0xc3]),
+        ]);
+        let req = decode_request(&input).unwrap();
+        assert_eq!(req.id, Some(Id::Num(256)));
+        let Command::Publish {
+            room,
+            event,
+            data: raw,
+            echo,
+        } = req.command
+        else {
+            panic!("not a publish");
+        };
+        assert!(matches!(room, Cow::Borrowed("lobby")));
+        assert!(matches!(event, Cow::Borrowed("msg")));
+        assert_eq!((raw.format(), raw.bytes()), (Format::MsgPack, &data[..]));
+        assert!(echo);
+    }
+
+    #[test]
+    fn ids_of_every_width() {
+        for (bytes, id) in [
+            (hex("07"), Id::Num(7)),
+            (hex("cc ff"), Id::Num(255)),
+            (hex("cf ff ff ff ff ff ff ff ff"), Id::Num(u64::MAX)),
+            (hex("d0 05"), Id::Num(5)),
+            (hex("d3 00 00 00 00 00 00 00 09"), Id::Num(9)),
+            (s("abc"), Id::Str("abc".into())),
+        ] {
+            let input = map(&[("cmd", &s("ping")), ("id", &bytes)]);
+            assert_eq!(decode_request(&input).unwrap().id, Some(id));
+        }
+        for bytes in [
+            hex("ff"),
+            hex("d0 ff"),
+            hex("c0"),
+            hex("c3"),
+            hex("cb 3f f0 00 00 00 00 00 00"),
+            s(&"x".repeat(65)),
+        ] {
+            let input = map(&[("cmd", &s("dance")), ("id", &bytes)]);
+            let (id, code, msg) = bad(&input);
+            assert_eq!((id, code), (None, ErrorCode::BadRequest));
+            assert!(msg.starts_with("id: "), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refuses_with_field_named_messages_and_keeps_the_id() {
+        let id: &[u8] = &[0x07];
+        let cases: Vec<(Vec<u8>, ErrorCode, &str)> = vec![
+            (map(&[("id", id)]), ErrorCode::BadRequest, "cmd: missing"),
+            (
+                map(&[("id", id), ("cmd", &[0x01])]),
+                ErrorCode::BadRequest,
+                "cmd: expected a string",
+            ),
+            (
+                map(&[("id", id), ("cmd", &s("dance"))]),
+                ErrorCode::UnknownCommand,
+                "unknown command `dance`",
+            ),
+            (
+                map(&[("id", id), ("cmd", &s("join")), ("room", &[0x01])]),
+                ErrorCode::BadRequest,
+                "room: expected a string",
+            ),
+            (
+                map(&[("id", id), ("cmd", &s("join")), ("room", &hex("a2 ff fe"))]),
+                ErrorCode::BadRequest,
+                "room: invalid UTF-8",
+            ),
+            (
+                map(&[("id", id), ("cmd", &s("join")), ("room", &s(""))]),
+                ErrorCode::BadRequest,
+                "room: empty",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("join")),
+                    ("room", &s(&"r".repeat(129))),
+                ]),
+                ErrorCode::BadRequest,
+                "room: longer than 128 bytes",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("room", &s("r")),
+                    ("event", &s("e")),
+                    ("echo", &[0x01]),
+                ]),
+                ErrorCode::BadRequest,
+                "echo: expected a boolean",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("join")),
+                    ("room", &s("a")),
+                    ("room", &s("b")),
+                ]),
+                ErrorCode::BadRequest,
+                "duplicate field `room`",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &hex("c4 01 00")),
+                ]),
+                ErrorCode::BadRequest,
+                "data: MessagePack bin/ext types are not supported",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &hex("d4 01 00")),
+                ]),
+                ErrorCode::BadRequest,
+                "data: MessagePack bin/ext types are not supported",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &hex("c7 01 05 00")),
+                ]),
+                ErrorCode::BadRequest,
+                "data: MessagePack bin/ext types are not supported",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &hex("81 01 02")),
+                ]),
+                ErrorCode::BadRequest,
+                "data: map keys must be strings",
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &hex("91 a1 ff")),
+                ]),
+                ErrorCode::BadRequest,
+                "data: invalid UTF-8 in a string",
+            ),
+            (
+                map(&[("id", id), ("cmd", &s("publish")), ("data", &hex("c1"))]),
+                ErrorCode::BadRequest,
+                "malformed MessagePack: invalid marker 0xc1",
+            ),
+        ];
+        for (input, code, message) in cases {
+            let (got_id, got_code, msg) = bad(&input);
+            assert_eq!(
+                (got_id, got_code, msg.as_str()),
+                (Some(Id::Num(7)), code, message),
+                "{}",
+                hex::encode(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_input() {
+        for (input, message) in [
+            (hex(""), "malformed MessagePack: unexpected end of input"),
+            (hex("91 a0"), "expected a MessagePack map"),
+            (hex("a4 70 69 6e 67"), "expected a MessagePack map"),
+            (
+                hex("82 a3 63 6d 64"),
+                "malformed MessagePack: unexpected end of input",
+            ),
+            (hex("81 01 02"), "map keys must be strings"),
+            (
+                hex("80 c0"),
+                "malformed MessagePack: trailing bytes after the message",
+            ),
+            (
+                hex("df ff ff ff ff 00"),
+                "malformed MessagePack: map of 4294967295 entries in 1 remaining bytes",
+            ),
+            (
+                hex("81 a4 64 61 74 61 dd 7f ff ff ff"),
+                "malformed MessagePack: array of 2147483647 elements in 0 remaining bytes",
+            ),
+            (
+                hex("81 a4 64 61 74 61 db ff ff ff ff"),
+                "malformed MessagePack: unexpected end of input",
+            ),
+            (
+                hex("81 a4 64 61 74 61 df ff ff ff ff"),
+                "malformed MessagePack: map of 4294967295 entries in 0 remaining bytes",
+            ),
+            (
+                hex("81 a1 7a c9 ff ff ff ff"),
+                "malformed MessagePack: unexpected end of input",
+            ),
+        ] {
+            let (id, code, msg) = bad(&input);
+            assert_eq!(
+                (id, code, msg.as_str()),
+                (None, ErrorCode::BadRequest, message),
+                "{}",
+                hex::encode(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_after_the_id_still_carries_it() {
+        let mut input = map(&[
+            ("id", &[0x2a]),
+            ("cmd", &s("publish")),
+            ("data", &hex("92 01 02")),
+        ]);
+        input.pop();
+        let (id, code, _) = bad(&input);
+        assert_eq!((id, code), (Some(Id::Num(42)), ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn limits_depth_in_data_and_unknown_fields() {
+        let nest = |n: usize| {
+            let mut v = vec![0x91; n];
+            v.push(0xc0);
+            v
+        };
+        let publish = |field: &str, d: &[u8]| {
+            map(&[
+                ("cmd", &s("publish")),
+                ("room", &s("r")),
+                ("event", &s("e")),
+                (field, d),
+            ])
+        };
+        assert!(decode_request(&publish("data", &nest(64))).is_ok());
+        assert_eq!(
+            bad(&publish("data", &nest(65))).2,
+            "data: nested deeper than 64"
+        );
+        assert!(decode_request(&publish("x", &nest(64))).is_ok());
+        assert_eq!(
+            bad(&publish("x", &nest(100_000))).2,
+            "malformed MessagePack: nested deeper than 64"
+        );
+    }
+
+    #[test]
+    fn huge_claimed_lengths_fail_without_allocating() {
+        // 10 bytes claiming 2^32-1 entries/elements at several places.
+        for input in [
+            hex("df ff ff ff ff a1 61 c0 c0 c0"),
+            hex("81 a4 64 61 74 61 dd ff ff ff"),
+            hex("81 a1 78 dd ff ff ff ff 00 00"),
+            hex("81 a1 78 db ff ff ff ff 00 00"),
+            hex("81 a1 78 c6 ff ff ff ff 00 00"),
+        ] {
+            assert_eq!(bad(&input).1, ErrorCode::BadRequest);
+        }
+    }
+
+    #[test]
+    fn never_panics_on_pseudo_random_input() {
+        // A tiny LCG; inputs are biased toward interesting markers so that some get deep.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32
+        };
+        let interesting = [
+            0x80, 0x81, 0x91, 0xa3, 0xc0, 0xc4, 0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xff,
+        ];
+        let mut ok = 0;
+        for i in 0..10_000 {
+            let len = (next() % 48) as usize;
+            let mut input: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 3 == 0 {
+                        interesting[(r as usize / 3) % interesting.len()]
+                    } else {
+                        (r >> 8) as u8
+                    }
+                })
+                .collect();
+            if i % 2 == 0 && !input.is_empty() {
+                input[0] = 0x80 | (input[0] & 0x0f);
+            }
+            if decode_request(&input).is_ok() {
+                ok += 1;
+            }
+            let _ = validate_data(&input);
+            let _ = decode_server_message(&input);
+        }
+        assert!(ok < 10_000);
+    }
+
+    #[test]
+    fn encodes_compactly() {
+        let mut out = Vec::new();
+        encode_server_message(&ServerMessage::Reply { id: Id::Num(5) }, &mut out).unwrap();
+        assert_eq!(hex::encode(&out), "82a474797065a57265706c79a2696405");
+        out.clear();
+        let req = Request {
+            id: None,
+            command: Command::Ping,
+        };
+        encode_request(&req, &mut out).unwrap();
+        assert_eq!(hex::encode(&out), "81a3636d64a470696e67");
+    }
+}

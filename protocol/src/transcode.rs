@@ -52,3 +52,108 @@ fn msgpack_to_json(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let mut ser = serde_json::Serializer::new(&mut *out);
     serde_transcode::transcode(&mut de, &mut ser).map_err(|e| EncodeError(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn to(format: Format, data: RawData<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        transcode(data, format, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn json_to_msgpack_to_json_is_exact() {
+        for text in [
+            "null",
+            "true",
+            "0",
+            "-1",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "2.5",
+            "-0.125",
+            "1e+300",
+            r#""a\"b\\c\n\u0001é🎉""#,
+            "[]",
+            "{}",
+            r#"{"a":[1,2.5,"x",null,true]}"#,
+            r#"{"nested":{"deep":[[[{"k":"v"}]]]},"n":-42,"big":4294967296}"#,
+        ] {
+            let json = RawData::validate(Format::Json, text.as_bytes()).unwrap();
+            let mp = to(Format::MsgPack, json);
+            let mp = RawData::validate(Format::MsgPack, &mp).unwrap();
+            assert_eq!(to(Format::Json, mp), text.as_bytes(), "{text}");
+            assert_eq!(to(Format::Json, json), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn msgpack_to_json_to_msgpack_is_exact_for_compact_input() {
+        for h in [
+            "81a161950102a3786978c0c3", // {"a":[1,2,"xix",null,true]}
+            "cf ffffffffffffffff",
+            "d3 8000000000000000",
+            "cb 4004000000000000",
+            "90",
+            "80",
+        ] {
+            let bytes = hex::decode(h.replace(' ', "")).unwrap();
+            let mp = RawData::validate(Format::MsgPack, &bytes).unwrap();
+            let json = to(Format::Json, mp);
+            let json = RawData::validate(Format::Json, &json).unwrap();
+            assert_eq!(to(Format::MsgPack, json), bytes, "{h}");
+        }
+    }
+
+    #[test]
+    fn msgpack_specials() {
+        let cases = [
+            ("cb7ff8000000000000", "null"), // f64 NaN
+            ("cb7ff0000000000000", "null"), // f64 +inf
+            ("ca7f800000", "null"),         // f32 +inf
+            ("ca40200000", "2.5"),          // f32
+            ("d0ff", "-1"),                 // int8
+            ("d1ff00", "-256"),             // int16
+            ("cc80", "128"),                // uint8
+        ];
+        for (h, json) in cases {
+            let bytes = hex::decode(h).unwrap();
+            let mp = RawData::validate(Format::MsgPack, &bytes).unwrap();
+            assert_eq!(
+                String::from_utf8(to(Format::Json, mp)).unwrap(),
+                json,
+                "{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_refuses_bad_values() {
+        for (format, bytes) in [
+            (Format::Json, &b"{"[..]),
+            (Format::Json, b"1 2"),
+            (Format::Json, b""),
+            (Format::MsgPack, &[0x92, 0x01][..]),
+            (Format::MsgPack, &[0x01, 0x02]),
+            (Format::MsgPack, &[0xc4, 0x00]),
+            (Format::MsgPack, &[]),
+        ] {
+            let e = RawData::validate(format, bytes).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest);
+        }
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(RawData::validate(Format::Json, deep.as_bytes()).is_err());
+        assert!(RawData::validate(Format::Json, b" [1] ").is_ok());
+    }
+
+    #[test]
+    fn same_format_is_a_copy() {
+        let d = RawData::trusted(Format::Json, b"[1,2]");
+        assert_eq!(to(Format::Json, d), b"[1,2]");
+    }
+}
