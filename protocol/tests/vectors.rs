@@ -1,0 +1,723 @@
+//! The golden vectors in `vectors/`: exact wire bytes, in both encodings, for every client
+//! request and server message, and inputs that must be refused. The files are the
+//! specification: these tests fail if the codec changes a single byte.
+//!
+//! `cargo test -p wsgate-protocol --test vectors -- --ignored regenerate` rewrites the files from
+//! the sources listed at the bottom of this file; review the diff before committing it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use wsgate_protocol::{
+    decode_request, decode_server_message, encode_request, encode_server_message, Command,
+    ErrorCode, Format, Heartbeat, Id, Limits, OwnedServerMessage, RawData, Request, ServerMessage,
+    Welcome,
+};
+
+#[derive(Serialize, Deserialize)]
+struct Vector {
+    name: String,
+    description: String,
+    json: String,
+    msgpack_hex: String,
+    /// For server events whose `data` came in as MessagePack: those exact `data` bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_msgpack_hex: Option<String>,
+    logical: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Invalid {
+    name: String,
+    format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_hex: Option<String>,
+    code: String,
+    id: Value,
+}
+
+fn path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("vectors")
+        .join(file)
+}
+
+fn load<T: for<'de> Deserialize<'de>>(file: &str) -> Vec<T> {
+    let text = std::fs::read_to_string(path(file)).expect("vector file");
+    serde_json::from_str(&text).expect("vector file is valid JSON")
+}
+
+fn id_value(id: &Option<Id<'_>>) -> Option<Value> {
+    id.as_ref().map(|id| match id {
+        Id::Num(n) => json!(n),
+        Id::Str(s) => json!(s),
+    })
+}
+
+fn id_from(v: &Value) -> Option<Id<'static>> {
+    match v {
+        Value::Null => None,
+        Value::Number(n) => Some(Id::Num(n.as_u64().unwrap())),
+        Value::String(s) => Some(Id::Str(s.clone().into())),
+        other => panic!("bad id {other}"),
+    }
+}
+
+fn data_value(data: RawData<'_>) -> Value {
+    let mut out = Vec::new();
+    wsgate_protocol::transcode(data, Format::Json, &mut out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// The logical form of a request, built field by field (not through the encoder).
+fn logical_request(req: &Request<'_>) -> Value {
+    let mut obj = serde_json::Map::new();
+    obj.insert("cmd".into(), json!(req.command.name()));
+    if let Some(id) = id_value(&req.id) {
+        obj.insert("id".into(), id);
+    }
+    match &req.command {
+        Command::Auth { token } => {
+            obj.insert("token".into(), json!(token));
+        }
+        Command::Join { room } | Command::Leave { room } => {
+            obj.insert("room".into(), json!(room));
+        }
+        Command::Publish {
+            room,
+            event,
+            data,
+            echo,
+        } => {
+            obj.insert("room".into(), json!(room));
+            obj.insert("event".into(), json!(event));
+            obj.insert("data".into(), data_value(*data));
+            if *echo {
+                obj.insert("echo".into(), json!(true));
+            }
+        }
+        Command::Send {
+            to,
+            event,
+            data,
+            echo,
+        } => {
+            obj.insert("to".into(), json!(to));
+            obj.insert("event".into(), json!(event));
+            obj.insert("data".into(), data_value(*data));
+            if *echo {
+                obj.insert("echo".into(), json!(true));
+            }
+        }
+        Command::Ping => {}
+    }
+    Value::Object(obj)
+}
+
+fn encode_req(format: Format, req: &Request<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_request(format, req, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn client_vectors() {
+    let vectors: Vec<Vector> = load("client.json");
+    assert!(vectors.len() >= 15);
+    let mut seen = std::collections::HashSet::new();
+    for v in &vectors {
+        let mp = hex::decode(&v.msgpack_hex).unwrap();
+        let from_json = decode_request(Format::Json, v.json.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
+        let from_mp =
+            decode_request(Format::MsgPack, &mp).unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
+        assert_eq!(logical_request(&from_json), v.logical, "{} (json)", v.name);
+        assert_eq!(logical_request(&from_mp), v.logical, "{} (msgpack)", v.name);
+        for req in [&from_json, &from_mp] {
+            assert_eq!(
+                String::from_utf8(encode_req(Format::Json, req)).unwrap(),
+                v.json,
+                "{}",
+                v.name
+            );
+            assert_eq!(
+                hex::encode(encode_req(Format::MsgPack, req)),
+                v.msgpack_hex,
+                "{}",
+                v.name
+            );
+        }
+        seen.insert(from_json.command.name());
+    }
+    assert_eq!(seen.len(), 6, "every command has a vector");
+}
+
+/// Everything a [`ServerMessage`] borrows, owned by the test.
+struct ServerParts {
+    logical: Value,
+    data: Vec<u8>,
+    data_format: Format,
+}
+
+impl ServerParts {
+    fn new(v: &Vector) -> Self {
+        let (data, data_format) = match (&v.data_msgpack_hex, v.logical.get("data")) {
+            (Some(h), _) => (hex::decode(h).unwrap(), Format::MsgPack),
+            (None, Some(d)) => (serde_json::to_vec(d).unwrap(), Format::Json),
+            (None, None) => (Vec::new(), Format::Json),
+        };
+        ServerParts {
+            logical: v.logical.clone(),
+            data,
+            data_format,
+        }
+    }
+
+    fn message(&self) -> ServerMessage<'_> {
+        let l = &self.logical;
+        let s = |k: &str| l[k].as_str().unwrap();
+        let opt = |k: &str| l.get(k).map(|v| v.as_str().unwrap());
+        let n = |v: &Value| v.as_u64().unwrap();
+        match s("type") {
+            "welcome" => ServerMessage::Welcome(Welcome {
+                user: s("user"),
+                conn: s("conn"),
+                session: s("session"),
+                shard: n(&l["shard"]) as u32,
+                heartbeat: Heartbeat {
+                    interval_ms: n(&l["heartbeat"]["interval_ms"]),
+                    timeout_ms: n(&l["heartbeat"]["timeout_ms"]),
+                },
+                limits: Limits {
+                    max_message_bytes: n(&l["limits"]["max_message_bytes"]),
+                    rate_per_sec: n(&l["limits"]["rate_per_sec"]) as u32,
+                    rate_burst: n(&l["limits"]["rate_burst"]) as u32,
+                    max_rooms: n(&l["limits"]["max_rooms"]) as u32,
+                },
+            }),
+            "reply" => ServerMessage::Reply {
+                id: borrowed_id(&l["id"]).unwrap(),
+            },
+            "error" => ServerMessage::Error {
+                id: l.get("id").and_then(borrowed_id),
+                code: ErrorCode::parse(s("code")).unwrap(),
+                message: s("message"),
+            },
+            "event" => ServerMessage::Event {
+                event: s("event"),
+                room: opt("room"),
+                from: opt("from"),
+                data: RawData::validate(self.data_format, &self.data).unwrap(),
+            },
+            other => panic!("unknown type {other}"),
+        }
+    }
+
+    fn owned(&self) -> OwnedServerMessage {
+        let l = &self.logical;
+        match self.message() {
+            ServerMessage::Welcome(w) => OwnedServerMessage::Welcome {
+                user: w.user.into(),
+                conn: w.conn.into(),
+                session: w.session.into(),
+                shard: w.shard,
+                heartbeat: w.heartbeat,
+                limits: w.limits,
+            },
+            ServerMessage::Reply { id } => OwnedServerMessage::Reply {
+                id: id.into_owned(),
+            },
+            ServerMessage::Error { id, code, message } => OwnedServerMessage::Error {
+                id: id.map(Id::into_owned),
+                code: code.as_str().into(),
+                message: message.into(),
+            },
+            ServerMessage::Event {
+                event, room, from, ..
+            } => OwnedServerMessage::Event {
+                event: event.into(),
+                room: room.map(Into::into),
+                from: from.map(Into::into),
+                data: l["data"].clone(),
+            },
+        }
+    }
+}
+
+fn borrowed_id(v: &Value) -> Option<Id<'_>> {
+    match v {
+        Value::Number(n) => Some(Id::Num(n.as_u64().unwrap())),
+        Value::String(s) => Some(Id::Str(s.as_str().into())),
+        _ => None,
+    }
+}
+
+fn encode_msg(format: Format, msg: &ServerMessage<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_server_message(format, msg, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn server_vectors() {
+    let vectors: Vec<Vector> = load("server.json");
+    let mut types = std::collections::HashSet::new();
+    for v in &vectors {
+        let parts = ServerParts::new(v);
+        let msg = parts.message();
+        assert_eq!(
+            String::from_utf8(encode_msg(Format::Json, &msg)).unwrap(),
+            v.json,
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            hex::encode(encode_msg(Format::MsgPack, &msg)),
+            v.msgpack_hex,
+            "{}",
+            v.name
+        );
+        let mp = hex::decode(&v.msgpack_hex).unwrap();
+        let from_json = decode_server_message(Format::Json, v.json.as_bytes()).unwrap();
+        let from_mp = decode_server_message(Format::MsgPack, &mp).unwrap();
+        assert_eq!(from_json, from_mp, "{}", v.name);
+        assert_eq!(from_json, parts.owned(), "{}", v.name);
+        assert_eq!(serde_json::from_str::<Value>(&v.json).unwrap(), v.logical);
+        types.insert(v.logical["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(types.len(), 4, "every server message type has a vector");
+}
+
+#[test]
+fn invalid_vectors() {
+    let vectors: Vec<Invalid> = load("invalid.json");
+    for v in &vectors {
+        let bytes = match (&v.input, &v.input_hex) {
+            (Some(text), None) => text.clone().into_bytes(),
+            (None, Some(h)) => hex::decode(h).unwrap(),
+            _ => panic!("{}: exactly one of input and input_hex", v.name),
+        };
+        let format = match v.format.as_str() {
+            "json" => Format::Json,
+            "msgpack" => Format::MsgPack,
+            other => panic!("{}: format {other}", v.name),
+        };
+        let err = decode_request(format, &bytes).expect_err(&v.name);
+        assert_eq!(err.error.code.as_str(), v.code, "{}: {}", v.name, err.error);
+        assert_eq!(err.id, id_from(&v.id), "{}", v.name);
+    }
+}
+
+#[test]
+fn unknown_server_type_is_refused() {
+    let e = decode_server_message(Format::Json, br#"{"type":"party"}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+}
+
+// ---- the sources the vector files were generated from --------------------------------------
+
+const CLIENT: &[(&str, &str, &str)] = &[
+    (
+        "auth",
+        "auth with a numeric id",
+        r#"{"cmd":"auth","id":1,"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"}"#,
+    ),
+    (
+        "auth_no_id",
+        "auth without id: no reply on success (the welcome follows)",
+        r#"{"cmd":"auth","token":"t0k3n"}"#,
+    ),
+    (
+        "join",
+        "join with a numeric id",
+        r#"{"cmd":"join","id":2,"room":"lobby"}"#,
+    ),
+    (
+        "join_string_id",
+        "join with a string id",
+        r#"{"cmd":"join","id":"req-7","room":"chess:42"}"#,
+    ),
+    (
+        "join_no_id",
+        "join without id",
+        r#"{"cmd":"join","room":"lobby"}"#,
+    ),
+    (
+        "leave",
+        "leave with a numeric id",
+        r#"{"cmd":"leave","id":3,"room":"lobby"}"#,
+    ),
+    (
+        "leave_string_id",
+        "leave with a string id",
+        r#"{"cmd":"leave","id":"x","room":"lobby"}"#,
+    ),
+    (
+        "publish",
+        "publish an object",
+        r#"{"cmd":"publish","id":4,"room":"lobby","event":"chat","data":{"text":"hi"}}"#,
+    ),
+    (
+        "publish_echo",
+        "publish delivered to the sender too",
+        r#"{"cmd":"publish","id":5,"room":"lobby","event":"chat","data":{"text":"hi"},"echo":true}"#,
+    ),
+    (
+        "publish_no_id",
+        "publish without id; data null",
+        r#"{"cmd":"publish","room":"lobby","event":"tick","data":null}"#,
+    ),
+    (
+        "publish_nested",
+        "publish nested data: arrays, floats, extreme integers",
+        r#"{"cmd":"publish","id":"n1","room":"lobby","event":"state","data":{"a":[1,2.5,"x",null,true,false,{"b":[[-7]]}],"big":18446744073709551615,"neg":-9223372036854775808}}"#,
+    ),
+    (
+        "publish_escapes",
+        "strings needing escapes, and non-ASCII",
+        r#"{"cmd":"publish","id":6,"room":"a\"b\\c","event":"line\nbreak\ttab\u0001","data":"quote \" backslash \\ control \u001f é 🎉"}"#,
+    ),
+    (
+        "send",
+        "send to a user",
+        r#"{"cmd":"send","id":7,"to":"user-2","event":"dm","data":{"text":"psst"}}"#,
+    ),
+    (
+        "send_echo",
+        "send, echoed to the sender's own connection",
+        r#"{"cmd":"send","id":"s-1","to":"user-2","event":"dm","data":[1,2,3],"echo":true}"#,
+    ),
+    (
+        "send_no_id",
+        "send without id",
+        r#"{"cmd":"send","to":"user-2","event":"typing","data":true}"#,
+    ),
+    ("ping", "ping with a numeric id", r#"{"cmd":"ping","id":8}"#),
+    (
+        "ping_string_id",
+        "ping with a string id",
+        r#"{"cmd":"ping","id":"p"}"#,
+    ),
+    (
+        "ping_no_id",
+        "ping without id: no answer",
+        r#"{"cmd":"ping"}"#,
+    ),
+    (
+        "ping_max_id",
+        "the largest numeric id",
+        r#"{"cmd":"ping","id":18446744073709551615}"#,
+    ),
+];
+
+/// (name, description, json, data as MessagePack hex when it originates from a MessagePack client)
+const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
+    ("welcome", "sent once the connection is authenticated", r#"{"type":"welcome","user":"u1","conn":"c-00000001","session":"s-9f2c","shard":3,"heartbeat":{"interval_ms":25000,"timeout_ms":20000},"limits":{"max_message_bytes":1048576,"rate_per_sec":50,"rate_burst":100,"max_rooms":100}}"#, None),
+    ("reply", "reply to a command with a numeric id", r#"{"type":"reply","id":4}"#, None),
+    ("reply_string_id", "reply to a command with a string id", r#"{"type":"reply","id":"req-7"}"#, None),
+    ("reply_max_id", "reply with the largest numeric id", r#"{"type":"reply","id":18446744073709551615}"#, None),
+    ("error", "error answering a command with an id", r#"{"type":"error","id":4,"code":"room.forbidden","message":"not a member of room \"lobby\""}"#, None),
+    ("error_string_id", "error answering a command with a string id", r#"{"type":"error","id":"req-7","code":"bad_request","message":"room: expected a string"}"#, None),
+    ("error_no_id", "error about a message with no (readable) id", r#"{"type":"error","code":"frame.too_large","message":"message larger than 1048576 bytes"}"#, None),
+    ("event_room", "a room event published by a user", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","data":{"text":"hi"}}"#, None),
+    ("event_user", "an event sent to a user by another user (send)", r#"{"type":"event","event":"dm","from":"u2","data":"psst"}"#, None),
+    ("event_backend", "an event pushed by the backend: no room, no from", r#"{"type":"event","event":"system","data":{"maintenance":true}}"#, None),
+    ("event_backend_room", "a backend event to a room: no from", r#"{"type":"event","event":"score","room":"chess:42","data":[1,0]}"#, None),
+    ("event_null_data", "an event without data", r#"{"type":"event","event":"tick","room":"lobby","from":"u1","data":null}"#, None),
+    ("event_msgpack_origin", "data published by a MessagePack client (f32, int8, uint64): JSON receivers get it transcoded", r#"{"type":"event","event":"m","room":"lobby","from":"u3","data":{"t":2.5,"n":-3,"big":18446744073709551615}}"#, Some("83a174ca40200000a16ed0fda3626967cfffffffffffffffff")),
+    ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
+];
+
+fn mp_map(fields: &[(&str, Vec<u8>)]) -> String {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
+    for (k, v) in fields {
+        rmp::encode::write_str(&mut out, k).unwrap();
+        out.extend_from_slice(v);
+    }
+    hex::encode(out)
+}
+
+fn mp_str(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_str(&mut out, s).unwrap();
+    out
+}
+
+fn invalid_sources() -> Vec<Invalid> {
+    let j = |name: &str, input: String, code: &str, id: Value| Invalid {
+        name: name.into(),
+        format: "json".into(),
+        input: Some(input),
+        input_hex: None,
+        code: code.into(),
+        id,
+    };
+    let m = |name: &str, input_hex: String, code: &str, id: Value| Invalid {
+        name: name.into(),
+        format: "msgpack".into(),
+        input: None,
+        input_hex: Some(input_hex),
+        code: code.into(),
+        id,
+    };
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let publish = |data: Vec<u8>| {
+        mp_map(&[
+            ("cmd", mp_str("publish")),
+            ("id", vec![1]),
+            ("room", mp_str("r")),
+            ("event", mp_str("e")),
+            ("data", data),
+        ])
+    };
+    let mut deep_mp = vec![0x91; 65];
+    deep_mp.push(0xc0);
+    vec![
+        j(
+            "json_malformed",
+            r#"{"cmd":"join","#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_trailing_data",
+            r#"{"cmd":"ping"} {}"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_not_object",
+            r#"["ping",1]"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_missing_cmd",
+            r#"{"id":1,"room":"lobby"}"#.into(),
+            "bad_request",
+            json!(1),
+        ),
+        j(
+            "json_cmd_not_string",
+            r#"{"id":"a","cmd":1}"#.into(),
+            "bad_request",
+            json!("a"),
+        ),
+        j(
+            "json_unknown_cmd",
+            r#"{"cmd":"dance","id":7}"#.into(),
+            "unknown_command",
+            json!(7),
+        ),
+        j(
+            "json_room_wrong_type",
+            r#"{"cmd":"join","id":8,"room":42}"#.into(),
+            "bad_request",
+            json!(8),
+        ),
+        j(
+            "json_room_empty",
+            r#"{"cmd":"join","id":8,"room":""}"#.into(),
+            "bad_request",
+            json!(8),
+        ),
+        j(
+            "json_room_too_long",
+            format!(r#"{{"cmd":"join","id":9,"room":"{}"}}"#, "r".repeat(129)),
+            "bad_request",
+            json!(9),
+        ),
+        j(
+            "json_token_missing",
+            r#"{"cmd":"auth","id":2}"#.into(),
+            "bad_request",
+            json!(2),
+        ),
+        j(
+            "json_echo_not_boolean",
+            r#"{"cmd":"publish","id":3,"room":"r","event":"e","echo":"yes"}"#.into(),
+            "bad_request",
+            json!(3),
+        ),
+        j(
+            "json_duplicate_field",
+            r#"{"cmd":"join","room":"a","room":"b"}"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_negative_id",
+            r#"{"cmd":"ping","id":-1}"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_float_id",
+            r#"{"cmd":"ping","id":1.5}"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_null_id",
+            r#"{"cmd":"ping","id":null}"#.into(),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_id_too_long",
+            format!(r#"{{"cmd":"ping","id":"{}"}}"#, "i".repeat(65)),
+            "bad_request",
+            Value::Null,
+        ),
+        j(
+            "json_data_depth_65",
+            format!(
+                r#"{{"cmd":"publish","id":10,"room":"r","event":"e","data":{}}}"#,
+                deep(65)
+            ),
+            "bad_request",
+            json!(10),
+        ),
+        m(
+            "msgpack_truncated",
+            "82a3636d64a470696e67a2".into(),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_truncated_after_id",
+            "83a2696407a3636d64a77075626c".into(),
+            "bad_request",
+            json!(7),
+        ),
+        m(
+            "msgpack_not_map",
+            "93a470696e670102".into(),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_trailing_bytes",
+            format!("{}c0", mp_map(&[("cmd", mp_str("ping"))])),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_lying_array_length",
+            "81a464617461dd7fffffff".into(),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_lying_map_length",
+            "df7fffffffa3636d64".into(),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_unknown_cmd",
+            mp_map(&[("cmd", mp_str("dance")), ("id", vec![7])]),
+            "unknown_command",
+            json!(7),
+        ),
+        m(
+            "msgpack_room_wrong_type",
+            mp_map(&[
+                ("cmd", mp_str("join")),
+                ("id", vec![8]),
+                ("room", vec![0x2a]),
+            ]),
+            "bad_request",
+            json!(8),
+        ),
+        m(
+            "msgpack_negative_id",
+            mp_map(&[("cmd", mp_str("ping")), ("id", vec![0xff])]),
+            "bad_request",
+            Value::Null,
+        ),
+        m(
+            "msgpack_bin_in_data",
+            publish(vec![0xc4, 0x02, 0x00, 0x01]),
+            "bad_request",
+            json!(1),
+        ),
+        m(
+            "msgpack_ext_in_data",
+            publish(vec![0xd4, 0x01, 0x00]),
+            "bad_request",
+            json!(1),
+        ),
+        m(
+            "msgpack_non_string_key_in_data",
+            publish(vec![0x81, 0x01, 0x02]),
+            "bad_request",
+            json!(1),
+        ),
+        m(
+            "msgpack_data_depth_65",
+            publish(deep_mp),
+            "bad_request",
+            json!(1),
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "rewrites the vector files; run on purpose and review the diff"]
+fn regenerate() {
+    let client: Vec<Vector> = CLIENT
+        .iter()
+        .map(|(name, description, text)| {
+            let req = decode_request(Format::Json, text.as_bytes()).unwrap();
+            let json = String::from_utf8(encode_req(Format::Json, &req)).unwrap();
+            assert_eq!(json, *text, "{name}: source is not in canonical form");
+            Vector {
+                name: (*name).into(),
+                description: (*description).into(),
+                json,
+                msgpack_hex: hex::encode(encode_req(Format::MsgPack, &req)),
+                data_msgpack_hex: None,
+                logical: serde_json::from_str(text).unwrap(),
+            }
+        })
+        .collect();
+    let server: Vec<Vector> = SERVER
+        .iter()
+        .map(|(name, description, text, data_hex)| {
+            let mut v = Vector {
+                name: (*name).into(),
+                description: (*description).into(),
+                json: String::new(),
+                msgpack_hex: String::new(),
+                data_msgpack_hex: data_hex.map(Into::into),
+                logical: serde_json::from_str(text).unwrap(),
+            };
+            let parts = ServerParts::new(&v);
+            let msg = parts.message();
+            v.json = String::from_utf8(encode_msg(Format::Json, &msg)).unwrap();
+            assert_eq!(v.json, *text, "{name}: source is not in canonical form");
+            v.msgpack_hex = hex::encode(encode_msg(Format::MsgPack, &msg));
+            v
+        })
+        .collect();
+    let write = |file: &str, value: String| std::fs::write(path(file), value + "\n").unwrap();
+    write(
+        "client.json",
+        serde_json::to_string_pretty(&client).unwrap(),
+    );
+    write(
+        "server.json",
+        serde_json::to_string_pretty(&server).unwrap(),
+    );
+    write(
+        "invalid.json",
+        serde_json::to_string_pretty(&invalid_sources()).unwrap(),
+    );
+}
