@@ -1,1 +1,25 @@
-//! x
+//! wsgate: a per-core sharded real-time WebSocket gateway speaking the native JSON/MessagePack
+//! protocol (see `protocol/PROTOCOL.md`), with JWT authentication, private messages and rooms.
+//!
+//! Start one with [`start`] and a [`Config`]; the `wsgate` binary does that from flags and
+//! environment variables.
+
+mod auth;
+mod cmd;
+pub mod config;
+mod connection;
+mod directory;
+mod handle;
+mod http;
+mod rate;
+mod router;
+mod server;
+mod shard;
+mod shutdown;
+mod stats;
+mod ws;
+
+pub use auth::{mint, mint_with_exp, KeyError, MintOptions};
+pub use config::Config;
+pub use server::{start, ServerHandle, StartError};
+pub use stats::{ShardStats, StatsSnapshot};

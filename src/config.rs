@@ -1,0 +1,252 @@
+//! Every configuration knob, in one place: each is a CLI flag and an environment variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// wsgate: a per-core sharded real-time WebSocket gateway.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// A subcommand; without one, the server runs.
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    /// Server settings.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// wsgate's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Mint an HS256 token signed with JWT_SECRET, for development and tests.
+    Token(TokenArgs),
+}
+
+/// Arguments of `wsgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Lifetime, e.g. `30s`, `15m`, `1h`, `7d`. Default: 1h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub exp: Duration,
+    /// Optional session id (`sid` claim).
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// Optional audience (`aud` claim).
+    #[arg(long)]
+    pub aud: Option<String>,
+    /// Optional issuer (`iss` claim).
+    #[arg(long)]
+    pub iss: Option<String>,
+}
+
+/// JWT signature algorithms wsgate accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret (`JWT_SECRET`).
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 SHA-256 with a public key (`JWT_PUBLIC_KEY_FILE`).
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 SHA-256 with a public key (`JWT_PUBLIC_KEY_FILE`).
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// The server's configuration. Each field's doc ends with its default.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Address to listen on. Default: 0.0.0.0.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// TCP port for WebSocket and HTTP; 0 picks a free port. Default: 3000.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Number of shards (threads, each with its own connections); 0 means one per core. Default: 0.
+    #[arg(long, env = "SHARDS", default_value_t = 0)]
+    pub shards: usize,
+
+    /// Shared secret for HS256 tokens. Without it (and without a public key) the server runs in
+    /// development mode with a random secret. Default: none.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file for RS256/ES256 tokens. Default: none.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Token algorithm: HS256 with JWT_SECRET; RS256 or ES256 with JWT_PUBLIC_KEY_FILE.
+    /// Default: HS256, or RS256 when only a public key file is given.
+    #[arg(long, env = "JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// Required `aud` claim, if set. Default: not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim, if set. Default: not checked.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Clock leeway for `exp` and `nbf`, in seconds. Default: 30.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+    /// Time a connection without a handshake token has to send `auth`. Default: 10s.
+    #[arg(long, env = "AUTH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// Interval between server pings. Default: 25s.
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Time after a ping within which a pong (or any frame) must arrive. Default: 20s.
+    #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// Largest message accepted (one frame, or fragments added up), in bytes. Default: 1048576.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+    /// Bound on one connection's queued outbound bytes; past it the connection is closed as a
+    /// slow consumer (4002). Each queued frame also counts 64 bytes of bookkeeping. Default: 4194304.
+    #[arg(long, env = "MAX_OUTBOUND_BYTES", default_value_t = 4 << 20)]
+    pub max_outbound_bytes: usize,
+    /// Sustained commands per second per connection (token bucket). Default: 100.
+    #[arg(long, env = "RATE_PER_SEC", default_value_t = 100)]
+    pub rate_per_sec: u32,
+    /// Commands allowed in a burst above the sustained rate. Default: 200.
+    #[arg(long, env = "RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+    /// Most rooms one connection may be in. Default: 100.
+    #[arg(long, env = "MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
+    pub max_rooms_per_connection: u32,
+    /// Most rooms on the server (rooms exist while they have members). Default: 100000.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 100_000)]
+    pub max_rooms: usize,
+    /// Most connections one user may hold at once. Default: 16.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: u32,
+    /// Most WebSocket connections on the server. Default: 1000000.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000)]
+    pub max_connections: usize,
+    /// Largest HTTP request head (request line and headers), in bytes. Default: 16384.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most HTTP request headers. Default: 64.
+    #[arg(long, env = "MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+    /// Time a client has to send its complete HTTP request head. Default: 10s.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Capacity of each shard's inbox of cross-shard deliveries, in messages; a full inbox makes
+    /// senders wait (nothing is dropped). Default: 65536.
+    #[arg(long, env = "SHARD_INBOX_CAPACITY", default_value_t = 65_536)]
+    pub shard_inbox_capacity: usize,
+    /// Deadline for a graceful shutdown (flush and close everyone with 1001). Default: 10s.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Cli::parse_from(["wsgate"]).config
+    }
+}
+
+impl Config {
+    /// A configuration for tests: all defaults, no environment read, port 0, loopback.
+    pub fn for_tests() -> Self {
+        let mut config = Cli::try_parse_from(["wsgate", "--port", "0", "--host", "127.0.0.1"])
+            .map(|cli| cli.config)
+            .unwrap_or_else(|e| panic!("default config must parse: {e}"));
+        // Tests must not depend on the environment of the machine running them.
+        config.jwt_secret = None;
+        config.jwt_public_key_file = None;
+        config.jwt_algorithm = None;
+        config.jwt_audience = None;
+        config.jwt_issuer = None;
+        config
+    }
+
+    /// The number of shards to run: `shards`, or one per core.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Checks the relations between knobs that clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_outbound_bytes < 2 * self.max_message_bytes {
+            return Err(format!(
+                "MAX_OUTBOUND_BYTES ({}) must be at least twice MAX_MESSAGE_BYTES ({})",
+                self.max_outbound_bytes, self.max_message_bytes
+            ));
+        }
+        if self.rate_per_sec == 0 || self.rate_burst == 0 {
+            return Err("RATE_PER_SEC and RATE_BURST must be positive".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
+            return Err("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive".into());
+        }
+        if self.shard_count() > 64 {
+            return Err("at most 64 shards".into());
+        }
+        if self.shard_inbox_capacity == 0 {
+            return Err("SHARD_INBOX_CAPACITY must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        "d" => n.saturating_mul(86_400_000),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::for_tests();
+        assert_eq!(c.max_message_bytes, 1 << 20);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(25));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn outbound_bound_must_cover_two_messages() {
+        let mut c = Config::for_tests();
+        c.max_outbound_bytes = c.max_message_bytes;
+        assert!(c.validate().is_err());
+    }
+}

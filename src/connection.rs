@@ -1,0 +1,334 @@
+//! One WebSocket connection's task: reads frames, runs commands, writes its queue, and closes
+//! with the right code. One task per connection, holding no buffer while idle.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::upgrade::UpgradeFut;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use wsgate_protocol::{
+    encode_server_message, ErrorCode, Format, Heartbeat, Id, Limits, ProtocolError, ServerMessage,
+    Welcome,
+};
+
+use crate::auth::Identity;
+use crate::handle::{ConnHandle, PushError};
+use crate::rate::{RateLimit, TokenBucket};
+use crate::router::opcode;
+use crate::server::{ConnPermit, UserSlot};
+use crate::shard::Shard;
+use crate::stats::ShardStats;
+use crate::ws::frame::{self, OpCode};
+use crate::ws::reader::{Incoming, Reader};
+
+/// How long, after sending a close frame, the server waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A connection's task state.
+pub(crate) struct Connection {
+    pub(crate) shard: Rc<Shard>,
+    pub(crate) handle: Rc<ConnHandle>,
+    stream: TcpStream,
+    reader: Reader,
+    bucket: TokenBucket,
+    /// Held while authenticated: one of the user's connection slots.
+    user_slot: Option<UserSlot>,
+    /// One of the server's connection slots.
+    _permit: ConnPermit,
+    /// The session id announced in `welcome`.
+    session: Option<String>,
+    /// A framing violation was seen: read and discard until the client goes.
+    read_failed: bool,
+    /// Our close frame is queued (or written).
+    close_sent: bool,
+    /// The client's close frame arrived.
+    peer_closed: bool,
+    /// Set once our close is written and we wait for the client's.
+    close_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// What woke the connection.
+enum Wake {
+    Readable(io::Result<()>),
+    Writable(io::Result<()>),
+    Outbound,
+    CloseDeadline,
+}
+
+/// Completes the upgrade and serves the connection until it closes.
+pub(crate) async fn run(
+    shard: Rc<Shard>,
+    upgrade: UpgradeFut,
+    format: Format,
+    identity: Option<(Identity, UserSlot)>,
+    permit: ConnPermit,
+) {
+    let ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
+    };
+    let upgraded = ws.into_inner().into_inner();
+    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
+    };
+    let cfg = &shard.shared.config;
+    let now = shard.now_ms();
+    let handle = Rc::new(ConnHandle::new(shard.next_conn_id(), format, now));
+    let mut conn = Connection {
+        reader: Reader::new(parts.read_buf, cfg.max_message_bytes),
+        stream: parts.io.into_inner(),
+        bucket: TokenBucket::new(rate_limit(&shard), now),
+        handle: handle.clone(),
+        user_slot: None,
+        _permit: permit,
+        session: None,
+        read_failed: false,
+        close_sent: false,
+        peer_closed: false,
+        close_deadline: None,
+        shard,
+    };
+    conn.shard.register(&handle);
+    match identity {
+        Some((identity, slot)) => conn.authenticate(identity, slot),
+        None => handle
+            .auth_deadline_ms
+            .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
+    }
+    if let Err(e) = conn.serve().await {
+        tracing::debug!(conn = handle.id, error = %e, "connection ended with an I/O error");
+    }
+    conn.finish();
+}
+
+fn rate_limit(shard: &Shard) -> RateLimit {
+    let cfg = &shard.shared.config;
+    RateLimit {
+        rate: cfg.rate_per_sec,
+        burst: cfg.rate_burst,
+    }
+}
+
+impl Connection {
+    async fn serve(&mut self) -> io::Result<()> {
+        loop {
+            self.flush()?;
+            if self.close_sent && !self.handle.has_output() {
+                if self.peer_closed {
+                    return Ok(());
+                }
+                if self.close_deadline.is_none() {
+                    self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                }
+            }
+            let want_write = self.handle.has_output();
+            let handle = self.handle.clone();
+            let wake = tokio::select! {
+                r = self.stream.readable() => Wake::Readable(r),
+                r = self.stream.writable(), if want_write => Wake::Writable(r),
+                () = poll_fn(|cx| handle.poll_outbound(cx)), if !want_write && !self.close_sent => {
+                    Wake::Outbound
+                }
+                () = async {
+                    if let Some(d) = self.close_deadline.as_mut() { d.await }
+                }, if self.close_deadline.is_some() => Wake::CloseDeadline,
+            };
+            match wake {
+                Wake::Readable(r) => {
+                    r?;
+                    if !self.on_readable().await? {
+                        return Ok(());
+                    }
+                }
+                Wake::Writable(r) => r?,
+                Wake::Outbound => {}
+                Wake::CloseDeadline => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads once and handles every complete item. `Ok(false)` at end of stream.
+    async fn on_readable(&mut self) -> io::Result<bool> {
+        match self.reader.read_from(&self.stream) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.reader.release_if_idle();
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        }
+        if self.read_failed {
+            self.reader.discard_all();
+            return Ok(true);
+        }
+        loop {
+            match self.reader.next() {
+                Ok(Some(item)) => self.on_incoming(item).await,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(conn = self.handle.id, error = %e, "closing on a framing error");
+                    self.read_failed = true;
+                    self.reader.discard_all();
+                    self.handle.close(e.close_code(), &e.to_string(), false);
+                    break;
+                }
+            }
+        }
+        self.reader.release_if_idle();
+        Ok(true)
+    }
+
+    async fn on_incoming(&mut self, item: Incoming) {
+        self.handle.last_seen_ms.set(self.shard.now_ms());
+        match item {
+            Incoming::Message { text, payload } => {
+                ShardStats::inc(&self.shard.stats().messages_in);
+                if self.handle.is_closing() {
+                    return; // after a close, data is ignored
+                }
+                if text != self.handle.format.is_text() {
+                    let msg = if text {
+                        "this connection speaks MessagePack: send binary frames"
+                    } else {
+                        "this connection speaks JSON: send text frames"
+                    };
+                    return self.send_error(None, &ProtocolError::bad_request(msg));
+                }
+                crate::cmd::dispatch(self, payload).await;
+            }
+            Incoming::Ping(payload) => self.push(frame::control(OpCode::Pong, &payload)),
+            Incoming::Pong => {}
+            Incoming::Close(code) => {
+                self.peer_closed = true;
+                self.handle.close(code.unwrap_or(1000), "", true);
+            }
+            Incoming::TooLarge => {
+                let max = self.shard.shared.config.max_message_bytes;
+                let msg = format!("message larger than {max} bytes discarded");
+                self.send_error(None, &ProtocolError::new(ErrorCode::FrameTooLarge, msg));
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; queues the close frame once the queue is empty.
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            let stream = &self.stream;
+            self.handle
+                .flush_with(|slices| stream.try_write_vectored(slices))?;
+            if self.handle.has_output() || self.close_sent {
+                return Ok(());
+            }
+            match self.handle.take_close() {
+                Some(close) => {
+                    self.handle
+                        .push_final(frame::close(close.code, &close.reason));
+                    self.close_sent = true;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Queues a frame for this connection only.
+    pub(crate) fn push(&self, frame: Bytes) {
+        let max = self.shard.shared.config.max_outbound_bytes;
+        match self.handle.push(frame, max) {
+            Ok(()) => ShardStats::inc(&self.shard.stats().messages_out),
+            Err(PushError::SlowConsumer) => ShardStats::inc(&self.shard.stats().slow_consumers),
+            Err(PushError::Closing) => {}
+        }
+    }
+
+    /// Encodes and queues a message for this connection only.
+    pub(crate) fn send(&self, msg: &ServerMessage<'_>) {
+        let format = self.handle.format;
+        match frame::build(opcode(format), 96, |out| {
+            encode_server_message(format, msg, out)
+        }) {
+            Ok(frame) => self.push(frame),
+            Err(e) => tracing::error!(error = %e, "cannot encode a server message"),
+        }
+    }
+
+    pub(crate) fn send_error(&self, id: Option<&Id<'_>>, error: &ProtocolError) {
+        self.send(&ServerMessage::Error {
+            id: id.cloned(),
+            code: error.code,
+            message: &error.message,
+        });
+    }
+
+    pub(crate) fn send_reply(&self, id: Id<'_>) {
+        self.send(&ServerMessage::Reply { id });
+    }
+
+    /// Takes one token from the rate limiter.
+    pub(crate) fn take_token(&mut self) -> bool {
+        let ok = self
+            .bucket
+            .try_take(rate_limit(&self.shard), self.shard.now_ms());
+        if !ok {
+            ShardStats::inc(&self.shard.stats().rate_limited);
+        }
+        ok
+    }
+
+    pub(crate) fn is_authenticated(&self) -> bool {
+        self.user_slot.is_some()
+    }
+
+    /// The authenticated user.
+    pub(crate) fn user(&self) -> Option<std::sync::Arc<str>> {
+        self.handle.user.borrow().clone()
+    }
+
+    /// Marks the connection authenticated as `identity` and sends `welcome`.
+    pub(crate) fn authenticate(&mut self, identity: Identity, slot: UserSlot) {
+        self.user_slot = Some(slot);
+        self.handle.auth_deadline_ms.set(0);
+        *self.handle.user.borrow_mut() = Some(identity.user.clone());
+        self.shard.add_user(&identity.user, &self.handle);
+        let session = identity.session.unwrap_or_else(|| {
+            let bytes: [u8; 16] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let cfg = &self.shard.shared.config;
+        let conn = self.handle.wire_id();
+        self.send(&ServerMessage::Welcome(Welcome {
+            user: &identity.user,
+            conn: &conn,
+            session: &session,
+            shard: self.shard.id as u32,
+            heartbeat: Heartbeat {
+                interval_ms: cfg.heartbeat_interval.as_millis() as u64,
+                timeout_ms: cfg.heartbeat_timeout.as_millis() as u64,
+            },
+            limits: Limits {
+                max_message_bytes: cfg.max_message_bytes as u64,
+                rate_per_sec: cfg.rate_per_sec,
+                rate_burst: cfg.rate_burst,
+                max_rooms: cfg.max_rooms_per_connection,
+            },
+        }));
+        self.session = Some(session);
+    }
+
+    /// Leaves every room and the shard's maps; the slots are released as the task ends.
+    fn finish(self) {
+        let rooms = std::mem::take(&mut *self.handle.rooms.borrow_mut());
+        for room in &rooms {
+            self.shard.leave_local(room, self.handle.id);
+            self.shard.shared.directory.remove_member(room);
+        }
+        self.shard.unregister(&self.handle);
+    }
+}

@@ -1,0 +1,273 @@
+//! What a shard knows about one of its connections: the bounded outbound queue the routing code
+//! pushes pre-encoded frames into, and the state the shard's sweeps and the connection share.
+//!
+//! A handle lives on one shard thread only (`Rc`, `RefCell`, `Cell`): pushing a frame to a local
+//! connection takes no lock and no atomic beyond the frame's reference count.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use wsgate_protocol::{CloseCode, Format};
+
+/// Bookkeeping bytes counted per queued frame, so the byte bound also bounds the frame count.
+pub(crate) const FRAME_OVERHEAD: usize = 64;
+/// Most frames handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// A close the server wants to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CloseRequest {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+}
+
+/// The outbound queue: frames in order, bounded in bytes.
+#[derive(Debug, Default)]
+struct OutQueue {
+    frames: VecDeque<Bytes>,
+    /// Queued bytes plus [`FRAME_OVERHEAD`] per frame.
+    bytes: usize,
+    /// A close to send once the queue is flushed (or at once, if the queue was discarded).
+    close: Option<CloseRequest>,
+}
+
+/// Why a push was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The connection is closing; the frame was dropped.
+    Closing,
+    /// The bound was passed: the connection is now closing as a slow consumer.
+    SlowConsumer,
+}
+
+/// One connection as its shard sees it.
+pub(crate) struct ConnHandle {
+    /// Server-wide unique id: shard in the top byte, sequence below.
+    pub(crate) id: u64,
+    pub(crate) format: Format,
+    out: RefCell<OutQueue>,
+    /// The connection task, parked while it has nothing to write.
+    waker: Cell<Option<Waker>>,
+    /// The authenticated user; `None` until authenticated.
+    pub(crate) user: RefCell<Option<Arc<str>>>,
+    /// Rooms this connection is in (at most `max_rooms_per_connection`).
+    pub(crate) rooms: RefCell<Vec<Arc<str>>>,
+    /// Shard clock (ms) by which `auth` must succeed; 0 once authenticated.
+    pub(crate) auth_deadline_ms: Cell<u64>,
+    /// Shard clock (ms) of the last frame received.
+    pub(crate) last_seen_ms: Cell<u64>,
+    /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
+    pub(crate) ping_sent_ms: Cell<u64>,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(id: u64, format: Format, now_ms: u64) -> Self {
+        ConnHandle {
+            id,
+            format,
+            out: RefCell::default(),
+            waker: Cell::new(None),
+            user: RefCell::new(None),
+            rooms: RefCell::new(Vec::new()),
+            auth_deadline_ms: Cell::new(0),
+            last_seen_ms: Cell::new(now_ms),
+            ping_sent_ms: Cell::new(0),
+        }
+    }
+
+    /// The id as sent on the wire: `"<shard>.<sequence>"`.
+    pub(crate) fn wire_id(&self) -> String {
+        format!("{}.{}", self.id >> 56, self.id & ((1 << 56) - 1))
+    }
+
+    /// Queues a frame. Past `max_bytes` the queue is discarded and the connection closes as a
+    /// slow consumer (4002): memory never grows without bound.
+    pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<(), PushError> {
+        let mut q = self.out.borrow_mut();
+        if q.close.is_some() {
+            return Err(PushError::Closing);
+        }
+        let cost = frame.len() + FRAME_OVERHEAD;
+        if q.bytes + cost > max_bytes {
+            q.frames.clear();
+            q.bytes = 0;
+            q.close = Some(close_request(CloseCode::SlowConsumer));
+            drop(q);
+            self.wake();
+            return Err(PushError::SlowConsumer);
+        }
+        q.bytes += cost;
+        q.frames.push_back(frame);
+        drop(q);
+        self.wake();
+        Ok(())
+    }
+
+    /// Asks the connection to close with `code`. With `discard`, queued frames are dropped;
+    /// otherwise they are flushed first. A second close is a no-op.
+    pub(crate) fn close(&self, code: u16, reason: &str, discard: bool) {
+        let mut q = self.out.borrow_mut();
+        if q.close.is_some() {
+            return;
+        }
+        if discard {
+            q.frames.clear();
+            q.bytes = 0;
+        }
+        q.close = Some(CloseRequest {
+            code,
+            reason: reason.to_owned(),
+        });
+        drop(q);
+        self.wake();
+    }
+
+    /// Whether a close has been requested.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.out.borrow().close.is_some()
+    }
+
+    /// Whether frames wait to be written.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.borrow().frames.is_empty()
+    }
+
+    /// Ready when there is something to write or a close to send; otherwise parks the task.
+    pub(crate) fn poll_outbound(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let q = self.out.borrow();
+        if !q.frames.is_empty() || q.close.is_some() {
+            Poll::Ready(())
+        } else {
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Writes as much of the queue as `write` accepts, in vectored writes of up to
+    /// [`MAX_IOVECS`] frames: frames queued while a write was in flight leave together.
+    /// Returns when the queue is empty or `write` would block.
+    pub(crate) fn flush_with(
+        &self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize>,
+    ) -> std::io::Result<()> {
+        let mut q = self.out.borrow_mut();
+        while !q.frames.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = q.frames.len().min(MAX_IOVECS);
+            for (slot, frame) in slices.iter_mut().zip(q.frames.iter()) {
+                *slot = IoSlice::new(frame);
+            }
+            let mut written = match write(&slices[..n]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            q.bytes -= written;
+            while written > 0 {
+                let Some(front) = q.frames.front_mut() else {
+                    break;
+                };
+                if written >= front.len() {
+                    written -= front.len();
+                    q.frames.pop_front();
+                    q.bytes -= FRAME_OVERHEAD;
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the pending close once the queue is empty: the frame to write last.
+    pub(crate) fn take_close(&self) -> Option<CloseRequest> {
+        let mut q = self.out.borrow_mut();
+        if q.frames.is_empty() {
+            q.close.take()
+        } else {
+            None
+        }
+    }
+
+    /// Queues the close frame itself, bypassing the bound (it is at most 127 bytes).
+    pub(crate) fn push_final(&self, frame: Bytes) {
+        let mut q = self.out.borrow_mut();
+        q.bytes += frame.len() + FRAME_OVERHEAD;
+        q.frames.push_back(frame);
+    }
+}
+
+/// A close request with the code's standard reason.
+pub(crate) fn close_request(code: CloseCode) -> CloseRequest {
+    CloseRequest {
+        code: code.as_u16(),
+        reason: code.reason().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bound_turns_into_slow_consumer_close() {
+        let h = ConnHandle::new(1, Format::Json, 0);
+        let frame = Bytes::from(vec![0u8; 100]);
+        assert!(h.push(frame.clone(), 400).is_ok());
+        assert!(h.push(frame.clone(), 400).is_ok());
+        assert_eq!(h.push(frame.clone(), 400), Err(PushError::SlowConsumer));
+        assert!(!h.has_output());
+        assert_eq!(h.take_close().unwrap().code, 4002);
+        assert_eq!(h.push(frame, 400), Err(PushError::Closing));
+    }
+
+    #[test]
+    fn flush_writes_frames_together_and_handles_partial_writes() {
+        let h = ConnHandle::new(1, Format::Json, 0);
+        for f in [&b"abc"[..], b"de", b"fgh"] {
+            h.push(Bytes::copy_from_slice(f), 10_000).unwrap();
+        }
+        let mut wire = Vec::new();
+        let mut calls = 0;
+        h.flush_with(|slices| {
+            calls += 1;
+            // Accept at most 4 bytes per call, like a socket with a small buffer.
+            let mut n = 0;
+            for s in slices {
+                let take = s.len().min(4 - n);
+                wire.extend_from_slice(&s[..take]);
+                n += take;
+                if n == 4 {
+                    break;
+                }
+            }
+            Ok(n)
+        })
+        .unwrap();
+        assert_eq!(wire, b"abcdefgh");
+        assert_eq!(calls, 2);
+        assert!(!h.has_output());
+        assert_eq!(h.out.borrow().bytes, 0);
+    }
+
+    #[test]
+    fn second_close_is_a_no_op() {
+        let h = ConnHandle::new(1, Format::Json, 0);
+        h.close(1001, "going away", false);
+        h.close(4002, "slow", true);
+        assert_eq!(h.take_close().unwrap().code, 1001);
+    }
+}

@@ -1,0 +1,219 @@
+//! Starting and stopping the server: the shared state, one `SO_REUSEPORT` listener per shard,
+//! and the handle that stops it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::auth::{KeyError, Verifier};
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::router::Router;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::stats::{ShardStats, StatsSnapshot};
+
+/// What every shard shares. Nothing here is touched per message except the inboxes in `router`
+/// and the relaxed counters in `stats`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) router: Router,
+    pub(crate) directory: Directory,
+    pub(crate) stats: Box<[ShardStats]>,
+    pub(crate) verifier: Verifier,
+    /// Open WebSocket connections, bounded by `max_connections`.
+    connections: AtomicUsize,
+    pub(crate) shutdown: Shutdown,
+}
+
+/// One slot of `max_connections`, released on drop.
+pub(crate) struct ConnPermit(Arc<Shared>);
+
+impl ConnPermit {
+    /// Takes a slot, unless the server is full.
+    pub(crate) fn acquire(shared: &Arc<Shared>) -> Option<ConnPermit> {
+        let max = shared.config.max_connections;
+        shared
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnPermit(shared.clone()))
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One of a user's `max_connections_per_user` slots, released on drop.
+pub(crate) struct UserSlot {
+    shared: Arc<Shared>,
+    user: Arc<str>,
+}
+
+impl UserSlot {
+    /// Takes a slot for `user`, unless it holds the maximum already.
+    pub(crate) fn acquire(shared: &Arc<Shared>, user: &Arc<str>) -> Option<UserSlot> {
+        shared.directory.add_connection(user).then(|| UserSlot {
+            shared: shared.clone(),
+            user: user.clone(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        self.shared.directory.remove_connection(&self.user);
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A knob is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The JWT key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Binding a listener or spawning a shard failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    trigger: ShutdownTrigger,
+    threads: Vec<JoinHandle<()>>,
+    dev_secret: Option<String>,
+}
+
+/// Starts the server: binds one listener per shard and starts the shard threads.
+pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let dev_secret = (config.jwt_secret.is_none() && config.jwt_public_key_file.is_none())
+        .then(crate::auth::dev_secret);
+    let verifier = Verifier::from_config(&config, dev_secret.as_deref())?;
+    let shards = config.shard_count();
+    let requested = SocketAddr::new(config.host, config.port);
+    let listeners = bind(requested, shards).map_err(|source| StartError::Io {
+        addr: requested,
+        source,
+    })?;
+    let addr = listeners[0].local_addr().map_err(|source| StartError::Io {
+        addr: requested,
+        source,
+    })?;
+
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let shared = Arc::new(Shared {
+        router: Router::new(shards, config.shard_inbox_capacity),
+        directory: Directory::new(config.max_connections_per_user, config.max_rooms),
+        stats: (0..shards).map(|_| ShardStats::default()).collect(),
+        verifier,
+        connections: AtomicUsize::new(0),
+        shutdown,
+        config,
+    });
+    let mut threads = Vec::with_capacity(shards);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let thread = crate::shard::spawn(id, shared.clone(), listener)
+            .map_err(|source| StartError::Io { addr, source })?;
+        threads.push(thread);
+    }
+    tracing::info!(%addr, shards, "wsgate listening");
+    Ok(ServerHandle {
+        addr,
+        shared,
+        trigger,
+        threads,
+        dev_secret,
+    })
+}
+
+/// Binds `shards` listeners to one address with `SO_REUSEPORT`; port 0 is resolved by the
+/// first and reused by the others.
+fn bind(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(shards);
+    let mut addr = addr;
+    for _ in 0..shards {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        let listener: std::net::TcpListener = socket.into();
+        if addr.port() == 0 {
+            addr = listener.local_addr()?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The random HS256 secret of development mode (no `JWT_SECRET`, no public key).
+    pub fn dev_secret(&self) -> Option<&str> {
+        self.dev_secret.as_deref()
+    }
+
+    /// Each shard's counters.
+    pub fn shard_stats(&self) -> Vec<StatsSnapshot> {
+        self.shared.stats.iter().map(ShardStats::snapshot).collect()
+    }
+
+    /// All shards' counters added up.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shard_stats()
+            .into_iter()
+            .fold(StatsSnapshot::default(), |a, b| a + b)
+    }
+
+    /// Rooms on the server now.
+    pub fn room_count(&self) -> usize {
+        self.shared.directory.room_count()
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.trigger.fire();
+    }
+
+    /// Graceful shutdown: stop accepting, flush, close everyone with 1001, and wait for the
+    /// shards to finish (each bounded by the shutdown deadline).
+    pub fn shutdown_blocking(self) {
+        self.trigger.fire();
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a shard thread panicked");
+            }
+        }
+    }
+
+    /// [`ServerHandle::shutdown_blocking`] for async callers.
+    pub async fn shutdown(self) {
+        let joined = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await;
+        if joined.is_err() {
+            tracing::error!("shutdown task failed");
+        }
+    }
+}

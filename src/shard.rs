@@ -1,0 +1,369 @@
+//! A shard: one thread with its own single-threaded runtime that owns a set of connections.
+//!
+//! Each shard accepts on its own `SO_REUSEPORT` listener (the kernel spreads connections over
+//! shards; no cross-thread hand-off at accept), keeps its connections, users and room members
+//! in plain local maps, delivers events to them, and drains its inbox of deliveries from other
+//! shards. Only the directory (connect, join, leave) and the inboxes are shared.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::RandomState;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use tokio::net::TcpListener;
+use tokio::task::LocalSet;
+use wsgate_protocol::CloseCode;
+
+use crate::handle::{ConnHandle, PushError};
+use crate::router::{Delivery, Target};
+use crate::server::Shared;
+use crate::shutdown::Shutdown;
+use crate::stats::ShardStats;
+use crate::ws::frame::{self, OpCode};
+
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// The shard's own view of its connections. Only its thread touches it.
+#[derive(Default)]
+struct Local {
+    conns: Map<u64, Rc<ConnHandle>>,
+    users: Map<Arc<str>, Vec<Rc<ConnHandle>>>,
+    /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
+    rooms: Map<Arc<str>, IndexMap<u64, Rc<ConnHandle>, RandomState>>,
+}
+
+/// One shard.
+pub(crate) struct Shard {
+    pub(crate) id: usize,
+    pub(crate) shared: Arc<Shared>,
+    started: Instant,
+    next_seq: Cell<u64>,
+    local: RefCell<Local>,
+    /// The ping frame, encoded once and shared by every connection.
+    ping: Bytes,
+}
+
+impl Shard {
+    fn new(id: usize, shared: Arc<Shared>) -> Shard {
+        Shard {
+            id,
+            shared,
+            started: Instant::now(),
+            next_seq: Cell::new(1),
+            local: RefCell::default(),
+            ping: frame::control(OpCode::Ping, b""),
+        }
+    }
+
+    /// Milliseconds since the shard started, plus one (so 0 can mean "never").
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    pub(crate) fn stats(&self) -> &ShardStats {
+        &self.shared.stats[self.id]
+    }
+
+    /// A server-wide unique connection id: the shard in the top byte.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        ((self.id as u64) << 56) | seq
+    }
+
+    /// Adds a connection. During shutdown it is told to close at once.
+    pub(crate) fn register(&self, handle: &Rc<ConnHandle>) {
+        self.local
+            .borrow_mut()
+            .conns
+            .insert(handle.id, handle.clone());
+        ShardStats::inc(&self.stats().connections);
+        ShardStats::inc(&self.stats().connections_total);
+        if self.shared.shutdown.is_fired() {
+            let code = CloseCode::GoingAway;
+            handle.close(code.as_u16(), code.reason(), false);
+        }
+    }
+
+    /// Removes a connection from every local map.
+    pub(crate) fn unregister(&self, handle: &ConnHandle) {
+        let mut local = self.local.borrow_mut();
+        local.conns.remove(&handle.id);
+        if let Some(user) = handle.user.borrow().as_ref() {
+            if let Some(list) = local.users.get_mut(user) {
+                list.retain(|h| h.id != handle.id);
+                if list.is_empty() {
+                    local.users.remove(user);
+                }
+            }
+        }
+        for room in handle.rooms.borrow().iter() {
+            remove_member(&mut local.rooms, room, handle.id);
+        }
+        ShardStats::dec(&self.stats().connections);
+    }
+
+    /// Records that `handle` is authenticated as `user`.
+    pub(crate) fn add_user(&self, user: &Arc<str>, handle: &Rc<ConnHandle>) {
+        self.local
+            .borrow_mut()
+            .users
+            .entry(user.clone())
+            .or_default()
+            .push(handle.clone());
+    }
+
+    /// The shard's existing `Arc` for a room name, so members share one allocation.
+    pub(crate) fn room_name(&self, room: &str) -> Arc<str> {
+        match self.local.borrow().rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(room),
+        }
+    }
+
+    pub(crate) fn join_local(&self, room: &Arc<str>, handle: &Rc<ConnHandle>) {
+        let mut local = self.local.borrow_mut();
+        local
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(handle.id, handle.clone());
+    }
+
+    pub(crate) fn leave_local(&self, room: &str, conn: u64) {
+        remove_member(&mut self.local.borrow_mut().rooms, room, conn);
+    }
+
+    /// Delivers to this shard's recipients; returns how many received the event.
+    pub(crate) fn deliver_local(&self, d: &Delivery) -> usize {
+        let local = self.local.borrow();
+        let max = self.shared.config.max_outbound_bytes;
+        let mut delivered = 0;
+        let mut push = |h: &Rc<ConnHandle>| {
+            if Some(h.id) == d.exclude {
+                return;
+            }
+            let Some(frame) = d.event.frame(h.format) else {
+                return;
+            };
+            match h.push(frame.clone(), max) {
+                Ok(()) => delivered += 1,
+                Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats().slow_consumers),
+                Err(PushError::Closing) => {}
+            }
+        };
+        match &d.target {
+            Target::User(user) => local
+                .users
+                .get(user)
+                .into_iter()
+                .flatten()
+                .for_each(&mut push),
+            Target::Room(room) => local
+                .rooms
+                .get(room)
+                .into_iter()
+                .flatten()
+                .for_each(|(_, h)| push(h)),
+        }
+        let stats = self.stats();
+        ShardStats::add(&stats.deliveries, delivered as u64);
+        ShardStats::add(&stats.messages_out, delivered as u64);
+        delivered
+    }
+
+    /// Delivers everywhere: here at once, and through every other shard's inbox.
+    pub(crate) async fn route(&self, d: Delivery) {
+        self.deliver_local(&d);
+        let router = &self.shared.router;
+        for shard in (0..router.shards()).filter(|&s| s != self.id) {
+            router.send(shard, d.clone()).await;
+        }
+    }
+
+    /// Closes every connection (flushing what is queued first).
+    fn close_all(&self, code: CloseCode) {
+        for h in self.local.borrow().conns.values() {
+            h.close(code.as_u16(), code.reason(), false);
+        }
+    }
+
+    fn connection_count(&self) -> usize {
+        self.local.borrow().conns.len()
+    }
+
+    /// One pass of the timers: auth deadlines, pings to idle connections, heartbeat timeouts.
+    fn sweep(&self) {
+        let now = self.now_ms();
+        let cfg = &self.shared.config;
+        let interval = cfg.heartbeat_interval.as_millis() as u64;
+        let timeout = cfg.heartbeat_timeout.as_millis() as u64;
+        for h in self.local.borrow().conns.values() {
+            if h.is_closing() {
+                continue;
+            }
+            let deadline = h.auth_deadline_ms.get();
+            if deadline != 0 {
+                if now >= deadline {
+                    let code = CloseCode::AuthTimeout;
+                    h.close(code.as_u16(), code.reason(), false);
+                }
+                continue;
+            }
+            let ping = h.ping_sent_ms.get();
+            let seen = h.last_seen_ms.get();
+            if ping != 0 && seen < ping {
+                if now - ping >= timeout {
+                    ShardStats::inc(&self.stats().heartbeat_timeouts);
+                    let code = CloseCode::HeartbeatTimeout;
+                    h.close(code.as_u16(), code.reason(), true);
+                }
+            } else if now.saturating_sub(seen) >= interval {
+                // Only idle connections are pinged: any frame received proves liveness.
+                h.ping_sent_ms.set(now);
+                if h.push(self.ping.clone(), cfg.max_outbound_bytes) == Err(PushError::SlowConsumer)
+                {
+                    ShardStats::inc(&self.stats().slow_consumers);
+                }
+            }
+        }
+    }
+}
+
+fn remove_member(
+    rooms: &mut Map<Arc<str>, IndexMap<u64, Rc<ConnHandle>, RandomState>>,
+    room: &str,
+    conn: u64,
+) {
+    if let Some(members) = rooms.get_mut(room) {
+        members.swap_remove(&conn);
+        if members.is_empty() {
+            rooms.remove(room);
+        }
+    }
+}
+
+/// Starts shard `id` on its own thread, serving `listener` until shutdown.
+pub(crate) fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("wsgate-shard-{id}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(shard = id, error = %e, "cannot build the shard runtime");
+                    return;
+                }
+            };
+            let shard = Rc::new(Shard::new(id, shared));
+            LocalSet::new().block_on(&runtime, run(shard, listener));
+        })
+}
+
+async fn run(shard: Rc<Shard>, listener: std::net::TcpListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id, error = %e, "cannot register the listener");
+            return;
+        }
+    };
+    tokio::task::spawn_local(inbox_loop(shard.clone()));
+    tokio::task::spawn_local(sweep_loop(shard.clone()));
+    accept_loop(&shard, listener).await;
+    drain(&shard).await;
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
+    let mut shutdown: Shutdown = shard.shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.wait() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::task::spawn_local(crate::http::serve(shard.clone(), stream));
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off and keep serving, never crash.
+                if is_resource_exhaustion(&e) {
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed; backing off 50 ms");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                } else {
+                    tracing::debug!(shard = shard.id, error = %e, "accept failed");
+                }
+            }
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// Delivers what other shards send; yields every 256 deliveries so connections keep running.
+async fn inbox_loop(shard: Rc<Shard>) {
+    let router = &shard.shared.router;
+    loop {
+        router.wait_ready(shard.id).await;
+        let mut n = 0u32;
+        while let Some(d) = router.pop(shard.id) {
+            shard.deliver_local(&d);
+            n += 1;
+            if n % 256 == 0 {
+                router.drained(shard.id);
+                tokio::task::yield_now().await;
+            }
+        }
+        router.drained(shard.id);
+    }
+}
+
+/// Runs [`Shard::sweep`] at a period fine enough for the configured timeouts.
+async fn sweep_loop(shard: Rc<Shard>) {
+    let cfg = &shard.shared.config;
+    let finest = cfg
+        .heartbeat_interval
+        .min(cfg.heartbeat_timeout)
+        .min(cfg.auth_timeout)
+        / 4;
+    let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shard.sweep();
+    }
+}
+
+/// Graceful shutdown of one shard: close everyone with 1001 after flushing, then wait for the
+/// connections to finish, up to the shutdown deadline.
+async fn drain(shard: &Rc<Shard>) {
+    shard.close_all(CloseCode::GoingAway);
+    let deadline = Instant::now() + shard.shared.config.shutdown_timeout;
+    while shard.connection_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = shard.connection_count();
+    if left > 0 {
+        tracing::warn!(
+            shard = shard.id,
+            connections = left,
+            "shutdown deadline passed; dropping"
+        );
+    }
+}

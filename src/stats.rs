@@ -1,0 +1,99 @@
+//! Per-shard counters and gauges: relaxed atomics, written by their shard, read by anyone.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One shard's counters. Each is only ever incremented (or, for gauges, moved) by its shard.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Gauge: open WebSocket connections (authenticated or not).
+    pub connections: AtomicU64,
+    /// Counter: WebSocket connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Counter: client messages received.
+    pub messages_in: AtomicU64,
+    /// Counter: frames queued to clients (events, replies, errors, welcomes).
+    pub messages_out: AtomicU64,
+    /// Counter: events delivered to a connection (one per recipient).
+    pub deliveries: AtomicU64,
+    /// Counter: connections closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Counter: commands refused by the rate limiter.
+    pub rate_limited: AtomicU64,
+    /// Counter: tokens refused (handshake or `auth` command).
+    pub auth_failures: AtomicU64,
+    /// Counter: connections closed for a heartbeat timeout.
+    pub heartbeat_timeouts: AtomicU64,
+}
+
+impl ShardStats {
+    /// Adds `n` to a counter.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to a counter.
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Subtracts one from a gauge.
+    pub(crate) fn dec(gauge: &AtomicU64) {
+        gauge.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A plain copy of every value.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: get(&self.connections),
+            connections_total: get(&self.connections_total),
+            messages_in: get(&self.messages_in),
+            messages_out: get(&self.messages_out),
+            deliveries: get(&self.deliveries),
+            slow_consumers: get(&self.slow_consumers),
+            rate_limited: get(&self.rate_limited),
+            auth_failures: get(&self.auth_failures),
+            heartbeat_timeouts: get(&self.heartbeat_timeouts),
+        }
+    }
+}
+
+/// A copy of [`ShardStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// See [`ShardStats::connections`].
+    pub connections: u64,
+    /// See [`ShardStats::connections_total`].
+    pub connections_total: u64,
+    /// See [`ShardStats::messages_in`].
+    pub messages_in: u64,
+    /// See [`ShardStats::messages_out`].
+    pub messages_out: u64,
+    /// See [`ShardStats::deliveries`].
+    pub deliveries: u64,
+    /// See [`ShardStats::slow_consumers`].
+    pub slow_consumers: u64,
+    /// See [`ShardStats::rate_limited`].
+    pub rate_limited: u64,
+    /// See [`ShardStats::auth_failures`].
+    pub auth_failures: u64,
+    /// See [`ShardStats::heartbeat_timeouts`].
+    pub heartbeat_timeouts: u64,
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            connections: self.connections + o.connections,
+            connections_total: self.connections_total + o.connections_total,
+            messages_in: self.messages_in + o.messages_in,
+            messages_out: self.messages_out + o.messages_out,
+            deliveries: self.deliveries + o.deliveries,
+            slow_consumers: self.slow_consumers + o.slow_consumers,
+            rate_limited: self.rate_limited + o.rate_limited,
+            auth_failures: self.auth_failures + o.auth_failures,
+            heartbeat_timeouts: self.heartbeat_timeouts + o.heartbeat_timeouts,
+        }
+    }
+}

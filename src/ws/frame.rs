@@ -1,0 +1,273 @@
+//! WebSocket frame headers (RFC 6455 §5.2): parsing client frames, encoding server frames.
+//!
+//! Parsing is two-phase, as in fastwebsockets: the header is checked first (size limits and
+//! framing rules are enforced before any payload byte is buffered), then the caller takes the
+//! payload. "Need more bytes" is an ordinary value, not an error.
+
+use bytes::{Bytes, BytesMut};
+
+/// A frame's opcode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpCode {
+    Continuation,
+    Text,
+    Binary,
+    Close,
+    Ping,
+    Pong,
+}
+
+impl OpCode {
+    fn from_u8(b: u8) -> Option<OpCode> {
+        Some(match b {
+            0x0 => OpCode::Continuation,
+            0x1 => OpCode::Text,
+            0x2 => OpCode::Binary,
+            0x8 => OpCode::Close,
+            0x9 => OpCode::Ping,
+            0xA => OpCode::Pong,
+            _ => return None,
+        })
+    }
+
+    const fn as_u8(self) -> u8 {
+        match self {
+            OpCode::Continuation => 0x0,
+            OpCode::Text => 0x1,
+            OpCode::Binary => 0x2,
+            OpCode::Close => 0x8,
+            OpCode::Ping => 0x9,
+            OpCode::Pong => 0xA,
+        }
+    }
+
+    pub(crate) const fn is_control(self) -> bool {
+        matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
+    }
+}
+
+/// A parsed client frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) fin: bool,
+    pub(crate) opcode: OpCode,
+    pub(crate) mask: [u8; 4],
+    /// Bytes taken by the header itself.
+    pub(crate) header_len: usize,
+    /// Bytes of payload that follow the header.
+    pub(crate) payload_len: u64,
+}
+
+/// Why a client frame breaks the framing rules; the connection is closed with 1002.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("reserved bits set without a negotiated extension")]
+    ReservedBits,
+    #[error("unknown opcode {0:#x}")]
+    UnknownOpcode(u8),
+    #[error("control frame fragmented or longer than 125 bytes")]
+    BadControlFrame,
+    #[error("client frame not masked")]
+    Unmasked,
+    #[error("payload length uses more than 63 bits")]
+    BadLength,
+}
+
+/// Room a server frame needs in front of its payload: 2 + 8 (length), never masked.
+pub(crate) const SERVER_HEADROOM: usize = 10;
+
+/// Parses a client frame header from the start of `buf`; `Ok(None)` means more bytes are needed.
+pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
+    let [b0, b1, ..] = *buf else { return Ok(None) };
+    if b0 & 0x70 != 0 {
+        return Err(FrameError::ReservedBits);
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(FrameError::UnknownOpcode(b0 & 0x0F))?;
+    if b1 & 0x80 == 0 {
+        return Err(FrameError::Unmasked);
+    }
+    let (payload_len, len_bytes) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 2),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(b) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                let n = u64::from_be_bytes(a);
+                if n >> 63 != 0 {
+                    return Err(FrameError::BadLength);
+                }
+                (n, 8)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 0),
+    };
+    if opcode.is_control() && (!fin || payload_len > 125) {
+        return Err(FrameError::BadControlFrame);
+    }
+    let mask_at = 2 + len_bytes;
+    let Some(m) = buf.get(mask_at..mask_at + 4) else {
+        return Ok(None);
+    };
+    Ok(Some(Header {
+        fin,
+        opcode,
+        mask: [m[0], m[1], m[2], m[3]],
+        header_len: mask_at + 4,
+        payload_len,
+    }))
+}
+
+/// Writes an unmasked, final server frame header for `len` payload bytes into the end of
+/// `head`, returning how many bytes it used.
+fn write_header(head: &mut [u8; SERVER_HEADROOM], opcode: OpCode, len: usize) -> usize {
+    let b0 = 0x80 | opcode.as_u8();
+    let n = if len < 126 {
+        head[8] = b0;
+        head[9] = len as u8;
+        2
+    } else if let Ok(len16) = u16::try_from(len) {
+        head[6] = b0;
+        head[7] = 126;
+        head[8..10].copy_from_slice(&len16.to_be_bytes());
+        4
+    } else {
+        head[0] = b0;
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    n
+}
+
+/// Builds one complete server frame: `fill` appends the payload to a buffer that already holds
+/// [`SERVER_HEADROOM`] bytes, and the header is written in front of it without copying the
+/// payload. The result can be queued to any number of connections.
+pub(crate) fn build<E>(
+    opcode: OpCode,
+    capacity_hint: usize,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Bytes, E> {
+    let mut buf = Vec::with_capacity(SERVER_HEADROOM + capacity_hint);
+    buf.resize(SERVER_HEADROOM, 0);
+    fill(&mut buf)?;
+    let payload_len = buf.len() - SERVER_HEADROOM;
+    let mut head = [0u8; SERVER_HEADROOM];
+    let used = write_header(&mut head, opcode, payload_len);
+    let start = SERVER_HEADROOM - used;
+    buf[start..SERVER_HEADROOM].copy_from_slice(&head[start..]);
+    Ok(Bytes::from(buf).slice(start..))
+}
+
+/// A control frame (close, ping, pong) with a payload of at most 125 bytes.
+pub(crate) fn control(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let payload = &payload[..payload.len().min(125)];
+    let mut out = BytesMut::with_capacity(2 + payload.len());
+    out.extend_from_slice(&[0x80 | opcode.as_u8(), payload.len() as u8]);
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+/// A close frame with a code and a reason (truncated to fit 125 bytes on a char boundary).
+pub(crate) fn close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    control(OpCode::Close, &payload)
+}
+
+/// Whether a close code received from a client is one RFC 6455 §7.4 allows on the wire.
+pub(crate) fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_masked_text_header() {
+        // FIN + text, masked, length 5, mask 01 02 03 04.
+        let h = parse_header(&[0x81, 0x85, 1, 2, 3, 4, b'x'])
+            .unwrap()
+            .unwrap();
+        assert!(h.fin);
+        assert_eq!(h.opcode, OpCode::Text);
+        assert_eq!(h.header_len, 6);
+        assert_eq!(h.payload_len, 5);
+        assert_eq!(h.mask, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn extended_lengths_and_need_more() {
+        assert_eq!(parse_header(&[0x82]).unwrap(), None);
+        assert_eq!(parse_header(&[0x82, 0xFE, 0x01]).unwrap(), None);
+        let h = parse_header(&[0x82, 0xFE, 0x01, 0x00, 9, 9, 9, 9])
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.payload_len, h.header_len), (256, 8));
+        let mut b = vec![0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 9, 9, 9, 9];
+        let h = parse_header(&b).unwrap().unwrap();
+        assert_eq!((h.payload_len, h.header_len), (1 << 32, 14));
+        b[2] = 0x80;
+        assert_eq!(parse_header(&b), Err(FrameError::BadLength));
+    }
+
+    #[test]
+    fn rejects_rule_breakers() {
+        assert_eq!(parse_header(&[0xC1, 0x80]), Err(FrameError::ReservedBits));
+        assert_eq!(
+            parse_header(&[0x83, 0x80]),
+            Err(FrameError::UnknownOpcode(3))
+        );
+        assert_eq!(parse_header(&[0x81, 0x05]), Err(FrameError::Unmasked));
+        assert_eq!(
+            parse_header(&[0x09, 0x80]),
+            Err(FrameError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_header(&[0x88, 0xFE, 0, 126]),
+            Err(FrameError::BadControlFrame)
+        );
+    }
+
+    #[test]
+    fn builds_frames_with_each_length_form() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let f = build::<()>(OpCode::Binary, len, |b| {
+                b.resize(b.len() + len, 7);
+                Ok(())
+            })
+            .unwrap();
+            let head = match len {
+                0..=125 => 2,
+                126..=65535 => 4,
+                _ => 10,
+            };
+            assert_eq!(f.len(), head + len);
+            assert_eq!(f[0], 0x82);
+            if len >= 126 {
+                assert_eq!(f[1], if head == 4 { 126 } else { 127 });
+            } else {
+                assert_eq!(f[1] as usize, len);
+            }
+        }
+    }
+
+    #[test]
+    fn close_frame_is_capped_at_125_bytes() {
+        let f = close(1000, &"é".repeat(100));
+        assert!(f.len() <= 127);
+        assert_eq!(&f[2..4], &1000u16.to_be_bytes());
+        assert!(std::str::from_utf8(&f[4..]).is_ok());
+    }
+}
