@@ -48,6 +48,9 @@ pub(crate) async fn dispatch(conn: &mut Connection, payload: Bytes) {
         (Ok(()), None) => {}
         (Err(e), id) => conn.send_error(id.as_ref(), &e),
     }
+    if let Some((code, reason)) = conn.close_after_answer.take() {
+        conn.handle.close(code.as_u16(), reason, false);
+    }
 }
 
 /// `auth`: verifies the token; on failure the error is followed by a close with 1008.
@@ -59,9 +62,8 @@ fn auth(conn: &mut Connection, token: &str) -> Result<(), ProtocolError> {
         ));
     }
     let shared = conn.shard.shared.clone();
-    let refused = |conn: &Connection, e: ProtocolError| {
-        let code = CloseCode::PolicyViolation;
-        conn.handle.close(code.as_u16(), e.code.as_str(), false);
+    let refused = |conn: &mut Connection, e: ProtocolError| {
+        conn.close_after_answer = Some((CloseCode::PolicyViolation, e.code.as_str()));
         e
     };
     let identity = match shared.verifier.verify(token) {

@@ -92,6 +92,10 @@ pub struct Config {
     /// Clock leeway for `exp` and `nbf`, in seconds. Default: 30.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
+    /// Refuse handshakes that carry no token (HTTP 401 `auth.required`) instead of waiting for
+    /// an `auth` command. Default: false.
+    #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
+    pub require_handshake_token: bool,
     /// Time a connection without a handshake token has to send `auth`. Default: 10s.
     #[arg(long, env = "AUTH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub auth_timeout: Duration,

@@ -13,8 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use wsgate_protocol::{
-    encode_server_message, ErrorCode, Format, Heartbeat, Id, Limits, ProtocolError, ServerMessage,
-    Welcome,
+    encode_server_message, CloseCode, ErrorCode, Format, Heartbeat, Id, Limits, ProtocolError,
+    ServerMessage, Welcome,
 };
 
 use crate::auth::Identity;
@@ -43,6 +43,8 @@ pub(crate) struct Connection {
     _permit: ConnPermit,
     /// The session id announced in `welcome`.
     session: Option<String>,
+    /// A close to request once the current command's answer is queued.
+    pub(crate) close_after_answer: Option<(CloseCode, &'static str)>,
     /// A framing violation was seen: read and discard until the client goes.
     read_failed: bool,
     /// Our close frame is queued (or written).
@@ -89,6 +91,7 @@ pub(crate) async fn run(
         user_slot: None,
         _permit: permit,
         session: None,
+        close_after_answer: None,
         read_failed: false,
         close_sent: false,
         peer_closed: false,

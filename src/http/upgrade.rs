@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use wsgate_protocol::{ErrorCode, Format};
 
 use super::{json_error, Body};
-use crate::auth::{query_param, token_from_request};
+use crate::auth::{query_param, token_from_request, OfferedToken};
 use crate::server::{ConnPermit, UserSlot};
 use crate::shard::Shard;
 use crate::stats::ShardStats;
@@ -43,8 +43,25 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
         }
     };
     let identity = match token_from_request(&req) {
-        None => None,
-        Some(token) => match shared.verifier.verify(&token) {
+        OfferedToken::None if shared.config.require_handshake_token => {
+            ShardStats::inc(&shard.stats().auth_failures);
+            let msg = "a token is required: Authorization: Bearer <jwt> or ?token=<jwt>";
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::AuthRequired.as_str(),
+                msg,
+            );
+        }
+        OfferedToken::None => None,
+        OfferedToken::Malformed(msg) => {
+            ShardStats::inc(&shard.stats().auth_failures);
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::AuthInvalid.as_str(),
+                msg,
+            );
+        }
+        OfferedToken::Token(token) => match shared.verifier.verify(&token) {
             Ok(identity) => Some(identity),
             Err(e) => {
                 ShardStats::inc(&shard.stats().auth_failures);

@@ -1,0 +1,263 @@
+//! Test harness: the real server on port 0, real WebSocket clients (tokio-tungstenite), and
+//! commands encoded independently of the server's codec (serde_json / rmp-serde over a
+//! `serde_json::Value`), so the wire itself is what the tests check.
+#![allow(dead_code, clippy::unwrap_used, unreachable_pub, missing_docs)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+pub use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsgate::{Config, MintOptions, ServerHandle};
+
+pub const SECRET: &str = "test-secret";
+/// Upper bound on any single wait in a test; a test that hits it fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Starts the real server on 127.0.0.1:0 with the test secret; `tweak` adjusts the config.
+pub fn start_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::for_tests();
+    config.jwt_secret = Some(SECRET.into());
+    config.shards = 2;
+    tweak(&mut config);
+    let handle = wsgate::start(config).expect("server starts");
+    let addr = handle.local_addr();
+    TestServer { handle, addr }
+}
+
+impl TestServer {
+    pub fn url(&self, query: &str) -> String {
+        if query.is_empty() {
+            format!("ws://{}/ws", self.addr)
+        } else {
+            format!("ws://{}/ws?{query}", self.addr)
+        }
+    }
+
+    /// An authenticated client (token in the query), with its welcome already read.
+    pub async fn client(&self, user: &str, format: Fmt) -> Client {
+        let url = self.url(&format!("token={}&format={}", token(user), format.query()));
+        let mut c = Client::connect(&url, format).await.expect("handshake");
+        let w = c.recv().await;
+        assert_eq!(w["type"], "welcome", "expected welcome, got {w}");
+        c.welcome = w;
+        c
+    }
+
+    /// A client whose welcome says it is served by shard `shard` (connections spread over
+    /// shards by the kernel, so this opens connections until one lands there).
+    pub async fn client_on_shard(&self, user: &str, format: Fmt, shard: u64) -> Client {
+        for _ in 0..200 {
+            let c = self.client(user, format).await;
+            if c.welcome["shard"] == shard {
+                return c;
+            }
+            c.close().await;
+        }
+        panic!("no connection landed on shard {shard} in 200 tries");
+    }
+
+    /// An HTTP GET on the server, returning status and body.
+    pub async fn get(&self, path_and_headers: &str) -> (u16, String) {
+        raw_http(
+            self.addr,
+            &format!("GET {path_and_headers} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+}
+
+/// Sends a raw HTTP/1.1 request and reads the whole response (status, body).
+pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn token(user: &str) -> String {
+    wsgate::mint(
+        SECRET,
+        user,
+        Duration::from_secs(3600),
+        &MintOptions::default(),
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fmt {
+    Json,
+    MsgPack,
+}
+
+impl Fmt {
+    pub fn query(self) -> &'static str {
+        match self {
+            Fmt::Json => "json",
+            Fmt::MsgPack => "msgpack",
+        }
+    }
+}
+
+pub const BOTH: [Fmt; 2] = [Fmt::Json, Fmt::MsgPack];
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub format: Fmt,
+    pub welcome: Value,
+}
+
+/// What came back instead of an upgrade.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Client {
+    pub async fn connect(url: &str, format: Fmt) -> Result<Client, Refused> {
+        Self::connect_with(url.into_client_request().unwrap(), format).await
+    }
+
+    pub async fn connect_with(
+        req: tungstenite::handshake::client::Request,
+        format: Fmt,
+    ) -> Result<Client, Refused> {
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(64 << 20);
+        config.max_frame_size = Some(64 << 20);
+        let attempt = tokio_tungstenite::connect_async_with_config(req, Some(config), false);
+        match tokio::time::timeout(WAIT, attempt)
+            .await
+            .expect("handshake in time")
+        {
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                format,
+                welcome: Value::Null,
+            }),
+            Err(tungstenite::Error::Http(res)) => {
+                let status = res.status().as_u16();
+                let body = res
+                    .body()
+                    .as_ref()
+                    .map(|b| serde_json::from_slice(b).unwrap())
+                    .unwrap_or(Value::Null);
+                Err(Refused { status, body })
+            }
+            Err(e) => panic!("unexpected handshake error: {e}"),
+        }
+    }
+
+    /// Sends a command, encoded for this client's format.
+    pub async fn send(&mut self, cmd: Value) {
+        let msg = match self.format {
+            Fmt::Json => Message::text(cmd.to_string()),
+            Fmt::MsgPack => Message::binary(rmp_serde::to_vec(&cmd).unwrap()),
+        };
+        self.ws.send(msg).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.unwrap();
+    }
+
+    /// The next server message (pings and pongs skipped), decoded to a JSON value. Panics on
+    /// close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_message().await {
+            Ok(v) => v,
+            Err(close) => panic!("connection closed while waiting for a message: {close:?}"),
+        }
+    }
+
+    /// The next server message, or the close code if the server closed instead.
+    pub async fn next_message(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("message in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    assert_eq!(self.format, Fmt::Json, "JSON arrives in text frames");
+                    return Ok(serde_json::from_str(&t).unwrap());
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    assert_eq!(
+                        self.format,
+                        Fmt::MsgPack,
+                        "MessagePack arrives in binary frames"
+                    );
+                    return Ok(rmp_serde::from_slice(&b).unwrap());
+                }
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    /// Sends a command with an id and returns the one answer.
+    pub async fn call(&mut self, mut cmd: Value, id: u64) -> Value {
+        cmd["id"] = json!(id);
+        self.send(cmd).await;
+        let answer = self.recv().await;
+        assert_eq!(answer["id"], json!(id), "answer carries the id: {answer}");
+        answer
+    }
+
+    /// Sends a command with an id and asserts it succeeded.
+    pub async fn ok(&mut self, cmd: Value, id: u64) {
+        let answer = self.call(cmd, id).await;
+        assert_eq!(answer["type"], "reply", "expected a reply, got {answer}");
+    }
+
+    /// Expects the server to close the connection with `code` (skipping other messages).
+    pub async fn expect_close(&mut self, code: u16) {
+        loop {
+            match self.next_message().await {
+                Ok(_) => continue,
+                Err(got) => {
+                    assert_eq!(got, Some(code), "close code");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+    }
+}
