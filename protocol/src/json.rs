@@ -571,4 +571,55 @@ mod tests {
             assert_eq!(out, n.to_string().as_bytes());
         }
     }
+
+    #[test]
+    fn never_panics_on_pseudo_random_token_soup() {
+        let tokens = [
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            "\"cmd\"",
+            "\"publish\"",
+            "\"join\"",
+            "\"id\"",
+            "1",
+            "-1",
+            "1.5e3",
+            "\"data\"",
+            "\"room\"",
+            "\"event\"",
+            "\"r\\u00e9\"",
+            "\"\\\"",
+            "null",
+            "true",
+            "\"echo\"",
+            " ",
+            "\"\\ud800\"",
+        ];
+        let mut state: u64 = 7;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let mut decoded = 0;
+        for _ in 0..10_000 {
+            let n = next() % 24;
+            let mut input = String::from("{");
+            for _ in 0..n {
+                input.push_str(tokens[next() % tokens.len()]);
+            }
+            if let Ok(req) = decode_request(input.as_bytes()) {
+                decoded += 1;
+                let mut out = Vec::new();
+                encode_request(&req, &mut out).unwrap();
+                assert_eq!(decode_request(&out).unwrap(), req, "{input}");
+            }
+        }
+        assert!(decoded < 10_000);
+    }
 }

@@ -890,6 +890,10 @@ mod tests {
             }
             let _ = validate_data(&input);
             let _ = decode_server_message(&input);
+            // The JSON side gets the same bytes (mostly invalid UTF-8 / syntax, which it must
+            // refuse without panicking too).
+            let _ = crate::json::decode_request(&input);
+            let _ = crate::transcode::validate(Format::Json, &input);
         }
         assert!(ok < 10_000);
     }
