@@ -27,7 +27,9 @@ use crate::stats::ShardStats;
 use crate::ws::frame::{self, OpCode};
 use crate::ws::reader::{Incoming, Reader};
 
-/// How long, after sending a close frame, the server waits for the client's close frame.
+/// How long, after writing its close frame, the server waits for the client's close frame.
+/// (Writing the close frame itself may take up to the heartbeat timeout: a client that reads
+/// nothing for that long is gone anyway.)
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A connection's task state.
@@ -51,7 +53,9 @@ pub(crate) struct Connection {
     close_sent: bool,
     /// The client's close frame arrived.
     peer_closed: bool,
-    /// Set once our close is written and we wait for the client's.
+    /// Our close frame has left (so we only wait for the client's).
+    close_written: bool,
+    /// Bounds the closing handshake: set when our close is queued, reset when it is written.
     close_deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -95,6 +99,7 @@ pub(crate) async fn run(
         read_failed: false,
         close_sent: false,
         peer_closed: false,
+        close_written: false,
         close_deadline: None,
         shard,
     };
@@ -123,12 +128,16 @@ impl Connection {
     async fn serve(&mut self) -> io::Result<()> {
         loop {
             self.flush()?;
-            if self.close_sent && !self.handle.has_output() {
-                if self.peer_closed {
-                    return Ok(());
-                }
-                if self.close_deadline.is_none() {
+            if self.close_sent {
+                if !self.handle.has_output() && !self.close_written {
+                    if self.peer_closed {
+                        return Ok(());
+                    }
+                    self.close_written = true;
                     self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                } else if self.close_deadline.is_none() {
+                    let grace = self.shard.shared.config.heartbeat_timeout.max(CLOSE_GRACE);
+                    self.close_deadline = Some(Box::pin(tokio::time::sleep(grace)));
                 }
             }
             let want_write = self.handle.has_output();

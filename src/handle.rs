@@ -33,6 +33,28 @@ struct OutQueue {
     bytes: usize,
     /// A close to send once the queue is flushed (or at once, if the queue was discarded).
     close: Option<CloseRequest>,
+    /// The close frame has been taken for writing (the connection stays closing).
+    close_taken: bool,
+    /// The front frame is partly written: it must be finished before anything else goes.
+    front_partial: bool,
+}
+
+impl OutQueue {
+    /// Drops every queued frame except a partly written front frame, which must be finished
+    /// for the stream to stay well-formed.
+    fn discard(&mut self) {
+        let keep = if self.front_partial {
+            self.frames.pop_front()
+        } else {
+            None
+        };
+        self.frames.clear();
+        self.bytes = 0;
+        if let Some(front) = keep {
+            self.bytes = front.len() + FRAME_OVERHEAD;
+            self.frames.push_back(front);
+        }
+    }
 }
 
 /// Why a push was refused.
@@ -93,8 +115,7 @@ impl ConnHandle {
         }
         let cost = frame.len() + FRAME_OVERHEAD;
         if q.bytes + cost > max_bytes {
-            q.frames.clear();
-            q.bytes = 0;
+            q.discard();
             q.close = Some(close_request(CloseCode::SlowConsumer));
             drop(q);
             self.wake();
@@ -115,8 +136,7 @@ impl ConnHandle {
             return;
         }
         if discard {
-            q.frames.clear();
-            q.bytes = 0;
+            q.discard();
         }
         q.close = Some(CloseRequest {
             code,
@@ -139,7 +159,7 @@ impl ConnHandle {
     /// Ready when there is something to write or a close to send; otherwise parks the task.
     pub(crate) fn poll_outbound(&self, cx: &mut Context<'_>) -> Poll<()> {
         let q = self.out.borrow();
-        if !q.frames.is_empty() || q.close.is_some() {
+        if !q.frames.is_empty() || (q.close.is_some() && !q.close_taken) {
             Poll::Ready(())
         } else {
             self.waker.set(Some(cx.waker().clone()));
@@ -182,9 +202,11 @@ impl ConnHandle {
                     written -= front.len();
                     q.frames.pop_front();
                     q.bytes -= FRAME_OVERHEAD;
+                    q.front_partial = false;
                 } else {
                     front.advance(written);
                     written = 0;
+                    q.front_partial = true;
                 }
             }
         }
@@ -194,8 +216,9 @@ impl ConnHandle {
     /// Takes the pending close once the queue is empty: the frame to write last.
     pub(crate) fn take_close(&self) -> Option<CloseRequest> {
         let mut q = self.out.borrow_mut();
-        if q.frames.is_empty() {
-            q.close.take()
+        if q.frames.is_empty() && !q.close_taken {
+            q.close_taken = q.close.is_some();
+            q.close.clone()
         } else {
             None
         }
@@ -261,6 +284,32 @@ mod tests {
         assert_eq!(calls, 2);
         assert!(!h.has_output());
         assert_eq!(h.out.borrow().bytes, 0);
+    }
+
+    #[test]
+    fn discarding_keeps_a_partly_written_front_frame() {
+        let h = ConnHandle::new(1, Format::Json, 0);
+        h.push(Bytes::from_static(b"abcdef"), 10_000).unwrap();
+        h.push(Bytes::from_static(b"ghi"), 10_000).unwrap();
+        let mut first = true;
+        h.flush_with(|_| {
+            if std::mem::take(&mut first) {
+                Ok(2)
+            } else {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+        })
+        .unwrap();
+        // "ab" went out; the rest of "abcdef" must still go, "ghi" may be dropped.
+        h.close(4002, "slow consumer", true);
+        let mut wire = Vec::new();
+        h.flush_with(|s| {
+            wire.extend_from_slice(&s[0]);
+            Ok(s[0].len())
+        })
+        .unwrap();
+        assert_eq!(wire, b"cdef");
+        assert_eq!(h.take_close().unwrap().code, 4002);
     }
 
     #[test]

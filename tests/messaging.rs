@@ -14,8 +14,14 @@ async fn a_private_message_reaches_every_connection_of_the_user() {
         let mut bob1 = server.client("bob", receiver_fmt).await;
         let mut bob2 = server.client("bob", Fmt::Json).await;
         let data = json!({"title": "hi", "n": [1, 2.5, -3], "nested": {"ok": true, "none": null}});
-        alice.ok(json!({"cmd": "send", "to": "bob", "event": "notification", "data": data}), 1).await;
-        let expected = json!({"type": "event", "event": "notification", "from": "alice", "data": data});
+        alice
+            .ok(
+                json!({"cmd": "send", "to": "bob", "event": "notification", "data": data}),
+                1,
+            )
+            .await;
+        let expected =
+            json!({"type": "event", "event": "notification", "from": "alice", "data": data});
         assert_eq!(bob1.recv().await, expected);
         assert_eq!(bob2.recv().await, expected);
         for c in [alice, bob1, bob2] {
@@ -30,12 +36,20 @@ async fn send_excludes_the_sending_connection_unless_echo() {
     let server = start_server(|_| {});
     let mut a1 = server.client("amy", Fmt::Json).await;
     let mut a2 = server.client("amy", Fmt::Json).await;
-    a1.ok(json!({"cmd": "send", "to": "amy", "event": "sync", "data": 1}), 1).await;
+    a1.ok(
+        json!({"cmd": "send", "to": "amy", "event": "sync", "data": 1}),
+        1,
+    )
+    .await;
     assert_eq!(a2.recv().await["data"], 1);
     // The sender's next message is the reply to the echo send, not the first event.
-    a1.send(json!({"cmd": "send", "to": "amy", "event": "sync", "data": 2, "echo": true, "id": 2})).await;
+    a1.send(json!({"cmd": "send", "to": "amy", "event": "sync", "data": 2, "echo": true, "id": 2}))
+        .await;
     let first = a1.recv().await;
-    assert_eq!((first["type"].as_str(), first["data"].as_i64()), (Some("event"), Some(2)));
+    assert_eq!(
+        (first["type"].as_str(), first["data"].as_i64()),
+        (Some("event"), Some(2))
+    );
     assert_eq!(a1.recv().await, json!({"type": "reply", "id": 2}));
     assert_eq!(a2.recv().await["data"], 2);
     server.handle.shutdown().await;
@@ -61,16 +75,26 @@ async fn room_join_publish_leave() {
         // After leaving, ben gets nothing from the room: the sentinel sent after the publish
         // is the next thing he sees (one sender's messages arrive in order).
         b.ok(json!({"cmd": "leave", "room": "lobby"}), 6).await;
-        a.ok(json!({"cmd": "publish", "room": "lobby", "event": "chat:message", "data": "second"}), 7).await;
-        a.ok(json!({"cmd": "send", "to": "ben", "event": "sentinel"}), 8).await;
+        a.ok(
+            json!({"cmd": "publish", "room": "lobby", "event": "chat:message", "data": "second"}),
+            7,
+        )
+        .await;
+        a.ok(json!({"cmd": "send", "to": "ben", "event": "sentinel"}), 8)
+            .await;
         assert_eq!(c.recv().await["data"], "second");
         let next = b.recv().await;
-        assert_eq!((next["event"].as_str(), next["data"].clone()), (Some("sentinel"), json!(null)));
+        assert_eq!(
+            (next["event"].as_str(), next["data"].clone()),
+            (Some("sentinel"), json!(null))
+        );
 
         // Errors: leave a room not joined, publish to a room not joined.
         let e = b.call(json!({"cmd": "leave", "room": "lobby"}), 9).await;
         assert_eq!(e["code"], "room.not_joined");
-        let e = b.call(json!({"cmd": "publish", "room": "lobby", "event": "x"}), 10).await;
+        let e = b
+            .call(json!({"cmd": "publish", "room": "lobby", "event": "x"}), 10)
+            .await;
         assert_eq!(e["code"], "room.forbidden");
         for cl in [a, b, c] {
             cl.close().await;
@@ -84,7 +108,10 @@ async fn publish_with_echo_reaches_the_sender_too() {
     let server = start_server(|_| {});
     let mut a = server.client("al", Fmt::MsgPack).await;
     a.ok(json!({"cmd": "join", "room": "r"}), 1).await;
-    a.send(json!({"cmd": "publish", "room": "r", "event": "e", "data": [1], "echo": true, "id": 2})).await;
+    a.send(
+        json!({"cmd": "publish", "room": "r", "event": "e", "data": [1], "echo": true, "id": 2}),
+    )
+    .await;
     assert_eq!(a.recv().await["data"], json!([1]));
     assert_eq!(a.recv().await, json!({"type": "reply", "id": 2}));
     server.handle.shutdown().await;
@@ -99,18 +126,33 @@ async fn delivery_crosses_shards() {
         let mut bob1 = server.client_on_shard("bob", Fmt::MsgPack, 1).await;
         let mut carl1 = server.client_on_shard("carl", fmt, 1).await;
 
-        alice.ok(json!({"cmd": "send", "to": "bob", "event": "dm", "data": {"k": "v"}}), 1).await;
+        alice
+            .ok(
+                json!({"cmd": "send", "to": "bob", "event": "dm", "data": {"k": "v"}}),
+                1,
+            )
+            .await;
         assert_eq!(bob0.recv().await["data"], json!({"k": "v"}));
         assert_eq!(bob1.recv().await["data"], json!({"k": "v"}));
 
         carl1.ok(json!({"cmd": "join", "room": "x"}), 2).await;
         bob0.ok(json!({"cmd": "join", "room": "x"}), 3).await;
         alice.ok(json!({"cmd": "join", "room": "x"}), 4).await;
-        alice.ok(json!({"cmd": "publish", "room": "x", "event": "news", "data": 42}), 5).await;
+        alice
+            .ok(
+                json!({"cmd": "publish", "room": "x", "event": "news", "data": 42}),
+                5,
+            )
+            .await;
         assert_eq!(carl1.recv().await["data"], 42);
         assert_eq!(bob0.recv().await["data"], 42);
         // And back the other way, from shard 1 to shard 0.
-        carl1.ok(json!({"cmd": "publish", "room": "x", "event": "news", "data": 43}), 6).await;
+        carl1
+            .ok(
+                json!({"cmd": "publish", "room": "x", "event": "news", "data": 43}),
+                6,
+            )
+            .await;
         assert_eq!(alice.recv().await["data"], 43);
         assert_eq!(bob0.recv().await["data"], 43);
         for c in [alice, bob0, bob1, carl1] {
@@ -118,7 +160,10 @@ async fn delivery_crosses_shards() {
         }
     }
     let per_shard = server.handle.shard_stats();
-    assert!(per_shard.iter().all(|s| s.deliveries > 0), "both shards delivered: {per_shard:?}");
+    assert!(
+        per_shard.iter().all(|s| s.deliveries > 0),
+        "both shards delivered: {per_shard:?}"
+    );
     server.handle.shutdown().await;
 }
 
@@ -151,22 +196,40 @@ async fn replies_carry_numeric_and_string_ids_and_errors_have_stable_codes() {
         let mut c = server.client("ida", fmt).await;
         c.send(json!({"cmd": "ping", "id": "req-1"})).await;
         assert_eq!(c.recv().await, json!({"type": "reply", "id": "req-1"}));
-        c.send(json!({"cmd": "ping", "id": 18446744073709551615u64})).await;
-        assert_eq!(c.recv().await, json!({"type": "reply", "id": 18446744073709551615u64}));
+        c.send(json!({"cmd": "ping", "id": 18446744073709551615u64}))
+            .await;
+        assert_eq!(
+            c.recv().await,
+            json!({"type": "reply", "id": 18446744073709551615u64})
+        );
 
         let e = c.call(json!({"cmd": "fly"}), 1).await;
-        assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("unknown_command")));
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("unknown_command"))
+        );
         let e = c.call(json!({"cmd": "join", "room": 5}), 2).await;
         assert_eq!(e["code"], "bad_request");
-        assert!(e["message"].as_str().unwrap().contains("room"), "names the field: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("room"),
+            "names the field: {e}"
+        );
         let e = c.call(json!({"cmd": "join"}), 3).await;
         assert_eq!(e["code"], "bad_request");
-        let e = c.call(json!({"cmd": "send", "to": "x".repeat(200), "event": "e"}), 4).await;
+        let e = c
+            .call(
+                json!({"cmd": "send", "to": "x".repeat(200), "event": "e"}),
+                4,
+            )
+            .await;
         assert_eq!(e["code"], "bad_request");
         // A command without an id gets no reply on success, but an error (without id) on failure.
         c.send(json!({"cmd": "leave", "room": "nowhere"})).await;
         let e = c.recv().await;
-        assert_eq!((e["code"].as_str(), e.get("id")), (Some("room.not_joined"), None));
+        assert_eq!(
+            (e["code"].as_str(), e.get("id")),
+            (Some("room.not_joined"), None)
+        );
         c.close().await;
     }
     server.handle.shutdown().await;

@@ -126,7 +126,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
 /// `head`, returning how many bytes it used.
 fn write_header(head: &mut [u8; SERVER_HEADROOM], opcode: OpCode, len: usize) -> usize {
     let b0 = 0x80 | opcode.as_u8();
-    let n = if len < 126 {
+    if len < 126 {
         head[8] = b0;
         head[9] = len as u8;
         2
@@ -140,8 +140,7 @@ fn write_header(head: &mut [u8; SERVER_HEADROOM], opcode: OpCode, len: usize) ->
         head[1] = 127;
         head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
         10
-    };
-    n
+    }
 }
 
 /// Builds one complete server frame: `fill` appends the payload to a buffer that already holds

@@ -1,7 +1,13 @@
 //! Test harness: the real server on port 0, real WebSocket clients (tokio-tungstenite), and
 //! commands encoded independently of the server's codec (serde_json / rmp-serde over a
 //! `serde_json::Value`), so the wire itself is what the tests check.
-#![allow(dead_code, clippy::unwrap_used, unreachable_pub, missing_docs)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    unreachable_pub,
+    missing_docs
+)]
 
 use std::time::Duration;
 
