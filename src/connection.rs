@@ -3,12 +3,14 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
+use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -110,8 +112,22 @@ pub(crate) async fn run(
             .auth_deadline_ms
             .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
     }
-    if let Err(e) = conn.serve().await {
-        tracing::debug!(conn = handle.id, error = %e, "connection ended with an I/O error");
+    // A panic while serving one connection is contained: logged, the connection closed with
+    // 1011, its state cleaned up; the shard and every other connection keep going.
+    match AssertUnwindSafe(conn.serve()).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(conn = handle.id, error = %e, "connection ended: I/O error"),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(conn = handle.id, panic = %what, "panic while serving a connection");
+            let code = CloseCode::InternalError;
+            handle.close(code.as_u16(), code.reason(), true);
+            let _ = conn.flush();
+        }
     }
     conn.finish();
 }
