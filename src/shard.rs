@@ -324,7 +324,7 @@ async fn inbox_loop(shard: Rc<Shard>) {
         while let Some(d) = router.pop(shard.id) {
             shard.deliver_local(&d);
             n += 1;
-            if n % 256 == 0 {
+            if n.is_multiple_of(256) {
                 router.drained(shard.id);
                 tokio::task::yield_now().await;
             }
