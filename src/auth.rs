@@ -251,6 +251,11 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A path segment, percent-decoded (`+` stays a plus).
+pub(crate) fn percent_decode_path(s: &str) -> String {
+    percent_decode(&s.replace('+', "%2B"))
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

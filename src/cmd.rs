@@ -6,7 +6,7 @@ use bytes::Bytes;
 use wsgate_protocol::{decode_request, CloseCode, Command, ErrorCode, ProtocolError, RawData};
 
 use crate::connection::Connection;
-use crate::directory::JoinRefused;
+use crate::directory::RoomRefused;
 use crate::router::{Delivery, OutEvent, Target};
 use crate::server::UserSlot;
 use crate::stats::ShardStats;
@@ -103,7 +103,7 @@ fn join(conn: &mut Connection, room: &str) -> Result<(), ProtocolError> {
         .shared
         .directory
         .add_member(&room)
-        .map_err(|JoinRefused::TooManyRooms| {
+        .map_err(|_: RoomRefused| {
             ProtocolError::new(ErrorCode::RoomLimit, "the server's room limit is reached")
         })?;
     conn.shard.join_local(&room, handle);
@@ -158,9 +158,8 @@ async fn publish(
     let exclude = (!echo).then_some(conn.handle.id);
     conn.shard
         .route(Delivery {
-            target: Target::Room(room),
-            event: ev,
             exclude,
+            ..Delivery::new(Target::Room(room), ev)
         })
         .await;
     Ok(())
@@ -185,9 +184,8 @@ async fn send(
     let exclude = (!echo).then_some(conn.handle.id);
     conn.shard
         .route(Delivery {
-            target: Target::User(Arc::from(to)),
-            event: ev,
             exclude,
+            ..Delivery::new(Target::User(Arc::from(to)), ev)
         })
         .await;
     Ok(())

@@ -92,6 +92,20 @@ pub struct Config {
     /// Clock leeway for `exp` and `nbf`, in seconds. Default: 30.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
+    /// API keys for the REST API, comma-separated (several, so keys can be rotated). Without
+    /// any, the server makes a development key and prints it. Default: none.
+    #[arg(long, env = "API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Largest REST request body, in bytes; larger bodies get 413. Default: 4194304.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Origin allowed to call the REST API from a browser (CORS), e.g. `https://app.example` or
+    /// `*`. Default: none (CORS off).
+    #[arg(long, env = "CORS_ORIGIN")]
+    pub cors_origin: Option<String>,
+    /// Require an API key for `GET /metrics`. Default: false.
+    #[arg(long, env = "METRICS_REQUIRE_API_KEY", default_value_t = false)]
+    pub metrics_require_api_key: bool,
     /// Refuse handshakes that carry no token (HTTP 401 `auth.required`) instead of waiting for
     /// an `auth` command. Default: false.
     #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
@@ -168,6 +182,8 @@ impl Config {
         config.jwt_algorithm = None;
         config.jwt_audience = None;
         config.jwt_issuer = None;
+        config.api_keys = None;
+        config.cors_origin = None;
         config
     }
 
@@ -178,6 +194,18 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+
+    /// The configured API keys (empty entries dropped).
+    pub fn api_key_list(&self) -> Vec<String> {
+        self.api_keys
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Checks the relations between knobs that clap cannot express.
@@ -196,6 +224,9 @@ impl Config {
         }
         if self.shard_count() > 64 {
             return Err("at most 64 shards".into());
+        }
+        if self.api_key_list().iter().any(|k| k.len() < 8) {
+            return Err("API_KEYS: every key must be at least 8 characters".into());
         }
         if self.shard_inbox_capacity == 0 {
             return Err("SHARD_INBOX_CAPACITY must be positive".into());

@@ -1,65 +1,55 @@
 //! The server-wide directory of users and rooms: who holds how many connections, which rooms
-//! exist. It is touched on connect, disconnect, join and leave, never per message: messages
-//! travel through the shards' inboxes (see `router.rs`).
+//! exist and who made them. It is touched on connect, disconnect, join, leave and by REST
+//! queries, never per message: messages travel through the shards' inboxes (`router.rs`).
+//!
+//! Both maps are ordered, so listings page with a cursor (the last key returned) and stay
+//! consistent while users come and go: every entry present throughout appears exactly once.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
-use ahash::RandomState;
-
-/// Stripes of the directory's maps: a connect on one user rarely waits for another's.
-const STRIPES: usize = 64;
-
-/// A map split into independently locked stripes. A std `Mutex` and not tokio's: the critical
-/// sections are a few map operations and never await.
-struct Striped<V> {
-    hasher: RandomState,
-    stripes: Vec<Mutex<HashMap<Arc<str>, V, RandomState>>>,
+/// A room's directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RoomInfo {
+    /// Member connections, on all shards.
+    pub(crate) members: u32,
+    /// Who created it over REST (`None` for rooms made by a `join`).
+    pub(crate) created_by: Option<String>,
+    /// When it was created over REST.
+    pub(crate) created_at: Option<SystemTime>,
+    /// Created over REST: it outlives its last member until closed.
+    pub(crate) explicit: bool,
 }
 
-impl<V> Striped<V> {
-    fn new() -> Self {
-        Striped {
-            hasher: RandomState::new(),
-            stripes: (0..STRIPES)
-                .map(|_| Mutex::new(HashMap::default()))
-                .collect(),
-        }
-    }
-
-    fn stripe(&self, key: &str) -> MutexGuard<'_, HashMap<Arc<str>, V, RandomState>> {
-        let i = self.hasher.hash_one(key) as usize % STRIPES;
-        // A poisoned stripe only means a panic elsewhere mid-update of plain counters.
-        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Users and rooms across all shards.
+/// Users and rooms across all shards. A std `Mutex` and not tokio's: every critical section is
+/// a few map operations and never awaits.
 pub(crate) struct Directory {
-    /// Connections per authenticated user.
-    users: Striped<u32>,
-    /// Members (connections) per room.
-    rooms: Striped<u32>,
-    room_count: AtomicUsize,
+    users: Mutex<BTreeMap<Arc<str>, u32>>,
+    rooms: Mutex<BTreeMap<Arc<str>, RoomInfo>>,
     max_per_user: u32,
     max_rooms: usize,
 }
 
-/// Why a join could not add a membership.
+/// Why a room operation was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum JoinRefused {
+pub(crate) enum RoomRefused {
     /// The server already has `max_rooms` rooms.
     TooManyRooms,
+    /// Creating a room that exists.
+    Exists,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-update of plain counters.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Directory {
     pub(crate) fn new(max_per_user: u32, max_rooms: usize) -> Self {
         Directory {
-            users: Striped::new(),
-            rooms: Striped::new(),
-            room_count: AtomicUsize::new(0),
+            users: Mutex::default(),
+            rooms: Mutex::default(),
             max_per_user,
             max_rooms,
         }
@@ -67,81 +57,153 @@ impl Directory {
 
     /// Counts one more connection for `user`, unless it already holds the maximum.
     pub(crate) fn add_connection(&self, user: &Arc<str>) -> bool {
-        let mut map = self.users.stripe(user);
-        let n = map.entry(user.clone()).or_insert(0);
-        if *n >= self.max_per_user {
-            if *n == 0 {
-                map.remove(&**user);
+        let mut users = lock(&self.users);
+        match users.get_mut(&**user) {
+            Some(n) if *n >= self.max_per_user => false,
+            Some(n) => {
+                *n += 1;
+                true
             }
-            return false;
+            None if self.max_per_user == 0 => false,
+            None => {
+                users.insert(user.clone(), 1);
+                true
+            }
         }
-        *n += 1;
-        true
     }
 
     /// Counts one connection fewer for `user`.
     pub(crate) fn remove_connection(&self, user: &str) {
-        decrement(&mut self.users.stripe(user), user);
+        let mut users = lock(&self.users);
+        if let Some(n) = users.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(user);
+            }
+        }
     }
 
     /// Connections `user` holds now.
-    #[cfg(test)]
     pub(crate) fn connections_of(&self, user: &str) -> u32 {
-        self.users.stripe(user).get(user).copied().unwrap_or(0)
+        lock(&self.users).get(user).copied().unwrap_or(0)
+    }
+
+    /// Connected users now.
+    pub(crate) fn user_count(&self) -> usize {
+        lock(&self.users).len()
+    }
+
+    /// Up to `limit` connected users after `cursor`, in order, and whether more follow.
+    pub(crate) fn users_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(Arc<str>, u32)>, bool) {
+        page(&lock(&self.users), cursor, limit, |n| *n)
     }
 
     /// Counts one more member of `room`, creating the room unless the server is at `max_rooms`.
-    pub(crate) fn add_member(&self, room: &Arc<str>) -> Result<(), JoinRefused> {
-        let mut map = self.rooms.stripe(room);
-        if let Some(n) = map.get_mut(&**room) {
-            *n += 1;
+    pub(crate) fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(info) = rooms.get_mut(&**room) {
+            info.members += 1;
             return Ok(());
         }
-        let reserved = self
-            .room_count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c < self.max_rooms).then_some(c + 1)
-            });
-        if reserved.is_err() {
-            return Err(JoinRefused::TooManyRooms);
+        if rooms.len() >= self.max_rooms {
+            return Err(RoomRefused::TooManyRooms);
         }
-        map.insert(room.clone(), 1);
+        let info = RoomInfo {
+            members: 1,
+            created_by: None,
+            created_at: None,
+            explicit: false,
+        };
+        rooms.insert(room.clone(), info);
         Ok(())
     }
 
-    /// Counts one member fewer; the room disappears with its last member.
+    /// Counts one member fewer; a room made by `join` disappears with its last member.
     pub(crate) fn remove_member(&self, room: &str) {
-        if decrement(&mut self.rooms.stripe(room), room) {
-            self.room_count.fetch_sub(1, Ordering::AcqRel);
+        let mut rooms = lock(&self.rooms);
+        if let Some(info) = rooms.get_mut(room) {
+            info.members = info.members.saturating_sub(1);
+            if info.members == 0 && !info.explicit {
+                rooms.remove(room);
+            }
         }
+    }
+
+    /// Creates a room over REST.
+    pub(crate) fn create_room(
+        &self,
+        room: &Arc<str>,
+        created_by: Option<String>,
+    ) -> Result<RoomInfo, RoomRefused> {
+        let mut rooms = lock(&self.rooms);
+        if rooms.contains_key(&**room) {
+            return Err(RoomRefused::Exists);
+        }
+        if rooms.len() >= self.max_rooms {
+            return Err(RoomRefused::TooManyRooms);
+        }
+        let info = RoomInfo {
+            members: 0,
+            created_by,
+            created_at: Some(SystemTime::now()),
+            explicit: true,
+        };
+        rooms.insert(room.clone(), info.clone());
+        Ok(info)
+    }
+
+    /// Removes a room whatever its members (they are removed by the shards); returns whether
+    /// it existed.
+    pub(crate) fn close_room(&self, room: &str) -> bool {
+        lock(&self.rooms).remove(room).is_some()
+    }
+
+    /// A room's entry.
+    pub(crate) fn room(&self, room: &str) -> Option<RoomInfo> {
+        lock(&self.rooms).get(room).cloned()
     }
 
     /// Rooms on the server now.
     pub(crate) fn room_count(&self) -> usize {
-        self.room_count.load(Ordering::Acquire)
+        lock(&self.rooms).len()
+    }
+
+    /// Up to `limit` rooms after `cursor`, in order, and whether more follow.
+    pub(crate) fn rooms_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(Arc<str>, RoomInfo)>, bool) {
+        page(&lock(&self.rooms), cursor, limit, RoomInfo::clone)
     }
 }
 
-/// Decrements a count, removing the entry at zero; returns whether it was removed.
-fn decrement<K: Hash + Eq + std::borrow::Borrow<str>>(
-    map: &mut HashMap<K, u32, RandomState>,
-    key: &str,
-) -> bool {
-    match map.get_mut(key) {
-        Some(n) if *n > 1 => {
-            *n -= 1;
-            false
-        }
-        Some(_) => {
-            map.remove(key);
-            true
-        }
-        None => false,
-    }
+/// Entries strictly after `cursor`, at most `limit`, and whether more follow.
+fn page<V, T>(
+    map: &BTreeMap<Arc<str>, V>,
+    cursor: Option<&str>,
+    limit: usize,
+    view: impl Fn(&V) -> T,
+) -> (Vec<(Arc<str>, T)>, bool) {
+    use std::ops::Bound;
+    let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut iter = map.range::<str, _>((start, Bound::Unbounded));
+    let items: Vec<_> = iter
+        .by_ref()
+        .take(limit)
+        .map(|(k, v)| (k.clone(), view(v)))
+        .collect();
+    let more = iter.next().is_some();
+    (items, more)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -163,11 +225,41 @@ mod tests {
         assert_eq!(d.add_member(&a), Ok(()));
         assert_eq!(d.add_member(&a), Ok(()));
         assert_eq!(d.add_member(&b), Ok(()));
-        assert_eq!(d.add_member(&c), Err(JoinRefused::TooManyRooms));
+        assert_eq!(d.add_member(&c), Err(RoomRefused::TooManyRooms));
         d.remove_member("a");
         assert_eq!(d.room_count(), 2);
         d.remove_member("a");
         assert_eq!(d.room_count(), 1);
         assert_eq!(d.add_member(&c), Ok(()));
+    }
+
+    #[test]
+    fn explicit_rooms_outlive_their_members_until_closed() {
+        let d = Directory::new(2, 10);
+        let r: Arc<str> = "r".into();
+        d.create_room(&r, Some("dhoni".into())).unwrap();
+        assert_eq!(d.create_room(&r, None), Err(RoomRefused::Exists));
+        d.add_member(&r).unwrap();
+        d.remove_member("r");
+        assert_eq!(d.room("r").unwrap().created_by.as_deref(), Some("dhoni"));
+        assert!(d.close_room("r"));
+        assert!(d.room("r").is_none());
+        assert!(!d.close_room("r"));
+    }
+
+    #[test]
+    fn pages_follow_the_cursor() {
+        let d = Directory::new(5, 10);
+        for u in ["c", "a", "e", "b", "d"] {
+            d.add_connection(&Arc::from(u));
+        }
+        let (p1, more) = d.users_page(None, 2);
+        assert_eq!(p1.iter().map(|(u, _)| &**u).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(more);
+        d.remove_connection("c");
+        d.add_connection(&Arc::from("a2"));
+        let (p2, more) = d.users_page(Some("b"), 2);
+        assert_eq!(p2.iter().map(|(u, _)| &**u).collect::<Vec<_>>(), ["d", "e"]);
+        assert!(!more);
     }
 }

@@ -21,5 +21,6 @@ mod ws;
 
 pub use auth::{mint, mint_with_exp, KeyError, MintOptions};
 pub use config::Config;
+pub use http::routes::ROUTES;
 pub use server::{start, ServerHandle, StartError};
 pub use stats::{ShardStats, StatsSnapshot};

@@ -41,6 +41,13 @@ fn main() -> ExitCode {
     if let Some(secret) = server.dev_secret() {
         announce_dev_mode(secret, server.local_addr());
     }
+    if let Some(key) = server.dev_api_key() {
+        eprintln!(
+            "!!! DEVELOPMENT MODE: no API_KEYS set; REST API key for this run:\n  {key}\n\
+             Try: curl -H 'Authorization: Bearer {key}' http://127.0.0.1:{}/api/v1/stats\n",
+            server.local_addr().port()
+        );
+    }
     wait_for_signal();
     tracing::info!("shutting down: closing connections with 1001");
     server.shutdown_blocking();

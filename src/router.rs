@@ -5,6 +5,7 @@
 //! it at once, every other shard receives an `Arc` of the same event in its inbox and delivers
 //! to its own connections. No global map is locked on the message path.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -81,8 +82,61 @@ pub(crate) const fn opcode(format: Format) -> OpCode {
 pub(crate) enum Target {
     /// Every connection of one user.
     User(Arc<str>),
+    /// Every connection of each of these users.
+    Users(Arc<[Arc<str>]>),
     /// Every member of one room.
     Room(Arc<str>),
+    /// Every authenticated connection.
+    Broadcast,
+}
+
+/// What a delivery reached, added up by every shard without a lock; the last shard to report
+/// wakes the waiter (a REST push answering with counts).
+#[derive(Debug)]
+pub(crate) struct Report {
+    delivered: AtomicUsize,
+    /// Per user of a [`Target::Users`] (or the one [`Target::User`]): found on some shard.
+    found: Box<[AtomicBool]>,
+    pending: AtomicUsize,
+    done: Notify,
+}
+
+impl Report {
+    pub(crate) fn new(shards: usize, users: usize) -> Arc<Report> {
+        Arc::new(Report {
+            delivered: AtomicUsize::new(0),
+            found: (0..users).map(|_| AtomicBool::new(false)).collect(),
+            pending: AtomicUsize::new(shards),
+            done: Notify::new(),
+        })
+    }
+
+    /// One shard's part: `delivered` connections reached; `found(i)` for target users seen.
+    pub(crate) fn add(&self, delivered: usize, found: impl IntoIterator<Item = usize>) {
+        self.delivered.fetch_add(delivered, Ordering::Relaxed);
+        for i in found {
+            if let Some(f) = self.found.get(i) {
+                f.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits until every shard has reported; returns connections reached and, per target
+    /// user, whether any connection was found.
+    pub(crate) async fn wait(&self) -> (usize, Vec<bool>) {
+        if self.pending.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        let found = self
+            .found
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .collect();
+        (self.delivered.load(Ordering::Relaxed), found)
+    }
 }
 
 /// One event for one target, as carried between shards.
@@ -92,11 +146,39 @@ pub(crate) struct Delivery {
     pub(crate) event: Arc<OutEvent>,
     /// A connection not to deliver to (the sender, unless it asked for an echo).
     pub(crate) exclude: Option<u64>,
+    /// A user none of whose connections get it (a REST room push's `exceptUserId`).
+    pub(crate) exclude_user: Option<Arc<str>>,
+    /// Where to add up what it reached, when someone waits for that.
+    pub(crate) report: Option<Arc<Report>>,
+}
+
+impl Delivery {
+    /// A delivery with no exclusions and no report.
+    pub(crate) fn new(target: Target, event: Arc<OutEvent>) -> Delivery {
+        Delivery {
+            target,
+            event,
+            exclude: None,
+            exclude_user: None,
+            report: None,
+        }
+    }
+}
+
+/// Work run on a shard with access to its connections (REST queries and administration).
+pub(crate) type Task = Box<dyn FnOnce(&crate::shard::Shard) + Send>;
+
+/// What travels through a shard's inbox.
+pub(crate) enum ShardMsg {
+    /// An event to deliver to this shard's recipients.
+    Deliver(Delivery),
+    /// Work to run on this shard.
+    Run(Task),
 }
 
 /// A shard's inbox: bounded, lock-free, with wake-ups for the shard and for waiting senders.
 struct Inbox {
-    queue: ArrayQueue<Delivery>,
+    queue: ArrayQueue<ShardMsg>,
     /// Wakes the shard's inbox task.
     ready: Notify,
     /// Wakes senders waiting for room in a full inbox.
@@ -127,7 +209,7 @@ impl Router {
 
     /// Hands a delivery to shard `shard`. A full inbox makes the sender wait: nothing accepted
     /// is dropped, and backpressure reaches the sender instead of memory growing.
-    pub(crate) async fn send(&self, shard: usize, mut delivery: Delivery) {
+    pub(crate) async fn send(&self, shard: usize, mut delivery: ShardMsg) {
         let inbox = &self.inboxes[shard];
         loop {
             let space = inbox.space.notified();
@@ -156,8 +238,8 @@ impl Router {
         }
     }
 
-    /// Takes the next delivery from shard `shard`'s inbox.
-    pub(crate) fn pop(&self, shard: usize) -> Option<Delivery> {
+    /// Takes the next message from shard `shard`'s inbox.
+    pub(crate) fn pop(&self, shard: usize) -> Option<ShardMsg> {
         self.inboxes[shard].queue.pop()
     }
 
@@ -194,17 +276,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reports_add_up_and_wake_once_all_shards_reported() {
+        let r = Report::new(2, 3);
+        r.add(2, [0]);
+        r.add(1, [2]);
+        assert_eq!(r.wait().await, (3, vec![true, false, true]));
+    }
+
+    #[tokio::test]
     async fn a_full_inbox_makes_the_sender_wait_without_loss() {
         let router = Arc::new(Router::new(1, 2));
-        let d = Delivery {
-            target: Target::User("u".into()),
-            event: event(b"1", Format::Json),
-            exclude: None,
-        };
-        router.send(0, d.clone()).await;
-        router.send(0, d.clone()).await;
+        let d = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));
+        router.send(0, ShardMsg::Deliver(d.clone())).await;
+        router.send(0, ShardMsg::Deliver(d.clone())).await;
         let r2 = router.clone();
-        let d2 = d.clone();
+        let d2 = ShardMsg::Deliver(d.clone());
         let sender = tokio::spawn(async move { r2.send(0, d2).await });
         tokio::task::yield_now().await;
         assert!(!sender.is_finished());

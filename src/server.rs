@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) directory: Directory,
     pub(crate) stats: Box<[ShardStats]>,
     pub(crate) verifier: Verifier,
+    /// Keys accepted by the REST API (never logged).
+    pub(crate) api_keys: Vec<String>,
     /// Open WebSocket connections, bounded by `max_connections`.
     connections: AtomicUsize,
     pub(crate) shutdown: Shutdown,
@@ -99,6 +101,7 @@ pub struct ServerHandle {
     trigger: ShutdownTrigger,
     threads: Vec<JoinHandle<()>>,
     dev_secret: Option<String>,
+    dev_api_key: Option<String>,
 }
 
 /// Starts the server: binds one listener per shard and starts the shard threads.
@@ -107,6 +110,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let dev_secret = (config.jwt_secret.is_none() && config.jwt_public_key_file.is_none())
         .then(crate::auth::dev_secret);
     let verifier = Verifier::from_config(&config, dev_secret.as_deref())?;
+    let mut api_keys = config.api_key_list();
+    let dev_api_key = api_keys
+        .is_empty()
+        .then(|| format!("wsgate_dev_{}", crate::auth::dev_secret()));
+    api_keys.extend(dev_api_key.clone());
     let shards = config.shard_count();
     let requested = SocketAddr::new(config.host, config.port);
     let listeners = bind(requested, shards).map_err(|source| StartError::Io {
@@ -124,6 +132,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         directory: Directory::new(config.max_connections_per_user, config.max_rooms),
         stats: (0..shards).map(|_| ShardStats::default()).collect(),
         verifier,
+        api_keys,
         connections: AtomicUsize::new(0),
         shutdown,
         config,
@@ -141,6 +150,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         trigger,
         threads,
         dev_secret,
+        dev_api_key,
     })
 }
 
@@ -174,6 +184,11 @@ impl ServerHandle {
     /// The random HS256 secret of development mode (no `JWT_SECRET`, no public key).
     pub fn dev_secret(&self) -> Option<&str> {
         self.dev_secret.as_deref()
+    }
+
+    /// The generated REST API key of development mode (no `API_KEYS`).
+    pub fn dev_api_key(&self) -> Option<&str> {
+        self.dev_api_key.as_deref()
     }
 
     /// Each shard's counters.

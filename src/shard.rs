@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ahash::RandomState;
@@ -19,7 +19,7 @@ use tokio::task::LocalSet;
 use wsgate_protocol::CloseCode;
 
 use crate::handle::{ConnHandle, PushError};
-use crate::router::{Delivery, Target};
+use crate::router::{Delivery, OutEvent, Report, ShardMsg, Target, Task};
 use crate::server::Shared;
 use crate::shutdown::Shutdown;
 use crate::stats::ShardStats;
@@ -138,7 +138,8 @@ impl Shard {
         remove_member(&mut self.local.borrow_mut().rooms, room, conn);
     }
 
-    /// Delivers to this shard's recipients; returns how many received the event.
+    /// Delivers to this shard's recipients and reports to the delivery's `report`, if any;
+    /// returns how many connections received the event.
     pub(crate) fn deliver_local(&self, d: &Delivery) -> usize {
         let local = self.local.borrow();
         let max = self.shared.config.max_outbound_bytes;
@@ -146,6 +147,11 @@ impl Shard {
         let mut push = |h: &Rc<ConnHandle>| {
             if Some(h.id) == d.exclude {
                 return;
+            }
+            if let Some(except) = &d.exclude_user {
+                if h.user.borrow().as_deref() == Some(&**except) {
+                    return;
+                }
             }
             let Some(frame) = d.event.frame(h.format) else {
                 return;
@@ -156,23 +162,38 @@ impl Shard {
                 Err(PushError::Closing) => {}
             }
         };
+        let mut found = Vec::new();
         match &d.target {
-            Target::User(user) => local
-                .users
-                .get(user)
-                .into_iter()
-                .flatten()
-                .for_each(&mut push),
-            Target::Room(room) => local
-                .rooms
-                .get(room)
-                .into_iter()
-                .flatten()
-                .for_each(|(_, h)| push(h)),
+            Target::User(user) => {
+                if let Some(conns) = local.users.get(user) {
+                    found.push(0);
+                    conns.iter().for_each(&mut push);
+                }
+            }
+            Target::Users(users) => {
+                for (i, user) in users.iter().enumerate() {
+                    if let Some(conns) = local.users.get(user) {
+                        found.push(i);
+                        conns.iter().for_each(&mut push);
+                    }
+                }
+            }
+            Target::Room(room) => {
+                local
+                    .rooms
+                    .get(room)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|(_, h)| push(h));
+            }
+            Target::Broadcast => local.users.values().flatten().for_each(&mut push),
         }
         let stats = self.stats();
         ShardStats::add(&stats.deliveries, delivered as u64);
         ShardStats::add(&stats.messages_out, delivered as u64);
+        if let Some(report) = &d.report {
+            report.add(delivered, found);
+        }
         delivered
     }
 
@@ -181,7 +202,144 @@ impl Shard {
         self.deliver_local(&d);
         let router = &self.shared.router;
         for shard in (0..router.shards()).filter(|&s| s != self.id) {
-            router.send(shard, d.clone()).await;
+            router.send(shard, ShardMsg::Deliver(d.clone())).await;
+        }
+    }
+
+    /// Runs `f` on every shard (here directly, elsewhere through the inboxes) and collects
+    /// the results, in no particular order.
+    pub(crate) async fn gather<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Shard) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let router = &self.shared.router;
+        let f = Arc::new(f);
+        let results = Arc::new(Mutex::new(Vec::with_capacity(router.shards())));
+        let countdown = Report::new(router.shards(), 0);
+        for shard in (0..router.shards()).filter(|&s| s != self.id) {
+            let (f, results, countdown) = (f.clone(), results.clone(), countdown.clone());
+            let task: Task = Box::new(move |shard: &Shard| {
+                let value = f(shard);
+                lock(&results).push(value);
+                countdown.add(0, []);
+            });
+            router.send(shard, ShardMsg::Run(task)).await;
+        }
+        let value = f(self);
+        lock(&results).push(value);
+        countdown.add(0, []);
+        countdown.wait().await;
+        let mut out = lock(&results);
+        std::mem::take(&mut *out)
+    }
+
+    /// This shard's connections of `user`.
+    fn conns_of(&self, user: &str) -> Vec<Rc<ConnHandle>> {
+        self.local
+            .borrow()
+            .users
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Rooms any local connection of `user` is in.
+    pub(crate) fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
+        let mut rooms: Vec<Arc<str>> = self
+            .conns_of(user)
+            .iter()
+            .flat_map(|h| h.rooms.borrow().clone())
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    }
+
+    /// Distinct users among this shard's members of `room`.
+    pub(crate) fn users_in(&self, room: &str) -> Vec<Arc<str>> {
+        let local = self.local.borrow();
+        let mut users: Vec<Arc<str>> = local
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, h)| h.user.borrow().clone())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Closes every local connection of `user` with 4003 and `reason`; returns how many.
+    pub(crate) fn kick(&self, user: &str, reason: &str) -> usize {
+        let conns = self.conns_of(user);
+        for h in &conns {
+            h.close(CloseCode::Kicked.as_u16(), reason, false);
+        }
+        conns.len()
+    }
+
+    /// Adds every local connection of `user` to `room` (up to each connection's room limit);
+    /// returns how many were added.
+    pub(crate) fn add_to_room(&self, user: &str, room: &Arc<str>) -> usize {
+        let max = self.shared.config.max_rooms_per_connection as usize;
+        let mut added = 0;
+        for h in self.conns_of(user) {
+            let joined = h.rooms.borrow().iter().any(|r| r == room);
+            if joined || h.rooms.borrow().len() >= max {
+                continue;
+            }
+            if self.shared.directory.add_member(room).is_err() {
+                continue;
+            }
+            self.join_local(room, &h);
+            h.rooms.borrow_mut().push(room.clone());
+            added += 1;
+        }
+        added
+    }
+
+    /// Removes every local connection of `user` from `room`; returns how many.
+    pub(crate) fn remove_from_room(&self, user: &str, room: &str) -> usize {
+        let mut removed = 0;
+        for h in self.conns_of(user) {
+            if self.drop_membership(&h, room) {
+                self.shared.directory.remove_member(room);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Closes `room` here: members get `event` (`room.closed`) and are removed. The directory
+    /// entry is already gone. Returns how many connections were removed.
+    pub(crate) fn close_room(&self, room: &str, event: &Arc<OutEvent>) -> usize {
+        let members: Vec<Rc<ConnHandle>> = match self.local.borrow_mut().rooms.remove(room) {
+            Some(members) => members.into_values().collect(),
+            None => return 0,
+        };
+        let max = self.shared.config.max_outbound_bytes;
+        for h in &members {
+            h.rooms.borrow_mut().retain(|r| &**r != room);
+            if let Some(frame) = event.frame(h.format) {
+                if h.push(frame.clone(), max) == Err(PushError::SlowConsumer) {
+                    ShardStats::inc(&self.stats().slow_consumers);
+                }
+            }
+        }
+        members.len()
+    }
+
+    /// Removes `room` from one connection's rooms and the local map; whether it was a member.
+    fn drop_membership(&self, h: &Rc<ConnHandle>, room: &str) -> bool {
+        let pos = h.rooms.borrow().iter().position(|r| &**r == room);
+        match pos {
+            Some(i) => {
+                h.rooms.borrow_mut().swap_remove(i);
+                self.leave_local(room, h.id);
+                true
+            }
+            None => false,
         }
     }
 
@@ -232,6 +390,10 @@ impl Shard {
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn remove_member(
@@ -321,8 +483,13 @@ async fn inbox_loop(shard: Rc<Shard>) {
     loop {
         router.wait_ready(shard.id).await;
         let mut n = 0u32;
-        while let Some(d) = router.pop(shard.id) {
-            shard.deliver_local(&d);
+        while let Some(msg) = router.pop(shard.id) {
+            match msg {
+                ShardMsg::Deliver(d) => {
+                    shard.deliver_local(&d);
+                }
+                ShardMsg::Run(task) => task(&shard),
+            }
             n += 1;
             if n.is_multiple_of(256) {
                 router.drained(shard.id);

@@ -60,6 +60,7 @@ impl ShardStats {
 
 /// A copy of [`ShardStats`] at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatsSnapshot {
     /// See [`ShardStats::connections`].
     pub connections: u64,

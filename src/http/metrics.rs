@@ -1,0 +1,105 @@
+//! `GET /metrics`: the counters and gauges in Prometheus text format (version 0.0.4).
+
+use std::fmt::Write;
+
+use crate::http::rest::query::collect_stats;
+use crate::shard::Shard;
+use crate::stats::StatsSnapshot;
+
+/// One metric: name, type, help, and how to read it from a shard's snapshot.
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    read: fn(&StatsSnapshot) -> u64,
+}
+
+const PER_SHARD: &[Metric] = &[
+    Metric {
+        name: "wsgate_connections",
+        kind: "gauge",
+        help: "Open WebSocket connections.",
+        read: |s| s.connections,
+    },
+    Metric {
+        name: "wsgate_connections_total",
+        kind: "counter",
+        help: "WebSocket connections accepted.",
+        read: |s| s.connections_total,
+    },
+    Metric {
+        name: "wsgate_messages_in_total",
+        kind: "counter",
+        help: "Client messages received.",
+        read: |s| s.messages_in,
+    },
+    Metric {
+        name: "wsgate_messages_out_total",
+        kind: "counter",
+        help: "Frames queued to clients.",
+        read: |s| s.messages_out,
+    },
+    Metric {
+        name: "wsgate_deliveries_total",
+        kind: "counter",
+        help: "Events delivered to a connection.",
+        read: |s| s.deliveries,
+    },
+    Metric {
+        name: "wsgate_slow_consumers_total",
+        kind: "counter",
+        help: "Connections closed as slow consumers.",
+        read: |s| s.slow_consumers,
+    },
+    Metric {
+        name: "wsgate_rate_limited_total",
+        kind: "counter",
+        help: "Commands refused by the rate limiter.",
+        read: |s| s.rate_limited,
+    },
+    Metric {
+        name: "wsgate_auth_failures_total",
+        kind: "counter",
+        help: "Tokens refused.",
+        read: |s| s.auth_failures,
+    },
+    Metric {
+        name: "wsgate_heartbeat_timeouts_total",
+        kind: "counter",
+        help: "Connections closed for a heartbeat timeout.",
+        read: |s| s.heartbeat_timeouts,
+    },
+];
+
+/// The whole exposition.
+pub(crate) fn render(shard: &Shard) -> String {
+    let stats = collect_stats(shard);
+    let mut out = String::with_capacity(4096);
+    for m in PER_SHARD {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {}",
+            m.name, m.help, m.name, m.kind
+        );
+        for s in &stats.shards {
+            let _ = writeln!(
+                out,
+                "{}{{shard=\"{}\"}} {}",
+                m.name,
+                s.shard,
+                (m.read)(&s.stats)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wsgate_users Connected users.\n# TYPE wsgate_users gauge\nwsgate_users {}",
+        stats.users
+    );
+    let _ = writeln!(
+        out,
+        "# HELP wsgate_rooms Rooms.\n# TYPE wsgate_rooms gauge\nwsgate_rooms {}",
+        stats.rooms
+    );
+    out
+}

@@ -1,0 +1,137 @@
+//! Questions from the backend: who is connected, one user's connections and rooms, counters;
+//! and disconnecting a user.
+
+use std::rc::Rc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Serialize;
+
+use super::{check_name, json, page_params, ApiResult};
+use crate::shard::Shard;
+use crate::stats::{ShardStats, StatsSnapshot};
+
+/// `GET /api/v1/users?limit=&cursor=`: connected users in id order, a page at a time.
+pub(super) fn users(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
+    let (limit, cursor) = page_params(req)?;
+    let (page, more) = shard.shared.directory.users_page(cursor.as_deref(), limit);
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct User {
+        user_id: String,
+        connections: u32,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        users: Vec<User>,
+        next_cursor: Option<String>,
+    }
+    let next_cursor = more
+        .then(|| page.last().map(|(u, _)| u.to_string()))
+        .flatten();
+    let users = page
+        .into_iter()
+        .map(|(u, n)| User {
+            user_id: u.to_string(),
+            connections: n,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &Page { users, next_cursor }))
+}
+
+/// `GET /api/v1/users/{userId}`: connected?, how many connections, which rooms.
+pub(super) async fn user(shard: &Rc<Shard>, user: String) -> ApiResult {
+    check_name("userId", &user)?;
+    let connections = shard.shared.directory.connections_of(&user);
+    let mut rooms: Vec<String> = if connections == 0 {
+        Vec::new()
+    } else {
+        let name = user.clone();
+        let parts = shard.gather(move |s| s.rooms_of(&name)).await;
+        parts.into_iter().flatten().map(|r| r.to_string()).collect()
+    };
+    rooms.sort();
+    rooms.dedup();
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct User {
+        user_id: String,
+        online: bool,
+        connections: u32,
+        rooms: Vec<String>,
+    }
+    Ok(json(
+        StatusCode::OK,
+        &User {
+            user_id: user,
+            online: connections > 0,
+            connections,
+            rooms,
+        },
+    ))
+}
+
+/// `DELETE /api/v1/users/{userId}/connections?reason=`: close them all with 4003.
+pub(super) async fn kick(shard: &Rc<Shard>, req: &Request<Incoming>, user: String) -> ApiResult {
+    check_name("userId", &user)?;
+    let reason = crate::auth::query_param(req.uri().query().unwrap_or(""), "reason")
+        .unwrap_or_else(|| "disconnected by the backend".to_owned());
+    let disconnected: usize = shard
+        .gather(move |s| s.kick(&user, &reason))
+        .await
+        .into_iter()
+        .sum();
+    #[derive(Serialize)]
+    struct Kicked {
+        disconnected: usize,
+    }
+    Ok(json(StatusCode::OK, &Kicked { disconnected }))
+}
+
+/// Counters per shard and in total, with users and rooms.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Stats {
+    #[serde(flatten)]
+    pub(crate) total: StatsSnapshot,
+    pub(crate) users: usize,
+    pub(crate) rooms: usize,
+    pub(crate) shards: Vec<PerShard>,
+}
+
+/// One shard's counters.
+#[derive(Serialize)]
+pub(crate) struct PerShard {
+    pub(crate) shard: usize,
+    #[serde(flatten)]
+    pub(crate) stats: StatsSnapshot,
+}
+
+pub(crate) fn collect_stats(shard: &Shard) -> Stats {
+    let shards: Vec<PerShard> = shard
+        .shared
+        .stats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PerShard {
+            shard: i,
+            stats: ShardStats::snapshot(s),
+        })
+        .collect();
+    let total = shards
+        .iter()
+        .fold(StatsSnapshot::default(), |a, s| a + s.stats);
+    let directory = &shard.shared.directory;
+    Stats {
+        total,
+        users: directory.user_count(),
+        rooms: directory.room_count(),
+        shards,
+    }
+}
+
+/// `GET /api/v1/stats`.
+pub(super) fn stats(shard: &Rc<Shard>) -> hyper::Response<crate::http::Body> {
+    json(StatusCode::OK, &collect_stats(shard))
+}
