@@ -267,3 +267,61 @@ impl Client {
             .await;
     }
 }
+
+pub const API_KEY: &str = "test-api-key";
+
+/// A REST client for the test server (reqwest), sending the API key.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(server: &TestServer) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", server.addr),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(API_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("answer in time")
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, None).await
+    }
+}
+
+/// A server with the test API key.
+pub fn start_api_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    start_server(|c| {
+        c.api_keys = Some(API_KEY.into());
+        tweak(c);
+    })
+}
