@@ -23,6 +23,48 @@ pub struct ShardStats {
     pub auth_failures: AtomicU64,
     /// Counter: connections closed for a heartbeat timeout.
     pub heartbeat_timeouts: AtomicU64,
+    /// Histogram: time to answer REST API requests.
+    pub rest_latency: Histogram,
+}
+
+/// Upper bounds of the latency buckets, in microseconds (Prometheus `le`, in seconds).
+pub(crate) const LATENCY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// A fixed-bucket latency histogram of relaxed atomics: recording is a few adds, no lock.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket of [`LATENCY_BUCKETS_US`] (not cumulative), plus one for larger values.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub(crate) fn record(&self, elapsed: std::time::Duration) {
+        let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket (the last is the total count) and the sum in microseconds.
+    pub fn cumulative(&self) -> (Vec<u64>, u64) {
+        let mut total = 0;
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (counts, self.sum_us.load(Ordering::Relaxed))
+    }
 }
 
 impl ShardStats {
@@ -96,5 +138,25 @@ impl std::ops::Add for StatsSnapshot {
             auth_failures: self.auth_failures + o.auth_failures,
             heartbeat_timeouts: self.heartbeat_timeouts + o.heartbeat_timeouts,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(50));
+        h.record(Duration::from_micros(700));
+        h.record(Duration::from_secs(5));
+        let (counts, sum) = h.cumulative();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[3], 2);
+        assert_eq!(counts[LATENCY_BUCKETS_US.len() - 1], 2);
+        assert_eq!(*counts.last().unwrap_or(&0), 3);
+        assert_eq!(sum, 5_000_750);
     }
 }

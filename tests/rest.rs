@@ -399,6 +399,13 @@ async fn stats_and_metrics_count_what_happened() {
     let text = res.text().await.unwrap();
     assert!(text.contains("# TYPE wsgate_deliveries_total counter"));
     assert!(text.contains("wsgate_users 2"), "{text}");
+    // The REST requests above were timed.
+    let count: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("wsgate_rest_request_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(count >= 1, "{text}");
     server.handle.shutdown().await;
 }
 

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::http::rest::query::collect_stats;
 use crate::shard::Shard;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, LATENCY_BUCKETS_US};
 
 /// One metric: name, type, help, and how to read it from a shard's snapshot.
 struct Metric {
@@ -90,6 +90,22 @@ pub(crate) fn render(shard: &Shard) -> String {
                 (m.read)(&s.stats)
             );
         }
+    }
+    let name = "wsgate_rest_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to answer REST API requests.\n# TYPE {name} histogram"
+    );
+    for (i, s) in shard.shared.stats.iter().enumerate() {
+        let (counts, sum_us) = s.rest_latency.cumulative();
+        for (le, count) in LATENCY_BUCKETS_US.iter().zip(&counts) {
+            let le = *le as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{shard=\"{i}\",le=\"{le}\"}} {count}");
+        }
+        let total = counts.last().copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{shard=\"{i}\",le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum{{shard=\"{i}\"}} {}", sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{shard=\"{i}\"}} {total}");
     }
     let _ = writeln!(
         out,

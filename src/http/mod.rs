@@ -132,10 +132,15 @@ async fn dispatch(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
             );
             res
         }
-        _ => match rest::dispatch(shard, &method, template, params, req).await {
-            Ok(res) => res,
-            Err(e) => e.into_response(),
-        },
+        _ => {
+            let started = std::time::Instant::now();
+            let res = match rest::dispatch(shard, &method, template, params, req).await {
+                Ok(res) => res,
+                Err(e) => e.into_response(),
+            };
+            shard.stats().rest_latency.record(started.elapsed());
+            res
+        }
     }
 }
 
