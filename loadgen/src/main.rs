@@ -1,6 +1,65 @@
-//! wsgate-loadgen: placeholder until the load generator lands (issue 4).
+//! The `wsgate-loadgen` binary: parses the command line, runs the scenario, prints the table
+//! (and JSON, and the report), and exits non-zero past `--max-loss`.
 
-fn main() {
-    eprintln!("wsgate-loadgen is not built yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use wsgate_loadgen::cli::Cli;
+use wsgate_loadgen::coordinator::{self, RunOptions, WORKER_ARG};
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
+        return match coordinator::worker_main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wsgate-loadgen worker: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsgate-loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let plan = cli.scenario.plan()?;
+    let common = cli.scenario.common();
+    let opts = RunOptions {
+        progress: !common.quiet,
+        server_pid: common.server_pid,
+        worker_exe: None,
+    };
+    let summary = wsgate_loadgen::run(&plan, &opts)?;
+    if common.json {
+        eprint!("{}", summary.table());
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    if let Some(path) = &common.report {
+        let doc = match path.extension().and_then(|e| e.to_str()) {
+            Some("html") | Some("htm") => summary.html(),
+            _ => summary.svg(),
+        };
+        std::fs::write(path, doc)?;
+        eprintln!("report written to {}", path.display());
+    }
+    let failed_ratio = summary.failed as f64 / summary.connections.max(1) as f64;
+    let loss = summary.loss_ratio.unwrap_or(0.0);
+    if loss > common.max_loss || failed_ratio > common.max_loss || summary.decode_mismatches > 0 {
+        eprintln!(
+            "FAIL: loss {:.4} %, failures {:.4} % (threshold {:.4} %)",
+            loss * 100.0,
+            failed_ratio * 100.0,
+            common.max_loss * 100.0
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

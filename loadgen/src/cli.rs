@@ -1,0 +1,372 @@
+//! The command line: one subcommand per scenario, the flags they share, and their translation
+//! into a [`RunPlan`] (with the loopback-only target check).
+
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::{Common, DecodeMode, PublishMode, RunPlan, Scenario, Target, WireFormat};
+
+/// Connections one worker process may hold (each needs a file descriptor; the hard limit here is
+/// 20,000, and a worker keeps some headroom for its own files).
+pub const MAX_PER_WORKER: u64 = 18_000;
+
+/// wsgate-loadgen: drive a wsgate server with many WebSocket connections and measure it.
+#[derive(Debug, Parser)]
+#[command(name = "wsgate-loadgen", version)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: ScenarioCmd,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCmd {
+    /// Ramp to N authenticated connections at a rate, hold them, report connect rate, handshake
+    /// latency, failures by cause and (with --server-pid) server memory per connection.
+    Connect {
+        /// Shared flags.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// N subscribers across K rooms and P publishers; report deliveries/s, end-to-end latency
+    /// and loss.
+    Fanout {
+        /// Shared flags.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Publisher connections (connection numbers 0..P; subscribers follow).
+        #[arg(long, default_value_t = 1)]
+        publishers: u32,
+        /// Rooms; subscriber i joins room i % K, publisher j room j % K.
+        #[arg(long, default_value_t = 1)]
+        rooms: u32,
+        /// Publisher pacing.
+        #[arg(long, value_enum, default_value_t = Mode::Rate)]
+        mode: Mode,
+        /// `rate` mode: publishes per second, all publishers together.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// `closed` mode: publishes in flight per publisher (one completes when it comes back
+        /// to its publisher, which publishes with echo).
+        #[arg(long, default_value_t = 1)]
+        window: u32,
+        /// `burst` mode: publishes per burst per publisher.
+        #[arg(long, default_value_t = 100)]
+        burst: u32,
+        /// `burst` mode: time between bursts, e.g. `1s`, `500ms`.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Size of each event's `data` in bytes (at least 60 for an exact size).
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Publish with `echo: true` (publishers receive their own events too).
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Soak mix: users in rooms publishing at a per-user rate, with disconnect/reconnect churn.
+    Chat {
+        /// Shared flags.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Rooms; user i is in room i % K.
+        #[arg(long, default_value_t = 100)]
+        rooms: u32,
+        /// Publishes per second per user.
+        #[arg(long, default_value_t = 0.2)]
+        rate_per_user: f64,
+        /// Disconnect/reconnect cycles per second (all users together).
+        #[arg(long, default_value_t = 10.0)]
+        churn: f64,
+        /// Size of each event's `data` in bytes.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+    /// NOT IMPLEMENTED YET: REST pushes to random users (needs the server's
+    /// `POST /api/v1/push/users`). Exits with an error.
+    Push {
+        /// Shared flags.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Publisher pacing (fanout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// A fixed rate (`--rate`).
+    Rate,
+    /// Closed loop (`--window`).
+    Closed,
+    /// Bursts (`--burst` every `--interval`).
+    Burst,
+}
+
+/// Flags every scenario takes.
+#[derive(Clone, Debug, Args)]
+pub struct CommonArgs {
+    /// The server's WebSocket URL (ws:// only).
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
+    pub url: String,
+    /// Wire encoding.
+    #[arg(long, value_enum, default_value_t = WireFormat::Json)]
+    pub format: WireFormat,
+    /// HS256 secret to mint one token per user (the server's JWT_SECRET).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Connections in all.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub connections: u64,
+    /// New connections per second during the ramp (all workers together).
+    #[arg(long, default_value_t = 5000.0)]
+    pub connect_rate: f64,
+    /// Most handshakes in progress at once per worker.
+    #[arg(long, default_value_t = 1000)]
+    pub max_pending: u32,
+    /// A connection not ready after this long has failed (`timeout_*`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Length of the measured phase (the hold, for `connect`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Longest wait for in-flight deliveries after the measured phase.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Worker processes (0: one per 18,000 connections; 1: a thread in this process).
+    #[arg(long, default_value_t = 0)]
+    pub workers: u32,
+    /// Source addresses to spread connections over: a list (`127.0.0.2,127.0.0.3`) or a count
+    /// `N` (127.0.0.1 ..= 127.0.0.N). Each address has its own ~28k ephemeral ports.
+    #[arg(long)]
+    pub source_addrs: Option<String>,
+    /// Hosts other than loopback that may be targeted (refused otherwise).
+    #[arg(long)]
+    pub allow_host: Vec<String>,
+    /// Event decoding: `fast` reads the loadgen's own payload in place and fully decodes one
+    /// event in 64 to check it; `full` decodes every message with wsgate-protocol.
+    #[arg(long, value_enum, default_value_t = DecodeMode::Fast)]
+    pub decode: DecodeMode,
+    /// The server's pid: report its RSS per connection (from /proc/PID/status).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Exit non-zero when loss (lost/expected) or failures (failed/connections) pass this
+    /// fraction.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_loss: f64,
+    /// Print the summary as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Write a report: `.svg` (charts) or `.html` (charts and table).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses `250ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("bad duration unit in `{s}` (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `ws://host:port/path?query` and refuses targets off loopback unless allowed.
+pub fn parse_target(url: &str, allow: &[String]) -> anyhow::Result<Target> {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        bail!("only ws:// URLs are supported (got `{url}`)");
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h, p.parse::<u16>().context("bad port")?)
+        }
+        _ => (authority, 80),
+    };
+    let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = (host_bare, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host_bare}"))?
+        .next()
+        .with_context(|| format!("{host_bare} has no address"))?;
+    if !addr.ip().is_loopback() && !allow.iter().any(|a| a == host_bare) {
+        bail!(
+            "refusing target {host_bare} ({}): only loopback addresses, or hosts named with --allow-host",
+            addr.ip()
+        );
+    }
+    Ok(Target {
+        addr,
+        host: authority.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// Parses `--source-addrs`: a comma list, or a count N meaning 127.0.0.1 ..= 127.0.0.N.
+pub fn parse_source_addrs(s: &str, allow_any: bool) -> anyhow::Result<Vec<IpAddr>> {
+    if let Ok(n) = s.trim().parse::<u8>() {
+        if n == 0 {
+            bail!("--source-addrs count must be at least 1");
+        }
+        return Ok((1..=n)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+            .collect());
+    }
+    let addrs = s
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<IpAddr>()
+                .with_context(|| format!("bad address `{a}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !allow_any && addrs.iter().any(|a| !a.is_loopback()) {
+        bail!("source addresses must be loopback when the target is");
+    }
+    Ok(addrs)
+}
+
+impl CommonArgs {
+    /// The shared settings and the run shape for `scenario`.
+    pub fn plan(&self, scenario: Scenario) -> anyhow::Result<RunPlan> {
+        let target = parse_target(&self.url, &self.allow_host)?;
+        let source_addrs = match &self.source_addrs {
+            Some(s) => parse_source_addrs(s, !target.addr.ip().is_loopback())?,
+            None => Vec::new(),
+        };
+        let needed = self.connections.div_ceil(MAX_PER_WORKER).max(1);
+        let workers = match u64::from(self.workers) {
+            0 => needed,
+            w if w < needed => bail!(
+                "{} connections need at least {needed} workers (at most {MAX_PER_WORKER} each)",
+                self.connections
+            ),
+            w => w,
+        };
+        Ok(RunPlan {
+            common: Common {
+                target,
+                format: self.format,
+                jwt_secret: self.jwt_secret.clone(),
+                source_addrs,
+                connect_rate: self.connect_rate.max(1.0),
+                max_pending: self.max_pending,
+                connect_timeout: self.connect_timeout,
+                duration: self.duration,
+                drain: self.drain,
+                decode: self.decode,
+            },
+            scenario,
+            connections: self.connections,
+            workers: u32::try_from(workers)?,
+        })
+    }
+}
+
+impl ScenarioCmd {
+    /// The shared flags.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            ScenarioCmd::Connect { common }
+            | ScenarioCmd::Fanout { common, .. }
+            | ScenarioCmd::Chat { common, .. }
+            | ScenarioCmd::Push { common } => common,
+        }
+    }
+
+    /// The run plan.
+    pub fn plan(&self) -> anyhow::Result<RunPlan> {
+        let scenario = match *self {
+            ScenarioCmd::Connect { .. } => Scenario::Connect,
+            ScenarioCmd::Fanout {
+                publishers,
+                rooms,
+                mode,
+                rate,
+                window,
+                burst,
+                interval,
+                payload,
+                echo,
+                ..
+            } => {
+                if u64::from(publishers) >= self.common().connections {
+                    bail!("--publishers must be fewer than --connections");
+                }
+                Scenario::Fanout {
+                    publishers,
+                    rooms: rooms.max(1),
+                    mode: match mode {
+                        Mode::Rate => PublishMode::Rate { per_sec: rate },
+                        Mode::Closed => PublishMode::Closed { window },
+                        Mode::Burst => PublishMode::Burst {
+                            size: burst,
+                            interval_ms: interval.as_millis() as u64,
+                        },
+                    },
+                    payload,
+                    echo,
+                }
+            }
+            ScenarioCmd::Chat {
+                rooms,
+                rate_per_user,
+                churn,
+                payload,
+                ..
+            } => Scenario::Chat {
+                rooms: rooms.max(1),
+                rate_per_user,
+                churn_per_sec: churn,
+                payload,
+            },
+            ScenarioCmd::Push { .. } => bail!(
+                "the push scenario is not implemented yet: it needs the server's REST API \
+                 (POST /api/v1/push/users)"
+            ),
+        };
+        self.common().plan(scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_loopback_unless_allowed() {
+        let t = parse_target("ws://127.0.0.1:3000/ws?x=1", &[]).expect("loopback");
+        assert_eq!(t.addr.port(), 3000);
+        assert_eq!(t.path, "/ws?x=1");
+        assert_eq!(t.host, "127.0.0.1:3000");
+        assert!(parse_target("ws://[::1]:9/ws", &[]).is_ok());
+        assert!(parse_target("ws://192.0.2.1:3000/ws", &[]).is_err());
+        assert!(parse_target("ws://192.0.2.1:3000/ws", &["192.0.2.1".into()]).is_ok());
+        assert!(parse_target("wss://127.0.0.1/ws", &[]).is_err());
+    }
+
+    #[test]
+    fn durations_and_source_addrs() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        let a = parse_source_addrs("3", false).expect("count");
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[2].to_string(), "127.0.0.3");
+        assert!(parse_source_addrs("10.0.0.1", false).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! The loadgen's event `data`: a send time and a sequence number padded to a fixed size, in
+//! either encoding, and a fast reader for it.
+//!
+//! JSON: `{"t":<ns>,"s":<seq>,"x":"<padding>"}`. MessagePack: a 3-entry map with `t` and `s` as
+//! `uint64` (fixed width) and `x` a padding string. The server forwards `data` verbatim to
+//! receivers of the sender's encoding and writes it last in an event, so a receiver finds it at
+//! the end of the message without decoding the rest.
+
+use crate::plan::WireFormat;
+
+const JSON_PREFIX: &[u8] = b"{\"t\":";
+const MSGPACK_PREFIX: &[u8] = &[0x83, 0xa1, b't', 0xcf];
+
+/// Appends the `data` value for send time `t` and sequence `s`, padded to `size` bytes when
+/// `size` is large enough (at least 60), to `out`.
+pub(crate) fn write(format: WireFormat, t: u64, s: u64, size: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    match format {
+        WireFormat::Json => {
+            use std::io::Write;
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{{\"t\":{t},\"s\":{s},\"x\":\"");
+            let used = out.len() - start + 2;
+            out.resize(out.len() + size.saturating_sub(used), b'x');
+            out.extend_from_slice(b"\"}");
+        }
+        WireFormat::Msgpack => {
+            out.extend_from_slice(MSGPACK_PREFIX);
+            out.extend_from_slice(&t.to_be_bytes());
+            out.extend_from_slice(&[0xa1, b's', 0xcf]);
+            out.extend_from_slice(&s.to_be_bytes());
+            out.extend_from_slice(&[0xa1, b'x']);
+            let left = size.saturating_sub(out.len() - start);
+            let pad = if left <= 32 {
+                let pad = left.saturating_sub(1);
+                out.push(0xa0 | pad as u8);
+                pad
+            } else if left <= 257 {
+                out.extend_from_slice(&[0xd9, (left - 2) as u8]);
+                left - 2
+            } else {
+                let pad = (left - 3).min(usize::from(u16::MAX));
+                out.push(0xda);
+                out.extend_from_slice(&(pad as u16).to_be_bytes());
+                pad
+            };
+            out.resize(out.len() + pad, b'x');
+        }
+    }
+}
+
+/// Reads `(t, s)` from an event message whose `data` is the loadgen's own, `size` bytes long;
+/// `None` when the message does not have that shape (then decode it fully).
+pub(crate) fn read_fast(format: WireFormat, msg: &[u8], size: usize) -> Option<(u64, u64)> {
+    match format {
+        WireFormat::Json => {
+            // The event object closes right after `data`.
+            let end = msg.len().checked_sub(1)?;
+            let data = msg.get(end.checked_sub(size)?..end)?;
+            let rest = data.strip_prefix(JSON_PREFIX)?;
+            let (t, rest) = digits(rest)?;
+            let rest = rest.strip_prefix(b",\"s\":")?;
+            let (s, rest) = digits(rest)?;
+            rest.starts_with(b",\"x\":\"").then_some((t, s))
+        }
+        WireFormat::Msgpack => {
+            let data = msg.get(msg.len().checked_sub(size)?..)?;
+            let rest = data.strip_prefix(MSGPACK_PREFIX)?;
+            let t = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let rest = rest.get(8..)?.strip_prefix(&[0xa1, b's', 0xcf])?;
+            let s = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            Some((t, s))
+        }
+    }
+}
+
+fn digits(b: &[u8]) -> Option<(u64, &[u8])> {
+    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for c in &b[..n] {
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some((v, &b[n..]))
+}
+
+/// `(t, s)` from a fully decoded `data` tree.
+pub(crate) fn read_value(data: &serde_json::Value) -> Option<(u64, u64)> {
+    Some((data.get("t")?.as_u64()?, data.get("s")?.as_u64()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsgate_protocol::{encode_server_message, RawData, ServerMessage};
+
+    fn event(format: WireFormat, data: &[u8]) -> Vec<u8> {
+        let msg = ServerMessage::Event {
+            event: "bench",
+            room: Some("room-0"),
+            from: Some("u1"),
+            data: RawData::validate(format.format(), data).expect("valid data"),
+        };
+        let mut out = Vec::new();
+        encode_server_message(format.format(), &msg, &mut out).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn both_encodings_have_the_exact_size_and_read_back() {
+        for format in [WireFormat::Json, WireFormat::Msgpack] {
+            for size in [64, 100, 300] {
+                let mut data = Vec::new();
+                write(format, 1_234_567_890_123, 42 << 32 | 7, size, &mut data);
+                assert_eq!(data.len(), size, "{format:?} {size}");
+                let msg = event(format, &data);
+                assert_eq!(
+                    read_fast(format, &msg, size),
+                    Some((1_234_567_890_123, 42 << 32 | 7))
+                );
+                let decoded =
+                    wsgate_protocol::decode_server_message(format.format(), &msg).expect("decodes");
+                let wsgate_protocol::OwnedServerMessage::Event { data, .. } = decoded else {
+                    panic!("not an event");
+                };
+                assert_eq!(read_value(&data), Some((1_234_567_890_123, 42 << 32 | 7)));
+            }
+        }
+    }
+}

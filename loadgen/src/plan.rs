@@ -1,0 +1,237 @@
+//! What a run does, as plain data: the coordinator splits a [`RunPlan`] into one [`WorkerPlan`]
+//! per worker and sends it (as JSON, to a worker process) before the worker starts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the server is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    /// The resolved server address.
+    pub addr: SocketAddr,
+    /// The `Host` header (`host:port` as the user wrote it).
+    pub host: String,
+    /// The path and the query the user gave (without the token and format parameters).
+    pub path: String,
+}
+
+/// The wire encoding, as a CLI value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    /// JSON in text frames.
+    Json,
+    /// MessagePack in binary frames.
+    Msgpack,
+}
+
+impl WireFormat {
+    /// The protocol crate's format.
+    pub fn format(self) -> wsgate_protocol::Format {
+        match self {
+            WireFormat::Json => wsgate_protocol::Format::Json,
+            WireFormat::Msgpack => wsgate_protocol::Format::MsgPack,
+        }
+    }
+
+    /// The `?format=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireFormat::Json => "json",
+            WireFormat::Msgpack => "msgpack",
+        }
+    }
+}
+
+/// How received events are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Every message goes through `wsgate_protocol::decode_server_message`.
+    Full,
+    /// Events whose `data` is the loadgen's own fixed layout are read in place (the `data` bytes
+    /// end the message); one event in 64, and every other message, is fully decoded and checked.
+    Fast,
+}
+
+/// How fan-out publishers pace themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum PublishMode {
+    /// A fixed total rate of publishes per second (over all publishers).
+    Rate {
+        /// Publishes per second, all publishers together.
+        per_sec: f64,
+    },
+    /// Each publisher keeps `window` publishes in flight; one completes when the publisher
+    /// receives it back (the publishers publish with `echo: true`).
+    Closed {
+        /// Publishes in flight per publisher.
+        window: u32,
+    },
+    /// Every `interval_ms`, each publisher sends `size` publishes back to back.
+    Burst {
+        /// Publishes per burst per publisher.
+        size: u32,
+        /// Time between burst starts.
+        interval_ms: u64,
+    },
+}
+
+/// What the connections do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "scenario")]
+pub enum Scenario {
+    /// Connect, authenticate, hold.
+    Connect,
+    /// Connections `0..publishers` publish; the rest subscribe, connection `i` to room
+    /// `(i - publishers) % rooms`. Publisher `j` is in room `j % rooms`.
+    Fanout {
+        /// Publisher connections.
+        publishers: u32,
+        /// Rooms.
+        rooms: u32,
+        /// Pacing.
+        mode: PublishMode,
+        /// Size of the `data` value in bytes.
+        payload: usize,
+        /// Publish with `echo: true` (forced in closed-loop mode).
+        echo: bool,
+    },
+    /// Every connection is a user in room `i % rooms` publishing at `rate_per_user`; `churn_per_sec`
+    /// connections a second (all workers together) are dropped and reconnected.
+    Chat {
+        /// Rooms.
+        rooms: u32,
+        /// Publishes per second per user.
+        rate_per_user: f64,
+        /// Disconnect/reconnect cycles per second, all workers together.
+        churn_per_sec: f64,
+        /// Size of the `data` value in bytes.
+        payload: usize,
+    },
+}
+
+/// Settings shared by every scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Common {
+    /// The server.
+    pub target: Target,
+    /// Wire encoding.
+    pub format: WireFormat,
+    /// HS256 secret used to mint one token per user.
+    pub jwt_secret: String,
+    /// Source addresses to bind before connecting (empty: the kernel chooses).
+    pub source_addrs: Vec<IpAddr>,
+    /// New connections per second, all workers together.
+    pub connect_rate: f64,
+    /// Most handshakes in progress at once, per worker.
+    pub max_pending: u32,
+    /// A connection not authenticated (and joined) after this long has failed.
+    pub connect_timeout: Duration,
+    /// How long the measured phase lasts (the hold, for `connect`).
+    pub duration: Duration,
+    /// Longest wait for in-flight deliveries after the measured phase.
+    pub drain: Duration,
+    /// How events are decoded.
+    pub decode: DecodeMode,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunPlan {
+    /// Shared settings.
+    pub common: Common,
+    /// What the connections do.
+    pub scenario: Scenario,
+    /// Connections in all.
+    pub connections: u64,
+    /// Worker count (1: a thread in this process; more: child processes).
+    pub workers: u32,
+}
+
+/// One worker's share of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerPlan {
+    /// Worker number.
+    pub worker: u32,
+    /// Workers in all.
+    pub workers: u32,
+    /// Shared settings (rates already divided by the worker count).
+    pub common: Common,
+    /// What the connections do.
+    pub scenario: Scenario,
+    /// Global index of this worker's first connection.
+    pub first: u64,
+    /// Connections this worker opens.
+    pub count: u64,
+    /// Connections in the whole run.
+    pub total: u64,
+}
+
+impl RunPlan {
+    /// Splits the run into contiguous, near-equal shares.
+    pub fn split(&self) -> Vec<WorkerPlan> {
+        let workers = u64::from(self.workers.max(1));
+        let mut common = self.common.clone();
+        common.connect_rate /= workers as f64;
+        (0..workers)
+            .map(|w| {
+                let first = self.connections * w / workers;
+                let end = self.connections * (w + 1) / workers;
+                WorkerPlan {
+                    worker: w as u32,
+                    workers: workers as u32,
+                    common: common.clone(),
+                    scenario: self.scenario.clone(),
+                    first,
+                    count: end - first,
+                    total: self.connections,
+                }
+            })
+            .collect()
+    }
+
+    /// Members of each room once everyone has joined: `(subscribers, publishers)` per room.
+    pub fn room_members(&self) -> Vec<(u64, u64)> {
+        match self.scenario {
+            Scenario::Connect => Vec::new(),
+            Scenario::Fanout {
+                publishers, rooms, ..
+            } => {
+                let mut m = vec![(0u64, 0u64); rooms as usize];
+                let subs = self.connections.saturating_sub(u64::from(publishers));
+                for (r, slot) in m.iter_mut().enumerate() {
+                    let r = r as u64;
+                    let k = u64::from(rooms);
+                    slot.0 = subs / k + u64::from(r < subs % k);
+                    slot.1 = u64::from(publishers) / k + u64::from(r < u64::from(publishers) % k);
+                }
+                m
+            }
+            Scenario::Chat { rooms, .. } => {
+                let k = u64::from(rooms);
+                (0..k)
+                    .map(|r| {
+                        (
+                            self.connections / k + u64::from(r < self.connections % k),
+                            0,
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Nanoseconds on the system-wide monotonic clock: comparable between processes on one host,
+/// which is how a send time in a payload is read by another worker.
+pub fn now_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    match clock_gettime(ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
