@@ -148,20 +148,16 @@ async fn publish(
     let Some(room) = member else {
         return Err(not_member(ErrorCode::RoomForbidden, room));
     };
-    let ev = OutEvent::new(
+    emit(
+        conn,
+        payload,
+        Target::Room(room.clone()),
+        Some(room),
         event,
-        Some(room.clone()),
-        conn.user(),
-        owned(payload, data),
-        data.format(),
-    );
-    let exclude = (!echo).then_some(conn.handle.id);
-    conn.shard
-        .route(Delivery {
-            exclude,
-            ..Delivery::new(Target::Room(room), ev)
-        })
-        .await;
+        data,
+        echo,
+    )
+    .await;
     Ok(())
 }
 
@@ -174,9 +170,33 @@ async fn send(
     data: RawData<'_>,
     echo: bool,
 ) -> Result<(), ProtocolError> {
+    emit(
+        conn,
+        payload,
+        Target::User(Arc::from(to)),
+        None,
+        event,
+        data,
+        echo,
+    )
+    .await;
+    Ok(())
+}
+
+/// Wraps the sender's event (its `data` a zero-copy slice of the message) and routes it; it is
+/// encoded at most once per format, by the first shard that needs that format.
+async fn emit(
+    conn: &Connection,
+    payload: &Bytes,
+    target: Target,
+    room: Option<Arc<str>>,
+    event: &str,
+    data: RawData<'_>,
+    echo: bool,
+) {
     let ev = OutEvent::new(
         event,
-        None,
+        room,
         conn.user(),
         owned(payload, data),
         data.format(),
@@ -185,10 +205,9 @@ async fn send(
     conn.shard
         .route(Delivery {
             exclude,
-            ..Delivery::new(Target::User(Arc::from(to)), ev)
+            ..Delivery::new(target, ev)
         })
         .await;
-    Ok(())
 }
 
 fn not_member(code: ErrorCode, room: &str) -> ProtocolError {

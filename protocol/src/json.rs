@@ -159,20 +159,11 @@ pub(crate) fn check_depth(value: &[u8]) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// Appends a server message; on error `out` is left as it was.
+/// Appends a server message (the caller restores `out` on error).
 pub(crate) fn encode_server_message(
     msg: &ServerMessage<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = write_server_message(msg, out);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
-}
-
-fn write_server_message(msg: &ServerMessage<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match msg {
         ServerMessage::Welcome(w) => write_welcome(w, out),
         ServerMessage::Reply { id } => {
@@ -240,17 +231,8 @@ fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-/// Appends a client request; on error `out` is left as it was.
+/// Appends a client request (the caller restores `out` on error).
 pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = write_request(req, out);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
-}
-
-fn write_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     out.extend_from_slice(br#"{"cmd":"#);
     write_str(req.command.name(), out);
     if let Some(id) = &req.id {

@@ -42,10 +42,10 @@ pub fn encode_server_message(
     msg: &ServerMessage<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    match format {
+    restore_on_error(out, |out| match format {
         Format::Json => json::encode_server_message(msg, out),
         Format::MsgPack => msgpack::encode_server_message(msg, out),
-    }
+    })
 }
 
 /// Appends the encoding of a client request to `out` (client side: tests, loadgen).
@@ -54,10 +54,10 @@ pub fn encode_request(
     req: &Request<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    match format {
+    restore_on_error(out, |out| match format {
         Format::Json => json::encode_request(req, out),
         Format::MsgPack => msgpack::encode_request(req, out),
-    }
+    })
 }
 
 /// Decodes one server message (client side: tests, loadgen).
@@ -69,4 +69,17 @@ pub fn decode_server_message(
         Format::Json => json::decode_server_message(payload),
         Format::MsgPack => msgpack::decode_server_message(payload),
     }
+}
+
+/// Runs an encoder; on error `out` is left as it was.
+fn restore_on_error(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = encode(out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }

@@ -379,20 +379,11 @@ fn write_id(id: &Id<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     }
 }
 
-/// Appends a server message; on error `out` is left as it was.
+/// Appends a server message (the caller restores `out` on error).
 pub(crate) fn encode_server_message(
     msg: &ServerMessage<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = write_server_message(msg, out);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
-}
-
-fn write_server_message(msg: &ServerMessage<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match msg {
         ServerMessage::Welcome(w) => write_welcome(w, out),
         ServerMessage::Reply { id } => {
@@ -473,17 +464,8 @@ fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> 
     write_uint(u64::from(w.limits.max_rooms), out)
 }
 
-/// Appends a client request; on error `out` is left as it was.
+/// Appends a client request (the caller restores `out` on error).
 pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = write_request(req, out);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
-}
-
-fn write_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let fields: u32 = match &req.command {
         Command::Auth { .. } | Command::Join { .. } | Command::Leave { .. } => 2,
         Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
