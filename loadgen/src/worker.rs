@@ -555,6 +555,9 @@ impl<S: Sink> Worker<S> {
                     break;
                 }
                 Ok(n) => {
+                    // A short read drained the socket: with edge-triggered readiness, more
+                    // data raises a new event, so the read that would block is not needed.
+                    let drained = n < buf.len() - filled;
                     filled += n;
                     match self.process(idx, &buf[..filled]) {
                         Ok(used) => {
@@ -569,6 +572,9 @@ impl<S: Sink> Worker<S> {
                     }
                     if self.conns[idx].stream.is_none() {
                         filled = 0;
+                        break;
+                    }
+                    if drained {
                         break;
                     }
                 }
