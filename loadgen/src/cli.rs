@@ -51,8 +51,8 @@ pub enum ScenarioCmd {
         /// `rate` mode: publishes per second, all publishers together.
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
-        /// `closed` mode: publishes in flight per publisher (one completes when it comes back
-        /// to its publisher, which publishes with echo).
+        /// `closed` mode: publishes in flight per publisher; one completes when every member of
+        /// the room has received it (one worker only, so all arrivals are counted in one place).
         #[arg(long, default_value_t = 1)]
         window: u32,
         /// `burst` mode: publishes per burst per publisher.
@@ -339,7 +339,20 @@ impl ScenarioCmd {
                  (POST /api/v1/push/users)"
             ),
         };
-        self.common().plan(scenario)
+        let plan = self.common().plan(scenario)?;
+        if let Scenario::Fanout {
+            mode: PublishMode::Closed { .. },
+            ..
+        } = plan.scenario
+        {
+            if plan.workers > 1 {
+                bail!(
+                    "closed-loop fanout counts arrivals in one worker: use --workers 1 and at \
+                     most {MAX_PER_WORKER} connections"
+                );
+            }
+        }
+        Ok(plan)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::plan::{now_ns, PublishMode, RunPlan, Scenario, WorkerPlan};
+use crate::plan::{now_ns, RunPlan, Scenario, WorkerPlan};
 use crate::stats::{merge_histogram, new_histogram, Control, Counters, WorkerMsg, WorkerReport};
 use crate::summary::{Summary, TimePoint};
 use crate::worker::{Sink, Worker};
@@ -406,7 +406,10 @@ fn aggregate(
     let mut last_established = 0u64;
     let mut bursts: Vec<crate::stats::BurstStat> = Vec::new();
     let mut mismatches = 0;
+    let (mut loadgen_rss, mut loadgen_open) = (0, 0);
     for f in finals {
+        loadgen_rss += f.rss;
+        loadgen_open += f.open_at_rss;
         counters.add(&f.counters);
         for (k, v) in &f.failures {
             *failures.entry(k.clone()).or_default() += v;
@@ -451,8 +454,7 @@ fn aggregate(
     // Expected deliveries: every acknowledged publish reaches every member of its room but the
     // publisher (and the publisher too with echo). Members are those that actually joined.
     let expected = match plan.scenario {
-        Scenario::Fanout { mode, echo, .. } => {
-            let echo = echo || matches!(mode, PublishMode::Closed { .. });
+        Scenario::Fanout { echo, .. } => {
             let members = plan.room_members();
             let mut e = 0u64;
             for (r, a) in acked.iter().enumerate() {
@@ -508,5 +510,6 @@ fn aggregate(
         burst_rates,
         series,
         decode_mismatches: mismatches,
+        loadgen_rss: (loadgen_rss, loadgen_open),
     })
 }

@@ -65,8 +65,8 @@ pub enum PublishMode {
         /// Publishes per second, all publishers together.
         per_sec: f64,
     },
-    /// Each publisher keeps `window` publishes in flight; one completes when the publisher
-    /// receives it back (the publishers publish with `echo: true`).
+    /// Each publisher keeps `window` publishes in flight; one completes when every member of
+    /// the room has received it (all members must be in one worker).
     Closed {
         /// Publishes in flight per publisher.
         window: u32,
@@ -97,7 +97,7 @@ pub enum Scenario {
         mode: PublishMode,
         /// Size of the `data` value in bytes.
         payload: usize,
-        /// Publish with `echo: true` (forced in closed-loop mode).
+        /// Publish with `echo: true`.
         echo: bool,
     },
     /// Every connection is a user in room `i % rooms` publishing at `rate_per_user`; `churn_per_sec`

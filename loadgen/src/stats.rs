@@ -77,6 +77,11 @@ pub struct WorkerReport {
     pub bursts: Vec<BurstStat>,
     /// Events whose fast decode disagreed with the full decode (must be 0).
     pub decode_mismatches: u64,
+    /// This worker's process RSS at the end of the measured phase (bytes; a thread worker
+    /// reports the whole coordinator process).
+    pub rss: u64,
+    /// Connections open at that moment.
+    pub open_at_rss: u64,
 }
 
 /// A message from a worker to the coordinator.

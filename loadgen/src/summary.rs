@@ -95,6 +95,8 @@ pub struct Inputs {
     pub series: Vec<TimePoint>,
     /// Fast/full decode disagreements.
     pub decode_mismatches: u64,
+    /// Loadgen RSS summed over workers at the end, and connections open then.
+    pub loadgen_rss: (u64, u64),
 }
 
 /// The figures of one run.
@@ -128,6 +130,10 @@ pub struct Summary {
     pub server_rss_end: Option<u64>,
     /// (RSS at the end − RSS before) / open connections.
     pub server_bytes_per_connection: Option<f64>,
+    /// The loadgen's own RSS at the end (all workers; the baseline of each process included).
+    pub loadgen_rss: u64,
+    /// `loadgen_rss` / open connections: an upper bound of the client memory per connection.
+    pub loadgen_bytes_per_connection: Option<f64>,
     /// Publishes sent.
     pub published: u64,
     /// Publishes acknowledged by the server.
@@ -214,6 +220,9 @@ impl Summary {
             server_rss_connected: i.rss[1],
             server_rss_end: i.rss[2],
             server_bytes_per_connection,
+            loadgen_rss: i.loadgen_rss.0,
+            loadgen_bytes_per_connection: (i.loadgen_rss.1 > 0)
+                .then(|| i.loadgen_rss.0 as f64 / i.loadgen_rss.1 as f64),
             published: i.published,
             acked: i.acked,
             received: i.counters.received,
@@ -271,6 +280,15 @@ impl Summary {
         }
         if let Some(b) = self.server_bytes_per_connection {
             row("server RSS / connection", format!("{b:.0} bytes"));
+        }
+        if let Some(b) = self.loadgen_bytes_per_connection {
+            row(
+                "loadgen RSS / connection",
+                format!(
+                    "{b:.0} bytes (upper bound: {:.1} MiB in all, process baselines included)",
+                    mib(self.loadgen_rss)
+                ),
+            );
         }
         if self.scenario != "connect" {
             row(

@@ -27,6 +27,9 @@ use crate::ws::{self, opcode, Head};
 
 /// The id of the one `join` each connection sends; publishes count up from 2.
 const JOIN_ID: u64 = 1;
+/// A closed-loop publish not received by every member after this long is given up (the loss
+/// shows in the totals) so the loop goes on.
+const CLOSED_LOOP_TIMEOUT_NS: u64 = 5_000_000_000;
 /// How long without a delivery ends the drain early.
 const QUIET_NS: u64 = 300_000_000;
 /// Progress messages are sent this often.
@@ -155,6 +158,9 @@ pub struct Worker<S: Sink> {
     churned: u64,
     next_burst_ns: u64,
     publishers: Vec<usize>,
+    /// Closed loop: publishes not yet received by every local member of their room, by
+    /// sequence number: (receivers still to go, send time).
+    outstanding: std::collections::HashMap<u64, (u64, u64)>,
 }
 
 impl<S: Sink> Worker<S> {
@@ -242,6 +248,7 @@ impl<S: Sink> Worker<S> {
             churned: 0,
             next_burst_ns: 0,
             publishers,
+            outstanding: std::collections::HashMap::new(),
             plan,
         })
     }
@@ -286,6 +293,14 @@ impl<S: Sink> Worker<S> {
         }
         let report = self.report();
         self.sink.send(WorkerMsg::Final(Box::new(report)));
+        // Abortive close (RST): the client side would otherwise keep every connection in
+        // TIME_WAIT for a minute, holding its ephemeral port, and back-to-back runs would run
+        // out of ports.
+        for c in &mut self.conns {
+            if let Some(stream) = c.stream.take() {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            }
+        }
         Ok(())
     }
 
@@ -303,6 +318,8 @@ impl<S: Sink> Worker<S> {
             joined: self.joined.clone(),
             bursts: self.bursts.clone(),
             decode_mismatches: self.decode_mismatches,
+            rss: crate::coordinator::server_rss(std::process::id()).unwrap_or(0),
+            open_at_rss: self.counters.open,
         }
     }
 
@@ -372,6 +389,22 @@ impl<S: Sink> Worker<S> {
     }
 
     fn scan_timeouts(&mut self, now: u64) {
+        if !self.outstanding.is_empty() {
+            let stale: Vec<u64> = self
+                .outstanding
+                .iter()
+                .filter(|(_, (_, sent))| now.saturating_sub(*sent) > CLOSED_LOOP_TIMEOUT_NS)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in stale {
+                self.outstanding.remove(&s);
+                *self
+                    .error_codes
+                    .entry("closed_loop_timeout".into())
+                    .or_default() += 1;
+                self.complete(s);
+            }
+        }
         let limit = self.plan.common.connect_timeout.as_nanos() as u64;
         for idx in 0..self.conns.len() {
             let c = &self.conns[idx];
@@ -669,7 +702,7 @@ impl<S: Sink> Worker<S> {
         if let Some((t, s)) = fast {
             self.events_seen += 1;
             if !self.events_seen.is_multiple_of(VERIFY_EVERY) {
-                self.on_delivery(idx, t, s, now);
+                self.on_delivery(t, s, now);
                 return Ok(());
             }
         }
@@ -718,7 +751,7 @@ impl<S: Sink> Worker<S> {
                     }
                 }
                 match full {
-                    Some((t, s)) => self.on_delivery(idx, t, s, now),
+                    Some((t, s)) => self.on_delivery(t, s, now),
                     None => self.counters.received += 1,
                 }
             }
@@ -726,7 +759,7 @@ impl<S: Sink> Worker<S> {
         Ok(())
     }
 
-    fn on_delivery(&mut self, idx: usize, t: u64, s: u64, now: u64) {
+    fn on_delivery(&mut self, t: u64, s: u64, now: u64) {
         self.counters.received += 1;
         self.last_rx_ns = now;
         self.latency.saturating_record(now.saturating_sub(t));
@@ -752,9 +785,19 @@ impl<S: Sink> Worker<S> {
                 }
             }
         }
-        let global = self.plan.first + idx as u64;
-        if s >> 32 == global {
-            let c = &mut self.conns[idx];
+        if let Some(left) = self.outstanding.get_mut(&s) {
+            left.0 = left.0.saturating_sub(1);
+            if left.0 == 0 {
+                self.outstanding.remove(&s);
+                self.complete(s);
+            }
+        }
+    }
+
+    /// A closed-loop publish has reached everyone (or timed out): its publisher may go on.
+    fn complete(&mut self, s: u64) {
+        let local = (s >> 32).wrapping_sub(self.plan.first) as usize;
+        if let Some(c) = self.conns.get_mut(local) {
             c.in_flight = c.in_flight.saturating_sub(1);
         }
     }
@@ -857,6 +900,20 @@ impl<S: Sink> Worker<S> {
         self.data = data;
         self.published[room] += 1;
         self.counters.sent += 1;
+        if let Scenario::Fanout {
+            mode: PublishMode::Closed { .. },
+            ..
+        } = self.plan.scenario
+        {
+            // Every member of the room is in this worker (the CLI insists on one worker).
+            let receivers = self.joined[room].saturating_sub(u64::from(!echo));
+            let s = (global << 32) | (id & 0xffff_ffff);
+            if receivers == 0 {
+                self.complete(s);
+            } else {
+                self.outstanding.insert(s, (receivers, now));
+            }
+        }
     }
 
     /// The measured phase: publish (and churn) on schedule.
@@ -891,7 +948,7 @@ impl<S: Sink> Worker<S> {
                         while self.conns[idx].state == State::Open
                             && self.conns[idx].in_flight < window.max(1)
                         {
-                            self.publish(idx, now, true);
+                            self.publish(idx, now, echo);
                         }
                     }
                 }
