@@ -86,12 +86,25 @@ pub enum ScenarioCmd {
         #[arg(long, default_value_t = 64)]
         payload: usize,
     },
-    /// NOT IMPLEMENTED YET: REST pushes to random users (needs the server's
-    /// `POST /api/v1/push/users`). Exits with an error.
+    /// N receiving users; REST pushes (`POST /api/v1/push/users`) to random users at a fixed
+    /// rate; report delivery latency, HTTP latency and loss (delivered per the REST answers −
+    /// received).
     Push {
         /// Shared flags.
         #[command(flatten)]
         common: CommonArgs,
+        /// Pushes per second, all senders together.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// HTTP keep-alive connections sending pushes (a thread each).
+        #[arg(long, default_value_t = 4)]
+        senders: u32,
+        /// Size of each push's `data` in bytes.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// The server's REST API key (one of its API_KEYS).
+        #[arg(long, env = "API_KEY", hide_env_values = true)]
+        api_key: String,
     },
 }
 
@@ -284,7 +297,7 @@ impl ScenarioCmd {
             ScenarioCmd::Connect { common }
             | ScenarioCmd::Fanout { common, .. }
             | ScenarioCmd::Chat { common, .. }
-            | ScenarioCmd::Push { common } => common,
+            | ScenarioCmd::Push { common, .. } => common,
         }
     }
 
@@ -334,10 +347,18 @@ impl ScenarioCmd {
                 churn_per_sec: churn,
                 payload,
             },
-            ScenarioCmd::Push { .. } => bail!(
-                "the push scenario is not implemented yet: it needs the server's REST API \
-                 (POST /api/v1/push/users)"
-            ),
+            ScenarioCmd::Push {
+                rate,
+                senders,
+                payload,
+                ref api_key,
+                ..
+            } => Scenario::Push {
+                rate,
+                senders,
+                payload,
+                api_key: api_key.clone(),
+            },
         };
         let plan = self.common().plan(scenario)?;
         if let Scenario::Fanout {

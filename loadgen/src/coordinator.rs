@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plan::{now_ns, RunPlan, Scenario, WorkerPlan};
+use crate::push::{PushStats, Sender as PushSender};
 use crate::stats::{merge_histogram, new_histogram, Control, Counters, WorkerMsg, WorkerReport};
 use crate::summary::{Summary, TimePoint};
 use crate::worker::{Sink, Worker};
@@ -348,6 +349,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
         for h in &mut handles {
             h.control(Control::Go { start_ns });
         }
+        let senders = start_senders(plan, start_ns);
         let run_deadline = Instant::now()
             + Duration::from_millis(200)
             + c.duration
@@ -363,6 +365,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
             bail!("workers did not report before the run deadline");
         }
         let rss_after = opts.server_pid.and_then(server_rss);
+        let push = join_senders(senders);
         let finals: Vec<WorkerReport> = live.finals.iter_mut().filter_map(Option::take).collect();
         Ok(aggregate(
             plan,
@@ -370,7 +373,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
             std::mem::take(&mut live.series),
             setup_secs,
             [rss_before, rss_ready, rss_after],
-            start_ns,
+            push,
         ))
     })();
     if let Some(bar) = &live.bar {
@@ -391,7 +394,7 @@ fn aggregate(
     series: Vec<TimePoint>,
     setup_secs: f64,
     rss: [Option<u64>; 3],
-    start_ns: u64,
+    push: Option<PushStats>,
 ) -> Summary {
     let mut counters = Counters::default();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
@@ -480,6 +483,7 @@ fn aggregate(
                 .sum();
             Some(e)
         }
+        Scenario::Push { .. } => push.as_ref().map(|p| p.delivered),
         _ => None,
     };
     let run_secs = plan.common.duration.as_secs_f64();
@@ -488,7 +492,6 @@ fn aggregate(
         .filter(|b| b.received > 0 && b.last_received_ns > b.first_sent_ns)
         .map(|b| b.received as f64 / ((b.last_received_ns - b.first_sent_ns) as f64 / 1e9))
         .collect();
-    let _ = start_ns;
     Summary::new(crate::summary::Inputs {
         plan: plan.clone(),
         counters,
@@ -497,8 +500,8 @@ fn aggregate(
         handshake,
         latency,
         expected,
-        published,
-        acked: acked.iter().sum(),
+        published: push.as_ref().map_or(published, |p| p.sent),
+        acked: push.as_ref().map_or(acked.iter().sum(), |p| p.ok),
         connect_secs: if last_established > first_connect && first_connect != u64::MAX {
             (last_established - first_connect) as f64 / 1e9
         } else {
@@ -511,5 +514,57 @@ fn aggregate(
         series,
         decode_mismatches: mismatches,
         loadgen_rss: (loadgen_rss, loadgen_open),
+        push,
     })
+}
+
+/// Starts the REST senders of a `push` run (none for other scenarios).
+fn start_senders(plan: &RunPlan, start_ns: u64) -> Vec<std::thread::JoinHandle<PushStats>> {
+    let Scenario::Push {
+        rate,
+        senders,
+        payload,
+        ref api_key,
+    } = plan.scenario
+    else {
+        return Vec::new();
+    };
+    let senders = senders.max(1);
+    (0..senders)
+        .map(|i| {
+            let sender = PushSender {
+                target: plan.common.target.clone(),
+                api_key: api_key.clone(),
+                rate: rate / f64::from(senders),
+                start_ns,
+                end_ns: start_ns + plan.common.duration.as_nanos() as u64,
+                users: plan.connections,
+                payload,
+                sender: u64::from(i),
+            };
+            std::thread::spawn(move || sender.run())
+        })
+        .collect()
+}
+
+/// Waits for the senders and adds up what they saw.
+fn join_senders(senders: Vec<std::thread::JoinHandle<PushStats>>) -> Option<PushStats> {
+    let mut total: Option<PushStats> = None;
+    for s in senders {
+        let Ok(st) = s.join() else { continue };
+        match &mut total {
+            None => total = Some(st),
+            Some(t) => {
+                let _ = t.http.add(&st.http);
+                t.sent += st.sent;
+                t.ok += st.ok;
+                t.delivered += st.delivered;
+                t.offline += st.offline;
+                for (k, v) in st.errors {
+                    *t.errors.entry(k).or_default() += v;
+                }
+            }
+        }
+    }
+    total
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod coordinator;
 mod payload;
 pub mod plan;
+pub mod push;
 pub mod stats;
 pub mod summary;
 pub mod worker;

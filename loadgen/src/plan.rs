@@ -100,6 +100,18 @@ pub enum Scenario {
         /// Publish with `echo: true`.
         echo: bool,
     },
+    /// Connections are users `u0..uN` that only receive; `senders` HTTP connections post
+    /// `POST /api/v1/push/users` to random users at `rate` pushes per second (all together).
+    Push {
+        /// Pushes per second, all senders together.
+        rate: f64,
+        /// HTTP keep-alive connections (one thread each).
+        senders: u32,
+        /// Size of each push's `data` in bytes.
+        payload: usize,
+        /// The REST API key.
+        api_key: String,
+    },
     /// Every connection is a user in room `i % rooms` publishing at `rate_per_user`; `churn_per_sec`
     /// connections a second (all workers together) are dropped and reconnected.
     Chat {
@@ -197,7 +209,7 @@ impl RunPlan {
     /// Members of each room once everyone has joined: `(subscribers, publishers)` per room.
     pub fn room_members(&self) -> Vec<(u64, u64)> {
         match self.scenario {
-            Scenario::Connect => Vec::new(),
+            Scenario::Connect | Scenario::Push { .. } => Vec::new(),
             Scenario::Fanout {
                 publishers, rooms, ..
             } => {

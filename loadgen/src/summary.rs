@@ -97,6 +97,8 @@ pub struct Inputs {
     pub decode_mismatches: u64,
     /// Loadgen RSS summed over workers at the end, and connections open then.
     pub loadgen_rss: (u64, u64),
+    /// The REST senders' account (push).
+    pub push: Option<crate::push::PushStats>,
 }
 
 /// The figures of one run.
@@ -152,10 +154,18 @@ pub struct Summary {
     pub burst_deliveries_per_sec: Option<BurstRates>,
     /// Send-to-receive latency.
     pub latency: Percentiles,
+    /// REST request latency (push).
+    pub http_latency: Option<Percentiles>,
+    /// Users a push found offline (push).
+    pub push_offline: Option<u64>,
+    /// REST failures by cause (push).
+    pub push_errors: BTreeMap<String, u64>,
     /// Reconnections (chat churn).
     pub reconnects: u64,
     /// Fast/full decode disagreements (must be 0).
     pub decode_mismatches: u64,
+    /// Length of the measured phase (s).
+    pub run_secs: f64,
     /// Throughput over time.
     pub series: Vec<TimePoint>,
 }
@@ -178,6 +188,7 @@ impl Summary {
     pub fn new(i: Inputs) -> Self {
         let scenario = match i.plan.scenario {
             Scenario::Connect => "connect",
+            Scenario::Push { .. } => "push",
             Scenario::Fanout { .. } => "fanout",
             Scenario::Chat { .. } => "chat",
         };
@@ -236,8 +247,12 @@ impl Summary {
             },
             burst_deliveries_per_sec,
             latency: Percentiles::of(&i.latency),
+            http_latency: i.push.as_ref().map(|p| Percentiles::of(&p.http)),
+            push_offline: i.push.as_ref().map(|p| p.offline),
+            push_errors: i.push.map(|p| p.errors).unwrap_or_default(),
             reconnects: i.counters.reconnects,
             decode_mismatches: i.decode_mismatches,
+            run_secs: i.run_secs,
             series: i.series,
         }
     }
@@ -323,6 +338,25 @@ impl Summary {
                     l.p50_us, l.p99_us, l.p999_us, l.max_us
                 ),
             );
+        }
+        if let Some(h) = &self.http_latency {
+            row(
+                "REST push latency",
+                format!(
+                    "p50 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs",
+                    h.p50_us, h.p99_us, h.p999_us, h.max_us
+                ),
+            );
+            row(
+                "REST pushes / s",
+                format!("{:.0}", self.acked as f64 / self.run_secs.max(1e-9)),
+            );
+        }
+        if let Some(o) = self.push_offline {
+            row("users offline", o.to_string());
+        }
+        for (k, v) in &self.push_errors {
+            row(&format!("REST failures: {k}"), v.to_string());
         }
         if self.reconnects > 0 {
             row("reconnects", self.reconnects.to_string());

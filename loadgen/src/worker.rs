@@ -169,7 +169,7 @@ impl<S: Sink> Worker<S> {
         raise_fd_limit();
         let count = usize::try_from(plan.count).map_err(io::Error::other)?;
         let (rooms, publishers_total) = match plan.scenario {
-            Scenario::Connect => (0, 0),
+            Scenario::Connect | Scenario::Push { .. } => (0, 0),
             Scenario::Fanout {
                 rooms, publishers, ..
             } => (rooms.max(1), u64::from(publishers)),
@@ -180,7 +180,7 @@ impl<S: Sink> Worker<S> {
         for local in 0..count {
             let global = plan.first + local as u64;
             let room = match plan.scenario {
-                Scenario::Connect => 0,
+                Scenario::Connect | Scenario::Push { .. } => 0,
                 Scenario::Fanout { .. } if global < publishers_total => {
                     publishers.push(local);
                     (global % u64::from(rooms)) as u32
@@ -713,7 +713,10 @@ impl<S: Sink> Worker<S> {
                 let c = &self.conns[idx];
                 self.handshake
                     .saturating_record(now.saturating_sub(c.started_ns));
-                if matches!(self.plan.scenario, Scenario::Connect) {
+                if matches!(
+                    self.plan.scenario,
+                    Scenario::Connect | Scenario::Push { .. }
+                ) {
                     self.established(idx, now);
                 } else {
                     self.conns[idx].state = State::Joining;
@@ -858,7 +861,9 @@ impl<S: Sink> Worker<S> {
 
     fn payload_size(&self) -> usize {
         match self.plan.scenario {
-            Scenario::Fanout { payload, .. } | Scenario::Chat { payload, .. } => payload,
+            Scenario::Fanout { payload, .. }
+            | Scenario::Chat { payload, .. }
+            | Scenario::Push { payload, .. } => payload,
             Scenario::Connect => 0,
         }
     }
@@ -920,7 +925,7 @@ impl<S: Sink> Worker<S> {
     fn drive(&mut self, now: u64) {
         let elapsed = now.saturating_sub(self.start_ns) as f64 / 1e9;
         match self.plan.scenario.clone() {
-            Scenario::Connect => {}
+            Scenario::Connect | Scenario::Push { .. } => {}
             Scenario::Fanout {
                 publishers,
                 mode,
