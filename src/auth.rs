@@ -251,12 +251,16 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A path segment, percent-decoded (`+` stays a plus).
-pub(crate) fn percent_decode_path(s: &str) -> String {
-    percent_decode(&s.replace('+', "%2B"))
+/// A path segment, percent-decoded (`+` stays a plus); `None` if the bytes are not UTF-8.
+pub(crate) fn percent_decode_path(s: &str) -> Option<String> {
+    String::from_utf8(percent_decode_bytes(&s.replace('+', "%2B"))).ok()
 }
 
 fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -278,7 +282,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]

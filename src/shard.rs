@@ -443,17 +443,21 @@ async fn run(shard: Rc<Shard>, listener: std::net::TcpListener) {
     };
     tokio::task::spawn_local(inbox_loop(shard.clone()));
     tokio::task::spawn_local(sweep_loop(shard.clone()));
-    accept_loop(&shard, listener).await;
-    drain(&shard).await;
+    let mut shutdown: Shutdown = shard.shared.shutdown.clone();
+    // Until shutdown, and while connections drain after it, HTTP is still answered: `/readyz`
+    // says false and upgrades get 503 `server.shutting_down`. The listener closes with the drain.
+    tokio::select! {
+        () = accept_loop(&shard, &listener) => {}
+        () = async {
+            shutdown.wait().await;
+            drain(&shard).await;
+        } => {}
+    }
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
-    let mut shutdown: Shutdown = shard.shared.shutdown.clone();
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
     loop {
-        let accepted = tokio::select! {
-            () = shutdown.wait() => return,
-            r = listener.accept() => r,
-        };
+        let accepted = listener.accept().await;
         match accepted {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);

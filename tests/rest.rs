@@ -136,7 +136,7 @@ async fn a_batch_of_1000_pushes_arrives_in_order_per_recipient() {
         .iter()
         .map(|d| d["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"pushes[1].userId"), "{fields:?}");
+    assert!(fields.contains(&"pushes[1].target"), "{fields:?}");
     assert!(
         fields.contains(&"pushes[2].target") && fields.contains(&"pushes[2].event"),
         "{fields:?}"
@@ -547,4 +547,106 @@ async fn cors_is_off_by_default_and_on_when_configured() {
         "https://app.example"
     );
     on.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_that_cannot_reach_every_encoding_is_refused() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    for data in [r#"1e400"#, r#""\ud800""#] {
+        let body = format!(r#"{{"userId":"mp","event":"a","data":{data}}}"#);
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/push/users", api.base))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["details"][0]["field"], "data", "{v}");
+    }
+    // The same over WebSocket.
+    let mut c = server.client("mp", Fmt::Json).await;
+    c.send_raw(WsMessage::text(
+        r#"{"cmd":"send","id":1,"to":"mp","event":"a","data":1e400}"#,
+    ))
+    .await;
+    let e = c.recv().await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_u64()),
+        (Some("bad_request"), Some(1))
+    );
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn options_without_cors_and_odd_paths_route_normally() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    let r = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/stats", api.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let (s, r) = api.call("OPTIONS", "/nope", None).await;
+    assert_eq!((s, code(&r)), (404, "not_found"));
+    let (s, r) = api.get("/api/v1/users/%FF").await;
+    assert_eq!(
+        (s, r["error"]["details"][0]["field"].as_str()),
+        (400, Some("path"))
+    );
+    let (s, r) = api.get("/api/v1/users/a%2Bb+c").await;
+    assert_eq!((s, r["userId"].as_str()), (200, Some("a+b+c")));
+    // A batch item with no target names only the missing target.
+    let (s, r) = api
+        .post("/api/v1/push/batch", json!({"pushes": [{"event": "e"}]}))
+        .await;
+    assert_eq!(s, 400);
+    let fields: Vec<&str> = r["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["pushes[0].target"]);
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_connections_drain_readyz_is_false_and_upgrades_get_503() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    assert_eq!(api.get("/readyz").await, (200, json!({"ready": true})));
+    // A client that does not answer the close keeps the shard draining for a while.
+    let mut lingering = server.client("slowpoke", Fmt::Json).await;
+    server.handle.begin_shutdown();
+    let mut saw_not_ready = false;
+    for _ in 0..100 {
+        let (s, body) = api.get("/readyz").await;
+        if s == 503 {
+            assert_eq!(body, json!({"ready": false}));
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(saw_not_ready, "readyz turned false during the drain");
+    let r = Client::connect(&server.url(&format!("token={}", token("late"))), Fmt::Json)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("server.shutting_down"))
+    );
+    lingering.expect_close(1001).await;
+    drop(lingering);
+    server.handle.shutdown().await;
 }

@@ -81,7 +81,7 @@ impl<'a> FieldValue<'a> for Raw<'a> {
     }
 
     fn data(self) -> Result<RawData<'a>, ProtocolError> {
-        check_depth(self.0.as_bytes())?;
+        crate::transcode::check_json(self.0)?;
         Ok(RawData::trusted(Format::Json, self.0.as_bytes()))
     }
 }

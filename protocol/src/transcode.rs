@@ -15,9 +15,65 @@ pub(crate) fn validate(format: Format, bytes: &[u8]) -> Result<(), ProtocolError
         Format::Json => {
             let raw: &serde_json::value::RawValue = serde_json::from_slice(bytes)
                 .map_err(|e| ProtocolError::bad_request(format!("malformed JSON: {e}")))?;
-            crate::json::check_depth(raw.get().as_bytes())
+            check_json(raw.get())
         }
         Format::MsgPack => crate::msgpack::validate_data(bytes),
+    }
+}
+
+/// Checks a well-formed JSON value the way transcoding will read it: at most
+/// [`MAX_DEPTH`](crate::MAX_DEPTH) deep, every number within f64 range, every string free of
+/// lone surrogates. A value that passes always transcodes to MessagePack.
+pub(crate) fn check_json(value: &str) -> Result<(), ProtocolError> {
+    crate::json::check_depth(value.as_bytes())?;
+    serde_json::from_str::<Checked>(value)
+        .map(|_| ())
+        .map_err(|e| ProtocolError::bad_request(format!("data: not representable: {e}")))
+}
+
+/// Reads any JSON value without keeping it, so serde_json parses numbers and strings fully
+/// (and fails where transcoding would), allocating nothing.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
     }
 }
 
@@ -129,6 +185,27 @@ mod tests {
                 json,
                 "{h}"
             );
+        }
+    }
+
+    #[test]
+    fn json_that_cannot_transcode_is_refused() {
+        for bad in ["1e400", "-1e400", r#""\ud800""#, r#"{"a":["\udc00"]}"#] {
+            assert!(validate(Format::Json, bad.as_bytes()).is_err(), "{bad}");
+        }
+        for good in [
+            "1e300",
+            "123456789012345678901234567890",
+            r#""\ud83d\ude00""#,
+        ] {
+            assert!(validate(Format::Json, good.as_bytes()).is_ok(), "{good}");
+            let mut out = Vec::new();
+            transcode(
+                RawData::trusted(Format::Json, good.as_bytes()),
+                Format::MsgPack,
+                &mut out,
+            )
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
     }
 

@@ -584,6 +584,18 @@ fn invalid_sources() -> Vec<Invalid> {
             "bad_request",
             json!(10),
         ),
+        j(
+            "json_data_number_out_of_range",
+            r#"{"cmd":"publish","id":31,"room":"r","event":"e","data":1e400}"#.into(),
+            "bad_request",
+            json!(31),
+        ),
+        j(
+            "json_data_lone_surrogate",
+            r#"{"cmd":"send","id":32,"to":"u","event":"e","data":"\ud800"}"#.into(),
+            "bad_request",
+            json!(32),
+        ),
         m(
             "msgpack_truncated",
             "82a3636d64a470696e67a2".into(),

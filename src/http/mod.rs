@@ -56,15 +56,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
 async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
     let origin = shard.shared.config.cors_origin.clone();
-    if req.method() == Method::OPTIONS {
-        return match origin {
-            Some(origin) => cors::preflight(&origin),
-            None => json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "CORS is not enabled",
-            ),
-        };
+    if let (Some(origin), &Method::OPTIONS) = (&origin, req.method()) {
+        return cors::preflight(origin);
     }
     let mut res = dispatch(shard, req).await;
     if let Some(origin) = origin {
@@ -100,10 +93,17 @@ async fn dispatch(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
         }
         return res;
     };
-    let params: Vec<String> = params
+    let decoded: Option<Vec<String>> = params
         .into_iter()
         .map(crate::auth::percent_decode_path)
         .collect();
+    let Some(params) = decoded else {
+        let details = vec![rest::Detail::new(
+            "path",
+            "a path parameter is not valid UTF-8",
+        )];
+        return rest::ApiError::invalid(details).into_response();
+    };
     match template {
         "/ws" => upgrade::handle(shard, req),
         "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),

@@ -258,14 +258,22 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
         f.has("roomId"),
         f.has("broadcast"),
     ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        f.errors.push(Detail::new(
-            f.prefixed("target"),
-            "give exactly one of userId, userIds, roomId or broadcast",
-        ));
-    }
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        let field = f.prefixed("target");
+        f.errors.push(Detail::new(
+            field,
+            "give exactly one of userId, userIds, roomId or broadcast",
+        ));
+        // Read the target fields anyway, so they are not also reported as unknown.
+        for name in ["userId", "roomId", "exceptUserId"] {
+            f.name_field(name, false);
+        }
+        f.name_list("userIds", MAX_ITEMS);
+        f.true_flag("broadcast");
+        return None;
+    }
     let push = if kinds[1] {
         let room = f.name_field("roomId", true);
         let except = f.name_field("exceptUserId", false);
