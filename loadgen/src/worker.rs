@@ -1069,3 +1069,19 @@ pub fn fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, Resource};
     getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| hard)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_small() {
+        // The per-connection budget is 1 KiB of loadgen memory; the state itself must stay a
+        // small fraction of it.
+        assert!(
+            std::mem::size_of::<Conn>() <= 128,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
+}
