@@ -10,9 +10,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::{Common, DecodeMode, PublishMode, RunPlan, Scenario, Target, WireFormat};
 
-/// Connections one worker process may hold (each needs a file descriptor; the hard limit here is
-/// 20,000, and a worker keeps some headroom for its own files).
-pub const MAX_PER_WORKER: u64 = 18_000;
+/// File descriptors a worker keeps free for everything that is not a connection.
+const FD_HEADROOM: u64 = 2_000;
+
+/// Connections one worker process may hold: its open-file hard limit less some headroom
+/// (18,000 where the hard limit is 20,000).
+pub fn max_per_worker() -> u64 {
+    crate::worker::fd_limit()
+        .saturating_sub(FD_HEADROOM)
+        .max(1_000)
+}
 
 /// wsgate-loadgen: drive a wsgate server with many WebSocket connections and measure it.
 #[derive(Debug, Parser)]
@@ -149,7 +156,8 @@ pub struct CommonArgs {
     /// Longest wait for in-flight deliveries after the measured phase.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain: Duration,
-    /// Worker processes (0: one per 18,000 connections; 1: a thread in this process).
+    /// Worker processes (0: one per (open-file hard limit − 2,000) connections, i.e. per 18,000
+    /// here; 1: a thread in this process).
     #[arg(long, default_value_t = 0)]
     pub workers: u32,
     /// Source addresses to spread connections over: a list (`127.0.0.2,127.0.0.3`) or a count
@@ -261,11 +269,12 @@ impl CommonArgs {
             Some(s) => parse_source_addrs(s, !target.addr.ip().is_loopback())?,
             None => Vec::new(),
         };
-        let needed = self.connections.div_ceil(MAX_PER_WORKER).max(1);
+        let per_worker = max_per_worker();
+        let needed = self.connections.div_ceil(per_worker).max(1);
         let workers = match u64::from(self.workers) {
             0 => needed,
             w if w < needed => bail!(
-                "{} connections need at least {needed} workers (at most {MAX_PER_WORKER} each)",
+                "{} connections need at least {needed} workers (at most {per_worker} each)",
                 self.connections
             ),
             w => w,
@@ -369,7 +378,8 @@ impl ScenarioCmd {
             if plan.workers > 1 {
                 bail!(
                     "closed-loop fanout counts arrivals in one worker: use --workers 1 and at \
-                     most {MAX_PER_WORKER} connections"
+                     most {} connections",
+                    max_per_worker()
                 );
             }
         }

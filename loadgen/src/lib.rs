@@ -1,5 +1,5 @@
 //! wsgate-loadgen: a load generator for wsgate. Workers are single-threaded mio event loops
-//! holding up to 18,000 connections each as small state machines; the coordinator runs them (a
+//! holding up to their open-file limit (less 2,000) of connections each as small state machines; the coordinator runs them (a
 //! thread, or child processes of this binary) in lockstep phases and adds up their reports.
 
 pub mod cli;
