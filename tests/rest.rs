@@ -621,7 +621,9 @@ async fn options_without_cors_and_odd_paths_route_normally() {
 
 #[tokio::test]
 async fn while_connections_drain_readyz_is_false_and_upgrades_get_503() {
-    let server = start_api_server(|_| {});
+    // One shard: its drain lasts as long as the lingering client below (with two, the other
+    // shard would finish draining at once and close its HTTP connections).
+    let server = start_api_server(|c| c.shards = 1);
     let api = Api::new(&server);
     assert_eq!(api.get("/readyz").await, (200, json!({"ready": true})));
     // A client that does not answer the close keeps the shard draining for a while.
