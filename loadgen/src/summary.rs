@@ -39,6 +39,9 @@ pub struct Percentiles {
     /// The distribution: `(percentile, microseconds)` for the report.
     #[serde(skip)]
     pub curve: Vec<(f64, f64)>,
+    /// The histogram: `(bucket upper bound in microseconds, samples)`, 40 equal buckets.
+    #[serde(skip)]
+    pub bins: Vec<(f64, u64)>,
 }
 
 impl Percentiles {
@@ -50,7 +53,14 @@ impl Percentiles {
         .iter()
         .map(|q| (*q, us(h.value_at_quantile(q / 100.0))))
         .collect();
+        let step = (h.max() / 40).max(1);
+        let bins = h
+            .iter_linear(step)
+            .map(|v| (us(v.value_iterated_to()), v.count_since_last_iteration()))
+            .take(41)
+            .collect();
         Percentiles {
+            bins,
             count: h.len(),
             p50_us: us(h.value_at_quantile(0.5)),
             p99_us: us(h.value_at_quantile(0.99)),
@@ -306,10 +316,17 @@ impl Summary {
             );
         }
         if self.scenario != "connect" {
-            row(
-                "publishes",
-                format!("{} sent, {} acknowledged", self.published, self.acked),
-            );
+            if self.scenario == "push" {
+                row(
+                    "REST pushes",
+                    format!("{} sent, {} answered 200", self.published, self.acked),
+                );
+            } else {
+                row(
+                    "publishes",
+                    format!("{} sent, {} acknowledged", self.published, self.acked),
+                );
+            }
             row("deliveries", format!("{}", self.received));
             match (self.expected, self.lost, self.loss_ratio) {
                 (Some(e), Some(l), Some(r)) => {
@@ -372,7 +389,7 @@ impl Summary {
 
     /// The report as a standalone SVG document.
     pub fn svg(&self) -> String {
-        let (w, h) = (900.0, 640.0);
+        let (w, h) = (900.0, 960.0);
         let mut s = String::new();
         let _ = write!(
             s,
@@ -398,15 +415,16 @@ impl Summary {
         let labels: Vec<String> = lat.curve.iter().map(|(q, _)| format!("p{q}")).collect();
         chart(
             &mut s,
-            40.0,
+            70.0,
             50.0,
-            820.0,
+            800.0,
             230.0,
             title,
             &pts,
             Some(&labels),
             "#1f77b4",
         );
+        bars(&mut s, 70.0, 360.0, 800.0, 230.0, &lat.bins);
         let (series, title): (Vec<(f64, f64)>, &str) = if self.scenario == "connect" {
             (
                 self.series.iter().map(|p| (p.t, p.open as f64)).collect(),
@@ -422,7 +440,7 @@ impl Summary {
             )
         };
         chart(
-            &mut s, 40.0, 360.0, 820.0, 230.0, title, &series, None, "#d62728",
+            &mut s, 70.0, 670.0, 800.0, 230.0, title, &series, None, "#d62728",
         );
         s.push_str("</svg>\n");
         s
@@ -439,6 +457,46 @@ impl Summary {
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
         )
+    }
+}
+
+/// Draws the latency histogram as bars (samples per bucket).
+fn bars(s: &mut String, x: f64, y: f64, w: f64, h: f64, bins: &[(f64, u64)]) {
+    let _ = write!(
+        s,
+        r##"<text x="{x}" y="{}" font-size="14">latency histogram: samples per bucket (µs)</text><rect x="{x}" y="{y}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##,
+        y - 8.0
+    );
+    let max = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let bw = w / bins.len().max(1) as f64;
+    for (i, (upper, n)) in bins.iter().enumerate() {
+        let bh = *n as f64 / max * h;
+        let bx = x + i as f64 * bw;
+        let _ = write!(
+            s,
+            r##"<rect x="{bx:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#2ca02c"/>"##,
+            y + h - bh,
+            (bw - 1.0).max(0.5)
+        );
+        if i % 8 == 0 {
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#555">{}</text>"##,
+                bx + bw,
+                y + h + 14.0,
+                human(*upper)
+            );
+        }
+    }
+    for i in 0..=4 {
+        let v = max * f64::from(i) / 4.0;
+        let _ = write!(
+            s,
+            r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+            x - 4.0,
+            y + h - v / max * h + 4.0,
+            human(v)
+        );
     }
 }
 
