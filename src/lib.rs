@@ -4,6 +4,7 @@
 //! Start one with [`start`] and a [`Config`]; the `wsgate` binary does that from flags and
 //! environment variables.
 
+mod alloc;
 mod auth;
 mod cmd;
 pub mod config;

@@ -515,9 +515,14 @@ async fn sweep_loop(shard: Rc<Shard>) {
     let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_collect = Instant::now();
     loop {
         tick.tick().await;
         shard.sweep();
+        if last_collect.elapsed() >= Duration::from_secs(1) {
+            crate::alloc::collect();
+            last_collect = Instant::now();
+        }
     }
 }
 
