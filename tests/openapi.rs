@@ -229,24 +229,16 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn the_server_serves_the_spec_byte_for_byte_without_an_api_key() {
     let server = start_server(|c| c.api_keys = Some("openapi-test-key".into()));
-    let (head, body) = http_exchange(
-        server.addr,
-        "GET /api/v1/openapi.yaml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "status line: {head}");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
+    let res = reqwest::get(format!("http://{}/api/v1/openapi.yaml", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(
         content_type.starts_with("application/yaml"),
         "content type: {content_type}"
     );
+    let body = res.bytes().await.unwrap();
     assert!(
         body == spec_bytes(),
         "GET /api/v1/openapi.yaml differs from protocol/openapi.yaml ({} bytes served, {} in the file)",
@@ -254,43 +246,4 @@ async fn the_server_serves_the_spec_byte_for_byte_without_an_api_key() {
         spec_bytes().len()
     );
     server.handle.shutdown().await;
-}
-
-/// Sends a raw HTTP/1.1 request and returns the response head and the body's exact bytes
-/// (decoding a chunked body).
-async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let raw = &buf[split + 4..];
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(raw) } else { raw.to_vec() };
-    (head, body)
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&raw[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
 }
