@@ -46,8 +46,6 @@ pub(crate) struct Connection {
     user_slot: Option<UserSlot>,
     /// One of the server's connection slots.
     _permit: ConnPermit,
-    /// The session id announced in `welcome`.
-    session: Option<String>,
     /// A close to request once the current command's answer is queued.
     pub(crate) close_after_answer: Option<(CloseCode, &'static str)>,
     /// A framing violation was seen: read and discard until the client goes.
@@ -97,7 +95,6 @@ pub(crate) async fn run(
         handle: handle.clone(),
         user_slot: None,
         _permit: permit,
-        session: None,
         close_after_answer: None,
         read_failed: false,
         close_sent: false,
@@ -362,7 +359,6 @@ impl Connection {
                 max_rooms: cfg.max_rooms_per_connection,
             },
         }));
-        self.session = Some(session);
     }
 
     /// Leaves every room and the shard's maps; the slots are released as the task ends.

@@ -162,18 +162,25 @@ impl Shard {
                 Err(PushError::Closing) => {}
             }
         };
+        // Which target users were seen matters only to a waiting report (REST pushes): no
+        // allocation for the deliveries of `send`.
+        let track = d.report.is_some();
         let mut found = Vec::new();
         match &d.target {
             Target::User(user) => {
                 if let Some(conns) = local.users.get(user) {
-                    found.push(0);
+                    if track {
+                        found.push(0);
+                    }
                     conns.iter().for_each(&mut push);
                 }
             }
             Target::Users(users) => {
                 for (i, user) in users.iter().enumerate() {
                     if let Some(conns) = local.users.get(user) {
-                        found.push(i);
+                        if track {
+                            found.push(i);
+                        }
                         conns.iter().for_each(&mut push);
                     }
                 }

@@ -202,3 +202,8 @@ pub(crate) fn page_params<B>(req: &Request<B>) -> Result<(usize, Option<String>)
     let cursor = crate::auth::query_param(query, "cursor").filter(|c| !c.is_empty());
     Ok((limit, cursor))
 }
+
+/// The cursor of the next page: the last key of this one, when more follow.
+pub(crate) fn next_cursor(more: bool, last: Option<&str>) -> Option<String> {
+    last.filter(|_| more).map(str::to_owned)
+}

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
-use super::{check_name, json, page_params, ApiResult};
+use super::{check_name, json, next_cursor, page_params, ApiResult};
 use crate::shard::Shard;
 use crate::stats::{ShardStats, StatsSnapshot};
 
@@ -27,9 +27,7 @@ pub(super) fn users(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
         users: Vec<User>,
         next_cursor: Option<String>,
     }
-    let next_cursor = more
-        .then(|| page.last().map(|(u, _)| u.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(more, page.last().map(|(key, _)| &**key));
     let users = page
         .into_iter()
         .map(|(u, n)| User {

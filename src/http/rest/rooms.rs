@@ -12,7 +12,7 @@ use serde::Serialize;
 use wsgate_protocol::Format;
 
 use super::body::{read_json, Fields};
-use super::{check_name, json, page_params, ApiError, ApiResult};
+use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
 use crate::directory::{RoomInfo, RoomRefused};
 use crate::router::OutEvent;
 use crate::shard::Shard;
@@ -96,9 +96,7 @@ pub(super) fn list(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
         rooms: Vec<Room>,
         next_cursor: Option<String>,
     }
-    let next_cursor = more
-        .then(|| page.last().map(|(r, _)| r.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(more, page.last().map(|(key, _)| &**key));
     let rooms = page
         .into_iter()
         .map(|(id, info)| room_view(&id, info, None))
