@@ -7,6 +7,7 @@ use wsgate_protocol::{decode_request, CloseCode, Command, ErrorCode, ProtocolErr
 
 use crate::connection::Connection;
 use crate::directory::RoomRefused;
+use crate::panic::{Faults, PANIC_IN_CONNECTION};
 use crate::router::{Delivery, OutEvent, Target};
 use crate::server::UserSlot;
 use crate::stats::ShardStats;
@@ -148,6 +149,9 @@ async fn publish(
     let Some(room) = member else {
         return Err(not_member(ErrorCode::RoomForbidden, room));
     };
+    if conn.shard.shared.config.faults == Faults::On && &*room == PANIC_IN_CONNECTION {
+        panic!("injected fault: publish to {PANIC_IN_CONNECTION}");
+    }
     emit(
         conn,
         payload,

@@ -162,6 +162,11 @@ pub struct Config {
     /// Deadline for a graceful shutdown (flush and close everyone with 1001). Default: 10s.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Fault injection for the panic-containment tests; no flag or variable sets it, so every
+    /// binary runs with `Faults::Off`.
+    #[doc(hidden)]
+    #[arg(skip)]
+    pub faults: crate::panic::Faults,
 }
 
 impl Default for Config {

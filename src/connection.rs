@@ -27,6 +27,7 @@ use crate::router::opcode;
 use crate::server::{ConnPermit, UserSlot};
 use crate::shard::Shard;
 use crate::stats::ShardStats;
+use crate::transport::Transport;
 use crate::ws::frame::{self, OpCode};
 use crate::ws::reader::{Incoming, Reader};
 
@@ -39,7 +40,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct Connection {
     pub(crate) shard: Rc<Shard>,
     pub(crate) handle: Rc<ConnHandle>,
-    stream: TcpStream,
+    stream: Transport,
     reader: Reader,
     bucket: TokenBucket,
     /// Held while authenticated: one of the user's connection slots.
@@ -85,12 +86,25 @@ pub(crate) async fn run(
         Ok(parts) => parts,
         Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
     };
+    let stream = Transport::Tcp(parts.io.into_inner());
+    serve(shard, stream, parts.read_buf, format, identity, permit).await;
+}
+
+/// Serves an upgraded stream (`already_read`: bytes read past the handshake) until it closes.
+pub(crate) async fn serve(
+    shard: Rc<Shard>,
+    stream: Transport,
+    already_read: Bytes,
+    format: Format,
+    identity: Option<(Identity, UserSlot)>,
+    permit: ConnPermit,
+) {
     let cfg = &shard.shared.config;
     let now = shard.now_ms();
     let handle = Rc::new(ConnHandle::new(shard.next_conn_id(), format, now));
     let mut conn = Connection {
-        reader: Reader::new(parts.read_buf, cfg.max_message_bytes),
-        stream: parts.io.into_inner(),
+        reader: Reader::new(already_read, cfg.max_message_bytes),
+        stream,
         bucket: TokenBucket::new(rate_limit(&shard), now),
         handle: handle.clone(),
         user_slot: None,
@@ -116,12 +130,12 @@ pub(crate) async fn run(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(conn = handle.id, error = %e, "connection ended: I/O error"),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(conn = handle.id, panic = %what, "panic while serving a connection");
+            ShardStats::inc(&conn.shard.stats().panics);
+            tracing::error!(
+                conn = handle.id,
+                panic = crate::panic::message(&*panic),
+                "panic while serving a connection; closing it with 1011"
+            );
             let code = CloseCode::InternalError;
             handle.close(code.as_u16(), code.reason(), true);
             let _ = conn.flush();

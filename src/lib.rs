@@ -6,18 +6,25 @@
 
 mod alloc;
 mod auth;
+#[doc(hidden)]
+pub mod bench_support;
 mod cmd;
 pub mod config;
 mod connection;
 mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod http;
+#[doc(hidden)]
+pub mod panic;
 mod rate;
 mod router;
 mod server;
 mod shard;
 mod shutdown;
 mod stats;
+mod transport;
 mod ws;
 
 pub use auth::{mint, mint_with_exp, KeyError, MintOptions};

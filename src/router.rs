@@ -166,7 +166,7 @@ impl Delivery {
 }
 
 /// Work run on a shard with access to its connections (REST queries and administration).
-pub(crate) type Task = Box<dyn FnOnce(&crate::shard::Shard) + Send>;
+pub(crate) type Task = Box<dyn FnOnce(&std::rc::Rc<crate::shard::Shard>) + Send>;
 
 /// What travels through a shard's inbox.
 pub(crate) enum ShardMsg {
@@ -216,11 +216,8 @@ impl Router {
             tokio::pin!(space);
             // Register before trying, so a drain between the try and the wait is not missed.
             space.as_mut().enable();
-            match inbox.queue.push(delivery) {
-                Ok(()) => {
-                    inbox.ready.notify_one();
-                    return;
-                }
+            match self.try_send(shard, delivery) {
+                Ok(()) => return,
                 Err(back) => {
                     delivery = back;
                     inbox.ready.notify_one();
@@ -228,6 +225,15 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Hands a message to shard `shard` if its inbox has room, from any thread; gives it back
+    /// otherwise.
+    pub(crate) fn try_send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+        let inbox = &self.inboxes[shard];
+        inbox.queue.push(msg)?;
+        inbox.ready.notify_one();
+        Ok(())
     }
 
     /// Waits until shard `shard`'s inbox may hold deliveries.

@@ -203,6 +203,11 @@ impl ServerHandle {
             .fold(StatsSnapshot::default(), |a, b| a + b)
     }
 
+    /// The state every shard shares.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Rooms on the server now.
     pub fn room_count(&self) -> usize {
         self.shared.directory.room_count()

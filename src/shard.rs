@@ -19,6 +19,7 @@ use tokio::task::LocalSet;
 use wsgate_protocol::CloseCode;
 
 use crate::handle::{ConnHandle, PushError};
+use crate::panic::{Faults, PANIC_IN_SHARD};
 use crate::router::{Delivery, OutEvent, Report, ShardMsg, Target, Task};
 use crate::server::Shared;
 use crate::shutdown::Shutdown;
@@ -140,7 +141,20 @@ impl Shard {
 
     /// Delivers to this shard's recipients and reports to the delivery's `report`, if any;
     /// returns how many connections received the event.
+    /// A panic while delivering is contained: logged, counted, and this shard's part of the
+    /// delivery skipped (a REST report then misses this shard's counts).
     pub(crate) fn deliver_local(&self, d: &Delivery) -> usize {
+        crate::panic::contain(self.stats(), self.id, "a delivery", || self.deliver(d)).unwrap_or(0)
+    }
+
+    fn deliver(&self, d: &Delivery) -> usize {
+        if self.shared.config.faults == Faults::On {
+            if let Target::Room(room) = &d.target {
+                if &**room == PANIC_IN_SHARD {
+                    panic!("injected fault: delivery to {PANIC_IN_SHARD}");
+                }
+            }
+        }
         let local = self.local.borrow();
         let max = self.shared.config.max_outbound_bytes;
         let mut delivered = 0;
@@ -225,7 +239,7 @@ impl Shard {
         let countdown = Report::new(router.shards(), 0);
         for shard in (0..router.shards()).filter(|&s| s != self.id) {
             let (f, results, countdown) = (f.clone(), results.clone(), countdown.clone());
-            let task: Task = Box::new(move |shard: &Shard| {
+            let task: Task = Box::new(move |shard: &Rc<Shard>| {
                 let value = f(shard);
                 lock(&results).push(value);
                 countdown.add(0, []);
@@ -499,7 +513,9 @@ async fn inbox_loop(shard: Rc<Shard>) {
                 ShardMsg::Deliver(d) => {
                     shard.deliver_local(&d);
                 }
-                ShardMsg::Run(task) => task(&shard),
+                ShardMsg::Run(task) => {
+                    crate::panic::contain(shard.stats(), shard.id, "a shard task", || task(&shard));
+                }
             }
             n += 1;
             if n.is_multiple_of(256) {
@@ -525,7 +541,7 @@ async fn sweep_loop(shard: Rc<Shard>) {
     let mut last_collect = Instant::now();
     loop {
         tick.tick().await;
-        shard.sweep();
+        crate::panic::contain(shard.stats(), shard.id, "the sweep", || shard.sweep());
         if last_collect.elapsed() >= Duration::from_secs(1) {
             crate::alloc::collect();
             last_collect = Instant::now();

@@ -23,6 +23,8 @@ pub struct ShardStats {
     pub auth_failures: AtomicU64,
     /// Counter: connections closed for a heartbeat timeout.
     pub heartbeat_timeouts: AtomicU64,
+    /// Counter: panics caught (a connection closed with 1011, or a shard task skipped).
+    pub panics: AtomicU64,
     /// Histogram: time to answer REST API requests.
     pub rest_latency: Histogram,
 }
@@ -96,6 +98,7 @@ impl ShardStats {
             rate_limited: get(&self.rate_limited),
             auth_failures: get(&self.auth_failures),
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
+            panics: get(&self.panics),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct StatsSnapshot {
     pub auth_failures: u64,
     /// See [`ShardStats::heartbeat_timeouts`].
     pub heartbeat_timeouts: u64,
+    /// See [`ShardStats::panics`].
+    pub panics: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -137,6 +142,7 @@ impl std::ops::Add for StatsSnapshot {
             rate_limited: self.rate_limited + o.rate_limited,
             auth_failures: self.auth_failures + o.auth_failures,
             heartbeat_timeouts: self.heartbeat_timeouts + o.heartbeat_timeouts,
+            panics: self.panics + o.panics,
         }
     }
 }

@@ -69,6 +69,12 @@ const PER_SHARD: &[Metric] = &[
         help: "Connections closed for a heartbeat timeout.",
         read: |s| s.heartbeat_timeouts,
     },
+    Metric {
+        name: "wsgate_panics_total",
+        kind: "counter",
+        help: "Panics caught: a connection closed with 1011, or a shard task skipped.",
+        read: |s| s.panics,
+    },
 ];
 
 /// The whole exposition.

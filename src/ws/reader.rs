@@ -8,9 +8,9 @@
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError, OpCode};
+use crate::transport::Transport;
 
 /// First allocation when a socket becomes readable. Larger frames reserve what they need.
 const READ_CHUNK: usize = 4096;
@@ -89,11 +89,16 @@ impl Reader {
 
     /// Reads what the socket has without waiting. `Ok(0)` is end of stream; `WouldBlock`
     /// means nothing was ready.
-    pub(crate) fn read_from(&mut self, stream: &TcpStream) -> io::Result<usize> {
+    pub(crate) fn read_from(&mut self, stream: &Transport) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() == 0 {
             self.buf.reserve(READ_CHUNK);
         }
         stream.try_read_buf(&mut self.buf)
+    }
+
+    /// Appends bytes as if read from the socket (the fuzz targets feed the reader this way).
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered but not yet consumed (for tests and memory accounting).
