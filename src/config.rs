@@ -106,6 +106,11 @@ pub struct Config {
     /// Require an API key for `GET /metrics`. Default: false.
     #[arg(long, env = "METRICS_REQUIRE_API_KEY", default_value_t = false)]
     pub metrics_require_api_key: bool,
+    /// Serve `GET /echo`: a WebSocket with no auth and no commands that sends every message
+    /// back unchanged, through the same reader, queue and limits as `/ws`. For conformance
+    /// testing (the Autobahn test suite); leave it off in production. Default: false.
+    #[arg(long, env = "ECHO", default_value_t = false)]
+    pub echo: bool,
     /// Refuse handshakes that carry no token (HTTP 401 `auth.required`) instead of waiting for
     /// an `auth` command. Default: false.
     #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
@@ -189,6 +194,7 @@ impl Config {
         config.jwt_issuer = None;
         config.api_keys = None;
         config.cors_origin = None;
+        config.echo = false;
         config
     }
 

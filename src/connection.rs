@@ -47,6 +47,8 @@ pub(crate) struct Connection {
     user_slot: Option<UserSlot>,
     /// One of the server's connection slots.
     _permit: ConnPermit,
+    /// An `/echo` connection: data messages go back unchanged instead of being run as commands.
+    echo: bool,
     /// A close to request once the current command's answer is queued.
     pub(crate) close_after_answer: Option<(CloseCode, &'static str)>,
     /// A framing violation was seen: read and discard until the client goes.
@@ -61,6 +63,19 @@ pub(crate) struct Connection {
     close_deadline: Option<Pin<Box<Sleep>>>,
 }
 
+/// What a connection serves.
+pub(crate) enum Role {
+    /// The gateway protocol at `/ws`: commands in `format`, from `identity` when the handshake
+    /// carried a token (otherwise `auth` must come within `AUTH_TIMEOUT`).
+    Gateway {
+        format: Format,
+        identity: Option<(Identity, UserSlot)>,
+    },
+    /// `/echo` (`ECHO=true`): every data message is sent back unchanged, with its opcode. No
+    /// auth, no commands, no rate limit; the same reader, queue, limits and close handshake.
+    Echo,
+}
+
 /// What woke the connection.
 enum Wake {
     Readable(io::Result<()>),
@@ -70,13 +85,7 @@ enum Wake {
 }
 
 /// Completes the upgrade and serves the connection until it closes.
-pub(crate) async fn run(
-    shard: Rc<Shard>,
-    upgrade: UpgradeFut,
-    format: Format,
-    identity: Option<(Identity, UserSlot)>,
-    permit: ConnPermit,
-) {
+pub(crate) async fn run(shard: Rc<Shard>, upgrade: UpgradeFut, role: Role, permit: ConnPermit) {
     let ws = match upgrade.await {
         Ok(ws) => ws,
         Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
@@ -87,7 +96,7 @@ pub(crate) async fn run(
         Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
     };
     let stream = Transport::Tcp(parts.io.into_inner());
-    serve(shard, stream, parts.read_buf, format, identity, permit).await;
+    serve_as(shard, stream, parts.read_buf, role, permit).await;
 }
 
 /// Serves an upgraded stream (`already_read`: bytes read past the handshake) until it closes.
@@ -99,8 +108,25 @@ pub(crate) async fn serve(
     identity: Option<(Identity, UserSlot)>,
     permit: ConnPermit,
 ) {
+    let role = Role::Gateway { format, identity };
+    serve_as(shard, stream, already_read, role, permit).await;
+}
+
+/// Serves an upgraded stream in `role` until it closes.
+async fn serve_as(
+    shard: Rc<Shard>,
+    stream: Transport,
+    already_read: Bytes,
+    role: Role,
+    permit: ConnPermit,
+) {
     let cfg = &shard.shared.config;
     let now = shard.now_ms();
+    // An echo connection never speaks the gateway's formats; JSON only fills the field.
+    let format = match &role {
+        Role::Gateway { format, .. } => *format,
+        Role::Echo => Format::Json,
+    };
     let handle = Rc::new(ConnHandle::new(shard.next_conn_id(), format, now));
     let mut conn = Connection {
         reader: Reader::new(already_read, cfg.max_message_bytes),
@@ -109,6 +135,7 @@ pub(crate) async fn serve(
         handle: handle.clone(),
         user_slot: None,
         _permit: permit,
+        echo: matches!(role, Role::Echo),
         close_after_answer: None,
         read_failed: false,
         close_sent: false,
@@ -118,11 +145,16 @@ pub(crate) async fn serve(
         shard,
     };
     conn.shard.register(&handle);
-    match identity {
-        Some((identity, slot)) => conn.authenticate(identity, slot),
-        None => handle
+    match role {
+        Role::Gateway {
+            identity: Some((identity, slot)),
+            ..
+        } => conn.authenticate(identity, slot),
+        Role::Gateway { identity: None, .. } => handle
             .auth_deadline_ms
             .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
+        // No auth deadline (the sweep only enforces a non-zero one): nothing to authenticate.
+        Role::Echo => {}
     }
     // A panic while serving one connection is contained: logged, the connection closed with
     // 1011, its state cleaned up; the shard and every other connection keep going.
@@ -144,6 +176,16 @@ pub(crate) async fn serve(
     conn.finish();
 }
 
+/// Sends FIN after the bytes already written (`shutdown(SHUT_WR)`). An error means the socket
+/// is gone already, which is what was wanted.
+fn shutdown_write(stream: &Transport) {
+    let sock = match stream {
+        Transport::Tcp(s) => socket2::SockRef::from(s),
+        Transport::Unix(s) => socket2::SockRef::from(s),
+    };
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+}
+
 fn rate_limit(shard: &Shard) -> RateLimit {
     let cfg = &shard.shared.config;
     RateLimit {
@@ -162,6 +204,12 @@ impl Connection {
                         return Ok(());
                     }
                     self.close_written = true;
+                    if self.read_failed {
+                        // Failing the connection (RFC 6455 §7.1.7): the server closes TCP as
+                        // soon as its close frame is out, and waits for no close frame (it
+                        // could not read one). The rest is read and dropped until EOF.
+                        shutdown_write(&self.stream);
+                    }
                     self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                 } else if self.close_deadline.is_none() {
                     let grace = self.shard.shared.config.heartbeat_timeout.max(CLOSE_GRACE);
@@ -246,6 +294,10 @@ impl Connection {
                 if self.handle.is_closing() {
                     return; // after a close, data is ignored
                 }
+                if self.echo {
+                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                    return self.push(frame::data(opcode, &payload));
+                }
                 if text != self.handle.format.is_text() {
                     let msg = if text {
                         "this connection speaks MessagePack: send binary frames"
@@ -263,6 +315,11 @@ impl Connection {
             Incoming::Close(code) => {
                 self.peer_closed = true;
                 self.handle.close(code.unwrap_or(1000), "", true);
+            }
+            Incoming::TooLarge if self.echo => {
+                // An echo peer cannot send the message back, and has no error message to
+                // send: close with 1009 (message too big, RFC 6455 §7.4.1).
+                self.handle.close(1009, "message too big", false);
             }
             Incoming::TooLarge => {
                 let max = self.shard.shared.config.max_message_bytes;

@@ -68,6 +68,11 @@ async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
 
 async fn dispatch(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    // `/echo` is for conformance tests: off by default and not in ROUTES (nor the OpenAPI
+    // document), so without ECHO=true it is a 404 like any unknown path.
+    if path == "/echo" && shard.shared.config.echo {
+        return upgrade::echo(shard, req);
+    }
     let method = req.method().as_str().to_owned();
     let matched = routes::ROUTES.iter().find_map(|(m, t)| {
         (*m == method)

@@ -1,5 +1,7 @@
 //! The WebSocket handshake at `/ws`: format negotiation, the token, the connection limits, and
-//! the upgrade. Every refusal is an HTTP error with a JSON body, before any upgrade.
+//! the upgrade; and at `/echo` (`ECHO=true`), the same upgrade without auth or format. Every
+//! refusal is an HTTP error with a JSON body, before any upgrade. No extension is negotiated
+//! (no `Sec-WebSocket-Extensions` in the answer): frames with reserved bits set are refused.
 
 use std::rc::Rc;
 
@@ -11,30 +13,15 @@ use wsgate_protocol::{ErrorCode, Format};
 
 use super::{json_error, Body};
 use crate::auth::{query_param, token_from_request, OfferedToken};
+use crate::connection::Role;
 use crate::server::{ConnPermit, UserSlot};
 use crate::shard::Shard;
 use crate::stats::ShardStats;
 
 pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
     let shared = &shard.shared;
-    if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        let mut res = json_error(
-            StatusCode::UPGRADE_REQUIRED,
-            ErrorCode::BadRequest.as_str(),
-            "/ws expects a WebSocket upgrade (GET with Upgrade: websocket)",
-        );
-        res.headers_mut().insert(
-            hyper::header::UPGRADE,
-            HeaderValue::from_static("websocket"),
-        );
-        return res;
-    }
-    if shared.shutdown.is_fired() {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server.shutting_down",
-            "the server is shutting down",
-        );
+    if let Some(refused) = refuse_early(shard, &req) {
+        return refused;
     }
     let (format, by_header) = match negotiate_format(&req) {
         Ok(f) => f,
@@ -70,11 +57,7 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
         },
     };
     let Some(permit) = ConnPermit::acquire(shared) else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerFull.as_str(),
-            "the server holds its maximum number of connections",
-        );
+        return server_full();
     };
     let identity = match identity {
         None => None,
@@ -89,7 +72,72 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
             }
         },
     };
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+    let role = Role::Gateway { format, identity };
+    let mut response = upgrade(shard, &mut req, role, permit);
+    if by_header && response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(format.subprotocol()),
+        );
+    }
+    response
+}
+
+/// `GET /echo`: an upgrade with no token and no format, counted against `MAX_CONNECTIONS`.
+pub(super) fn echo(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = refuse_early(shard, &req) {
+        return refused;
+    }
+    let Some(permit) = ConnPermit::acquire(&shard.shared) else {
+        return server_full();
+    };
+    upgrade(shard, &mut req, Role::Echo, permit)
+}
+
+/// Refuses what is not a WebSocket upgrade (426), and any upgrade during shutdown (503).
+fn refuse_early(shard: &Shard, req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(req) {
+        let msg = format!(
+            "{} expects a WebSocket upgrade (GET with Upgrade: websocket)",
+            req.uri().path()
+        );
+        let mut res = json_error(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::BadRequest.as_str(),
+            &msg,
+        );
+        res.headers_mut().insert(
+            hyper::header::UPGRADE,
+            HeaderValue::from_static("websocket"),
+        );
+        return Some(res);
+    }
+    if shard.shared.shutdown.is_fired() {
+        return Some(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server.shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    None
+}
+
+fn server_full() -> Response<Body> {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerFull.as_str(),
+        "the server holds its maximum number of connections",
+    )
+}
+
+/// Answers the handshake (101) and starts the connection's task once the upgrade completes.
+fn upgrade(
+    shard: &Rc<Shard>,
+    req: &mut Request<Incoming>,
+    role: Role,
+    permit: ConnPermit,
+) -> Response<Body> {
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(req) {
         Ok(pair) => pair,
         Err(e) => {
             let msg = format!("invalid WebSocket handshake: {e}");
@@ -100,21 +148,8 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
             );
         }
     };
-    tokio::task::spawn_local(crate::connection::run(
-        shard.clone(),
-        upgrade,
-        format,
-        identity,
-        permit,
-    ));
-    let mut response = response.map(|_| Full::default());
-    if by_header {
-        response.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(format.subprotocol()),
-        );
-    }
-    response
+    tokio::task::spawn_local(crate::connection::run(shard.clone(), upgrade, role, permit));
+    response.map(|_| Full::default())
 }
 
 /// The connection's format: the first known `Sec-WebSocket-Protocol` token (echoed back), else

@@ -162,6 +162,18 @@ pub(crate) fn build<E>(
     Ok(Bytes::from(buf).slice(start..))
 }
 
+/// One final data frame (text or binary) carrying a copy of `payload`.
+pub(crate) fn data(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let built = build(opcode, payload.len(), |out| {
+        out.extend_from_slice(payload);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match built {
+        Ok(frame) => frame,
+        Err(never) => match never {},
+    }
+}
+
 /// A control frame (close, ping, pong) with a payload of at most 125 bytes.
 pub(crate) fn control(opcode: OpCode, payload: &[u8]) -> Bytes {
     let payload = &payload[..payload.len().min(125)];

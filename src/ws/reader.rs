@@ -56,6 +56,27 @@ impl ReadError {
 struct Fragments {
     text: bool,
     data: Vec<u8>,
+    /// Text only: `data[..checked]` is valid UTF-8 (what follows may be an incomplete
+    /// character). Each fragment is checked as it arrives, so invalid text fails fast.
+    checked: usize,
+}
+
+impl Fragments {
+    /// Appends a fragment; a text message whose bytes so far cannot begin valid UTF-8 is an
+    /// error at once, not when its last fragment arrives.
+    fn push(&mut self, payload: &[u8]) -> Result<(), ReadError> {
+        self.data.extend_from_slice(payload);
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => self.checked = self.data.len(),
+            // An incomplete character at the end: the next fragment may finish it.
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(ReadError::InvalidUtf8),
+        }
+        Ok(())
+    }
 }
 
 /// Per-connection read state; a few words while idle.
@@ -184,23 +205,34 @@ impl Reader {
         payload: Bytes,
     ) -> Result<Option<Incoming>, ReadError> {
         Ok(match opcode {
-            OpCode::Text | OpCode::Binary if fin => Some(message(opcode == OpCode::Text, payload)?),
+            OpCode::Text | OpCode::Binary if fin => {
+                let text = opcode == OpCode::Text;
+                Some(message(text, text, payload)?)
+            }
             OpCode::Text | OpCode::Binary => {
-                self.fragments = Some(Box::new(Fragments {
+                let mut f = Box::new(Fragments {
                     text: opcode == OpCode::Text,
-                    data: payload.into(),
-                }));
+                    data: Vec::with_capacity(payload.len()),
+                    checked: 0,
+                });
+                f.push(&payload)?;
+                self.fragments = Some(f);
                 None
             }
             OpCode::Continuation => {
                 let Some(f) = self.fragments.as_mut() else {
                     return Ok(None); // a skipped message's continuation of length 0
                 };
-                f.data.extend_from_slice(&payload);
+                f.push(&payload)?;
                 if fin {
                     let f = self.fragments.take().map(|f| *f);
-                    f.map(|f| message(f.text, Bytes::from(f.data)))
-                        .transpose()?
+                    f.map(|f| {
+                        if f.text && f.checked < f.data.len() {
+                            return Err(ReadError::InvalidUtf8); // ends inside a character
+                        }
+                        message(false, f.text, f.data)
+                    })
+                    .transpose()?
                 } else {
                     None
                 }
@@ -212,8 +244,10 @@ impl Reader {
     }
 }
 
-fn message(text: bool, payload: Bytes) -> Result<Incoming, ReadError> {
-    if text && std::str::from_utf8(&payload).is_err() {
+/// A complete message; `check`: whether its payload still needs a UTF-8 check.
+fn message(check: bool, text: bool, payload: impl Into<Bytes>) -> Result<Incoming, ReadError> {
+    let payload = payload.into();
+    if check && std::str::from_utf8(&payload).is_err() {
         return Err(ReadError::InvalidUtf8);
     }
     Ok(Incoming::Message { text, payload })
@@ -348,6 +382,29 @@ mod tests {
         assert_eq!(r.next().unwrap_err().close_code(), 1002);
         let mut r = reader_with(&client_frame(0x88, &1005u16.to_be_bytes()), 100);
         assert_eq!(r.next().unwrap_err().close_code(), 1002);
+    }
+
+    #[test]
+    fn fragmented_text_is_checked_fragment_by_fragment() {
+        // "é" (C3 A9) split across fragments is valid.
+        let mut bytes = client_frame(0x01, b"a\xc3");
+        bytes.extend(client_frame(0x80, b"\xa9"));
+        let mut r = reader_with(&bytes, 100);
+        let text = Incoming::Message {
+            text: true,
+            payload: Bytes::from("aé"),
+        };
+        assert_eq!(r.next().unwrap(), Some(text));
+        // An invalid fragment fails at once, before the message's last fragment arrives.
+        let mut bytes = client_frame(0x01, b"ok");
+        bytes.extend(client_frame(0x00, b"\xc3\x28"));
+        let mut r = reader_with(&bytes, 100);
+        assert_eq!(r.next().unwrap_err().close_code(), 1007);
+        // A message that ends inside a character is invalid.
+        let mut bytes = client_frame(0x01, b"ok");
+        bytes.extend(client_frame(0x80, b"\xe2\x82"));
+        let mut r = reader_with(&bytes, 100);
+        assert_eq!(r.next().unwrap_err().close_code(), 1007);
     }
 
     #[test]
