@@ -10,6 +10,8 @@ mod client;
 mod envelope;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod message;
 mod msgpack;

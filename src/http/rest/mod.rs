@@ -173,6 +173,66 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// The endpoints whose JSON bodies [`validate_body`] reads, by index.
+pub(crate) const BODY_ENDPOINTS: [&str; 6] = [
+    "POST /api/v1/push/users",
+    "POST /api/v1/push/rooms/{roomId}",
+    "POST /api/v1/push/broadcast",
+    "POST /api/v1/push/batch",
+    "POST /api/v1/rooms",
+    "POST /api/v1/rooms/{roomId}/members",
+];
+
+/// What a body that passed validation holds: every name it gave, the raw `data` of each push
+/// and the number of pushes (or other actions).
+#[derive(Debug, Default)]
+pub(crate) struct BodySummary {
+    pub(crate) names: Vec<String>,
+    pub(crate) data: Vec<Bytes>,
+    pub(crate) actions: usize,
+}
+
+/// Runs the body validation of `BODY_ENDPOINTS[endpoint]` on `body`, exactly as its handler
+/// does, without acting on the result. For the fuzzer (`crate::fuzzing`).
+pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary, ApiError> {
+    let mut out = BodySummary::default();
+    let pushes = match endpoint {
+        0 => vec![push::parse_users(body)?],
+        1 => vec![push::parse_room(body, "r".into())?],
+        2 => vec![push::parse_broadcast(body)?],
+        3 => push::parse_batch(body)?,
+        4 => {
+            let (room, creator) = rooms::parse_create(body)?;
+            out.names.extend([room].into_iter().chain(creator));
+            out.actions = 1;
+            return Ok(out);
+        }
+        _ => {
+            out.names.push(rooms::parse_member(body)?);
+            out.actions = 1;
+            return Ok(out);
+        }
+    };
+    out.actions = pushes.len();
+    for p in pushes {
+        let (names, data) = match p {
+            push::Push::Users { users, event, data } => {
+                (users.into_iter().chain([event]).collect(), data)
+            }
+            push::Push::Room {
+                room,
+                event,
+                data,
+                except,
+            } => ([room, event].into_iter().chain(except).collect(), data),
+            push::Push::Broadcast { event, data } => (vec![event], data),
+        };
+        out.names.extend::<Vec<String>>(names);
+        out.data.extend(data);
+    }
+    Ok(out)
+}
+
 /// A `{name}` path parameter must be a valid name (1 to 128 bytes after decoding).
 pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > wsgate_protocol::MAX_NAME_LEN {

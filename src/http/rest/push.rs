@@ -21,7 +21,7 @@ use crate::shard::Shard;
 const MAX_ITEMS: usize = 1000;
 
 /// One validated push.
-enum Push {
+pub(super) enum Push {
     Users {
         users: Vec<String>,
         event: String,
@@ -160,7 +160,12 @@ fn done(f: Fields<'_>) -> Result<(), ApiError> {
 /// `POST /api/v1/push/users`.
 pub(super) async fn users(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
+    run_one(shard, parse_users(&body)?).await
+}
+
+/// The body of a user push: `{userId | userIds, event, data?}`.
+pub(super) fn parse_users(body: &[u8]) -> Result<Push, ApiError> {
+    let mut f = Fields::parse(body)?;
     let users = user_fields(&mut f);
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
@@ -168,14 +173,19 @@ pub(super) async fn users(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResul
     let (Some(users), Some(event)) = (users, event) else {
         return Err(internal());
     };
-    run_one(shard, Push::Users { users, event, data }).await
+    Ok(Push::Users { users, event, data })
 }
 
 /// `POST /api/v1/push/rooms/{roomId}`.
 pub(super) async fn room(shard: &Rc<Shard>, req: Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
+    run_one(shard, parse_room(&body, room)?).await
+}
+
+/// The body of a push to `room`: `{event, data?, exceptUserId?}`.
+pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
+    let mut f = Fields::parse(body)?;
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
     let except = f.name_field("exceptUserId", false);
@@ -183,50 +193,36 @@ pub(super) async fn room(shard: &Rc<Shard>, req: Request<Incoming>, room: String
     let Some(event) = event else {
         return Err(internal());
     };
-    run_one(
-        shard,
-        Push::Room {
-            room,
-            event,
-            data,
-            except,
-        },
-    )
-    .await
+    Ok(Push::Room {
+        room,
+        event,
+        data,
+        except,
+    })
 }
 
 /// `POST /api/v1/push/broadcast`.
 pub(super) async fn broadcast(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
+    run_one(shard, parse_broadcast(&body)?).await
+}
+
+/// The body of a broadcast: `{event, data?}`.
+pub(super) fn parse_broadcast(body: &[u8]) -> Result<Push, ApiError> {
+    let mut f = Fields::parse(body)?;
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
     done(f)?;
     let Some(event) = event else {
         return Err(internal());
     };
-    run_one(shard, Push::Broadcast { event, data }).await
+    Ok(Push::Broadcast { event, data })
 }
 
 /// `POST /api/v1/push/batch`: every item validated first; then delivered in order.
 pub(super) async fn batch(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
-    let items = f.raw_list("pushes", MAX_ITEMS).unwrap_or_default();
-    let mut errors = std::mem::take(&mut f.errors);
-    errors.extend(f.finish());
-    let mut pushes = Vec::with_capacity(items.len());
-    for (i, raw) in items.into_iter().enumerate() {
-        let Some(mut item) = Fields::nested(raw, format!("pushes[{i}]"), &mut errors) else {
-            continue;
-        };
-        let push = parse_item(&mut item);
-        errors.extend(item.finish());
-        pushes.extend(push);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
+    let pushes = parse_batch(&body)?;
     let mut pending = Vec::with_capacity(pushes.len());
     for push in pushes {
         pending.push(start(shard, push).await);
@@ -250,6 +246,27 @@ pub(super) async fn batch(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResul
         results: Vec<Outcome>,
     }
     Ok(json(StatusCode::OK, &Results { results }))
+}
+
+/// The body of a batch: `{pushes: [...]}`, every item checked and every problem reported.
+pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<Push>, ApiError> {
+    let mut f = Fields::parse(body)?;
+    let items = f.raw_list("pushes", MAX_ITEMS).unwrap_or_default();
+    let mut errors = std::mem::take(&mut f.errors);
+    errors.extend(f.finish());
+    let mut pushes = Vec::with_capacity(items.len());
+    for (i, raw) in items.into_iter().enumerate() {
+        let Some(mut item) = Fields::nested(raw, format!("pushes[{i}]"), &mut errors) else {
+            continue;
+        };
+        let push = parse_item(&mut item);
+        errors.extend(item.finish());
+        pushes.extend(push);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    Ok(pushes)
 }
 
 fn parse_item(f: &mut Fields<'_>) -> Option<Push> {

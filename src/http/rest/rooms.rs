@@ -48,27 +48,9 @@ fn rfc3339(t: SystemTime) -> String {
 /// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?}`: 201, or 409 if it exists.
 pub(super) async fn create(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
-    let room = f.name_field("roomId", true);
-    let created_by = f.name_field("createdBy", false);
-    let creator = f.name_field("creatorUsername", false);
-    let details = f.finish();
-    if !details.is_empty() {
-        return Err(ApiError::invalid(details));
-    }
-    let Some(room) = room else {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "validation inconsistency",
-        ));
-    };
+    let (room, creator) = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
-    match shard
-        .shared
-        .directory
-        .create_room(&key, created_by.or(creator))
-    {
+    match shard.shared.directory.create_room(&key, creator) {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(&room, info, Some(Vec::new())),
@@ -84,6 +66,26 @@ pub(super) async fn create(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResu
             "the server's room limit is reached",
         )),
     }
+}
+
+/// The body of a room creation: the room and its creator (`createdBy`, else `creatorUsername`).
+pub(super) fn parse_create(body: &[u8]) -> Result<(String, Option<String>), ApiError> {
+    let mut f = Fields::parse(body)?;
+    let room = f.name_field("roomId", true);
+    let created_by = f.name_field("createdBy", false);
+    let creator = f.name_field("creatorUsername", false);
+    let details = f.finish();
+    if !details.is_empty() {
+        return Err(ApiError::invalid(details));
+    }
+    let Some(room) = room else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "validation inconsistency",
+        ));
+    };
+    Ok((room, created_by.or(creator)))
 }
 
 /// `GET /api/v1/rooms?limit=&cursor=`.
@@ -169,12 +171,7 @@ pub(super) async fn add_member(
 ) -> ApiResult {
     check_name("roomId", &room)?;
     let body = read_json(req, shard.shared.config.max_body_bytes).await?;
-    let mut f = Fields::parse(&body)?;
-    let user = f.name_field("userId", true);
-    let details = f.finish();
-    let Some(user) = user.filter(|_| details.is_empty()) else {
-        return Err(ApiError::invalid(details));
-    };
+    let user = parse_member(&body)?;
     if shard.shared.directory.room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
@@ -189,6 +186,17 @@ pub(super) async fn add_member(
         added: usize,
     }
     Ok(json(StatusCode::OK, &Added { added }))
+}
+
+/// The body of a member addition: `{userId}`.
+pub(super) fn parse_member(body: &[u8]) -> Result<String, ApiError> {
+    let mut f = Fields::parse(body)?;
+    let user = f.name_field("userId", true);
+    let details = f.finish();
+    let Some(user) = user.filter(|_| details.is_empty()) else {
+        return Err(ApiError::invalid(details));
+    };
+    Ok(user)
 }
 
 /// `DELETE /api/v1/rooms/{roomId}/members/{userId}`.

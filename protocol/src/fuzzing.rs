@@ -1,0 +1,192 @@
+//! The bodies of the codec fuzz targets (`fuzz/`), shared with the corpus-replay test so both
+//! run the same checks. Not API: hidden from the docs and free to change with the targets.
+//!
+//! Each target decodes arbitrary bytes as a client request and checks what the server relies
+//! on: no panic; an accepted request re-encodes to itself; its `data` reaches clients of both
+//! encodings as the same value; a refused one still yields an error the client can read. The
+//! client-side server-message decoder is fed the same bytes. Every allocation on the calling
+//! thread is capped in proportion to the input when [`CappedAlloc`] is the global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::Write;
+
+use crate::{
+    decode_request, decode_server_message, encode_request, encode_server_message, transcode,
+    Command, Format, OwnedServerMessage, RawData, Request, ServerMessage,
+};
+
+/// Fuzz target `decode_json`: a text message from a client.
+pub fn decode_json(input: &[u8]) {
+    with_alloc_cap(alloc_cap(input.len()), || decode(Format::Json, input));
+}
+
+/// Fuzz target `decode_msgpack`: a binary message from a client. No length field in the input
+/// may make the decoder allocate out of proportion to the input (see [`CappedAlloc`]).
+pub fn decode_msgpack(input: &[u8]) {
+    with_alloc_cap(alloc_cap(input.len()), || decode(Format::MsgPack, input));
+}
+
+/// The largest single allocation a decoder may make for an input of `len` bytes: room for the
+/// re-encodings and error texts (a MessagePack byte can become six JSON bytes, `\u0000`, and a
+/// `Vec` may double), but far below what a lying length field would ask for.
+pub const fn alloc_cap(len: usize) -> usize {
+    64 * 1024 + 32 * len
+}
+
+fn decode(format: Format, input: &[u8]) {
+    match decode_request(format, input) {
+        Ok(req) => accepted(format, &req),
+        Err(e) => {
+            // The server answers with an error naming the id; the client must be able to read it.
+            let msg = ServerMessage::Error {
+                id: e.id.clone(),
+                code: e.error.code,
+                message: &e.error.message,
+            };
+            let back = round_trip(format, &msg);
+            let OwnedServerMessage::Error { id, code, .. } = back else {
+                panic!("an error came back as {back:?}");
+            };
+            assert_eq!(id, e.id.map(|id| id.into_owned()), "the error's id");
+            assert_eq!(code, e.error.code.as_str());
+        }
+    }
+    // Client side (tests, loadgen): any bytes from a server decode or fail, never panic.
+    let _ = decode_server_message(format, input);
+}
+
+/// Checks for a request the decoder accepted.
+fn accepted(format: Format, req: &Request<'_>) {
+    let mut out = Vec::new();
+    encode_request(format, req, &mut out).expect("an accepted request re-encodes");
+    let again = decode_request(format, &out).expect("a re-encoded request decodes");
+    assert_eq!(&again, req, "re-encoding changed the request");
+
+    let (Command::Publish { event, data, .. } | Command::Send { event, data, .. }) = &req.command
+    else {
+        return;
+    };
+    // What a publish or send becomes: one event per receiving encoding, `data` transcoded.
+    let mut values = Vec::new();
+    for target in Format::ALL {
+        let msg = ServerMessage::Event {
+            event,
+            room: Some("r"),
+            from: Some("u"),
+            data: *data,
+        };
+        match round_trip(target, &msg) {
+            OwnedServerMessage::Event {
+                event: got, data, ..
+            } => {
+                assert_eq!(&got, event, "the event name in {target:?}");
+                values.push(data);
+            }
+            other => panic!("an event came back as {other:?}"),
+        }
+    }
+    match format {
+        // JSON data goes through MessagePack exactly (PROTOCOL.md: it must be representable).
+        Format::Json => assert_eq!(values[0], values[1], "JSON data changed in MessagePack"),
+        // MessagePack data may lose what JSON cannot say (NaN, f32 digits) once; after that
+        // the value survives further transcoding (its text may not: an f32 is written with
+        // f32 digits, `0.000008732809`, the same value read back as f64 with f64 ones,
+        // `8.732809e-6`), and the JSON form is acceptable from a client.
+        Format::MsgPack => {
+            let json = transcoded(*data, Format::Json);
+            RawData::validate(Format::Json, &json).expect("transcoded JSON data is valid data");
+            let mp = transcoded(RawData::trusted(Format::Json, &json), Format::MsgPack);
+            RawData::validate(Format::MsgPack, &mp).expect("transcoded data is valid data");
+            let json2 = transcoded(RawData::trusted(Format::MsgPack, &mp), Format::Json);
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&json).ok(),
+                serde_json::from_slice::<serde_json::Value>(&json2).ok(),
+                "MessagePack -> JSON -> MessagePack -> JSON changed the value"
+            );
+        }
+    }
+}
+
+fn transcoded(data: RawData<'_>, target: Format) -> Vec<u8> {
+    let mut out = Vec::new();
+    transcode(data, target, &mut out).expect("validated data transcodes");
+    out
+}
+
+/// Encodes a server message and decodes it as a client would.
+fn round_trip(format: Format, msg: &ServerMessage<'_>) -> OwnedServerMessage {
+    let mut out = Vec::new();
+    encode_server_message(format, msg, &mut out).expect("the server can encode its answer");
+    decode_server_message(format, &out).expect("a client can decode the server's answer")
+}
+
+thread_local! {
+    /// The largest allocation allowed on this thread; `usize::MAX` when no cap is armed.
+    static CAP: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Runs `f` with every single allocation on this thread capped at `cap` bytes (only when
+/// [`CappedAlloc`] is the global allocator; otherwise just runs `f`).
+pub fn with_alloc_cap<R>(cap: usize, f: impl FnOnce() -> R) -> R {
+    struct Disarm(usize);
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            CAP.with(|c| c.set(self.0));
+        }
+    }
+    let _disarm = Disarm(CAP.with(|c| c.replace(cap)));
+    f()
+}
+
+/// A global allocator for fuzz targets and their replay: the system allocator, except that an
+/// allocation above the cap armed by [`with_alloc_cap`] on the calling thread aborts the
+/// process, naming the size. libFuzzer's `-malloc_limit_mb` needs a sanitizer's malloc hooks
+/// and does nothing with `-s none`; this check works with or without one.
+pub struct CappedAlloc;
+
+impl CappedAlloc {
+    fn check(size: usize) {
+        let cap = CAP.try_with(Cell::get).unwrap_or(usize::MAX);
+        // A failed check's panic message and backtrace may allocate more: let them.
+        if size > cap && !std::thread::panicking() {
+            // Disarm first: the report and the abort must not trip the cap again.
+            let _ = CAP.try_with(|c| c.set(usize::MAX));
+            let _ = writeln!(
+                std::io::stderr(),
+                "allocation of {size} bytes over the fuzz cap of {cap} bytes"
+            );
+            std::process::abort();
+        }
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the `GlobalAlloc`
+// contract; the added check reads a thread-local `Cell` (const-initialized, no destructor, so
+// it never allocates) and aborts without returning an invalid pointer.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CappedAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CappedAlloc::check(layout.size());
+        // SAFETY: same layout the caller gave us, under the same contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        CappedAlloc::check(layout.size());
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        CappedAlloc::check(new_size);
+        // SAFETY: `ptr` was allocated by `System` (every allocation goes through it) with
+        // `layout`, as the caller guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
