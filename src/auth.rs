@@ -267,7 +267,10 @@ fn percent_decode_bytes(s: &str) -> Vec<u8> {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                // Two hex digits, nothing else (`from_str_radix` alone would take `+f`).
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => {
                         out.push(v);
@@ -372,5 +375,8 @@ mod tests {
         assert_eq!(query_param("token=%zz", "token").as_deref(), Some("%zz"));
         assert_eq!(query_param("a=1", "token"), None);
         assert_eq!(query_param("t=%4", "t").as_deref(), Some("%4"));
+        // Found by fuzzing: a sign is not a hex digit.
+        assert_eq!(query_param("t=%+f%-1", "t").as_deref(), Some("% f%-1"));
+        assert_eq!(percent_decode_path("%+f").as_deref(), Some("%+f"));
     }
 }
