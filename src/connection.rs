@@ -59,7 +59,8 @@ pub(crate) struct Connection {
     peer_closed: bool,
     /// Our close frame has left (so we only wait for the client's).
     close_written: bool,
-    /// Bounds the closing handshake: set when our close is queued, reset when it is written.
+    /// Bounds the closing handshake: set when a close is requested, reset when our close frame
+    /// is written.
     close_deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -198,8 +199,11 @@ impl Connection {
     async fn serve(&mut self) -> io::Result<()> {
         loop {
             self.flush()?;
-            if self.close_sent {
-                if !self.handle.has_output() && !self.close_written {
+            // Closing counts from the close request, not from when our close frame is queued:
+            // a client that never reads would otherwise hold a frame unflushed (a slow
+            // consumer's half-written one, a kicked client's queue) and the connection for ever.
+            if self.close_sent || self.handle.is_closing() {
+                if self.close_sent && !self.handle.has_output() && !self.close_written {
                     if self.peer_closed {
                         return Ok(());
                     }
@@ -233,6 +237,10 @@ impl Connection {
                 if want_write {
                     if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
                         return Poll::Ready(Wake::Writable(r));
+                    }
+                    // A close requested meanwhile (slow consumer, heartbeat) starts the deadline.
+                    if self.close_deadline.is_none() && handle.poll_close(cx).is_ready() {
+                        return Poll::Ready(Wake::Outbound);
                     }
                 } else if !self.close_sent && handle.poll_outbound(cx).is_ready() {
                     return Poll::Ready(Wake::Outbound);

@@ -121,10 +121,14 @@ impl ConnHandle {
             self.wake();
             return Err(PushError::SlowConsumer);
         }
+        let was_empty = q.frames.is_empty();
         q.bytes += cost;
         q.frames.push_back(frame);
         drop(q);
-        self.wake();
+        // A non-empty queue is flushed when the socket turns writable: no wake-up needed.
+        if was_empty {
+            self.wake();
+        }
         Ok(())
     }
 
@@ -160,6 +164,17 @@ impl ConnHandle {
     pub(crate) fn poll_outbound(&self, cx: &mut Context<'_>) -> Poll<()> {
         let q = self.out.borrow();
         if !q.frames.is_empty() || (q.close.is_some() && !q.close_taken) {
+            Poll::Ready(())
+        } else {
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+
+    /// While the task waits to write: ready once a close is requested; otherwise parks the
+    /// task until one is (so a client that stops reading cannot delay its close for ever).
+    pub(crate) fn poll_close(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.out.borrow().close.is_some() {
             Poll::Ready(())
         } else {
             self.waker.set(Some(cx.waker().clone()));
