@@ -160,6 +160,10 @@ pub struct Config {
     /// Time a client has to send its complete HTTP request head. Default: 10s.
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Time a client has to send a REST request's complete body, from the end of its head
+    /// (then 408 `body.timeout` and the connection is closed). Default: 10s.
+    #[arg(long, env = "BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Capacity of each shard's inbox of cross-shard deliveries, in messages; a full inbox makes
     /// senders wait (nothing is dropped). Default: 65536.
     #[arg(long, env = "SHARD_INBOX_CAPACITY", default_value_t = 65_536)]

@@ -1466,6 +1466,34 @@ async fn a_100_mb_rest_body_gets_413_without_being_buffered() {
     server.handle.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_rest_body_trickled_past_the_body_timeout_gets_408_and_is_closed() {
+    let _shared = ALONE.read().await;
+    let server = start_api_server(|c| c.body_timeout = Duration::from_millis(500));
+    let bystander = Bystander::start(&server, Feed::Rest).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    let body = r#"{"event":"never","data":1}"#;
+    let head = format!(
+        "POST /api/v1/push/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // Half the body, then nothing: only the body timeout can answer.
+    slow.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut slow).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let json: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(json["error"]["code"], "body.timeout", "{json}");
+    bystander.fresh().await;
+    assert_eq!(
+        bystander.finish().await,
+        0,
+        "the timed-out push was not delivered"
+    );
+    server.handle.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 12. Tampered tokens.
 

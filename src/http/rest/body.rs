@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use wsgate_protocol::{Format, RawData, MAX_NAME_LEN};
 
 use super::ApiError;
+use crate::config::Config;
 
 /// One invalid field, for the `details` of a 400.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -30,8 +31,9 @@ impl Detail {
     }
 }
 
-/// Reads a JSON body: `application/json`, at most `max` bytes.
-pub(crate) async fn read_json(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+/// Reads a JSON body: `application/json`, at most `MAX_BODY_BYTES`, within `BODY_TIMEOUT`.
+pub(crate) async fn read_json(req: Request<Incoming>, cfg: &Config) -> Result<Bytes, ApiError> {
+    let max = cfg.max_body_bytes;
     let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -52,7 +54,18 @@ pub(crate) async fn read_json(req: Request<Incoming>, max: usize) -> Result<Byte
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large(max));
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let collect = Limited::new(req.into_body(), max).collect();
+    let Ok(collected) = tokio::time::timeout(cfg.body_timeout, collect).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body.timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                cfg.body_timeout.as_millis()
+            ),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
         Err(_) => Err(ApiError::new(

@@ -159,7 +159,7 @@ fn done(f: Fields<'_>) -> Result<(), ApiError> {
 
 /// `POST /api/v1/push/users`.
 pub(super) async fn users(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     run_one(shard, parse_users(&body)?).await
 }
 
@@ -179,7 +179,7 @@ pub(super) fn parse_users(body: &[u8]) -> Result<Push, ApiError> {
 /// `POST /api/v1/push/rooms/{roomId}`.
 pub(super) async fn room(shard: &Rc<Shard>, req: Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     run_one(shard, parse_room(&body, room)?).await
 }
 
@@ -203,7 +203,7 @@ pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
 
 /// `POST /api/v1/push/broadcast`.
 pub(super) async fn broadcast(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     run_one(shard, parse_broadcast(&body)?).await
 }
 
@@ -221,7 +221,7 @@ pub(super) fn parse_broadcast(body: &[u8]) -> Result<Push, ApiError> {
 
 /// `POST /api/v1/push/batch`: every item validated first; then delivered in order.
 pub(super) async fn batch(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     let pushes = parse_batch(&body)?;
     let mut pending = Vec::with_capacity(pushes.len());
     for push in pushes {

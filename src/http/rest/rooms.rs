@@ -47,7 +47,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?}`: 201, or 409 if it exists.
 pub(super) async fn create(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     let (room, creator) = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
     match shard.shared.directory.create_room(&key, creator) {
@@ -170,7 +170,7 @@ pub(super) async fn add_member(
     room: String,
 ) -> ApiResult {
     check_name("roomId", &room)?;
-    let body = read_json(req, shard.shared.config.max_body_bytes).await?;
+    let body = read_json(req, &shard.shared.config).await?;
     let user = parse_member(&body)?;
     if shard.shared.directory.room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
