@@ -31,8 +31,8 @@ mkdir -p "$work"
 if ! "$venv/bin/wstest" -a 2>/dev/null | grep -q "AutobahnTestSuite $wstest_version"; then
   echo "== installing wstest $wstest_version into $venv"
   py27=${AUTOBAHN_PYTHON27:-}
-  if [ -z "$py27" ] && command -v pyenv >/dev/null 2>&1; then
-    py27="$(pyenv root)/versions/2.7.18/bin/python"
+  if [ -z "$py27" ]; then
+    py27="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/2.7.18/bin/python"
   fi
   if [ -z "$py27" ] || [ ! -x "$py27" ]; then
     echo "Python 2.7.18 not found (pyenv install 2.7.18, or set AUTOBAHN_PYTHON27)" >&2
