@@ -1,0 +1,512 @@
+//! Not API, for benches only: thin wrappers that let `benches/` drive the crate-private hot
+//! paths without starting a server. Nothing here is stable or meant for any other use.
+//!
+//! What is real and what is a copy:
+//! - `ConnHandle::push`, `ConnHandle::flush_with`, `ConnHandle::poll_outbound`,
+//!   `OutEvent::frame` and every `Directory` method are the server's own code, called as the
+//!   server calls them.
+//! - The shard's maps cannot be built without a running shard (`Shard::new` needs the server's
+//!   shared state: config, JWT verifier, router, shutdown), so [`ShardMaps`] holds maps of the
+//!   same types as `shard::Local`, and [`ShardMaps::deliver_room`] / [`ShardMaps::deliver_user`]
+//!   repeat the per-recipient steps of `Shard::deliver_local` (minus the stats counters). Keep
+//!   them in step with `src/shard.rs`.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
+
+use ahash::RandomState;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use wsgate_protocol::Format;
+
+use crate::handle::{ConnHandle, PushError};
+use crate::router::OutEvent;
+
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// The server's default `MAX_OUTBOUND_BYTES` (4 MiB), the bound every push is checked against.
+const MAX_OUTBOUND_BYTES: usize = 4 << 20;
+
+/// The name of room `i` as the benches build it: `room-00042`.
+pub fn room_name(i: usize) -> String {
+    format!("room-{i:05}")
+}
+
+/// The name of user `i` as the benches build it: `user-000042`.
+pub fn user_name(i: usize) -> String {
+    format!("user-{i:06}")
+}
+
+/// An event as a `publish` makes it: `chat` from `user-000000` in `room-00000`, with exactly
+/// 64 bytes of JSON `data` (the loadgen's fan-out payload size).
+pub struct Event {
+    inner: Arc<OutEvent>,
+}
+
+impl Event {
+    /// The event, with its frames not yet encoded.
+    pub fn chat_64() -> Event {
+        let mut data = String::from(r#"{"t":1795000000000000000,"s":1,"x":""#);
+        let pad = 64 - data.len() - 2;
+        data.extend(std::iter::repeat_n('x', pad));
+        data.push_str(r#""}"#);
+        debug_assert_eq!(data.len(), 64);
+        let inner = OutEvent::new(
+            "chat",
+            Some(room_name(0).into()),
+            Some(user_name(0).into()),
+            Bytes::from(data),
+            Format::Json,
+        );
+        Event { inner }
+    }
+
+    /// The complete WebSocket frame in `format`, encoded on first use and then shared (the real
+    /// `OutEvent::frame`). `None` only if encoding fails, which a valid event rules out.
+    pub fn frame(&self, format: Format) -> Option<Bytes> {
+        self.inner.frame(format).cloned()
+    }
+}
+
+/// Counts wake-ups; stands in for the connection task's waker (the scheduler's work of running
+/// the woken task is not measured).
+#[derive(Default)]
+struct CountingWake(AtomicUsize);
+
+impl Wake for CountingWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `n` connections of one shard: each a real `ConnHandle` behind an `Rc`, as the shard's maps
+/// hold them, with its connection task parked (a waker registered), as between events.
+pub struct Handles {
+    handles: Vec<Rc<ConnHandle>>,
+    wake: Arc<CountingWake>,
+    waker: Waker,
+}
+
+impl Handles {
+    /// `n` handles speaking `format`, each parked.
+    pub fn new(n: usize, format: Format) -> Handles {
+        let wake = Arc::new(CountingWake::default());
+        let waker = Waker::from(wake.clone());
+        let handles = (0..n)
+            .map(|i| Rc::new(ConnHandle::new(i as u64 + 1, format, 1)))
+            .collect();
+        let h = Handles {
+            handles,
+            wake,
+            waker,
+        };
+        h.park_all();
+        h
+    }
+
+    /// Queues `frame` on every connection (`ConnHandle::push`, which wakes each parked task);
+    /// returns how many accepted it.
+    pub fn push_all(&self, frame: &Bytes) -> usize {
+        self.handles
+            .iter()
+            .filter(|h| h.push(frame.clone(), MAX_OUTBOUND_BYTES).is_ok())
+            .count()
+    }
+
+    /// What each woken connection task does next, minus the syscall: flushes its queue with
+    /// `ConnHandle::flush_with` into a sink that accepts every byte without copying, then
+    /// parks again. Returns the bytes flushed.
+    pub fn flush_all(&self) -> usize {
+        let mut cx = Context::from_waker(&self.waker);
+        let mut total = 0;
+        for h in &self.handles {
+            total += flush_to_sink(h);
+            let _ = h.poll_outbound(&mut cx);
+        }
+        total
+    }
+
+    /// Wake-ups delivered so far (one per push that found its task parked).
+    pub fn wakes(&self) -> usize {
+        self.wake.0.load(Ordering::Relaxed)
+    }
+
+    fn park_all(&self) {
+        let mut cx = Context::from_waker(&self.waker);
+        for h in &self.handles {
+            let _ = h.poll_outbound(&mut cx);
+        }
+    }
+}
+
+/// Flushes a handle's whole queue into a sink that takes everything; returns the bytes.
+fn flush_to_sink(h: &ConnHandle) -> usize {
+    let mut total = 0;
+    let flushed = h.flush_with(|slices| {
+        let n = slices.iter().map(|s| s.len()).sum();
+        total += n;
+        Ok(n)
+    });
+    debug_assert!(flushed.is_ok(), "the sink never fails");
+    total
+}
+
+/// The kind of socket pair a [`Sockets`] writes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `UnixStream::pair()`: the kernel's cheapest stream socket.
+    Unix,
+    /// Loopback TCP with `TCP_NODELAY`, as the server's accepted sockets are set.
+    Tcp,
+}
+
+/// One end of a socket pair.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).write_vectored(bufs),
+            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
+        }
+    }
+}
+
+/// `n` connections, each a real `ConnHandle` writing to its own non-blocking socket with the
+/// handle's vectored flush (one `writev` of up to 64 queued frames), as the connection task
+/// does; the peer ends are read only by [`Sockets::drain`], outside the measured work.
+///
+/// Each connection takes two file descriptors.
+pub struct Sockets {
+    handles: Handles,
+    writers: Vec<Stream>,
+    readers: Vec<Stream>,
+    buf: Vec<u8>,
+}
+
+impl Sockets {
+    /// `n` connections over `transport`, speaking `format`.
+    pub fn new(n: usize, transport: Transport, format: Format) -> io::Result<Sockets> {
+        let mut writers = Vec::with_capacity(n);
+        let mut readers = Vec::with_capacity(n);
+        let listener = match transport {
+            Transport::Tcp => Some(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?),
+            Transport::Unix => None,
+        };
+        for _ in 0..n {
+            let (w, r) = match &listener {
+                None => {
+                    let (w, r) = UnixStream::pair()?;
+                    w.set_nonblocking(true)?;
+                    r.set_nonblocking(true)?;
+                    (Stream::Unix(w), Stream::Unix(r))
+                }
+                Some(l) => {
+                    let r = TcpStream::connect(l.local_addr()?)?;
+                    let (w, _) = l.accept()?;
+                    w.set_nodelay(true)?;
+                    w.set_nonblocking(true)?;
+                    r.set_nonblocking(true)?;
+                    (Stream::Tcp(w), Stream::Tcp(r))
+                }
+            };
+            writers.push(w);
+            readers.push(r);
+        }
+        Ok(Sockets {
+            handles: Handles::new(n, format),
+            writers,
+            readers,
+            buf: vec![0; 256 * 1024],
+        })
+    }
+
+    /// Queues `frames` copies of `frame` on every connection, then lets each connection flush
+    /// its queue to its socket (`ConnHandle::flush_with` with `writev`, up to 64 frames per
+    /// call) and park again. Returns the bytes the kernel accepted; anything short of
+    /// `n × frames × frame.len()` means a socket buffer was full.
+    pub fn push_and_flush(&self, frame: &Bytes, frames: usize) -> io::Result<usize> {
+        for _ in 0..frames {
+            self.handles.push_all(frame);
+        }
+        let mut cx = Context::from_waker(&self.handles.waker);
+        let mut total = 0;
+        for (h, w) in self.handles.handles.iter().zip(&self.writers) {
+            h.flush_with(|slices| {
+                let n = w.write_vectored(slices)?;
+                total += n;
+                Ok(n)
+            })?;
+            let _ = h.poll_outbound(&mut cx);
+        }
+        Ok(total)
+    }
+
+    /// Reads whatever the peers have received, so the socket buffers never fill; returns the
+    /// bytes read. Not part of the server's cost.
+    pub fn drain(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        for r in &self.readers {
+            loop {
+                match r.read(&mut self.buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A shard's delivery maps, of the same types as `shard::Local`: users to their connections,
+/// rooms to their members in join order. Every connection is a real `ConnHandle` with its user
+/// and rooms set, formats alternating JSON and MessagePack.
+pub struct ShardMaps {
+    users: Map<Arc<str>, Vec<Rc<ConnHandle>>>,
+    rooms: Map<Arc<str>, IndexMap<u64, Rc<ConnHandle>, RandomState>>,
+    waker: Waker,
+}
+
+impl ShardMaps {
+    /// `users` users ([`user_name`]) with `conns_per_user` connections each; connection `j`
+    /// joins `rooms_per_conn` consecutive rooms from `(j × rooms_per_conn) mod rooms`
+    /// ([`room_name`]), so every room gets about `users × conns_per_user × rooms_per_conn /
+    /// rooms` members.
+    pub fn new(
+        users: usize,
+        conns_per_user: usize,
+        rooms: usize,
+        rooms_per_conn: usize,
+    ) -> ShardMaps {
+        let room_names: Vec<Arc<str>> = (0..rooms).map(|i| room_name(i).into()).collect();
+        let mut maps = ShardMaps {
+            users: Map::default(),
+            rooms: Map::default(),
+            waker: Waker::from(Arc::new(CountingWake::default())),
+        };
+        let mut cx = Context::from_waker(&maps.waker);
+        let mut j = 0;
+        for u in 0..users {
+            let user: Arc<str> = user_name(u).into();
+            for _ in 0..conns_per_user {
+                let format = if j % 2 == 0 {
+                    Format::Json
+                } else {
+                    Format::MsgPack
+                };
+                let h = Rc::new(ConnHandle::new(j as u64 + 1, format, 1));
+                *h.user.borrow_mut() = Some(user.clone());
+                for k in 0..rooms_per_conn.min(rooms) {
+                    let room = &room_names[(j * rooms_per_conn + k) % rooms];
+                    h.rooms.borrow_mut().push(room.clone());
+                    maps.rooms
+                        .entry(room.clone())
+                        .or_default()
+                        .insert(h.id, h.clone());
+                }
+                let _ = h.poll_outbound(&mut cx);
+                maps.users.entry(user.clone()).or_default().push(h);
+                j += 1;
+            }
+        }
+        maps
+    }
+
+    /// Looks a room up; its member count (0 when absent).
+    pub fn room_members(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, IndexMap::len)
+    }
+
+    /// Looks a user up; how many connections it has here (0 when absent).
+    pub fn user_conns(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, Vec::len)
+    }
+
+    /// `Shard::deliver_local` for `Target::Room`: looks the room up and queues the event's
+    /// frame in each member's format on every member but `exclude`; then each member flushes
+    /// to a sink and parks, as in [`Handles::flush_all`]. Returns connections reached.
+    pub fn deliver_room(&self, room: &str, event: &Event, exclude: Option<u64>) -> usize {
+        let delivered = self
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|(_, h)| deliver_one(h, event, exclude))
+            .count();
+        let members = self.rooms.get(room).into_iter().flatten();
+        self.flush(members.map(|(_, h)| h));
+        delivered
+    }
+
+    /// `Shard::deliver_local` for `Target::User`: every connection of `user`, then each
+    /// flushes to a sink and parks. Returns connections reached.
+    pub fn deliver_user(&self, user: &str, event: &Event) -> usize {
+        let conns = self.users.get(user).into_iter().flatten();
+        let delivered = conns.filter(|h| deliver_one(h, event, None)).count();
+        self.flush(self.users.get(user).into_iter().flatten());
+        delivered
+    }
+
+    fn flush<'a>(&self, conns: impl Iterator<Item = &'a Rc<ConnHandle>>) {
+        let mut cx = Context::from_waker(&self.waker);
+        for h in conns {
+            flush_to_sink(h);
+            let _ = h.poll_outbound(&mut cx);
+        }
+    }
+}
+
+/// The per-recipient step of `Shard::deliver_local` (stats counters left out).
+fn deliver_one(h: &Rc<ConnHandle>, event: &Event, exclude: Option<u64>) -> bool {
+    if Some(h.id) == exclude {
+        return false;
+    }
+    let Some(frame) = event.inner.frame(h.format) else {
+        return false;
+    };
+    match h.push(frame.clone(), MAX_OUTBOUND_BYTES) {
+        Ok(()) => true,
+        Err(PushError::SlowConsumer | PushError::Closing) => false,
+    }
+}
+
+/// The server-wide directory (the real `Directory`), filled as connects and joins fill it.
+pub struct Directory {
+    inner: crate::directory::Directory,
+}
+
+impl Directory {
+    /// `users` users ([`user_name`]) with `conns_per_user` connections each, and `rooms` rooms
+    /// ([`room_name`]) with `members` members each, all made by `join`s.
+    pub fn new(users: usize, conns_per_user: u32, rooms: usize, members: u32) -> Directory {
+        let inner = crate::directory::Directory::new(conns_per_user.max(16), rooms);
+        for u in 0..users {
+            let user: Arc<str> = user_name(u).into();
+            for _ in 0..conns_per_user {
+                inner.add_connection(&user);
+            }
+        }
+        for r in 0..rooms {
+            let room: Arc<str> = room_name(r).into();
+            for _ in 0..members {
+                let _ = inner.add_member(&room);
+            }
+        }
+        Directory { inner }
+    }
+
+    /// `Directory::room` (every REST room push and room route asks it first): the room's
+    /// member count, if it exists.
+    pub fn room(&self, room: &str) -> Option<u32> {
+        self.inner.room(room).map(|info| info.members)
+    }
+
+    /// `Directory::connections_of` (`GET /api/v1/users/{userId}`).
+    pub fn connections_of(&self, user: &str) -> u32 {
+        self.inner.connections_of(user)
+    }
+
+    /// `Directory::users_page` (`GET /api/v1/users`): entries returned.
+    pub fn users_page(&self, cursor: Option<&str>, limit: usize) -> usize {
+        self.inner.users_page(cursor, limit).0.len()
+    }
+
+    /// `Directory::rooms_page` (`GET /api/v1/rooms`): entries returned.
+    pub fn rooms_page(&self, cursor: Option<&str>, limit: usize) -> usize {
+        self.inner.rooms_page(cursor, limit).0.len()
+    }
+
+    /// A `join` then a `leave` of an existing room: `Directory::add_member` and
+    /// `Directory::remove_member`, two locked map updates.
+    pub fn join_leave(&self, room: &Arc<str>) -> bool {
+        let joined = self.inner.add_member(room).is_ok();
+        self.inner.remove_member(room);
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_event_data_is_64_bytes_and_frames_encode() {
+        let ev = Event::chat_64();
+        assert_eq!(ev.inner.frame(Format::Json).unwrap()[0], 0x81);
+        assert_eq!(ev.frame(Format::MsgPack).unwrap()[0], 0x82);
+    }
+
+    #[test]
+    fn handles_take_every_push_wake_and_flush_it_all() {
+        let ev = Event::chat_64();
+        let frame = ev.frame(Format::Json).unwrap();
+        let h = Handles::new(3, Format::Json);
+        assert_eq!(h.push_all(&frame), 3);
+        assert_eq!(h.wakes(), 3);
+        assert_eq!(h.flush_all(), 3 * frame.len());
+        assert_eq!(h.push_all(&frame), 3);
+        assert_eq!(h.wakes(), 6, "each flush parked the task again");
+        assert_eq!(h.flush_all(), 3 * frame.len());
+    }
+
+    #[test]
+    fn sockets_carry_every_byte_to_the_peers() {
+        let ev = Event::chat_64();
+        let frame = ev.frame(Format::Json).unwrap();
+        for transport in [Transport::Unix, Transport::Tcp] {
+            let mut s = Sockets::new(3, transport, Format::Json).unwrap();
+            let sent = s.push_and_flush(&frame, 2).unwrap();
+            assert_eq!(sent, 3 * 2 * frame.len());
+            let mut read = 0;
+            while read < sent {
+                read += s.drain().unwrap();
+            }
+            assert_eq!(read, sent);
+        }
+    }
+
+    #[test]
+    fn shard_maps_route_to_rooms_and_users() {
+        let maps = ShardMaps::new(100, 2, 10, 3);
+        assert_eq!(maps.room_members(&room_name(4)), 60);
+        assert_eq!(maps.room_members("nope"), 0);
+        assert_eq!(maps.user_conns(&user_name(7)), 2);
+        let ev = Event::chat_64();
+        assert_eq!(maps.deliver_room(&room_name(4), &ev, Some(5)), 59);
+        assert_eq!(maps.deliver_user(&user_name(7), &ev), 2);
+    }
+
+    #[test]
+    fn directory_is_filled_like_the_server_fills_it() {
+        let d = Directory::new(50, 2, 20, 5);
+        assert_eq!(d.room(&room_name(3)), Some(5));
+        assert_eq!(d.connections_of(&user_name(49)), 2);
+        assert_eq!(d.users_page(None, 100), 50);
+        assert_eq!(d.rooms_page(Some(&room_name(9)), 100), 10);
+        assert!(d.join_leave(&room_name(3).into()));
+        assert_eq!(d.room(&room_name(3)), Some(5));
+    }
+}
