@@ -85,7 +85,8 @@ enum Wake {
     CloseDeadline,
 }
 
-/// Completes the upgrade and serves the connection until it closes.
+/// Completes the upgrade, then serves the connection in a task of its own (so the upgrade's
+/// state is not carried for the connection's whole life).
 pub(crate) async fn run(shard: Rc<Shard>, upgrade: UpgradeFut, role: Role, permit: ConnPermit) {
     let ws = match upgrade.await {
         Ok(ws) => ws,
@@ -97,30 +98,34 @@ pub(crate) async fn run(shard: Rc<Shard>, upgrade: UpgradeFut, role: Role, permi
         Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
     };
     let stream = Transport::Tcp(parts.io.into_inner());
-    serve_as(shard, stream, parts.read_buf, role, permit).await;
+    tokio::task::spawn_local(serve_as(shard, stream, parts.read_buf, role, permit));
 }
 
-/// Serves an upgraded stream (`already_read`: bytes read past the handshake) until it closes.
-pub(crate) async fn serve(
+/// Serves an upgraded gateway stream (`already_read`: bytes read past the handshake).
+pub(crate) fn serve(
     shard: Rc<Shard>,
     stream: Transport,
     already_read: Bytes,
     format: Format,
     identity: Option<(Identity, UserSlot)>,
     permit: ConnPermit,
-) {
+) -> impl Future<Output = ()> {
     let role = Role::Gateway { format, identity };
-    serve_as(shard, stream, already_read, role, permit).await;
+    serve_as(shard, stream, already_read, role, permit)
 }
 
-/// Serves an upgraded stream in `role` until it closes.
-async fn serve_as(
+/// Sets the connection up in `role` and returns the future that serves it until it closes.
+///
+/// Not an `async fn`: an `async fn` keeps its arguments in its future for the future's whole
+/// life; this future holds only the connection (measured: 832 → 296 bytes per idle
+/// connection's future, see BENCHMARKS.md).
+fn serve_as(
     shard: Rc<Shard>,
     stream: Transport,
     already_read: Bytes,
     role: Role,
     permit: ConnPermit,
-) {
+) -> impl Future<Output = ()> {
     let cfg = &shard.shared.config;
     let now = shard.now_ms();
     // An echo connection never speaks the gateway's formats; JSON only fills the field.
@@ -133,7 +138,7 @@ async fn serve_as(
         reader: Reader::new(already_read, cfg.max_message_bytes),
         stream,
         bucket: TokenBucket::new(rate_limit(&shard), now),
-        handle: handle.clone(),
+        handle,
         user_slot: None,
         _permit: permit,
         echo: matches!(role, Role::Echo),
@@ -145,46 +150,41 @@ async fn serve_as(
         close_deadline: None,
         shard,
     };
-    conn.shard.register(&handle);
+    conn.shard.register(&conn.handle);
     match role {
         Role::Gateway {
             identity: Some((identity, slot)),
             ..
         } => conn.authenticate(identity, slot),
-        Role::Gateway { identity: None, .. } => handle
+        Role::Gateway { identity: None, .. } => conn
+            .handle
             .auth_deadline_ms
             .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
         // No auth deadline (the sweep only enforces a non-zero one): nothing to authenticate.
         Role::Echo => {}
     }
-    // A panic while serving one connection is contained: logged, the connection closed with
-    // 1011, its state cleaned up; the shard and every other connection keep going.
-    match AssertUnwindSafe(conn.serve()).catch_unwind().await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(conn = handle.id, error = %e, "connection ended: I/O error"),
-        Err(panic) => {
-            ShardStats::inc(&conn.shard.stats().panics);
-            tracing::error!(
-                conn = handle.id,
-                panic = crate::panic::message(&*panic),
-                "panic while serving a connection; closing it with 1011"
-            );
-            let code = CloseCode::InternalError;
-            handle.close(code.as_u16(), code.reason(), true);
-            let _ = conn.flush();
+    async move {
+        // A panic while serving one connection is contained: logged, the connection closed
+        // with 1011, its state cleaned up; the shard and every other connection keep going.
+        match AssertUnwindSafe(conn.serve()).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(conn = conn.handle.id, error = %e, "connection ended: I/O error");
+            }
+            Err(panic) => {
+                ShardStats::inc(&conn.shard.stats().panics);
+                tracing::error!(
+                    conn = conn.handle.id,
+                    panic = crate::panic::message(&*panic),
+                    "panic while serving a connection; closing it with 1011"
+                );
+                let code = CloseCode::InternalError;
+                conn.handle.close(code.as_u16(), code.reason(), true);
+                let _ = conn.flush();
+            }
         }
+        conn.finish();
     }
-    conn.finish();
-}
-
-/// Sends FIN after the bytes already written (`shutdown(SHUT_WR)`). An error means the socket
-/// is gone already, which is what was wanted.
-fn shutdown_write(stream: &Transport) {
-    let sock = match stream {
-        Transport::Tcp(s) => socket2::SockRef::from(s),
-        Transport::Unix(s) => socket2::SockRef::from(s),
-    };
-    let _ = sock.shutdown(std::net::Shutdown::Write);
 }
 
 fn rate_limit(shard: &Shard) -> RateLimit {
@@ -212,7 +212,7 @@ impl Connection {
                         // Failing the connection (RFC 6455 §7.1.7): the server closes TCP as
                         // soon as its close frame is out, and waits for no close frame (it
                         // could not read one). The rest is read and dropped until EOF.
-                        shutdown_write(&self.stream);
+                        self.stream.shutdown_write();
                     }
                     self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                 } else if self.close_deadline.is_none() {
@@ -251,8 +251,13 @@ impl Connection {
             match wake {
                 Wake::Readable(r) => {
                     r?;
-                    if !self.on_readable().await? {
+                    if !self.read()? {
                         return Ok(());
+                    }
+                    // Items are handled synchronously; only a command's dispatch is a future,
+                    // boxed, so an idle connection's task carries none of this state.
+                    while let Some(payload) = self.next_command() {
+                        Box::pin(crate::cmd::dispatch(self, payload)).await;
                     }
                 }
                 Wake::Writable(r) => r?,
@@ -262,49 +267,59 @@ impl Connection {
         }
     }
 
-    /// Reads once and handles every complete item. `Ok(false)` at end of stream.
-    async fn on_readable(&mut self) -> io::Result<bool> {
+    /// Reads once. `Ok(false)` at end of stream.
+    fn read(&mut self) -> io::Result<bool> {
         match self.reader.read_from(&self.stream) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
+            Ok(0) => Ok(false),
+            Ok(_) => {
+                if self.read_failed {
+                    self.reader.discard_all();
+                }
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.reader.release_if_idle();
-                return Ok(true);
+                Ok(true)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        if self.read_failed {
-            self.reader.discard_all();
-            return Ok(true);
-        }
-        loop {
+    }
+
+    /// Handles buffered items until one is a command to run (returned) or none is left.
+    fn next_command(&mut self) -> Option<Bytes> {
+        while !self.read_failed {
             match self.reader.next() {
-                Ok(Some(item)) => self.on_incoming(item).await,
+                Ok(Some(item)) => {
+                    if let Some(command) = self.on_incoming(item) {
+                        return Some(command);
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(conn = self.handle.id, error = %e, "closing on a framing error");
                     self.read_failed = true;
                     self.reader.discard_all();
                     self.handle.close(e.close_code(), &e.to_string(), false);
-                    break;
                 }
             }
         }
         self.reader.release_if_idle();
-        Ok(true)
+        None
     }
 
-    async fn on_incoming(&mut self, item: Incoming) {
+    /// Handles one item; a data message that is a command is returned, to be dispatched.
+    fn on_incoming(&mut self, item: Incoming) -> Option<Bytes> {
         self.handle.last_seen_ms.set(self.shard.now_ms());
         match item {
             Incoming::Message { text, payload } => {
                 ShardStats::inc(&self.shard.stats().messages_in);
                 if self.handle.is_closing() {
-                    return; // after a close, data is ignored
+                    return None; // after a close, data is ignored
                 }
                 if self.echo {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                    return self.push(frame::data(opcode, &payload));
+                    self.push(frame::data(opcode, &payload));
+                    return None;
                 }
                 if text != self.handle.format.is_text() {
                     let msg = if text {
@@ -312,11 +327,10 @@ impl Connection {
                     } else {
                         "this connection speaks JSON: send text frames"
                     };
-                    return self.send_error(None, &ProtocolError::bad_request(msg));
+                    self.send_error(None, &ProtocolError::bad_request(msg));
+                    return None;
                 }
-                // Boxed: the dispatch state exists only while a command runs, so idle
-                // connections do not carry it in their task (measured: see BENCHMARKS.md).
-                Box::pin(crate::cmd::dispatch(self, payload)).await;
+                return Some(payload);
             }
             Incoming::Ping(payload) => self.push(frame::control(OpCode::Pong, &payload)),
             Incoming::Pong => {}
@@ -335,6 +349,7 @@ impl Connection {
                 self.send_error(None, &ProtocolError::new(ErrorCode::FrameTooLarge, msg));
             }
         }
+        None
     }
 
     /// Writes what the socket takes now; queues the close frame once the queue is empty.

@@ -47,4 +47,14 @@ impl Transport {
             Transport::Unix(s) => s.try_write_vectored(bufs),
         }
     }
+
+    /// Sends FIN after the bytes already written (`shutdown(SHUT_WR)`). An error means the
+    /// socket is gone already, which is what was wanted.
+    pub(crate) fn shutdown_write(&self) {
+        let sock = match self {
+            Transport::Tcp(s) => socket2::SockRef::from(s),
+            Transport::Unix(s) => socket2::SockRef::from(s),
+        };
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+    }
 }
