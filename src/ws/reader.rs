@@ -12,8 +12,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::frame::{self, FrameError, OpCode};
 use crate::transport::Transport;
 
-/// First allocation when a socket becomes readable. Larger frames reserve what they need.
+/// First allocation when a socket becomes readable.
 const READ_CHUNK: usize = 4096;
+/// Most reserved at once for a frame's payload beyond the bytes that arrived: a header that
+/// claims a large payload costs the sender the bytes, not just the header (growth doubles, so
+/// a large frame still takes few reallocations).
+const RESERVE_STEP: usize = 64 * 1024;
 
 /// One thing read from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -185,7 +189,7 @@ impl Reader {
             }
             let total = h.header_len + h.payload_len as usize;
             if self.buf.len() < total {
-                self.buf.reserve(total - self.buf.len());
+                self.buf.reserve((total - self.buf.len()).min(RESERVE_STEP));
                 return Ok(None);
             }
             let mut payload = self.buf.split_to(total);
@@ -323,6 +327,27 @@ mod tests {
         assert_eq!(r.next().unwrap(), Some(bin));
         assert_eq!(r.next().unwrap(), None);
         assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn a_header_claiming_a_large_payload_reserves_one_step_not_the_payload() {
+        let frame = client_frame(0x82, &vec![7u8; 1 << 20]);
+        // The header alone: 8 MiB allowed, 1 MiB claimed.
+        let mut r = reader_with(&frame[..14], 8 << 20);
+        assert_eq!(r.next().unwrap(), None);
+        assert!(r.buf.capacity() <= 2 * RESERVE_STEP, "{}", r.buf.capacity());
+        // As the payload arrives the buffer grows, and the message comes out whole.
+        for chunk in frame[14..].chunks(50_000) {
+            assert_eq!(r.next().unwrap(), None);
+            r.feed(chunk);
+        }
+        match r.next().unwrap() {
+            Some(Incoming::Message {
+                text: false,
+                payload,
+            }) => assert_eq!(payload.len(), 1 << 20),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
