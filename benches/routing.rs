@@ -15,7 +15,7 @@ use wsgate::bench_support::{room_name, user_name, Directory, Event, ShardMaps};
 const SIZES: [(usize, usize); 2] = [(10_000, 100), (100_000, 1_000)];
 
 /// Cycles through `keys`, one per call.
-fn cycle<'a>(keys: &'a [String]) -> impl FnMut() -> &'a str + 'a {
+fn cycle<'a, T>(keys: &'a [T]) -> impl FnMut() -> &'a T + 'a {
     let mut i = 0;
     move || {
         i = (i + 1) % keys.len();
@@ -46,11 +46,14 @@ fn shard(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("user_lookup", &size), |b| {
             b.iter(|| maps.user_conns(black_box(next())))
         });
-        let mut next = cycle(&room_keys);
+        let room_arcs: Vec<Arc<str>> = room_keys.iter().map(|r| Arc::from(r.as_str())).collect();
+        let user_arcs: Vec<Arc<str>> = user_keys.iter().map(|u| Arc::from(u.as_str())).collect();
+        let publisher = Some(maps.conn_id(0));
+        let mut next = cycle(&room_arcs);
         group.bench_function(BenchmarkId::new("deliver_room_100", &size), |b| {
-            b.iter(|| maps.deliver_room(black_box(next()), &event, Some(1)))
+            b.iter(|| maps.deliver_room(black_box(next()), &event, publisher))
         });
-        let mut next = cycle(&user_keys);
+        let mut next = cycle(&user_arcs);
         group.bench_function(BenchmarkId::new("deliver_user", &size), |b| {
             b.iter(|| maps.deliver_user(black_box(next()), &event))
         });

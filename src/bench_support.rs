@@ -2,16 +2,11 @@
 //! paths without starting a server. Nothing here is stable or meant for any other use.
 //!
 //! What is real and what is a copy:
-//! - `ConnHandle::push`, `ConnHandle::flush_with`, `ConnHandle::poll_outbound`,
-//!   `OutEvent::frame` and every `Directory` method are the server's own code, called as the
-//!   server calls them.
-//! - The shard's maps cannot be built without a running shard (`Shard::new` needs the server's
-//!   shared state: config, JWT verifier, router, shutdown), so [`ShardMaps`] holds maps of the
-//!   same types as `shard::Local`, and [`ShardMaps::deliver_room`] / [`ShardMaps::deliver_user`]
-//!   repeat the per-recipient steps of `Shard::deliver_local` (minus the stats counters). Keep
-//!   them in step with `src/shard.rs`.
+//! Everything is the server's own code, called as the server calls it: `ConnHandle::push`,
+//! `ConnHandle::flush_with`, `ConnHandle::poll_outbound`, `OutEvent::frame`, every `Directory`
+//! method, and a real `Shard` (built on its own, with no thread or listener) for the room and
+//! user lookups and `Shard::deliver_local`.
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -20,15 +15,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
-use ahash::RandomState;
 use bytes::Bytes;
-use indexmap::IndexMap;
 use wsgate_protocol::Format;
 
-use crate::handle::{ConnHandle, PushError};
-use crate::router::OutEvent;
-
-type Map<K, V> = HashMap<K, V, RandomState>;
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::handle::ConnHandle;
+use crate::router::{Delivery, OutEvent, Target};
+use crate::server::Shared;
+use crate::shard::Shard;
+use crate::shutdown::ShutdownTrigger;
 
 /// The server's default `MAX_OUTBOUND_BYTES` (4 MiB), the bound every push is checked against.
 const MAX_OUTBOUND_BYTES: usize = 4 << 20;
@@ -280,12 +276,15 @@ impl Sockets {
     }
 }
 
-/// A shard's delivery maps, of the same types as `shard::Local`: users to their connections,
-/// rooms to their members in join order. Every connection is a real `ConnHandle` with its user
-/// and rooms set, formats alternating JSON and MessagePack.
+/// A real shard, not serving (no thread, no listener), filled as connects and joins fill it:
+/// every connection is a real `ConnHandle` registered, authenticated and joined through the
+/// shard's own functions, formats alternating JSON and MessagePack.
 pub struct ShardMaps {
-    users: Map<Arc<str>, Vec<Rc<ConnHandle>>>,
-    rooms: Map<Arc<str>, IndexMap<u64, Rc<ConnHandle>, RandomState>>,
+    shard: Rc<Shard>,
+    handles: Vec<Rc<ConnHandle>>,
+    /// The bench's own lists of who a room or user delivery reaches, to flush them after each
+    /// delivery (what their connection tasks would do) so queues do not grow.
+    reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>>,
     waker: Waker,
 }
 
@@ -300,13 +299,19 @@ impl ShardMaps {
         rooms: usize,
         rooms_per_conn: usize,
     ) -> ShardMaps {
+        let mut config = Config::for_tests();
+        config.shards = 1;
+        config.jwt_secret = Some("bench".into());
+        let verifier = Verifier::from_config(&config, None).expect("an HS256 verifier");
+        let (_trigger, shutdown) = ShutdownTrigger::new();
+        let shared = Arc::new(Shared::new(config, verifier, Vec::new(), shutdown));
+        let shard = Rc::new(Shard::new(0, shared));
         let room_names: Vec<Arc<str>> = (0..rooms).map(|i| room_name(i).into()).collect();
-        let mut maps = ShardMaps {
-            users: Map::default(),
-            rooms: Map::default(),
-            waker: Waker::from(Arc::new(CountingWake::default())),
-        };
-        let mut cx = Context::from_waker(&maps.waker);
+        let waker = Waker::from(Arc::new(CountingWake::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut handles = Vec::with_capacity(users * conns_per_user);
+        let mut reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>> =
+            std::collections::HashMap::new();
         let mut j = 0;
         for u in 0..users {
             let user: Arc<str> = user_name(u).into();
@@ -316,79 +321,72 @@ impl ShardMaps {
                 } else {
                     Format::MsgPack
                 };
-                let h = Rc::new(ConnHandle::new(j as u64 + 1, format, 1));
+                let h = Rc::new(ConnHandle::new(shard.next_conn_id(), format, 1));
+                shard.register(&h);
                 *h.user.borrow_mut() = Some(user.clone());
+                shard.add_user(&user, &h);
+                reached.entry(user.clone()).or_default().push(h.clone());
                 for k in 0..rooms_per_conn.min(rooms) {
                     let room = &room_names[(j * rooms_per_conn + k) % rooms];
                     h.rooms.borrow_mut().push(room.clone());
-                    maps.rooms
-                        .entry(room.clone())
-                        .or_default()
-                        .insert(h.id, h.clone());
+                    shard.join_local(room, &h);
+                    reached.entry(room.clone()).or_default().push(h.clone());
                 }
                 let _ = h.poll_outbound(&mut cx);
-                maps.users.entry(user.clone()).or_default().push(h);
+                handles.push(h);
                 j += 1;
             }
         }
-        maps
+        ShardMaps {
+            shard,
+            handles,
+            reached,
+            waker,
+        }
     }
 
     /// Looks a room up; its member count (0 when absent).
     pub fn room_members(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, IndexMap::len)
+        self.shard.room_len(room)
     }
 
     /// Looks a user up; how many connections it has here (0 when absent).
     pub fn user_conns(&self, user: &str) -> usize {
-        self.users.get(user).map_or(0, Vec::len)
+        self.shard.user_len(user)
     }
 
-    /// `Shard::deliver_local` for `Target::Room`: looks the room up and queues the event's
-    /// frame in each member's format on every member but `exclude`; then each member flushes
-    /// to a sink and parks, as in [`Handles::flush_all`]. Returns connections reached.
-    pub fn deliver_room(&self, room: &str, event: &Event, exclude: Option<u64>) -> usize {
-        let delivered = self
-            .rooms
-            .get(room)
-            .into_iter()
-            .flatten()
-            .filter(|(_, h)| deliver_one(h, event, exclude))
-            .count();
-        let members = self.rooms.get(room).into_iter().flatten();
-        self.flush(members.map(|(_, h)| h));
+    /// The id of the `i`-th connection made (to exclude it, as a publisher's own).
+    pub fn conn_id(&self, i: usize) -> u64 {
+        self.handles[i].id
+    }
+
+    /// `Shard::deliver_local` for `Target::Room`, not to `exclude` (a publisher's own
+    /// connection); then each member flushes to a sink and parks, as in
+    /// [`Handles::flush_all`]. Returns connections reached.
+    pub fn deliver_room(&self, room: &Arc<str>, event: &Event, exclude: Option<u64>) -> usize {
+        let mut d = Delivery::new(Target::Room(room.clone()), event.inner.clone());
+        d.exclude = exclude;
+        let delivered = self.shard.deliver_local(&d);
+        self.flush(room);
         delivered
     }
 
-    /// `Shard::deliver_local` for `Target::User`: every connection of `user`, then each
-    /// flushes to a sink and parks. Returns connections reached.
-    pub fn deliver_user(&self, user: &str, event: &Event) -> usize {
-        let conns = self.users.get(user).into_iter().flatten();
-        let delivered = conns.filter(|h| deliver_one(h, event, None)).count();
-        self.flush(self.users.get(user).into_iter().flatten());
+    /// `Shard::deliver_local` for `Target::User`, then each of the user's connections flushes
+    /// to a sink and parks. Returns connections reached.
+    pub fn deliver_user(&self, user: &Arc<str>, event: &Event) -> usize {
+        let d = Delivery::new(Target::User(user.clone()), event.inner.clone());
+        let delivered = self.shard.deliver_local(&d);
+        self.flush(user);
         delivered
     }
 
-    fn flush<'a>(&self, conns: impl Iterator<Item = &'a Rc<ConnHandle>>) {
+    /// Flushes the connections a delivery to `key` reached, and parks them again.
+    fn flush(&self, key: &str) {
         let mut cx = Context::from_waker(&self.waker);
-        for h in conns {
+        for h in self.reached.get(key).into_iter().flatten() {
             flush_to_sink(h);
             let _ = h.poll_outbound(&mut cx);
         }
-    }
-}
-
-/// The per-recipient step of `Shard::deliver_local` (stats counters left out).
-fn deliver_one(h: &Rc<ConnHandle>, event: &Event, exclude: Option<u64>) -> bool {
-    if Some(h.id) == exclude {
-        return false;
-    }
-    let Some(frame) = event.inner.frame(h.format) else {
-        return false;
-    };
-    match h.push(frame.clone(), MAX_OUTBOUND_BYTES) {
-        Ok(()) => true,
-        Err(PushError::SlowConsumer | PushError::Closing) => false,
     }
 }
 
@@ -495,8 +493,11 @@ mod tests {
         assert_eq!(maps.room_members("nope"), 0);
         assert_eq!(maps.user_conns(&user_name(7)), 2);
         let ev = Event::chat_64();
-        assert_eq!(maps.deliver_room(&room_name(4), &ev, Some(5)), 59);
-        assert_eq!(maps.deliver_user(&user_name(7), &ev), 2);
+        let (room, user): (Arc<str>, Arc<str>) = (room_name(4).into(), user_name(7).into());
+        assert_eq!(maps.deliver_room(&room, &ev, Some(maps.conn_id(4))), 59);
+        assert_eq!(maps.deliver_user(&user, &ev), 2);
+        // The real shard counted what it delivered.
+        assert_eq!(maps.shard.stats().deliveries.load(Ordering::Relaxed), 61);
     }
 
     #[test]

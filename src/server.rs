@@ -30,6 +30,28 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
 }
 
+impl Shared {
+    /// The state `config.shard_count()` shards share (also built alone by the benches).
+    pub(crate) fn new(
+        config: Config,
+        verifier: Verifier,
+        api_keys: Vec<String>,
+        shutdown: Shutdown,
+    ) -> Shared {
+        let shards = config.shard_count();
+        Shared {
+            router: Router::new(shards, config.shard_inbox_capacity),
+            directory: Directory::new(config.max_connections_per_user, config.max_rooms),
+            stats: (0..shards).map(|_| ShardStats::default()).collect(),
+            verifier,
+            api_keys,
+            connections: AtomicUsize::new(0),
+            shutdown,
+            config,
+        }
+    }
+}
+
 /// One slot of `max_connections`, released on drop.
 pub(crate) struct ConnPermit(Arc<Shared>);
 
@@ -127,16 +149,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     })?;
 
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let shared = Arc::new(Shared {
-        router: Router::new(shards, config.shard_inbox_capacity),
-        directory: Directory::new(config.max_connections_per_user, config.max_rooms),
-        stats: (0..shards).map(|_| ShardStats::default()).collect(),
-        verifier,
-        api_keys,
-        connections: AtomicUsize::new(0),
-        shutdown,
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, verifier, api_keys, shutdown));
     let mut threads = Vec::with_capacity(shards);
     for (id, listener) in listeners.into_iter().enumerate() {
         let thread = crate::shard::spawn(id, shared.clone(), listener)

@@ -49,7 +49,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(id: usize, shared: Arc<Shared>) -> Shard {
+    /// Shard `id` of `shared`, not yet serving (`spawn` runs it; the benches drive it directly).
+    pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Shard {
         Shard {
             id,
             shared,
@@ -124,6 +125,16 @@ impl Shard {
             Some((name, _)) => name.clone(),
             None => Arc::from(room),
         }
+    }
+
+    /// This shard's members of `room`: the room lookup of a delivery (for the benches).
+    pub(crate) fn room_len(&self, room: &str) -> usize {
+        self.local.borrow().rooms.get(room).map_or(0, IndexMap::len)
+    }
+
+    /// This shard's connections of `user`: the user lookup of a delivery (for the benches).
+    pub(crate) fn user_len(&self, user: &str) -> usize {
+        self.local.borrow().users.get(user).map_or(0, Vec::len)
     }
 
     pub(crate) fn join_local(&self, room: &Arc<str>, handle: &Rc<ConnHandle>) {
