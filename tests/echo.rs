@@ -65,22 +65,7 @@ impl RawClient {
 
     /// Sends one masked frame: `b0` is FIN, RSV and opcode.
     async fn send(&mut self, b0: u8, payload: &[u8]) {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![b0];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.tcp.write_all(&out).await.unwrap();
+        self.tcp.write_all(&ws_frame(b0, payload)).await.unwrap();
     }
 
     /// The next frame, or `None` if the server closed the TCP connection.

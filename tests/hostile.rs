@@ -250,37 +250,10 @@ async fn connect_as(server: &TestServer, token: &str, fmt: Fmt) -> Client {
 const UPGRADE_HEADERS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
 struct RawWs {
     stream: TcpStream,
     /// Bytes read and not yet parsed.
     buf: Vec<u8>,
-}
-
-/// A masked client frame header: first byte `b0` (FIN and opcode) and a claimed `len`.
-fn ws_header(b0: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![b0];
-    match len {
-        0..=125 => out.push(0x80 | len as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out
-}
-
-/// A whole masked client frame.
-fn ws_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ws_header(b0, payload.len() as u64);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
 }
 
 const TEXT: u8 = 0x81;

@@ -325,3 +325,32 @@ pub fn start_api_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
         tweak(c);
     })
 }
+
+/// The mask key of RFC 6455's examples, used by every raw client frame of the tests.
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A masked client frame header (RFC 6455 §5.2): first byte `b0` (FIN, RSV and opcode) and a
+/// claimed payload `len`.
+pub fn ws_header(b0: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![b0];
+    match len {
+        0..=125 => out.push(0x80 | len as u8),
+        126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out
+}
+
+/// A whole masked client frame.
+pub fn ws_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = ws_header(b0, payload.len() as u64);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
