@@ -738,17 +738,8 @@ async fn deeply_nested_values_get_bad_request_without_overflowing_the_stack() {
     // REST: the same nesting in a push's data.
     let api = Api::new(&server);
     let body = format!(r#"{{"userId":"watcher","event":"deep","data":{deep_json}}}"#);
-    let res = api
-        .http
-        .post(format!("{}/api/v1/push/users", api.base))
-        .bearer_auth(API_KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 400);
-    let e: Value = res.json().await.unwrap();
+    let (status, e) = api.post_raw("/api/v1/push/users", body).await;
+    assert_eq!(status, 400);
     assert_eq!(e["error"]["code"], "bad_request", "{e}");
     assert_eq!(e["error"]["details"][0]["field"], "data", "{e}");
 

@@ -449,19 +449,9 @@ async fn every_error_has_the_json_shape_and_its_status() {
         r.json::<Value>().await.unwrap()["error"]["details"][0]["field"],
         "content-type"
     );
-    let r = http
-        .post(url("/api/v1/push/broadcast"))
-        .bearer_auth(API_KEY)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["details"][0]["field"],
-        "body"
-    );
+    let (s, r) = api.post_raw("/api/v1/push/broadcast", "{not json").await;
+    assert_eq!(s, 400);
+    assert_eq!(r["error"]["details"][0]["field"], "body");
     let (s, r) = api
         .post("/api/v1/push/broadcast", json!({"event": "x", "evnt": 1}))
         .await;
@@ -555,16 +545,8 @@ async fn data_that_cannot_reach_every_encoding_is_refused() {
     let api = Api::new(&server);
     for data in [r#"1e400"#, r#""\ud800""#] {
         let body = format!(r#"{{"userId":"mp","event":"a","data":{data}}}"#);
-        let r = reqwest::Client::new()
-            .post(format!("{}/api/v1/push/users", api.base))
-            .bearer_auth(API_KEY)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400);
-        let v: Value = r.json().await.unwrap();
+        let (s, v) = api.post_raw("/api/v1/push/users", body).await;
+        assert_eq!(s, 400);
         assert_eq!(v["error"]["details"][0]["field"], "data", "{v}");
     }
     // The same over WebSocket.

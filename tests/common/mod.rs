@@ -293,6 +293,22 @@ impl Api {
         if let Some(body) = body {
             req = req.json(&body);
         }
+        Api::answer(req).await
+    }
+
+    /// POSTs `body` as it is, as `application/json`: for bodies `serde_json` would not write
+    /// (malformed, too deep, numbers out of range).
+    pub async fn post_raw(&self, path: &str, body: impl Into<String>) -> (u16, Value) {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(body.into());
+        Api::answer(req).await
+    }
+
+    async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
         let res = tokio::time::timeout(WAIT, req.send())
             .await
             .expect("answer in time")
