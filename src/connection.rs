@@ -98,20 +98,7 @@ pub(crate) async fn run(shard: Rc<Shard>, upgrade: UpgradeFut, role: Role, permi
         Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
     };
     let stream = Transport::Tcp(parts.io.into_inner());
-    tokio::task::spawn_local(serve_as(shard, stream, parts.read_buf, role, permit));
-}
-
-/// Serves an upgraded gateway stream (`already_read`: bytes read past the handshake).
-pub(crate) fn serve(
-    shard: Rc<Shard>,
-    stream: Transport,
-    already_read: Bytes,
-    format: Format,
-    identity: Option<(Identity, UserSlot)>,
-    permit: ConnPermit,
-) -> impl Future<Output = ()> {
-    let role = Role::Gateway { format, identity };
-    serve_as(shard, stream, already_read, role, permit)
+    tokio::task::spawn_local(serve(shard, stream, parts.read_buf, role, permit));
 }
 
 /// Sets the connection up in `role` and returns the future that serves it until it closes.
@@ -119,7 +106,7 @@ pub(crate) fn serve(
 /// Not an `async fn`: an `async fn` keeps its arguments in its future for the future's whole
 /// life; this future holds only the connection (measured: 832 → 296 bytes per idle
 /// connection's future, see BENCHMARKS.md).
-fn serve_as(
+pub(crate) fn serve(
     shard: Rc<Shard>,
     stream: Transport,
     already_read: Bytes,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use wsgate_protocol::Format;
 
 use crate::auth::Identity;
+use crate::connection::Role;
 use crate::router::ShardMsg;
 use crate::server::{ConnPermit, ServerHandle, UserSlot};
 use crate::shard::Shard;
@@ -109,8 +110,7 @@ pub fn attach(
                         shard.clone(),
                         Transport::Unix(stream),
                         Bytes::new(),
-                        format,
-                        identity,
+                        Role::Gateway { format, identity },
                         permit,
                     );
                     tokio::task::spawn_local(serve);
