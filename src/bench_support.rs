@@ -3,17 +3,16 @@
 //!
 //! What is real and what is a copy:
 //! Everything is the server's own code, called as the server calls it: `ConnHandle::push`,
-//! `ConnHandle::flush_with`, `ConnHandle::poll_outbound`, `OutEvent::frame`, every `Directory`
+//! `ConnHandle::flush_with`, the reactor's wake-up list (`Ready`), `OutEvent::frame`, every `Directory`
 //! method, and a real `Shard` (built on its own, with no thread or listener) for the room and
 //! user lookups and `Shard::deliver_local`.
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
 
 use bytes::Bytes;
 use wsgate_protocol::Format;
@@ -21,6 +20,7 @@ use wsgate_protocol::Format;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::handle::ConnHandle;
+use crate::reactor::Ready;
 use crate::router::{Delivery, OutEvent, Target};
 use crate::server::Shared;
 use crate::shard::Shard;
@@ -70,48 +70,46 @@ impl Event {
     }
 }
 
-/// Counts wake-ups; stands in for the connection task's waker (the scheduler's work of running
-/// the woken task is not measured).
+/// The reactor's side of wake-ups, minus the slab lookup: takes the queued tokens (counting
+/// them) as a reactor turn does; each driven handle is then unmarked (`ConnHandle::unmark`).
 #[derive(Default)]
-struct CountingWake(AtomicUsize);
+struct Turns {
+    ready: Rc<Ready>,
+    batch: RefCell<Vec<u32>>,
+    wakes: Cell<usize>,
+}
 
-impl Wake for CountingWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl Turns {
+    fn take(&self) {
+        let mut batch = self.batch.borrow_mut();
+        self.ready.take_into(&mut batch);
+        self.wakes.set(self.wakes.get() + batch.len());
+        batch.clear();
     }
 }
 
 /// `n` connections of one shard: each a real `ConnHandle` behind an `Rc`, as the shard's maps
-/// hold them, with its connection task parked (a waker registered), as between events.
+/// hold them, idle (not queued in the reactor's wake-up list), as between events.
 pub struct Handles {
     handles: Vec<Rc<ConnHandle>>,
-    wake: Arc<CountingWake>,
-    waker: Waker,
+    turns: Turns,
 }
 
 impl Handles {
-    /// `n` handles speaking `format`, each parked.
+    /// `n` handles speaking `format`, each idle.
     pub fn new(n: usize, format: Format) -> Handles {
-        let wake = Arc::new(CountingWake::default());
-        let waker = Waker::from(wake.clone());
+        let turns = Turns::default();
         let handles = (0..n)
-            .map(|i| Rc::new(ConnHandle::new(i as u64 + 1, format, 1)))
+            .map(|i| {
+                let (id, token) = (i as u64 + 1, i as u32);
+                Rc::new(ConnHandle::new(id, format, 1, turns.ready.clone(), token))
+            })
             .collect();
-        let h = Handles {
-            handles,
-            wake,
-            waker,
-        };
-        h.park_all();
-        h
+        Handles { handles, turns }
     }
 
-    /// Queues `frame` on every connection (`ConnHandle::push`, which wakes each parked task);
-    /// returns how many accepted it.
+    /// Queues `frame` on every connection (`ConnHandle::push`, which queues each idle
+    /// connection for a reactor turn); returns how many accepted it.
     pub fn push_all(&self, frame: &Bytes) -> usize {
         self.handles
             .iter()
@@ -119,29 +117,23 @@ impl Handles {
             .count()
     }
 
-    /// What each woken connection task does next, minus the syscall: flushes its queue with
-    /// `ConnHandle::flush_with` into a sink that accepts every byte without copying, then
-    /// parks again. Returns the bytes flushed.
+    /// What the reactor's next turn does, minus the syscall: takes the queued connections and
+    /// flushes each queue with `ConnHandle::flush_with` into a sink that accepts every byte
+    /// without copying. Returns the bytes flushed.
     pub fn flush_all(&self) -> usize {
-        let mut cx = Context::from_waker(&self.waker);
+        self.turns.take();
         let mut total = 0;
         for h in &self.handles {
+            h.unmark();
             total += flush_to_sink(h);
-            let _ = h.poll_outbound(&mut cx);
         }
         total
     }
 
-    /// Wake-ups delivered so far (one per push that found its task parked).
+    /// Wake-ups delivered so far (one per push that found its connection idle).
     pub fn wakes(&self) -> usize {
-        self.wake.0.load(Ordering::Relaxed)
-    }
-
-    fn park_all(&self) {
-        let mut cx = Context::from_waker(&self.waker);
-        for h in &self.handles {
-            let _ = h.poll_outbound(&mut cx);
-        }
+        self.turns.take();
+        self.turns.wakes.get()
     }
 }
 
@@ -239,21 +231,21 @@ impl Sockets {
 
     /// Queues `frames` copies of `frame` on every connection, then lets each connection flush
     /// its queue to its socket (`ConnHandle::flush_with` with `writev`, up to 64 frames per
-    /// call) and park again. Returns the bytes the kernel accepted; anything short of
+    /// call), as a reactor turn does. Returns the bytes the kernel accepted; anything short of
     /// `n × frames × frame.len()` means a socket buffer was full.
     pub fn push_and_flush(&self, frame: &Bytes, frames: usize) -> io::Result<usize> {
         for _ in 0..frames {
             self.handles.push_all(frame);
         }
-        let mut cx = Context::from_waker(&self.handles.waker);
+        self.handles.turns.take();
         let mut total = 0;
         for (h, w) in self.handles.handles.iter().zip(&self.writers) {
+            h.unmark();
             h.flush_with(|slices| {
                 let n = w.write_vectored(slices)?;
                 total += n;
                 Ok(n)
             })?;
-            let _ = h.poll_outbound(&mut cx);
         }
         Ok(total)
     }
@@ -285,7 +277,7 @@ pub struct ShardMaps {
     /// The bench's own lists of who a room or user delivery reaches, to flush them after each
     /// delivery (what their connection tasks would do) so queues do not grow.
     reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>>,
-    waker: Waker,
+    batch: RefCell<Vec<u32>>,
 }
 
 impl ShardMaps {
@@ -305,10 +297,8 @@ impl ShardMaps {
         let verifier = Verifier::from_config(&config, None).expect("an HS256 verifier");
         let (_trigger, shutdown) = ShutdownTrigger::new();
         let shared = Arc::new(Shared::new(config, verifier, Vec::new(), shutdown));
-        let shard = Rc::new(Shard::new(0, shared));
+        let shard = Rc::new(Shard::new(0, shared).expect("a shard's reactor"));
         let room_names: Vec<Arc<str>> = (0..rooms).map(|i| room_name(i).into()).collect();
-        let waker = Waker::from(Arc::new(CountingWake::default()));
-        let mut cx = Context::from_waker(&waker);
         let mut handles = Vec::with_capacity(users * conns_per_user);
         let mut reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>> =
             std::collections::HashMap::new();
@@ -321,7 +311,14 @@ impl ShardMaps {
                 } else {
                     Format::MsgPack
                 };
-                let h = Rc::new(ConnHandle::new(shard.next_conn_id(), format, 1));
+                let ready = shard.reactor.ready.clone();
+                let h = Rc::new(ConnHandle::new(
+                    shard.next_conn_id(),
+                    format,
+                    1,
+                    ready,
+                    j as u32,
+                ));
                 shard.register(&h);
                 *h.user.borrow_mut() = Some(user.clone());
                 shard.add_user(&user, &h);
@@ -332,7 +329,6 @@ impl ShardMaps {
                     shard.join_local(room, &h);
                     reached.entry(room.clone()).or_default().push(h.clone());
                 }
-                let _ = h.poll_outbound(&mut cx);
                 handles.push(h);
                 j += 1;
             }
@@ -341,7 +337,7 @@ impl ShardMaps {
             shard,
             handles,
             reached,
-            waker,
+            batch: RefCell::default(),
         }
     }
 
@@ -380,12 +376,14 @@ impl ShardMaps {
         delivered
     }
 
-    /// Flushes the connections a delivery to `key` reached, and parks them again.
+    /// Flushes the connections a delivery to `key` reached, as the reactor's next turn would.
     fn flush(&self, key: &str) {
-        let mut cx = Context::from_waker(&self.waker);
+        let mut batch = self.batch.borrow_mut();
+        self.shard.reactor.ready.take_into(&mut batch);
+        batch.clear();
         for h in self.reached.get(key).into_iter().flatten() {
+            h.unmark();
             flush_to_sink(h);
-            let _ = h.poll_outbound(&mut cx);
         }
     }
 }
@@ -466,7 +464,7 @@ mod tests {
         assert_eq!(h.wakes(), 3);
         assert_eq!(h.flush_all(), 3 * frame.len());
         assert_eq!(h.push_all(&frame), 3);
-        assert_eq!(h.wakes(), 6, "each flush parked the task again");
+        assert_eq!(h.wakes(), 6, "each turn made the connection idle again");
         assert_eq!(h.flush_all(), 3 * frame.len());
     }
 
@@ -497,7 +495,13 @@ mod tests {
         assert_eq!(maps.deliver_room(&room, &ev, Some(maps.conn_id(4))), 59);
         assert_eq!(maps.deliver_user(&user, &ev), 2);
         // The real shard counted what it delivered.
-        assert_eq!(maps.shard.stats().deliveries.load(Ordering::Relaxed), 61);
+        assert_eq!(
+            maps.shard
+                .stats()
+                .deliveries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            61
+        );
     }
 
     #[test]

@@ -1,20 +1,15 @@
-//! One WebSocket connection's task: reads frames, runs commands, writes its queue, and closes
-//! with the right code. One task per connection, holding no buffer while idle.
+//! One WebSocket connection's state machine: reads frames, runs commands, writes its queue, and
+//! closes with the right code. The shard's reactor (`reactor.rs`) drives it when its socket is
+//! ready or it has something to do; it holds no task and no buffer while idle.
 
-use std::future::{poll_fn, Future};
+use std::any::Any;
 use std::io;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
-use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use wsgate_protocol::{
     encode_server_message, CloseCode, ErrorCode, Format, Heartbeat, Id, Limits, ProtocolError,
     ServerMessage, Welcome,
@@ -36,7 +31,11 @@ use crate::ws::reader::{Incoming, Reader};
 /// nothing for that long is gone anyway.)
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// A connection's task state.
+/// Most reads in one turn: a client that keeps its socket full waits its turn behind the
+/// shard's other connections.
+const READS_PER_TURN: u32 = 16;
+
+/// A connection's state.
 pub(crate) struct Connection {
     pub(crate) shard: Rc<Shard>,
     pub(crate) handle: Rc<ConnHandle>,
@@ -47,10 +46,13 @@ pub(crate) struct Connection {
     user_slot: Option<UserSlot>,
     /// One of the server's connection slots.
     _permit: ConnPermit,
-    /// An `/echo` connection: data messages go back unchanged instead of being run as commands.
-    echo: bool,
+    /// Shard clock (ms) past which the closing handshake is abandoned; 0 when none runs. Set
+    /// when a close is requested, reset when our close frame is written.
+    close_deadline_ms: u64,
     /// A close to request once the current command's answer is queued.
     pub(crate) close_after_answer: Option<(CloseCode, &'static str)>,
+    /// An `/echo` connection: data messages go back unchanged instead of being run as commands.
+    echo: bool,
     /// A framing violation was seen: read and discard until the client goes.
     read_failed: bool,
     /// Our close frame is queued (or written).
@@ -59,9 +61,24 @@ pub(crate) struct Connection {
     peer_closed: bool,
     /// Our close frame has left (so we only wait for the client's).
     close_written: bool,
-    /// Bounds the closing handshake: set when a close is requested, reset when our close frame
-    /// is written.
-    close_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// What the socket may do without blocking, as far as the reactor knows: set by its events,
+/// cleared when a read or write would block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// Where a turn of the connection stopped.
+pub(crate) enum Step {
+    /// Nothing to do until the socket is ready or the connection is woken.
+    Wait,
+    /// A command to run (its answer may wait on another shard).
+    Dispatch(Bytes),
+    /// The connection is over.
+    Done(io::Result<()>),
 }
 
 /// What a connection serves.
@@ -77,101 +94,23 @@ pub(crate) enum Role {
     Echo,
 }
 
-/// What woke the connection.
-enum Wake {
-    Readable(io::Result<()>),
-    Writable(io::Result<()>),
-    Outbound,
-    CloseDeadline,
-}
-
-/// Completes the upgrade, then serves the connection in a task of its own (so the upgrade's
-/// state is not carried for the connection's whole life).
+/// Completes the upgrade, then hands the socket to the shard's reactor (so neither the
+/// upgrade's state nor a task is kept for the connection's life).
 pub(crate) async fn run(shard: Rc<Shard>, upgrade: UpgradeFut, role: Role, permit: ConnPermit) {
     let ws = match upgrade.await {
         Ok(ws) => ws,
         Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
     };
     let upgraded = ws.into_inner().into_inner();
-    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
         Ok(parts) => parts,
         Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
     };
-    let stream = Transport::Tcp(parts.io.into_inner());
-    tokio::task::spawn_local(serve(shard, stream, parts.read_buf, role, permit));
-}
-
-/// Sets the connection up in `role` and returns the future that serves it until it closes.
-///
-/// Not an `async fn`: an `async fn` keeps its arguments in its future for the future's whole
-/// life; this future holds only the connection (measured: 832 → 296 bytes per idle
-/// connection's future, see BENCHMARKS.md).
-pub(crate) fn serve(
-    shard: Rc<Shard>,
-    stream: Transport,
-    already_read: Bytes,
-    role: Role,
-    permit: ConnPermit,
-) -> impl Future<Output = ()> {
-    let cfg = &shard.shared.config;
-    let now = shard.now_ms();
-    // An echo connection never speaks the gateway's formats; JSON only fills the field.
-    let format = match &role {
-        Role::Gateway { format, .. } => *format,
-        Role::Echo => Format::Json,
+    let stream = match parts.io.into_inner().into_std() {
+        Ok(stream) => mio::net::TcpStream::from_std(stream),
+        Err(e) => return tracing::warn!(error = %e, "cannot take over an upgraded socket"),
     };
-    let handle = Rc::new(ConnHandle::new(shard.next_conn_id(), format, now));
-    let mut conn = Connection {
-        reader: Reader::new(already_read, cfg.max_message_bytes),
-        stream,
-        bucket: TokenBucket::new(rate_limit(&shard), now),
-        handle,
-        user_slot: None,
-        _permit: permit,
-        echo: matches!(role, Role::Echo),
-        close_after_answer: None,
-        read_failed: false,
-        close_sent: false,
-        peer_closed: false,
-        close_written: false,
-        close_deadline: None,
-        shard,
-    };
-    conn.shard.register(&conn.handle);
-    match role {
-        Role::Gateway {
-            identity: Some((identity, slot)),
-            ..
-        } => conn.authenticate(identity, slot),
-        Role::Gateway { identity: None, .. } => conn
-            .handle
-            .auth_deadline_ms
-            .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
-        // No auth deadline (the sweep only enforces a non-zero one): nothing to authenticate.
-        Role::Echo => {}
-    }
-    async move {
-        // A panic while serving one connection is contained: logged, the connection closed
-        // with 1011, its state cleaned up; the shard and every other connection keep going.
-        match AssertUnwindSafe(conn.serve()).catch_unwind().await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(conn = conn.handle.id, error = %e, "connection ended: I/O error");
-            }
-            Err(panic) => {
-                ShardStats::inc(&conn.shard.stats().panics);
-                tracing::error!(
-                    conn = conn.handle.id,
-                    panic = crate::panic::message(&*panic),
-                    "panic while serving a connection; closing it with 1011"
-                );
-                let code = CloseCode::InternalError;
-                conn.handle.close(code.as_u16(), code.reason(), true);
-                let _ = conn.flush();
-            }
-        }
-        conn.finish();
-    }
+    crate::reactor::adopt(&shard, Transport::Tcp(stream), parts.read_buf, role, permit);
 }
 
 fn rate_limit(shard: &Shard) -> RateLimit {
@@ -183,79 +122,158 @@ fn rate_limit(shard: &Shard) -> RateLimit {
 }
 
 impl Connection {
-    async fn serve(&mut self) -> io::Result<()> {
+    /// Sets the connection up in `role`, in slot `token` of its shard's reactor.
+    pub(crate) fn new(
+        shard: Rc<Shard>,
+        stream: Transport,
+        already_read: Bytes,
+        role: Role,
+        permit: ConnPermit,
+        token: u32,
+    ) -> Connection {
+        let cfg = &shard.shared.config;
+        let now = shard.now_ms();
+        // An echo connection never speaks the gateway's formats; JSON only fills the field.
+        let format = match &role {
+            Role::Gateway { format, .. } => *format,
+            Role::Echo => Format::Json,
+        };
+        let ready = shard.reactor.ready.clone();
+        let handle = Rc::new(ConnHandle::new(
+            shard.next_conn_id(),
+            format,
+            now,
+            ready,
+            token,
+        ));
+        let mut conn = Connection {
+            reader: Reader::new(already_read, cfg.max_message_bytes),
+            stream,
+            bucket: TokenBucket::new(rate_limit(&shard), now),
+            handle,
+            user_slot: None,
+            _permit: permit,
+            close_deadline_ms: 0,
+            close_after_answer: None,
+            echo: matches!(role, Role::Echo),
+            read_failed: false,
+            close_sent: false,
+            peer_closed: false,
+            close_written: false,
+            shard,
+        };
+        conn.shard.register(&conn.handle);
+        match role {
+            Role::Gateway {
+                identity: Some((identity, slot)),
+                ..
+            } => conn.authenticate(identity, slot),
+            Role::Gateway { identity: None, .. } => conn
+                .handle
+                .auth_deadline_ms
+                .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
+            // No auth deadline (the sweep only enforces a non-zero one): nothing to authenticate.
+            Role::Echo => {}
+        }
+        conn
+    }
+
+    /// One turn: handles what is buffered, writes what the socket takes, moves the closing
+    /// handshake on, and reads while the socket has bytes, until it must wait.
+    pub(crate) fn step(&mut self, io: &mut Readiness) -> Step {
+        match self.advance(io) {
+            Ok(step) => step,
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    fn advance(&mut self, io: &mut Readiness) -> io::Result<Step> {
+        let mut reads = 0;
         loop {
-            self.flush()?;
-            // Closing counts from the close request, not from when our close frame is queued:
-            // a client that never reads would otherwise hold a frame unflushed (a slow
-            // consumer's half-written one, a kicked client's queue) and the connection for ever.
-            if self.close_sent || self.handle.is_closing() {
-                if self.close_sent && !self.handle.has_output() && !self.close_written {
-                    if self.peer_closed {
-                        return Ok(());
-                    }
-                    self.close_written = true;
-                    if self.read_failed {
-                        // Failing the connection (RFC 6455 §7.1.7): the server closes TCP as
-                        // soon as its close frame is out, and waits for no close frame (it
-                        // could not read one). The rest is read and dropped until EOF.
-                        self.stream.shutdown_write();
-                    }
-                    self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
-                } else if self.close_deadline.is_none() {
-                    let grace = self.shard.shared.config.heartbeat_timeout.max(CLOSE_GRACE);
-                    self.close_deadline = Some(Box::pin(tokio::time::sleep(grace)));
-                }
+            // Items are handled synchronously; a command is handed back to run.
+            if let Some(payload) = self.next_command() {
+                return Ok(Step::Dispatch(payload));
             }
-            let want_write = self.handle.has_output();
-            let handle = self.handle.clone();
-            // One poll over every wake-up source. `poll_*_ready` use the socket's own waker
-            // slots, so the task stores no waiter per source (smaller idle connections than
-            // `select!` over `readable()`/`writable()` futures).
-            let wake = poll_fn(|cx| {
-                if let Some(deadline) = self.close_deadline.as_mut() {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::CloseDeadline);
-                    }
-                }
-                if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
-                    return Poll::Ready(Wake::Readable(r));
-                }
-                if want_write {
-                    if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
-                        return Poll::Ready(Wake::Writable(r));
-                    }
-                    // A close requested meanwhile (slow consumer, heartbeat) starts the deadline.
-                    if self.close_deadline.is_none() && handle.poll_close(cx).is_ready() {
-                        return Poll::Ready(Wake::Outbound);
-                    }
-                } else if !self.close_sent && handle.poll_outbound(cx).is_ready() {
-                    return Poll::Ready(Wake::Outbound);
-                }
-                Poll::Pending
-            })
-            .await;
-            match wake {
-                Wake::Readable(r) => {
-                    r?;
-                    if !self.read()? {
-                        return Ok(());
-                    }
-                    // Items are handled synchronously; only a command's dispatch is a future,
-                    // boxed, so an idle connection's task carries none of this state.
-                    while let Some(payload) = self.next_command() {
-                        Box::pin(crate::cmd::dispatch(self, payload)).await;
-                    }
-                }
-                Wake::Writable(r) => r?,
-                Wake::Outbound => {}
-                Wake::CloseDeadline => return Ok(()),
+            self.flush(io)?;
+            if self.closing()? {
+                return Ok(Step::Done(Ok(())));
+            }
+            if !io.readable {
+                return Ok(Step::Wait);
+            }
+            if reads == READS_PER_TURN {
+                // More to read: queue a turn behind the shard's other connections.
+                self.handle.wake();
+                return Ok(Step::Wait);
+            }
+            reads += 1;
+            if !self.read(io)? {
+                return Ok(Step::Done(Ok(())));
             }
         }
     }
 
+    /// Moves the closing handshake on; `true` once it is over (or abandoned at its deadline).
+    ///
+    /// Closing counts from the close request, not from when our close frame is queued: a
+    /// client that never reads would otherwise hold a frame unflushed (a slow consumer's
+    /// half-written one, a kicked client's queue) and the connection for ever.
+    fn closing(&mut self) -> io::Result<bool> {
+        if !self.close_sent && !self.handle.is_closing() {
+            return Ok(false);
+        }
+        if self.close_sent && !self.handle.has_output() && !self.close_written {
+            if self.peer_closed {
+                return Ok(true);
+            }
+            self.close_written = true;
+            if self.read_failed {
+                // Failing the connection (RFC 6455 §7.1.7): the server closes TCP as soon as
+                // its close frame is out, and waits for no close frame (it could not read
+                // one). The rest is read and dropped until EOF.
+                self.stream.shutdown_write();
+            }
+            self.arm_deadline(CLOSE_GRACE);
+        } else if self.close_deadline_ms == 0 {
+            let grace = self.shard.shared.config.heartbeat_timeout.max(CLOSE_GRACE);
+            self.arm_deadline(grace);
+        }
+        Ok(self.shard.now_ms() >= self.close_deadline_ms)
+    }
+
+    /// Abandons the closing handshake `after` from now: a timer wakes the connection then.
+    fn arm_deadline(&mut self, after: Duration) {
+        self.close_deadline_ms = self.shard.now_ms() + after.as_millis() as u64;
+        let handle = Rc::downgrade(&self.handle);
+        tokio::task::spawn_local(async move {
+            // One millisecond more: the shard clock counts whole milliseconds.
+            tokio::time::sleep(after + Duration::from_millis(1)).await;
+            if let Some(handle) = handle.upgrade() {
+                handle.wake();
+            }
+        });
+    }
+
+    /// A panic while serving the connection was caught (by the reactor): it is closed with
+    /// 1011, and the shard and every other connection keep going.
+    pub(crate) fn on_panic(&mut self, panic: &(dyn Any + Send)) {
+        ShardStats::inc(&self.shard.stats().panics);
+        tracing::error!(
+            conn = self.handle.id,
+            panic = crate::panic::message(panic),
+            "panic while serving a connection; closing it with 1011"
+        );
+        let code = CloseCode::InternalError;
+        self.handle.close(code.as_u16(), code.reason(), true);
+        let mut io = Readiness {
+            readable: false,
+            writable: true,
+        };
+        let _ = self.flush(&mut io);
+    }
+
     /// Reads once. `Ok(false)` at end of stream.
-    fn read(&mut self) -> io::Result<bool> {
+    fn read(&mut self, io: &mut Readiness) -> io::Result<bool> {
         match self.reader.read_from(&self.stream) {
             Ok(0) => Ok(false),
             Ok(_) => {
@@ -265,9 +283,11 @@ impl Connection {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                io.readable = false;
                 self.reader.release_if_idle();
                 Ok(true)
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) => Err(e),
         }
     }
@@ -340,11 +360,15 @@ impl Connection {
     }
 
     /// Writes what the socket takes now; queues the close frame once the queue is empty.
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, io: &mut Readiness) -> io::Result<()> {
         loop {
-            let stream = &self.stream;
-            self.handle
-                .flush_with(|slices| stream.try_write_vectored(slices))?;
+            if io.writable && self.handle.has_output() {
+                let stream = &self.stream;
+                self.handle
+                    .flush_with(|slices| stream.try_write_vectored(slices))?;
+                // Frames left means the write would block: wait for the socket.
+                io.writable = !self.handle.has_output();
+            }
             if self.handle.has_output() || self.close_sent {
                 return Ok(());
             }
@@ -442,8 +466,10 @@ impl Connection {
         }));
     }
 
-    /// Leaves every room and the shard's maps; the slots are released as the task ends.
-    fn finish(self) {
+    /// Leaves every room and the shard's maps, and stops watching the socket; the socket closes
+    /// and the slots are released as the connection drops.
+    pub(crate) fn finish(mut self) {
+        self.shard.reactor.deregister(&mut self.stream);
         let rooms = std::mem::take(&mut *self.handle.rooms.borrow_mut());
         for room in &rooms {
             self.shard.leave_local(room, self.handle.id);

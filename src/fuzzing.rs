@@ -102,22 +102,11 @@ pub fn attach(
         None => None,
     };
     stream.set_nonblocking(true)?;
-    let mut msg =
-        ShardMsg::Run(Box::new(
-            move |shard: &Rc<Shard>| match tokio::net::UnixStream::from_std(stream) {
-                Ok(stream) => {
-                    let serve = crate::connection::serve(
-                        shard.clone(),
-                        Transport::Unix(stream),
-                        Bytes::new(),
-                        Role::Gateway { format, identity },
-                        permit,
-                    );
-                    tokio::task::spawn_local(serve);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot register an attached stream"),
-            },
-        ));
+    let mut msg = ShardMsg::Run(Box::new(move |shard: &Rc<Shard>| {
+        let stream = Transport::Unix(mio::net::UnixStream::from_std(stream));
+        let role = Role::Gateway { format, identity };
+        crate::reactor::adopt(shard, stream, Bytes::new(), role, permit);
+    }));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match shared.router.try_send(0, msg) {

@@ -7,11 +7,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use wsgate_protocol::{CloseCode, Format};
+
+use crate::reactor::Ready;
 
 /// Bookkeeping bytes counted per queued frame, so the byte bound also bounds the frame count.
 pub(crate) const FRAME_OVERHEAD: usize = 64;
@@ -72,8 +74,12 @@ pub(crate) struct ConnHandle {
     pub(crate) id: u64,
     pub(crate) format: Format,
     out: RefCell<OutQueue>,
-    /// The connection task, parked while it has nothing to write.
-    waker: Cell<Option<Waker>>,
+    /// The shard's reactor, told when the connection has something to do (`wake`).
+    ready: Rc<Ready>,
+    /// The connection's key in the reactor's slab.
+    token: u32,
+    /// Queued in `ready` and not yet driven: one entry per connection at most.
+    marked: Cell<bool>,
     /// The authenticated user; `None` until authenticated.
     pub(crate) user: RefCell<Option<Arc<str>>>,
     /// Rooms this connection is in (at most `max_rooms_per_connection`).
@@ -87,12 +93,15 @@ pub(crate) struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(id: u64, format: Format, now_ms: u64) -> Self {
+    /// The handle of connection `id`, in slot `token` of the reactor that `ready` wakes.
+    pub(crate) fn new(id: u64, format: Format, now_ms: u64, ready: Rc<Ready>, token: u32) -> Self {
         ConnHandle {
             id,
             format,
             out: RefCell::default(),
-            waker: Cell::new(None),
+            ready,
+            token,
+            marked: Cell::new(false),
             user: RefCell::new(None),
             rooms: RefCell::new(Vec::new()),
             auth_deadline_ms: Cell::new(0),
@@ -160,31 +169,25 @@ impl ConnHandle {
         !self.out.borrow().frames.is_empty()
     }
 
-    /// Ready when there is something to write or a close to send; otherwise parks the task.
-    pub(crate) fn poll_outbound(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let q = self.out.borrow();
-        if !q.frames.is_empty() || (q.close.is_some() && !q.close_taken) {
-            Poll::Ready(())
-        } else {
-            self.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
+    /// Asks the reactor to drive the connection (once, however often this is called before).
+    pub(crate) fn wake(&self) {
+        if !self.marked.replace(true) {
+            self.ready.mark(self.token);
         }
     }
 
-    /// While the task waits to write: ready once a close is requested; otherwise parks the
-    /// task until one is (so a client that stops reading cannot delay its close for ever).
-    pub(crate) fn poll_close(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.out.borrow().close.is_some() {
-            Poll::Ready(())
-        } else {
-            self.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        }
+    /// The reactor is driving the connection: later wake-ups queue it again.
+    pub(crate) fn unmark(&self) {
+        self.marked.set(false);
     }
 
-    fn wake(&self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
+    /// Frees the queue's buffer when it is empty, so an idle connection holds none (a queue
+    /// keeps its capacity otherwise). Called by the sweep, not per write: a busy connection
+    /// keeps its buffer between events.
+    pub(crate) fn release_idle_queue(&self) {
+        let mut q = self.out.borrow_mut();
+        if q.frames.is_empty() && q.frames.capacity() > 0 {
+            q.frames = VecDeque::new();
         }
     }
 
@@ -262,7 +265,7 @@ mod tests {
 
     #[test]
     fn bound_turns_into_slow_consumer_close() {
-        let h = ConnHandle::new(1, Format::Json, 0);
+        let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
         let frame = Bytes::from(vec![0u8; 100]);
         assert!(h.push(frame.clone(), 400).is_ok());
         assert!(h.push(frame.clone(), 400).is_ok());
@@ -274,7 +277,7 @@ mod tests {
 
     #[test]
     fn flush_writes_frames_together_and_handles_partial_writes() {
-        let h = ConnHandle::new(1, Format::Json, 0);
+        let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
         for f in [&b"abc"[..], b"de", b"fgh"] {
             h.push(Bytes::copy_from_slice(f), 10_000).unwrap();
         }
@@ -303,7 +306,7 @@ mod tests {
 
     #[test]
     fn discarding_keeps_a_partly_written_front_frame() {
-        let h = ConnHandle::new(1, Format::Json, 0);
+        let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
         h.push(Bytes::from_static(b"abcdef"), 10_000).unwrap();
         h.push(Bytes::from_static(b"ghi"), 10_000).unwrap();
         let mut first = true;
@@ -329,7 +332,7 @@ mod tests {
 
     #[test]
     fn second_close_is_a_no_op() {
-        let h = ConnHandle::new(1, Format::Json, 0);
+        let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
         h.close(1001, "going away", false);
         h.close(4002, "slow", true);
         assert_eq!(h.take_close().unwrap().code, 1001);

@@ -19,6 +19,7 @@ mod http;
 #[doc(hidden)]
 pub mod panic;
 mod rate;
+mod reactor;
 mod router;
 mod server;
 mod shard;

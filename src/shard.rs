@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use ahash::RandomState;
 use bytes::Bytes;
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::task::LocalSet;
 use wsgate_protocol::CloseCode;
 
 use crate::handle::{ConnHandle, PushError};
 use crate::panic::{Faults, PANIC_IN_SHARD};
+use crate::reactor::Reactor;
 use crate::router::{Delivery, OutEvent, Report, ShardMsg, Target, Task};
 use crate::server::Shared;
 use crate::shutdown::Shutdown;
@@ -32,7 +34,8 @@ type Map<K, V> = HashMap<K, V, RandomState>;
 #[derive(Default)]
 struct Local {
     conns: Map<u64, Rc<ConnHandle>>,
-    users: Map<Arc<str>, Vec<Rc<ConnHandle>>>,
+    /// Most users hold one connection: kept inline, no allocation per user.
+    users: Map<Arc<str>, SmallVec<[Rc<ConnHandle>; 1]>>,
     /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
     rooms: Map<Arc<str>, IndexMap<u64, Rc<ConnHandle>, RandomState>>,
 }
@@ -44,21 +47,25 @@ pub(crate) struct Shard {
     started: Instant,
     next_seq: Cell<u64>,
     local: RefCell<Local>,
+    /// The connections' sockets and state machines.
+    pub(crate) reactor: Reactor,
     /// The ping frame, encoded once and shared by every connection.
     ping: Bytes,
 }
 
 impl Shard {
     /// Shard `id` of `shared`, not yet serving (`spawn` runs it; the benches drive it directly).
-    pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Shard {
-        Shard {
+    /// Fails only if the kernel refuses the reactor's poll.
+    pub(crate) fn new(id: usize, shared: Arc<Shared>) -> std::io::Result<Shard> {
+        Ok(Shard {
             id,
             shared,
             started: Instant::now(),
             next_seq: Cell::new(1),
             local: RefCell::default(),
+            reactor: Reactor::new()?,
             ping: frame::control(OpCode::Ping, b""),
-        }
+        })
     }
 
     /// Milliseconds since the shard started, plus one (so 0 can mean "never").
@@ -134,7 +141,7 @@ impl Shard {
 
     /// This shard's connections of `user`: the user lookup of a delivery (for the benches).
     pub(crate) fn user_len(&self, user: &str) -> usize {
-        self.local.borrow().users.get(user).map_or(0, Vec::len)
+        self.local.borrow().users.get(user).map_or(0, |c| c.len())
     }
 
     pub(crate) fn join_local(&self, room: &Arc<str>, handle: &Rc<ConnHandle>) {
@@ -271,7 +278,7 @@ impl Shard {
             .borrow()
             .users
             .get(user)
-            .cloned()
+            .map(|conns| conns.to_vec())
             .unwrap_or_default()
     }
 
@@ -393,6 +400,7 @@ impl Shard {
         let interval = cfg.heartbeat_interval.as_millis() as u64;
         let timeout = cfg.heartbeat_timeout.as_millis() as u64;
         for h in self.local.borrow().conns.values() {
+            h.release_idle_queue();
             if h.is_closing() {
                 continue;
             }
@@ -460,8 +468,16 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            let shard = Rc::new(Shard::new(id, shared));
-            LocalSet::new().block_on(&runtime, run(shard, listener));
+            let shard = match Shard::new(id, shared) {
+                Ok(shard) => Rc::new(shard),
+                Err(e) => {
+                    tracing::error!(shard = id, error = %e, "cannot create the shard's reactor");
+                    return;
+                }
+            };
+            LocalSet::new().block_on(&runtime, run(shard.clone(), listener));
+            // Connections still open past the shutdown deadline close with their sockets.
+            crate::reactor::drop_all(&shard);
         })
 }
 
@@ -473,6 +489,7 @@ async fn run(shard: Rc<Shard>, listener: std::net::TcpListener) {
             return;
         }
     };
+    tokio::task::spawn_local(crate::reactor::run(shard.clone()));
     tokio::task::spawn_local(inbox_loop(shard.clone()));
     tokio::task::spawn_local(sweep_loop(shard.clone()));
     let mut shutdown: Shutdown = shard.shared.shutdown.clone();

@@ -1,12 +1,15 @@
 //! The byte stream under a WebSocket connection: a TCP socket from the listener, or one end of
 //! a Unix socket pair (how the fuzzer and tests feed the real connection code without a
-//! network). An enum, not a generic, so the connection code is compiled once.
+//! network). An enum, not a generic, so the connection code is compiled once. Non-blocking
+//! `mio` sockets: the shard's reactor (`reactor.rs`) reports their readiness.
 
-use std::io::{self, IoSlice};
-use std::task::{Context, Poll};
+use std::io::{self, IoSlice, Write};
+use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
-use tokio::net::{TcpStream, UnixStream};
+use bytes::{BufMut, BytesMut};
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
 
 /// A connection's socket.
 #[derive(Debug)]
@@ -18,43 +21,70 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn sock(&self) -> socket2::SockRef<'_> {
         match self {
-            Transport::Tcp(s) => s.poll_read_ready(cx),
-            Transport::Unix(s) => s.poll_read_ready(cx),
+            Transport::Tcp(s) => socket2::SockRef::from(s),
+            Transport::Unix(s) => socket2::SockRef::from(s),
         }
     }
 
-    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Transport::Tcp(s) => s.poll_write_ready(cx),
-            Transport::Unix(s) => s.poll_write_ready(cx),
-        }
-    }
-
-    /// Reads what the socket has without waiting; `WouldBlock` when nothing is ready.
+    /// Reads what the socket has into `buf`'s spare capacity without waiting; `WouldBlock`
+    /// when nothing is ready.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => s.try_read_buf(buf),
-            Transport::Unix(s) => s.try_read_buf(buf),
+        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+        let n = self.sock().recv(spare)?;
+        // SAFETY: `recv` initialized the first `n` bytes of the spare capacity.
+        #[allow(unsafe_code)]
+        unsafe {
+            buf.advance_mut(n);
         }
+        Ok(n)
     }
 
     /// Writes what the socket takes now, in one vectored write.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Transport::Tcp(s) => s.try_write_vectored(bufs),
-            Transport::Unix(s) => s.try_write_vectored(bufs),
+            Transport::Tcp(s) => (&*s).write_vectored(bufs),
+            Transport::Unix(s) => (&*s).write_vectored(bufs),
         }
     }
 
     /// Sends FIN after the bytes already written (`shutdown(SHUT_WR)`). An error means the
     /// socket is gone already, which is what was wanted.
     pub(crate) fn shutdown_write(&self) {
-        let sock = match self {
-            Transport::Tcp(s) => socket2::SockRef::from(s),
-            Transport::Unix(s) => socket2::SockRef::from(s),
-        };
-        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let _ = self.sock().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Source for Transport {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.register(registry, token, interests),
+            Transport::Unix(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.reregister(registry, token, interests),
+            Transport::Unix(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.deregister(registry),
+            Transport::Unix(s) => s.deregister(registry),
+        }
     }
 }
