@@ -247,9 +247,13 @@ fn on_event(shard: &Rc<Shard>, event: &mio::event::Event) {
         };
         // An error or a hang-up is reported by the next read or write.
         let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+        let was = slot.io;
         slot.io.readable |= event.is_readable() || broken;
         slot.io.writable |= event.is_writable() || broken;
-        slot.conn.is_some()
+        // Only news is worth a turn: a socket that was writable already (most of them: every
+        // ACK from the peer reports write space) has nothing waiting on it.
+        let news = (slot.io.readable && !was.readable) || (slot.io.writable && !was.writable);
+        news && slot.conn.is_some()
     };
     if idle {
         drive(shard, token);
