@@ -331,6 +331,39 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_is_queued_for_a_turn_once_until_driven() {
+        let ready = Rc::new(Ready::default());
+        let h = ConnHandle::new(1, Format::Json, 0, ready.clone(), 7);
+        let frame = Bytes::from_static(b"x");
+        h.push(frame.clone(), 10_000).unwrap();
+        h.close(1000, "", false);
+        h.wake();
+        let mut batch = Vec::new();
+        ready.take_into(&mut batch);
+        assert_eq!(batch, [7], "three wake-ups, one entry");
+        // Driven: the next wake-up queues it again.
+        h.unmark();
+        h.wake();
+        batch.clear();
+        ready.take_into(&mut batch);
+        assert_eq!(batch, [7]);
+    }
+
+    #[test]
+    fn an_idle_queue_gives_its_buffer_back() {
+        let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
+        h.push(Bytes::from_static(b"abc"), 10_000).unwrap();
+        h.release_idle_queue();
+        assert!(
+            h.out.borrow().frames.capacity() > 0,
+            "a queued frame keeps it"
+        );
+        h.flush_with(|s| Ok(s[0].len())).unwrap();
+        h.release_idle_queue();
+        assert_eq!(h.out.borrow().frames.capacity(), 0);
+    }
+
+    #[test]
     fn second_close_is_a_no_op() {
         let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
         h.close(1001, "going away", false);

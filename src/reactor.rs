@@ -31,6 +31,7 @@ use tokio::io::unix::AsyncFd;
 use crate::connection::{Connection, Readiness, Role, Step};
 use crate::server::ConnPermit;
 use crate::shard::Shard;
+use crate::stats::ShardStats;
 use crate::transport::Transport;
 
 /// Most socket events taken from the poll per turn.
@@ -177,6 +178,7 @@ pub(crate) fn drive(shard: &Rc<Shard>, token: usize) {
                     Poll::Pending => {
                         // The command waits on another shard: finish it in a task (which polls
                         // it again, with its own waker), then carry on from where it stopped.
+                        ShardStats::inc(&shard.stats().commands_waited);
                         if let Some(slot) = shard.reactor.slots.borrow_mut().get_mut(token) {
                             slot.io = io;
                         }

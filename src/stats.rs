@@ -25,6 +25,9 @@ pub struct ShardStats {
     pub heartbeat_timeouts: AtomicU64,
     /// Counter: panics caught (a connection closed with 1011, or a shard task skipped).
     pub panics: AtomicU64,
+    /// Counter: WebSocket commands that waited for room in another shard's full inbox
+    /// (backpressure: the connection reads nothing more until the command ends).
+    pub commands_waited: AtomicU64,
     /// Histogram: time to answer REST API requests.
     pub rest_latency: Histogram,
 }
@@ -99,6 +102,7 @@ impl ShardStats {
             auth_failures: get(&self.auth_failures),
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
             panics: get(&self.panics),
+            commands_waited: get(&self.commands_waited),
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct StatsSnapshot {
     pub heartbeat_timeouts: u64,
     /// See [`ShardStats::panics`].
     pub panics: u64,
+    /// See [`ShardStats::commands_waited`].
+    pub commands_waited: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -143,6 +149,7 @@ impl std::ops::Add for StatsSnapshot {
             auth_failures: self.auth_failures + o.auth_failures,
             heartbeat_timeouts: self.heartbeat_timeouts + o.heartbeat_timeouts,
             panics: self.panics + o.panics,
+            commands_waited: self.commands_waited + o.commands_waited,
         }
     }
 }

@@ -168,6 +168,54 @@ async fn delivery_crosses_shards() {
 }
 
 #[tokio::test]
+async fn a_publisher_held_up_by_a_full_inbox_loses_nothing_and_keeps_order() {
+    // An inbox of one delivery: the publisher's commands wait for room on the other shard. Its
+    // connection then runs the command in a task and reads nothing more until the command ends.
+    let server = start_server(|c| {
+        c.shards = 2;
+        c.shard_inbox_capacity = 1;
+        c.rate_per_sec = 1_000_000;
+        c.rate_burst = 1_000_000;
+    });
+    let mut publisher = server.client_on_shard("pub", Fmt::Json, 0).await;
+    let mut far = server.client_on_shard("far", Fmt::MsgPack, 1).await;
+    let mut near = server.client_on_shard("near", Fmt::Json, 0).await;
+    for (id, c) in [&mut publisher, &mut far, &mut near]
+        .into_iter()
+        .enumerate()
+    {
+        c.ok(json!({"cmd": "join", "room": "q"}), id as u64 + 1)
+            .await;
+    }
+    const N: u64 = 500;
+    // Sent back to back, so the server reads many publishes at once.
+    for n in 1..=N {
+        let cmd = json!({"cmd": "publish", "room": "q", "event": "seq", "data": n, "id": 100 + n});
+        publisher.send(cmd).await;
+    }
+    for n in 1..=N {
+        assert_eq!(
+            publisher.recv().await,
+            json!({"type": "reply", "id": 100 + n})
+        );
+    }
+    for c in [&mut far, &mut near] {
+        for n in 1..=N {
+            assert_eq!(c.recv().await["data"], n);
+        }
+    }
+    let waited = server.handle.stats().commands_waited;
+    assert!(
+        waited > 0,
+        "no publish found the inbox full: the test did not test the wait"
+    );
+    for c in [publisher, far, near] {
+        c.close().await;
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn rooms_per_connection_and_per_server_are_bounded() {
     let server = start_server(|c| {
         c.max_rooms_per_connection = 2;

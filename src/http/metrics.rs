@@ -75,6 +75,12 @@ const PER_SHARD: &[Metric] = &[
         help: "Panics caught: a connection closed with 1011, or a shard task skipped.",
         read: |s| s.panics,
     },
+    Metric {
+        name: "wsgate_commands_waited_total",
+        kind: "counter",
+        help: "WebSocket commands that waited for room in another shard's full inbox.",
+        read: |s| s.commands_waited,
+    },
 ];
 
 /// The whole exposition.
