@@ -275,7 +275,7 @@ pub struct ShardMaps {
     shard: Rc<Shard>,
     handles: Vec<Rc<ConnHandle>>,
     /// The bench's own lists of who a room or user delivery reaches, to flush them after each
-    /// delivery (what their connection tasks would do) so queues do not grow.
+    /// delivery (what the reactor would do) so queues do not grow.
     reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>>,
     batch: RefCell<Vec<u32>>,
 }

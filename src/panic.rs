@@ -1,7 +1,7 @@
 //! Panic containment: a panic while serving one connection or running one shard task is
 //! caught, logged and counted (`wsgate_panics_total`); the shard and the process keep serving.
 //!
-//! Connections are contained in `crate::connection::serve` (the connection is closed with
+//! Connections are contained in `crate::reactor::drive` (the connection is closed with
 //! 1011); shard-level work (cross-shard deliveries, tasks, the sweep) through [`contain`].
 //! Tests inject panics with [`Faults`], a config field that no flag or variable can set.
 

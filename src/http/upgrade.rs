@@ -130,7 +130,8 @@ fn server_full() -> Response<Body> {
     )
 }
 
-/// Answers the handshake (101) and starts the connection's task once the upgrade completes.
+/// Answers the handshake (101) and hands the socket to the shard's reactor once the upgrade
+/// completes.
 fn upgrade(
     shard: &Rc<Shard>,
     req: &mut Request<Incoming>,
