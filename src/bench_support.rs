@@ -277,7 +277,7 @@ pub struct ShardMaps {
     /// The bench's own lists of who a room or user delivery reaches, to flush them after each
     /// delivery (what the reactor would do) so queues do not grow.
     reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>>,
-    batch: RefCell<Vec<u32>>,
+    turns: Turns,
 }
 
 impl ShardMaps {
@@ -334,10 +334,13 @@ impl ShardMaps {
             }
         }
         ShardMaps {
+            turns: Turns {
+                ready: shard.reactor.ready.clone(),
+                ..Turns::default()
+            },
             shard,
             handles,
             reached,
-            batch: RefCell::default(),
         }
     }
 
@@ -378,9 +381,7 @@ impl ShardMaps {
 
     /// Flushes the connections a delivery to `key` reached, as the reactor's next turn would.
     fn flush(&self, key: &str) {
-        let mut batch = self.batch.borrow_mut();
-        self.shard.reactor.ready.take_into(&mut batch);
-        batch.clear();
+        self.turns.take();
         for h in self.reached.get(key).into_iter().flatten() {
             h.unmark();
             flush_to_sink(h);

@@ -56,6 +56,15 @@ impl Transport {
     }
 }
 
+impl Transport {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Transport::Tcp(s) => s,
+            Transport::Unix(s) => s,
+        }
+    }
+}
+
 impl Source for Transport {
     fn register(
         &mut self,
@@ -63,10 +72,7 @@ impl Source for Transport {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            Transport::Tcp(s) => s.register(registry, token, interests),
-            Transport::Unix(s) => s.register(registry, token, interests),
-        }
+        self.source().register(registry, token, interests)
     }
 
     fn reregister(
@@ -75,16 +81,10 @@ impl Source for Transport {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            Transport::Tcp(s) => s.reregister(registry, token, interests),
-            Transport::Unix(s) => s.reregister(registry, token, interests),
-        }
+        self.source().reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Transport::Tcp(s) => s.deregister(registry),
-            Transport::Unix(s) => s.deregister(registry),
-        }
+        self.source().deregister(registry)
     }
 }
