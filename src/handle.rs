@@ -39,6 +39,8 @@ struct OutQueue {
     close_taken: bool,
     /// The front frame is partly written: it must be finished before anything else goes.
     front_partial: bool,
+    /// Sweeps since a frame was last queued (saturating): the buffer is freed after enough.
+    idle_sweeps: u8,
 }
 
 impl OutQueue {
@@ -131,6 +133,7 @@ impl ConnHandle {
             return Err(PushError::SlowConsumer);
         }
         let was_empty = q.frames.is_empty();
+        q.idle_sweeps = 0;
         q.bytes += cost;
         q.frames.push_back(frame);
         drop(q);
@@ -181,12 +184,17 @@ impl ConnHandle {
         self.marked.set(false);
     }
 
-    /// Frees the queue's buffer when it is empty, so an idle connection holds none (a queue
-    /// keeps its capacity otherwise). Called by the sweep, not per write: a busy connection
-    /// keeps its buffer between events.
-    pub(crate) fn release_idle_queue(&self) {
+    /// Frees the queue's buffer once it has been empty and unused for `after_sweeps` calls, so
+    /// an idle connection holds none (a queue keeps its capacity otherwise). Called by the
+    /// sweep, not per write: a busy connection, or one that gets bursts a few seconds apart,
+    /// keeps its buffer instead of growing it anew (and faulting its pages back in) each time.
+    pub(crate) fn release_idle_queue(&self, after_sweeps: u8) {
         let mut q = self.out.borrow_mut();
-        if q.frames.is_empty() && q.frames.capacity() > 0 {
+        if !q.frames.is_empty() || q.frames.capacity() == 0 {
+            return;
+        }
+        q.idle_sweeps = q.idle_sweeps.saturating_add(1);
+        if q.idle_sweeps >= after_sweeps {
             q.frames = VecDeque::new();
         }
     }
@@ -350,17 +358,26 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_queue_gives_its_buffer_back() {
+    fn an_idle_queue_gives_its_buffer_back_after_enough_idle_sweeps() {
         let h = ConnHandle::new(1, Format::Json, 0, Rc::default(), 0);
+        let capacity = |h: &ConnHandle| h.out.borrow().frames.capacity();
         h.push(Bytes::from_static(b"abc"), 10_000).unwrap();
-        h.release_idle_queue();
-        assert!(
-            h.out.borrow().frames.capacity() > 0,
-            "a queued frame keeps it"
-        );
+        for _ in 0..5 {
+            h.release_idle_queue(3);
+        }
+        assert!(capacity(&h) > 0, "a queued frame keeps it");
         h.flush_with(|s| Ok(s[0].len())).unwrap();
-        h.release_idle_queue();
-        assert_eq!(h.out.borrow().frames.capacity(), 0);
+        h.release_idle_queue(3);
+        h.release_idle_queue(3);
+        assert!(capacity(&h) > 0, "two idle sweeps of three: kept");
+        // A frame queued (and written) in between starts the count again.
+        h.push(Bytes::from_static(b"abc"), 10_000).unwrap();
+        h.flush_with(|s| Ok(s[0].len())).unwrap();
+        h.release_idle_queue(3);
+        h.release_idle_queue(3);
+        assert!(capacity(&h) > 0, "the count restarted");
+        h.release_idle_queue(3);
+        assert_eq!(capacity(&h), 0, "three idle sweeps: freed");
     }
 
     #[test]

@@ -393,14 +393,15 @@ impl Shard {
         self.local.borrow().conns.len()
     }
 
-    /// One pass of the timers: auth deadlines, pings to idle connections, heartbeat timeouts.
-    fn sweep(&self) {
+    /// One pass of the timers: auth deadlines, pings to idle connections, heartbeat timeouts;
+    /// and the outbound buffers of connections that queued nothing for `release_after` passes.
+    fn sweep(&self, release_after: u8) {
         let now = self.now_ms();
         let cfg = &self.shared.config;
         let interval = cfg.heartbeat_interval.as_millis() as u64;
         let timeout = cfg.heartbeat_timeout.as_millis() as u64;
         for h in self.local.borrow().conns.values() {
-            h.release_idle_queue();
+            h.release_idle_queue(release_after);
             if h.is_closing() {
                 continue;
             }
@@ -555,6 +556,11 @@ async fn inbox_loop(shard: Rc<Shard>) {
     }
 }
 
+/// How long a connection's empty outbound queue keeps its buffer after the last frame queued:
+/// long enough that bursts a few seconds apart reuse it (growing it anew costs copies and page
+/// faults), short enough that idle connections hold none (see BENCHMARKS.md, "Bursts").
+const QUEUE_RELEASE_AFTER: Duration = Duration::from_secs(5);
+
 /// Runs [`Shard::sweep`] at a period fine enough for the configured timeouts.
 async fn sweep_loop(shard: Rc<Shard>) {
     let cfg = &shard.shared.config;
@@ -564,12 +570,15 @@ async fn sweep_loop(shard: Rc<Shard>) {
         .min(cfg.auth_timeout)
         / 4;
     let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let release_after = (QUEUE_RELEASE_AFTER.as_millis() / period.as_millis()).clamp(1, 255) as u8;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_collect = Instant::now();
     loop {
         tick.tick().await;
-        crate::panic::contain(shard.stats(), shard.id, "the sweep", || shard.sweep());
+        crate::panic::contain(shard.stats(), shard.id, "the sweep", || {
+            shard.sweep(release_after)
+        });
         if last_collect.elapsed() >= Duration::from_secs(1) {
             crate::alloc::collect();
             last_collect = Instant::now();
