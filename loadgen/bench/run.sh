@@ -5,7 +5,10 @@
 #   loadgen/bench/run.sh "<server flags>" <loadgen args...>
 #
 # WSGATE (default target/release/wsgate) and LOADGEN (default target/release/wsgate-loadgen)
-# pick the binaries. The server listens on 127.0.0.1:3999 and is stopped at the end.
+# pick the binaries. The server listens on 127.0.0.1 on a port the kernel picks (`--port 0`;
+# the address is read from its "wsgate listening" log line) and is stopped at the end.
+# RUST_LOG (default warn,wsgate::server=info) must let that line through. With RUN_PIDFILE set,
+# the server's pid is written to that file once it listens (perfstat.sh uses it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WSGATE=${WSGATE:-target/release/wsgate}
@@ -14,14 +17,44 @@ server_flags=$1
 shift
 echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >&2
 echo "machine: nproc=$(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g'), load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "server: $WSGATE --host 127.0.0.1 --port 3999 --jwt-secret s $server_flags" >&2
+echo "server: $WSGATE --host 127.0.0.1 --port 0 --jwt-secret s $server_flags" >&2
+log=$(mktemp)
+pid=
+trap 'if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -f "$log"' EXIT
 # shellcheck disable=SC2086
-RUST_LOG=warn "$WSGATE" --host 127.0.0.1 --port 3999 --jwt-secret s $server_flags >/dev/null 2>&1 &
+RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret s \
+  $server_flags >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+# The address from "wsgate listening addr=127.0.0.1:37557 shards=2", with or without the ANSI
+# colours of the tracing output.
+listen_addr() {
+  sed -n -e 's/\x1b\[[0-9;]*m//g' \
+    -e '/wsgate listening/{s/.*[[:space:]]addr=\([^[:space:]]*\).*/\1/p;q}' "$log"
+}
+addr=
 for _ in $(seq 50); do
-  curl -sf http://127.0.0.1:3999/healthz >/dev/null 2>&1 && break
+  addr=$(listen_addr)
+  [[ -n $addr ]] && break
+  kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
-echo "loadgen: wsgate-loadgen $* --url ws://127.0.0.1:3999/ws --jwt-secret s --server-pid <pid>" >&2
-"$LOADGEN" "$@" --url ws://127.0.0.1:3999/ws --jwt-secret s --server-pid "$pid" --quiet
+[[ -n $addr ]] || addr=$(listen_addr)
+if ! [[ $addr =~ ^127\.0\.0\.1:[1-9][0-9]*$ ]]; then
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "run.sh: no \"wsgate listening addr=127.0.0.1:<port>\" line from the server within 5 s (got" \
+      "'$addr'; RUST_LOG must let wsgate::server log at info). Its output:" >&2
+  else
+    echo "run.sh: the server exited before it logged its listening address. Its output:" >&2
+  fi
+  sed 's/^/  /' "$log" >&2
+  exit 1
+fi
+for _ in $(seq 50); do
+  curl -sf "http://$addr/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if [[ -n ${RUN_PIDFILE:-} ]]; then
+  echo "$pid" >"$RUN_PIDFILE"
+fi
+echo "loadgen: wsgate-loadgen $* --url ws://$addr/ws --jwt-secret s --server-pid <pid>" >&2
+"$LOADGEN" "$@" --url "ws://$addr/ws" --jwt-secret s --server-pid "$pid" --quiet

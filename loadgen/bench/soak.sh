@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A bounded soak with connection churn: starts a release wsgate server on loopback, runs the
+# A bounded soak with connection churn: starts a release wsgate server on loopback (127.0.0.1,
+# on a port the kernel picks: `--port 0`, the address read from its log), runs the
 # loadgen's `chat` scenario against it ROUNDS times back to back (users in rooms publishing at
 # a per-user rate, disconnect/reconnect churn), samples the server's RSS every second, and
 # checks that memory and state come back once the load is gone.
@@ -15,21 +16,24 @@
 #   rss.csv            one row a second: unix_time,elapsed_s,phase,rss_kib,connections
 #   round-N.json/.txt  the loadgen's JSON summary and table for round N
 #   stats-after-N.json GET /api/v1/stats after round N's idle phase
-#   server.log         the server's log (RUST_LOG=warn unless set)
+#   server.log         the server's log (RUST_LOG=warn,wsgate::server=info unless set: warnings
+#                      and the "wsgate listening addr=…" line, which the script needs)
 #   summary.txt        what is printed at the end
 #
 # Exit status: 0 if after-RSS ≤ baseline + MAX_GROWTH_MIB, the server holds no connection,
 # user or room after the last idle phase, every loadgen run succeeded and the server logged no
-# panic; 1 otherwise (2: bad usage, binaries missing, port taken).
+# panic; 1 otherwise (also when the server does not start or log its address within 5 s; 2: bad
+# usage, binaries missing).
 #
-# Knobs (environment): WSGATE, LOADGEN (binaries; default target/release/…), PORT (3998),
-# CONNECTIONS (10000), ROOMS (100), RATE_PER_USER (0.2), CHURN (50 reconnects/s), FORMAT (json),
-# IDLE (15 s), MAX_GROWTH_MIB (16), SERVER_FLAGS (extra server flags), OUT. The server inherits
-# the environment, so allocator options apply to it (e.g. MIMALLOC_ARENA_EAGER_COMMIT=0).
+# Knobs (environment): WSGATE, LOADGEN (binaries; default target/release/…), CONNECTIONS (10000),
+# ROOMS (100), RATE_PER_USER (0.2), CHURN (50 reconnects/s), FORMAT (json), IDLE (15 s),
+# MAX_GROWTH_MIB (16), SERVER_FLAGS (extra server flags), OUT. There is no port knob: the kernel
+# picks one, so soaks can run next to other servers and tests. The server inherits the
+# environment, so allocator options apply to it (e.g. MIMALLOC_ARENA_EAGER_COMMIT=0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-usage() { sed -n '2,9p' "$0" >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" >&2; exit 2; }
 [[ $# -ge 1 && $# -le 2 ]] || usage
 duration=$1
 rounds=${2:-1}
@@ -43,7 +47,6 @@ esac
 
 WSGATE=${WSGATE:-target/release/wsgate}
 LOADGEN=${LOADGEN:-target/release/wsgate-loadgen}
-PORT=${PORT:-3998}
 CONNECTIONS=${CONNECTIONS:-10000}
 ROOMS=${ROOMS:-100}
 RATE_PER_USER=${RATE_PER_USER:-0.2}
@@ -55,16 +58,11 @@ SERVER_FLAGS=${SERVER_FLAGS:-}
 OUT=${OUT:-target/soak/$(date -u '+%Y%m%d-%H%M%S')}
 SECRET=soak-jwt-secret
 API_KEY=soak-api-key-1
-BASE=http://127.0.0.1:$PORT
 mkdir -p "$OUT"
 
 for bin in "$WSGATE" "$LOADGEN"; do
   [[ -x $bin ]] || { echo "soak: $bin not built (cargo build --release -p wsgate -p wsgate-loadgen)" >&2; exit 2; }
 done
-if curl -s --max-time 1 "$BASE/healthz" >/dev/null 2>&1; then
-  echo "soak: something already listens on 127.0.0.1:$PORT" >&2
-  exit 2
-fi
 
 log() { echo "$*" | tee -a "$OUT/summary.txt" >&2; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -77,7 +75,7 @@ log "machine: nproc=$(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g'), ke
 log "soak: $rounds round(s) of ${secs}s; $CONNECTIONS connections, $ROOMS rooms, $RATE_PER_USER publishes/s/user, $CHURN reconnects/s, $FORMAT; idle ${IDLE}s after each"
 
 # shellcheck disable=SC2086
-RUST_LOG=${RUST_LOG:-warn} "$WSGATE" --host 127.0.0.1 --port "$PORT" --jwt-secret "$SECRET" \
+RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" \
   --api-keys "$API_KEY" $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 server=$!
 sampler=
@@ -87,7 +85,26 @@ cleanup() {
   wait "$server" 2>/dev/null || true
 }
 trap cleanup EXIT
-log "server: $WSGATE --host 127.0.0.1 --port $PORT --jwt-secret <secret> --api-keys <key> $SERVER_FLAGS (pid $server)"
+# The address from "wsgate listening addr=127.0.0.1:37557 shards=2", with or without the ANSI
+# colours of the tracing output; bounded wait.
+listen_addr() {
+  sed -n -e 's/\x1b\[[0-9;]*m//g' \
+    -e '/wsgate listening/{s/.*[[:space:]]addr=\([^[:space:]]*\).*/\1/p;q}' "$OUT/server.log"
+}
+addr=
+for _ in $(seq 50); do
+  addr=$(listen_addr)
+  [[ -n $addr ]] && break
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -n $addr ]] || addr=$(listen_addr)
+if ! [[ $addr =~ ^127\.0\.0\.1:[1-9][0-9]*$ ]]; then
+  log "soak: the server did not start: no \"wsgate listening addr=127.0.0.1:<port>\" line in $OUT/server.log within 5 s (RUST_LOG must let wsgate::server log at info)"
+  exit 1
+fi
+BASE=http://$addr
+log "server: $WSGATE --host 127.0.0.1 --port 0 --jwt-secret <secret> --api-keys <key> $SERVER_FLAGS (pid $server, listening on $addr)"
 for _ in $(seq 50); do
   curl -sf --max-time 1 "$BASE/healthz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -125,7 +142,7 @@ for round in $(seq "$rounds"); do
   set +e
   timeout --kill-after=10 $(( secs + 180 )) "$LOADGEN" chat -n "$CONNECTIONS" --rooms "$ROOMS" \
     --rate-per-user "$RATE_PER_USER" --churn "$CHURN" --duration "${secs}s" --connect-rate 10000 \
-    --format "$FORMAT" --url "ws://127.0.0.1:$PORT/ws" --jwt-secret "$SECRET" \
+    --format "$FORMAT" --url "ws://$addr/ws" --jwt-secret "$SECRET" \
     --server-pid "$server" --quiet --json >"$OUT/round-$round.json" 2>"$OUT/round-$round.txt"
   rc=$?
   set -e
