@@ -16,11 +16,15 @@ pub(crate) struct Identity {
     pub(crate) user: Arc<str>,
     /// The `sid` claim, if any.
     pub(crate) session: Option<String>,
+    /// When the token stops being valid: `exp` plus the leeway, in seconds since the epoch.
+    /// `None` for identities that come from no token (the fuzzing entry point).
+    pub(crate) expires_at: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(default)]
     sid: Option<String>,
 }
@@ -155,7 +159,7 @@ impl Verifier {
                 _ => ProtocolError::new(ErrorCode::AuthInvalid, "malformed token"),
             },
         )?;
-        let Claims { sub, sid } = data.claims;
+        let Claims { sub, exp, sid } = data.claims;
         if sub.is_empty() || sub.len() > MAX_NAME_LEN {
             return Err(ProtocolError::new(
                 ErrorCode::AuthInvalid,
@@ -166,6 +170,7 @@ impl Verifier {
         Ok(Identity {
             user: Arc::from(sub),
             session,
+            expires_at: Some(exp.saturating_add(self.validation.leeway)),
         })
     }
 }
@@ -309,6 +314,13 @@ mod tests {
         let id = verifier("k").verify(&t).unwrap();
         assert_eq!(&*id.user, "alice");
         assert_eq!(id.session.as_deref(), Some("s1"));
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let leeway = verifier("k").validation.leeway;
+        let expires_at = id.expires_at.expect("a token's identity expires");
+        assert!(
+            (exp + leeway - 2..=exp + leeway).contains(&expires_at),
+            "exp + leeway, got {expires_at}"
+        );
     }
 
     #[test]

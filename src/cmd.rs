@@ -54,13 +54,11 @@ pub(crate) async fn dispatch(conn: &mut Connection, payload: Bytes) {
     }
 }
 
-/// `auth`: verifies the token; on failure the error is followed by a close with 1008.
+/// `auth`: verifies the token; on failure the error is followed by a close with 1008. On an
+/// authenticated connection it refreshes the token instead (see [`refresh`]).
 fn auth(conn: &mut Connection, token: &str) -> Result<(), ProtocolError> {
     if conn.is_authenticated() {
-        return Err(ProtocolError::new(
-            ErrorCode::AuthAlready,
-            "already authenticated",
-        ));
+        return refresh(conn, token);
     }
     let shared = conn.shard.shared.clone();
     let refused = |conn: &mut Connection, e: ProtocolError| {
@@ -83,6 +81,23 @@ fn auth(conn: &mut Connection, token: &str) -> Result<(), ProtocolError> {
         return Err(refused(conn, e));
     };
     conn.authenticate(identity, slot);
+    Ok(())
+}
+
+/// `auth` again: a valid token for the same user moves the connection's expiry to the new
+/// token's. A refused token, or one for another user, is an error and changes nothing: the
+/// connection stays open until the token it has expires.
+fn refresh(conn: &mut Connection, token: &str) -> Result<(), ProtocolError> {
+    let identity = conn.shard.shared.verifier.verify(token).inspect_err(|_| {
+        ShardStats::inc(&conn.shard.stats().auth_failures);
+    })?;
+    if conn.handle.user.borrow().as_deref() != Some(&*identity.user) {
+        return Err(ProtocolError::new(
+            ErrorCode::AuthAlready,
+            "already authenticated as another user",
+        ));
+    }
+    conn.set_expiry(identity.expires_at);
     Ok(())
 }
 

@@ -115,6 +115,12 @@ pub struct Config {
     /// an `auth` command. Default: false.
     #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
     pub require_handshake_token: bool,
+    /// Close a connection (4004) once its token expires (`exp` plus JWT_LEEWAY_SECS) unless the
+    /// client sent a fresher token for the same user with `auth`; `false` keeps connections
+    /// open past `exp` (the token is then only checked when the connection authenticates).
+    /// Default: true.
+    #[arg(long, env = "CLOSE_ON_TOKEN_EXPIRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub close_on_token_expiry: bool,
     /// Time a connection without a handshake token has to send `auth`. Default: 10s.
     #[arg(long, env = "AUTH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub auth_timeout: Duration,

@@ -170,7 +170,7 @@ impl Connection {
             } => conn.authenticate(identity, slot),
             Role::Gateway { identity: None, .. } => conn
                 .handle
-                .auth_deadline_ms
+                .deadline_ms
                 .set(now + conn.shard.shared.config.auth_timeout.as_millis() as u64),
             // No auth deadline (the sweep only enforces a non-zero one): nothing to authenticate.
             Role::Echo => {}
@@ -436,10 +436,28 @@ impl Connection {
         self.handle.user.borrow().clone()
     }
 
+    /// Arms the sweep's deadline for a token that stops being valid at `expires_at` (seconds
+    /// since the epoch, leeway included), or disarms it: no expiry, or `CLOSE_ON_TOKEN_EXPIRY`
+    /// off. The deadline is on the shard's monotonic clock, so a wall-clock step after this
+    /// moves it no more.
+    pub(crate) fn set_expiry(&self, expires_at: Option<u64>) {
+        let deadline = match expires_at {
+            Some(at) if self.shard.shared.config.close_on_token_expiry => {
+                let now_unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let left = at.saturating_mul(1000).saturating_sub(now_unix_ms);
+                self.shard.now_ms().saturating_add(left)
+            }
+            _ => 0,
+        };
+        self.handle.deadline_ms.set(deadline);
+    }
+
     /// Marks the connection authenticated as `identity` and sends `welcome`.
     pub(crate) fn authenticate(&mut self, identity: Identity, slot: UserSlot) {
         self.user_slot = Some(slot);
-        self.handle.auth_deadline_ms.set(0);
+        self.set_expiry(identity.expires_at);
         *self.handle.user.borrow_mut() = Some(identity.user.clone());
         self.shard.add_user(&identity.user, &self.handle);
         let session = identity.session.unwrap_or_else(|| {

@@ -96,6 +96,7 @@ pub fn attach(
             let identity = Identity {
                 user,
                 session: None,
+                expires_at: None,
             };
             Some((identity, slot))
         }

@@ -86,8 +86,9 @@ pub(crate) struct ConnHandle {
     pub(crate) user: RefCell<Option<Arc<str>>>,
     /// Rooms this connection is in (at most `max_rooms_per_connection`).
     pub(crate) rooms: RefCell<Vec<Arc<str>>>,
-    /// Shard clock (ms) by which `auth` must succeed; 0 once authenticated.
-    pub(crate) auth_deadline_ms: Cell<u64>,
+    /// Shard clock (ms) at which the sweep closes the connection: before authentication, the
+    /// auth deadline (4001); after, the token's expiry (4004). 0: none.
+    pub(crate) deadline_ms: Cell<u64>,
     /// Shard clock (ms) of the last frame received.
     pub(crate) last_seen_ms: Cell<u64>,
     /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
@@ -106,7 +107,7 @@ impl ConnHandle {
             marked: Cell::new(false),
             user: RefCell::new(None),
             rooms: RefCell::new(Vec::new()),
-            auth_deadline_ms: Cell::new(0),
+            deadline_ms: Cell::new(0),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(0),
         }

@@ -405,12 +405,19 @@ impl Shard {
             if h.is_closing() {
                 continue;
             }
-            let deadline = h.auth_deadline_ms.get();
-            if deadline != 0 {
-                if now >= deadline {
-                    let code = CloseCode::AuthTimeout;
-                    h.close(code.as_u16(), code.reason(), false);
-                }
+            let authenticated = h.user.borrow().is_some();
+            let deadline = h.deadline_ms.get();
+            if deadline != 0 && now >= deadline {
+                let code = if authenticated {
+                    ShardStats::inc(&self.stats().tokens_expired);
+                    CloseCode::TokenExpired
+                } else {
+                    CloseCode::AuthTimeout
+                };
+                h.close(code.as_u16(), code.reason(), false);
+                continue;
+            }
+            if !authenticated {
                 continue;
             }
             let ping = h.ping_sent_ms.get();

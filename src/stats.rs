@@ -28,6 +28,8 @@ pub struct ShardStats {
     /// Counter: WebSocket commands that waited for room in another shard's full inbox
     /// (backpressure: the connection reads nothing more until the command ends).
     pub commands_waited: AtomicU64,
+    /// Counter: connections closed because their token expired (4004).
+    pub tokens_expired: AtomicU64,
     /// Histogram: time to answer REST API requests.
     pub rest_latency: Histogram,
 }
@@ -103,6 +105,7 @@ impl ShardStats {
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
             panics: get(&self.panics),
             commands_waited: get(&self.commands_waited),
+            tokens_expired: get(&self.tokens_expired),
         }
     }
 }
@@ -133,6 +136,8 @@ pub struct StatsSnapshot {
     pub panics: u64,
     /// See [`ShardStats::commands_waited`].
     pub commands_waited: u64,
+    /// See [`ShardStats::tokens_expired`].
+    pub tokens_expired: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -150,6 +155,7 @@ impl std::ops::Add for StatsSnapshot {
             heartbeat_timeouts: self.heartbeat_timeouts + o.heartbeat_timeouts,
             panics: self.panics + o.panics,
             commands_waited: self.commands_waited + o.commands_waited,
+            tokens_expired: self.tokens_expired + o.tokens_expired,
         }
     }
 }

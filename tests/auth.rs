@@ -197,14 +197,104 @@ async fn commands_before_auth_are_refused_and_a_bad_auth_closes_with_1008() {
     server.handle.shutdown().await;
 }
 
+/// A token that expires `secs` from now (whole seconds, as `exp` is).
+fn token_expiring_in(user: &str, secs: u64) -> String {
+    let exp = jsonwebtoken::get_current_timestamp() + secs;
+    wsgate::mint_with_exp(SECRET, user, exp, &MintOptions::default())
+}
+
 #[tokio::test]
-async fn auth_twice_is_refused() {
+async fn auth_again_refreshes_the_same_user_and_refuses_another() {
     let server = start_server(|_| {});
-    let mut c = server.client("erin", Fmt::Json).await;
-    let e = c
-        .call(json!({"cmd": "auth", "token": token("erin")}), 1)
+    for fmt in BOTH {
+        let mut c = server.client("erin", fmt).await;
+        // Same user: a refresh, answered with a reply and no second welcome.
+        c.ok(json!({"cmd": "auth", "token": token("erin")}), 1)
+            .await;
+        assert_eq!(c.call(json!({"cmd": "ping"}), 2).await["type"], "reply");
+        // Another user: refused, and the connection stays as it was.
+        let e = c
+            .call(json!({"cmd": "auth", "token": token("mallory")}), 3)
+            .await;
+        assert_eq!(e["code"], "auth.already");
+        // A bad token: refused, counted, and the connection stays open (no 1008).
+        let failures = server.handle.stats().auth_failures;
+        let e = c.call(json!({"cmd": "auth", "token": "nope"}), 4).await;
+        assert_eq!(e["code"], "auth.invalid");
+        assert_eq!(server.handle.stats().auth_failures, failures + 1);
+        c.ok(json!({"cmd": "join", "room": "r"}), 5).await;
+        assert_eq!(server.handle.stats().tokens_expired, 0);
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_closes_with_4004_when_its_token_expires_unless_refreshed() {
+    // No leeway, and a sweep every 100 ms (a quarter of the shortest timeout).
+    let server = start_server(|c| {
+        c.jwt_leeway_secs = 0;
+        c.auth_timeout = std::time::Duration::from_millis(400);
+    });
+    // Token in the handshake.
+    let url = |t: &str, fmt: Fmt| server.url(&format!("token={t}&format={}", fmt.query()));
+    let mut handshake = Client::connect(&url(&token_expiring_in("ann", 2), Fmt::Json), Fmt::Json)
+        .await
+        .unwrap();
+    assert_eq!(handshake.recv().await["type"], "welcome");
+    // Token by `auth`, then a refused refresh for another user: the old expiry stands.
+    let mut by_command = Client::connect(&server.url("format=msgpack"), Fmt::MsgPack)
+        .await
+        .unwrap();
+    let t = token_expiring_in("bob", 2);
+    by_command.send(json!({"cmd": "auth", "token": t})).await;
+    assert_eq!(by_command.recv().await["type"], "welcome");
+    let e = by_command
+        .call(json!({"cmd": "auth", "token": token("carl")}), 1)
         .await;
     assert_eq!(e["code"], "auth.already");
+    // Refreshed with an expired token (refused), then with a fresh one for the same user.
+    let mut refreshed = Client::connect(
+        &url(&token_expiring_in("dora", 2), Fmt::MsgPack),
+        Fmt::MsgPack,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refreshed.recv().await["type"], "welcome");
+    let stale = wsgate::mint_with_exp(SECRET, "dora", 1_000, &MintOptions::default());
+    let e = refreshed
+        .call(json!({"cmd": "auth", "token": stale}), 1)
+        .await;
+    assert_eq!(e["code"], "auth.expired");
+    refreshed
+        .ok(json!({"cmd": "auth", "token": token("dora")}), 2)
+        .await;
+    // Still open before the expiry.
+    handshake.ok(json!({"cmd": "ping"}), 1).await;
+
+    handshake.expect_close(4004).await;
+    by_command.expect_close(4004).await;
+    // Past the first token's expiry, the refreshed connection is still served.
+    refreshed.ok(json!({"cmd": "join", "room": "r"}), 3).await;
+    assert_eq!(server.handle.stats().tokens_expired, 2);
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_close_on_token_expiry_off_connections_outlive_their_token() {
+    let server = start_server(|c| {
+        c.jwt_leeway_secs = 0;
+        c.auth_timeout = std::time::Duration::from_millis(400);
+        c.close_on_token_expiry = false;
+    });
+    let t = token_expiring_in("ann", 1);
+    let mut c = Client::connect(&server.url(&format!("token={t}")), Fmt::Json)
+        .await
+        .unwrap();
+    assert_eq!(c.recv().await["type"], "welcome");
+    // Well past `exp` (at most 1 s away) and many sweeps later:
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    c.ok(json!({"cmd": "ping"}), 1).await;
+    assert_eq!(server.handle.stats().tokens_expired, 0);
     server.handle.shutdown().await;
 }
 

@@ -119,11 +119,14 @@ pub enum CloseCode {
     SlowConsumer = 4002,
     /// 4003: the connection was closed by the backend (REST); the reason says why.
     Kicked = 4003,
+    /// 4004: the token the connection authenticated with expired (`exp` plus the leeway) and
+    /// no fresher one was sent with `auth`.
+    TokenExpired = 4004,
 }
 
 impl CloseCode {
     /// Every close code, for documentation and tests.
-    pub const ALL: [CloseCode; 10] = [
+    pub const ALL: [CloseCode; 11] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
@@ -134,6 +137,7 @@ impl CloseCode {
         CloseCode::AuthTimeout,
         CloseCode::SlowConsumer,
         CloseCode::Kicked,
+        CloseCode::TokenExpired,
     ];
 
     /// The numeric code.
@@ -154,6 +158,7 @@ impl CloseCode {
             CloseCode::AuthTimeout => "auth timeout",
             CloseCode::SlowConsumer => "slow consumer",
             CloseCode::Kicked => "kicked",
+            CloseCode::TokenExpired => "token expired",
         }
     }
 }

@@ -81,6 +81,12 @@ const PER_SHARD: &[Metric] = &[
         help: "WebSocket commands that waited for room in another shard's full inbox.",
         read: |s| s.commands_waited,
     },
+    Metric {
+        name: "wsgate_tokens_expired_total",
+        kind: "counter",
+        help: "Connections closed because their token expired (4004).",
+        read: |s| s.tokens_expired,
+    },
 ];
 
 /// The whole exposition.
