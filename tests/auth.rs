@@ -203,6 +203,15 @@ fn token_expiring_in(user: &str, secs: u64) -> String {
     wsgate::mint_with_exp(SECRET, user, exp, &MintOptions::default())
 }
 
+/// A server with no `exp` leeway and a sweep every 100 ms (a quarter of the shortest timeout).
+fn expiry_server(close_on_token_expiry: bool) -> TestServer {
+    start_server(|c| {
+        c.jwt_leeway_secs = 0;
+        c.auth_timeout = std::time::Duration::from_millis(400);
+        c.close_on_token_expiry = close_on_token_expiry;
+    })
+}
+
 #[tokio::test]
 async fn auth_again_refreshes_the_same_user_and_refuses_another() {
     let server = start_server(|_| {});
@@ -230,11 +239,7 @@ async fn auth_again_refreshes_the_same_user_and_refuses_another() {
 
 #[tokio::test]
 async fn a_connection_closes_with_4004_when_its_token_expires_unless_refreshed() {
-    // No leeway, and a sweep every 100 ms (a quarter of the shortest timeout).
-    let server = start_server(|c| {
-        c.jwt_leeway_secs = 0;
-        c.auth_timeout = std::time::Duration::from_millis(400);
-    });
+    let server = expiry_server(true);
     // Token in the handshake.
     let url = |t: &str, fmt: Fmt| server.url(&format!("token={t}&format={}", fmt.query()));
     let mut handshake = Client::connect(&url(&token_expiring_in("ann", 2), Fmt::Json), Fmt::Json)
@@ -281,11 +286,7 @@ async fn a_connection_closes_with_4004_when_its_token_expires_unless_refreshed()
 
 #[tokio::test]
 async fn with_close_on_token_expiry_off_connections_outlive_their_token() {
-    let server = start_server(|c| {
-        c.jwt_leeway_secs = 0;
-        c.auth_timeout = std::time::Duration::from_millis(400);
-        c.close_on_token_expiry = false;
-    });
+    let server = expiry_server(false);
     let t = token_expiring_in("ann", 1);
     let mut c = Client::connect(&server.url(&format!("token={t}")), Fmt::Json)
         .await

@@ -25,30 +25,9 @@ trap 'if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev
 RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret s \
   $server_flags >"$log" 2>&1 &
 pid=$!
-# The address from "wsgate listening addr=127.0.0.1:37557 shards=2", with or without the ANSI
-# colours of the tracing output.
-listen_addr() {
-  sed -n -e 's/\x1b\[[0-9;]*m//g' \
-    -e '/wsgate listening/{s/.*[[:space:]]addr=\([^[:space:]]*\).*/\1/p;q}' "$log"
-}
-addr=
-for _ in $(seq 50); do
-  addr=$(listen_addr)
-  [[ -n $addr ]] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-[[ -n $addr ]] || addr=$(listen_addr)
-if ! [[ $addr =~ ^127\.0\.0\.1:[1-9][0-9]*$ ]]; then
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "run.sh: no \"wsgate listening addr=127.0.0.1:<port>\" line from the server within 5 s (got" \
-      "'$addr'; RUST_LOG must let wsgate::server log at info). Its output:" >&2
-  else
-    echo "run.sh: the server exited before it logged its listening address. Its output:" >&2
-  fi
-  sed 's/^/  /' "$log" >&2
-  exit 1
-fi
+# shellcheck source=loadgen/bench/listen.sh
+source loadgen/bench/listen.sh
+addr=$(wait_listen_addr "$log" "$pid") || exit 1
 for _ in $(seq 50); do
   curl -sf "http://$addr/healthz" >/dev/null 2>&1 && break
   sleep 0.1

@@ -85,22 +85,10 @@ cleanup() {
   wait "$server" 2>/dev/null || true
 }
 trap cleanup EXIT
-# The address from "wsgate listening addr=127.0.0.1:37557 shards=2", with or without the ANSI
-# colours of the tracing output; bounded wait.
-listen_addr() {
-  sed -n -e 's/\x1b\[[0-9;]*m//g' \
-    -e '/wsgate listening/{s/.*[[:space:]]addr=\([^[:space:]]*\).*/\1/p;q}' "$OUT/server.log"
-}
-addr=
-for _ in $(seq 50); do
-  addr=$(listen_addr)
-  [[ -n $addr ]] && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.1
-done
-[[ -n $addr ]] || addr=$(listen_addr)
-if ! [[ $addr =~ ^127\.0\.0\.1:[1-9][0-9]*$ ]]; then
-  log "soak: the server did not start: no \"wsgate listening addr=127.0.0.1:<port>\" line in $OUT/server.log within 5 s (RUST_LOG must let wsgate::server log at info)"
+# shellcheck source=loadgen/bench/listen.sh
+source loadgen/bench/listen.sh
+if ! addr=$(wait_listen_addr "$OUT/server.log" "$server"); then
+  log "soak: the server did not start (its log: $OUT/server.log)"
   exit 1
 fi
 BASE=http://$addr
