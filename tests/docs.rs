@@ -45,7 +45,10 @@ fn every_server_flag_and_variable_is_in_the_readme_configuration_table() {
         }
         checked += 1;
     }
-    assert!(checked >= 30, "only {checked} flags found: is the table read right?");
+    assert!(
+        checked >= 30,
+        "only {checked} flags found: is the table read right?"
+    );
 }
 
 #[test]
