@@ -59,6 +59,15 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
+/// How the server writes its log (to standard output; the level is `RUST_LOG`'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when standard output is a terminal.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for log shippers.
+    Json,
+}
+
 /// The server's configuration. Each field's doc ends with its default.
 #[derive(Clone, Debug, Args)]
 pub struct Config {
@@ -68,6 +77,9 @@ pub struct Config {
     /// TCP port for WebSocket and HTTP; 0 picks a free port. Default: 3000.
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
+    /// Log format: `text`, or `json` (one object per line). Default: text.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Number of shards (threads, each with its own connections); 0 means one per core. Default: 0.
     #[arg(long, env = "SHARDS", default_value_t = 0)]
     pub shards: usize,

@@ -1,10 +1,11 @@
 //! The `wsgate` binary: runs the server, or mints a development token.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use wsgate::config::{Cli, CliCommand};
+use wsgate::config::{Cli, CliCommand, LogFormat};
 use wsgate::MintOptions;
 
 #[global_allocator]
@@ -25,12 +26,7 @@ fn main() -> ExitCode {
         println!("{}", wsgate::mint(secret, &args.sub, args.exp, &opts));
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(cli.config.log_format);
     let server = match wsgate::start(cli.config) {
         Ok(s) => s,
         Err(e) => {
@@ -53,6 +49,18 @@ fn main() -> ExitCode {
     server.shutdown_blocking();
     tracing::info!("bye");
     ExitCode::SUCCESS
+}
+
+/// The log subscriber: `RUST_LOG`'s filter (default `info`) in the configured format, to
+/// standard output; colours only on a terminal, so files and pipes get plain text.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Development mode: no key configured, so say so loudly and hand out a working token.

@@ -22,7 +22,7 @@ log=$(mktemp)
 pid=
 trap 'if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -f "$log"' EXIT
 # shellcheck disable=SC2086
-RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret s \
+LOG_FORMAT=text RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret s \
   $server_flags >"$log" 2>&1 &
 pid=$!
 # shellcheck source=loadgen/bench/listen.sh

@@ -75,7 +75,7 @@ log "machine: nproc=$(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g'), ke
 log "soak: $rounds round(s) of ${secs}s; $CONNECTIONS connections, $ROOMS rooms, $RATE_PER_USER publishes/s/user, $CHURN reconnects/s, $FORMAT; idle ${IDLE}s after each"
 
 # shellcheck disable=SC2086
-RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" \
+LOG_FORMAT=text RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" \
   --api-keys "$API_KEY" $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 server=$!
 sampler=
