@@ -59,6 +59,36 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
+/// A configured secret (the JWT secret, the API keys). Its `Debug` never shows the value, so
+/// nothing that prints a [`Config`] (a log line, a panic message) can leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// How the server writes its log (to standard output; the level is `RUST_LOG`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -87,7 +117,7 @@ pub struct Config {
     /// Shared secret for HS256 tokens. Without it (and without a public key) the server runs in
     /// development mode with a random secret. Default: none.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// PEM public key file for RS256/ES256 tokens. Default: none.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -107,7 +137,7 @@ pub struct Config {
     /// API keys for the REST API, comma-separated (several, so keys can be rotated). Without
     /// any, the server makes a development key and prints it. Default: none.
     #[arg(long, env = "API_KEYS", hide_env_values = true)]
-    pub api_keys: Option<String>,
+    pub api_keys: Option<Secret>,
     /// Largest REST request body, in bytes; larger bodies get 413. Default: 4194304.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,

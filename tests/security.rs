@@ -141,12 +141,30 @@ fn header_request(path: &str, header: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n")
 }
 
+#[test]
+fn printing_the_config_shows_no_secret() {
+    let mut c = wsgate::Config::for_tests();
+    c.jwt_secret = Some(JWT_SECRET.into());
+    c.api_keys = Some(format!("{GOOD_KEY},sekrit-apikey-rotated-91b0").into());
+    let printed = format!("{c:?} {c:#?}");
+    for secret in [JWT_SECRET, GOOD_KEY, "sekrit-apikey-rotated-91b0"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(
+        printed.contains("jwt_secret: Some(Secret(<redacted>))"),
+        "{printed}"
+    );
+    // The values themselves are intact.
+    assert_eq!(c.jwt_secret.as_deref(), Some(JWT_SECRET));
+    assert_eq!(c.api_key_list().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_api_key_or_jwt_secret_reaches_the_log() {
     let log = capture();
     let server = start_server(|c| {
         c.jwt_secret = Some(JWT_SECRET.into());
-        c.api_keys = Some(format!("{GOOD_KEY},sekrit-apikey-rotated-91b0"));
+        c.api_keys = Some(format!("{GOOD_KEY},sekrit-apikey-rotated-91b0").into());
     });
     let valid_query = mint(JWT_SECRET, "alice");
     let valid_header = mint(JWT_SECRET, "bob");
