@@ -745,6 +745,14 @@ impl<S: Sink> Worker<S> {
                 if state == State::Joining && id == Some(Id::Num(JOIN_ID)) {
                     return Err(format!("join_{code}"));
                 }
+                // A refused closed-loop publish will never be delivered: free its window slot
+                // now instead of after CLOSED_LOOP_TIMEOUT_NS.
+                if let Some(Id::Num(n)) = id {
+                    let s = ((self.plan.first + idx as u64) << 32) | (n & 0xffff_ffff);
+                    if self.outstanding.remove(&s).is_some() {
+                        self.complete(s);
+                    }
+                }
             }
             OwnedServerMessage::Event { data, .. } => {
                 let full = payload::read_value(&data);
