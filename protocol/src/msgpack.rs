@@ -133,6 +133,55 @@ fn skip(r: &mut Reader<'_>, depth: usize, mode: Mode) -> Result<(), ProtocolErro
     }
 }
 
+/// Skips one well-formed value of any type (a field this version does not know, or a known
+/// field before its type is checked) without recursion: a count of the values still to skip
+/// stands in for the call stack, so any nesting that fits in the message is skipped in constant
+/// memory, as the JSON decoder skips unknown fields. (`data` keeps its depth bound: [`skip`].)
+fn skip_any(r: &mut Reader<'_>) -> Result<(), ProtocolError> {
+    if !matches!(peek(r)?, 0x80..=0x9f | 0xdc..=0xdf) {
+        // A scalar (every known field but `data`, in a valid request): no loop.
+        return skip(r, 0, Mode::Any);
+    }
+    let mut pending = 1usize;
+    while pending > 0 {
+        pending -= 1;
+        let marker = peek(r)?;
+        let (what, n) = match marker {
+            0x80..=0x8f => ("map", usize::from(marker & 0x0f)),
+            0x90..=0x9f => ("array", usize::from(marker & 0x0f)),
+            0xdc..=0xdf => {
+                r.byte()?;
+                let n = r.len(if marker & 1 == 0 { 2 } else { 4 })?;
+                (if marker < 0xde { "array" } else { "map" }, n)
+            }
+            _ => {
+                skip(r, 0, Mode::Any)?;
+                continue;
+            }
+        };
+        if marker < 0xa0 {
+            r.byte()?;
+        }
+        let values = if what == "map" {
+            n.saturating_mul(2)
+        } else {
+            n
+        };
+        // Every value takes at least one byte: a longer claim is a lie, refused before looping.
+        pending = match pending.checked_add(values) {
+            Some(p) if p <= r.remaining() => p,
+            _ => {
+                let unit = if what == "map" { "entries" } else { "elements" };
+                return Err(malformed(&format!(
+                    "{what} of {n} {unit} in {} remaining bytes",
+                    r.remaining()
+                )));
+            }
+        };
+    }
+    Ok(())
+}
+
 /// Skips a bin or ext body: a length of `len_bytes` bytes, then `extra` type bytes and the body.
 fn skip_bytes(r: &mut Reader<'_>, len_bytes: usize, extra: usize) -> Result<(), ProtocolError> {
     let n = r.len(len_bytes)?;
@@ -327,20 +376,16 @@ fn read_envelope<'a>(
                 if std::str::from_utf8(key).is_err() {
                     return Err(ProtocolError::bad_request("map keys must be valid UTF-8"));
                 }
-                skip(&mut r, 0, Mode::Any)?;
+                skip_any(&mut r)?;
                 continue;
             }
         };
         let start = r.pos;
-        skip(
-            &mut r,
-            0,
-            if name == "data" {
-                Mode::Data
-            } else {
-                Mode::Any
-            },
-        )?;
+        if name == "data" {
+            skip(&mut r, 0, Mode::Data)?;
+        } else {
+            skip_any(&mut r)?;
+        }
         let value = payload.get(start..r.pos).ok_or_else(truncated)?;
         if slot.is_some() {
             return Err(ProtocolError::bad_request(format!(
@@ -798,7 +843,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_depth_in_data_and_unknown_fields() {
+    fn limits_depth_in_data_but_skips_unknown_fields_at_any_depth() {
         let nest = |n: usize| {
             let mut v = vec![0x91; n];
             v.push(0xc0);
@@ -817,11 +862,25 @@ mod tests {
             bad(&publish("data", &nest(65))).2,
             "data: nested deeper than 64"
         );
+        // Unknown fields: skipped at any depth, without recursion, as in JSON.
         assert!(decode_request(&publish("x", &nest(64))).is_ok());
+        assert!(decode_request(&publish("x", &nest(100_000))).is_ok());
+        let mut maps = [0x81, 0xa1, b'k'].repeat(100_000);
+        maps.push(0xc0);
+        assert!(decode_request(&publish("x", &maps)).is_ok());
+        // Still well-formed only: a nested lie or a cut message is refused.
+        let mut cut = nest(1_000);
+        cut.pop();
         assert_eq!(
-            bad(&publish("x", &nest(100_000))).2,
-            "malformed MessagePack: nested deeper than 64"
+            bad(&publish("x", &cut)).2,
+            "malformed MessagePack: array of 1 elements in 0 remaining bytes"
         );
+        assert_eq!(
+            bad(&publish("x", &hex("91 91 dd 7f ff ff ff"))).2,
+            "malformed MessagePack: array of 2147483647 elements in 0 remaining bytes"
+        );
+        // A known field nested deep is skipped, then refused for its type.
+        assert_eq!(bad(&publish("room", &nest(1_000))).1, ErrorCode::BadRequest);
     }
 
     #[test]
