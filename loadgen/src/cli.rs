@@ -23,7 +23,13 @@ pub fn max_per_worker() -> u64 {
 
 /// wsgate-loadgen: drive a wsgate server with many WebSocket connections and measure it.
 #[derive(Debug, Parser)]
-#[command(name = "wsgate-loadgen", version)]
+#[command(
+    name = "wsgate-loadgen",
+    version,
+    after_help = "Exit status: 0 the run passed; 1 loss, connection failures or refused requests \
+                  above --max-loss (default 0), or a decode mismatch; 2 the run could not start \
+                  or failed (bad arguments, a target off loopback without --allow-host, …)."
+)]
 pub struct Cli {
     /// The scenario.
     #[command(subcommand)]
@@ -174,8 +180,9 @@ pub struct CommonArgs {
     /// The server's pid: report its RSS per connection (from /proc/PID/status).
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Exit non-zero when loss (lost/expected) or failures (failed/connections) pass this
-    /// fraction.
+    /// Exit 1 when loss (lost/expected), connection failures (failed/connections) or refused
+    /// requests (publishes answered with an error, pushes not answered 200: refused/sent) pass
+    /// this fraction, or when a decoded event disagrees with its fast read.
     #[arg(long, default_value_t = 0.0)]
     pub max_loss: f64,
     /// Print the summary as JSON on stdout (the table goes to stderr).

@@ -52,11 +52,20 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let failed_ratio = summary.failed as f64 / summary.connections.max(1) as f64;
     let loss = summary.loss_ratio.unwrap_or(0.0);
-    if loss > common.max_loss || failed_ratio > common.max_loss || summary.decode_mismatches > 0 {
+    // Publishes answered with an error, and pushes the REST API did not answer with 200.
+    let refused: u64 =
+        summary.error_codes.values().sum::<u64>() + summary.push_errors.values().sum::<u64>();
+    let refused_ratio = refused as f64 / summary.published.max(1) as f64;
+    if loss > common.max_loss
+        || failed_ratio > common.max_loss
+        || refused_ratio > common.max_loss
+        || summary.decode_mismatches > 0
+    {
         eprintln!(
-            "FAIL: loss {:.4} %, failures {:.4} % (threshold {:.4} %)",
+            "FAIL: loss {:.4} %, failures {:.4} %, refused {:.4} % (threshold {:.4} %)",
             loss * 100.0,
             failed_ratio * 100.0,
+            refused_ratio * 100.0,
             common.max_loss * 100.0
         );
         return Ok(ExitCode::FAILURE);

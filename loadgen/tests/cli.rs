@@ -181,9 +181,10 @@ fn a_refused_publish_does_not_stall_the_closed_loop() {
     // publish is refused with `rate.limited`. It will never be delivered, so the publisher must
     // go on at once rather than wait out the 5 s closed-loop timeout (longer than the run).
     let server = start_server(&["--rate-per-sec", "1", "--rate-burst", "20"]);
+    // Refusals are the point here, so they must not fail the run (`--max-loss 1`).
     let s = passing(
         &server,
-        "fanout -n 3 --mode closed --window 1 --duration 1s --workers 1 --json",
+        "fanout -n 3 --mode closed --window 1 --duration 1s --workers 1 --json --max-loss 1",
     );
     let acked = count(&s, "acked");
     let refused = count(&s["error_codes"], "rate.limited");
@@ -238,6 +239,9 @@ fn push_with_a_wrong_api_key_reports_every_refusal() {
     assert_eq!(count(&s, "acked"), 0);
     assert_eq!(s["push_errors"], json!({ "http_403": sent }));
     assert_eq!(count(&s, "received"), 0);
+    // Every push refused: past any --max-loss below 1, the run fails.
+    assert_eq!(run.code, Some(1));
+    assert_contains(&run.stderr, "refused 100.0000 %");
 }
 
 #[test]
@@ -470,7 +474,7 @@ fn failures_past_max_loss_exit_with_status_1() {
         assert_eq!(run.code, Some(code), "--max-loss {max_loss}");
         assert_eq!(
             run.stderr
-                .contains("FAIL: loss 0.0000 %, failures 50.0000 %"),
+                .contains("FAIL: loss 0.0000 %, failures 50.0000 %, refused 0.0000 %"),
             code == 1
         );
     }
