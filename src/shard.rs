@@ -405,20 +405,23 @@ impl Shard {
             if h.is_closing() {
                 continue;
             }
-            let authenticated = h.user.borrow().is_some();
             let deadline = h.deadline_ms.get();
-            if deadline != 0 && now >= deadline {
-                let code = if authenticated {
-                    ShardStats::inc(&self.stats().tokens_expired);
-                    CloseCode::TokenExpired
-                } else {
-                    CloseCode::AuthTimeout
-                };
-                h.close(code.as_u16(), code.reason(), false);
-                continue;
-            }
-            if !authenticated {
-                continue;
+            if deadline != 0 {
+                // Awaiting `auth`: only its deadline applies (no ping yet).
+                let authenticated = h.user.borrow().is_some();
+                if now >= deadline {
+                    let code = if authenticated {
+                        ShardStats::inc(&self.stats().tokens_expired);
+                        CloseCode::TokenExpired
+                    } else {
+                        CloseCode::AuthTimeout
+                    };
+                    h.close(code.as_u16(), code.reason(), false);
+                    continue;
+                }
+                if !authenticated {
+                    continue;
+                }
             }
             let ping = h.ping_sent_ms.get();
             let seen = h.last_seen_ms.get();

@@ -253,6 +253,23 @@ async fn echo_has_no_auth_deadline_and_counts_toward_max_connections() {
 }
 
 #[tokio::test]
+async fn echo_connections_are_pinged_and_closed_4000_without_a_pong() {
+    let server = start_server(|c| {
+        c.echo = true;
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.heartbeat_timeout = Duration::from_millis(100);
+    });
+    let (mut c, _) = RawClient::connect(&server).await;
+    assert_eq!(c.recv().await.unwrap().opcode, 0x9, "a ping");
+    let close = c.recv().await.unwrap();
+    assert_eq!(
+        (close.opcode, &close.payload[..2]),
+        (0x8, &4000u16.to_be_bytes()[..])
+    );
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_message_over_the_limit_closes_1009() {
     let server = start_server(|c| {
         c.echo = true;
