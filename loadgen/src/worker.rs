@@ -748,7 +748,7 @@ impl<S: Sink> Worker<S> {
                 // A refused closed-loop publish will never be delivered: free its window slot
                 // now instead of after CLOSED_LOOP_TIMEOUT_NS.
                 if let Some(Id::Num(n)) = id {
-                    let s = ((self.plan.first + idx as u64) << 32) | (n & 0xffff_ffff);
+                    let s = publish_seq(self.plan.first + idx as u64, n);
                     if self.outstanding.remove(&s).is_some() {
                         self.complete(s);
                     }
@@ -894,7 +894,7 @@ impl<S: Sink> Worker<S> {
         payload::write(
             self.format,
             now,
-            (global << 32) | (id & 0xffff_ffff),
+            publish_seq(global, id),
             size,
             &mut self.data,
         );
@@ -920,7 +920,7 @@ impl<S: Sink> Worker<S> {
         {
             // Every member of the room is in this worker (the CLI insists on one worker).
             let receivers = self.joined[room].saturating_sub(u64::from(!echo));
-            let s = (global << 32) | (id & 0xffff_ffff);
+            let s = publish_seq(global, id);
             if receivers == 0 {
                 self.complete(s);
             } else {
@@ -1037,6 +1037,12 @@ struct Claims {
 }
 
 /// Opens a non-blocking TCP connection, bound to `source` first when given.
+/// The key of one publish, also carried in its payload: the publishing connection's global
+/// index in the high 32 bits, the request id in the low 32.
+fn publish_seq(global: u64, id: u64) -> u64 {
+    (global << 32) | (id & 0xffff_ffff)
+}
+
 fn connect(target: SocketAddr, source: Option<std::net::IpAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
