@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use wsgate::bench_support::{Event, Handles, Sockets, Transport};
+use wsgate::testing::bench::{Event, Handles, Sockets, Transport};
 use wsgate_protocol::Format;
 
 /// Most socket pairs at once: each takes two descriptors, and the process may hold 20,000.

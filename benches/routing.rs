@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use wsgate::bench_support::{room_name, user_name, Directory, Event, ShardMaps};
+use wsgate::testing::bench::{room_name, user_name, Directory, Event, ShardMaps};
 
 /// (users, rooms): one connection per user, each in one room: 100 members per room.
 const SIZES: [(usize, usize); 2] = [(10_000, 100), (100_000, 1_000)];

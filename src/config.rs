@@ -219,9 +219,9 @@ pub struct Config {
     /// Deadline for a graceful shutdown (flush and close everyone with 1001). Default: 10s.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// Fault injection for the panic-containment tests; no flag or variable sets it, so every
-    /// binary runs with `Faults::Off`.
-    #[doc(hidden)]
+    /// Fault injection for the panic-containment tests; no flag or variable sets it, and it
+    /// exists only with the `testing` feature (never in a release binary).
+    #[cfg(feature = "testing")]
     #[arg(skip)]
     pub faults: crate::panic::Faults,
 }
@@ -233,7 +233,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// A configuration for tests: all defaults, no environment read, port 0, loopback.
+    /// A configuration for tests: all defaults, no environment read, port 0, loopback. With
+    /// the `testing` feature only.
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests() -> Self {
         let mut config = Cli::try_parse_from(["wsgate", "--port", "0", "--host", "127.0.0.1"])
             .map(|cli| cli.config)
@@ -272,30 +274,60 @@ impl Config {
     }
 
     /// Checks the relations between knobs that clap cannot express.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_outbound_bytes < 2 * self.max_message_bytes {
-            return Err(format!(
-                "MAX_OUTBOUND_BYTES ({}) must be at least twice MAX_MESSAGE_BYTES ({})",
-                self.max_outbound_bytes, self.max_message_bytes
-            ));
+            return Err(ConfigError::OutboundBelowTwoMessages {
+                outbound: self.max_outbound_bytes,
+                message: self.max_message_bytes,
+            });
         }
         if self.rate_per_sec == 0 || self.rate_burst == 0 {
-            return Err("RATE_PER_SEC and RATE_BURST must be positive".into());
+            return Err(ConfigError::ZeroRate);
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
-            return Err("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive".into());
+            return Err(ConfigError::ZeroHeartbeat);
         }
         if self.shard_count() > 64 {
-            return Err("at most 64 shards".into());
+            return Err(ConfigError::TooManyShards);
         }
         if self.api_key_list().iter().any(|k| k.len() < 8) {
-            return Err("API_KEYS: every key must be at least 8 characters".into());
+            return Err(ConfigError::ShortApiKey);
         }
         if self.shard_inbox_capacity == 0 {
-            return Err("SHARD_INBOX_CAPACITY must be positive".into());
+            return Err(ConfigError::ZeroInbox);
         }
         Ok(())
     }
+}
+
+/// A relation between knobs that does not hold (see [`Config::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The outbound bound cannot hold two messages of the largest size.
+    #[error(
+        "MAX_OUTBOUND_BYTES ({outbound}) must be at least twice MAX_MESSAGE_BYTES ({message})"
+    )]
+    OutboundBelowTwoMessages {
+        /// `MAX_OUTBOUND_BYTES`.
+        outbound: usize,
+        /// `MAX_MESSAGE_BYTES`.
+        message: usize,
+    },
+    /// A rate of zero.
+    #[error("RATE_PER_SEC and RATE_BURST must be positive")]
+    ZeroRate,
+    /// A heartbeat of zero.
+    #[error("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")]
+    ZeroHeartbeat,
+    /// More shards than connection ids can tell apart.
+    #[error("at most 64 shards")]
+    TooManyShards,
+    /// An API key too short to be a secret.
+    #[error("API_KEYS: every key must be at least 8 characters")]
+    ShortApiKey,
+    /// An inbox that can hold nothing.
+    #[error("SHARD_INBOX_CAPACITY must be positive")]
+    ZeroInbox,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
@@ -346,5 +378,12 @@ mod tests {
         let mut c = Config::for_tests();
         c.max_outbound_bytes = c.max_message_bytes;
         assert!(c.validate().is_err());
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::OutboundBelowTwoMessages {
+                outbound: 1 << 20,
+                message: 1 << 20
+            })
+        );
     }
 }

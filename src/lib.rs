@@ -3,33 +3,51 @@
 //!
 //! Start one with [`start`] and a [`Config`]; the `wsgate` binary does that from flags and
 //! environment variables.
+//!
+//! # Layout
+//!
+//! Layers, lowest first; a module imports only those below it (and the leaves `config`,
+//! `stats`, `clock`, `panic`):
+//!
+//! - `reactor`: a shard's `mio` poll and slab of connection state machines, generic over the
+//!   machine; wake-ups. Knows nothing of what it drives.
+//! - `transport`: the socket, the outbound frame queue, and WebSocket (`ws/`: frames, reader,
+//!   wire state with the closing handshake, taking over an upgraded socket).
+//! - `session`: a client's session (identity, typed deadline, outbox, wake-up), JWT `auth`,
+//!   the rate limiter. A session outlives its socket: transports attach and detach.
+//! - `hub`: a shard's registry, the one owner of its sessions, users and room membership; the
+//!   local fan-out; events encoded once per wire format; the `Backplane` trait it is given.
+//! - `cluster`: the backplane implementations (`local.rs`: the other shards, through lock-free
+//!   inboxes) and the directory they answer from.
+//! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
+//!   upgraded sockets, shutdown.
+//! - `commands`: one file per client command, each an `apply`, dispatched in one place.
+//! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics.
+//! - `runtime`: start and stop, shard threads and loops, the connection machine, the sweep.
+//! - `testing` (feature `testing` only): fuzz and bench entry points, fault injection.
+//!
+//! The data path: socket → `transport::ws::wire` → `runtime::connection` (the session's
+//! turn) → `commands` → `hub` (local fan-out) → `Backplane` → the other shards' hubs →
+//! each session's outbox → `transport` writes it.
 
-mod alloc;
-mod auth;
-#[doc(hidden)]
-pub mod bench_support;
-mod cmd;
+mod clock;
+mod cluster;
+mod commands;
 pub mod config;
-mod connection;
-mod directory;
-#[doc(hidden)]
-pub mod fuzzing;
-mod handle;
 mod http;
-#[doc(hidden)]
-pub mod panic;
-mod rate;
+mod hub;
+mod node;
+mod panic;
 mod reactor;
-mod router;
-mod server;
-mod shard;
-mod shutdown;
+mod runtime;
+mod session;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
-mod ws;
 
-pub use auth::{mint, mint_with_exp, KeyError, MintOptions};
 pub use config::Config;
 pub use http::routes::ROUTES;
-pub use server::{start, ServerHandle, StartError};
+pub use runtime::{start, ServerHandle, StartError};
+pub use session::auth::{mint, mint_with_exp, KeyError, MintOptions};
 pub use stats::{ShardStats, StatsSnapshot};

@@ -1,18 +1,19 @@
 //! Panic containment: a panic while serving one connection or running one shard task is
 //! caught, logged and counted (`wsgate_panics_total`); the shard and the process keep serving.
 //!
-//! Connections are contained in `crate::reactor::drive` (the connection is closed with
-//! 1011); shard-level work (cross-shard deliveries, tasks, the sweep) through [`contain`].
-//! Tests inject panics with [`Faults`], a config field that no flag or variable can set.
+//! Connections are contained by the reactor (`crate::reactor`: the connection is closed with
+//! 1011); shard-level work (deliveries, tasks, the sweep) through [`contain`]. With the
+//! `testing` feature only, tests inject panics with `Faults`, a config field that no flag or
+//! variable can set; a release build has neither the field nor the checks.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::stats::ShardStats;
 
-/// Room names that make the server panic on purpose when [`crate::Config::faults`] is
-/// enabled: how the containment tests reach code that has no bug to trigger.
-#[doc(hidden)]
+/// Room names that make the server panic on purpose when `Config::faults` is enabled: how
+/// the containment tests reach code that has no bug to trigger.
+#[cfg(feature = "testing")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Faults {
     /// Normal operation: nothing is injected.
@@ -24,10 +25,10 @@ pub enum Faults {
 }
 
 /// With [`Faults::On`]: publishing to this room panics in the connection's command handler.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub const PANIC_IN_CONNECTION: &str = "fault:panic-in-connection";
 /// With [`Faults::On`]: delivering to this room panics in the shard's delivery code.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub const PANIC_IN_SHARD: &str = "fault:panic-in-shard";
 
 /// The text of a caught panic.

@@ -1,6 +1,6 @@
 //! The fuzz corpora as ordinary tests: every seed in `fuzz/corpus/<target>/` and every crash
 //! found so far in `fuzz/regressions/<target>/` goes through the same function the fuzz target
-//! calls (`wsgate_protocol::fuzzing`, `wsgate::fuzzing::targets`), with the same allocation
+//! calls (`wsgate_protocol::fuzzing`, `wsgate::testing::fuzz::targets`), with the same allocation
 //! cap, so `cargo test` checks them without cargo-fuzz.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored regenerate_seeds` rewrites the seeds from
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wsgate::fuzzing::targets::{self, SECRET};
+use wsgate::testing::fuzz::targets::{self, SECRET};
 use wsgate_protocol::fuzzing::CappedAlloc;
 
 // The fuzz targets run under this allocator: the replay must too, or the allocation cap of

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use wsgate::panic::{Faults, PANIC_IN_CONNECTION, PANIC_IN_SHARD};
+use wsgate::testing::{Faults, PANIC_IN_CONNECTION, PANIC_IN_SHARD};
 
 /// Publishes `n` to `room` from `from` and checks that `to` receives it.
 async fn still_delivered(from: &mut Client, to: &mut Client, room: &str, n: u64) {

@@ -6,4 +6,4 @@ use wsgate_protocol::fuzzing::CappedAlloc;
 #[global_allocator]
 static ALLOC: CappedAlloc = CappedAlloc;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| wsgate::fuzzing::targets::frame_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wsgate::testing::fuzz::targets::frame_reader(data));

@@ -10,7 +10,7 @@ mod client;
 mod envelope;
 mod error;
 mod format;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod json;
 mod message;

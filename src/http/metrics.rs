@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::http::rest::query::collect_stats;
-use crate::shard::Shard;
+use crate::node::Ctx;
 use crate::stats::{StatsSnapshot, LATENCY_BUCKETS_US};
 
 /// One metric: name, type, help, and how to read it from a shard's snapshot.
@@ -90,8 +90,8 @@ const PER_SHARD: &[Metric] = &[
 ];
 
 /// The whole exposition.
-pub(crate) fn render(shard: &Shard) -> String {
-    let stats = collect_stats(shard);
+pub(crate) fn render(ctx: &Ctx) -> String {
+    let stats = collect_stats(ctx);
     let mut out = String::with_capacity(4096);
     for m in PER_SHARD {
         let _ = writeln!(
@@ -114,7 +114,7 @@ pub(crate) fn render(shard: &Shard) -> String {
         out,
         "# HELP {name} Time to answer REST API requests.\n# TYPE {name} histogram"
     );
-    for (i, s) in shard.shared.stats.iter().enumerate() {
+    for (i, s) in ctx.shared.stats.iter().enumerate() {
         let (counts, sum_us) = s.rest_latency.cumulative();
         for (le, count) in LATENCY_BUCKETS_US.iter().zip(&counts) {
             let le = *le as f64 / 1e6;

@@ -1,12 +1,15 @@
 //! The HTTP side of the port: hyper 1.x serving the WebSocket upgrade at `/ws` and the REST
-//! surface, with bounded request heads and a deadline for them (slowloris).
+//! surface, with bounded request heads and a deadline for them (slowloris). One route table
+//! ([`routes`]) binds each method and path to its handler.
 
 mod cors;
 mod error;
 mod metrics;
 pub(crate) mod rest;
 pub(crate) mod routes;
+pub(crate) mod token;
 mod upgrade;
+pub(crate) mod url;
 
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -21,9 +24,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-pub(crate) use error::json_error;
+pub(crate) use error::{json_error, HttpCode};
 
-use crate::shard::Shard;
+use crate::node::Ctx;
+use routes::Handler;
 
 /// The response body type of every route.
 pub(crate) type Body = Full<Bytes>;
@@ -32,76 +36,53 @@ pub(crate) type Body = Full<Bytes>;
 const HYPER_MIN_BUF: usize = 8192;
 
 /// Serves one TCP connection: HTTP/1.1 requests until it upgrades or closes.
-pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let cfg = &shard.shared.config;
+pub(crate) async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
+    let cfg = ctx.config();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_timeout)
         .max_buf_size(cfg.max_header_bytes.max(HYPER_MIN_BUF))
         .max_headers(cfg.max_headers);
-    let svc_shard = shard.clone();
+    let svc_ctx = ctx.clone();
     let service = service_fn(move |req| {
-        let shard = svc_shard.clone();
-        async move { Ok::<_, Infallible>(route(&shard, req).await) }
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(answer(&ctx, req).await) }
     });
     if let Err(e) = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await
     {
-        tracing::debug!(shard = shard.id, error = %e, "HTTP connection ended with an error");
+        tracing::debug!(shard = ctx.shard, error = %e, "HTTP connection ended with an error");
     }
 }
 
-async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
-    let origin = shard.shared.config.cors_origin.clone();
+async fn answer(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    let origin = ctx.config().cors_origin.clone();
     if let (Some(origin), &Method::OPTIONS) = (&origin, req.method()) {
         return cors::preflight(origin);
     }
-    let mut res = dispatch(shard, req).await;
+    let mut res = route(ctx, req).await;
     if let Some(origin) = origin {
         cors::decorate(&mut res, &origin);
     }
     res
 }
 
-async fn dispatch(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
+async fn route(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    // `/echo` is for conformance tests: off by default and not in ROUTES (nor the OpenAPI
-    // document), so without ECHO=true it is a 404 like any unknown path.
-    if path == "/echo" && shard.shared.config.echo {
-        return upgrade::echo(shard, req);
+    // `/echo` is for conformance tests: off by default and not in the route table (nor the
+    // OpenAPI document), so without ECHO=true it is a 404 like any unknown path.
+    if path == "/echo" && ctx.config().echo {
+        return upgrade::echo(ctx, req);
     }
     let method = req.method().as_str().to_owned();
-    let matched = routes::ROUTES.iter().find_map(|(m, t)| {
-        (*m == method)
-            .then(|| routes::match_template(t, &path).map(|p| (*t, p)))
-            .flatten()
-    });
-    let Some((template, params)) = matched else {
-        let allowed = routes::allowed_methods(&path);
-        if allowed.is_empty() {
-            return json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no route for {path}"),
-            );
-        }
-        let mut res = json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            &format!("{method} is not allowed on {path}"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-            res.headers_mut().insert(hyper::header::ALLOW, v);
-        }
-        return res;
+    let (handler, params) = match routes::find(&method, &path) {
+        Ok(found) => found,
+        Err(allowed) => return unrouted(&method, &path, &allowed),
     };
-    let decoded: Option<Vec<String>> = params
-        .into_iter()
-        .map(crate::auth::percent_decode_path)
-        .collect();
+    let decoded: Option<Vec<String>> = params.into_iter().map(url::percent_decode_path).collect();
     let Some(params) = decoded else {
         let details = vec![rest::Detail::new(
             "path",
@@ -109,44 +90,64 @@ async fn dispatch(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
         )];
         return rest::ApiError::invalid(details).into_response();
     };
-    match template {
-        "/ws" => upgrade::handle(shard, req),
-        "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
-        "/readyz" if shard.shared.shutdown.is_fired() => {
+    match handler {
+        Handler::Upgrade => upgrade::handle(ctx, req),
+        Handler::Health => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        Handler::Ready if ctx.shared.shutdown.is_fired() => {
             json(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false}"#)
         }
-        "/readyz" => json(StatusCode::OK, r#"{"ready":true}"#),
-        "/metrics" => {
-            if shard.shared.config.metrics_require_api_key {
-                if let Err(e) = rest::check_api_key(shard, &req) {
+        Handler::Ready => json(StatusCode::OK, r#"{"ready":true}"#),
+        Handler::Metrics => {
+            if ctx.config().metrics_require_api_key {
+                if let Err(e) = rest::check_api_key(ctx, &req) {
                     return e.into_response();
                 }
             }
-            let mut res = Response::new(Full::new(Bytes::from(metrics::render(shard))));
-            res.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            res
+            let body = Bytes::from(metrics::render(ctx));
+            with_type(Response::new(Full::new(body)), "text/plain; version=0.0.4")
         }
-        "/api/v1/openapi.yaml" => {
-            let mut res = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-            res.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/yaml"),
-            );
-            res
+        Handler::OpenApi => {
+            let body = Bytes::from_static(OPENAPI.as_bytes());
+            with_type(Response::new(Full::new(body)), "application/yaml")
         }
-        _ => {
+        api => {
             let started = std::time::Instant::now();
-            let res = match rest::dispatch(shard, &method, template, params, req).await {
+            let res = match rest::dispatch(ctx, api, params, req).await {
                 Ok(res) => res,
                 Err(e) => e.into_response(),
             };
-            shard.stats().rest_latency.record(started.elapsed());
+            ctx.stats().rest_latency.record(started.elapsed());
             res
         }
     }
+}
+
+/// 404 for an unknown path; 405 with `Allow` for a known path and another method.
+fn unrouted(method: &str, path: &str, allowed: &[&str]) -> Response<Body> {
+    if allowed.is_empty() {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            HttpCode::NotFound,
+            &format!("no route for {path}"),
+        );
+    }
+    let mut res = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        HttpCode::MethodNotAllowed,
+        &format!("{method} is not allowed on {path}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        res.headers_mut().insert(hyper::header::ALLOW, v);
+    }
+    res
+}
+
+fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
+    res.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    res
 }
 
 /// The OpenAPI description of this surface, served at `/api/v1/openapi.yaml`.

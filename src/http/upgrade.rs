@@ -11,48 +11,38 @@ use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Method, Request, Response, StatusCode};
 use wsgate_protocol::{ErrorCode, Format};
 
-use super::{json_error, Body};
-use crate::auth::{query_param, token_from_request, OfferedToken};
-use crate::connection::Role;
-use crate::server::{ConnPermit, UserSlot};
-use crate::shard::Shard;
+use super::token::{token_from_request, OfferedToken};
+use super::url::query_param;
+use super::{json_error, Body, HttpCode};
+use crate::node::permit::{ConnPermit, UserSlot};
+use crate::node::{Ctx, Handoff, Role};
 use crate::stats::ShardStats;
 
-pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
-    let shared = &shard.shared;
-    if let Some(refused) = refuse_early(shard, &req) {
+pub(super) fn handle(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
+    let shared = &ctx.shared;
+    if let Some(refused) = refuse_early(ctx, &req) {
         return refused;
     }
     let (format, by_header) = match negotiate_format(&req) {
         Ok(f) => f,
-        Err(msg) => {
-            return json_error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest.as_str(), msg)
-        }
+        Err(msg) => return json_error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg),
     };
     let identity = match token_from_request(&req) {
         OfferedToken::None if shared.config.require_handshake_token => {
-            ShardStats::inc(&shard.stats().auth_failures);
+            ShardStats::inc(&ctx.stats().auth_failures);
             let msg = "a token is required: Authorization: Bearer <jwt> or ?token=<jwt>";
-            return json_error(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::AuthRequired.as_str(),
-                msg,
-            );
+            return json_error(StatusCode::UNAUTHORIZED, ErrorCode::AuthRequired, msg);
         }
         OfferedToken::None => None,
         OfferedToken::Malformed(msg) => {
-            ShardStats::inc(&shard.stats().auth_failures);
-            return json_error(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::AuthInvalid.as_str(),
-                msg,
-            );
+            ShardStats::inc(&ctx.stats().auth_failures);
+            return json_error(StatusCode::UNAUTHORIZED, ErrorCode::AuthInvalid, msg);
         }
         OfferedToken::Token(token) => match shared.verifier.verify(&token) {
             Ok(identity) => Some(identity),
             Err(e) => {
-                ShardStats::inc(&shard.stats().auth_failures);
-                return json_error(StatusCode::UNAUTHORIZED, e.code.as_str(), &e.message);
+                ShardStats::inc(&ctx.stats().auth_failures);
+                return json_error(StatusCode::UNAUTHORIZED, e.code, &e.message);
             }
         },
     };
@@ -66,14 +56,14 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
             None => {
                 return json_error(
                     StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::UserConnectionLimit.as_str(),
+                    ErrorCode::UserConnectionLimit,
                     "this user holds its maximum number of connections",
                 )
             }
         },
     };
     let role = Role::Gateway { format, identity };
-    let mut response = upgrade(shard, &mut req, role, permit);
+    let mut response = upgrade(ctx, &mut req, role, permit);
     if by_header && response.status() == StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,
@@ -84,38 +74,34 @@ pub(super) fn handle(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<
 }
 
 /// `GET /echo`: an upgrade with no token and no format, counted against `MAX_CONNECTIONS`.
-pub(super) fn echo(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
-    if let Some(refused) = refuse_early(shard, &req) {
+pub(super) fn echo(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = refuse_early(ctx, &req) {
         return refused;
     }
-    let Some(permit) = ConnPermit::acquire(&shard.shared) else {
+    let Some(permit) = ConnPermit::acquire(&ctx.shared) else {
         return server_full();
     };
-    upgrade(shard, &mut req, Role::Echo, permit)
+    upgrade(ctx, &mut req, Role::Echo, permit)
 }
 
 /// Refuses what is not a WebSocket upgrade (426), and any upgrade during shutdown (503).
-fn refuse_early(shard: &Shard, req: &Request<Incoming>) -> Option<Response<Body>> {
+fn refuse_early(ctx: &Ctx, req: &Request<Incoming>) -> Option<Response<Body>> {
     if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(req) {
         let msg = format!(
             "{} expects a WebSocket upgrade (GET with Upgrade: websocket)",
             req.uri().path()
         );
-        let mut res = json_error(
-            StatusCode::UPGRADE_REQUIRED,
-            ErrorCode::BadRequest.as_str(),
-            &msg,
-        );
+        let mut res = json_error(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadRequest, &msg);
         res.headers_mut().insert(
             hyper::header::UPGRADE,
             HeaderValue::from_static("websocket"),
         );
         return Some(res);
     }
-    if shard.shared.shutdown.is_fired() {
+    if ctx.shared.shutdown.is_fired() {
         return Some(json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "server.shutting_down",
+            HttpCode::ShuttingDown,
             "the server is shutting down",
         ));
     }
@@ -125,15 +111,15 @@ fn refuse_early(shard: &Shard, req: &Request<Incoming>) -> Option<Response<Body>
 fn server_full() -> Response<Body> {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::ServerFull.as_str(),
+        ErrorCode::ServerFull,
         "the server holds its maximum number of connections",
     )
 }
 
 /// Answers the handshake (101) and hands the socket to the shard's reactor once the upgrade
-/// completes.
+/// completes (so neither the upgrade's state nor a task is kept for the connection's life).
 fn upgrade(
-    shard: &Rc<Shard>,
+    ctx: &Rc<Ctx>,
     req: &mut Request<Incoming>,
     role: Role,
     permit: ConnPermit,
@@ -142,14 +128,23 @@ fn upgrade(
         Ok(pair) => pair,
         Err(e) => {
             let msg = format!("invalid WebSocket handshake: {e}");
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest.as_str(),
-                &msg,
-            );
+            return json_error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &msg);
         }
     };
-    tokio::task::spawn_local(crate::connection::run(shard.clone(), upgrade, role, permit));
+    let ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        if let Some((socket, already_read)) =
+            crate::transport::ws::upgrade::take_over(upgrade).await
+        {
+            let handoff = Handoff {
+                socket,
+                already_read,
+                role,
+                permit,
+            };
+            ctx.shared.hand_off(ctx.shard, handoff);
+        }
+    });
     response.map(|_| Full::default())
 }
 

@@ -10,10 +10,11 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use wsgate_protocol::{Format, RawData, MAX_NAME_LEN};
+use wsgate_protocol::{ErrorCode, Format, RawData, MAX_NAME_LEN};
 
 use super::ApiError;
 use crate::config::Config;
+use crate::http::HttpCode;
 
 /// One invalid field, for the `details` of a 400.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -58,7 +59,7 @@ pub(crate) async fn read_json(req: Request<Incoming>, cfg: &Config) -> Result<By
     let Ok(collected) = tokio::time::timeout(cfg.body_timeout, collect).await else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "body.timeout",
+            HttpCode::BodyTimeout,
             format!(
                 "the request body did not arrive within {} ms",
                 cfg.body_timeout.as_millis()
@@ -70,7 +71,7 @@ pub(crate) async fn read_json(req: Request<Incoming>, cfg: &Config) -> Result<By
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
         Err(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "the request body could not be read",
         )),
     }
@@ -79,7 +80,7 @@ pub(crate) async fn read_json(req: Request<Incoming>, cfg: &Config) -> Result<By
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body.too_large",
+        HttpCode::BodyTooLarge,
         format!("the request body is larger than {max} bytes"),
     )
 }

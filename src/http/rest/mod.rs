@@ -16,24 +16,33 @@ use serde::Serialize;
 
 pub(crate) use body::Detail;
 
-use super::error::APPLICATION_JSON;
+use wsgate_protocol::ErrorCode;
+
+use super::error::{Code, HttpCode, APPLICATION_JSON};
+#[cfg(feature = "testing")]
+use super::routes;
+use super::routes::Handler;
 use super::Body;
-use crate::shard::Shard;
+use crate::node::Ctx;
 
 /// A REST failure: status, stable code, message and (for 400) every invalid field.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Code,
     message: String,
     details: Vec<Detail>,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: impl Into<Code>,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             details: Vec::new(),
         }
@@ -45,7 +54,7 @@ impl ApiError {
         let message = format!("invalid request: {}", fields.join(", "));
         ApiError {
             details,
-            ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+            ..ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
         }
     }
 
@@ -53,7 +62,7 @@ impl ApiError {
     pub(crate) fn room_not_found(room: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "room.not_found",
+            ErrorCode::RoomNotFound,
             format!("room {room:?} not found"),
         )
     }
@@ -72,7 +81,7 @@ impl ApiError {
         }
         let wire = Wire {
             error: Inner {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
                 details: &self.details,
             },
@@ -97,7 +106,7 @@ pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body>
 pub(crate) type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Checks the API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-pub(crate) fn check_api_key<B>(shard: &Shard, req: &Request<B>) -> Result<(), ApiError> {
+pub(crate) fn check_api_key<B>(ctx: &Ctx, req: &Request<B>) -> Result<(), ApiError> {
     let headers = req.headers();
     let offered = headers
         .get("x-api-key")
@@ -112,12 +121,12 @@ pub(crate) fn check_api_key<B>(shard: &Shard, req: &Request<B>) -> Result<(), Ap
     let Some(offered) = offered.filter(|k| !k.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "api_key.missing",
+            HttpCode::ApiKeyMissing,
             "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
         ));
     };
     // Compare with every key, each in constant time, so timing tells nothing about any key.
-    let ok = shard.shared.api_keys.iter().fold(false, |ok, key| {
+    let ok = ctx.shared.api_keys.iter().fold(false, |ok, key| {
         ok | constant_time_eq(key.as_bytes(), offered.as_bytes())
     });
     if ok {
@@ -125,7 +134,7 @@ pub(crate) fn check_api_key<B>(shard: &Shard, req: &Request<B>) -> Result<(), Ap
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "api_key.invalid",
+            HttpCode::ApiKeyInvalid,
             "the API key is not valid",
         ))
     }
@@ -138,53 +147,53 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Runs the handler for a matched `/api/v1` route.
+/// Runs the handler of a matched `/api/v1` route.
 pub(crate) async fn dispatch(
-    shard: &Rc<Shard>,
-    method: &str,
-    template: &str,
+    ctx: &Rc<Ctx>,
+    handler: Handler,
     params: Vec<String>,
     req: Request<Incoming>,
 ) -> ApiResult {
-    check_api_key(shard, &req)?;
+    check_api_key(ctx, &req)?;
     let p = |i: usize| params.get(i).cloned().unwrap_or_default();
-    match (method, template) {
-        ("POST", "/api/v1/push/users") => push::users(shard, req).await,
-        ("POST", "/api/v1/push/rooms/{roomId}") => push::room(shard, req, p(0)).await,
-        ("POST", "/api/v1/push/broadcast") => push::broadcast(shard, req).await,
-        ("POST", "/api/v1/push/batch") => push::batch(shard, req).await,
-        ("GET", "/api/v1/users") => query::users(shard, &req),
-        ("GET", "/api/v1/users/{userId}") => query::user(shard, p(0)).await,
-        ("DELETE", "/api/v1/users/{userId}/connections") => query::kick(shard, &req, p(0)).await,
-        ("GET", "/api/v1/stats") => Ok(query::stats(shard)),
-        ("GET", "/api/v1/rooms") => rooms::list(shard, &req),
-        ("POST", "/api/v1/rooms") => rooms::create(shard, req).await,
-        ("GET", "/api/v1/rooms/{roomId}") => rooms::get(shard, p(0)).await,
-        ("DELETE", "/api/v1/rooms/{roomId}") => rooms::close(shard, p(0)).await,
-        ("POST", "/api/v1/rooms/{roomId}/members") => rooms::add_member(shard, req, p(0)).await,
-        ("DELETE", "/api/v1/rooms/{roomId}/members/{userId}") => {
-            rooms::remove_member(shard, p(0), p(1)).await
-        }
-        _ => Err(ApiError::new(
+    match handler {
+        Handler::PushUsers => push::users(ctx, req).await,
+        Handler::PushRoom => push::room(ctx, req, p(0)).await,
+        Handler::PushBroadcast => push::broadcast(ctx, req).await,
+        Handler::PushBatch => push::batch(ctx, req).await,
+        Handler::ListUsers => query::users(ctx, &req),
+        Handler::GetUser => query::user(ctx, p(0)).await,
+        Handler::KickUser => query::kick(ctx, &req, p(0)).await,
+        Handler::Stats => Ok(query::stats(ctx)),
+        Handler::ListRooms => rooms::list(ctx, &req),
+        Handler::CreateRoom => rooms::create(ctx, req).await,
+        Handler::GetRoom => rooms::get(ctx, p(0)).await,
+        Handler::CloseRoom => rooms::close(ctx, p(0)).await,
+        Handler::AddMember => rooms::add_member(ctx, req, p(0)).await,
+        Handler::RemoveMember => rooms::remove_member(ctx, p(0), p(1)).await,
+        Handler::Upgrade
+        | Handler::Health
+        | Handler::Ready
+        | Handler::Metrics
+        | Handler::OpenApi => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            HttpCode::NotFound,
             "no such route",
         )),
     }
 }
 
-/// The endpoints whose JSON bodies [`validate_body`] reads, by index.
-pub(crate) const BODY_ENDPOINTS: [&str; 6] = [
-    "POST /api/v1/push/users",
-    "POST /api/v1/push/rooms/{roomId}",
-    "POST /api/v1/push/broadcast",
-    "POST /api/v1/push/batch",
-    "POST /api/v1/rooms",
-    "POST /api/v1/rooms/{roomId}/members",
-];
+/// `"METHOD path"` of each route that takes a body, in table order: the fuzzer's endpoints.
+#[cfg(feature = "testing")]
+pub(crate) fn body_endpoints() -> Vec<String> {
+    routes::body_routes()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
 
 /// What a body that passed validation holds: every name it gave, the raw `data` of each push
 /// and the number of pushes (or other actions).
+#[cfg(feature = "testing")]
 #[derive(Debug, Default)]
 pub(crate) struct BodySummary {
     pub(crate) names: Vec<String>,
@@ -192,16 +201,25 @@ pub(crate) struct BodySummary {
     pub(crate) actions: usize,
 }
 
-/// Runs the body validation of `BODY_ENDPOINTS[endpoint]` on `body`, exactly as its handler
-/// does, without acting on the result. For the fuzzer (`crate::fuzzing`).
+/// Runs the body validation of the `endpoint`-th route that takes a body ([`body_endpoints`])
+/// on `body`, exactly as its handler does, without acting on the result. For the fuzzer
+/// (`crate::testing`).
+#[cfg(feature = "testing")]
 pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary, ApiError> {
     let mut out = BodySummary::default();
-    let pushes = match endpoint {
-        0 => vec![push::parse_users(body)?],
-        1 => vec![push::parse_room(body, "r".into())?],
-        2 => vec![push::parse_broadcast(body)?],
-        3 => push::parse_batch(body)?,
-        4 => {
+    let Some(route) = routes::body_routes().nth(endpoint) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            HttpCode::NotFound,
+            "no such endpoint",
+        ));
+    };
+    let pushes = match route.handler {
+        Handler::PushUsers => vec![push::parse_users(body)?],
+        Handler::PushRoom => vec![push::parse_room(body, "r".into())?],
+        Handler::PushBroadcast => vec![push::parse_broadcast(body)?],
+        Handler::PushBatch => push::parse_batch(body)?,
+        Handler::CreateRoom => {
             let (room, creator) = rooms::parse_create(body)?;
             out.names.extend([room].into_iter().chain(creator));
             out.actions = 1;
@@ -247,7 +265,7 @@ pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 /// `limit` (1 to 1000, default 100) and `cursor` query parameters.
 pub(crate) fn page_params<B>(req: &Request<B>) -> Result<(usize, Option<String>), ApiError> {
     let query = req.uri().query().unwrap_or("");
-    let limit = match crate::auth::query_param(query, "limit") {
+    let limit = match super::url::query_param(query, "limit") {
         None => 100,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
@@ -259,7 +277,7 @@ pub(crate) fn page_params<B>(req: &Request<B>) -> Result<(usize, Option<String>)
             }
         },
     };
-    let cursor = crate::auth::query_param(query, "cursor").filter(|c| !c.is_empty());
+    let cursor = super::url::query_param(query, "cursor").filter(|c| !c.is_empty());
     Ok((limit, cursor))
 }
 

@@ -10,12 +10,12 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wsgate_protocol::Format;
+use wsgate_protocol::{ErrorCode, Format};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, ApiError, ApiResult};
-use crate::router::{Delivery, OutEvent, Report, Target};
-use crate::shard::Shard;
+use crate::hub::{Backplane, Delivery, OutEvent, Report, Target};
+use crate::node::Ctx;
 
 /// Most users in one push, and most pushes in one batch.
 const MAX_ITEMS: usize = 1000;
@@ -81,8 +81,8 @@ fn user_fields(f: &mut Fields<'_>) -> Option<Vec<String>> {
 }
 
 /// Starts a push: checks the room exists, then routes the event with a report.
-async fn start(shard: &Shard, push: Push) -> Pending {
-    let shards = shard.shared.router.shards();
+async fn start(ctx: &Ctx, push: Push) -> Pending {
+    let shards = ctx.shared.backplane.hubs();
     let (target, event, data, room, except, users) = match push {
         Push::Users { users, event, data } => {
             let arcs: Arc<[Arc<str>]> = users.iter().map(|u| Arc::from(u.as_str())).collect();
@@ -94,7 +94,7 @@ async fn start(shard: &Shard, push: Push) -> Pending {
             data,
             except,
         } => {
-            if shard.shared.directory.room(&room).is_none() {
+            if ctx.shared.directory().room(&room).is_none() {
                 return Pending::Failed(ApiError::room_not_found(&room));
             }
             let room: Arc<str> = Arc::from(room);
@@ -117,7 +117,7 @@ async fn start(shard: &Shard, push: Push) -> Pending {
         report: Some(report.clone()),
         ..Delivery::new(target, ev)
     };
-    shard.route(delivery).await;
+    ctx.hub.route(delivery).await;
     Pending::Report(report, users)
 }
 
@@ -143,8 +143,8 @@ async fn finish(pending: Pending) -> Result<Outcome, ApiError> {
     }
 }
 
-async fn run_one(shard: &Shard, push: Push) -> ApiResult {
-    let outcome = finish(start(shard, push).await).await?;
+async fn run_one(ctx: &Ctx, push: Push) -> ApiResult {
+    let outcome = finish(start(ctx, push).await).await?;
     Ok(json(StatusCode::OK, &outcome))
 }
 
@@ -158,9 +158,9 @@ fn done(f: Fields<'_>) -> Result<(), ApiError> {
 }
 
 /// `POST /api/v1/push/users`.
-pub(super) async fn users(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, &shard.shared.config).await?;
-    run_one(shard, parse_users(&body)?).await
+pub(super) async fn users(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
+    let body = read_json(req, ctx.config()).await?;
+    run_one(ctx, parse_users(&body)?).await
 }
 
 /// The body of a user push: `{userId | userIds, event, data?}`.
@@ -177,10 +177,10 @@ pub(super) fn parse_users(body: &[u8]) -> Result<Push, ApiError> {
 }
 
 /// `POST /api/v1/push/rooms/{roomId}`.
-pub(super) async fn room(shard: &Rc<Shard>, req: Request<Incoming>, room: String) -> ApiResult {
+pub(super) async fn room(ctx: &Rc<Ctx>, req: Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let body = read_json(req, &shard.shared.config).await?;
-    run_one(shard, parse_room(&body, room)?).await
+    let body = read_json(req, ctx.config()).await?;
+    run_one(ctx, parse_room(&body, room)?).await
 }
 
 /// The body of a push to `room`: `{event, data?, exceptUserId?}`.
@@ -202,9 +202,9 @@ pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
 }
 
 /// `POST /api/v1/push/broadcast`.
-pub(super) async fn broadcast(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, &shard.shared.config).await?;
-    run_one(shard, parse_broadcast(&body)?).await
+pub(super) async fn broadcast(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
+    let body = read_json(req, ctx.config()).await?;
+    run_one(ctx, parse_broadcast(&body)?).await
 }
 
 /// The body of a broadcast: `{event, data?}`.
@@ -220,12 +220,12 @@ pub(super) fn parse_broadcast(body: &[u8]) -> Result<Push, ApiError> {
 }
 
 /// `POST /api/v1/push/batch`: every item validated first; then delivered in order.
-pub(super) async fn batch(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, &shard.shared.config).await?;
+pub(super) async fn batch(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
+    let body = read_json(req, ctx.config()).await?;
     let pushes = parse_batch(&body)?;
     let mut pending = Vec::with_capacity(pushes.len());
     for push in pushes {
-        pending.push(start(shard, push).await);
+        pending.push(start(ctx, push).await);
     }
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
@@ -235,7 +235,7 @@ pub(super) async fn batch(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResul
                 delivered: 0,
                 offline: None,
                 error: Some(ItemError {
-                    code: e.code,
+                    code: e.code.as_str(),
                     message: e.message,
                 }),
             },
@@ -329,7 +329,7 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
 fn internal() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorCode::Internal,
         "validation inconsistency",
     )
 }

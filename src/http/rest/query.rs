@@ -8,13 +8,13 @@ use hyper::{Request, StatusCode};
 use serde::Serialize;
 
 use super::{check_name, json, next_cursor, page_params, ApiResult};
-use crate::shard::Shard;
+use crate::node::Ctx;
 use crate::stats::{ShardStats, StatsSnapshot};
 
 /// `GET /api/v1/users?limit=&cursor=`: connected users in id order, a page at a time.
-pub(super) fn users(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
+pub(super) fn users(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     let (limit, cursor) = page_params(req)?;
-    let (page, more) = shard.shared.directory.users_page(cursor.as_deref(), limit);
+    let (page, more) = ctx.shared.directory().users_page(cursor.as_deref(), limit);
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct User {
@@ -39,14 +39,14 @@ pub(super) fn users(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
 }
 
 /// `GET /api/v1/users/{userId}`: connected?, how many connections, which rooms.
-pub(super) async fn user(shard: &Rc<Shard>, user: String) -> ApiResult {
+pub(super) async fn user(ctx: &Rc<Ctx>, user: String) -> ApiResult {
     check_name("userId", &user)?;
-    let connections = shard.shared.directory.connections_of(&user);
+    let connections = ctx.shared.directory().connections_of(&user);
     let mut rooms: Vec<String> = if connections == 0 {
         Vec::new()
     } else {
         let name = user.clone();
-        let parts = shard.gather(move |s| s.rooms_of(&name)).await;
+        let parts = ctx.hub.gather(move |s| s.rooms_of(&name)).await;
         parts.into_iter().flatten().map(|r| r.to_string()).collect()
     };
     rooms.sort();
@@ -71,11 +71,12 @@ pub(super) async fn user(shard: &Rc<Shard>, user: String) -> ApiResult {
 }
 
 /// `DELETE /api/v1/users/{userId}/connections?reason=`: close them all with 4003.
-pub(super) async fn kick(shard: &Rc<Shard>, req: &Request<Incoming>, user: String) -> ApiResult {
+pub(super) async fn kick(ctx: &Rc<Ctx>, req: &Request<Incoming>, user: String) -> ApiResult {
     check_name("userId", &user)?;
-    let reason = crate::auth::query_param(req.uri().query().unwrap_or(""), "reason")
+    let reason = crate::http::url::query_param(req.uri().query().unwrap_or(""), "reason")
         .unwrap_or_else(|| "disconnected by the backend".to_owned());
-    let disconnected: usize = shard
+    let disconnected: usize = ctx
+        .hub
         .gather(move |s| s.kick(&user, &reason))
         .await
         .into_iter()
@@ -106,8 +107,8 @@ pub(crate) struct PerShard {
     pub(crate) stats: StatsSnapshot,
 }
 
-pub(crate) fn collect_stats(shard: &Shard) -> Stats {
-    let shards: Vec<PerShard> = shard
+pub(crate) fn collect_stats(ctx: &Ctx) -> Stats {
+    let shards: Vec<PerShard> = ctx
         .shared
         .stats
         .iter()
@@ -120,7 +121,7 @@ pub(crate) fn collect_stats(shard: &Shard) -> Stats {
     let total = shards
         .iter()
         .fold(StatsSnapshot::default(), |a, s| a + s.stats);
-    let directory = &shard.shared.directory;
+    let directory = &ctx.shared.directory();
     Stats {
         total,
         users: directory.user_count(),
@@ -130,6 +131,6 @@ pub(crate) fn collect_stats(shard: &Shard) -> Stats {
 }
 
 /// `GET /api/v1/stats`.
-pub(super) fn stats(shard: &Rc<Shard>) -> hyper::Response<crate::http::Body> {
-    json(StatusCode::OK, &collect_stats(shard))
+pub(super) fn stats(ctx: &Rc<Ctx>) -> hyper::Response<crate::http::Body> {
+    json(StatusCode::OK, &collect_stats(ctx))
 }

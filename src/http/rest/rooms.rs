@@ -9,13 +9,15 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
-use wsgate_protocol::Format;
+use wsgate_protocol::{ErrorCode, Format};
 
 use super::body::{read_json, Fields};
 use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
-use crate::directory::{RoomInfo, RoomRefused};
-use crate::router::OutEvent;
-use crate::shard::Shard;
+use crate::cluster::RoomInfo;
+use crate::http::HttpCode;
+use crate::hub::OutEvent;
+use crate::hub::RoomRefused;
+use crate::node::Ctx;
 
 /// Most member users listed in one room's answer.
 const MAX_LISTED_USERS: usize = 1000;
@@ -46,23 +48,23 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?}`: 201, or 409 if it exists.
-pub(super) async fn create(shard: &Rc<Shard>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, &shard.shared.config).await?;
+pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
+    let body = read_json(req, ctx.config()).await?;
     let (room, creator) = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
-    match shard.shared.directory.create_room(&key, creator) {
+    match ctx.shared.directory().create_room(&key, creator) {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(&room, info, Some(Vec::new())),
         )),
         Err(RoomRefused::Exists) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "room.conflict",
+            HttpCode::RoomConflict,
             format!("room {room:?} already exists"),
         )),
         Err(RoomRefused::TooManyRooms) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "room.limit",
+            ErrorCode::RoomLimit,
             "the server's room limit is reached",
         )),
     }
@@ -81,7 +83,7 @@ pub(super) fn parse_create(body: &[u8]) -> Result<(String, Option<String>), ApiE
     let Some(room) = room else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "validation inconsistency",
         ));
     };
@@ -89,9 +91,9 @@ pub(super) fn parse_create(body: &[u8]) -> Result<(String, Option<String>), ApiE
 }
 
 /// `GET /api/v1/rooms?limit=&cursor=`.
-pub(super) fn list(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
+pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     let (limit, cursor) = page_params(req)?;
-    let (page, more) = shard.shared.directory.rooms_page(cursor.as_deref(), limit);
+    let (page, more) = ctx.shared.directory().rooms_page(cursor.as_deref(), limit);
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
@@ -107,15 +109,16 @@ pub(super) fn list(shard: &Rc<Shard>, req: &Request<Incoming>) -> ApiResult {
 }
 
 /// `GET /api/v1/rooms/{roomId}`: the room and its member users.
-pub(super) async fn get(shard: &Rc<Shard>, room: String) -> ApiResult {
+pub(super) async fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let info = shard
+    let info = ctx
         .shared
-        .directory
+        .directory()
         .room(&room)
         .ok_or_else(|| ApiError::room_not_found(&room))?;
     let name = room.clone();
-    let mut users: Vec<String> = shard
+    let mut users: Vec<String> = ctx
+        .hub
         .gather(move |s| s.users_in(&name))
         .await
         .into_iter()
@@ -129,9 +132,9 @@ pub(super) async fn get(shard: &Rc<Shard>, room: String) -> ApiResult {
 }
 
 /// `DELETE /api/v1/rooms/{roomId}`: members get `room.closed` and are removed.
-pub(super) async fn close(shard: &Rc<Shard>, room: String) -> ApiResult {
+pub(super) async fn close(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    if !shard.shared.directory.close_room(&room) {
+    if !ctx.shared.directory().close_room(&room) {
         return Err(ApiError::room_not_found(&room));
     }
     let data = Bytes::from_static(br#"{"reason":"closed by the backend"}"#);
@@ -143,7 +146,8 @@ pub(super) async fn close(shard: &Rc<Shard>, room: String) -> ApiResult {
         Format::Json,
     );
     let name = room.clone();
-    let removed: usize = shard
+    let removed: usize = ctx
+        .hub
         .gather(move |s| s.close_room(&name, &event))
         .await
         .into_iter()
@@ -164,19 +168,16 @@ pub(super) async fn close(shard: &Rc<Shard>, room: String) -> ApiResult {
 }
 
 /// `POST /api/v1/rooms/{roomId}/members` `{userId}`: adds that user's connections.
-pub(super) async fn add_member(
-    shard: &Rc<Shard>,
-    req: Request<Incoming>,
-    room: String,
-) -> ApiResult {
+pub(super) async fn add_member(ctx: &Rc<Ctx>, req: Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let body = read_json(req, &shard.shared.config).await?;
+    let body = read_json(req, ctx.config()).await?;
     let user = parse_member(&body)?;
-    if shard.shared.directory.room(&room).is_none() {
+    if ctx.shared.directory().room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
     let key: Arc<str> = Arc::from(room.as_str());
-    let added: usize = shard
+    let added: usize = ctx
+        .hub
         .gather(move |s| s.add_to_room(&user, &key))
         .await
         .into_iter()
@@ -200,13 +201,14 @@ pub(super) fn parse_member(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// `DELETE /api/v1/rooms/{roomId}/members/{userId}`.
-pub(super) async fn remove_member(shard: &Rc<Shard>, room: String, user: String) -> ApiResult {
+pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> ApiResult {
     check_name("roomId", &room)?;
     check_name("userId", &user)?;
-    if shard.shared.directory.room(&room).is_none() {
+    if ctx.shared.directory().room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
-    let removed: usize = shard
+    let removed: usize = ctx
+        .hub
         .gather(move |s| s.remove_from_room(&user, &room))
         .await
         .into_iter()

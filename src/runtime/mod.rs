@@ -1,108 +1,31 @@
-//! Starting and stopping the server: the shared state, one `SO_REUSEPORT` listener per shard,
-//! and the handle that stops it.
+//! The runtime: starting and stopping the server (one `SO_REUSEPORT` listener and one thread
+//! per shard, and the handle that stops them), the shard loops ([`shard`]), the connection
+//! machine the reactor drives ([`connection`]), the sweep ([`sweep`]) and the allocator's
+//! upkeep ([`alloc`]).
+
+mod alloc;
+mod connection;
+mod shard;
+mod sweep;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::auth::{KeyError, Verifier};
-use crate::config::Config;
-use crate::directory::Directory;
-use crate::router::Router;
-use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::config::{Config, ConfigError};
+use crate::node::shutdown::ShutdownTrigger;
+use crate::node::Shared;
+use crate::session::auth::{KeyError, Verifier};
 use crate::stats::{ShardStats, StatsSnapshot};
-
-/// What every shard shares. Nothing here is touched per message except the inboxes in `router`
-/// and the relaxed counters in `stats`.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) router: Router,
-    pub(crate) directory: Directory,
-    pub(crate) stats: Box<[ShardStats]>,
-    pub(crate) verifier: Verifier,
-    /// Keys accepted by the REST API (never logged).
-    pub(crate) api_keys: Vec<String>,
-    /// Open WebSocket connections, bounded by `max_connections`.
-    connections: AtomicUsize,
-    pub(crate) shutdown: Shutdown,
-}
-
-impl Shared {
-    /// The state `config.shard_count()` shards share (also built alone by the benches).
-    pub(crate) fn new(
-        config: Config,
-        verifier: Verifier,
-        api_keys: Vec<String>,
-        shutdown: Shutdown,
-    ) -> Shared {
-        let shards = config.shard_count();
-        Shared {
-            router: Router::new(shards, config.shard_inbox_capacity),
-            directory: Directory::new(config.max_connections_per_user, config.max_rooms),
-            stats: (0..shards).map(|_| ShardStats::default()).collect(),
-            verifier,
-            api_keys,
-            connections: AtomicUsize::new(0),
-            shutdown,
-            config,
-        }
-    }
-}
-
-/// One slot of `max_connections`, released on drop.
-pub(crate) struct ConnPermit(Arc<Shared>);
-
-impl ConnPermit {
-    /// Takes a slot, unless the server is full.
-    pub(crate) fn acquire(shared: &Arc<Shared>) -> Option<ConnPermit> {
-        let max = shared.config.max_connections;
-        shared
-            .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ConnPermit(shared.clone()))
-    }
-}
-
-impl Drop for ConnPermit {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One of a user's `max_connections_per_user` slots, released on drop.
-pub(crate) struct UserSlot {
-    shared: Arc<Shared>,
-    user: Arc<str>,
-}
-
-impl UserSlot {
-    /// Takes a slot for `user`, unless it holds the maximum already.
-    pub(crate) fn acquire(shared: &Arc<Shared>, user: &Arc<str>) -> Option<UserSlot> {
-        shared.directory.add_connection(user).then(|| UserSlot {
-            shared: shared.clone(),
-            user: user.clone(),
-        })
-    }
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        self.shared.directory.remove_connection(&self.user);
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A knob is out of range.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// The JWT key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -128,14 +51,14 @@ pub struct ServerHandle {
 
 /// Starts the server: binds one listener per shard and starts the shard threads.
 pub fn start(config: Config) -> Result<ServerHandle, StartError> {
-    config.validate().map_err(StartError::Config)?;
+    config.validate()?;
     let dev_secret = (config.jwt_secret.is_none() && config.jwt_public_key_file.is_none())
-        .then(crate::auth::dev_secret);
+        .then(crate::session::auth::dev_secret);
     let verifier = Verifier::from_config(&config, dev_secret.as_deref())?;
     let mut api_keys = config.api_key_list();
     let dev_api_key = api_keys
         .is_empty()
-        .then(|| format!("wsgate_dev_{}", crate::auth::dev_secret()));
+        .then(|| format!("wsgate_dev_{}", crate::session::auth::dev_secret()));
     api_keys.extend(dev_api_key.clone());
     let shards = config.shard_count();
     let requested = SocketAddr::new(config.host, config.port);
@@ -149,14 +72,16 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     })?;
 
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let shared = Arc::new(Shared::new(config, verifier, api_keys, shutdown));
+    let (shared, handoffs) = Shared::new(config, verifier, api_keys, shutdown);
+    let shared = Arc::new(shared);
     let mut threads = Vec::with_capacity(shards);
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let thread = crate::shard::spawn(id, shared.clone(), listener)
+    for (id, (listener, handoffs)) in listeners.into_iter().zip(handoffs).enumerate() {
+        let thread = shard::spawn(id, shared.clone(), listener, handoffs)
             .map_err(|source| StartError::Io { addr, source })?;
         threads.push(thread);
     }
-    tracing::info!(%addr, shards, "wsgate listening");
+    // The log target stays `wsgate::server`, as log filters and the bench scripts know it.
+    tracing::info!(target: "wsgate::server", %addr, shards, "wsgate listening");
     Ok(ServerHandle {
         addr,
         shared,
@@ -206,7 +131,11 @@ impl ServerHandle {
 
     /// Each shard's counters.
     pub fn shard_stats(&self) -> Vec<StatsSnapshot> {
-        self.shared.stats.iter().map(ShardStats::snapshot).collect()
+        self.shared
+            .stats
+            .iter()
+            .map(|s| ShardStats::snapshot(s))
+            .collect()
     }
 
     /// All shards' counters added up.
@@ -217,13 +146,14 @@ impl ServerHandle {
     }
 
     /// The state every shard shares.
+    #[cfg(feature = "testing")]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// Rooms on the server now.
     pub fn room_count(&self) -> usize {
-        self.shared.directory.room_count()
+        self.shared.directory().room_count()
     }
 
     /// Starts a graceful shutdown without waiting for it.

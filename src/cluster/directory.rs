@@ -1,6 +1,7 @@
-//! The server-wide directory of users and rooms: who holds how many connections, which rooms
-//! exist and who made them. It is touched on connect, disconnect, join, leave and by REST
-//! queries, never per message: messages travel through the shards' inboxes (`router.rs`).
+//! The process-wide directory of users and rooms: who holds how many connections, which rooms
+//! exist, how many members they have and who made them. It is touched on connect, disconnect,
+//! join, leave and by REST queries, never per message: messages travel through the shards'
+//! inboxes (`local.rs`). It is the local backplane's answer to cluster-wide questions.
 //!
 //! Both maps are ordered, so listings page with a cursor (the last key returned) and stay
 //! consistent while users come and go: every entry present throughout appears exactly once.
@@ -8,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+
+use crate::hub::RoomRefused;
 
 /// A room's directory entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,15 +32,6 @@ pub(crate) struct Directory {
     rooms: Mutex<BTreeMap<Arc<str>, RoomInfo>>,
     max_per_user: u32,
     max_rooms: usize,
-}
-
-/// Why a room operation was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RoomRefused {
-    /// The server already has `max_rooms` rooms.
-    TooManyRooms,
-    /// Creating a room that exists.
-    Exists,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

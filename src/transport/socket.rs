@@ -1,30 +1,34 @@
-//! The byte stream under a WebSocket connection: a TCP socket from the listener, or one end of
-//! a Unix socket pair (how the fuzzer and tests feed the real connection code without a
-//! network). An enum, not a generic, so the connection code is compiled once. Non-blocking
-//! `mio` sockets: the shard's reactor (`reactor.rs`) reports their readiness.
+//! The byte stream under a connection: a TCP socket from the listener, or one end of a Unix
+//! socket pair (how the fuzzer and tests feed the real connection code without a network). An
+//! enum, not a generic, so the connection code is compiled once. Non-blocking `mio` sockets:
+//! the shard's reactor (`crate::reactor`) reports their readiness.
 
 use std::io::{self, IoSlice, Write};
 use std::mem::MaybeUninit;
 
 use bytes::{BufMut, BytesMut};
 use mio::event::Source;
-use mio::net::{TcpStream, UnixStream};
+use mio::net::TcpStream;
+#[cfg(feature = "testing")]
+use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
 /// A connection's socket.
 #[derive(Debug)]
-pub(crate) enum Transport {
+pub(crate) enum Socket {
     /// Accepted by a shard's listener.
     Tcp(TcpStream),
-    /// Handed to a shard directly (see `crate::fuzzing`).
+    /// Handed to a shard directly (see `crate::testing`; test builds only).
+    #[cfg(feature = "testing")]
     Unix(UnixStream),
 }
 
-impl Transport {
+impl Socket {
     fn sock(&self) -> socket2::SockRef<'_> {
         match self {
-            Transport::Tcp(s) => socket2::SockRef::from(s),
-            Transport::Unix(s) => socket2::SockRef::from(s),
+            Socket::Tcp(s) => socket2::SockRef::from(s),
+            #[cfg(feature = "testing")]
+            Socket::Unix(s) => socket2::SockRef::from(s),
         }
     }
 
@@ -44,8 +48,9 @@ impl Transport {
     /// Writes what the socket takes now, in one vectored write.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Transport::Tcp(s) => (&*s).write_vectored(bufs),
-            Transport::Unix(s) => (&*s).write_vectored(bufs),
+            Socket::Tcp(s) => (&*s).write_vectored(bufs),
+            #[cfg(feature = "testing")]
+            Socket::Unix(s) => (&*s).write_vectored(bufs),
         }
     }
 
@@ -56,16 +61,17 @@ impl Transport {
     }
 }
 
-impl Transport {
+impl Socket {
     fn source(&mut self) -> &mut dyn Source {
         match self {
-            Transport::Tcp(s) => s,
-            Transport::Unix(s) => s,
+            Socket::Tcp(s) => s,
+            #[cfg(feature = "testing")]
+            Socket::Unix(s) => s,
         }
     }
 }
 
-impl Source for Transport {
+impl Source for Socket {
     fn register(
         &mut self,
         registry: &Registry,

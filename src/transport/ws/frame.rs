@@ -162,6 +162,15 @@ pub(crate) fn build<E>(
     Ok(Bytes::from(buf).slice(start..))
 }
 
+/// The frame opcode that carries a format's messages: text for JSON, binary for MessagePack.
+pub(crate) const fn opcode_for(format: wsgate_protocol::Format) -> OpCode {
+    if format.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    }
+}
+
 /// One final data frame (text or binary) carrying a copy of `payload`.
 pub(crate) fn data(opcode: OpCode, payload: &[u8]) -> Bytes {
     let built = build(opcode, payload.len(), |out| {

@@ -10,7 +10,7 @@ use std::io;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::{self, FrameError, OpCode};
-use crate::transport::Transport;
+use crate::transport::socket::Socket;
 
 /// First allocation when a socket becomes readable.
 const READ_CHUNK: usize = 4096;
@@ -114,7 +114,7 @@ impl Reader {
 
     /// Reads what the socket has without waiting. `Ok(0)` is end of stream; `WouldBlock`
     /// means nothing was ready.
-    pub(crate) fn read_from(&mut self, stream: &Transport) -> io::Result<usize> {
+    pub(crate) fn read_from(&mut self, stream: &Socket) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() == 0 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -122,6 +122,7 @@ impl Reader {
     }
 
     /// Appends bytes as if read from the socket (the fuzz targets feed the reader this way).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

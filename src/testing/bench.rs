@@ -1,11 +1,12 @@
-//! Not API, for benches only: thin wrappers that let `benches/` drive the crate-private hot
-//! paths without starting a server. Nothing here is stable or meant for any other use.
+//! For benches only: thin wrappers that let `benches/` drive the crate-private hot paths
+//! without starting a server. Nothing here is stable or meant for any other use.
 //!
 //! What is real and what is a copy:
-//! Everything is the server's own code, called as the server calls it: `ConnHandle::push`,
-//! `ConnHandle::flush_with`, the reactor's wake-up list (`Ready`), `OutEvent::frame`, every `Directory`
-//! method, and a real `Shard` (built on its own, with no thread or listener) for the room and
-//! user lookups and `Shard::deliver_local`.
+//! Everything is the server's own code, called as the server calls it: `Session::push`, the
+//! outbox's vectored flush (`Outbound::flush_with`), the reactor's wake-up list (`Ready`),
+//! `OutEvent::frame`, every `Directory` method, and a real shard context and hub (built on
+//! their own, with no thread or listener) for the room and user lookups and
+//! `Hub::deliver_local`.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read, Write};
@@ -17,14 +18,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wsgate_protocol::Format;
 
-use crate::auth::Verifier;
 use crate::config::Config;
-use crate::handle::ConnHandle;
-use crate::reactor::Ready;
-use crate::router::{Delivery, OutEvent, Target};
-use crate::server::Shared;
-use crate::shard::Shard;
-use crate::shutdown::ShutdownTrigger;
+use crate::hub::{Delivery, OutEvent, Target};
+use crate::node::shutdown::ShutdownTrigger;
+use crate::node::{Ctx, Shared};
+use crate::reactor::{Ready, Wake};
+use crate::session::auth::Verifier;
+use crate::session::Session;
 
 /// The server's default `MAX_OUTBOUND_BYTES` (4 MiB), the bound every push is checked against.
 const MAX_OUTBOUND_BYTES: usize = 4 << 20;
@@ -71,7 +71,7 @@ impl Event {
 }
 
 /// The reactor's side of wake-ups, minus the slab lookup: takes the queued tokens (counting
-/// them) as a reactor turn does; each driven handle is then unmarked (`ConnHandle::unmark`).
+/// them) as a reactor turn does; each driven session is then unmarked (`Session::unmark`).
 #[derive(Default)]
 struct Turns {
     ready: Rc<Ready>,
@@ -88,10 +88,17 @@ impl Turns {
     }
 }
 
-/// `n` connections of one shard: each a real `ConnHandle` behind an `Rc`, as the shard's maps
-/// hold them, idle (not queued in the reactor's wake-up list), as between events.
+/// A session of `format`, attached to slot `token` of the reactor that `ready` belongs to.
+fn session(id: u64, format: Format, ready: &Rc<Ready>, token: u32) -> Rc<Session> {
+    let s = Rc::new(Session::new(id, format, 1));
+    s.attach(Wake::new(ready.clone(), token));
+    s
+}
+
+/// `n` connections of one shard: each a real `Session` behind an `Rc`, as the hub's maps hold
+/// them, idle (not queued in the reactor's wake-up list), as between events.
 pub struct Handles {
-    handles: Vec<Rc<ConnHandle>>,
+    handles: Vec<Rc<Session>>,
     turns: Turns,
 }
 
@@ -102,13 +109,13 @@ impl Handles {
         let handles = (0..n)
             .map(|i| {
                 let (id, token) = (i as u64 + 1, i as u32);
-                Rc::new(ConnHandle::new(id, format, 1, turns.ready.clone(), token))
+                session(id, format, &turns.ready, token)
             })
             .collect();
         Handles { handles, turns }
     }
 
-    /// Queues `frame` on every connection (`ConnHandle::push`, which queues each idle
+    /// Queues `frame` on every connection (`Session::push`, which queues each idle
     /// connection for a reactor turn); returns how many accepted it.
     pub fn push_all(&self, frame: &Bytes) -> usize {
         self.handles
@@ -118,7 +125,7 @@ impl Handles {
     }
 
     /// What the reactor's next turn does, minus the syscall: takes the queued connections and
-    /// flushes each queue with `ConnHandle::flush_with` into a sink that accepts every byte
+    /// flushes each queue with `Outbound::flush_with` into a sink that accepts every byte
     /// without copying. Returns the bytes flushed.
     pub fn flush_all(&self) -> usize {
         self.turns.take();
@@ -137,10 +144,10 @@ impl Handles {
     }
 }
 
-/// Flushes a handle's whole queue into a sink that takes everything; returns the bytes.
-fn flush_to_sink(h: &ConnHandle) -> usize {
+/// Flushes a session's whole outbox into a sink that takes everything; returns the bytes.
+fn flush_to_sink(h: &Session) -> usize {
     let mut total = 0;
-    let flushed = h.flush_with(|slices| {
+    let flushed = h.outbox().flush_with(|slices| {
         let n = slices.iter().map(|s| s.len()).sum();
         total += n;
         Ok(n)
@@ -180,8 +187,8 @@ impl Stream {
     }
 }
 
-/// `n` connections, each a real `ConnHandle` writing to its own non-blocking socket with the
-/// handle's vectored flush (one `writev` of up to 64 queued frames), as the connection task
+/// `n` connections, each a real `Session` writing to its own non-blocking socket with the
+/// outbox's vectored flush (one `writev` of up to 64 queued frames), as the connection task
 /// does; the peer ends are read only by [`Sockets::drain`], outside the measured work.
 ///
 /// Each connection takes two file descriptors.
@@ -230,7 +237,7 @@ impl Sockets {
     }
 
     /// Queues `frames` copies of `frame` on every connection, then lets each connection flush
-    /// its queue to its socket (`ConnHandle::flush_with` with `writev`, up to 64 frames per
+    /// its queue to its socket (`Outbound::flush_with` with `writev`, up to 64 frames per
     /// call), as a reactor turn does. Returns the bytes the kernel accepted; anything short of
     /// `n × frames × frame.len()` means a socket buffer was full.
     pub fn push_and_flush(&self, frame: &Bytes, frames: usize) -> io::Result<usize> {
@@ -241,7 +248,7 @@ impl Sockets {
         let mut total = 0;
         for (h, w) in self.handles.handles.iter().zip(&self.writers) {
             h.unmark();
-            h.flush_with(|slices| {
+            h.outbox().flush_with(|slices| {
                 let n = w.write_vectored(slices)?;
                 total += n;
                 Ok(n)
@@ -268,15 +275,15 @@ impl Sockets {
     }
 }
 
-/// A real shard, not serving (no thread, no listener), filled as connects and joins fill it:
-/// every connection is a real `ConnHandle` registered, authenticated and joined through the
-/// shard's own functions, formats alternating JSON and MessagePack.
+/// A real shard context and hub, not serving (no thread, no listener), filled as connects and
+/// joins fill it: every connection is a real `Session` registered, authenticated and joined
+/// through the hub's own functions, formats alternating JSON and MessagePack.
 pub struct ShardMaps {
-    shard: Rc<Shard>,
-    handles: Vec<Rc<ConnHandle>>,
+    ctx: Rc<Ctx>,
+    handles: Vec<Rc<Session>>,
     /// The bench's own lists of who a room or user delivery reaches, to flush them after each
     /// delivery (what the reactor would do) so queues do not grow.
-    reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>>,
+    reached: std::collections::HashMap<Arc<str>, Vec<Rc<Session>>>,
     turns: Turns,
 }
 
@@ -294,13 +301,16 @@ impl ShardMaps {
         let mut config = Config::for_tests();
         config.shards = 1;
         config.jwt_secret = Some("bench".into());
+        config.max_rooms_per_connection =
+            config.max_rooms_per_connection.max(rooms_per_conn as u32);
         let verifier = Verifier::from_config(&config, None).expect("an HS256 verifier");
         let (_trigger, shutdown) = ShutdownTrigger::new();
-        let shared = Arc::new(Shared::new(config, verifier, Vec::new(), shutdown));
-        let shard = Rc::new(Shard::new(0, shared).expect("a shard's reactor"));
+        let (shared, _handoffs) = Shared::new(config, verifier, Vec::new(), shutdown);
+        let ctx = Ctx::new(0, Arc::new(shared));
+        let turns = Turns::default();
         let room_names: Vec<Arc<str>> = (0..rooms).map(|i| room_name(i).into()).collect();
         let mut handles = Vec::with_capacity(users * conns_per_user);
-        let mut reached: std::collections::HashMap<Arc<str>, Vec<Rc<ConnHandle>>> =
+        let mut reached: std::collections::HashMap<Arc<str>, Vec<Rc<Session>>> =
             std::collections::HashMap::new();
         let mut j = 0;
         for u in 0..users {
@@ -311,22 +321,16 @@ impl ShardMaps {
                 } else {
                     Format::MsgPack
                 };
-                let ready = shard.reactor.ready.clone();
-                let h = Rc::new(ConnHandle::new(
-                    shard.next_conn_id(),
-                    format,
-                    1,
-                    ready,
-                    j as u32,
-                ));
-                shard.register(&h);
+                let h = session(ctx.next_session_id(), format, &turns.ready, j as u32);
+                ctx.hub.register(&h);
                 *h.user.borrow_mut() = Some(user.clone());
-                shard.add_user(&user, &h);
+                ctx.hub.add_user(&user, &h);
                 reached.entry(user.clone()).or_default().push(h.clone());
                 for k in 0..rooms_per_conn.min(rooms) {
                     let room = &room_names[(j * rooms_per_conn + k) % rooms];
-                    h.rooms.borrow_mut().push(room.clone());
-                    shard.join_local(room, &h);
+                    ctx.hub
+                        .join(&h, room)
+                        .expect("within the bench's room bounds");
                     reached.entry(room.clone()).or_default().push(h.clone());
                 }
                 handles.push(h);
@@ -334,11 +338,8 @@ impl ShardMaps {
             }
         }
         ShardMaps {
-            turns: Turns {
-                ready: shard.reactor.ready.clone(),
-                ..Turns::default()
-            },
-            shard,
+            turns,
+            ctx,
             handles,
             reached,
         }
@@ -346,12 +347,12 @@ impl ShardMaps {
 
     /// Looks a room up; its member count (0 when absent).
     pub fn room_members(&self, room: &str) -> usize {
-        self.shard.room_len(room)
+        self.ctx.hub.room_len(room)
     }
 
     /// Looks a user up; how many connections it has here (0 when absent).
     pub fn user_conns(&self, user: &str) -> usize {
-        self.shard.user_len(user)
+        self.ctx.hub.user_len(user)
     }
 
     /// The id of the `i`-th connection made (to exclude it, as a publisher's own).
@@ -359,22 +360,22 @@ impl ShardMaps {
         self.handles[i].id
     }
 
-    /// `Shard::deliver_local` for `Target::Room`, not to `exclude` (a publisher's own
+    /// `Hub::deliver_local` for `Target::Room`, not to `exclude` (a publisher's own
     /// connection); then each member flushes to a sink and parks, as in
     /// [`Handles::flush_all`]. Returns connections reached.
     pub fn deliver_room(&self, room: &Arc<str>, event: &Event, exclude: Option<u64>) -> usize {
         let mut d = Delivery::new(Target::Room(room.clone()), event.inner.clone());
         d.exclude = exclude;
-        let delivered = self.shard.deliver_local(&d);
+        let delivered = self.ctx.hub.deliver_local(&d);
         self.flush(room);
         delivered
     }
 
-    /// `Shard::deliver_local` for `Target::User`, then each of the user's connections flushes
+    /// `Hub::deliver_local` for `Target::User`, then each of the user's connections flushes
     /// to a sink and parks. Returns connections reached.
     pub fn deliver_user(&self, user: &Arc<str>, event: &Event) -> usize {
         let d = Delivery::new(Target::User(user.clone()), event.inner.clone());
-        let delivered = self.shard.deliver_local(&d);
+        let delivered = self.ctx.hub.deliver_local(&d);
         self.flush(user);
         delivered
     }
@@ -391,14 +392,14 @@ impl ShardMaps {
 
 /// The server-wide directory (the real `Directory`), filled as connects and joins fill it.
 pub struct Directory {
-    inner: crate::directory::Directory,
+    inner: crate::cluster::Directory,
 }
 
 impl Directory {
     /// `users` users ([`user_name`]) with `conns_per_user` connections each, and `rooms` rooms
     /// ([`room_name`]) with `members` members each, all made by `join`s.
     pub fn new(users: usize, conns_per_user: u32, rooms: usize, members: u32) -> Directory {
-        let inner = crate::directory::Directory::new(conns_per_user.max(16), rooms);
+        let inner = crate::cluster::Directory::new(conns_per_user.max(16), rooms);
         for u in 0..users {
             let user: Arc<str> = user_name(u).into();
             for _ in 0..conns_per_user {
@@ -497,7 +498,7 @@ mod tests {
         assert_eq!(maps.deliver_user(&user, &ev), 2);
         // The real shard counted what it delivered.
         assert_eq!(
-            maps.shard
+            maps.ctx
                 .stats()
                 .deliveries
                 .load(std::sync::atomic::Ordering::Relaxed),

@@ -1,23 +1,21 @@
 //! Entry points for the fuzz targets (`fuzz/`) and the corpus-replay tests: the real parsers
-//! and the real connection code, driven from arbitrary bytes. Not API: hidden from the docs and
-//! free to change with the fuzz targets.
+//! and the real connection code, driven from arbitrary bytes. Free to change with the fuzz
+//! targets.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wsgate_protocol::Format;
 
-use crate::auth::Identity;
-use crate::connection::Role;
-use crate::router::ShardMsg;
-use crate::server::{ConnPermit, ServerHandle, UserSlot};
-use crate::shard::Shard;
-use crate::transport::Transport;
-use crate::ws::reader::{Incoming, Reader};
+use crate::node::permit::{ConnPermit, UserSlot};
+use crate::node::{Handoff, Role};
+use crate::session::auth::Identity;
+use crate::transport::socket::Socket;
+use crate::transport::ws::reader::{Incoming, Reader};
+use crate::ServerHandle;
 
 /// What a reader made of a byte stream: the items, then the close code of a framing error.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,9 +71,9 @@ pub enum AttachError {
     /// The stream could not be made non-blocking.
     #[error("cannot prepare the stream: {0}")]
     Io(#[from] io::Error),
-    /// Shard 0's inbox stayed full.
-    #[error("shard 0 did not take the stream")]
-    Busy,
+    /// Shard 0 is not running.
+    #[error("shard 0 is gone")]
+    Gone,
 }
 
 /// Serves `stream` on shard 0 through the real connection code, as if it had just completed
@@ -103,21 +101,16 @@ pub fn attach(
         None => None,
     };
     stream.set_nonblocking(true)?;
-    let mut msg = ShardMsg::Run(Box::new(move |shard: &Rc<Shard>| {
-        let stream = Transport::Unix(mio::net::UnixStream::from_std(stream));
-        let role = Role::Gateway { format, identity };
-        crate::reactor::adopt(shard, stream, Bytes::new(), role, permit);
-    }));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match shared.router.try_send(0, msg) {
-            Ok(()) => return Ok(()),
-            Err(back) if Instant::now() < deadline => {
-                msg = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(_) => return Err(AttachError::Busy),
-        }
+    let handoff = Handoff {
+        socket: Socket::Unix(mio::net::UnixStream::from_std(stream)),
+        already_read: Bytes::new(),
+        role: Role::Gateway { format, identity },
+        permit,
+    };
+    if shared.hand_off(0, handoff) {
+        Ok(())
+    } else {
+        Err(AttachError::Gone)
     }
 }
 
@@ -207,8 +200,10 @@ pub mod targets {
     use wsgate_protocol::{decode_server_message, Format, RawData, MAX_NAME_LEN};
 
     use super::{Incoming, ReaderOutcome};
-    use crate::auth::{self, OfferedToken, Verifier};
-    use crate::http::rest::{validate_body, BODY_ENDPOINTS};
+    use crate::http::rest::{body_endpoints, validate_body};
+    use crate::http::token::{self as auth, OfferedToken};
+    use crate::http::url;
+    use crate::session::auth::Verifier;
     use crate::{Config, ServerHandle};
 
     /// The HS256 secret of the fuzz server and of the `token` target's verifier.
@@ -245,7 +240,7 @@ pub mod targets {
                 Incoming::Ping(payload) => assert!(payload.len() <= 125, "a long ping"),
                 Incoming::Close(Some(code)) => {
                     assert!(
-                        crate::ws::frame::is_valid_close_code(*code),
+                        crate::transport::ws::frame::is_valid_close_code(*code),
                         "close code {code}"
                     );
                 }
@@ -345,7 +340,10 @@ pub mod targets {
                             code != 1011 || may_close_1011,
                             "closed with 1011 (internal error)"
                         );
-                        assert!(crate::ws::frame::is_valid_close_code(code), "code {code}");
+                        assert!(
+                            crate::transport::ws::frame::is_valid_close_code(code),
+                            "code {code}"
+                        );
                         assert!(std::str::from_utf8(reason).is_ok(), "a non-UTF-8 reason");
                     } else {
                         assert!(payload.is_empty(), "a one-byte close payload");
@@ -357,7 +355,7 @@ pub mod targets {
         }
     }
 
-    /// Fuzz target `rest_body`: the first byte picks one of [`BODY_ENDPOINTS`], the rest is
+    /// Fuzz target `rest_body`: the first byte picks one of the routes that take a body, the rest is
     /// its JSON body, validated exactly as the handler does. A refused body is a 400 listing
     /// every invalid field (never a 500); an accepted one holds only valid names and `data` that
     /// reaches MessagePack clients; a batch keeps every item.
@@ -365,7 +363,8 @@ pub mod targets {
         let Some((&kind, body)) = data.split_first() else {
             return;
         };
-        let endpoint = usize::from(kind) % BODY_ENDPOINTS.len();
+        let endpoints = body_endpoints();
+        let endpoint = usize::from(kind) % endpoints.len();
         with_alloc_cap(alloc_cap(body.len()), || {
             match validate_body(endpoint, body) {
                 Ok(summary) => {
@@ -382,7 +381,7 @@ pub mod targets {
                         wsgate_protocol::transcode(raw, Format::MsgPack, &mut mp)
                             .unwrap_or_else(|e| panic!("accepted data cannot transcode: {e}"));
                     }
-                    if BODY_ENDPOINTS[endpoint] == "POST /api/v1/push/batch" {
+                    if endpoints[endpoint] == "POST /api/v1/push/batch" {
                         let value: serde_json::Value =
                             serde_json::from_slice(body).expect("an accepted body is JSON");
                         let items = value["pushes"].as_array().map_or(0, Vec::len);
@@ -444,13 +443,13 @@ pub mod targets {
     }
 
     fn query(q: &str) {
-        let got = auth::query_param(q, "token");
+        let got = url::query_param(q, "token");
         let want = q.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == "token").then(|| String::from_utf8_lossy(&reference_decode(v, true)).into_owned())
         });
         assert_eq!(got, want, "query parameter of {q:?}");
-        let path = auth::percent_decode_path(q);
+        let path = url::percent_decode_path(q);
         let want = String::from_utf8(reference_decode(q, false)).ok();
         assert_eq!(path, want, "path segment {q:?}");
     }
@@ -509,7 +508,7 @@ pub mod targets {
             (Some(_), OfferedToken::None) => panic!("a header offered no token"),
             (None, OfferedToken::Token(t)) => {
                 let query = req.uri().query().unwrap_or("");
-                assert_eq!(Some(t), auth::query_param(query, "token").as_ref());
+                assert_eq!(Some(t), url::query_param(query, "token").as_ref());
             }
             _ => {}
         }

@@ -1,0 +1,13 @@
+//! What lies beyond one shard's hub: the [`crate::hub::Backplane`] implementations and the
+//! directory they answer cluster-wide questions from.
+//!
+//! - [`local`]: the other shards of this process, through lock-free inboxes (the default);
+//! - [`directory`]: users and rooms across the shards, with their counts and bounds.
+//!
+//! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
+
+pub(crate) mod directory;
+pub(crate) mod local;
+
+pub(crate) use directory::{Directory, RoomInfo};
+pub(crate) use local::{Local, LocalHub, ShardMsg};

@@ -1,0 +1,188 @@
+//! Client commands: decoded in one place ([`dispatch`]), rate-limited, and run, one file per
+//! command, each with an `apply`. A command with an `id` gets exactly one reply or error.
+
+mod auth;
+mod join;
+mod leave;
+mod publish;
+mod send;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use wsgate_protocol::{
+    decode_request, CloseCode, Command, ErrorCode, Id, ProtocolError, RawData, ServerMessage,
+};
+
+pub(crate) use auth::authenticate;
+
+use crate::hub::{Delivery, OutEvent, Target};
+use crate::node::permit::UserSlot;
+use crate::node::Ctx;
+use crate::session::rate::{RateLimit, TokenBucket};
+use crate::session::{Deadline, Session};
+use crate::stats::ShardStats;
+use crate::transport::outbound::{CloseRequest, Queued};
+
+/// What the gateway keeps per client connection, beside its session.
+pub(crate) struct Client {
+    bucket: TokenBucket,
+    /// Held while authenticated: one of the user's connection slots.
+    user_slot: Option<UserSlot>,
+    /// A close (code and reason) to request once the current command's answer is queued.
+    close_after_answer: Option<(CloseCode, &'static str)>,
+}
+
+impl Client {
+    /// A client of `session`, authenticated as `identity` when the handshake carried a token;
+    /// otherwise it has `AUTH_TIMEOUT` to send `auth`.
+    pub(crate) fn new(
+        ctx: &Ctx,
+        session: &Rc<Session>,
+        identity: Option<(crate::session::auth::Identity, UserSlot)>,
+    ) -> Client {
+        let now = ctx.now_ms();
+        let mut client = Client {
+            bucket: TokenBucket::new(rate_limit(ctx), now),
+            user_slot: None,
+            close_after_answer: None,
+        };
+        match identity {
+            Some((identity, slot)) => authenticate(ctx, session, &mut client, identity, slot),
+            None => {
+                let at_ms = now + ctx.config().auth_timeout.as_millis() as u64;
+                session.deadline.set(Deadline::Auth { at_ms });
+            }
+        }
+        client
+    }
+
+    fn is_authenticated(&self) -> bool {
+        self.user_slot.is_some()
+    }
+
+    /// Takes one token from the rate limiter.
+    fn take_token(&mut self, ctx: &Ctx) -> bool {
+        let ok = self.bucket.try_take(rate_limit(ctx), ctx.now_ms());
+        if !ok {
+            ShardStats::inc(&ctx.stats().rate_limited);
+        }
+        ok
+    }
+}
+
+fn rate_limit(ctx: &Ctx) -> RateLimit {
+    let cfg = ctx.config();
+    RateLimit {
+        rate: cfg.rate_per_sec,
+        burst: cfg.rate_burst,
+    }
+}
+
+/// Decodes one message and runs it. A command with an `id` gets exactly one reply or error.
+pub(crate) async fn dispatch(
+    ctx: &Ctx,
+    session: &Rc<Session>,
+    client: &mut Client,
+    payload: Bytes,
+) {
+    let req = match decode_request(session.format, &payload) {
+        Ok(req) => req,
+        Err(e) => return send_error(ctx, session, e.id.as_ref(), &e.error),
+    };
+    if !client.take_token(ctx) {
+        let e = ProtocolError::new(ErrorCode::RateLimited, "command rate limit exceeded");
+        return send_error(ctx, session, req.id.as_ref(), &e);
+    }
+    let result = match req.command {
+        Command::Auth { token } => auth::apply(ctx, session, client, &token),
+        Command::Ping => Ok(()),
+        _ if !client.is_authenticated() => Err(ProtocolError::new(
+            ErrorCode::AuthRequired,
+            "authenticate first: send auth with a token",
+        )),
+        Command::Join { room } => join::apply(ctx, session, &room),
+        Command::Leave { room } => leave::apply(ctx, session, &room),
+        Command::Publish {
+            room,
+            event,
+            data,
+            echo,
+        } => publish::apply(ctx, session, &payload, &room, &event, data, echo).await,
+        Command::Send {
+            to,
+            event,
+            data,
+            echo,
+        } => send::apply(ctx, session, &payload, &to, &event, data, echo).await,
+    };
+    match (result, req.id) {
+        (Ok(()), Some(id)) => ctx.send(session, &ServerMessage::Reply { id }),
+        (Ok(()), None) => {}
+        (Err(e), id) => send_error(ctx, session, id.as_ref(), &e),
+    }
+    if let Some((code, reason)) = client.close_after_answer.take() {
+        session.close(
+            CloseRequest::with_reason(code.as_u16(), reason),
+            Queued::Flush,
+        );
+    }
+}
+
+/// Queues an error for one session.
+pub(crate) fn send_error(ctx: &Ctx, session: &Session, id: Option<&Id<'_>>, error: &ProtocolError) {
+    ctx.send(
+        session,
+        &ServerMessage::Error {
+            id: id.cloned(),
+            code: error.code,
+            message: &error.message,
+        },
+    );
+}
+
+/// Wraps the sender's event (its `data` a zero-copy slice of the message) and routes it; it is
+/// encoded at most once per format, by the first hub that needs that format.
+async fn emit(
+    ctx: &Ctx,
+    session: &Session,
+    payload: &Bytes,
+    target: Target,
+    event: &str,
+    data: RawData<'_>,
+    echo: bool,
+) {
+    let room = match &target {
+        Target::Room(room) => Some(room.clone()),
+        _ => None,
+    };
+    let ev = OutEvent::new(
+        event,
+        room,
+        session.user(),
+        owned(payload, data),
+        data.format(),
+    );
+    let exclude = (!echo).then_some(session.id);
+    ctx.hub
+        .route(Delivery {
+            exclude,
+            ..Delivery::new(target, ev)
+        })
+        .await;
+}
+
+fn not_member(code: ErrorCode, room: &str) -> ProtocolError {
+    ProtocolError::new(code, format!("not a member of room {room:?}"))
+}
+
+/// `data` as owned bytes: a zero-copy slice of the received message when it lies inside it.
+fn owned(payload: &Bytes, data: RawData<'_>) -> Bytes {
+    let bytes = data.bytes();
+    let inside = payload.as_ptr_range();
+    if inside.start <= bytes.as_ptr() && bytes.as_ptr_range().end <= inside.end {
+        payload.slice_ref(bytes)
+    } else {
+        Bytes::copy_from_slice(bytes)
+    }
+}

@@ -1,0 +1,102 @@
+//! An event on its way to recipients, encoded at most once per wire format: every recipient
+//! of a format is handed the same `Bytes`. And who it goes to ([`Target`]).
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use wsgate_protocol::{encode_server_message, Format, RawData, ServerMessage};
+
+use crate::transport::ws::frame;
+
+/// An event on its way to recipients: its parts, and its complete WebSocket frame in each
+/// format, each encoded at most once, by the first shard that needs it.
+#[derive(Debug)]
+pub(crate) struct OutEvent {
+    event: Box<str>,
+    room: Option<Arc<str>>,
+    from: Option<Arc<str>>,
+    /// The sender's `data`, validated, in `data_format`.
+    data: Bytes,
+    data_format: Format,
+    frames: [OnceLock<Option<Bytes>>; 2],
+}
+
+impl OutEvent {
+    pub(crate) fn new(
+        event: &str,
+        room: Option<Arc<str>>,
+        from: Option<Arc<str>>,
+        data: Bytes,
+        data_format: Format,
+    ) -> Arc<OutEvent> {
+        Arc::new(OutEvent {
+            event: event.into(),
+            room,
+            from,
+            data,
+            data_format,
+            frames: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    /// The complete frame for `format`, encoded on first use. `None` only if `data` cannot be
+    /// transcoded, which validation at decode time rules out.
+    pub(crate) fn frame(&self, format: Format) -> Option<&Bytes> {
+        self.frames[format.index()]
+            .get_or_init(|| {
+                let msg = ServerMessage::Event {
+                    event: &self.event,
+                    room: self.room.as_deref(),
+                    from: self.from.as_deref(),
+                    data: RawData::trusted(self.data_format, &self.data),
+                };
+                let hint = 48 + self.event.len() + self.data.len();
+                frame::build(frame::opcode_for(format), hint, |out| {
+                    encode_server_message(format, &msg, out)
+                })
+                .map_err(|e| tracing::error!(error = %e, "event could not be encoded"))
+                .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// Who an event goes to.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// Every connection of one user.
+    User(Arc<str>),
+    /// Every connection of each of these users.
+    Users(Arc<[Arc<str>]>),
+    /// Every member of one room.
+    Room(Arc<str>),
+    /// Every authenticated connection.
+    Broadcast,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn event(data: &'static [u8], format: Format) -> Arc<OutEvent> {
+        OutEvent::new(
+            "chat",
+            Some("r".into()),
+            Some("alice".into()),
+            Bytes::from_static(data),
+            format,
+        )
+    }
+
+    #[test]
+    fn encodes_once_per_format_and_shares_the_bytes() {
+        let ev = event(br#"{"a":1}"#, Format::Json);
+        let a = ev.frame(Format::Json).unwrap().clone();
+        let b = ev.frame(Format::Json).unwrap().clone();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same allocation is shared");
+        assert_eq!(a[0], 0x81);
+        let m = ev.frame(Format::MsgPack).unwrap();
+        assert_eq!(m[0], 0x82);
+    }
+}

@@ -1,0 +1,94 @@
+//! Local fan-out: a delivery handed to every recipient this hub holds, the same encoded frame
+//! (one per wire format, shared `Bytes`) queued in each outbox.
+
+use std::rc::Rc;
+
+use super::{Backplane, Delivery, Hub, Target};
+use crate::session::Session;
+use crate::stats::ShardStats;
+use crate::transport::outbound::PushError;
+
+impl<B: Backplane> Hub<B> {
+    /// Delivers to this hub's recipients and reports to the delivery's `report`, if any;
+    /// returns how many sessions received the event.
+    /// A panic while delivering is contained: logged, counted, and this hub's part of the
+    /// delivery skipped (a REST report then misses this hub's counts).
+    pub(crate) fn deliver_local(&self, d: &Delivery) -> usize {
+        crate::panic::contain(self.stats(), self.id, "a delivery", || self.deliver(d)).unwrap_or(0)
+    }
+
+    fn deliver(&self, d: &Delivery) -> usize {
+        #[cfg(feature = "testing")]
+        if self.limits.faults {
+            if let Target::Room(room) = &d.target {
+                if &**room == crate::panic::PANIC_IN_SHARD {
+                    panic!(
+                        "injected fault: delivery to {}",
+                        crate::panic::PANIC_IN_SHARD
+                    );
+                }
+            }
+        }
+        let local = self.local.borrow();
+        let stats = self.stats();
+        let max = self.limits.max_outbound_bytes;
+        let mut delivered = 0;
+        let mut push = |s: &Rc<Session>| {
+            if Some(s.id) == d.exclude {
+                return;
+            }
+            if let Some(except) = &d.exclude_user {
+                if s.user.borrow().as_deref() == Some(&**except) {
+                    return;
+                }
+            }
+            let Some(frame) = d.event.frame(s.format) else {
+                return;
+            };
+            match s.push(frame.clone(), max) {
+                Ok(()) => delivered += 1,
+                Err(PushError::SlowConsumer) => ShardStats::inc(&stats.slow_consumers),
+                Err(PushError::Closing) => {}
+            }
+        };
+        // Which target users were seen matters only to a waiting report (REST pushes): no
+        // allocation for the deliveries of `send`.
+        let track = d.report.is_some();
+        let mut found = Vec::new();
+        match &d.target {
+            Target::User(user) => {
+                if let Some(sessions) = local.users.get(user) {
+                    if track {
+                        found.push(0);
+                    }
+                    sessions.iter().for_each(&mut push);
+                }
+            }
+            Target::Users(users) => {
+                for (i, user) in users.iter().enumerate() {
+                    if let Some(sessions) = local.users.get(user) {
+                        if track {
+                            found.push(i);
+                        }
+                        sessions.iter().for_each(&mut push);
+                    }
+                }
+            }
+            Target::Room(room) => {
+                local
+                    .rooms
+                    .get(room)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|(_, s)| push(s));
+            }
+            Target::Broadcast => local.users.values().flatten().for_each(&mut push),
+        }
+        ShardStats::add(&stats.deliveries, delivered as u64);
+        ShardStats::add(&stats.messages_out, delivered as u64);
+        if let Some(report) = &d.report {
+            report.add(delivered, found);
+        }
+        delivered
+    }
+}

@@ -1,0 +1,367 @@
+//! A shard's hub: the one owner of which sessions it holds, which users they belong to and
+//! which rooms they are in; and the local fan-out, which hands one encoded frame per wire
+//! format to every recipient. Everything beyond this shard goes through the [`Backplane`] the
+//! hub is given (the other shards today, other nodes with a cluster backplane).
+//!
+//! Only its shard's thread touches a hub (`RefCell`, `Rc`): no lock on the message path.
+
+mod backplane;
+mod delivery;
+mod event;
+mod fanout;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ahash::RandomState;
+use indexmap::IndexMap;
+use smallvec::SmallVec;
+use wsgate_protocol::CloseCode;
+
+pub(crate) use backplane::{Backplane, RoomRefused, Task};
+pub(crate) use delivery::{Delivery, Report};
+pub(crate) use event::{OutEvent, Target};
+
+use crate::session::Session;
+use crate::stats::ShardStats;
+use crate::transport::outbound::{CloseRequest, PushError, Queued};
+
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// The knobs a hub applies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// `MAX_OUTBOUND_BYTES`: a session's outbox bound.
+    pub(crate) max_outbound_bytes: usize,
+    /// `MAX_ROOMS_PER_CONNECTION`.
+    pub(crate) max_rooms_per_connection: u32,
+    /// Fault injection for the containment tests (`crate::testing`).
+    #[cfg(feature = "testing")]
+    pub(crate) faults: bool,
+}
+
+/// A session the hub holds, and the rooms it is in.
+struct Member {
+    session: Rc<Session>,
+    /// At most `max_rooms_per_connection`; the same `Arc`s as the keys of `Registry::rooms`.
+    rooms: Vec<Arc<str>>,
+}
+
+/// The shard's maps. Each fact has one entry: a session's rooms are in its [`Member`], a
+/// room's sessions in `rooms`, and the two change together, in [`Hub::join`] and
+/// [`Hub::leave`] (and [`Hub::unregister`], [`Hub::close_room`]).
+#[derive(Default)]
+struct Registry {
+    conns: Map<u64, Member>,
+    /// Most users hold one connection: kept inline, no allocation per user.
+    users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
+    /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
+    rooms: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+}
+
+/// Why a join was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    /// The session is in `MAX_ROOMS_PER_CONNECTION` rooms already.
+    ConnectionLimit,
+    /// The server holds `MAX_ROOMS` rooms.
+    ServerLimit,
+}
+
+/// One shard's hub.
+pub(crate) struct Hub<B> {
+    /// The shard's index.
+    pub(crate) id: usize,
+    backplane: Arc<B>,
+    stats: Arc<ShardStats>,
+    limits: Limits,
+    local: RefCell<Registry>,
+}
+
+impl<B: Backplane> Hub<B> {
+    /// Shard `id`'s hub, reaching the others through `backplane`.
+    pub(crate) fn new(
+        id: usize,
+        backplane: Arc<B>,
+        stats: Arc<ShardStats>,
+        limits: Limits,
+    ) -> Self {
+        Hub {
+            id,
+            backplane,
+            stats,
+            limits,
+            local: RefCell::default(),
+        }
+    }
+
+    /// The shard's counters.
+    pub(crate) fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// Adds a session.
+    pub(crate) fn register(&self, session: &Rc<Session>) {
+        let member = Member {
+            session: session.clone(),
+            rooms: Vec::new(),
+        };
+        self.local.borrow_mut().conns.insert(session.id, member);
+        ShardStats::inc(&self.stats.connections);
+        ShardStats::inc(&self.stats.connections_total);
+    }
+
+    /// Records that `session` is authenticated as `user`.
+    pub(crate) fn add_user(&self, user: &Arc<str>, session: &Rc<Session>) {
+        self.local
+            .borrow_mut()
+            .users
+            .entry(user.clone())
+            .or_default()
+            .push(session.clone());
+    }
+
+    /// Removes a session from every map: its user, its rooms (the directory counts them out).
+    pub(crate) fn unregister(&self, session: &Session) {
+        let mut local = self.local.borrow_mut();
+        let Some(member) = local.conns.remove(&session.id) else {
+            return;
+        };
+        if let Some(user) = session.user.borrow().as_ref() {
+            if let Some(list) = local.users.get_mut(user) {
+                list.retain(|s| s.id != session.id);
+                if list.is_empty() {
+                    local.users.remove(user);
+                }
+            }
+        }
+        for room in &member.rooms {
+            remove_member(&mut local.rooms, room, session.id);
+            self.backplane.remove_member(room);
+        }
+        ShardStats::dec(&self.stats.connections);
+    }
+
+    /// Makes `session` a member of `room` (idempotent), within the per-connection and
+    /// server-wide room bounds.
+    pub(crate) fn join(&self, session: &Rc<Session>, room: &str) -> Result<(), JoinRefused> {
+        let mut local = self.local.borrow_mut();
+        let Registry { conns, rooms, .. } = &mut *local;
+        let Some(member) = conns.get_mut(&session.id) else {
+            return Ok(());
+        };
+        if member.rooms.iter().any(|r| &**r == room) {
+            return Ok(());
+        }
+        if member.rooms.len() >= self.limits.max_rooms_per_connection as usize {
+            return Err(JoinRefused::ConnectionLimit);
+        }
+        // The shard's existing `Arc` for a room name, so members share one allocation.
+        let name = match rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(room),
+        };
+        self.backplane
+            .add_member(&name)
+            .map_err(|_| JoinRefused::ServerLimit)?;
+        rooms
+            .entry(name.clone())
+            .or_default()
+            .insert(session.id, session.clone());
+        member.rooms.push(name);
+        Ok(())
+    }
+
+    /// Ends `session`'s membership of `room`; whether it was a member.
+    pub(crate) fn leave(&self, session: &Session, room: &str) -> bool {
+        let mut local = self.local.borrow_mut();
+        let Registry { conns, rooms, .. } = &mut *local;
+        let Some(member) = conns.get_mut(&session.id) else {
+            return false;
+        };
+        let Some(i) = member.rooms.iter().position(|r| &**r == room) else {
+            return false;
+        };
+        member.rooms.swap_remove(i);
+        remove_member(rooms, room, session.id);
+        self.backplane.remove_member(room);
+        true
+    }
+
+    /// The room's shared name if `session` is a member of it.
+    pub(crate) fn membership(&self, session: &Session, room: &str) -> Option<Arc<str>> {
+        let local = self.local.borrow();
+        let member = local.conns.get(&session.id)?;
+        member.rooms.iter().find(|r| &***r == room).cloned()
+    }
+
+    /// This shard's sessions of `user`.
+    fn sessions_of(&self, user: &str) -> Vec<Rc<Session>> {
+        self.local
+            .borrow()
+            .users
+            .get(user)
+            .map(|s| s.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Rooms any local session of `user` is in.
+    pub(crate) fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
+        let local = self.local.borrow();
+        let mut rooms: Vec<Arc<str>> = local
+            .users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| local.conns.get(&s.id))
+            .flat_map(|m| m.rooms.iter().cloned())
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    }
+
+    /// Distinct users among this shard's members of `room`.
+    pub(crate) fn users_in(&self, room: &str) -> Vec<Arc<str>> {
+        let local = self.local.borrow();
+        let mut users: Vec<Arc<str>> = local
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, s)| s.user())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// This shard's members of `room`: the room lookup of a delivery (for the benches).
+    #[cfg(feature = "testing")]
+    pub(crate) fn room_len(&self, room: &str) -> usize {
+        self.local.borrow().rooms.get(room).map_or(0, IndexMap::len)
+    }
+
+    /// This shard's sessions of `user`: the user lookup of a delivery (for the benches).
+    #[cfg(feature = "testing")]
+    pub(crate) fn user_len(&self, user: &str) -> usize {
+        self.local.borrow().users.get(user).map_or(0, |c| c.len())
+    }
+
+    /// Closes every local session of `user` with 4003 and `reason`; returns how many.
+    pub(crate) fn kick(&self, user: &str, reason: &str) -> usize {
+        let sessions = self.sessions_of(user);
+        for s in &sessions {
+            let close = CloseRequest::with_reason(CloseCode::Kicked.as_u16(), reason);
+            s.close(close, Queued::Flush);
+        }
+        sessions.len()
+    }
+
+    /// Adds every local session of `user` to `room` (up to each one's room limit, and the
+    /// server's); returns how many were added.
+    pub(crate) fn add_to_room(&self, user: &str, room: &str) -> usize {
+        self.sessions_of(user)
+            .iter()
+            .filter(|s| self.membership(s, room).is_none() && self.join(s, room).is_ok())
+            .count()
+    }
+
+    /// Removes every local session of `user` from `room`; returns how many.
+    pub(crate) fn remove_from_room(&self, user: &str, room: &str) -> usize {
+        self.sessions_of(user)
+            .iter()
+            .filter(|s| self.leave(s, room))
+            .count()
+    }
+
+    /// Closes `room` here: members get `event` (`room.closed`) and are removed. The directory
+    /// entry is already gone. Returns how many sessions were removed.
+    pub(crate) fn close_room(&self, room: &str, event: &Arc<OutEvent>) -> usize {
+        let members: Vec<Rc<Session>> = {
+            let mut local = self.local.borrow_mut();
+            let Some(members) = local.rooms.remove(room) else {
+                return 0;
+            };
+            let members: Vec<Rc<Session>> = members.into_values().collect();
+            for s in &members {
+                if let Some(m) = local.conns.get_mut(&s.id) {
+                    m.rooms.retain(|r| &**r != room);
+                }
+            }
+            members
+        };
+        for s in &members {
+            if let Some(frame) = event.frame(s.format) {
+                if s.push(frame.clone(), self.limits.max_outbound_bytes)
+                    == Err(PushError::SlowConsumer)
+                {
+                    ShardStats::inc(&self.stats.slow_consumers);
+                }
+            }
+        }
+        members.len()
+    }
+
+    /// Calls `f` with every session (for the sweep and shutdown). `f` must not call back into
+    /// the hub.
+    pub(crate) fn for_each_session(&self, mut f: impl FnMut(&Rc<Session>)) {
+        for member in self.local.borrow().conns.values() {
+            f(&member.session);
+        }
+    }
+
+    /// Sessions held now.
+    pub(crate) fn session_count(&self) -> usize {
+        self.local.borrow().conns.len()
+    }
+
+    /// Delivers everywhere: here at once, and through the backplane to every other hub.
+    pub(crate) async fn route(&self, d: Delivery) {
+        self.deliver_local(&d);
+        self.backplane.publish(self.id, d).await;
+    }
+
+    /// Runs `f` on every hub (here directly, elsewhere through the backplane) and collects the
+    /// results, in no particular order.
+    pub(crate) async fn gather<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Hub<B>) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let hubs = self.backplane.hubs();
+        let results = Arc::new(Mutex::new(Vec::with_capacity(hubs)));
+        let countdown = Report::new(hubs, 0);
+        let task: Task<B> = {
+            let (results, countdown) = (results.clone(), countdown.clone());
+            Arc::new(move |hub: &Hub<B>| {
+                let value = f(hub);
+                lock(&results).push(value);
+                countdown.add(0, []);
+            })
+        };
+        self.backplane.run_on_others(self.id, task.clone()).await;
+        task(self);
+        countdown.wait().await;
+        let mut out = lock(&results);
+        std::mem::take(&mut *out)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remove_member(
+    rooms: &mut Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    room: &str,
+    conn: u64,
+) {
+    if let Some(members) = rooms.get_mut(room) {
+        members.swap_remove(&conn);
+        if members.is_empty() {
+            rooms.remove(room);
+        }
+    }
+}

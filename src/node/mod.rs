@@ -1,0 +1,184 @@
+//! One wsgate process (a node, in cluster terms): what its shards share ([`Shared`]), the
+//! context a shard gives its commands and HTTP handlers ([`Ctx`]), the slots that bound
+//! connections ([`permit`]), the hand-off of upgraded sockets to a shard's reactor
+//! ([`Handoff`]), and shutdown.
+
+pub(crate) mod permit;
+pub(crate) mod shutdown;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use wsgate_protocol::{Format, ServerMessage};
+
+use crate::clock::Clock;
+use crate::cluster::{Directory, Local, LocalHub};
+use crate::config::Config;
+use crate::hub::Limits;
+use crate::session::auth::{Identity, Verifier};
+use crate::session::Session;
+use crate::stats::ShardStats;
+use crate::transport::outbound::PushError;
+use crate::transport::socket::Socket;
+use permit::{ConnPermit, UserSlot};
+use shutdown::Shutdown;
+
+/// What every shard shares. Nothing here is touched per message except the backplane's
+/// inboxes and the relaxed counters in `stats`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// The other shards, and the directory.
+    pub(crate) backplane: Arc<Local>,
+    /// One per shard, written by its shard only.
+    pub(crate) stats: Box<[Arc<ShardStats>]>,
+    pub(crate) verifier: Verifier,
+    /// Keys accepted by the REST API (never logged).
+    pub(crate) api_keys: Vec<String>,
+    /// Open connections, bounded by `max_connections` (see [`ConnPermit`]).
+    pub(crate) connections: AtomicUsize,
+    pub(crate) shutdown: Shutdown,
+    /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
+    /// every entry holds one of `max_connections` [`ConnPermit`]s.
+    handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
+}
+
+/// The receiving ends of [`Shared`]'s hand-off queues, one per shard.
+pub(crate) type Handoffs = Vec<mpsc::UnboundedReceiver<Handoff>>;
+
+impl Shared {
+    /// The state `config.shard_count()` shards share, and each shard's hand-off receiver.
+    pub(crate) fn new(
+        config: Config,
+        verifier: Verifier,
+        api_keys: Vec<String>,
+        shutdown: Shutdown,
+    ) -> (Shared, Handoffs) {
+        let shards = config.shard_count();
+        let directory = Directory::new(config.max_connections_per_user, config.max_rooms);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+        let shared = Shared {
+            backplane: Arc::new(Local::new(shards, config.shard_inbox_capacity, directory)),
+            stats: (0..shards).map(|_| Arc::default()).collect(),
+            verifier,
+            api_keys,
+            connections: AtomicUsize::new(0),
+            shutdown,
+            handoffs: senders.into_boxed_slice(),
+            config,
+        };
+        (shared, receivers)
+    }
+
+    /// The process-wide directory of users and rooms.
+    pub(crate) fn directory(&self) -> &Directory {
+        self.backplane.directory()
+    }
+
+    /// Hands an upgraded socket to shard `shard`'s reactor; `false` if the shard is gone.
+    pub(crate) fn hand_off(&self, shard: usize, handoff: Handoff) -> bool {
+        self.handoffs
+            .get(shard)
+            .is_some_and(|tx| tx.send(handoff).is_ok())
+    }
+}
+
+/// What a connection serves.
+pub(crate) enum Role {
+    /// The gateway protocol at `/ws`: commands in `format`, from `identity` when the handshake
+    /// carried a token (otherwise `auth` must come within `AUTH_TIMEOUT`).
+    Gateway {
+        format: Format,
+        identity: Option<(Identity, UserSlot)>,
+    },
+    /// `/echo` (`ECHO=true`): every data message is sent back unchanged, with its opcode. No
+    /// auth, no commands, no rate limit; the same reader, queue, limits and close handshake.
+    Echo,
+}
+
+/// An upgraded socket on its way to a shard's reactor.
+pub(crate) struct Handoff {
+    pub(crate) socket: Socket,
+    /// Bytes read past the handshake.
+    pub(crate) already_read: Bytes,
+    pub(crate) role: Role,
+    pub(crate) permit: ConnPermit,
+}
+
+/// One shard's context: its hub, its clock, and what every shard shares.
+pub(crate) struct Ctx {
+    /// The shard's index.
+    pub(crate) shard: usize,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) hub: LocalHub,
+    pub(crate) clock: Clock,
+    next_seq: Cell<u64>,
+}
+
+impl Ctx {
+    /// Shard `shard`'s context.
+    pub(crate) fn new(shard: usize, shared: Arc<Shared>) -> Rc<Ctx> {
+        let cfg = &shared.config;
+        let limits = Limits {
+            max_outbound_bytes: cfg.max_outbound_bytes,
+            max_rooms_per_connection: cfg.max_rooms_per_connection,
+            #[cfg(feature = "testing")]
+            faults: cfg.faults == crate::panic::Faults::On,
+        };
+        let hub = LocalHub::new(
+            shard,
+            shared.backplane.clone(),
+            shared.stats[shard].clone(),
+            limits,
+        );
+        Rc::new(Ctx {
+            shard,
+            hub,
+            clock: Clock::start(),
+            next_seq: Cell::new(1),
+            shared,
+        })
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub(crate) fn stats(&self) -> &ShardStats {
+        &self.shared.stats[self.shard]
+    }
+
+    /// The shard clock, in milliseconds.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// A server-wide unique session id: the shard in the top byte.
+    pub(crate) fn next_session_id(&self) -> u64 {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        ((self.shard as u64) << 56) | seq
+    }
+
+    /// Queues a frame for one session, counting it (or the slow consumer it made).
+    pub(crate) fn push(&self, session: &Session, frame: Bytes) {
+        match session.push(frame, self.config().max_outbound_bytes) {
+            Ok(()) => ShardStats::inc(&self.stats().messages_out),
+            Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats().slow_consumers),
+            Err(PushError::Closing) => {}
+        }
+    }
+
+    /// Encodes and queues a message for one session, counting it.
+    pub(crate) fn send(&self, session: &Session, msg: &ServerMessage<'_>) {
+        match session.send(msg, self.config().max_outbound_bytes) {
+            Ok(()) => ShardStats::inc(&self.stats().messages_out),
+            Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats().slow_consumers),
+            Err(PushError::Closing) => {}
+        }
+    }
+}

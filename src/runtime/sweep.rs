@@ -1,0 +1,98 @@
+//! The sweep: a shard's timers in one periodic pass over its sessions: deadlines (auth, token
+//! expiry), pings to idle connections, heartbeat timeouts, and idle outbox buffers freed.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wsgate_protocol::CloseCode;
+
+use crate::node::Ctx;
+use crate::session::{Deadline, Session};
+use crate::stats::ShardStats;
+use crate::transport::outbound::{CloseRequest, PushError, Queued};
+use crate::transport::ws::frame::{self, OpCode};
+
+/// How long a connection's empty outbound queue keeps its buffer after the last frame queued:
+/// long enough that bursts a few seconds apart reuse it (growing it anew costs copies and page
+/// faults), short enough that idle connections hold none (see BENCHMARKS.md, "Bursts").
+const QUEUE_RELEASE_AFTER: Duration = Duration::from_secs(5);
+
+/// Runs [`sweep`] at a period fine enough for the configured timeouts, for the shard's life.
+pub(crate) async fn run(ctx: Rc<Ctx>) {
+    let cfg = ctx.config();
+    let finest = cfg
+        .heartbeat_interval
+        .min(cfg.heartbeat_timeout)
+        .min(cfg.auth_timeout)
+        / 4;
+    let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let release_after = (QUEUE_RELEASE_AFTER.as_millis() / period.as_millis()).clamp(1, 255) as u8;
+    // The ping frame, encoded once and shared by every connection.
+    let ping = frame::control(OpCode::Ping, b"");
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_collect = Instant::now();
+    loop {
+        tick.tick().await;
+        crate::panic::contain(ctx.stats(), ctx.shard, "the sweep", || {
+            sweep(&ctx, &ping, release_after)
+        });
+        if last_collect.elapsed() >= Duration::from_secs(1) {
+            super::alloc::collect();
+            last_collect = Instant::now();
+        }
+    }
+}
+
+/// One pass: deadlines, pings to idle connections, heartbeat timeouts; and the outbound
+/// buffers of connections that queued nothing for `release_after` passes.
+fn sweep(ctx: &Ctx, ping: &Bytes, release_after: u8) {
+    let now = ctx.now_ms();
+    let cfg = ctx.config();
+    let interval = cfg.heartbeat_interval.as_millis() as u64;
+    let timeout = cfg.heartbeat_timeout.as_millis() as u64;
+    ctx.hub.for_each_session(|s| {
+        s.release_idle_queue(release_after);
+        if s.is_closing() {
+            return;
+        }
+        match s.deadline.get() {
+            Deadline::Auth { at_ms } => {
+                // Awaiting `auth`: only its deadline applies (no ping yet).
+                if now >= at_ms {
+                    s.close(CloseRequest::new(CloseCode::AuthTimeout), Queued::Flush);
+                }
+                return;
+            }
+            Deadline::TokenExpiry { at_ms } if now >= at_ms => {
+                ShardStats::inc(&ctx.stats().tokens_expired);
+                s.close(CloseRequest::new(CloseCode::TokenExpired), Queued::Flush);
+                return;
+            }
+            Deadline::TokenExpiry { .. } | Deadline::None => {}
+        }
+        heartbeat(ctx, s, ping, now, interval, timeout);
+    });
+}
+
+/// Pings an idle session, or closes one whose ping went unanswered for `timeout`.
+fn heartbeat(ctx: &Ctx, s: &Rc<Session>, ping: &Bytes, now: u64, interval: u64, timeout: u64) {
+    let sent = s.ping_sent_ms.get();
+    let seen = s.last_seen_ms.get();
+    if sent != 0 && seen < sent {
+        if now - sent >= timeout {
+            ShardStats::inc(&ctx.stats().heartbeat_timeouts);
+            s.close(
+                CloseRequest::new(CloseCode::HeartbeatTimeout),
+                Queued::Discard,
+            );
+        }
+    } else if now.saturating_sub(seen) >= interval {
+        // Only idle connections are pinged: any frame received proves liveness.
+        s.ping_sent_ms.set(now);
+        if s.push(ping.clone(), ctx.config().max_outbound_bytes) == Err(PushError::SlowConsumer) {
+            ShardStats::inc(&ctx.stats().slow_consumers);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A client's session as its shard knows it: who it is, its deadlines, and its outbox of
+//! encoded frames, which the hub's fan-out pushes into and a transport drains.
+//!
+//! A session lives on one shard thread only (`Rc`, `RefCell`, `Cell`): pushing a frame to a
+//! local session takes no lock and no atomic beyond the frame's reference count. It does not
+//! own its socket: a transport attaches to it ([`Session::attach`]) and detaches when the
+//! socket is gone, and frames pushed meanwhile wait in the outbox, within its bound.
+
+pub(crate) mod auth;
+pub(crate) mod deadline;
+pub(crate) mod rate;
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wsgate_protocol::{encode_server_message, Format, ServerMessage};
+
+pub(crate) use deadline::Deadline;
+
+use crate::reactor::Wake;
+use crate::transport::outbound::{CloseRequest, Outbound, PushError, Queued};
+use crate::transport::ws::frame;
+
+/// One client session.
+pub(crate) struct Session {
+    /// Server-wide unique id: shard in the top byte, sequence below.
+    pub(crate) id: u64,
+    /// The wire format its frames are encoded in.
+    pub(crate) format: Format,
+    out: RefCell<Outbound>,
+    /// The transport's wake-up, while one is attached.
+    wake: Cell<Option<Wake>>,
+    /// The authenticated user; `None` until authenticated.
+    pub(crate) user: RefCell<Option<Arc<str>>>,
+    /// When the sweep closes the session, and why.
+    pub(crate) deadline: Cell<Deadline>,
+    /// Shard clock (ms) of the last frame received.
+    pub(crate) last_seen_ms: Cell<u64>,
+    /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
+    pub(crate) ping_sent_ms: Cell<u64>,
+}
+
+impl Session {
+    /// Session `id` in `format`, seen at `now_ms`, with no transport attached yet.
+    pub(crate) fn new(id: u64, format: Format, now_ms: u64) -> Self {
+        Session {
+            id,
+            format,
+            out: RefCell::default(),
+            wake: Cell::new(None),
+            user: RefCell::new(None),
+            deadline: Cell::new(Deadline::None),
+            last_seen_ms: Cell::new(now_ms),
+            ping_sent_ms: Cell::new(0),
+        }
+    }
+
+    /// The id as sent on the wire: `"<shard>.<sequence>"`.
+    pub(crate) fn wire_id(&self) -> String {
+        format!("{}.{}", self.id >> 56, self.id & ((1 << 56) - 1))
+    }
+
+    /// The authenticated user.
+    pub(crate) fn user(&self) -> Option<Arc<str>> {
+        self.user.borrow().clone()
+    }
+
+    /// A transport now carries the session: `wake` asks it for a turn.
+    pub(crate) fn attach(&self, wake: Wake) {
+        self.wake.set(Some(wake));
+    }
+
+    /// The transport is gone: nothing is woken until another attaches.
+    pub(crate) fn detach(&self) {
+        self.wake.set(None);
+    }
+
+    /// Queues a frame. Past `max_bytes` the outbox is discarded and the session closes as a
+    /// slow consumer (4002): memory never grows without bound.
+    pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<(), PushError> {
+        let pushed = self.out.borrow_mut().push(frame, max_bytes);
+        match pushed {
+            // A non-empty outbox is flushed when the socket turns writable: no wake-up needed.
+            Ok(was_empty) => {
+                if was_empty {
+                    self.wake();
+                }
+                Ok(())
+            }
+            Err(PushError::SlowConsumer) => {
+                self.wake();
+                Err(PushError::SlowConsumer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Encodes `msg` for this session alone and queues it.
+    pub(crate) fn send(&self, msg: &ServerMessage<'_>, max_bytes: usize) -> Result<(), PushError> {
+        let format = self.format;
+        let built = frame::build(frame::opcode_for(format), 96, |out| {
+            encode_server_message(format, msg, out)
+        });
+        match built {
+            Ok(frame) => self.push(frame, max_bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a server message");
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks the session to close; what happens to queued frames is `queued`'s. A second close
+    /// is a no-op.
+    pub(crate) fn close(&self, close: CloseRequest, queued: Queued) {
+        if self.out.borrow_mut().close(close, queued) {
+            self.wake();
+        }
+    }
+
+    /// Whether a close has been requested.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.out.borrow().is_closing()
+    }
+
+    /// The outbox, for the transport that drains it (never held across a push).
+    pub(crate) fn outbox(&self) -> RefMut<'_, Outbound> {
+        self.out.borrow_mut()
+    }
+
+    /// Asks the attached transport for a turn (once, however often this is called before).
+    pub(crate) fn wake(&self) {
+        if let Some(wake) = self.wake.take() {
+            wake.wake();
+            self.wake.set(Some(wake));
+        }
+    }
+
+    /// The transport is being driven: later wake-ups queue it again.
+    pub(crate) fn unmark(&self) {
+        if let Some(wake) = self.wake.take() {
+            wake.unmark();
+            self.wake.set(Some(wake));
+        }
+    }
+
+    /// Frees the outbox's buffer once it has been empty for `after_sweeps` sweeps.
+    pub(crate) fn release_idle_queue(&self, after_sweeps: u8) {
+        self.out.borrow_mut().release_idle(after_sweeps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::reactor::Ready;
+    use wsgate_protocol::CloseCode;
+
+    #[test]
+    fn a_connection_is_queued_for_a_turn_once_until_driven() {
+        let ready = Rc::new(Ready::default());
+        let h = Session::new(1, Format::Json, 0);
+        h.attach(Wake::new(ready.clone(), 7));
+        let frame = Bytes::from_static(b"x");
+        h.push(frame.clone(), 10_000).unwrap();
+        h.close(CloseRequest::new(CloseCode::Normal), Queued::Flush);
+        h.wake();
+        let mut batch = Vec::new();
+        ready.take_into(&mut batch);
+        assert_eq!(batch, [7], "three wake-ups, one entry");
+        // Driven: the next wake-up queues it again.
+        h.unmark();
+        h.wake();
+        batch.clear();
+        ready.take_into(&mut batch);
+        assert_eq!(batch, [7]);
+    }
+
+    #[test]
+    fn a_detached_session_keeps_frames_and_wakes_nothing() {
+        let ready = Rc::new(Ready::default());
+        let h = Session::new(1, Format::Json, 0);
+        h.attach(Wake::new(ready.clone(), 3));
+        h.detach();
+        h.push(Bytes::from_static(b"x"), 10_000).unwrap();
+        assert!(
+            h.outbox().has_output(),
+            "the frame waits for the next transport"
+        );
+        let mut batch = Vec::new();
+        ready.take_into(&mut batch);
+        assert!(batch.is_empty(), "no stale slot is woken");
+        h.attach(Wake::new(ready.clone(), 4));
+        h.wake();
+        ready.take_into(&mut batch);
+        assert_eq!(batch, [4]);
+    }
+}

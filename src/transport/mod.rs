@@ -1,0 +1,12 @@
+//! Transports: the byte streams under sessions and the wire protocols spoken on them. A
+//! transport imports nothing above it: it is handed an outbox to drain and returns what it
+//! read.
+//!
+//! - [`socket`]: the non-blocking TCP or Unix socket the reactor watches;
+//! - [`outbound`]: the bounded queue of encoded frames a session fills and a transport drains;
+//! - [`ws`]: WebSocket (RFC 6455): frames, the reader, the wire state with its closing
+//!   handshake, and taking over a socket after hyper's upgrade. (Engine.IO goes beside it.)
+
+pub(crate) mod outbound;
+pub(crate) mod socket;
+pub(crate) mod ws;
