@@ -6,389 +6,24 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::bystander::{Bystander, Feed};
+use common::raw::{read_until_closed, RawWs, UPGRADE_HEADERS};
+use common::tokens::{
+    b64, flip_signature, hs, now, rs256, rs256_token, swap_header, swap_payload, FIXTURES,
+};
+use common::watch::{open_fds, Counting, HeapWatch, ALONE};
 use common::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
-// ---------------------------------------------------------------------------------------------
-// Measuring the process: heap bytes (the server runs in this process) and open descriptors.
-
-/// The system allocator, counting the bytes held and the peak since [`HeapWatch::start`].
-struct Counting;
-
-static HEAP_NOW: AtomicUsize = AtomicUsize::new(0);
-static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = HEAP_NOW.fetch_add(n, Relaxed) + n;
-    HEAP_PEAK.fetch_max(now, Relaxed);
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System` and returns what `System`
-// returns, so `System`'s guarantees are `Counting`'s; the counters never touch the memory.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is `System::alloc`'s.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        HEAP_NOW.fetch_sub(layout.size(), Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` came from `System` with `layout`; the caller upholds `realloc`'s rules.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            match new_size.checked_sub(layout.size()) {
-                Some(more) => grew(more),
-                None => {
-                    HEAP_NOW.fetch_sub(layout.size() - new_size, Relaxed);
-                }
-            }
-        }
-        p
-    }
-}
-
+// The server runs in this process: counting its allocations lets `HeapWatch` see its heap.
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// The heap's growth above its level when the watch started.
-struct HeapWatch {
-    base: usize,
-}
-
-impl HeapWatch {
-    fn start() -> HeapWatch {
-        let base = HEAP_NOW.load(Relaxed);
-        HEAP_PEAK.store(base, Relaxed);
-        HeapWatch { base }
-    }
-
-    /// The highest heap level since `start`, above the level at `start`.
-    fn peak_growth(&self) -> usize {
-        HEAP_PEAK.load(Relaxed).saturating_sub(self.base)
-    }
-}
-
-const MIB: usize = 1 << 20;
-
-/// Cases that measure the whole process (heap, descriptors) take this lock for writing, every
-/// other case for reading, so nothing else runs while they measure.
-static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Polls `cond` every 10 ms until it holds; panics with `what` after [`WAIT`].
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The bystander.
-
-/// Who feeds the bystander. Cases whose attacker joins room `watch` use `Rest`, so that the
-/// attacker receives no ticks in between its answers.
-#[derive(Clone, Copy)]
-enum Feed {
-    /// A well-behaved client publishing to room `watch`.
-    Room,
-    /// The backend, pushing to user `watcher` over REST.
-    Rest,
-}
-
-/// A client (`watcher`, MessagePack, in room `watch`) fed a numbered `tick` every 20 ms, in a
-/// task of its own, for the whole test: each tick must arrive, in order, within [`WAIT`].
-struct Bystander {
-    ticks: Arc<AtomicU64>,
-    /// Events other than ticks that reached the watcher (an attacker's, in room `watch`).
-    others: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    task: JoinHandle<()>,
-}
-
-impl Bystander {
-    async fn start(server: &TestServer, feed: Feed) -> Bystander {
-        Self::start_with(server, feed, token).await
-    }
-
-    /// A bystander whose clients authenticate with tokens from `mint`.
-    async fn start_with(server: &TestServer, feed: Feed, mint: fn(&str) -> String) -> Bystander {
-        let mut watcher = connect_as(server, &mint("watcher"), Fmt::MsgPack).await;
-        watcher.ok(json!({"cmd": "join", "room": "watch"}), 1).await;
-        let mut feeder = match feed {
-            Feed::Room => {
-                let mut f = connect_as(server, &mint("feeder"), Fmt::Json).await;
-                f.ok(json!({"cmd": "join", "room": "watch"}), 1).await;
-                Some(f)
-            }
-            Feed::Rest => None,
-        };
-        let api = Api::new(server);
-        let ticks = Arc::new(AtomicU64::new(0));
-        let others = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t, o, s) = (ticks.clone(), others.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut i = 0u64;
-            while !s.load(Relaxed) {
-                match feeder.as_mut() {
-                    Some(f) => publish_tick(f, i).await,
-                    None => {
-                        let push = json!({"userId": "watcher", "event": "tick", "data": i});
-                        let (status, body) = api.post("/api/v1/push/users", push).await;
-                        assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
-                    }
-                }
-                loop {
-                    let m = watcher.recv().await;
-                    if m["event"] == "tick" {
-                        assert_eq!(m["data"], i, "ticks arrive in order, none lost");
-                        break;
-                    }
-                    o.fetch_add(1, Relaxed);
-                }
-                i += 1;
-                t.store(i, Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            watcher.close().await;
-            if let Some(f) = feeder {
-                f.close().await;
-            }
-        });
-        let b = Bystander {
-            ticks,
-            others,
-            stop,
-            task,
-        };
-        b.fresh().await;
-        b
-    }
-
-    /// Waits until the watcher receives a tick sent after this call.
-    async fn fresh(&self) {
-        let target = self.ticks.load(Relaxed) + 2;
-        wait_for("the bystander receives a fresh tick", || {
-            self.ticks.load(Relaxed) >= target || self.task.is_finished()
-        })
-        .await;
-        assert!(!self.task.is_finished(), "the bystander's task ended early");
-    }
-
-    fn others(&self) -> u64 {
-        self.others.load(Relaxed)
-    }
-
-    /// Checks a fresh tick arrives, stops, and returns how many non-tick events arrived.
-    async fn finish(self) -> u64 {
-        self.fresh().await;
-        self.stop.store(true, Relaxed);
-        self.task.await.unwrap();
-        self.others.load(Relaxed)
-    }
-}
-
-/// Publishes tick `i` to room `watch` and waits for the reply (skipping events on the way).
-async fn publish_tick(feeder: &mut Client, i: u64) {
-    let cmd = json!({"cmd": "publish", "id": i, "room": "watch", "event": "tick", "data": i});
-    feeder.send(cmd).await;
-    loop {
-        let m = feeder.recv().await;
-        if m["type"] == "event" {
-            continue;
-        }
-        assert_eq!((&m["type"], &m["id"]), (&json!("reply"), &json!(i)), "{m}");
-        return;
-    }
-}
-
-/// An authenticated client with the given token, its welcome read.
-async fn connect_as(server: &TestServer, token: &str, fmt: Fmt) -> Client {
-    let url = server.url(&format!("token={token}&format={}", fmt.query()));
-    let mut c = Client::connect(&url, fmt).await.expect("handshake");
-    let w = c.recv().await;
-    assert_eq!(w["type"], "welcome", "expected welcome, got {w}");
-    c.welcome = w;
-    c
-}
-
-// ---------------------------------------------------------------------------------------------
-// A WebSocket client over a bare socket: it writes any bytes, including what no library sends.
-
-const UPGRADE_HEADERS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
-
-struct RawWs {
-    stream: TcpStream,
-    /// Bytes read and not yet parsed.
-    buf: Vec<u8>,
-}
-
-const TEXT: u8 = 0x81;
-const BINARY: u8 = 0x82;
-const TEXT_FIRST: u8 = 0x01;
-const CONTINUATION: u8 = 0x00;
-const LAST: u8 = 0x80;
-const CLOSE: u8 = 0x88;
-
-impl RawWs {
-    /// Upgrades with `query` (which carries the token, if any) and returns after the 101.
-    async fn connect(server: &TestServer, query: &str) -> RawWs {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        let req = format!("GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n{UPGRADE_HEADERS}\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = RawWs {
-            stream,
-            buf: Vec::new(),
-        };
-        let end = loop {
-            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(raw.fill().await, "closed during the handshake");
-        };
-        let head = String::from_utf8_lossy(&raw.buf[..end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        raw.buf.drain(..end);
-        raw
-    }
-
-    /// An authenticated connection, its welcome read.
-    async fn authed(server: &TestServer, user: &str, fmt: Fmt) -> RawWs {
-        let query = format!("token={}&format={}", token(user), fmt.query());
-        let mut raw = RawWs::connect(server, &query).await;
-        assert_eq!(raw.recv(fmt).await.unwrap()["type"], "welcome");
-        raw
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    /// Reads more; false at end of stream (or reset).
-    async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 8192];
-        let read = tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await;
-        match read.expect("server answered in time") {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// The next server frame (opcode, payload); `None` at end of stream.
-    async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if let [b0, b1, ..] = self.buf[..] {
-                let (len, at) = match b1 & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
-                    }
-                    127 if self.buf.len() >= 10 => {
-                        let mut n = [0u8; 8];
-                        n.copy_from_slice(&self.buf[2..10]);
-                        (u64::from_be_bytes(n) as usize, 10)
-                    }
-                    126 | 127 => (usize::MAX, 0),
-                    n => (usize::from(n), 2),
-                };
-                assert_eq!(b1 & 0x80, 0, "server frames are not masked");
-                if at > 0 && self.buf.len() >= at + len {
-                    let payload = self.buf[at..at + len].to_vec();
-                    self.buf.drain(..at + len);
-                    return Some((b0 & 0x0f, payload));
-                }
-            }
-            if !self.fill().await {
-                return None;
-            }
-        }
-    }
-
-    /// The next message, decoded; `Err` with the close code when the server closed instead.
-    async fn recv(&mut self, fmt: Fmt) -> Result<Value, Option<u16>> {
-        loop {
-            match self.next_frame().await {
-                None => return Err(None),
-                Some((0x8, p)) => return Err(p.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))),
-                Some((0x1, p)) if fmt == Fmt::Json => {
-                    return Ok(serde_json::from_slice(&p).unwrap())
-                }
-                Some((0x2, p)) if fmt == Fmt::MsgPack => {
-                    return Ok(rmp_serde::from_slice(&p).unwrap())
-                }
-                Some((0x9 | 0xa, _)) => continue,
-                Some((op, _)) => panic!("unexpected opcode {op:#x} for {fmt:?}"),
-            }
-        }
-    }
-
-    /// Skips messages until the server's close frame, and checks its code.
-    async fn expect_close(&mut self, fmt: Fmt, code: u16) {
-        loop {
-            if let Err(got) = self.recv(fmt).await {
-                assert_eq!(got, Some(code), "close code");
-                return;
-            }
-        }
-    }
-}
-
-fn code(m: &Value) -> &str {
-    m["code"].as_str().unwrap_or_default()
-}
-
-/// A MessagePack fixstr.
-fn mp_str(s: &str) -> Vec<u8> {
-    assert!(s.len() < 32);
-    let mut out = vec![0xa0 | s.len() as u8];
-    out.extend_from_slice(s.as_bytes());
-    out
-}
-
-/// A MessagePack map of string keys to values given as raw bytes.
-fn mp_map(fields: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = vec![0x80 | fields.len() as u8];
-    for (k, v) in fields {
-        out.extend(mp_str(k));
-        out.extend_from_slice(v);
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Malformed JSON, invalid UTF-8.
@@ -1113,19 +748,6 @@ async fn a_command_flood_is_rate_limited_and_the_bystander_is_unaffected() {
 // ---------------------------------------------------------------------------------------------
 // 8. Slowloris and idle connections before the upgrade.
 
-/// Reads until the server closes (end of stream or reset); returns what it sent.
-async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let read = tokio::time::timeout(WAIT, s.read(&mut chunk)).await;
-        match read.expect("the server closes in time") {
-            Ok(0) | Err(_) => return got,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
 #[tokio::test]
 async fn slowloris_and_idle_connections_are_closed_by_the_header_timeout() {
     let _shared = ALONE.read().await;
@@ -1244,25 +866,6 @@ async fn thousands_of_abandoned_handshakes_leave_nothing_behind() {
 // ---------------------------------------------------------------------------------------------
 // 10. A consumer that never reads.
 
-/// A client whose socket receive buffer is small, so the server's queue fills soon.
-async fn small_window_client(server: &TestServer, user: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = server.url(&format!("token={}", token(user)));
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    let mut c = Client {
-        ws,
-        format: Fmt::Json,
-        welcome: Value::Null,
-    };
-    c.welcome = c.recv().await;
-    c
-}
-
 #[tokio::test]
 async fn a_consumer_that_never_reads_is_closed_with_4002_and_the_bystander_keeps_receiving() {
     let _shared = ALONE.read().await;
@@ -1276,8 +879,8 @@ async fn a_consumer_that_never_reads_is_closed_with_4002_and_the_bystander_keeps
         c.heartbeat_timeout = Duration::from_secs(1);
     });
     let bystander = Bystander::start(&server, Feed::Room).await;
-    let mut never = small_window_client(&server, "sloth").await;
-    let mut drained = small_window_client(&server, "sloth").await;
+    let mut never = server.small_window_client("sloth").await;
+    let mut drained = server.small_window_client("sloth").await;
     let mut fast = server.client("fast", Fmt::MsgPack).await;
     let mut publisher = server.client("pub", Fmt::Json).await;
     for c in [&mut never, &mut fast, &mut publisher] {
@@ -1461,75 +1064,6 @@ async fn a_rest_body_trickled_past_the_body_timeout_gets_408_and_is_closed() {
 
 // ---------------------------------------------------------------------------------------------
 // 12. Tampered tokens.
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn unb64(s: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .unwrap()
-}
-
-fn now() -> u64 {
-    jsonwebtoken::get_current_timestamp()
-}
-
-/// `token` with one byte of its signature flipped.
-fn flip_signature(token: &str) -> String {
-    let (signed, sig) = token.rsplit_once('.').unwrap();
-    let mut sig = unb64(sig);
-    let mid = sig.len() / 2;
-    sig[mid] ^= 0x01;
-    format!("{signed}.{}", b64(&sig))
-}
-
-/// `token` with its payload replaced and its signature kept.
-fn swap_payload(token: &str, claims: &Value) -> String {
-    let parts: Vec<&str> = token.split('.').collect();
-    format!(
-        "{}.{}.{}",
-        parts[0],
-        b64(claims.to_string().as_bytes()),
-        parts[2]
-    )
-}
-
-/// `token` with its header replaced and its signature kept.
-fn swap_header(token: &str, header: &Value) -> String {
-    let parts: Vec<&str> = token.split('.').collect();
-    format!(
-        "{}.{}.{}",
-        b64(header.to_string().as_bytes()),
-        parts[1],
-        parts[2]
-    )
-}
-
-fn rs256(claims: &Value) -> String {
-    let pem = std::fs::read(format!("{FIXTURES}/rs256-private.pem")).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        claims,
-        &key,
-    )
-    .unwrap()
-}
-
-fn rs256_token(user: &str) -> String {
-    rs256(&json!({"sub": user, "exp": now() + 3600}))
-}
-
-fn hs(alg: jsonwebtoken::Algorithm, secret: &[u8], claims: &Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret);
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, &key).unwrap()
-}
 
 /// Each token must be refused with `code`: 401 at the handshake (query and header), and an
 /// error then close 1008 for the `auth` command.
@@ -1722,7 +1256,7 @@ async fn tampered_rs256_tokens_are_refused_with_documented_codes() {
         ),
     ];
     refused_everywhere(&server, &cases).await;
-    let mut c = connect_as(&server, &good, Fmt::MsgPack).await;
+    let mut c = server.client_with_token(&good, Fmt::MsgPack).await;
     c.ok(json!({"cmd": "ping"}), 1).await;
     assert_eq!(bystander.finish().await, 0);
     drop(c);

@@ -1,6 +1,10 @@
 //! Test harness: the real server on port 0, real WebSocket clients (tokio-tungstenite), and
 //! commands encoded independently of the server's codec (serde_json / rmp-serde over a
 //! `serde_json::Value`), so the wire itself is what the tests check.
+//!
+//! Submodules: [`wire`] (frames and MessagePack written by hand, re-exported here), [`raw`] (a
+//! WebSocket client on a bare socket), [`bystander`] (a client that must keep receiving during an
+//! attack), [`watch`] (heap and descriptor counts of the process), [`tokens`] (forged tokens).
 #![allow(
     dead_code,
     unused_imports,
@@ -22,9 +26,28 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsgate::{Config, MintOptions, ServerHandle};
 
+pub mod bystander;
+pub mod raw;
+pub mod tokens;
+pub mod watch;
+pub mod wire;
+
+pub use wire::*;
+
 pub const SECRET: &str = "test-secret";
 /// Upper bound on any single wait in a test; a test that hits it fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// One mebibyte.
+pub const MIB: usize = 1 << 20;
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after [`WAIT`].
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 pub struct TestServer {
     pub handle: ServerHandle,
@@ -53,11 +76,35 @@ impl TestServer {
 
     /// An authenticated client (token in the query), with its welcome already read.
     pub async fn client(&self, user: &str, format: Fmt) -> Client {
-        let url = self.url(&format!("token={}&format={}", token(user), format.query()));
+        self.client_with_token(&token(user), format).await
+    }
+
+    /// An authenticated client with the given token (in the query), its welcome read.
+    pub async fn client_with_token(&self, token: &str, format: Fmt) -> Client {
+        let url = self.url(&format!("token={token}&format={}", format.query()));
         let mut c = Client::connect(&url, format).await.expect("handshake");
         let w = c.recv().await;
         assert_eq!(w["type"], "welcome", "expected welcome, got {w}");
         c.welcome = w;
+        c
+    }
+
+    /// A JSON client whose socket receive buffer is small (4 KiB), so the server's queue to it
+    /// fills soon when it does not read; its welcome read.
+    pub async fn small_window_client(&self, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let url = self.url(&format!("token={}", token(user)));
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        let mut c = Client {
+            ws,
+            format: Fmt::Json,
+            welcome: Value::Null,
+        };
+        c.welcome = c.recv().await;
         c
     }
 
@@ -105,6 +152,11 @@ pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, String
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The error code of an error message (`""` if there is none).
+pub fn code(m: &Value) -> &str {
+    m["code"].as_str().unwrap_or_default()
 }
 
 pub fn token(user: &str) -> String {
@@ -340,33 +392,4 @@ pub fn start_api_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
         c.api_keys = Some(API_KEY.into());
         tweak(c);
     })
-}
-
-/// The mask key of RFC 6455's examples, used by every raw client frame of the tests.
-pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked client frame header (RFC 6455 §5.2): first byte `b0` (FIN, RSV and opcode) and a
-/// claimed payload `len`.
-pub fn ws_header(b0: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![b0];
-    match len {
-        0..=125 => out.push(0x80 | len as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out
-}
-
-/// A whole masked client frame.
-pub fn ws_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ws_header(b0, payload.len() as u64);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
 }
