@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::plan::{now_ns, RunPlan, Scenario, WorkerPlan};
-use crate::push::{PushStats, Sender as PushSender};
-use crate::stats::{merge_histogram, new_histogram, Control, Counters, WorkerMsg, WorkerReport};
-use crate::summary::{Summary, TimePoint};
-use crate::worker::{Sink, Worker};
+use crate::msg::{ChannelSink, Control, WorkerMsg, WorkerReport};
+use crate::plan::{now_ns, RunPlan, WorkerPlan};
+use crate::scenario::push;
+use crate::stats::{merge_histogram, new_histogram, BurstStat, Counters, PushStats};
+use crate::summary::{Inputs, Summary, TimePoint};
+use crate::sys;
+use crate::verify;
+use crate::worker::Worker;
 
 /// The hidden first argument that turns the binary into a worker process.
 pub const WORKER_ARG: &str = "__worker";
@@ -29,66 +32,6 @@ pub struct RunOptions {
     pub server_pid: Option<u32>,
     /// The binary to re-execute as worker processes (default: this executable).
     pub worker_exe: Option<std::path::PathBuf>,
-}
-
-struct ChannelSink {
-    worker: u32,
-    tx: Sender<(u32, WorkerMsg)>,
-}
-
-impl Sink for ChannelSink {
-    fn send(&mut self, msg: WorkerMsg) {
-        let _ = self.tx.send((self.worker, msg));
-    }
-}
-
-/// Writes a worker's messages as JSON lines on stdout (worker processes).
-pub struct StdoutSink;
-
-impl Sink for StdoutSink {
-    fn send(&mut self, msg: WorkerMsg) {
-        if let Ok(line) = serde_json::to_string(&msg) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-    }
-}
-
-/// Runs a worker process: the plan is the first line of stdin, controls follow.
-pub fn worker_main() -> anyhow::Result<()> {
-    let mut stdin = BufReader::new(std::io::stdin());
-    let mut line = String::new();
-    stdin.read_line(&mut line)?;
-    let plan: WorkerPlan = serde_json::from_str(&line).context("worker plan")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match stdin.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    // The coordinator is gone: stop.
-                    let _ = tx.send(Control::Stop);
-                    return;
-                }
-                Ok(_) => {
-                    if let Ok(c) = serde_json::from_str::<Control>(&line) {
-                        let _ = tx.send(c);
-                    }
-                }
-            }
-        }
-    });
-    match Worker::new(plan, StdoutSink, rx).and_then(Worker::run) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            StdoutSink.send(WorkerMsg::Fatal {
-                error: e.to_string(),
-            });
-            Err(e.into())
-        }
-    }
 }
 
 enum Handle {
@@ -206,14 +149,6 @@ fn spawn(
     Ok(handles)
 }
 
-/// The server's resident set size in bytes, from `/proc/PID/status` (`VmRSS`).
-pub fn server_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 struct Live {
     progress: Vec<Counters>,
     ready: Vec<bool>,
@@ -306,7 +241,7 @@ impl Live {
 pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
     let plans = plan.split();
     let n = plans.len();
-    let rss_before = opts.server_pid.and_then(server_rss);
+    let rss_before = opts.server_pid.and_then(sys::rss);
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     let mut handles = spawn(plans, &tx, opts)?;
@@ -344,12 +279,12 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
             bail!("workers did not finish connecting before the setup deadline");
         }
         let setup_secs = started.elapsed().as_secs_f64();
-        let rss_ready = opts.server_pid.and_then(server_rss);
+        let rss_ready = opts.server_pid.and_then(sys::rss);
         let start_ns = now_ns() + 200_000_000;
         for h in &mut handles {
             h.control(Control::Go { start_ns });
         }
-        let senders = start_senders(plan, start_ns);
+        let senders = push::start(plan, start_ns);
         let run_deadline = Instant::now()
             + Duration::from_millis(200)
             + c.duration
@@ -364,8 +299,8 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
         if !all_final {
             bail!("workers did not report before the run deadline");
         }
-        let rss_after = opts.server_pid.and_then(server_rss);
-        let push = join_senders(senders);
+        let rss_after = opts.server_pid.and_then(sys::rss);
+        let push = push::join(senders);
         let finals: Vec<WorkerReport> = live.finals.iter_mut().filter_map(Option::take).collect();
         Ok(aggregate(
             plan,
@@ -407,7 +342,7 @@ fn aggregate(
     let mut published = 0u64;
     let mut first_connect = u64::MAX;
     let mut last_established = 0u64;
-    let mut bursts: Vec<crate::stats::BurstStat> = Vec::new();
+    let mut bursts: Vec<BurstStat> = Vec::new();
     let mut mismatches = 0;
     let (mut loadgen_rss, mut loadgen_open) = (0, 0);
     for f in finals {
@@ -437,62 +372,12 @@ fn aggregate(
             first_connect = first_connect.min(f.first_connect_ns);
         }
         last_established = last_established.max(f.last_established_ns);
-        for (i, b) in f.bursts.iter().enumerate() {
-            if bursts.len() <= i {
-                bursts.resize(i + 1, crate::stats::BurstStat::default());
-            }
-            let s = &mut bursts[i];
-            s.received += b.received;
-            if b.first_sent_ns > 0 {
-                s.first_sent_ns = if s.first_sent_ns == 0 {
-                    b.first_sent_ns
-                } else {
-                    s.first_sent_ns.min(b.first_sent_ns)
-                };
-            }
-            s.last_received_ns = s.last_received_ns.max(b.last_received_ns);
-        }
+        verify::merge_bursts(&mut bursts, &f.bursts);
         mismatches += f.decode_mismatches;
     }
-    // Expected deliveries: every acknowledged publish reaches every member of its room but the
-    // publisher (and the publisher too with echo). Members are those that actually joined.
-    let expected = match plan.scenario {
-        Scenario::Fanout { echo, .. } => {
-            let members = plan.room_members();
-            let mut e = 0u64;
-            for (r, a) in acked.iter().enumerate() {
-                let joined_r = joined[r];
-                let pubs = members.get(r).map_or(0, |m| m.1);
-                // joined counts publishers too; a publisher does not receive its own publish.
-                let receivers = if echo {
-                    joined_r
-                } else {
-                    joined_r.saturating_sub(1.min(pubs))
-                };
-                e += a * receivers;
-            }
-            Some(e)
-        }
-        Scenario::Chat {
-            churn_per_sec: 0.0, ..
-        } => {
-            let e = acked
-                .iter()
-                .zip(&joined)
-                .map(|(a, j)| a * j.saturating_sub(1))
-                .sum();
-            Some(e)
-        }
-        Scenario::Push { .. } => push.as_ref().map(|p| p.delivered),
-        _ => None,
-    };
+    let expected = verify::expected(plan, &acked, &joined, push.as_ref());
     let run_secs = plan.common.duration.as_secs_f64();
-    let burst_rates: Vec<f64> = bursts
-        .iter()
-        .filter(|b| b.received > 0 && b.last_received_ns > b.first_sent_ns)
-        .map(|b| b.received as f64 / ((b.last_received_ns - b.first_sent_ns) as f64 / 1e9))
-        .collect();
-    Summary::new(crate::summary::Inputs {
+    Summary::new(Inputs {
         plan: plan.clone(),
         counters,
         failures,
@@ -510,61 +395,10 @@ fn aggregate(
         setup_secs,
         run_secs,
         rss,
-        burst_rates,
+        burst_rates: verify::burst_rates(&bursts),
         series,
         decode_mismatches: mismatches,
         loadgen_rss: (loadgen_rss, loadgen_open),
         push,
     })
-}
-
-/// Starts the REST senders of a `push` run (none for other scenarios).
-fn start_senders(plan: &RunPlan, start_ns: u64) -> Vec<std::thread::JoinHandle<PushStats>> {
-    let Scenario::Push {
-        rate,
-        senders,
-        payload,
-        ref api_key,
-    } = plan.scenario
-    else {
-        return Vec::new();
-    };
-    let senders = senders.max(1);
-    (0..senders)
-        .map(|i| {
-            let sender = PushSender {
-                target: plan.common.target.clone(),
-                api_key: api_key.clone(),
-                rate: rate / f64::from(senders),
-                start_ns,
-                end_ns: start_ns + plan.common.duration.as_nanos() as u64,
-                users: plan.connections,
-                payload,
-                sender: u64::from(i),
-            };
-            std::thread::spawn(move || sender.run())
-        })
-        .collect()
-}
-
-/// Waits for the senders and adds up what they saw.
-fn join_senders(senders: Vec<std::thread::JoinHandle<PushStats>>) -> Option<PushStats> {
-    let mut total: Option<PushStats> = None;
-    for s in senders {
-        let Ok(st) = s.join() else { continue };
-        match &mut total {
-            None => total = Some(st),
-            Some(t) => {
-                let _ = t.http.add(&st.http);
-                t.sent += st.sent;
-                t.ok += st.ok;
-                t.delivered += st.delivered;
-                t.offline += st.offline;
-                for (k, v) in st.errors {
-                    *t.errors.entry(k).or_default() += v;
-                }
-            }
-        }
-    }
-    total
 }
