@@ -9,6 +9,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::msg::{ChannelSink, Control, WorkerMsg, WorkerReport};
@@ -75,78 +76,90 @@ impl Handle {
     }
 }
 
+/// Starts the workers: one thread for a single plan, else one child process a plan.
 fn spawn(
     plans: Vec<WorkerPlan>,
     tx: &Sender<(u32, WorkerMsg)>,
     opts: &RunOptions,
 ) -> anyhow::Result<Vec<Handle>> {
-    let mut handles = Vec::new();
     if plans.len() == 1 {
-        for plan in plans {
-            let (ctx, crx) = mpsc::channel();
-            let sink = ChannelSink {
-                worker: plan.worker,
-                tx: tx.clone(),
-            };
-            let err_tx = tx.clone();
-            let w = plan.worker;
-            let join = std::thread::Builder::new()
-                .name(format!("worker-{w}"))
-                .spawn(move || {
-                    if let Err(e) = Worker::new(plan, sink, crx).and_then(Worker::run) {
-                        let _ = err_tx.send((
-                            w,
-                            WorkerMsg::Fatal {
-                                error: e.to_string(),
-                            },
-                        ));
-                    }
-                })?;
-            handles.push(Handle::Thread(ctx, join));
-        }
-        return Ok(handles);
+        return plans.into_iter().map(|p| spawn_thread(p, tx)).collect();
     }
     let exe = match &opts.worker_exe {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("locating this executable")?,
     };
-    for plan in plans {
-        let w = plan.worker;
-        let mut child = Command::new(&exe)
-            .arg(WORKER_ARG)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting worker process {}", exe.display()))?;
-        let mut stdin = child.stdin.take().context("worker stdin")?;
-        let stdout = child.stdout.take().context("worker stdout")?;
-        writeln!(stdin, "{}", serde_json::to_string(&plan)?)?;
-        stdin.flush()?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<WorkerMsg>(&line) {
-                    Ok(msg) => {
-                        if tx.send((w, msg)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send((
-                            w,
-                            WorkerMsg::Fatal {
-                                error: format!("bad worker output: {e}"),
-                            },
-                        ));
+    plans
+        .into_iter()
+        .map(|p| spawn_process(p, &exe, tx))
+        .collect()
+}
+
+/// Runs a worker on a thread of this process, its messages on a channel.
+fn spawn_thread(plan: WorkerPlan, tx: &Sender<(u32, WorkerMsg)>) -> anyhow::Result<Handle> {
+    let (ctx, crx) = mpsc::channel();
+    let sink = ChannelSink {
+        worker: plan.worker,
+        tx: tx.clone(),
+    };
+    let err_tx = tx.clone();
+    let w = plan.worker;
+    let join = std::thread::Builder::new()
+        .name(format!("worker-{w}"))
+        .spawn(move || {
+            if let Err(e) = Worker::new(plan, sink, crx).and_then(Worker::run) {
+                let _ = err_tx.send((
+                    w,
+                    WorkerMsg::Fatal {
+                        error: e.to_string(),
+                    },
+                ));
+            }
+        })?;
+    Ok(Handle::Thread(ctx, join))
+}
+
+/// Runs a worker as a child process of `exe`: the plan on its stdin, its messages read from
+/// its stdout by a thread.
+fn spawn_process(
+    plan: WorkerPlan,
+    exe: &std::path::Path,
+    tx: &Sender<(u32, WorkerMsg)>,
+) -> anyhow::Result<Handle> {
+    let w = plan.worker;
+    let mut child = Command::new(exe)
+        .arg(WORKER_ARG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting worker process {}", exe.display()))?;
+    let mut stdin = child.stdin.take().context("worker stdin")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    writeln!(stdin, "{}", serde_json::to_string(&plan)?)?;
+    stdin.flush()?;
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<WorkerMsg>(&line) {
+                Ok(msg) => {
+                    if tx.send((w, msg)).is_err() {
+                        break;
                     }
                 }
+                Err(e) => {
+                    let _ = tx.send((
+                        w,
+                        WorkerMsg::Fatal {
+                            error: format!("bad worker output: {e}"),
+                        },
+                    ));
+                }
             }
-        });
-        handles.push(Handle::Process(child, stdin));
-    }
-    Ok(handles)
+        }
+    });
+    Ok(Handle::Process(child, stdin))
 }
 
 struct Live {
@@ -323,6 +336,84 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
     result
 }
 
+/// The workers' final reports, added up.
+struct Totals {
+    counters: Counters,
+    failures: BTreeMap<String, u64>,
+    error_codes: BTreeMap<String, u64>,
+    handshake: Histogram<u64>,
+    latency: Histogram<u64>,
+    acked: Vec<u64>,
+    joined: Vec<u64>,
+    published: u64,
+    /// Earliest first connect (`u64::MAX`: none).
+    first_connect: u64,
+    last_established: u64,
+    bursts: Vec<BurstStat>,
+    mismatches: u64,
+    /// Workers' RSS, and the connections open when each was read.
+    loadgen_rss: (u64, u64),
+}
+
+impl Totals {
+    fn new(rooms: usize) -> Self {
+        Totals {
+            counters: Counters::default(),
+            failures: BTreeMap::new(),
+            error_codes: BTreeMap::new(),
+            handshake: new_histogram(),
+            latency: new_histogram(),
+            acked: vec![0; rooms],
+            joined: vec![0; rooms],
+            published: 0,
+            first_connect: u64::MAX,
+            last_established: 0,
+            bursts: Vec::new(),
+            mismatches: 0,
+            loadgen_rss: (0, 0),
+        }
+    }
+
+    fn add(&mut self, f: &WorkerReport) {
+        self.loadgen_rss.0 += f.rss;
+        self.loadgen_rss.1 += f.open_at_rss;
+        self.counters.add(&f.counters);
+        for (k, v) in &f.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &f.error_codes {
+            *self.error_codes.entry(k.clone()).or_default() += v;
+        }
+        merge_histogram(&mut self.handshake, &f.handshake);
+        merge_histogram(&mut self.latency, &f.latency);
+        add_per_room(&mut self.acked, &f.acked);
+        add_per_room(&mut self.joined, &f.joined);
+        self.published += f.published.iter().sum::<u64>();
+        if f.first_connect_ns > 0 {
+            self.first_connect = self.first_connect.min(f.first_connect_ns);
+        }
+        self.last_established = self.last_established.max(f.last_established_ns);
+        verify::merge_bursts(&mut self.bursts, &f.bursts);
+        self.mismatches += f.decode_mismatches;
+    }
+
+    /// First connect to last setup connection established (s).
+    fn connect_secs(&self) -> f64 {
+        if self.last_established > self.first_connect && self.first_connect != u64::MAX {
+            (self.last_established - self.first_connect) as f64 / 1e9
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Adds one worker's per-room figures to the run's (rooms the run does not have are ignored).
+fn add_per_room(into: &mut [u64], from: &[u64]) {
+    for (a, v) in into.iter_mut().zip(from) {
+        *a += v;
+    }
+}
+
 fn aggregate(
     plan: &RunPlan,
     finals: &[WorkerReport],
@@ -331,74 +422,29 @@ fn aggregate(
     rss: [Option<u64>; 3],
     push: Option<PushStats>,
 ) -> Summary {
-    let mut counters = Counters::default();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let mut error_codes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut handshake = new_histogram();
-    let mut latency = new_histogram();
-    let rooms = plan.room_members().len();
-    let mut acked = vec![0u64; rooms];
-    let mut joined = vec![0u64; rooms];
-    let mut published = 0u64;
-    let mut first_connect = u64::MAX;
-    let mut last_established = 0u64;
-    let mut bursts: Vec<BurstStat> = Vec::new();
-    let mut mismatches = 0;
-    let (mut loadgen_rss, mut loadgen_open) = (0, 0);
+    let mut t = Totals::new(plan.room_members().len());
     for f in finals {
-        loadgen_rss += f.rss;
-        loadgen_open += f.open_at_rss;
-        counters.add(&f.counters);
-        for (k, v) in &f.failures {
-            *failures.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &f.error_codes {
-            *error_codes.entry(k.clone()).or_default() += v;
-        }
-        merge_histogram(&mut handshake, &f.handshake);
-        merge_histogram(&mut latency, &f.latency);
-        for (i, v) in f.acked.iter().enumerate() {
-            if let Some(a) = acked.get_mut(i) {
-                *a += v;
-            }
-        }
-        for (i, v) in f.joined.iter().enumerate() {
-            if let Some(a) = joined.get_mut(i) {
-                *a += v;
-            }
-        }
-        published += f.published.iter().sum::<u64>();
-        if f.first_connect_ns > 0 {
-            first_connect = first_connect.min(f.first_connect_ns);
-        }
-        last_established = last_established.max(f.last_established_ns);
-        verify::merge_bursts(&mut bursts, &f.bursts);
-        mismatches += f.decode_mismatches;
+        t.add(f);
     }
-    let expected = verify::expected(plan, &acked, &joined, push.as_ref());
-    let run_secs = plan.common.duration.as_secs_f64();
+    let connect_secs = t.connect_secs();
     Summary::new(Inputs {
         plan: plan.clone(),
-        counters,
-        failures,
-        error_codes,
-        handshake,
-        latency,
-        expected,
-        published: push.as_ref().map_or(published, |p| p.sent),
-        acked: push.as_ref().map_or(acked.iter().sum(), |p| p.ok),
-        connect_secs: if last_established > first_connect && first_connect != u64::MAX {
-            (last_established - first_connect) as f64 / 1e9
-        } else {
-            0.0
-        },
+        expected: verify::expected(plan, &t.acked, &t.joined, push.as_ref()),
+        published: push.as_ref().map_or(t.published, |p| p.sent),
+        acked: push.as_ref().map_or(t.acked.iter().sum(), |p| p.ok),
+        counters: t.counters,
+        failures: t.failures,
+        error_codes: t.error_codes,
+        handshake: t.handshake,
+        latency: t.latency,
+        connect_secs,
         setup_secs,
-        run_secs,
+        run_secs: plan.common.duration.as_secs_f64(),
         rss,
-        burst_rates: verify::burst_rates(&bursts),
+        burst_rates: verify::burst_rates(&t.bursts),
         series,
-        decode_mismatches: mismatches,
-        loadgen_rss: (loadgen_rss, loadgen_open),
+        decode_mismatches: t.mismatches,
+        loadgen_rss: t.loadgen_rss,
         push,
     })
 }
