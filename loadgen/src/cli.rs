@@ -16,7 +16,7 @@ const FD_HEADROOM: u64 = 2_000;
 /// Connections one worker process may hold: its open-file hard limit less some headroom
 /// (18,000 where the hard limit is 20,000).
 pub fn max_per_worker() -> u64 {
-    crate::worker::fd_limit()
+    crate::sys::fd_limit()
         .saturating_sub(FD_HEADROOM)
         .max(1_000)
 }

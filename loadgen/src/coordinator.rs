@@ -9,13 +9,17 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::plan::{now_ns, RunPlan, Scenario, WorkerPlan};
-use crate::push::{PushStats, Sender as PushSender};
-use crate::stats::{merge_histogram, new_histogram, Control, Counters, WorkerMsg, WorkerReport};
-use crate::summary::{Summary, TimePoint};
-use crate::worker::{Sink, Worker};
+use crate::msg::{ChannelSink, Control, WorkerMsg, WorkerReport};
+use crate::plan::{now_ns, RunPlan, WorkerPlan};
+use crate::scenario::push;
+use crate::stats::{merge_histogram, new_histogram, BurstStat, Counters, PushStats};
+use crate::summary::{Inputs, Summary, TimePoint};
+use crate::sys;
+use crate::verify;
+use crate::worker::Worker;
 
 /// The hidden first argument that turns the binary into a worker process.
 pub const WORKER_ARG: &str = "__worker";
@@ -29,66 +33,6 @@ pub struct RunOptions {
     pub server_pid: Option<u32>,
     /// The binary to re-execute as worker processes (default: this executable).
     pub worker_exe: Option<std::path::PathBuf>,
-}
-
-struct ChannelSink {
-    worker: u32,
-    tx: Sender<(u32, WorkerMsg)>,
-}
-
-impl Sink for ChannelSink {
-    fn send(&mut self, msg: WorkerMsg) {
-        let _ = self.tx.send((self.worker, msg));
-    }
-}
-
-/// Writes a worker's messages as JSON lines on stdout (worker processes).
-pub struct StdoutSink;
-
-impl Sink for StdoutSink {
-    fn send(&mut self, msg: WorkerMsg) {
-        if let Ok(line) = serde_json::to_string(&msg) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-    }
-}
-
-/// Runs a worker process: the plan is the first line of stdin, controls follow.
-pub fn worker_main() -> anyhow::Result<()> {
-    let mut stdin = BufReader::new(std::io::stdin());
-    let mut line = String::new();
-    stdin.read_line(&mut line)?;
-    let plan: WorkerPlan = serde_json::from_str(&line).context("worker plan")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match stdin.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    // The coordinator is gone: stop.
-                    let _ = tx.send(Control::Stop);
-                    return;
-                }
-                Ok(_) => {
-                    if let Ok(c) = serde_json::from_str::<Control>(&line) {
-                        let _ = tx.send(c);
-                    }
-                }
-            }
-        }
-    });
-    match Worker::new(plan, StdoutSink, rx).and_then(Worker::run) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            StdoutSink.send(WorkerMsg::Fatal {
-                error: e.to_string(),
-            });
-            Err(e.into())
-        }
-    }
 }
 
 enum Handle {
@@ -132,86 +76,90 @@ impl Handle {
     }
 }
 
+/// Starts the workers: one thread for a single plan, else one child process a plan.
 fn spawn(
     plans: Vec<WorkerPlan>,
     tx: &Sender<(u32, WorkerMsg)>,
     opts: &RunOptions,
 ) -> anyhow::Result<Vec<Handle>> {
-    let mut handles = Vec::new();
     if plans.len() == 1 {
-        for plan in plans {
-            let (ctx, crx) = mpsc::channel();
-            let sink = ChannelSink {
-                worker: plan.worker,
-                tx: tx.clone(),
-            };
-            let err_tx = tx.clone();
-            let w = plan.worker;
-            let join = std::thread::Builder::new()
-                .name(format!("worker-{w}"))
-                .spawn(move || {
-                    if let Err(e) = Worker::new(plan, sink, crx).and_then(Worker::run) {
-                        let _ = err_tx.send((
-                            w,
-                            WorkerMsg::Fatal {
-                                error: e.to_string(),
-                            },
-                        ));
-                    }
-                })?;
-            handles.push(Handle::Thread(ctx, join));
-        }
-        return Ok(handles);
+        return plans.into_iter().map(|p| spawn_thread(p, tx)).collect();
     }
     let exe = match &opts.worker_exe {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("locating this executable")?,
     };
-    for plan in plans {
-        let w = plan.worker;
-        let mut child = Command::new(&exe)
-            .arg(WORKER_ARG)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting worker process {}", exe.display()))?;
-        let mut stdin = child.stdin.take().context("worker stdin")?;
-        let stdout = child.stdout.take().context("worker stdout")?;
-        writeln!(stdin, "{}", serde_json::to_string(&plan)?)?;
-        stdin.flush()?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<WorkerMsg>(&line) {
-                    Ok(msg) => {
-                        if tx.send((w, msg)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send((
-                            w,
-                            WorkerMsg::Fatal {
-                                error: format!("bad worker output: {e}"),
-                            },
-                        ));
-                    }
-                }
-            }
-        });
-        handles.push(Handle::Process(child, stdin));
-    }
-    Ok(handles)
+    plans
+        .into_iter()
+        .map(|p| spawn_process(p, &exe, tx))
+        .collect()
 }
 
-/// The server's resident set size in bytes, from `/proc/PID/status` (`VmRSS`).
-pub fn server_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+/// Runs a worker on a thread of this process, its messages on a channel.
+fn spawn_thread(plan: WorkerPlan, tx: &Sender<(u32, WorkerMsg)>) -> anyhow::Result<Handle> {
+    let (ctx, crx) = mpsc::channel();
+    let sink = ChannelSink {
+        worker: plan.worker,
+        tx: tx.clone(),
+    };
+    let err_tx = tx.clone();
+    let w = plan.worker;
+    let join = std::thread::Builder::new()
+        .name(format!("worker-{w}"))
+        .spawn(move || {
+            if let Err(e) = Worker::new(plan, sink, crx).and_then(Worker::run) {
+                let _ = err_tx.send((
+                    w,
+                    WorkerMsg::Fatal {
+                        error: e.to_string(),
+                    },
+                ));
+            }
+        })?;
+    Ok(Handle::Thread(ctx, join))
+}
+
+/// Runs a worker as a child process of `exe`: the plan on its stdin, its messages read from
+/// its stdout by a thread.
+fn spawn_process(
+    plan: WorkerPlan,
+    exe: &std::path::Path,
+    tx: &Sender<(u32, WorkerMsg)>,
+) -> anyhow::Result<Handle> {
+    let w = plan.worker;
+    let mut child = Command::new(exe)
+        .arg(WORKER_ARG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting worker process {}", exe.display()))?;
+    let mut stdin = child.stdin.take().context("worker stdin")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    writeln!(stdin, "{}", serde_json::to_string(&plan)?)?;
+    stdin.flush()?;
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<WorkerMsg>(&line) {
+                Ok(msg) => {
+                    if tx.send((w, msg)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send((
+                        w,
+                        WorkerMsg::Fatal {
+                            error: format!("bad worker output: {e}"),
+                        },
+                    ));
+                }
+            }
+        }
+    });
+    Ok(Handle::Process(child, stdin))
 }
 
 struct Live {
@@ -306,7 +254,7 @@ impl Live {
 pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
     let plans = plan.split();
     let n = plans.len();
-    let rss_before = opts.server_pid.and_then(server_rss);
+    let rss_before = opts.server_pid.and_then(sys::rss);
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     let mut handles = spawn(plans, &tx, opts)?;
@@ -344,12 +292,12 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
             bail!("workers did not finish connecting before the setup deadline");
         }
         let setup_secs = started.elapsed().as_secs_f64();
-        let rss_ready = opts.server_pid.and_then(server_rss);
+        let rss_ready = opts.server_pid.and_then(sys::rss);
         let start_ns = now_ns() + 200_000_000;
         for h in &mut handles {
             h.control(Control::Go { start_ns });
         }
-        let senders = start_senders(plan, start_ns);
+        let senders = push::start(plan, start_ns);
         let run_deadline = Instant::now()
             + Duration::from_millis(200)
             + c.duration
@@ -364,8 +312,8 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
         if !all_final {
             bail!("workers did not report before the run deadline");
         }
-        let rss_after = opts.server_pid.and_then(server_rss);
-        let push = join_senders(senders);
+        let rss_after = opts.server_pid.and_then(sys::rss);
+        let push = push::join(senders);
         let finals: Vec<WorkerReport> = live.finals.iter_mut().filter_map(Option::take).collect();
         Ok(aggregate(
             plan,
@@ -388,6 +336,84 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> anyhow::Result<Summary> {
     result
 }
 
+/// The workers' final reports, added up.
+struct Totals {
+    counters: Counters,
+    failures: BTreeMap<String, u64>,
+    error_codes: BTreeMap<String, u64>,
+    handshake: Histogram<u64>,
+    latency: Histogram<u64>,
+    acked: Vec<u64>,
+    joined: Vec<u64>,
+    published: u64,
+    /// Earliest first connect (`u64::MAX`: none).
+    first_connect: u64,
+    last_established: u64,
+    bursts: Vec<BurstStat>,
+    mismatches: u64,
+    /// Workers' RSS, and the connections open when each was read.
+    loadgen_rss: (u64, u64),
+}
+
+impl Totals {
+    fn new(rooms: usize) -> Self {
+        Totals {
+            counters: Counters::default(),
+            failures: BTreeMap::new(),
+            error_codes: BTreeMap::new(),
+            handshake: new_histogram(),
+            latency: new_histogram(),
+            acked: vec![0; rooms],
+            joined: vec![0; rooms],
+            published: 0,
+            first_connect: u64::MAX,
+            last_established: 0,
+            bursts: Vec::new(),
+            mismatches: 0,
+            loadgen_rss: (0, 0),
+        }
+    }
+
+    fn add(&mut self, f: &WorkerReport) {
+        self.loadgen_rss.0 += f.rss;
+        self.loadgen_rss.1 += f.open_at_rss;
+        self.counters.add(&f.counters);
+        for (k, v) in &f.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &f.error_codes {
+            *self.error_codes.entry(k.clone()).or_default() += v;
+        }
+        merge_histogram(&mut self.handshake, &f.handshake);
+        merge_histogram(&mut self.latency, &f.latency);
+        add_per_room(&mut self.acked, &f.acked);
+        add_per_room(&mut self.joined, &f.joined);
+        self.published += f.published.iter().sum::<u64>();
+        if f.first_connect_ns > 0 {
+            self.first_connect = self.first_connect.min(f.first_connect_ns);
+        }
+        self.last_established = self.last_established.max(f.last_established_ns);
+        verify::merge_bursts(&mut self.bursts, &f.bursts);
+        self.mismatches += f.decode_mismatches;
+    }
+
+    /// First connect to last setup connection established (s).
+    fn connect_secs(&self) -> f64 {
+        if self.last_established > self.first_connect && self.first_connect != u64::MAX {
+            (self.last_established - self.first_connect) as f64 / 1e9
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Adds one worker's per-room figures to the run's (rooms the run does not have are ignored).
+fn add_per_room(into: &mut [u64], from: &[u64]) {
+    for (a, v) in into.iter_mut().zip(from) {
+        *a += v;
+    }
+}
+
 fn aggregate(
     plan: &RunPlan,
     finals: &[WorkerReport],
@@ -396,175 +422,29 @@ fn aggregate(
     rss: [Option<u64>; 3],
     push: Option<PushStats>,
 ) -> Summary {
-    let mut counters = Counters::default();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let mut error_codes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut handshake = new_histogram();
-    let mut latency = new_histogram();
-    let rooms = plan.room_members().len();
-    let mut acked = vec![0u64; rooms];
-    let mut joined = vec![0u64; rooms];
-    let mut published = 0u64;
-    let mut first_connect = u64::MAX;
-    let mut last_established = 0u64;
-    let mut bursts: Vec<crate::stats::BurstStat> = Vec::new();
-    let mut mismatches = 0;
-    let (mut loadgen_rss, mut loadgen_open) = (0, 0);
+    let mut t = Totals::new(plan.room_members().len());
     for f in finals {
-        loadgen_rss += f.rss;
-        loadgen_open += f.open_at_rss;
-        counters.add(&f.counters);
-        for (k, v) in &f.failures {
-            *failures.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &f.error_codes {
-            *error_codes.entry(k.clone()).or_default() += v;
-        }
-        merge_histogram(&mut handshake, &f.handshake);
-        merge_histogram(&mut latency, &f.latency);
-        for (i, v) in f.acked.iter().enumerate() {
-            if let Some(a) = acked.get_mut(i) {
-                *a += v;
-            }
-        }
-        for (i, v) in f.joined.iter().enumerate() {
-            if let Some(a) = joined.get_mut(i) {
-                *a += v;
-            }
-        }
-        published += f.published.iter().sum::<u64>();
-        if f.first_connect_ns > 0 {
-            first_connect = first_connect.min(f.first_connect_ns);
-        }
-        last_established = last_established.max(f.last_established_ns);
-        for (i, b) in f.bursts.iter().enumerate() {
-            if bursts.len() <= i {
-                bursts.resize(i + 1, crate::stats::BurstStat::default());
-            }
-            let s = &mut bursts[i];
-            s.received += b.received;
-            if b.first_sent_ns > 0 {
-                s.first_sent_ns = if s.first_sent_ns == 0 {
-                    b.first_sent_ns
-                } else {
-                    s.first_sent_ns.min(b.first_sent_ns)
-                };
-            }
-            s.last_received_ns = s.last_received_ns.max(b.last_received_ns);
-        }
-        mismatches += f.decode_mismatches;
+        t.add(f);
     }
-    // Expected deliveries: every acknowledged publish reaches every member of its room but the
-    // publisher (and the publisher too with echo). Members are those that actually joined.
-    let expected = match plan.scenario {
-        Scenario::Fanout { echo, .. } => {
-            let members = plan.room_members();
-            let mut e = 0u64;
-            for (r, a) in acked.iter().enumerate() {
-                let joined_r = joined[r];
-                let pubs = members.get(r).map_or(0, |m| m.1);
-                // joined counts publishers too; a publisher does not receive its own publish.
-                let receivers = if echo {
-                    joined_r
-                } else {
-                    joined_r.saturating_sub(1.min(pubs))
-                };
-                e += a * receivers;
-            }
-            Some(e)
-        }
-        Scenario::Chat {
-            churn_per_sec: 0.0, ..
-        } => {
-            let e = acked
-                .iter()
-                .zip(&joined)
-                .map(|(a, j)| a * j.saturating_sub(1))
-                .sum();
-            Some(e)
-        }
-        Scenario::Push { .. } => push.as_ref().map(|p| p.delivered),
-        _ => None,
-    };
-    let run_secs = plan.common.duration.as_secs_f64();
-    let burst_rates: Vec<f64> = bursts
-        .iter()
-        .filter(|b| b.received > 0 && b.last_received_ns > b.first_sent_ns)
-        .map(|b| b.received as f64 / ((b.last_received_ns - b.first_sent_ns) as f64 / 1e9))
-        .collect();
-    Summary::new(crate::summary::Inputs {
+    let connect_secs = t.connect_secs();
+    Summary::new(Inputs {
         plan: plan.clone(),
-        counters,
-        failures,
-        error_codes,
-        handshake,
-        latency,
-        expected,
-        published: push.as_ref().map_or(published, |p| p.sent),
-        acked: push.as_ref().map_or(acked.iter().sum(), |p| p.ok),
-        connect_secs: if last_established > first_connect && first_connect != u64::MAX {
-            (last_established - first_connect) as f64 / 1e9
-        } else {
-            0.0
-        },
+        expected: verify::expected(plan, &t.acked, &t.joined, push.as_ref()),
+        published: push.as_ref().map_or(t.published, |p| p.sent),
+        acked: push.as_ref().map_or(t.acked.iter().sum(), |p| p.ok),
+        counters: t.counters,
+        failures: t.failures,
+        error_codes: t.error_codes,
+        handshake: t.handshake,
+        latency: t.latency,
+        connect_secs,
         setup_secs,
-        run_secs,
+        run_secs: plan.common.duration.as_secs_f64(),
         rss,
-        burst_rates,
+        burst_rates: verify::burst_rates(&t.bursts),
         series,
-        decode_mismatches: mismatches,
-        loadgen_rss: (loadgen_rss, loadgen_open),
+        decode_mismatches: t.mismatches,
+        loadgen_rss: t.loadgen_rss,
         push,
     })
-}
-
-/// Starts the REST senders of a `push` run (none for other scenarios).
-fn start_senders(plan: &RunPlan, start_ns: u64) -> Vec<std::thread::JoinHandle<PushStats>> {
-    let Scenario::Push {
-        rate,
-        senders,
-        payload,
-        ref api_key,
-    } = plan.scenario
-    else {
-        return Vec::new();
-    };
-    let senders = senders.max(1);
-    (0..senders)
-        .map(|i| {
-            let sender = PushSender {
-                target: plan.common.target.clone(),
-                api_key: api_key.clone(),
-                rate: rate / f64::from(senders),
-                start_ns,
-                end_ns: start_ns + plan.common.duration.as_nanos() as u64,
-                users: plan.connections,
-                payload,
-                sender: u64::from(i),
-            };
-            std::thread::spawn(move || sender.run())
-        })
-        .collect()
-}
-
-/// Waits for the senders and adds up what they saw.
-fn join_senders(senders: Vec<std::thread::JoinHandle<PushStats>>) -> Option<PushStats> {
-    let mut total: Option<PushStats> = None;
-    for s in senders {
-        let Ok(st) = s.join() else { continue };
-        match &mut total {
-            None => total = Some(st),
-            Some(t) => {
-                let _ = t.http.add(&st.http);
-                t.sent += st.sent;
-                t.ok += st.ok;
-                t.delivered += st.delivered;
-                t.offline += st.offline;
-                for (k, v) in st.errors {
-                    *t.errors.entry(k).or_default() += v;
-                }
-            }
-        }
-    }
-    total
 }

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use wsgate_loadgen::cli::Cli;
-use wsgate_loadgen::coordinator::{self, RunOptions, WORKER_ARG};
+use wsgate_loadgen::coordinator::{RunOptions, WORKER_ARG};
+use wsgate_loadgen::worker;
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return match coordinator::worker_main() {
+        return match worker::worker_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wsgate-loadgen worker: {e:#}");

@@ -1,5 +1,6 @@
-//! What workers tell the coordinator: live counters, the final report, and the histograms they
-//! carry (serialized with hdrhistogram's V2 format so they merge exactly).
+//! What is counted and measured: connection and message counters, burst deliveries, the REST
+//! senders' account, and the histograms (serialized with hdrhistogram's V2 format so that
+//! workers' histograms merge exactly).
 
 use std::collections::BTreeMap;
 
@@ -50,74 +51,52 @@ pub struct BurstStat {
     pub last_received_ns: u64,
 }
 
-/// A worker's final account.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct WorkerReport {
-    /// Final counters.
-    pub counters: Counters,
-    /// Failures by cause (`refused`, `http_401`, `closed_4002`, `timeout_upgrade`, ...).
-    pub failures: BTreeMap<String, u64>,
-    /// Error replies by code.
-    pub error_codes: BTreeMap<String, u64>,
-    /// Connect start to `welcome` (ns), V2-serialized.
-    pub handshake: Vec<u8>,
-    /// Send to receive of events (ns), V2-serialized.
-    pub latency: Vec<u8>,
-    /// When the first connect started (ns, monotonic clock).
-    pub first_connect_ns: u64,
-    /// When the last connection of the setup ramp was established.
-    pub last_established_ns: u64,
-    /// Publishes answered with a reply, per room.
-    pub acked: Vec<u64>,
-    /// Publishes sent, per room.
-    pub published: Vec<u64>,
-    /// Members joined per room, by this worker.
-    pub joined: Vec<u64>,
-    /// Per-burst deliveries (burst mode).
-    pub bursts: Vec<BurstStat>,
-    /// Events whose fast decode disagreed with the full decode (must be 0).
-    pub decode_mismatches: u64,
-    /// This worker's process RSS at the end of the measured phase (bytes; a thread worker
-    /// reports the whole coordinator process).
-    pub rss: u64,
-    /// Connections open at that moment.
-    pub open_at_rss: u64,
+/// What the REST senders of a `push` run saw (one sender's, or, added up, all of them).
+pub struct PushStats {
+    /// HTTP request written to response read (ns).
+    pub http: Histogram<u64>,
+    /// Requests sent.
+    pub sent: u64,
+    /// 200 responses.
+    pub ok: u64,
+    /// Sum of `delivered` over the responses: the deliveries to expect.
+    pub delivered: u64,
+    /// Sum of `offline` users over the responses.
+    pub offline: u64,
+    /// Failures by cause (`http_<status>`, `io_*`).
+    pub errors: BTreeMap<String, u64>,
 }
 
-/// A message from a worker to the coordinator.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "msg", rename_all = "lowercase")]
-pub enum WorkerMsg {
-    /// Periodic counters.
-    Progress {
-        /// Cumulative counters.
-        counters: Counters,
-    },
-    /// Every connection is established (or failed): the worker waits for `Go`.
-    Ready {
-        /// Counters at that point.
-        counters: Counters,
-    },
-    /// The worker has finished.
-    Final(Box<WorkerReport>),
-    /// The worker could not run.
-    Fatal {
-        /// Why.
-        error: String,
-    },
+impl PushStats {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        PushStats {
+            http: new_histogram(),
+            sent: 0,
+            ok: 0,
+            delivered: 0,
+            offline: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds another sender's account.
+    pub fn add(&mut self, o: PushStats) {
+        let _ = self.http.add(&o.http);
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.delivered += o.delivered;
+        self.offline += o.offline;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
 }
 
-/// A message from the coordinator to a worker.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-#[serde(tag = "msg", rename_all = "lowercase")]
-pub enum Control {
-    /// Start the measured phase at `start_ns` (monotonic clock).
-    Go {
-        /// When the measured phase starts.
-        start_ns: u64,
-    },
-    /// Stop now and report.
-    Stop,
+impl Default for PushStats {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A histogram of nanoseconds, 1 µs to 10 minutes, 3 significant digits.

@@ -1,61 +1,79 @@
-//! The REST side of the `push` scenario: HTTP/1.1 keep-alive senders, one thread each, posting
-//! `POST /api/v1/push/users` for random users at a fixed rate, each push's `data` carrying its
-//! send time so the receiving connections measure delivery latency.
+//! The `push` scenario's driving logic, on the REST side: HTTP/1.1 keep-alive senders, one
+//! thread each, posting `POST /api/v1/push/users` for random users at a fixed rate, each push's
+//! `data` carrying its send time so the receiving connections (which only authenticate, like
+//! `connect`'s) measure delivery latency.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use crate::payload;
-use crate::plan::{now_ns, Target, WireFormat};
-use crate::stats::new_histogram;
+use crate::plan::{now_ns, RunPlan, Scenario, Target, WireFormat};
+use crate::stats::PushStats;
 
-/// What one sender saw.
-pub struct PushStats {
-    /// HTTP request written to response read (ns).
-    pub http: Histogram<u64>,
-    /// Requests sent.
-    pub sent: u64,
-    /// 200 responses.
-    pub ok: u64,
-    /// Sum of `delivered` over the responses: the deliveries to expect.
-    pub delivered: u64,
-    /// Sum of `offline` users over the responses.
-    pub offline: u64,
-    /// Failures by cause (`http_<status>`, `io_*`).
-    pub errors: BTreeMap<String, u64>,
+/// Starts the REST senders of a `push` run (none for other scenarios), sending from
+/// `start_ns` to the end of the measured phase.
+pub(crate) fn start(plan: &RunPlan, start_ns: u64) -> Vec<std::thread::JoinHandle<PushStats>> {
+    let Scenario::Push {
+        rate,
+        senders,
+        payload,
+        ref api_key,
+    } = plan.scenario
+    else {
+        return Vec::new();
+    };
+    let senders = senders.max(1);
+    (0..senders)
+        .map(|i| {
+            let sender = Sender {
+                target: plan.common.target.clone(),
+                api_key: api_key.clone(),
+                rate: rate / f64::from(senders),
+                start_ns,
+                end_ns: start_ns + plan.common.duration.as_nanos() as u64,
+                users: plan.connections,
+                payload,
+                sender: u64::from(i),
+            };
+            std::thread::spawn(move || sender.run())
+        })
+        .collect()
+}
+
+/// Waits for the senders and adds up what they saw (`None` without senders).
+pub(crate) fn join(senders: Vec<std::thread::JoinHandle<PushStats>>) -> Option<PushStats> {
+    let mut total: Option<PushStats> = None;
+    for s in senders {
+        let Ok(st) = s.join() else { continue };
+        match &mut total {
+            None => total = Some(st),
+            Some(t) => t.add(st),
+        }
+    }
+    total
 }
 
 /// One sender's job.
-pub(crate) struct Sender {
-    pub(crate) target: Target,
-    pub(crate) api_key: String,
+struct Sender {
+    target: Target,
+    api_key: String,
     /// Pushes per second from this sender.
-    pub(crate) rate: f64,
-    pub(crate) start_ns: u64,
-    pub(crate) end_ns: u64,
+    rate: f64,
+    start_ns: u64,
+    end_ns: u64,
     /// Users are `u0 .. u{users-1}`.
-    pub(crate) users: u64,
-    pub(crate) payload: usize,
+    users: u64,
+    payload: usize,
     /// Sequence numbers are `(sender << 32) | n`.
-    pub(crate) sender: u64,
+    sender: u64,
 }
 
 impl Sender {
     /// Sends until `end_ns` (open loop: a slow answer delays the next request, and the
     /// achieved rate shows it).
-    pub(crate) fn run(self) -> PushStats {
-        let mut st = PushStats {
-            http: new_histogram(),
-            sent: 0,
-            ok: 0,
-            delivered: 0,
-            offline: 0,
-            errors: BTreeMap::new(),
-        };
+    fn run(self) -> PushStats {
+        let mut st = PushStats::new();
         let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
         let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ (self.sender + 1).wrapping_mul(now_ns() | 1);
         let mut body = Vec::with_capacity(256);

@@ -1,0 +1,416 @@
+//! The client side of a worker's connections: one mio `Poll`, the connections, the read buffer
+//! they share and the write buffers. It takes each connection through TCP connect, upgrade and
+//! WebSocket frames and gives whole messages to a [`Handler`]; it knows nothing of scenarios.
+
+pub(crate) mod conn;
+mod ws;
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use jsonwebtoken::{EncodingKey, Header};
+use mio::{Events, Interest, Poll, Token};
+use wsgate_protocol::{encode_request, Request};
+
+use conn::{connect, io_cause};
+pub(crate) use conn::{Conn, State, JOIN_ID};
+use ws::{opcode, Head};
+
+use crate::plan::{now_ns, Target, WireFormat, WorkerPlan};
+
+/// What is done with the connections' messages and failures (the worker's session). Generic
+/// parameters, not `dyn`: the calls stay monomorphic on the hot path.
+pub(crate) trait Handler {
+    /// A whole text or binary message arrived on connection `idx` (upgraded, not closed);
+    /// `Err(cause)` fails the connection.
+    fn on_message(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        payload: &[u8],
+    ) -> Result<(), String>;
+    /// Connection `idx` has just failed, in state `was`, because of `cause` (it is closed).
+    fn on_failed(&mut self, was: State, cause: &str);
+}
+
+/// The claims of a loadgen token: user `u<global index>`.
+#[derive(serde::Serialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+}
+
+/// Every connection of one worker.
+pub(crate) struct Clients {
+    poll: Poll,
+    /// Indexed by the connection's local index, which is also its mio token.
+    pub(crate) conns: Vec<Conn>,
+    /// The read buffer every connection shares (a connection keeps only a partial frame).
+    rbuf: Vec<u8>,
+    /// An encoded request, before framing.
+    scratch: Vec<u8>,
+    /// The frame (or upgrade request) being written.
+    frame: Vec<u8>,
+    /// xorshift64 state for masks and churn picks.
+    rng: u64,
+    format: WireFormat,
+    target: Target,
+    /// Source addresses to bind, round robin by global index (empty: the kernel chooses).
+    source_addrs: Vec<IpAddr>,
+    /// Global index of the first connection (users are `u<global>`).
+    first: u64,
+    key: EncodingKey,
+    /// Expiry of every token (a day from the start).
+    exp: u64,
+}
+
+impl Clients {
+    /// The connections of `plan`, none connected yet, connection `i` (global) in `room(i)`.
+    pub(crate) fn new(plan: &WorkerPlan, room: impl Fn(u64) -> u32) -> io::Result<Self> {
+        let count = usize::try_from(plan.count).map_err(io::Error::other)?;
+        let conns = (0..count)
+            .map(|local| Conn::new(room(plan.first + local as u64)))
+            .collect();
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            + 24 * 3600;
+        Ok(Clients {
+            poll: Poll::new()?,
+            conns,
+            rbuf: vec![0; 64 * 1024],
+            scratch: Vec::with_capacity(1024),
+            frame: Vec::with_capacity(1024),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(plan.worker) + 1).wrapping_mul(now_ns() | 1),
+            format: plan.common.format,
+            target: plan.common.target.clone(),
+            source_addrs: plan.common.source_addrs.clone(),
+            first: plan.first,
+            key: EncodingKey::from_secret(plan.common.jwt_secret.as_bytes()),
+            exp,
+        })
+    }
+
+    /// Waits up to `timeout` for socket events.
+    pub(crate) fn poll(&mut self, events: &mut Events, timeout: Duration) -> io::Result<()> {
+        self.poll.poll(events, Some(timeout))
+    }
+
+    /// Starts the TCP connect of connection `idx` at `now`.
+    pub(crate) fn connect<H: Handler>(&mut self, idx: usize, now: u64, h: &mut H) {
+        let c = &mut self.conns[idx];
+        c.started_ns = now;
+        c.state = State::Connecting;
+        c.in_flight = 0;
+        let global = self.first + idx as u64;
+        let addrs = &self.source_addrs;
+        let source = (!addrs.is_empty()).then(|| addrs[(global % addrs.len() as u64) as usize]);
+        match connect(self.target.addr, source) {
+            Ok(mut stream) => {
+                let reg = self.poll.registry().register(
+                    &mut stream,
+                    Token(idx),
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                self.conns[idx].stream = Some(stream);
+                if let Err(e) = reg {
+                    self.fail(idx, &io_cause("register", &e), h);
+                }
+            }
+            Err(e) => self.fail(idx, &io_cause("connect", &e), h),
+        }
+    }
+
+    /// Handles a readiness event of connection `idx`.
+    pub(crate) fn on_event<H: Handler>(&mut self, idx: usize, readable: bool, h: &mut H) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.state == State::Connecting {
+            match c.connected() {
+                Ok(true) => self.send_upgrade(idx, h),
+                Ok(false) => return,
+                Err(cause) => return self.fail(idx, &cause, h),
+            }
+        } else if let Err(cause) = c.flush() {
+            return self.fail(idx, &cause, h);
+        }
+        if readable && self.conns[idx].stream.is_some() {
+            self.on_readable(idx, h);
+        }
+    }
+
+    /// Sends the upgrade request, with a fresh token for user `u<global>`.
+    fn send_upgrade<H: Handler>(&mut self, idx: usize, h: &mut H) {
+        let global = self.first + idx as u64;
+        let claims = Claims {
+            sub: format!("u{global}"),
+            exp: self.exp,
+        };
+        let Ok(token) = jsonwebtoken::encode(&Header::default(), &claims, &self.key) else {
+            return self.fail(idx, "token", h);
+        };
+        let target = &self.target;
+        let sep = if target.path.contains('?') { '&' } else { '?' };
+        let path = format!(
+            "{}{sep}token={token}&format={}",
+            target.path,
+            self.format.as_str()
+        );
+        self.frame.clear();
+        ws::write_upgrade(&mut self.frame, &target.host, &path);
+        self.conns[idx].state = State::Upgrading;
+        self.send_frame(idx, h);
+    }
+
+    /// Writes `self.frame` to connection `idx` (or queues what the socket would not take).
+    fn send_frame<H: Handler>(&mut self, idx: usize, h: &mut H) {
+        if let Err(cause) = self.conns[idx].write(&self.frame) {
+            self.fail(idx, &cause, h);
+        }
+    }
+
+    /// Encodes `req` and sends it on connection `idx` in one masked frame.
+    pub(crate) fn send_request<H: Handler>(&mut self, idx: usize, req: &Request<'_>, h: &mut H) {
+        self.scratch.clear();
+        if encode_request(self.format.format(), req, &mut self.scratch).is_err() {
+            return self.fail(idx, "encode", h);
+        }
+        let op = match self.format {
+            WireFormat::Json => opcode::TEXT,
+            WireFormat::Msgpack => opcode::BINARY,
+        };
+        self.frame.clear();
+        let key = self.mask();
+        ws::write_frame(&mut self.frame, op, &self.scratch, key);
+        self.send_frame(idx, h);
+    }
+
+    /// Closes connection `idx` normally (close 1000) and leaves it idle, to be reconnected.
+    pub(crate) fn close<H: Handler>(&mut self, idx: usize, h: &mut H) {
+        self.frame.clear();
+        let key = self.mask();
+        ws::write_close(&mut self.frame, 1000, key);
+        self.send_frame(idx, h);
+        let c = &mut self.conns[idx];
+        c.stream = None;
+        c.inbuf = Vec::new();
+        c.outbuf = Vec::new();
+        c.state = State::Idle;
+    }
+
+    /// Fails connection `idx` (once): closes it, frees its buffers and tells the handler.
+    pub(crate) fn fail<H: Handler>(&mut self, idx: usize, cause: &str, h: &mut H) {
+        let c = &mut self.conns[idx];
+        if c.state == State::Closed {
+            return;
+        }
+        let was = c.state;
+        c.state = State::Closed;
+        c.stream = None;
+        c.inbuf = Vec::new();
+        c.outbuf = Vec::new();
+        c.frag = Vec::new();
+        h.on_failed(was, cause);
+    }
+
+    /// Fails every connection still handshaking `limit` ns after its connect started.
+    pub(crate) fn expire_handshakes<H: Handler>(&mut self, now: u64, limit: u64, h: &mut H) {
+        for idx in 0..self.conns.len() {
+            let c = &self.conns[idx];
+            if c.state.handshaking() && now.saturating_sub(c.started_ns) > limit {
+                let cause = format!("timeout_{}", c.state.name());
+                self.fail(idx, &cause, h);
+            }
+        }
+    }
+
+    /// Drops every connection with an abortive close (RST): the client side would otherwise
+    /// keep every connection in TIME_WAIT for a minute, holding its ephemeral port, and
+    /// back-to-back runs would run out of ports.
+    pub(crate) fn abort_all(&mut self) {
+        for c in &mut self.conns {
+            if let Some(stream) = c.stream.take() {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            }
+        }
+    }
+
+    /// A fresh mask key.
+    fn mask(&mut self) -> [u8; 4] {
+        // xorshift64: masks need no cryptographic strength against our own server.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_le_bytes()
+    }
+
+    /// A pseudo-random number (churn picks), from the same generator as the masks.
+    pub(crate) fn next_rand(&mut self) -> u64 {
+        let m = self.mask();
+        self.rng.wrapping_add(u64::from(u32::from_le_bytes(m)))
+    }
+
+    /// Reads what connection `idx` has, through the shared buffer, and handles every whole
+    /// frame; a partial frame is kept on the connection.
+    fn on_readable<H: Handler>(&mut self, idx: usize, h: &mut H) {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let mut filled = 0;
+        {
+            let c = &mut self.conns[idx];
+            if !c.inbuf.is_empty() {
+                let n = c.inbuf.len();
+                if buf.len() < n + 4096 {
+                    buf.resize(n + 4096, 0);
+                }
+                buf[..n].copy_from_slice(&c.inbuf);
+                filled = n;
+                c.inbuf = Vec::new();
+            }
+        }
+        let filled = self.read_loop(idx, &mut buf, filled, h);
+        if filled > 0 {
+            self.conns[idx].inbuf = buf[..filled].to_vec();
+        }
+        if buf.len() > 1024 * 1024 {
+            buf.truncate(64 * 1024);
+            buf.shrink_to_fit();
+        }
+        self.rbuf = buf;
+    }
+
+    /// Reads into `buf` (holding `filled` bytes already) until the socket is drained and
+    /// handles the frames; returns the bytes of a partial frame left at the start of `buf`.
+    fn read_loop<H: Handler>(
+        &mut self,
+        idx: usize,
+        buf: &mut Vec<u8>,
+        mut filled: usize,
+        h: &mut H,
+    ) -> usize {
+        loop {
+            if filled == buf.len() {
+                let len = buf.len() * 2;
+                buf.resize(len, 0);
+            }
+            let Some(stream) = self.conns[idx].stream.as_mut() else {
+                return 0;
+            };
+            match stream.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    self.fail(idx, "eof", h);
+                    return 0;
+                }
+                Ok(n) => {
+                    // A short read drained the socket: with edge-triggered readiness, more
+                    // data raises a new event, so the read that would block is not needed.
+                    let drained = n < buf.len() - filled;
+                    filled += n;
+                    match self.process(idx, &buf[..filled], h) {
+                        Ok(used) => {
+                            buf.copy_within(used..filled, 0);
+                            filled -= used;
+                        }
+                        Err(cause) => {
+                            self.fail(idx, &cause, h);
+                            return 0;
+                        }
+                    }
+                    if self.conns[idx].stream.is_none() {
+                        return 0;
+                    }
+                    if drained {
+                        return filled;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return filled,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(idx, &io_cause("read", &e), h);
+                    return 0;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame at the start of `bytes`; returns the bytes used.
+    fn process<H: Handler>(
+        &mut self,
+        idx: usize,
+        bytes: &[u8],
+        h: &mut H,
+    ) -> Result<usize, String> {
+        let mut pos = 0;
+        if self.conns[idx].state == State::Upgrading {
+            match ws::parse_head(bytes) {
+                Head::Partial => return Ok(0),
+                Head::Refused(status) => return Err(format!("http_{status}")),
+                Head::Upgraded(n) => {
+                    pos = n;
+                    self.conns[idx].state = State::Welcoming;
+                }
+            }
+        }
+        loop {
+            let Some((frame, used)) = ws::parse_frame(&bytes[pos..]).map_err(|e| match e {
+                ws::FrameError::Masked => "frame_masked".to_string(),
+                ws::FrameError::TooLarge(_) => "frame_too_large".to_string(),
+            })?
+            else {
+                return Ok(pos);
+            };
+            pos += used;
+            match frame.opcode {
+                opcode::TEXT | opcode::BINARY if frame.fin => {
+                    h.on_message(self, idx, frame.payload)?
+                }
+                opcode::TEXT | opcode::BINARY => {
+                    self.conns[idx].frag = frame.payload.to_vec();
+                }
+                opcode::CONTINUATION => {
+                    let c = &mut self.conns[idx];
+                    c.frag.extend_from_slice(frame.payload);
+                    if frame.fin {
+                        let msg = std::mem::take(&mut c.frag);
+                        h.on_message(self, idx, &msg)?;
+                    }
+                }
+                op => self.on_control(idx, op, frame.payload, h)?,
+            }
+            if self.conns[idx].stream.is_none() {
+                return Ok(pos);
+            }
+        }
+    }
+
+    /// Answers a ping with a pong and a close with a close (then fails the connection).
+    fn on_control<H: Handler>(
+        &mut self,
+        idx: usize,
+        op: u8,
+        payload: &[u8],
+        h: &mut H,
+    ) -> Result<(), String> {
+        match op {
+            opcode::PING => {
+                self.frame.clear();
+                let key = self.mask();
+                ws::write_frame(&mut self.frame, opcode::PONG, payload, key);
+                self.send_frame(idx, h);
+                Ok(())
+            }
+            opcode::PONG => Ok(()),
+            opcode::CLOSE => {
+                let code = ws::close_code(payload);
+                self.frame.clear();
+                let key = self.mask();
+                ws::write_close(&mut self.frame, code, key);
+                self.send_frame(idx, h);
+                Err(format!("closed_{code}"))
+            }
+            other => Err(format!("opcode_{other}")),
+        }
+    }
+}

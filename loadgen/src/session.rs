@@ -1,0 +1,343 @@
+//! One worker's connections as wsgate clients: the handshake's last steps (`welcome`, `join`),
+//! publishing, what each server message means for the counters and the delivery account, and
+//! the report those add up to. It is the [`Handler`] the client layer is given.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use hdrhistogram::Histogram;
+use wsgate_protocol::{decode_server_message, Command, Id, OwnedServerMessage, RawData, Request};
+
+use crate::client::{Clients, Handler, State, JOIN_ID};
+use crate::msg::WorkerReport;
+use crate::payload;
+use crate::plan::{now_ns, DecodeMode, PublishMode, Scenario, WireFormat, WorkerPlan};
+use crate::scenario::actions::Actions;
+use crate::stats::{encode_histogram, new_histogram, Counters};
+use crate::verify::{self, Deliveries};
+
+/// Everything a worker counts about its connections, and how it talks to the server.
+pub(crate) struct Session {
+    format: WireFormat,
+    decode: DecodeMode,
+    /// Global index of the worker's first connection.
+    first: u64,
+    /// Size of each publish's `data` (0: the scenario does not publish).
+    payload: usize,
+    /// Whether connections join their room after `welcome` (fanout and chat).
+    joins: bool,
+    /// Closed-loop fanout: each publish is awaited by the local members of its room.
+    closed_loop: bool,
+    /// Room names, shared so a request can borrow one while `self` is mutated.
+    rooms: Rc<Vec<String>>,
+    /// The `data` of the publish being sent (reused).
+    data: Vec<u8>,
+    pub(crate) counters: Counters,
+    failures: BTreeMap<String, u64>,
+    error_codes: BTreeMap<String, u64>,
+    /// Connect start to `welcome` (ns).
+    handshake: Histogram<u64>,
+    pub(crate) deliveries: Deliveries,
+    /// Handshakes in progress (bounded by `max_pending`).
+    pub(crate) pending: u64,
+    first_connect_ns: u64,
+    last_established_ns: u64,
+    /// Whether the setup ramp is still going (its last establishment is timed).
+    pub(crate) ramping: bool,
+}
+
+impl Session {
+    /// A session for `plan`'s connections in `rooms` rooms.
+    pub(crate) fn new(plan: &WorkerPlan, rooms: u32) -> Self {
+        let (payload, joins) = match plan.scenario {
+            Scenario::Connect => (0, false),
+            Scenario::Push { payload, .. } => (payload, false),
+            Scenario::Fanout { payload, .. } | Scenario::Chat { payload, .. } => (payload, true),
+        };
+        let closed_loop = matches!(
+            plan.scenario,
+            Scenario::Fanout {
+                mode: PublishMode::Closed { .. },
+                ..
+            }
+        );
+        Session {
+            format: plan.common.format,
+            decode: plan.common.decode,
+            first: plan.first,
+            payload,
+            joins,
+            closed_loop,
+            rooms: Rc::new((0..rooms).map(|r| format!("room-{r}")).collect()),
+            data: Vec::with_capacity(1024),
+            counters: Counters::default(),
+            failures: BTreeMap::new(),
+            error_codes: BTreeMap::new(),
+            handshake: new_histogram(),
+            deliveries: Deliveries::new(plan, rooms as usize),
+            pending: 0,
+            first_connect_ns: 0,
+            last_established_ns: 0,
+            ramping: true,
+        }
+    }
+
+    /// Starts connecting connection `idx` at `now`.
+    pub(crate) fn start_connect(&mut self, clients: &mut Clients, idx: usize, now: u64) {
+        if self.first_connect_ns == 0 {
+            self.first_connect_ns = now;
+        }
+        self.pending += 1;
+        clients.connect(idx, now, self);
+    }
+
+    /// Gives up on handshakes past `limit` ns and on closed-loop publishes awaited too long.
+    pub(crate) fn expire(&mut self, clients: &mut Clients, now: u64, limit: u64) {
+        for s in self.deliveries.expire(now) {
+            *self
+                .error_codes
+                .entry("closed_loop_timeout".into())
+                .or_default() += 1;
+            complete(clients, self.first, s);
+        }
+        clients.expire_handshakes(now, limit, self);
+    }
+
+    /// The worker's final account; `rss` is its process's resident set size now.
+    pub(crate) fn report(&mut self, rss: u64) -> WorkerReport {
+        let d = &self.deliveries;
+        WorkerReport {
+            counters: self.counters,
+            failures: std::mem::take(&mut self.failures),
+            error_codes: std::mem::take(&mut self.error_codes),
+            handshake: encode_histogram(&self.handshake),
+            latency: encode_histogram(&d.latency),
+            first_connect_ns: self.first_connect_ns,
+            last_established_ns: self.last_established_ns,
+            acked: d.acked.clone(),
+            published: d.published.clone(),
+            joined: d.joined.clone(),
+            bursts: d.bursts.clone(),
+            decode_mismatches: d.decode_mismatches,
+            rss,
+            open_at_rss: self.counters.open,
+        }
+    }
+
+    fn established(&mut self, clients: &mut Clients, idx: usize, now: u64) {
+        clients.conns[idx].state = State::Open;
+        self.pending = self.pending.saturating_sub(1);
+        self.counters.established += 1;
+        self.counters.open += 1;
+        if self.ramping {
+            self.last_established_ns = now;
+        }
+    }
+
+    fn on_welcome(&mut self, clients: &mut Clients, idx: usize, now: u64) {
+        let c = &clients.conns[idx];
+        self.handshake
+            .saturating_record(now.saturating_sub(c.started_ns));
+        if !self.joins {
+            return self.established(clients, idx, now);
+        }
+        clients.conns[idx].state = State::Joining;
+        let rooms = self.rooms.clone();
+        let room = rooms[clients.conns[idx].room as usize].as_str();
+        let req = Request {
+            id: Some(Id::Num(JOIN_ID)),
+            command: Command::Join { room: room.into() },
+        };
+        clients.send_request(idx, &req, self);
+    }
+
+    fn on_reply(&mut self, clients: &mut Clients, idx: usize, state: State, id: Id<'_>, now: u64) {
+        let room = clients.conns[idx].room as usize;
+        if state == State::Joining && id == Id::Num(JOIN_ID) {
+            self.deliveries.joined[room] += 1;
+            self.established(clients, idx, now);
+        } else if let Some(a) = self.deliveries.acked.get_mut(room) {
+            *a += 1;
+        }
+    }
+
+    fn on_error(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        state: State,
+        id: Option<Id<'_>>,
+        code: &str,
+    ) -> Result<(), String> {
+        self.counters.errors += 1;
+        *self.error_codes.entry(code.to_string()).or_default() += 1;
+        if state == State::Joining && id == Some(Id::Num(JOIN_ID)) {
+            return Err(format!("join_{code}"));
+        }
+        // A refused closed-loop publish will never be delivered: free its window slot now
+        // instead of after the closed-loop timeout.
+        if let Some(Id::Num(n)) = id {
+            let s = verify::publish_seq(self.first + idx as u64, n);
+            if self.deliveries.refused(s) {
+                complete(clients, self.first, s);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_delivery(&mut self, clients: &mut Clients, t: u64, s: u64, now: u64) {
+        self.counters.received += 1;
+        if let Some(done) = self.deliveries.deliver(t, s, now) {
+            complete(clients, self.first, done);
+        }
+    }
+
+    /// Publishes one event from connection `idx` to its room.
+    fn publish(&mut self, clients: &mut Clients, idx: usize, now: u64, echo: bool) {
+        let global = self.first + idx as u64;
+        let (room, id) = {
+            let c = &mut clients.conns[idx];
+            if c.state != State::Open {
+                return;
+            }
+            let id = c.next_id;
+            c.next_id += 1;
+            c.in_flight = c.in_flight.saturating_add(1);
+            (c.room as usize, id)
+        };
+        let seq = verify::publish_seq(global, id);
+        self.data.clear();
+        payload::write(self.format, now, seq, self.payload, &mut self.data);
+        let data = std::mem::take(&mut self.data);
+        let rooms = self.rooms.clone();
+        let req = Request {
+            id: Some(Id::Num(id)),
+            command: Command::Publish {
+                room: rooms[room].as_str().into(),
+                event: "bench".into(),
+                data: RawData::trusted(self.format.format(), &data),
+                echo,
+            },
+        };
+        clients.send_request(idx, &req, self);
+        self.data = data;
+        self.deliveries.published[room] += 1;
+        self.counters.sent += 1;
+        if self.closed_loop {
+            // Every member of the room is in this worker (the CLI insists on one worker).
+            let receivers = self.deliveries.joined[room].saturating_sub(u64::from(!echo));
+            if receivers == 0 {
+                complete(clients, self.first, seq);
+            } else {
+                self.deliveries.expect(seq, receivers, now);
+            }
+        }
+    }
+
+    /// Closes connection `idx` normally and reconnects it at once.
+    fn churn(&mut self, clients: &mut Clients, idx: usize, now: u64) {
+        clients.close(idx, self);
+        self.counters.open = self.counters.open.saturating_sub(1);
+        self.counters.reconnects += 1;
+        self.start_connect(clients, idx, now);
+    }
+}
+
+impl Handler for Session {
+    fn on_message(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let now = now_ns();
+        let state = clients.conns[idx].state;
+        let fast = if state == State::Open && self.decode == DecodeMode::Fast {
+            payload::read_fast(self.format, payload, self.payload)
+        } else {
+            None
+        };
+        if let Some((t, s)) = fast {
+            if !self.deliveries.spot_check() {
+                self.on_delivery(clients, t, s, now);
+                return Ok(());
+            }
+        }
+        let msg = decode_server_message(self.format.format(), payload)
+            .map_err(|_| "bad_message".to_string())?;
+        match msg {
+            OwnedServerMessage::Welcome { .. } if state == State::Welcoming => {
+                self.on_welcome(clients, idx, now)
+            }
+            OwnedServerMessage::Welcome { .. } => return Err("unexpected_welcome".into()),
+            OwnedServerMessage::Reply { id } => self.on_reply(clients, idx, state, id, now),
+            OwnedServerMessage::Error { id, code, .. } => {
+                self.on_error(clients, idx, state, id, &code)?
+            }
+            OwnedServerMessage::Event { data, .. } => {
+                let full = payload::read_value(&data);
+                self.deliveries.compare(fast, full);
+                match full {
+                    Some((t, s)) => self.on_delivery(clients, t, s, now),
+                    None => self.counters.received += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_failed(&mut self, was: State, cause: &str) {
+        if was.handshaking() {
+            self.pending = self.pending.saturating_sub(1);
+        }
+        if was == State::Open {
+            self.counters.open = self.counters.open.saturating_sub(1);
+        }
+        self.counters.failed += 1;
+        *self.failures.entry(cause.to_string()).or_default() += 1;
+    }
+}
+
+/// A closed-loop publish has reached everyone (or timed out): its publisher may go on.
+fn complete(clients: &mut Clients, first: u64, s: u64) {
+    let local = verify::publisher(s).wrapping_sub(first) as usize;
+    if let Some(c) = clients.conns.get_mut(local) {
+        c.in_flight = c.in_flight.saturating_sub(1);
+    }
+}
+
+/// A session and its connections together: what a scenario drives.
+pub(crate) struct Ctx<'a> {
+    pub(crate) session: &'a mut Session,
+    pub(crate) clients: &'a mut Clients,
+}
+
+impl Actions for Ctx<'_> {
+    fn len(&self) -> usize {
+        self.clients.conns.len()
+    }
+
+    fn is_open(&self, idx: usize) -> bool {
+        self.clients.conns[idx].state == State::Open
+    }
+
+    fn published(&self, idx: usize) -> u64 {
+        self.clients.conns[idx].published()
+    }
+
+    fn in_flight(&self, idx: usize) -> u32 {
+        self.clients.conns[idx].in_flight
+    }
+
+    fn publish(&mut self, idx: usize, now: u64, echo: bool) {
+        self.session.publish(self.clients, idx, now, echo);
+    }
+
+    fn churn(&mut self, idx: usize, now: u64) {
+        self.session.churn(self.clients, idx, now);
+    }
+
+    fn rand(&mut self) -> u64 {
+        self.clients.next_rand()
+    }
+}
