@@ -134,21 +134,10 @@ pub(crate) type LocalHub = Hub<Local>;
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use bytes::Bytes;
     use wsgate_protocol::Format;
 
     use super::*;
-    use crate::hub::{OutEvent, Target};
-
-    fn event(data: &'static [u8], format: Format) -> Arc<OutEvent> {
-        OutEvent::new(
-            "chat",
-            Some("r".into()),
-            Some("alice".into()),
-            Bytes::from_static(data),
-            format,
-        )
-    }
+    use crate::hub::{test_event as event, Target};
 
     #[tokio::test]
     async fn a_full_inbox_makes_the_sender_wait_without_loss() {

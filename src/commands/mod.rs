@@ -141,7 +141,7 @@ pub(crate) fn send_error(ctx: &Ctx, session: &Session, id: Option<&Id<'_>>, erro
     );
 }
 
-/// Wraps the sender's event (its `data` a zero-copy slice of the message) and routes it; it is
+/// Wraps the sender's event (its `data` a zero-copy slice of the message) and delivers it; it is
 /// encoded at most once per format, by the first hub that needs that format.
 async fn emit(
     ctx: &Ctx,
@@ -165,7 +165,7 @@ async fn emit(
     );
     let exclude = (!echo).then_some(session.id);
     ctx.hub
-        .route(Delivery {
+        .deliver(Delivery {
             exclude,
             ..Delivery::new(target, ev)
         })

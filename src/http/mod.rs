@@ -63,14 +63,15 @@ async fn answer(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     if let (Some(origin), &Method::OPTIONS) = (&origin, req.method()) {
         return cors::preflight(origin);
     }
-    let mut res = route(ctx, req).await;
+    let mut res = respond(ctx, req).await;
     if let Some(origin) = origin {
         cors::decorate(&mut res, &origin);
     }
     res
 }
 
-async fn route(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+/// Finds the request's route in the table and runs its handler.
+async fn respond(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     // `/echo` is for conformance tests: off by default and not in the route table (nor the
     // OpenAPI document), so without ECHO=true it is a 404 like any unknown path.
@@ -112,7 +113,7 @@ async fn route(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         }
         api => {
             let started = std::time::Instant::now();
-            let res = match rest::dispatch(ctx, api, params, req).await {
+            let res = match rest::handle(ctx, api, params, req).await {
                 Ok(res) => res,
                 Err(e) => e.into_response(),
             };

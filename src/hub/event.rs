@@ -74,24 +74,26 @@ pub(crate) enum Target {
     Broadcast,
 }
 
+/// A `chat` event from `alice` in room `r` carrying `data` (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_event(data: &'static [u8], format: Format) -> Arc<OutEvent> {
+    OutEvent::new(
+        "chat",
+        Some("r".into()),
+        Some("alice".into()),
+        Bytes::from_static(data),
+        format,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn event(data: &'static [u8], format: Format) -> Arc<OutEvent> {
-        OutEvent::new(
-            "chat",
-            Some("r".into()),
-            Some("alice".into()),
-            Bytes::from_static(data),
-            format,
-        )
-    }
-
     #[test]
     fn encodes_once_per_format_and_shares_the_bytes() {
-        let ev = event(br#"{"a":1}"#, Format::Json);
+        let ev = test_event(br#"{"a":1}"#, Format::Json);
         let a = ev.frame(Format::Json).unwrap().clone();
         let b = ev.frame(Format::Json).unwrap().clone();
         assert_eq!(a.as_ptr(), b.as_ptr(), "the same allocation is shared");

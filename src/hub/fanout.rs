@@ -14,10 +14,11 @@ impl<B: Backplane> Hub<B> {
     /// A panic while delivering is contained: logged, counted, and this hub's part of the
     /// delivery skipped (a REST report then misses this hub's counts).
     pub(crate) fn deliver_local(&self, d: &Delivery) -> usize {
-        crate::panic::contain(self.stats(), self.id, "a delivery", || self.deliver(d)).unwrap_or(0)
+        crate::panic::contain(self.stats(), self.id, "a delivery", || self.deliver_here(d))
+            .unwrap_or(0)
     }
 
-    fn deliver(&self, d: &Delivery) -> usize {
+    fn deliver_here(&self, d: &Delivery) -> usize {
         #[cfg(feature = "testing")]
         if self.limits.faults {
             if let Target::Room(room) = &d.target {

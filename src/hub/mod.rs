@@ -22,6 +22,8 @@ use wsgate_protocol::CloseCode;
 
 pub(crate) use backplane::{Backplane, RoomRefused, Task};
 pub(crate) use delivery::{Delivery, Report};
+#[cfg(test)]
+pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
 
 use crate::session::Session;
@@ -42,19 +44,16 @@ pub(crate) struct Limits {
     pub(crate) faults: bool,
 }
 
-/// A session the hub holds, and the rooms it is in.
-struct Member {
-    session: Rc<Session>,
-    /// At most `max_rooms_per_connection`; the same `Arc`s as the keys of `Registry::rooms`.
-    rooms: Vec<Arc<str>>,
-}
-
-/// The shard's maps. Each fact has one entry: a session's rooms are in its [`Member`], a
-/// room's sessions in `rooms`, and the two change together, in [`Hub::join`] and
-/// [`Hub::leave`] (and [`Hub::unregister`], [`Hub::close_room`]).
+/// The shard's maps. Membership is kept in both directions, a session's rooms in
+/// `memberships` and a room's sessions in `rooms`, and the two change together, in
+/// [`Hub::join`] and [`Hub::leave`] (and [`Hub::unregister`], [`Hub::close_room`]).
 #[derive(Default)]
 struct Registry {
-    conns: Map<u64, Member>,
+    conns: Map<u64, Rc<Session>>,
+    /// The rooms of each session that is in any (at most `max_rooms_per_connection`; the
+    /// same `Arc`s as the keys of `rooms`). A session in no room has no entry, so an idle
+    /// connection costs nothing here.
+    memberships: Map<u64, Vec<Arc<str>>>,
     /// Most users hold one connection: kept inline, no allocation per user.
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
     /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
@@ -104,11 +103,10 @@ impl<B: Backplane> Hub<B> {
 
     /// Adds a session.
     pub(crate) fn register(&self, session: &Rc<Session>) {
-        let member = Member {
-            session: session.clone(),
-            rooms: Vec::new(),
-        };
-        self.local.borrow_mut().conns.insert(session.id, member);
+        self.local
+            .borrow_mut()
+            .conns
+            .insert(session.id, session.clone());
         ShardStats::inc(&self.stats.connections);
         ShardStats::inc(&self.stats.connections_total);
     }
@@ -126,9 +124,9 @@ impl<B: Backplane> Hub<B> {
     /// Removes a session from every map: its user, its rooms (the directory counts them out).
     pub(crate) fn unregister(&self, session: &Session) {
         let mut local = self.local.borrow_mut();
-        let Some(member) = local.conns.remove(&session.id) else {
+        if local.conns.remove(&session.id).is_none() {
             return;
-        };
+        }
         if let Some(user) = session.user.borrow().as_ref() {
             if let Some(list) = local.users.get_mut(user) {
                 list.retain(|s| s.id != session.id);
@@ -137,9 +135,9 @@ impl<B: Backplane> Hub<B> {
                 }
             }
         }
-        for room in &member.rooms {
-            remove_member(&mut local.rooms, room, session.id);
-            self.backplane.remove_member(room);
+        for room in local.memberships.remove(&session.id).unwrap_or_default() {
+            remove_member(&mut local.rooms, &room, session.id);
+            self.backplane.remove_member(&room);
         }
         ShardStats::dec(&self.stats.connections);
     }
@@ -148,14 +146,20 @@ impl<B: Backplane> Hub<B> {
     /// server-wide room bounds.
     pub(crate) fn join(&self, session: &Rc<Session>, room: &str) -> Result<(), JoinRefused> {
         let mut local = self.local.borrow_mut();
-        let Registry { conns, rooms, .. } = &mut *local;
-        let Some(member) = conns.get_mut(&session.id) else {
-            return Ok(());
-        };
-        if member.rooms.iter().any(|r| &**r == room) {
+        let Registry {
+            conns,
+            memberships,
+            rooms,
+            ..
+        } = &mut *local;
+        if !conns.contains_key(&session.id) {
             return Ok(());
         }
-        if member.rooms.len() >= self.limits.max_rooms_per_connection as usize {
+        let joined = memberships.get(&session.id).map_or(&[][..], Vec::as_slice);
+        if joined.iter().any(|r| &**r == room) {
+            return Ok(());
+        }
+        if joined.len() >= self.limits.max_rooms_per_connection as usize {
             return Err(JoinRefused::ConnectionLimit);
         }
         // The shard's existing `Arc` for a room name, so members share one allocation.
@@ -170,21 +174,26 @@ impl<B: Backplane> Hub<B> {
             .entry(name.clone())
             .or_default()
             .insert(session.id, session.clone());
-        member.rooms.push(name);
+        memberships.entry(session.id).or_default().push(name);
         Ok(())
     }
 
     /// Ends `session`'s membership of `room`; whether it was a member.
     pub(crate) fn leave(&self, session: &Session, room: &str) -> bool {
         let mut local = self.local.borrow_mut();
-        let Registry { conns, rooms, .. } = &mut *local;
-        let Some(member) = conns.get_mut(&session.id) else {
+        let Registry {
+            memberships, rooms, ..
+        } = &mut *local;
+        let Some(joined) = memberships.get_mut(&session.id) else {
             return false;
         };
-        let Some(i) = member.rooms.iter().position(|r| &**r == room) else {
+        let Some(i) = joined.iter().position(|r| &**r == room) else {
             return false;
         };
-        member.rooms.swap_remove(i);
+        joined.swap_remove(i);
+        if joined.is_empty() {
+            memberships.remove(&session.id);
+        }
         remove_member(rooms, room, session.id);
         self.backplane.remove_member(room);
         true
@@ -193,8 +202,8 @@ impl<B: Backplane> Hub<B> {
     /// The room's shared name if `session` is a member of it.
     pub(crate) fn membership(&self, session: &Session, room: &str) -> Option<Arc<str>> {
         let local = self.local.borrow();
-        let member = local.conns.get(&session.id)?;
-        member.rooms.iter().find(|r| &***r == room).cloned()
+        let joined = local.memberships.get(&session.id)?;
+        joined.iter().find(|r| &***r == room).cloned()
     }
 
     /// This shard's sessions of `user`.
@@ -215,8 +224,8 @@ impl<B: Backplane> Hub<B> {
             .get(user)
             .into_iter()
             .flatten()
-            .filter_map(|s| local.conns.get(&s.id))
-            .flat_map(|m| m.rooms.iter().cloned())
+            .filter_map(|s| local.memberships.get(&s.id))
+            .flat_map(|joined| joined.iter().cloned())
             .collect();
         rooms.sort();
         rooms.dedup();
@@ -287,8 +296,11 @@ impl<B: Backplane> Hub<B> {
             };
             let members: Vec<Rc<Session>> = members.into_values().collect();
             for s in &members {
-                if let Some(m) = local.conns.get_mut(&s.id) {
-                    m.rooms.retain(|r| &**r != room);
+                if let Some(joined) = local.memberships.get_mut(&s.id) {
+                    joined.retain(|r| &**r != room);
+                    if joined.is_empty() {
+                        local.memberships.remove(&s.id);
+                    }
                 }
             }
             members
@@ -308,8 +320,8 @@ impl<B: Backplane> Hub<B> {
     /// Calls `f` with every session (for the sweep and shutdown). `f` must not call back into
     /// the hub.
     pub(crate) fn for_each_session(&self, mut f: impl FnMut(&Rc<Session>)) {
-        for member in self.local.borrow().conns.values() {
-            f(&member.session);
+        for session in self.local.borrow().conns.values() {
+            f(session);
         }
     }
 
@@ -319,7 +331,7 @@ impl<B: Backplane> Hub<B> {
     }
 
     /// Delivers everywhere: here at once, and through the backplane to every other hub.
-    pub(crate) async fn route(&self, d: Delivery) {
+    pub(crate) async fn deliver(&self, d: Delivery) {
         self.deliver_local(&d);
         self.backplane.publish(self.id, d).await;
     }

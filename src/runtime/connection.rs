@@ -109,10 +109,10 @@ impl Connection {
 
     /// Moves the closing handshake on; `true` once it is over (or abandoned at its deadline).
     fn closing(&mut self) -> bool {
-        let flush_grace = self.ctx.config().heartbeat_timeout;
+        let (ctx, flush_grace) = (&self.ctx, self.ctx.config().heartbeat_timeout);
         let progress = self
             .wire
-            .closing(&self.session.outbox(), self.ctx.now_ms(), flush_grace);
+            .closing(&self.session.outbox(), || ctx.now_ms(), flush_grace);
         match progress {
             Closing::Open => false,
             Closing::Over => true,

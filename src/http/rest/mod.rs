@@ -148,7 +148,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs the handler of a matched `/api/v1` route.
-pub(crate) async fn dispatch(
+pub(crate) async fn handle(
     ctx: &Rc<Ctx>,
     handler: Handler,
     params: Vec<String>,

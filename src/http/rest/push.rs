@@ -117,7 +117,7 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
         report: Some(report.clone()),
         ..Delivery::new(target, ev)
     };
-    ctx.hub.route(delivery).await;
+    ctx.hub.deliver(delivery).await;
     Pending::Report(report, users)
 }
 

@@ -135,8 +135,9 @@ impl Wire {
         }
     }
 
-    /// Moves the closing handshake on, given the outbox and the shard clock; `flush_grace` is
-    /// how long a requested close may take to get its frame out (the heartbeat timeout).
+    /// Moves the closing handshake on, given the outbox and the shard clock (read only once a
+    /// close is under way); `flush_grace` is how long a requested close may take to get its
+    /// frame out (the heartbeat timeout).
     ///
     /// Closing counts from the close request, not from when our close frame is queued: a
     /// client that never reads would otherwise hold a frame unflushed (a slow consumer's
@@ -144,12 +145,13 @@ impl Wire {
     pub(crate) fn closing(
         &mut self,
         out: &Outbound,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         flush_grace: Duration,
     ) -> Closing {
         if !self.close_sent && !out.is_closing() {
             return Closing::Open;
         }
+        let now_ms = now_ms();
         let mut arm = None;
         if self.close_sent && !out.has_output() && !self.close_written {
             if self.peer_closed {
