@@ -101,6 +101,7 @@ mod tests {
             event: "bench",
             room: Some("room-0"),
             from: Some("u1"),
+            offset: None,
             data: RawData::validate(format.format(), data).expect("valid data"),
         };
         let mut out = Vec::new();

@@ -146,7 +146,10 @@ impl Session {
         let room = rooms[clients.conns[idx].room as usize].as_str();
         let req = Request {
             id: Some(Id::Num(JOIN_ID)),
-            command: Command::Join { room: room.into() },
+            command: Command::Join {
+                room: room.into(),
+                since: None,
+            },
         };
         clients.send_request(idx, &req, self);
     }

@@ -34,6 +34,7 @@ fn event(data: RawData<'_>) -> ServerMessage<'_> {
         event: "chat",
         room: Some("lobby"),
         from: Some("alice"),
+        offset: None,
         data,
     }
 }

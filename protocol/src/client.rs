@@ -35,6 +35,7 @@ pub(crate) fn from_value(value: Value) -> Result<OwnedServerMessage, ProtocolErr
                 },
             }
         }
+        // A `join`'s or `history`'s reply carries more fields; they are not kept.
         "reply" => OwnedServerMessage::Reply {
             id: id(obj.remove("id")).and_then(|id| id.ok_or_else(|| missing("id")))?,
         },
@@ -47,6 +48,10 @@ pub(crate) fn from_value(value: Value) -> Result<OwnedServerMessage, ProtocolErr
             event: string(&mut obj, "event")?,
             room: optional_string(&mut obj, "room")?,
             from: optional_string(&mut obj, "from")?,
+            offset: obj
+                .contains_key("offset")
+                .then(|| number(&obj, "offset"))
+                .transpose()?,
             data: obj.remove("data").unwrap_or(Value::Null),
         },
         other => {

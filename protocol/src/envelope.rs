@@ -4,7 +4,10 @@ use std::borrow::Cow;
 
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
-use crate::message::{Command, Id, RawData, Request, MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN};
+use crate::message::{
+    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
+    MAX_NAME_LEN, MAX_TOKEN_LEN,
+};
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
 const MAX_QUOTED_CMD: usize = 64;
@@ -19,6 +22,11 @@ pub(crate) trait FieldValue<'a>: Copy {
     fn string(self) -> Result<Cow<'a, str>, &'static str>;
     /// Reads a boolean, `None` when the value is not one.
     fn boolean(self) -> Option<bool>;
+    /// Reads an unsigned integer (0 ..= 2^64-1), `None` when the value is not one.
+    fn uint(self) -> Option<u64>;
+    /// Reads the known fields of a `since` object (unknown ones are skipped). Errors name the
+    /// field (`since: expected an object`).
+    fn since(self) -> Result<SinceFields<Self>, ProtocolError>;
     /// Checks a `data` value and wraps it. Errors name the field (`data: ...`).
     fn data(self) -> Result<RawData<'a>, ProtocolError>;
 }
@@ -33,6 +41,16 @@ pub(crate) struct Envelope<V> {
     pub(crate) to: Option<V>,
     pub(crate) data: Option<V>,
     pub(crate) echo: Option<V>,
+    pub(crate) since: Option<V>,
+    pub(crate) limit: Option<V>,
+    pub(crate) before: Option<V>,
+    pub(crate) after: Option<V>,
+}
+
+/// The known fields of a `since` object, each as found.
+pub(crate) struct SinceFields<V> {
+    pub(crate) epoch: Option<V>,
+    pub(crate) offset: Option<V>,
 }
 
 impl<V> Envelope<V> {
@@ -47,6 +65,10 @@ impl<V> Envelope<V> {
             to: None,
             data: None,
             echo: None,
+            since: None,
+            limit: None,
+            before: None,
+            after: None,
         }
     }
 }
@@ -87,6 +109,7 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             },
             "join" => Command::Join {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
+                since: self.since.map(since).transpose()?,
             },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
@@ -103,6 +126,7 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 data,
                 echo: echo(self.echo)?,
             },
+            "history" => self.history()?,
             "ping" => Command::Ping,
             other => {
                 let quoted: String = other.chars().take(MAX_QUOTED_CMD).collect();
@@ -113,6 +137,32 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             }
         };
         Ok(command)
+    }
+
+    fn history(&self) -> Result<Command<'a>, ProtocolError> {
+        let room = name(self.room, "room", MAX_NAME_LEN)?;
+        let limit = match uint(self.limit, "limit")? {
+            None => None,
+            Some(n) => Some(
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        field_error("limit", &format!("expected 1 to {MAX_HISTORY_LIMIT}"))
+                    })?,
+            ),
+        };
+        let before = uint(self.before, "before")?;
+        let after = uint(self.after, "after")?;
+        if before.is_some() && after.is_some() {
+            return Err(field_error("before, after", "give one, not both"));
+        }
+        Ok(Command::History {
+            room,
+            limit,
+            before,
+            after,
+        })
     }
 }
 
@@ -160,6 +210,29 @@ fn echo<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<bool, ProtocolError> 
             .boolean()
             .ok_or_else(|| ProtocolError::bad_request("echo: expected a boolean")),
     }
+}
+
+/// A `since` object: a stream epoch and an offset, both required.
+fn since<'a, V: FieldValue<'a>>(value: V) -> Result<Since<'a>, ProtocolError> {
+    let fields = value.since()?;
+    Ok(Since {
+        epoch: name(fields.epoch, "since.epoch", MAX_EPOCH_LEN)?,
+        offset: uint(fields.offset, "since.offset")?
+            .ok_or_else(|| field_error("since.offset", "missing"))?,
+    })
+}
+
+/// An optional unsigned integer field.
+fn uint<'a, V: FieldValue<'a>>(
+    value: Option<V>,
+    field: &str,
+) -> Result<Option<u64>, ProtocolError> {
+    value
+        .map(|v| {
+            v.uint()
+                .ok_or_else(|| field_error(field, "expected an unsigned integer"))
+        })
+        .transpose()
 }
 
 fn field_error(field: &str, why: &str) -> ProtocolError {

@@ -74,13 +74,18 @@ fn accepted(format: Format, req: &Request<'_>) {
             event,
             room: Some("r"),
             from: Some("u"),
+            offset: Some(u64::MAX),
             data: *data,
         };
         match round_trip(target, &msg) {
             OwnedServerMessage::Event {
-                event: got, data, ..
+                event: got,
+                offset,
+                data,
+                ..
             } => {
                 assert_eq!(&got, event, "the event name in {target:?}");
+                assert_eq!(offset, Some(u64::MAX), "the offset in {target:?}");
                 values.push(data);
             }
             other => panic!("an event came back as {other:?}"),

@@ -5,11 +5,12 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::envelope::{self, Envelope, FieldValue};
+use crate::envelope::{self, Envelope, FieldValue, SinceFields};
 use crate::error::{DecodeError, EncodeError, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, Id, OwnedServerMessage, RawData, Request, ServerMessage, Welcome, MAX_DEPTH,
+    Command, HistoryEntry, Id, OwnedServerMessage, RawData, Request, ServerMessage, Since, Welcome,
+    MAX_DEPTH,
 };
 use crate::transcode::transcode;
 
@@ -33,6 +34,23 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     echo: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    before: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    after: Option<&'a RawValue>,
+}
+
+/// A `since` object as serde sees it, like [`Wire`].
+#[derive(Deserialize)]
+struct SinceWire<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    epoch: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    offset: Option<&'a RawValue>,
 }
 
 /// Keeps an explicit `null` as `Some("null")`: `"id": null` is an invalid id, not a missing one.
@@ -80,6 +98,24 @@ impl<'a> FieldValue<'a> for Raw<'a> {
         }
     }
 
+    fn uint(self) -> Option<u64> {
+        // A JSON number of digits only (no sign, fraction or exponent) that fits.
+        self.0.parse().ok()
+    }
+
+    fn since(self) -> Result<SinceFields<Self>, ProtocolError> {
+        // Checked here: serde would also read an array as the struct's fields in order.
+        if !self.0.starts_with('{') {
+            return Err(ProtocolError::bad_request("since: expected an object"));
+        }
+        let wire: SinceWire<'a> = serde_json::from_str(self.0)
+            .map_err(|e| ProtocolError::bad_request(format!("since: {e}")))?;
+        Ok(SinceFields {
+            epoch: raw(wire.epoch),
+            offset: raw(wire.offset),
+        })
+    }
+
     fn data(self) -> Result<RawData<'a>, ProtocolError> {
         crate::transcode::check_json(self.0)?;
         Ok(RawData::trusted(Format::Json, self.0.as_bytes()))
@@ -112,6 +148,10 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         to: raw(wire.to),
         data: raw(wire.data),
         echo: raw(wire.echo),
+        since: raw(wire.since),
+        limit: raw(wire.limit),
+        before: raw(wire.before),
+        after: raw(wire.after),
     };
     envelope.into_request(Format::Json)
 }
@@ -183,10 +223,30 @@ pub(crate) fn encode_server_message(
             write_str(message, out);
             out.push(b'}');
         }
+        ServerMessage::Joined { recovered, .. } => {
+            write_position(msg, out);
+            if let Some(recovered) = recovered {
+                out.extend_from_slice(br#","recovered":"#);
+                out.extend_from_slice(if *recovered { b"true" } else { b"false" });
+            }
+            out.push(b'}');
+        }
+        ServerMessage::History { messages, .. } => {
+            write_position(msg, out);
+            out.extend_from_slice(br#","messages":["#);
+            for (i, entry) in messages.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_entry(entry, out)?;
+            }
+            out.extend_from_slice(b"]}");
+        }
         ServerMessage::Event {
             event,
             room,
             from,
+            offset,
             data,
         } => {
             out.extend_from_slice(br#"{"type":"event","event":"#);
@@ -195,9 +255,10 @@ pub(crate) fn encode_server_message(
                 out.extend_from_slice(br#","room":"#);
                 write_str(room, out);
             }
-            if let Some(from) = from {
-                out.extend_from_slice(br#","from":"#);
-                write_str(from, out);
+            write_from(*from, out);
+            if let Some(offset) = offset {
+                out.extend_from_slice(br#","offset":"#);
+                write_u64(*offset, out);
             }
             out.extend_from_slice(br#","data":"#);
             transcode(*data, Format::Json, out)?;
@@ -205,6 +266,44 @@ pub(crate) fn encode_server_message(
         }
     }
     Ok(())
+}
+
+/// The opening of a reply that carries a stream position, up to its `offset` (no closing brace;
+/// nothing for a message without a position).
+fn write_position(msg: &ServerMessage<'_>, out: &mut Vec<u8>) {
+    let Some(p) = msg.position() else {
+        return;
+    };
+    out.extend_from_slice(br#"{"type":"reply","id":"#);
+    write_id(p.id, out);
+    out.extend_from_slice(br#","room":"#);
+    write_str(p.room, out);
+    out.extend_from_slice(br#","epoch":"#);
+    write_str(p.epoch, out);
+    out.extend_from_slice(br#","offset":"#);
+    write_u64(p.offset, out);
+}
+
+fn write_entry(entry: &HistoryEntry<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.extend_from_slice(br#"{"offset":"#);
+    write_u64(entry.offset, out);
+    out.extend_from_slice(br#","at":"#);
+    write_u64(entry.at, out);
+    out.extend_from_slice(br#","event":"#);
+    write_str(entry.event, out);
+    write_from(entry.from, out);
+    out.extend_from_slice(br#","data":"#);
+    transcode(entry.data, Format::Json, out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// An event's optional `from`, with its leading comma.
+fn write_from(from: Option<&str>, out: &mut Vec<u8>) {
+    if let Some(from) = from {
+        out.extend_from_slice(br#","from":"#);
+        write_str(from, out);
+    }
 }
 
 fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) {
@@ -239,23 +338,39 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         out.extend_from_slice(br#","id":"#);
         write_id(id, out);
     }
-    let field = |name: &[u8], value: &str, out: &mut Vec<u8>| {
+    let key = |name: &str, out: &mut Vec<u8>| {
         out.extend_from_slice(b",\"");
-        out.extend_from_slice(name);
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
+    };
+    let field = |name: &str, value: &str, out: &mut Vec<u8>| {
+        key(name, out);
         write_str(value, out);
     };
     match &req.command {
-        Command::Auth { token } => field(b"token", token, out),
-        Command::Join { room } | Command::Leave { room } => field(b"room", room, out),
+        Command::Auth { token } => field("token", token, out),
+        Command::Join { room, since } => {
+            field("room", room, out);
+            if let Some(since) = since {
+                write_since(since, out);
+            }
+        }
+        Command::Leave { room } => field("room", room, out),
+        Command::History { room, .. } => {
+            field("room", room, out);
+            for (name, n) in req.command.history_bounds() {
+                key(name, out);
+                write_u64(n, out);
+            }
+        }
         Command::Publish {
             room,
             event,
             data,
             echo,
         } => {
-            field(b"room", room, out);
-            field(b"event", event, out);
+            field("room", room, out);
+            field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
         }
         Command::Send {
@@ -264,14 +379,22 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             data,
             echo,
         } => {
-            field(b"to", to, out);
-            field(b"event", event, out);
+            field("to", to, out);
+            field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
         }
         Command::Ping => {}
     }
     out.push(b'}');
     Ok(())
+}
+
+fn write_since(since: &Since<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#","since":{"epoch":"#);
+    write_str(&since.epoch, out);
+    out.extend_from_slice(br#","offset":"#);
+    write_u64(since.offset, out);
+    out.push(b'}');
 }
 
 fn write_data_and_echo(
@@ -394,7 +517,7 @@ mod tests {
     fn strings_with_escapes_are_owned_and_unescaped() {
         let req = decode(r#"{"cmd":"join","room":"a\"b\u00e9\n","id":"x\\y"}"#).unwrap();
         assert_eq!(req.id, Some(Id::Str(Cow::Owned("x\\y".into()))));
-        let Command::Join { room } = req.command else {
+        let Command::Join { room, .. } = req.command else {
             panic!("not a join");
         };
         assert!(matches!(room, Cow::Owned(_)));
@@ -416,8 +539,64 @@ mod tests {
     }
 
     #[test]
+    fn decodes_join_since_skipping_its_unknown_fields() {
+        let req = decode(
+            r#"{"cmd":"join","id":2,"room":"lobby","since":{"offset":41,"x":[{}],"epoch":"9f2c"}}"#,
+        )
+        .unwrap();
+        let Command::Join {
+            since: Some(Since { epoch, offset }),
+            ..
+        } = req.command
+        else {
+            panic!("not a join with since");
+        };
+        assert!(matches!(epoch, Cow::Borrowed("9f2c")));
+        assert_eq!(offset, 41);
+        let plain = decode(r#"{"cmd":"join","room":"lobby","limit":0}"#).unwrap();
+        assert!(matches!(plain.command, Command::Join { since: None, .. }));
+        // Only `join` reads `since`: other commands ignore it, like any field they do not use.
+        assert!(decode(r#"{"cmd":"leave","room":"lobby","since":5}"#).is_ok());
+    }
+
+    #[test]
+    fn decodes_history() {
+        let history = |s| decode(s).unwrap().command;
+        assert_eq!(
+            history(r#"{"cmd":"history","id":3,"room":"lobby","limit":50,"before":120}"#),
+            Command::History {
+                room: "lobby".into(),
+                limit: Some(50),
+                before: Some(120),
+                after: None
+            }
+        );
+        assert_eq!(
+            history(r#"{"cmd":"history","room":"r","after":18446744073709551615,"limit":1000}"#),
+            Command::History {
+                room: "r".into(),
+                limit: Some(1000),
+                before: None,
+                after: Some(u64::MAX)
+            }
+        );
+        assert_eq!(
+            history(r#"{"cmd":"history","room":"r","since":[],"echo":1}"#),
+            Command::History {
+                room: "r".into(),
+                limit: None,
+                before: None,
+                after: None
+            }
+        );
+    }
+
+    #[test]
     fn refuses_with_field_named_messages() {
         let long = "r".repeat(129);
+        let join_since =
+            |since: &str| format!(r#"{{"id":1,"cmd":"join","room":"r","since":{since}}}"#);
+        let history = |rest: &str| format!(r#"{{"id":1,"cmd":"history","room":"r"{rest}}}"#);
         let cases: Vec<(String, &str)> = vec![
             (r#"{"id":1}"#.into(), "cmd: missing"),
             (r#"{"id":1,"cmd":5}"#.into(), "cmd: expected a string"),
@@ -448,6 +627,69 @@ mod tests {
                 r#"{"id":1,"cmd":"publish","room":"r","event":"e","echo":1}"#.into(),
                 "echo: expected a boolean",
             ),
+            (join_since("5"), "since: expected an object"),
+            (join_since("[\"e\",1]"), "since: expected an object"),
+            (join_since("null"), "since: expected an object"),
+            (join_since("{}"), "since.epoch: missing"),
+            (join_since(r#"{"epoch":"e"}"#), "since.offset: missing"),
+            (
+                join_since(r#"{"epoch":"","offset":1}"#),
+                "since.epoch: empty",
+            ),
+            (
+                join_since(r#"{"epoch":5,"offset":1}"#),
+                "since.epoch: expected a string",
+            ),
+            (
+                join_since(&format!(r#"{{"epoch":"{}","offset":1}}"#, "e".repeat(65))),
+                "since.epoch: longer than 64 bytes",
+            ),
+            (
+                join_since(r#"{"epoch":"e","offset":-1}"#),
+                "since.offset: expected an unsigned integer",
+            ),
+            (
+                join_since(r#"{"epoch":"e","offset":1.5}"#),
+                "since.offset: expected an unsigned integer",
+            ),
+            (
+                join_since(r#"{"epoch":"e","offset":"1"}"#),
+                "since.offset: expected an unsigned integer",
+            ),
+            (
+                join_since(r#"{"epoch":"e","offset":18446744073709551616}"#),
+                "since.offset: expected an unsigned integer",
+            ),
+            (
+                r#"{"id":1,"cmd":"history","limit":5}"#.into(),
+                "room: missing",
+            ),
+            (history(r#","limit":0"#), "limit: expected 1 to 1000"),
+            (history(r#","limit":1001"#), "limit: expected 1 to 1000"),
+            (
+                history(r#","limit":4294967297"#),
+                "limit: expected 1 to 1000",
+            ),
+            (
+                history(r#","limit":"50""#),
+                "limit: expected an unsigned integer",
+            ),
+            (
+                history(r#","limit":1e2"#),
+                "limit: expected an unsigned integer",
+            ),
+            (
+                history(r#","before":-5"#),
+                "before: expected an unsigned integer",
+            ),
+            (
+                history(r#","after":null"#),
+                "after: expected an unsigned integer",
+            ),
+            (
+                history(r#","before":10,"after":2"#),
+                "before, after: give one, not both",
+            ),
         ];
         for (input, message) in cases {
             let (id, code, msg) = bad(&input);
@@ -457,6 +699,38 @@ mod tests {
                 "{input}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_a_repeated_field_in_since() {
+        let (id, code, msg) =
+            bad(r#"{"cmd":"join","id":1,"room":"r","since":{"epoch":"a","epoch":"b","offset":1}}"#);
+        assert_eq!((id, code), (Some(Id::Num(1)), ErrorCode::BadRequest));
+        assert!(msg.starts_with("since: duplicate field `epoch`"), "{msg}");
+    }
+
+    #[test]
+    fn client_reads_event_offsets_and_replies_with_positions() {
+        let msg = |s: &str| decode_server_message(s.as_bytes());
+        let event = msg(r#"{"type":"event","event":"chat","room":"r","offset":42,"data":1}"#);
+        assert!(matches!(
+            event,
+            Ok(OwnedServerMessage::Event {
+                offset: Some(42),
+                ..
+            })
+        ));
+        let event = msg(r#"{"type":"event","event":"chat","data":1}"#);
+        assert!(matches!(
+            event,
+            Ok(OwnedServerMessage::Event { offset: None, .. })
+        ));
+        let bad = msg(r#"{"type":"event","event":"chat","offset":-1,"data":1}"#).unwrap_err();
+        assert!(bad.message.starts_with("offset: "), "{bad}");
+        let reply = msg(
+            r#"{"type":"reply","id":3,"room":"r","epoch":"e","offset":57,"recovered":false,"messages":[{"offset":40}]}"#,
+        );
+        assert_eq!(reply, Ok(OwnedServerMessage::Reply { id: Id::Num(3) }));
     }
 
     #[test]
@@ -578,6 +852,12 @@ mod tests {
             "null",
             "true",
             "\"echo\"",
+            "\"history\"",
+            "\"since\"",
+            "\"epoch\"",
+            "\"offset\"",
+            "\"limit\"",
+            "\"before\"",
             " ",
             "\"\\ud800\"",
         ];

@@ -20,8 +20,9 @@ mod transcode;
 pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
 pub use format::Format;
 pub use message::{
-    Command, Heartbeat, Id, Limits, OwnedServerMessage, RawData, Request, ServerMessage, Welcome,
-    MAX_DEPTH, MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
+    Command, Heartbeat, HistoryEntry, Id, Limits, OwnedServerMessage, RawData, Request,
+    ServerMessage, Since, Welcome, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
+    MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
 pub use transcode::transcode;
 

@@ -13,6 +13,10 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_DEPTH: usize = 64;
 /// Longest token accepted by the `auth` command, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8192;
+/// Longest stream epoch accepted in a `join`'s `since`, in bytes.
+pub const MAX_EPOCH_LEN: usize = 64;
+/// Most messages one `history` command may ask for (its `limit`).
+pub const MAX_HISTORY_LIMIT: u32 = 1000;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -80,6 +84,16 @@ impl<'a> RawData<'a> {
     }
 }
 
+/// Where a client left a stream: the stream's epoch and the last offset it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Since<'a> {
+    /// The stream's epoch, as the `join` reply or a `history` reply gave it: 1 to
+    /// [`MAX_EPOCH_LEN`] bytes.
+    pub epoch: Cow<'a, str>,
+    /// The offset of the last event the client saw.
+    pub offset: u64,
+}
+
 /// One client command: one variant per `cmd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -92,6 +106,8 @@ pub enum Command<'a> {
     Join {
         /// The room name.
         room: Cow<'a, str>,
+        /// Resume: replay the room's events after this position before the reply.
+        since: Option<Since<'a>>,
     },
     /// `leave`: stop being a member of a room.
     Leave {
@@ -120,6 +136,17 @@ pub enum Command<'a> {
         /// Deliver to the sending connection too, if it belongs to `to` (default false).
         echo: bool,
     },
+    /// `history`: read a room's stored events, oldest first.
+    History {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// Most events to return, 1 to [`MAX_HISTORY_LIMIT`] (`None`: the server's default).
+        limit: Option<u32>,
+        /// Only events with a smaller offset: the newest `limit` of them.
+        before: Option<u64>,
+        /// Only events with a larger offset: the oldest `limit` of them.
+        after: Option<u64>,
+    },
     /// `ping`: an application-level ping, answered by a reply.
     Ping,
 }
@@ -133,8 +160,26 @@ impl Command<'_> {
             Command::Leave { .. } => "leave",
             Command::Publish { .. } => "publish",
             Command::Send { .. } => "send",
+            Command::History { .. } => "history",
             Command::Ping => "ping",
         }
+    }
+
+    /// The optional integer fields of a `history` that are set, with their keys, in the order
+    /// the encoders write them (none for another command).
+    pub(crate) fn history_bounds(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let (limit, before, after) = match self {
+            Command::History {
+                limit,
+                before,
+                after,
+                ..
+            } => (limit.map(u64::from), *before, *after),
+            _ => (None, None, None),
+        };
+        [("limit", limit), ("before", before), ("after", after)]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
     }
 }
 
@@ -186,6 +231,21 @@ pub struct Welcome<'a> {
     pub limits: Limits,
 }
 
+/// One message of a history answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryEntry<'a> {
+    /// Its offset in the room's stream.
+    pub offset: u64,
+    /// When the server accepted it, in Unix milliseconds.
+    pub at: u64,
+    /// The event name.
+    pub event: &'a str,
+    /// The sending user, for events sent by a user.
+    pub from: Option<&'a str>,
+    /// The opaque payload.
+    pub data: RawData<'a>,
+}
+
 /// A message from the server, borrowed: what the server encodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerMessage<'a> {
@@ -195,6 +255,34 @@ pub enum ServerMessage<'a> {
     Reply {
         /// The command's id.
         id: Id<'a>,
+    },
+    /// `reply` to a `join` with an id: where the room's stream stood when the member was added.
+    Joined {
+        /// The command's id.
+        id: Id<'a>,
+        /// The room joined.
+        room: &'a str,
+        /// The stream's epoch.
+        epoch: &'a str,
+        /// The stream's offset when the member was added: every later event of the room
+        /// carries a larger one.
+        offset: u64,
+        /// For a `join` with `since`: whether every event after it was replayed (false: the
+        /// epoch differs or the events are no longer stored). `None` for a plain `join`.
+        recovered: Option<bool>,
+    },
+    /// `reply` to a `history` command with an id.
+    History {
+        /// The command's id.
+        id: Id<'a>,
+        /// The room.
+        room: &'a str,
+        /// The stream's epoch.
+        epoch: &'a str,
+        /// The stream's current offset (that of its newest event, 0 for none yet).
+        offset: u64,
+        /// The events, oldest first.
+        messages: &'a [HistoryEntry<'a>],
     },
     /// `error`: a command failed (with its id when it had one and it could be read).
     Error {
@@ -213,9 +301,47 @@ pub enum ServerMessage<'a> {
         room: Option<&'a str>,
         /// The sending user, for events sent by a user.
         from: Option<&'a str>,
+        /// The event's offset in the room's stream, for room events the stream stored.
+        offset: Option<u64>,
         /// The opaque payload.
         data: RawData<'a>,
     },
+}
+
+/// The stream position a `join` or `history` reply carries.
+pub(crate) struct Position<'m, 'a> {
+    pub(crate) id: &'m Id<'a>,
+    pub(crate) room: &'a str,
+    pub(crate) epoch: &'a str,
+    pub(crate) offset: u64,
+}
+
+impl<'a> ServerMessage<'a> {
+    /// The stream position of a `join` or `history` reply (`None` for another message).
+    pub(crate) fn position(&self) -> Option<Position<'_, 'a>> {
+        match self {
+            ServerMessage::Joined {
+                id,
+                room,
+                epoch,
+                offset,
+                ..
+            }
+            | ServerMessage::History {
+                id,
+                room,
+                epoch,
+                offset,
+                ..
+            } => Some(Position {
+                id,
+                room,
+                epoch,
+                offset: *offset,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A message from the server, owned: what a client decodes. `data` is parsed into a JSON tree,
@@ -237,7 +363,8 @@ pub enum OwnedServerMessage {
         /// See [`Welcome::limits`].
         limits: Limits,
     },
-    /// `reply`.
+    /// `reply` (extra fields, such as a `join`'s `epoch` or a `history`'s `messages`, are not
+    /// kept).
     Reply {
         /// The command's id.
         id: Id<'static>,
@@ -259,6 +386,8 @@ pub enum OwnedServerMessage {
         room: Option<String>,
         /// The sender, for user events.
         from: Option<String>,
+        /// The offset in the room's stream, for stored room events.
+        offset: Option<u64>,
         /// The payload.
         data: serde_json::Value,
     },

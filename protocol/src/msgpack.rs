@@ -9,11 +9,12 @@ use std::borrow::Cow;
 
 use rmp::encode;
 
-use crate::envelope::{self, Envelope, FieldValue};
+use crate::envelope::{self, Envelope, FieldValue, SinceFields};
 use crate::error::{DecodeError, EncodeError, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, Id, OwnedServerMessage, RawData, Request, ServerMessage, Welcome, MAX_DEPTH,
+    Command, HistoryEntry, Id, OwnedServerMessage, RawData, Request, ServerMessage, Since, Welcome,
+    MAX_DEPTH,
 };
 use crate::transcode::transcode;
 
@@ -276,34 +277,19 @@ struct Span<'a>(&'a [u8]);
 
 impl<'a> FieldValue<'a> for Span<'a> {
     fn id(self) -> Result<Id<'a>, ProtocolError> {
-        let mut r = Reader::new(self.0);
-        let out_of_range = || ProtocolError::bad_request("id: expected an unsigned integer");
-        let n = match r.byte()? {
-            m @ 0x00..=0x7f => u64::from(m),
-            0xcc => r.uint(1)?,
-            0xcd => r.uint(2)?,
-            0xce => r.uint(4)?,
-            0xcf => r.uint(8)?,
-            // Signed encodings of non-negative values are accepted (some encoders use them).
-            m @ 0xd0..=0xd3 => {
-                let width = 1usize << (m - 0xd0);
-                let raw = r.uint(width)?;
-                let sign_bit = 1u64 << (width * 8 - 1);
-                if raw & sign_bit != 0 {
-                    return Err(out_of_range());
-                }
-                raw
-            }
-            0xa0..=0xbf | 0xd9..=0xdb => {
+        match int(self.0)? {
+            Int::Unsigned(n) => Ok(Id::Num(n)),
+            Int::Negative => Err(ProtocolError::bad_request(
+                "id: expected an unsigned integer",
+            )),
+            Int::Not if self.0.first().is_some_and(|&m| is_str_marker(m)) => {
                 let s = self
                     .string()
                     .map_err(|why| ProtocolError::bad_request(format!("id: {why}")))?;
-                return envelope::string_id(s);
+                envelope::string_id(s)
             }
-            0xe0..=0xff => return Err(out_of_range()),
-            _ => return Err(envelope::id_type_error()),
-        };
-        Ok(Id::Num(n))
+            Int::Not => Err(envelope::id_type_error()),
+        }
     }
 
     fn string(self) -> Result<Cow<'a, str>, &'static str> {
@@ -322,10 +308,78 @@ impl<'a> FieldValue<'a> for Span<'a> {
         }
     }
 
+    fn uint(self) -> Option<u64> {
+        match int(self.0) {
+            Ok(Int::Unsigned(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn since(self) -> Result<SinceFields<Self>, ProtocolError> {
+        read_since(self.0).map_err(|e| ProtocolError::bad_request(format!("since: {}", e.message)))
+    }
+
     fn data(self) -> Result<RawData<'a>, ProtocolError> {
         // Validated in Mode::Data while the envelope was read.
         Ok(RawData::trusted(Format::MsgPack, self.0))
     }
+}
+
+/// What an integer value turned out to be.
+enum Int {
+    /// A non-negative integer, in any width.
+    Unsigned(u64),
+    /// A negative integer.
+    Negative,
+    /// Not an integer.
+    Not,
+}
+
+/// Reads an integer value of any width. Signed encodings of non-negative values count as
+/// unsigned (some encoders use them).
+fn int(value: &[u8]) -> Result<Int, ProtocolError> {
+    let mut r = Reader::new(value);
+    let n = match r.byte()? {
+        m @ 0x00..=0x7f => u64::from(m),
+        0xcc => r.uint(1)?,
+        0xcd => r.uint(2)?,
+        0xce => r.uint(4)?,
+        0xcf => r.uint(8)?,
+        m @ 0xd0..=0xd3 => {
+            let width = 1usize << (m - 0xd0);
+            let raw = r.uint(width)?;
+            let sign_bit = 1u64 << (width * 8 - 1);
+            if raw & sign_bit != 0 {
+                return Ok(Int::Negative);
+            }
+            raw
+        }
+        0xe0..=0xff => return Ok(Int::Negative),
+        _ => return Ok(Int::Not),
+    };
+    Ok(Int::Unsigned(n))
+}
+
+/// Reads a `since` map (one already validated value) into its known fields.
+fn read_since(value: &[u8]) -> Result<SinceFields<Span<'_>>, ProtocolError> {
+    let mut r = Reader::new(value);
+    let n = map_len(&mut r)?.ok_or_else(|| ProtocolError::bad_request("expected an object"))?;
+    let mut fields = SinceFields {
+        epoch: None,
+        offset: None,
+    };
+    for _ in 0..n {
+        let slot = match key(&mut r)? {
+            b"epoch" => (&mut fields.epoch, "epoch"),
+            b"offset" => (&mut fields.offset, "offset"),
+            unknown => {
+                skip_unknown(unknown, &mut r)?;
+                continue;
+            }
+        };
+        field(&mut r, slot, Mode::Any)?;
+    }
+    Ok(fields)
 }
 
 /// Decodes one request from a binary message.
@@ -346,22 +400,10 @@ fn read_envelope<'a>(
     envelope: &mut Envelope<Span<'a>>,
 ) -> Result<(), ProtocolError> {
     let mut r = Reader::new(payload);
-    let n = match r.byte()? {
-        m @ 0x80..=0x8f => usize::from(m & 0x0f),
-        0xde => r.len(2)?,
-        0xdf => r.len(4)?,
-        _ => return Err(ProtocolError::bad_request("expected a MessagePack map")),
-    };
-    if n > r.remaining() / 2 {
-        return Err(malformed(&format!(
-            "map of {n} entries in {} remaining bytes",
-            r.remaining()
-        )));
-    }
+    let n =
+        map_len(&mut r)?.ok_or_else(|| ProtocolError::bad_request("expected a MessagePack map"))?;
     for _ in 0..n {
-        let key = read_str(&mut r)?
-            .ok_or_else(|| ProtocolError::bad_request("map keys must be strings"))?;
-        let (slot, name) = match key {
+        let slot = match key(&mut r)? {
             b"id" => (&mut envelope.id, "id"),
             b"cmd" => (&mut envelope.cmd, "cmd"),
             b"token" => (&mut envelope.token, "token"),
@@ -370,31 +412,77 @@ fn read_envelope<'a>(
             b"to" => (&mut envelope.to, "to"),
             b"data" => (&mut envelope.data, "data"),
             b"echo" => (&mut envelope.echo, "echo"),
-            _ => {
-                if std::str::from_utf8(key).is_err() {
-                    return Err(ProtocolError::bad_request("map keys must be valid UTF-8"));
-                }
-                skip_any(&mut r)?;
+            b"since" => (&mut envelope.since, "since"),
+            b"limit" => (&mut envelope.limit, "limit"),
+            b"before" => (&mut envelope.before, "before"),
+            b"after" => (&mut envelope.after, "after"),
+            unknown => {
+                skip_unknown(unknown, &mut r)?;
                 continue;
             }
         };
-        let start = r.pos;
-        if name == "data" {
-            skip(&mut r, 0, Mode::Data)?;
+        let mode = if slot.1 == "data" {
+            Mode::Data
         } else {
-            skip_any(&mut r)?;
-        }
-        let value = payload.get(start..r.pos).ok_or_else(truncated)?;
-        if slot.is_some() {
-            return Err(ProtocolError::bad_request(format!(
-                "duplicate field `{name}`"
-            )));
-        }
-        *slot = Some(Span(value));
+            Mode::Any
+        };
+        field(&mut r, slot, mode)?;
     }
     if r.remaining() != 0 {
         return Err(malformed("trailing bytes after the message"));
     }
+    Ok(())
+}
+
+/// Reads a map header: `None` when the value is not a map. A count of entries the remaining
+/// bytes cannot hold (each takes at least two) is a lie, refused before any loop.
+fn map_len(r: &mut Reader<'_>) -> Result<Option<usize>, ProtocolError> {
+    let n = match r.byte()? {
+        m @ 0x80..=0x8f => usize::from(m & 0x0f),
+        0xde => r.len(2)?,
+        0xdf => r.len(4)?,
+        _ => return Ok(None),
+    };
+    if n > r.remaining() / 2 {
+        return Err(malformed(&format!(
+            "map of {n} entries in {} remaining bytes",
+            r.remaining()
+        )));
+    }
+    Ok(Some(n))
+}
+
+/// Reads a map entry's key: a str.
+fn key<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], ProtocolError> {
+    read_str(r)?.ok_or_else(|| ProtocolError::bad_request("map keys must be strings"))
+}
+
+/// Skips the value of a field this version does not know; its key must still be valid UTF-8.
+fn skip_unknown(key: &[u8], r: &mut Reader<'_>) -> Result<(), ProtocolError> {
+    if std::str::from_utf8(key).is_err() {
+        return Err(ProtocolError::bad_request("map keys must be valid UTF-8"));
+    }
+    skip_any(r)
+}
+
+/// Reads a known field's value (validated in `mode`) into its slot, refusing a second one.
+fn field<'a>(
+    r: &mut Reader<'a>,
+    (slot, name): (&mut Option<Span<'a>>, &str),
+    mode: Mode,
+) -> Result<(), ProtocolError> {
+    let start = r.pos;
+    match mode {
+        Mode::Data => skip(r, 0, Mode::Data)?,
+        Mode::Any => skip_any(r)?,
+    }
+    let value = r.buf.get(start..r.pos).ok_or_else(truncated)?;
+    if slot.is_some() {
+        return Err(ProtocolError::bad_request(format!(
+            "duplicate field `{name}`"
+        )));
+    }
+    *slot = Some(Span(value));
     Ok(())
 }
 
@@ -449,14 +537,35 @@ pub(crate) fn encode_server_message(
             write_str("message", out)?;
             write_str(message, out)
         }
+        ServerMessage::Joined { recovered, .. } => {
+            write_position(msg, 5 + u32::from(recovered.is_some()), out)?;
+            if let Some(recovered) = recovered {
+                write_str("recovered", out)?;
+                encode::write_bool(out, *recovered).map_err(enc)?;
+            }
+            Ok(())
+        }
+        ServerMessage::History { messages, .. } => {
+            write_position(msg, 6, out)?;
+            write_str("messages", out)?;
+            let len = u32::try_from(messages.len())
+                .map_err(|_| EncodeError("more history messages than 2^32-1".into()))?;
+            encode::write_array_len(out, len).map(drop).map_err(enc)?;
+            messages
+                .iter()
+                .try_for_each(|entry| write_entry(entry, out))
+        }
         ServerMessage::Event {
             event,
             room,
             from,
+            offset,
             data,
         } => {
             write_map_len(
-                3 + u32::from(room.is_some()) + u32::from(from.is_some()),
+                3 + u32::from(room.is_some())
+                    + u32::from(from.is_some())
+                    + u32::from(offset.is_some()),
                 out,
             )?;
             write_str("type", out)?;
@@ -467,13 +576,61 @@ pub(crate) fn encode_server_message(
                 write_str("room", out)?;
                 write_str(room, out)?;
             }
-            if let Some(from) = from {
-                write_str("from", out)?;
-                write_str(from, out)?;
+            write_from(*from, out)?;
+            if let Some(offset) = offset {
+                write_str("offset", out)?;
+                write_uint(*offset, out)?;
             }
             write_str("data", out)?;
             transcode(*data, Format::MsgPack, out)
         }
+    }
+}
+
+/// The opening of a reply map of `fields` entries that carries a stream position, up to its
+/// `offset` (nothing for a message without a position).
+fn write_position(
+    msg: &ServerMessage<'_>,
+    fields: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let Some(p) = msg.position() else {
+        return Ok(());
+    };
+    write_map_len(fields, out)?;
+    write_str("type", out)?;
+    write_str("reply", out)?;
+    write_str("id", out)?;
+    write_id(p.id, out)?;
+    write_str("room", out)?;
+    write_str(p.room, out)?;
+    write_str("epoch", out)?;
+    write_str(p.epoch, out)?;
+    write_str("offset", out)?;
+    write_uint(p.offset, out)
+}
+
+fn write_entry(entry: &HistoryEntry<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(4 + u32::from(entry.from.is_some()), out)?;
+    write_str("offset", out)?;
+    write_uint(entry.offset, out)?;
+    write_str("at", out)?;
+    write_uint(entry.at, out)?;
+    write_str("event", out)?;
+    write_str(entry.event, out)?;
+    write_from(entry.from, out)?;
+    write_str("data", out)?;
+    transcode(entry.data, Format::MsgPack, out)
+}
+
+/// An event's optional `from`.
+fn write_from(from: Option<&str>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match from {
+        Some(from) => {
+            write_str("from", out)?;
+            write_str(from, out)
+        }
+        None => Ok(()),
     }
 }
 
@@ -510,8 +667,10 @@ fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> 
 /// Appends a client request (the caller restores `out` on error).
 pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let fields: u32 = match &req.command {
-        Command::Auth { .. } | Command::Join { .. } | Command::Leave { .. } => 2,
+        Command::Auth { .. } | Command::Leave { .. } => 2,
+        Command::Join { since, .. } => 2 + u32::from(since.is_some()),
         Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
+        Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
         Command::Ping => 1,
     };
     write_map_len(fields + u32::from(req.id.is_some()), out)?;
@@ -526,9 +685,26 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("token", out)?;
             write_str(token, out)
         }
-        Command::Join { room } | Command::Leave { room } => {
+        Command::Join { room, since } => {
+            write_str("room", out)?;
+            write_str(room, out)?;
+            match since {
+                Some(since) => write_since(since, out),
+                None => Ok(()),
+            }
+        }
+        Command::Leave { room } => {
             write_str("room", out)?;
             write_str(room, out)
+        }
+        Command::History { room, .. } => {
+            write_str("room", out)?;
+            write_str(room, out)?;
+            for (name, n) in req.command.history_bounds() {
+                write_str(name, out)?;
+                write_uint(n, out)?;
+            }
+            Ok(())
         }
         Command::Publish {
             room: target,
@@ -561,6 +737,15 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         }
         Command::Ping => Ok(()),
     }
+}
+
+fn write_since(since: &Since<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_str("since", out)?;
+    write_map_len(2, out)?;
+    write_str("epoch", out)?;
+    write_str(&since.epoch, out)?;
+    write_str("offset", out)?;
+    write_uint(since.offset, out)
 }
 
 /// Decodes one server message (client side); `data` is read into a JSON tree.
@@ -633,6 +818,45 @@ mod tests {
     }
 
     #[test]
+    fn decodes_join_since_and_history() {
+        let since = map(&[
+            ("x", &hex("c4 01 00")), // unknown: skipped, whatever its type
+            ("offset", &hex("d0 29")),
+            ("epoch", &s("9f2c")),
+        ]);
+        let input = map(&[
+            ("cmd", &s("join")),
+            ("room", &s("lobby")),
+            ("since", &since),
+        ]);
+        let Command::Join {
+            since: Some(Since { epoch, offset }),
+            ..
+        } = decode_request(&input).unwrap().command
+        else {
+            panic!("not a join with since");
+        };
+        assert!(matches!(epoch, Cow::Borrowed("9f2c")));
+        assert_eq!(offset, 41);
+        let history = map(&[
+            ("cmd", &s("history")),
+            ("room", &s("r")),
+            ("limit", &hex("cd 03 e8")),
+            ("after", &hex("cf ff ff ff ff ff ff ff ff")),
+            ("since", &[0x01]), // not read by history
+        ]);
+        assert_eq!(
+            decode_request(&history).unwrap().command,
+            Command::History {
+                room: "r".into(),
+                limit: Some(1000),
+                before: None,
+                after: Some(u64::MAX),
+            }
+        );
+    }
+
+    #[test]
     fn ids_of_every_width() {
         for (bytes, id) in [
             (hex("07"), Id::Num(7)),
@@ -663,7 +887,95 @@ mod tests {
     #[test]
     fn refuses_with_field_named_messages_and_keeps_the_id() {
         let id: &[u8] = &[0x07];
+        let join_since = |since: &[u8]| {
+            map(&[
+                ("id", id),
+                ("cmd", &s("join")),
+                ("room", &s("r")),
+                ("since", since),
+            ])
+        };
+        let (history_cmd, room) = (s("history"), s("r"));
+        let history = |fields: &[(&str, &[u8])]| {
+            let mut all: Vec<(&str, &[u8])> = vec![("id", id), ("cmd", &history_cmd[..])];
+            all.extend_from_slice(fields);
+            all.push(("room", &room[..]));
+            map(&all)
+        };
+        let bad_request = |input: Vec<u8>, message| (input, ErrorCode::BadRequest, message);
         let cases: Vec<(Vec<u8>, ErrorCode, &str)> = vec![
+            bad_request(join_since(&[0x05]), "since: expected an object"),
+            bad_request(join_since(&hex("92 a1 65 01")), "since: expected an object"),
+            bad_request(join_since(&[0x80]), "since.epoch: missing"),
+            bad_request(
+                join_since(&map(&[("epoch", &s("e"))])),
+                "since.offset: missing",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &s("")), ("offset", &[0x01])])),
+                "since.epoch: empty",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &s(&"e".repeat(65))), ("offset", &[0x01])])),
+                "since.epoch: longer than 64 bytes",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &hex("a1 ff")), ("offset", &[0x01])])),
+                "since.epoch: invalid UTF-8",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &s("e")), ("offset", &[0xff])])),
+                "since.offset: expected an unsigned integer",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &s("e")), ("offset", &hex("d0 ff"))])),
+                "since.offset: expected an unsigned integer",
+            ),
+            bad_request(
+                join_since(&map(&[("epoch", &s("e")), ("offset", &s("1"))])),
+                "since.offset: expected an unsigned integer",
+            ),
+            bad_request(
+                join_since(&map(&[
+                    ("epoch", &s("e")),
+                    ("offset", &[0x01]),
+                    ("epoch", &s("f")),
+                ])),
+                "since: duplicate field `epoch`",
+            ),
+            bad_request(
+                join_since(&hex("82 a5 65 70 6f 63 68 a1 65 01 02")),
+                "since: map keys must be strings",
+            ),
+            bad_request(
+                map(&[("id", id), ("cmd", &s("history")), ("limit", &[0x05])]),
+                "room: missing",
+            ),
+            bad_request(history(&[("limit", &[0x00])]), "limit: expected 1 to 1000"),
+            bad_request(
+                history(&[("limit", &hex("cd 03 e9"))]),
+                "limit: expected 1 to 1000",
+            ),
+            bad_request(
+                history(&[("limit", &hex("ce 00 01 00 00"))]),
+                "limit: expected 1 to 1000",
+            ),
+            bad_request(
+                history(&[("limit", &hex("cb 40 49 00 00 00 00 00 00"))]),
+                "limit: expected an unsigned integer",
+            ),
+            bad_request(
+                history(&[("before", &[0xe0])]),
+                "before: expected an unsigned integer",
+            ),
+            bad_request(
+                history(&[("after", &[0xc0])]),
+                "after: expected an unsigned integer",
+            ),
+            bad_request(
+                history(&[("before", &[0x0a]), ("after", &[0x02])]),
+                "before, after: give one, not both",
+            ),
             (map(&[("id", id)]), ErrorCode::BadRequest, "cmd: missing"),
             (
                 map(&[("id", id), ("cmd", &[0x01])]),
@@ -890,6 +1202,8 @@ mod tests {
             hex("81 a1 78 dd ff ff ff ff 00 00"),
             hex("81 a1 78 db ff ff ff ff 00 00"),
             hex("81 a1 78 c6 ff ff ff ff 00 00"),
+            hex("81 a5 73 69 6e 63 65 df ff ff ff ff"),
+            hex("81 a5 73 69 6e 63 65 81 a1 78 dd ff ff ff ff"),
         ] {
             assert_eq!(bad(&input).1, ErrorCode::BadRequest);
         }
@@ -949,5 +1263,34 @@ mod tests {
         };
         encode_request(&req, &mut out).unwrap();
         assert_eq!(hex::encode(&out), "81a3636d64a470696e67");
+    }
+
+    #[test]
+    fn new_commands_round_trip() {
+        for req in [
+            Request {
+                id: Some(Id::Num(2)),
+                command: Command::Join {
+                    room: "lobby".into(),
+                    since: Some(Since {
+                        epoch: "9f2c".into(),
+                        offset: u64::MAX,
+                    }),
+                },
+            },
+            Request {
+                id: None,
+                command: Command::History {
+                    room: "lobby".into(),
+                    limit: Some(1),
+                    before: Some(0),
+                    after: None,
+                },
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_request(&req, &mut out).unwrap();
+            assert_eq!(decode_request(&out).unwrap(), req);
+        }
     }
 }

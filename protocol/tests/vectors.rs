@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wsgate_protocol::{
     decode_request, decode_server_message, encode_request, encode_server_message, Command,
-    ErrorCode, Format, Heartbeat, Id, Limits, OwnedServerMessage, RawData, Request, ServerMessage,
-    Welcome,
+    ErrorCode, Format, Heartbeat, HistoryEntry, Id, Limits, OwnedServerMessage, RawData, Request,
+    ServerMessage, Welcome,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -85,8 +85,31 @@ fn logical_request(req: &Request<'_>) -> Value {
         Command::Auth { token } => {
             obj.insert("token".into(), json!(token));
         }
-        Command::Join { room } | Command::Leave { room } => {
+        Command::Join { room, since } => {
             obj.insert("room".into(), json!(room));
+            if let Some(since) = since {
+                obj.insert(
+                    "since".into(),
+                    json!({"epoch": since.epoch, "offset": since.offset}),
+                );
+            }
+        }
+        Command::Leave { room } => {
+            obj.insert("room".into(), json!(room));
+        }
+        Command::History {
+            room,
+            limit,
+            before,
+            after,
+        } => {
+            let fields = json!({"room": room, "limit": limit, "before": before, "after": after});
+            let set = fields
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, v)| !v.is_null());
+            obj.extend(set.map(|(k, v)| (k.clone(), v.clone())));
         }
         Command::Publish {
             room,
@@ -154,7 +177,7 @@ fn client_vectors() {
         }
         seen.insert(from_json.command.name());
     }
-    assert_eq!(seen.len(), 6, "every command has a vector");
+    assert_eq!(seen.len(), 7, "every command has a vector");
 }
 
 /// Everything a [`ServerMessage`] borrows, owned by the test.
@@ -162,6 +185,8 @@ struct ServerParts {
     logical: Value,
     data: Vec<u8>,
     data_format: Format,
+    /// The `data` of each message of a history reply, as JSON.
+    history_data: Vec<Vec<u8>>,
 }
 
 impl ServerParts {
@@ -171,14 +196,34 @@ impl ServerParts {
             (None, Some(d)) => (serde_json::to_vec(d).unwrap(), Format::Json),
             (None, None) => (Vec::new(), Format::Json),
         };
+        let history_data = history_messages(&v.logical)
+            .iter()
+            .map(|m| serde_json::to_vec(&m["data"]).unwrap())
+            .collect();
         ServerParts {
             logical: v.logical.clone(),
             data,
             data_format,
+            history_data,
         }
     }
 
-    fn message(&self) -> ServerMessage<'_> {
+    /// The messages of a history reply (none for any other message).
+    fn entries(&self) -> Vec<HistoryEntry<'_>> {
+        history_messages(&self.logical)
+            .iter()
+            .zip(&self.history_data)
+            .map(|(m, data)| HistoryEntry {
+                offset: m["offset"].as_u64().unwrap(),
+                at: m["at"].as_u64().unwrap(),
+                event: m["event"].as_str().unwrap(),
+                from: m.get("from").map(|v| v.as_str().unwrap()),
+                data: RawData::validate(Format::Json, data).unwrap(),
+            })
+            .collect()
+    }
+
+    fn message<'a>(&'a self, entries: &'a [HistoryEntry<'a>]) -> ServerMessage<'a> {
         let l = &self.logical;
         let s = |k: &str| l[k].as_str().unwrap();
         let opt = |k: &str| l.get(k).map(|v| v.as_str().unwrap());
@@ -200,6 +245,20 @@ impl ServerParts {
                     max_rooms: n(&l["limits"]["max_rooms"]) as u32,
                 },
             }),
+            "reply" if l.get("messages").is_some() => ServerMessage::History {
+                id: borrowed_id(&l["id"]).unwrap(),
+                room: s("room"),
+                epoch: s("epoch"),
+                offset: n(&l["offset"]),
+                messages: entries,
+            },
+            "reply" if l.get("epoch").is_some() => ServerMessage::Joined {
+                id: borrowed_id(&l["id"]).unwrap(),
+                room: s("room"),
+                epoch: s("epoch"),
+                offset: n(&l["offset"]),
+                recovered: l.get("recovered").map(|v| v.as_bool().unwrap()),
+            },
             "reply" => ServerMessage::Reply {
                 id: borrowed_id(&l["id"]).unwrap(),
             },
@@ -212,6 +271,7 @@ impl ServerParts {
                 event: s("event"),
                 room: opt("room"),
                 from: opt("from"),
+                offset: l.get("offset").map(n),
                 data: RawData::validate(self.data_format, &self.data).unwrap(),
             },
             other => panic!("unknown type {other}"),
@@ -220,7 +280,8 @@ impl ServerParts {
 
     fn owned(&self) -> OwnedServerMessage {
         let l = &self.logical;
-        match self.message() {
+        let entries = self.entries();
+        match self.message(&entries) {
             ServerMessage::Welcome(w) => OwnedServerMessage::Welcome {
                 user: w.user.into(),
                 conn: w.conn.into(),
@@ -229,7 +290,10 @@ impl ServerParts {
                 heartbeat: w.heartbeat,
                 limits: w.limits,
             },
-            ServerMessage::Reply { id } => OwnedServerMessage::Reply {
+            // The client decoder keeps only the id of a reply.
+            ServerMessage::Reply { id }
+            | ServerMessage::Joined { id, .. }
+            | ServerMessage::History { id, .. } => OwnedServerMessage::Reply {
                 id: id.into_owned(),
             },
             ServerMessage::Error { id, code, message } => OwnedServerMessage::Error {
@@ -238,14 +302,38 @@ impl ServerParts {
                 message: message.into(),
             },
             ServerMessage::Event {
-                event, room, from, ..
+                event,
+                room,
+                from,
+                offset,
+                ..
             } => OwnedServerMessage::Event {
                 event: event.into(),
                 room: room.map(Into::into),
                 from: from.map(Into::into),
+                offset,
                 data: l["data"].clone(),
             },
         }
+    }
+}
+
+fn history_messages(logical: &Value) -> &[Value] {
+    logical
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The variant of a server message, to check that each has a vector.
+fn variant(msg: &ServerMessage<'_>) -> &'static str {
+    match msg {
+        ServerMessage::Welcome(_) => "welcome",
+        ServerMessage::Reply { .. } => "reply",
+        ServerMessage::Joined { .. } => "joined",
+        ServerMessage::History { .. } => "history",
+        ServerMessage::Error { .. } => "error",
+        ServerMessage::Event { .. } => "event",
     }
 }
 
@@ -266,10 +354,11 @@ fn encode_msg(format: Format, msg: &ServerMessage<'_>) -> Vec<u8> {
 #[test]
 fn server_vectors() {
     let vectors: Vec<Vector> = load("server.json");
-    let mut types = std::collections::HashSet::new();
+    let mut variants = std::collections::HashSet::new();
     for v in &vectors {
         let parts = ServerParts::new(v);
-        let msg = parts.message();
+        let entries = parts.entries();
+        let msg = parts.message(&entries);
         assert_eq!(
             String::from_utf8(encode_msg(Format::Json, &msg)).unwrap(),
             v.json,
@@ -288,9 +377,9 @@ fn server_vectors() {
         assert_eq!(from_json, from_mp, "{}", v.name);
         assert_eq!(from_json, parts.owned(), "{}", v.name);
         assert_eq!(serde_json::from_str::<Value>(&v.json).unwrap(), v.logical);
-        types.insert(v.logical["type"].as_str().unwrap().to_owned());
+        variants.insert(variant(&msg));
     }
-    assert_eq!(types.len(), 4, "every server message type has a vector");
+    assert_eq!(variants.len(), 6, "every server message has a vector");
 }
 
 #[test]
@@ -413,6 +502,26 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "the largest numeric id",
         r#"{"cmd":"ping","id":18446744073709551615}"#,
     ),
+    (
+        "join_since",
+        "join resuming the room's stream after the last event seen (epoch and offset)",
+        r#"{"cmd":"join","id":2,"room":"lobby","since":{"epoch":"9f2c41aa07be13d5","offset":41}}"#,
+    ),
+    (
+        "history_before",
+        "the newest 50 stored events before offset 120 (scrolling back)",
+        r#"{"cmd":"history","id":3,"room":"lobby","limit":50,"before":120}"#,
+    ),
+    (
+        "history_after",
+        "the oldest 100 stored events after offset 41 (catching up)",
+        r#"{"cmd":"history","id":"h-1","room":"lobby","limit":100,"after":41}"#,
+    ),
+    (
+        "history_defaults",
+        "the newest stored events, as many as the server's default limit",
+        r#"{"cmd":"history","id":4,"room":"lobby"}"#,
+    ),
 ];
 
 /// (name, description, json, data as MessagePack hex when it originates from a MessagePack client)
@@ -431,6 +540,12 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_null_data", "an event without data", r#"{"type":"event","event":"tick","room":"lobby","from":"u1","data":null}"#, None),
     ("event_msgpack_origin", "data published by a MessagePack client (f32, int8, uint64): JSON receivers get it transcoded", r#"{"type":"event","event":"m","room":"lobby","from":"u3","data":{"t":2.5,"n":-3,"big":18446744073709551615}}"#, Some("83a174ca40200000a16ed0fda3626967cfffffffffffffffff")),
     ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
+    ("event_offset", "a room event stored in the room's stream: its offset", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","offset":42,"data":{"text":"hi"}}"#, None),
+    ("reply_joined", "reply to a join: the stream's epoch and offset when the member was added", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":41}"#, None),
+    ("reply_joined_recovered", "reply to a join with since: every missed event was replayed before it", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":42,"recovered":true}"#, None),
+    ("reply_joined_not_recovered", "reply to a join with since of another epoch: the missed events are lost", r#"{"type":"reply","id":2,"room":"lobby","epoch":"0c1d7e52b9a4f836","offset":3,"recovered":false}"#, None),
+    ("reply_history", "reply to a history command: stored events, oldest first", r#"{"type":"reply","id":3,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":57,"messages":[{"offset":40,"at":1795000000000,"event":"chat","from":"alice","data":{"t":"hi"}},{"offset":41,"at":1795000000250,"event":"score","data":[1,0]}]}"#, None),
+    ("reply_history_empty", "reply to a history command with no stored event in range", r#"{"type":"reply","id":4,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":0,"messages":[]}"#, None),
 ];
 
 fn mp_map(fields: &[(&str, Vec<u8>)]) -> String {
@@ -478,7 +593,53 @@ fn invalid_sources() -> Vec<Invalid> {
     };
     let mut deep_mp = vec![0x91; 65];
     deep_mp.push(0xc0);
-    vec![
+    // The same request in both encodings: the text as given, MessagePack from its tree.
+    let both = |name: &str, text: &str, id: u64| {
+        let tree: Value = serde_json::from_str(text).unwrap();
+        let mp = hex::encode(rmp_serde::to_vec(&tree).unwrap());
+        [
+            j(
+                &format!("json_{name}"),
+                text.into(),
+                "bad_request",
+                json!(id),
+            ),
+            m(&format!("msgpack_{name}"), mp, "bad_request", json!(id)),
+        ]
+    };
+    let stream_commands = [
+        both(
+            "history_before_and_after",
+            r#"{"cmd":"history","id":11,"room":"lobby","before":10,"after":2}"#,
+            11,
+        ),
+        both(
+            "history_limit_zero",
+            r#"{"cmd":"history","id":12,"room":"lobby","limit":0}"#,
+            12,
+        ),
+        both(
+            "history_limit_too_big",
+            r#"{"cmd":"history","id":13,"room":"lobby","limit":1001}"#,
+            13,
+        ),
+        both(
+            "join_since_not_object",
+            r#"{"cmd":"join","id":14,"room":"lobby","since":41}"#,
+            14,
+        ),
+        both(
+            "join_since_missing_offset",
+            r#"{"cmd":"join","id":15,"room":"lobby","since":{"epoch":"9f2c41aa07be13d5"}}"#,
+            15,
+        ),
+        both(
+            "join_since_bad_epoch",
+            r#"{"cmd":"join","id":16,"room":"lobby","since":{"epoch":"","offset":41}}"#,
+            16,
+        ),
+    ];
+    let mut all = vec![
         j(
             "json_malformed",
             r#"{"cmd":"join","#.into(),
@@ -678,7 +839,9 @@ fn invalid_sources() -> Vec<Invalid> {
             "bad_request",
             json!(1),
         ),
-    ]
+    ];
+    all.extend(stream_commands.into_iter().flatten());
+    all
 }
 
 #[test]
@@ -712,7 +875,8 @@ fn regenerate() {
                 logical: serde_json::from_str(text).unwrap(),
             };
             let parts = ServerParts::new(&v);
-            let msg = parts.message();
+            let entries = parts.entries();
+            let msg = parts.message(&entries);
             v.json = String::from_utf8(encode_msg(Format::Json, &msg)).unwrap();
             assert_eq!(v.json, *text, "{name}: source is not in canonical form");
             v.msgpack_hex = hex::encode(encode_msg(Format::MsgPack, &msg));
