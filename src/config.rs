@@ -193,6 +193,18 @@ pub struct Config {
     /// Most rooms on the server (rooms exist while they have members). Default: 100000.
     #[arg(long, env = "MAX_ROOMS", default_value_t = 100_000)]
     pub max_rooms: usize,
+    /// Messages each room's stream keeps for `history` and resume; 0 keeps none (events still
+    /// carry offsets). Default: 100.
+    #[arg(long, env = "ROOM_HISTORY_SIZE", default_value_t = 100)]
+    pub room_history_size: usize,
+    /// Bytes each room's stream keeps at most (payload and encoded frames); the oldest go
+    /// first. Default: 65536.
+    #[arg(long, env = "ROOM_HISTORY_BYTES", default_value_t = 64 * 1024)]
+    pub room_history_bytes: usize,
+    /// Age past which a room's messages are dropped from its stream; a stream that keeps
+    /// nothing for this long is forgotten (its next use starts a new epoch). Default: 1h.
+    #[arg(long, env = "ROOM_HISTORY_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub room_history_ttl: Duration,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,

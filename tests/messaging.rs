@@ -62,13 +62,17 @@ async fn room_join_publish_leave() {
         let mut a = server.client("ann", fmt).await;
         let mut b = server.client("ben", fmt).await;
         let mut c = server.client("cat", Fmt::Json).await;
-        for (client, id) in [(&mut a, 1), (&mut b, 2), (&mut c, 3)] {
+        // The join answers the room stream's position: the next event has the next offset.
+        let at = a.call(json!({"cmd": "join", "room": "lobby"}), 1).await["offset"]
+            .as_u64()
+            .unwrap();
+        for (client, id) in [(&mut b, 2), (&mut c, 3)] {
             client.ok(json!({"cmd": "join", "room": "lobby"}), id).await;
         }
         // Joining twice is fine.
         b.ok(json!({"cmd": "join", "room": "lobby"}), 4).await;
         a.ok(json!({"cmd": "publish", "room": "lobby", "event": "chat:message", "data": {"text": "hello"}}), 5).await;
-        let expected = json!({"type": "event", "event": "chat:message", "room": "lobby", "from": "ann", "data": {"text": "hello"}});
+        let expected = json!({"type": "event", "event": "chat:message", "room": "lobby", "from": "ann", "offset": at + 1, "data": {"text": "hello"}});
         assert_eq!(b.recv().await, expected);
         assert_eq!(c.recv().await, expected);
 

@@ -62,7 +62,7 @@ async fn push_to_a_room_broadcast_and_except_user() {
         )
         .await;
     assert_eq!((s, r), (200, json!({"delivered": 2})));
-    let expected = json!({"type": "event", "event": "chat:message", "room": "lobby", "data": "hi"});
+    let expected = json!({"type": "event", "event": "chat:message", "room": "lobby", "offset": 1, "data": "hi"});
     assert_eq!(a.recv().await, expected);
     assert_eq!(b.recv().await, expected);
 

@@ -2,12 +2,15 @@
 //! directory they answer cluster-wide questions from.
 //!
 //! - [`local`]: the other shards of this process, through lock-free inboxes (the default);
-//! - [`directory`]: users and rooms across the shards, with their counts and bounds.
+//! - [`directory`]: users and rooms across the shards, with their counts and bounds;
+//! - [`streams`]: every room's stream (offsets, epochs, recent history), one writer at a time.
 //!
 //! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
 
 pub(crate) mod directory;
 pub(crate) mod local;
+pub(crate) mod streams;
 
 pub(crate) use directory::{Directory, RoomInfo};
 pub(crate) use local::{Local, LocalHub, ShardMsg};
+pub(crate) use streams::Streams;

@@ -2,6 +2,7 @@
 //! command, each with an `apply`. A command with an `id` gets exactly one reply or error.
 
 mod auth;
+mod history;
 mod join;
 mod leave;
 mod publish;
@@ -16,13 +17,32 @@ use wsgate_protocol::{
 
 pub(crate) use auth::authenticate;
 
-use crate::hub::{Delivery, OutEvent, Target};
+use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
 use crate::session::rate::{RateLimit, TokenBucket};
 use crate::session::{Deadline, Session};
 use crate::stats::ShardStats;
 use crate::transport::outbound::{CloseRequest, Queued};
+
+/// What a command answers with, beyond the plain `reply`.
+pub(crate) enum Answer {
+    /// A plain `reply`.
+    Done,
+    /// A join: the room stream's position when the member was added, and for a resume
+    /// whether everything missed was replayed.
+    Joined {
+        room: std::sync::Arc<str>,
+        position: Position,
+        recovered: Option<bool>,
+    },
+    /// A history read.
+    History {
+        room: std::sync::Arc<str>,
+        position: Position,
+        entries: Vec<Entry>,
+    },
+}
 
 /// What the gateway keeps per client connection, beside its session.
 pub(crate) struct Client {
@@ -94,31 +114,38 @@ pub(crate) async fn dispatch(
         let e = ProtocolError::new(ErrorCode::RateLimited, "command rate limit exceeded");
         return send_error(ctx, session, req.id.as_ref(), &e);
     }
+    let done = |r: Result<(), ProtocolError>| r.map(|()| Answer::Done);
     let result = match req.command {
-        Command::Auth { token } => auth::apply(ctx, session, client, &token),
-        Command::Ping => Ok(()),
+        Command::Auth { token } => done(auth::apply(ctx, session, client, &token)),
+        Command::Ping => Ok(Answer::Done),
         _ if !client.is_authenticated() => Err(ProtocolError::new(
             ErrorCode::AuthRequired,
             "authenticate first: send auth with a token",
         )),
-        Command::Join { room } => join::apply(ctx, session, &room),
-        Command::Leave { room } => leave::apply(ctx, session, &room),
+        Command::Join { room, since } => join::apply(ctx, session, &room, since.as_ref()).await,
+        Command::Leave { room } => done(leave::apply(ctx, session, &room)),
+        Command::History {
+            room,
+            limit,
+            before,
+            after,
+        } => history::apply(ctx, session, &room, limit, before, after).await,
         Command::Publish {
             room,
             event,
             data,
             echo,
-        } => publish::apply(ctx, session, &payload, &room, &event, data, echo).await,
+        } => done(publish::apply(ctx, session, &payload, &room, &event, data, echo).await),
         Command::Send {
             to,
             event,
             data,
             echo,
-        } => send::apply(ctx, session, &payload, &to, &event, data, echo).await,
+        } => done(send::apply(ctx, session, &payload, &to, &event, data, echo).await),
     };
     match (result, req.id) {
-        (Ok(()), Some(id)) => ctx.send(session, &ServerMessage::Reply { id }),
-        (Ok(()), None) => {}
+        (Ok(answer), Some(id)) => answer_with(ctx, session, id, &answer),
+        (Ok(_), None) => {}
         (Err(e), id) => send_error(ctx, session, id.as_ref(), &e),
     }
     if let Some((code, reason)) = client.close_after_answer.take() {
@@ -126,6 +153,32 @@ pub(crate) async fn dispatch(
             CloseRequest::with_reason(code.as_u16(), reason),
             Queued::Flush,
         );
+    }
+}
+
+/// Queues the answer to a command with `id`.
+fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
+    match answer {
+        Answer::Done => ctx.send(session, &ServerMessage::Reply { id }),
+        Answer::Joined {
+            room,
+            position,
+            recovered,
+        } => ctx.send(
+            session,
+            &ServerMessage::Joined {
+                id,
+                room,
+                epoch: &position.epoch_text(),
+                offset: position.offset,
+                recovered: *recovered,
+            },
+        ),
+        Answer::History {
+            room,
+            position,
+            entries,
+        } => history::answer(ctx, session, id, room, position, entries),
     }
 }
 
@@ -164,12 +217,20 @@ async fn emit(
         data.format(),
     );
     let exclude = (!echo).then_some(session.id);
-    ctx.hub
-        .deliver(Delivery {
-            exclude,
-            ..Delivery::new(target, ev)
-        })
-        .await;
+    // With `echo`, the sender gets its own event before the answer to its command: the
+    // answer waits until every hub has delivered it.
+    let report = echo.then(|| Report::new(ctx.hub.hubs(), 0));
+    let delivery = Delivery {
+        exclude,
+        report: report.clone(),
+        ..Delivery::new(target, ev)
+    };
+    if ctx.hub.deliver(delivery).await {
+        ShardStats::inc(&ctx.stats().commands_waited);
+    }
+    if let Some(report) = report {
+        report.wait().await;
+    }
 }
 
 fn not_member(code: ErrorCode, room: &str) -> ProtocolError {

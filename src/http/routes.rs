@@ -24,6 +24,7 @@ pub(crate) enum Handler {
     CreateRoom,
     GetRoom,
     CloseRoom,
+    RoomMessages,
     AddMember,
     RemoveMember,
 }
@@ -61,7 +62,7 @@ const fn route(method: &'static str, path: &'static str, handler: Handler) -> Ro
 }
 
 /// Every route.
-pub(crate) const TABLE: [Route; 19] = [
+pub(crate) const TABLE: [Route; 20] = [
     route("GET", "/ws", Handler::Upgrade),
     route("GET", "/healthz", Handler::Health),
     route("GET", "/readyz", Handler::Ready),
@@ -83,6 +84,11 @@ pub(crate) const TABLE: [Route; 19] = [
     route("POST", "/api/v1/rooms", Handler::CreateRoom),
     route("GET", "/api/v1/rooms/{roomId}", Handler::GetRoom),
     route("DELETE", "/api/v1/rooms/{roomId}", Handler::CloseRoom),
+    route(
+        "GET",
+        "/api/v1/rooms/{roomId}/messages",
+        Handler::RoomMessages,
+    ),
     route("POST", "/api/v1/rooms/{roomId}/members", Handler::AddMember),
     route(
         "DELETE",

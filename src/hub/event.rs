@@ -18,6 +18,8 @@ pub(crate) struct OutEvent {
     /// The sender's `data`, validated, in `data_format`.
     data: Bytes,
     data_format: Format,
+    /// Its offset in the room's stream, once the stream has taken it.
+    offset: Option<u64>,
     frames: [OnceLock<Option<Bytes>>; 2],
 }
 
@@ -35,8 +37,44 @@ impl OutEvent {
             from,
             data,
             data_format,
+            offset: None,
             frames: [OnceLock::new(), OnceLock::new()],
         })
+    }
+
+    /// The same event at `offset` of its room's stream (nothing encoded yet; the payload is
+    /// shared, not copied).
+    pub(crate) fn sequenced(&self, offset: u64) -> Arc<OutEvent> {
+        Arc::new(OutEvent {
+            event: self.event.clone(),
+            room: self.room.clone(),
+            from: self.from.clone(),
+            data: self.data.clone(),
+            data_format: self.data_format,
+            offset: Some(offset),
+            frames: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    /// The event name.
+    pub(crate) fn name(&self) -> &str {
+        &self.event
+    }
+
+    /// The sending user, for events sent by a user.
+    pub(crate) fn from(&self) -> Option<&str> {
+        self.from.as_deref()
+    }
+
+    /// The payload, as the sender encoded it.
+    pub(crate) fn data(&self) -> RawData<'_> {
+        RawData::trusted(self.data_format, &self.data)
+    }
+
+    /// Bytes the event may hold once encoded in both formats: what a stream counts for it.
+    pub(crate) fn weight(&self) -> usize {
+        let parts = self.event.len() + self.room.as_ref().map_or(0, |r| r.len()) + 64;
+        2 * (parts + self.data.len())
     }
 
     /// The complete frame for `format`, encoded on first use. `None` only if `data` cannot be
@@ -48,6 +86,7 @@ impl OutEvent {
                     event: &self.event,
                     room: self.room.as_deref(),
                     from: self.from.as_deref(),
+                    offset: self.offset,
                     data: RawData::trusted(self.data_format, &self.data),
                 };
                 let hint = 48 + self.event.len() + self.data.len();

@@ -9,6 +9,7 @@ mod backplane;
 mod delivery;
 mod event;
 mod fanout;
+mod stream;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,11 +21,12 @@ use indexmap::IndexMap;
 use smallvec::SmallVec;
 use wsgate_protocol::CloseCode;
 
-pub(crate) use backplane::{Backplane, RoomRefused, Task};
+pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, RoomRefused, Task};
 pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
 pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
+pub(crate) use stream::{Entry, Position, Query, Stream, StreamLimits};
 
 use crate::session::Session;
 use crate::stats::ShardStats;
@@ -67,6 +69,8 @@ pub(crate) enum JoinRefused {
     ConnectionLimit,
     /// The server holds `MAX_ROOMS` rooms.
     ServerLimit,
+    /// The session ended before its join completed.
+    Gone,
 }
 
 /// One shard's hub.
@@ -94,6 +98,11 @@ impl<B: Backplane> Hub<B> {
             limits,
             local: RefCell::default(),
         }
+    }
+
+    /// Hubs a delivery reaches (what a report waits for).
+    pub(crate) fn hubs(&self) -> usize {
+        self.backplane.hubs()
     }
 
     /// The shard's counters.
@@ -162,11 +171,7 @@ impl<B: Backplane> Hub<B> {
         if joined.len() >= self.limits.max_rooms_per_connection as usize {
             return Err(JoinRefused::ConnectionLimit);
         }
-        // The shard's existing `Arc` for a room name, so members share one allocation.
-        let name = match rooms.get_key_value(room) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(room),
-        };
+        let name = shared_name(rooms, room);
         self.backplane
             .add_member(&name)
             .map_err(|_| JoinRefused::ServerLimit)?;
@@ -330,14 +335,105 @@ impl<B: Backplane> Hub<B> {
         self.local.borrow().conns.len()
     }
 
-    /// Delivers everywhere: here at once, and through the backplane to every other hub.
-    pub(crate) async fn deliver(&self, d: Delivery) {
-        self.deliver_local(&d);
-        self.backplane.publish(self.id, d).await;
+    /// Joins `session` to `room` at a known position of its stream, resuming from `since`
+    /// (epoch, offset) when given: the messages the client missed are queued to it, in order,
+    /// before any later one, and the answer says whether all of them could be.
+    pub(crate) async fn join_at_position(
+        &self,
+        session: &Rc<Session>,
+        room: &str,
+        since: Option<(&str, u64)>,
+    ) -> JoinDone {
+        let name = self.room_name(room);
+        let joined = self.membership(session, room).is_some();
+        if !joined && self.room_count_of(session) >= self.limits.max_rooms_per_connection as usize {
+            return Err(JoinRefused::ConnectionLimit);
+        }
+        let done = self
+            .backplane
+            .join_stream(self.id, session.id, &name, since)
+            .await;
+        done.await.unwrap_or(Err(JoinRefused::Gone))
     }
 
-    /// Runs `f` on every hub (here directly, elsewhere through the backplane) and collects the
-    /// results, in no particular order.
+    /// Completes a join that came along its stream's ordered path (see [`JoinTicket`]): the
+    /// member is added, then the messages it missed are queued to it.
+    pub(crate) fn complete_join(&self, ticket: JoinTicket) {
+        let JoinTicket {
+            session,
+            room,
+            position,
+            recovery,
+            done,
+        } = ticket;
+        let found = self.local.borrow().conns.get(&session).cloned();
+        let result = match found {
+            None => Err(JoinRefused::Gone),
+            Some(session) if self.membership(&session, &room).is_some() => Ok((position, None)),
+            Some(session) => self.join(&session, &room).map(|()| {
+                let recovered = recovery.map(|missed| match missed {
+                    Some(events) => {
+                        self.replay(&session, &events);
+                        true
+                    }
+                    None => false,
+                });
+                (position, recovered)
+            }),
+        };
+        // The command may have ended with its connection: nobody to tell, nothing to undo
+        // (the membership goes with the session).
+        let _ = done.send(result);
+    }
+
+    /// Queues stream events to one session, as the live fan-out would.
+    fn replay(&self, session: &Session, events: &[Arc<OutEvent>]) {
+        for event in events {
+            let Some(frame) = event.frame(session.format) else {
+                continue;
+            };
+            match session.push(frame.clone(), self.limits.max_outbound_bytes) {
+                Ok(()) => ShardStats::inc(&self.stats.messages_out),
+                Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats.slow_consumers),
+                Err(PushError::Closing) => {}
+            }
+        }
+    }
+
+    /// The stream of `room`: its position and the kept messages `query` asks for.
+    pub(crate) async fn history(&self, room: &str, query: Query) -> (Position, Vec<Entry>) {
+        let name = self.room_name(room);
+        self.backplane.history(&name, query).await
+    }
+
+    /// The shard's existing `Arc` for a room name.
+    fn room_name(&self, room: &str) -> Arc<str> {
+        shared_name(&self.local.borrow().rooms, room)
+    }
+
+    /// Rooms `session` is in.
+    fn room_count_of(&self, session: &Session) -> usize {
+        self.local
+            .borrow()
+            .memberships
+            .get(&session.id)
+            .map_or(0, Vec::len)
+    }
+
+    /// Delivers everywhere, through the backplane to every hub (this one included), so that
+    /// a sender's events reach each recipient in the order sent. A room event goes through the
+    /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
+    /// offset order. Returns whether it had to wait for room in a full inbox.
+    pub(crate) async fn deliver(&self, d: Delivery) -> bool {
+        if let Target::Room(room) = &d.target {
+            let room = room.clone();
+            return self.backplane.publish_stream(&room, d).await;
+        }
+        self.backplane.publish(d).await
+    }
+
+    /// Runs `f` on every hub (this one included, through the backplane, after what was
+    /// published before) and collects the results, in no particular order.
     pub(crate) async fn gather<T: Send + 'static>(
         &self,
         f: impl Fn(&Hub<B>) -> T + Send + Sync + 'static,
@@ -353,11 +449,22 @@ impl<B: Backplane> Hub<B> {
                 countdown.add(0, []);
             })
         };
-        self.backplane.run_on_others(self.id, task.clone()).await;
-        task(self);
+        self.backplane.run_everywhere(task).await;
         countdown.wait().await;
         let mut out = lock(&results);
         std::mem::take(&mut *out)
+    }
+}
+
+/// The existing `Arc` of a room name when the room has members here, so members (and the
+/// room's stream) share one allocation.
+fn shared_name(
+    rooms: &Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    room: &str,
+) -> Arc<str> {
+    match rooms.get_key_value(room) {
+        Some((name, _)) => name.clone(),
+        None => Arc::from(room),
     }
 }
 

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
-use crate::cluster::{Directory, Local, LocalHub};
+use crate::cluster::{Directory, Local, LocalHub, Streams};
 use crate::config::Config;
-use crate::hub::Limits;
+use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
 use crate::session::Session;
 use crate::stats::ShardStats;
@@ -59,10 +59,21 @@ impl Shared {
     ) -> (Shared, Handoffs) {
         let shards = config.shard_count();
         let directory = Directory::new(config.max_connections_per_user, config.max_rooms);
+        let limits = StreamLimits {
+            size: config.room_history_size,
+            bytes: config.room_history_bytes,
+            ttl_ms: config.room_history_ttl.as_millis() as u64,
+        };
+        let streams = Streams::new(limits, config.max_rooms);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let shared = Shared {
-            backplane: Arc::new(Local::new(shards, config.shard_inbox_capacity, directory)),
+            backplane: Arc::new(Local::new(
+                shards,
+                config.shard_inbox_capacity,
+                directory,
+                streams,
+            )),
             stats: (0..shards).map(|_| Arc::default()).collect(),
             verifier,
             api_keys,

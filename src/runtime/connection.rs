@@ -4,9 +4,7 @@
 //! task and no buffer while idle.
 
 use std::any::Any;
-use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -221,26 +219,15 @@ impl Machine for Connection {
         self.advance(io).unwrap_or_else(|e| Step::Done(Err(e)))
     }
 
-    /// Runs a command. One that is not ready at once (it waits for room in another shard's
-    /// full inbox) is counted once in `commandsWaited`.
+    /// Runs a command (one that waits, for room in a full inbox or for its room stream's
+    /// turn, finishes in a task of its own; see `crate::reactor`).
     async fn run(&mut self, payload: Bytes) {
         let Connection {
             ctx, session, app, ..
         } = self;
-        let App::Gateway(client) = app else {
-            return; // echo connections hand back no work
-        };
-        let mut command = pin!(commands::dispatch(ctx, session, client, payload));
-        let mut counted = false;
-        poll_fn(|cx| {
-            let polled = command.as_mut().poll(cx);
-            if polled.is_pending() && !counted {
-                counted = true;
-                ShardStats::inc(&ctx.stats().commands_waited);
-            }
-            polled
-        })
-        .await;
+        if let App::Gateway(client) = app {
+            commands::dispatch(ctx, session, client, payload).await;
+        }
     }
 
     fn unmark(&self) {

@@ -134,6 +134,11 @@ async fn inbox_loop(ctx: Rc<Ctx>) {
                         task(&ctx.hub)
                     });
                 }
+                ShardMsg::Join(ticket) => {
+                    crate::panic::contain(ctx.stats(), ctx.shard, "a join", || {
+                        ctx.hub.complete_join(ticket)
+                    });
+                }
             }
             n += 1;
             if n.is_multiple_of(256) {

@@ -169,6 +169,7 @@ pub(crate) async fn handle(
         Handler::CreateRoom => rooms::create(ctx, req).await,
         Handler::GetRoom => rooms::get(ctx, p(0)).await,
         Handler::CloseRoom => rooms::close(ctx, p(0)).await,
+        Handler::RoomMessages => rooms::messages(ctx, &req, p(0)).await,
         Handler::AddMember => rooms::add_member(ctx, req, p(0)).await,
         Handler::RemoveMember => rooms::remove_member(ctx, p(0), p(1)).await,
         Handler::Upgrade

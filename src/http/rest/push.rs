@@ -14,7 +14,7 @@ use wsgate_protocol::{ErrorCode, Format};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, ApiError, ApiResult};
-use crate::hub::{Backplane, Delivery, OutEvent, Report, Target};
+use crate::hub::{Delivery, OutEvent, Report, Target};
 use crate::node::Ctx;
 
 /// Most users in one push, and most pushes in one batch.
@@ -82,7 +82,7 @@ fn user_fields(f: &mut Fields<'_>) -> Option<Vec<String>> {
 
 /// Starts a push: checks the room exists, then routes the event with a report.
 async fn start(ctx: &Ctx, push: Push) -> Pending {
-    let shards = ctx.shared.backplane.hubs();
+    let shards = ctx.hub.hubs();
     let (target, event, data, room, except, users) = match push {
         Push::Users { users, event, data } => {
             let arcs: Arc<[Arc<str>]> = users.iter().map(|u| Arc::from(u.as_str())).collect();

@@ -1,5 +1,5 @@
 //! Rooms as a resource: create, list, look at, close, and add or remove a user's connections.
-//! (`GET /api/v1/rooms/{roomId}/messages` is left free for room history.)
+//! And a room's history (`GET /api/v1/rooms/{roomId}/messages`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,14 +9,15 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
-use wsgate_protocol::{ErrorCode, Format};
+use serde_json::value::RawValue;
+use wsgate_protocol::{ErrorCode, Format, RawData};
 
-use super::body::{read_json, Fields};
+use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
 use crate::cluster::RoomInfo;
+use crate::http::url::query_param;
 use crate::http::HttpCode;
-use crate::hub::OutEvent;
-use crate::hub::RoomRefused;
+use crate::hub::{OutEvent, Query, RoomRefused};
 use crate::node::Ctx;
 
 /// Most member users listed in one room's answer.
@@ -218,4 +219,123 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
         removed: usize,
     }
     Ok(json(StatusCode::OK, &Removed { removed }))
+}
+
+/// Most messages in one page of history, and the default.
+const MAX_MESSAGES: usize = 1000;
+const DEFAULT_MESSAGES: usize = 50;
+
+/// `GET /api/v1/rooms/{roomId}/messages?limit=&before=&after=`: the kept messages of the
+/// room's stream, oldest first; `nextBefore` / `nextAfter` page on when a page was full.
+pub(super) async fn messages(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
+    check_name("roomId", &room)?;
+    let query = history_query(req)?;
+    if ctx.shared.directory().room(&room).is_none() {
+        return Err(ApiError::room_not_found(&room));
+    }
+    let (position, entries) = ctx.hub.history(&room, query).await;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Message {
+        offset: u64,
+        at: u64,
+        event: String,
+        from: Option<String>,
+        data: Box<RawValue>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        room_id: String,
+        epoch: String,
+        offset: u64,
+        messages: Vec<Message>,
+        next_before: Option<u64>,
+        next_after: Option<u64>,
+    }
+    let full = entries.len() == query.limit;
+    let (first, last) = (
+        entries.first().map(|e| e.offset),
+        entries.last().map(|e| e.offset),
+    );
+    let mut messages = Vec::with_capacity(entries.len());
+    for e in &entries {
+        messages.push(Message {
+            offset: e.offset,
+            at: e.at,
+            event: e.event.name().to_owned(),
+            from: e.event.from().map(str::to_owned),
+            data: json_data(e.event.data())?,
+        });
+    }
+    let page = Page {
+        room_id: room,
+        epoch: position.epoch_text(),
+        offset: position.offset,
+        messages,
+        next_before: first.filter(|_| full && query.after.is_none()),
+        next_after: last.filter(|_| full && query.after.is_some()),
+    };
+    Ok(json(StatusCode::OK, &page))
+}
+
+/// `limit` (1 to 1000, default 50), `before`, `after` (offsets; not both).
+fn history_query(req: &Request<Incoming>) -> Result<Query, ApiError> {
+    let q = req.uri().query().unwrap_or("");
+    let mut details = Vec::new();
+    let mut number = |name: &str, min: u64, max: u64, why: &str| -> Option<u64> {
+        let raw = query_param(q, name)?;
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                details.push(Detail::new(name, why));
+                None
+            }
+        }
+    };
+    let limit = number(
+        "limit",
+        1,
+        MAX_MESSAGES as u64,
+        "must be an integer from 1 to 1000",
+    );
+    let before = number(
+        "before",
+        0,
+        u64::MAX,
+        "must be an unsigned integer (an offset)",
+    );
+    let after = number(
+        "after",
+        0,
+        u64::MAX,
+        "must be an unsigned integer (an offset)",
+    );
+    if before.is_some() && after.is_some() {
+        details.push(Detail::new("before", "give before or after, not both"));
+    }
+    if !details.is_empty() {
+        return Err(ApiError::invalid(details));
+    }
+    Ok(Query {
+        limit: limit.map_or(DEFAULT_MESSAGES, |n| n as usize),
+        before,
+        after,
+    })
+}
+
+/// A message's `data` as JSON, whatever encoding its sender used.
+fn json_data(data: RawData<'_>) -> Result<Box<RawValue>, ApiError> {
+    let mut out = Vec::with_capacity(data.bytes().len());
+    let encoded = wsgate_protocol::transcode(data, Format::Json, &mut out)
+        .ok()
+        .and_then(|()| String::from_utf8(out).ok())
+        .and_then(|text| RawValue::from_string(text).ok());
+    encoded.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "a kept message could not be encoded",
+        )
+    })
 }

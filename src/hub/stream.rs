@@ -1,0 +1,290 @@
+//! A room's stream: its recent messages in offset order, bounded in count, bytes and age, with
+//! the epoch that tells "nothing missed" from "history gone". Pure data: the backplane keeps
+//! the streams and orders the writers; this file only says what a stream holds and answers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::event::OutEvent;
+
+/// Bookkeeping bytes counted per kept message, on top of its payload and frames.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Where a stream is: its epoch and the offset of its last message (0 before the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) epoch: u64,
+    pub(crate) offset: u64,
+}
+
+impl Position {
+    /// The epoch as it travels on the wire: 16 hex digits.
+    pub(crate) fn epoch_text(&self) -> String {
+        format!("{:016x}", self.epoch)
+    }
+}
+
+/// How much a stream keeps (`ROOM_HISTORY_SIZE`, `ROOM_HISTORY_BYTES`, `ROOM_HISTORY_TTL`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLimits {
+    /// Most messages kept; 0 keeps none (offsets still count, resume never recovers).
+    pub(crate) size: usize,
+    /// Most bytes kept (payload, encoded frames and bookkeeping).
+    pub(crate) bytes: usize,
+    /// Oldest message kept, in milliseconds.
+    pub(crate) ttl_ms: u64,
+}
+
+/// One kept message: its offset, when it was accepted (Unix ms) and the event itself, whose
+/// frames (encoded once, with the offset) serve the live fan-out and every replay alike.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) offset: u64,
+    pub(crate) at: u64,
+    pub(crate) event: Arc<OutEvent>,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.event.weight() + ENTRY_OVERHEAD
+    }
+}
+
+/// Which messages a history read wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Query {
+    /// Most messages returned.
+    pub(crate) limit: usize,
+    /// Only offsets below this (the newest `limit` of them).
+    pub(crate) before: Option<u64>,
+    /// Only offsets above this (the oldest `limit` of them); excludes `before`.
+    pub(crate) after: Option<u64>,
+}
+
+/// What a resume from a position gets: the messages after it, or `None` when the stream can
+/// not tell (another epoch, an offset ahead of the stream, or messages already dropped).
+pub(crate) type Recovery = Option<Vec<Arc<OutEvent>>>;
+
+/// One stream.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    epoch: u64,
+    last: u64,
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    /// When the stream was made or last appended to (Unix ms).
+    touched: u64,
+}
+
+impl Stream {
+    /// An empty stream of a new epoch, made at `now` (Unix ms).
+    pub(crate) fn new(epoch: u64, now: u64) -> Stream {
+        Stream {
+            epoch,
+            last: 0,
+            entries: VecDeque::new(),
+            bytes: 0,
+            touched: now,
+        }
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch,
+            offset: self.last,
+        }
+    }
+
+    /// The offset the next message gets.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.last + 1
+    }
+
+    /// Keeps `event` (which carries [`Stream::next_offset`]) as accepted at `now` (Unix ms),
+    /// then drops what the limits no longer allow.
+    pub(crate) fn append(&mut self, event: Arc<OutEvent>, now: u64, limits: &StreamLimits) {
+        self.last += 1;
+        self.touched = now;
+        let entry = Entry {
+            offset: self.last,
+            at: now,
+            event,
+        };
+        self.bytes += entry.cost();
+        self.entries.push_back(entry);
+        self.trim(now, limits);
+    }
+
+    /// Drops the oldest messages past the count, byte or age bound.
+    pub(crate) fn trim(&mut self, now: u64, limits: &StreamLimits) {
+        let oldest_kept = now.saturating_sub(limits.ttl_ms);
+        while let Some(front) = self.entries.front() {
+            let over = self.entries.len() > limits.size
+                || self.bytes > limits.bytes
+                || front.at < oldest_kept;
+            if !over {
+                break;
+            }
+            self.bytes -= front.cost();
+            self.entries.pop_front();
+        }
+    }
+
+    /// Whether the stream keeps nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether it kept nothing and was not used for a whole TTL: it may be forgotten.
+    pub(crate) fn is_idle(&self, now: u64, limits: &StreamLimits) -> bool {
+        self.is_empty() && now.saturating_sub(self.touched) > limits.ttl_ms
+    }
+
+    /// When the stream was made or last appended to (Unix ms).
+    pub(crate) fn touched(&self) -> u64 {
+        self.touched
+    }
+
+    /// The messages `query` asks for, oldest first.
+    pub(crate) fn read(&self, query: &Query) -> Vec<Entry> {
+        match query.after {
+            Some(after) => self
+                .entries
+                .iter()
+                .filter(|e| e.offset > after)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+            None => {
+                let before = query.before.unwrap_or(u64::MAX);
+                let mut newest: Vec<Entry> = self
+                    .entries
+                    .iter()
+                    .rev()
+                    .filter(|e| e.offset < before)
+                    .take(query.limit)
+                    .cloned()
+                    .collect();
+                newest.reverse();
+                newest
+            }
+        }
+    }
+
+    /// The messages after `offset` of `epoch`, if the stream still has all of them.
+    pub(crate) fn since(&self, epoch: &str, offset: u64) -> Recovery {
+        if epoch != self.position().epoch_text() || offset > self.last {
+            return None;
+        }
+        if offset == self.last {
+            return Some(Vec::new());
+        }
+        // Every offset after `offset` must still be kept: the oldest kept is at most offset+1.
+        let oldest = self.entries.front()?.offset;
+        if oldest > offset + 1 {
+            return None;
+        }
+        Some(
+            self.entries
+                .iter()
+                .filter(|e| e.offset > offset)
+                .map(|e| e.event.clone())
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use wsgate_protocol::Format;
+
+    use super::*;
+    use crate::hub::test_event;
+
+    const LIMITS: StreamLimits = StreamLimits {
+        size: 3,
+        bytes: 1 << 20,
+        ttl_ms: 60_000,
+    };
+
+    fn filled(n: u64) -> Stream {
+        let mut s = Stream::new(7, 1_000);
+        for i in 0..n {
+            let ev = test_event(b"1", Format::Json).sequenced(s.next_offset());
+            s.append(ev, 1_000 + i, &LIMITS);
+        }
+        s
+    }
+
+    fn offsets(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.offset).collect()
+    }
+
+    #[test]
+    fn keeps_the_last_n_and_counts_on() {
+        let s = filled(5);
+        assert_eq!(s.position().offset, 5);
+        let all = Query {
+            limit: 10,
+            before: None,
+            after: None,
+        };
+        assert_eq!(offsets(&s.read(&all)), [3, 4, 5]);
+        assert_eq!(s.position().epoch_text(), "0000000000000007");
+    }
+
+    #[test]
+    fn reads_before_and_after_oldest_first() {
+        let s = filled(3);
+        let q = |before, after, limit| Query {
+            limit,
+            before,
+            after,
+        };
+        assert_eq!(offsets(&s.read(&q(Some(3), None, 10))), [1, 2]);
+        assert_eq!(offsets(&s.read(&q(None, None, 2))), [2, 3]);
+        assert_eq!(offsets(&s.read(&q(None, Some(1), 1))), [2]);
+        assert_eq!(offsets(&s.read(&q(None, Some(3), 10))), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn recovers_only_what_it_still_has_in_its_epoch() {
+        let s = filled(5); // keeps 3, 4, 5
+        let epoch = s.position().epoch_text();
+        assert_eq!(s.since(&epoch, 5).map(|v| v.len()), Some(0));
+        assert_eq!(s.since(&epoch, 3).map(|v| v.len()), Some(2));
+        assert_eq!(s.since(&epoch, 2).map(|v| v.len()), Some(3));
+        assert!(s.since(&epoch, 1).is_none(), "offset 2 was dropped");
+        assert!(s.since(&epoch, 6).is_none(), "an offset from the future");
+        assert!(s.since("0000000000000008", 5).is_none(), "another epoch");
+    }
+
+    #[test]
+    fn age_and_bytes_bound_the_stream_too() {
+        let mut s = Stream::new(1, 1_000);
+        let aged = StreamLimits {
+            size: 100,
+            bytes: 1 << 20,
+            ttl_ms: 10,
+        };
+        s.append(test_event(b"1", Format::Json).sequenced(1), 1_000, &aged);
+        s.append(test_event(b"1", Format::Json).sequenced(2), 1_020, &aged);
+        assert_eq!(s.entries.len(), 1, "the first is older than 10 ms");
+        s.trim(1_050, &aged);
+        assert!(s.is_empty());
+        assert!(
+            s.is_idle(1_050, &aged),
+            "empty and untouched for over 10 ms"
+        );
+        assert!(!s.is_idle(1_025, &aged), "touched 5 ms ago");
+        let small = StreamLimits {
+            size: 100,
+            bytes: 1,
+            ttl_ms: 60_000,
+        };
+        s.append(test_event(b"1", Format::Json).sequenced(3), 2_000, &small);
+        assert!(s.is_empty(), "no message fits in one byte");
+        assert_eq!(s.position().offset, 3, "offsets keep counting");
+    }
+}
