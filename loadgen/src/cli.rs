@@ -26,9 +26,10 @@ pub fn max_per_worker() -> u64 {
 #[command(
     name = "wsgate-loadgen",
     version,
-    after_help = "Exit status: 0 the run passed; 1 loss, connection failures or refused requests \
-                  above --max-loss (default 0), or a decode mismatch; 2 the run could not start \
-                  or failed (bad arguments, a target off loopback without --allow-host, …)."
+    after_help = "Exit status: 0 the run passed; 1 loss, connection failures, refused requests or \
+                  (chat) offset gaps and duplicates above --max-loss (default 0), or a decode \
+                  mismatch; 2 the run could not start or failed (bad arguments, a target off \
+                  loopback without --allow-host, …)."
 )]
 pub struct Cli {
     /// The scenario.
@@ -81,7 +82,14 @@ pub enum ScenarioCmd {
         #[arg(long)]
         echo: bool,
     },
-    /// Soak mix: users in rooms publishing at a per-user rate, with disconnect/reconnect churn.
+    /// Soak mix: users in rooms publishing at a per-user rate, with disconnect/reconnect churn;
+    /// checks that each user's room offsets have no gap or duplicate across reconnects.
+    ///
+    /// Publishes are echoed, so each user receives its room's whole stream. A reconnected user
+    /// rejoins with `since` (its epoch and last offset); replayed events come before the join's
+    /// reply, live ones after. Reports the offsets checked, gaps (offsets missing), duplicates
+    /// (offsets at or below the last one seen) and resumes answered `recovered: true` or
+    /// `false` (false starts over from the reply's offset, and is not a gap).
     Chat {
         /// Shared flags.
         #[command(flatten)]
@@ -180,9 +188,10 @@ pub struct CommonArgs {
     /// The server's pid: report its RSS per connection (from /proc/PID/status).
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Exit 1 when loss (lost/expected), connection failures (failed/connections) or refused
-    /// requests (publishes answered with an error, pushes not answered 200: refused/sent) pass
-    /// this fraction, or when a decoded event disagrees with its fast read.
+    /// Exit 1 when loss (lost/expected), connection failures (failed/connections), refused
+    /// requests (publishes answered with an error, pushes not answered 200: refused/sent) or,
+    /// in chat, offset gaps and duplicates ((gaps + duplicates)/offsets checked) pass this
+    /// fraction, or when a decoded event disagrees with its fast read.
     #[arg(long, default_value_t = 0.0)]
     pub max_loss: f64,
     /// Print the summary as JSON on stdout (the table goes to stderr).

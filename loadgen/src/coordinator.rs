@@ -13,9 +13,9 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::msg::{ChannelSink, Control, WorkerMsg, WorkerReport};
-use crate::plan::{now_ns, RunPlan, WorkerPlan};
+use crate::plan::{now_ns, RunPlan, Scenario, WorkerPlan};
 use crate::scenario::push;
-use crate::stats::{merge_histogram, new_histogram, BurstStat, Counters, PushStats};
+use crate::stats::{merge_histogram, new_histogram, BurstStat, Counters, OffsetStats, PushStats};
 use crate::summary::{Inputs, Summary, TimePoint};
 use crate::sys;
 use crate::verify;
@@ -351,6 +351,7 @@ struct Totals {
     last_established: u64,
     bursts: Vec<BurstStat>,
     mismatches: u64,
+    offsets: OffsetStats,
     /// Workers' RSS, and the connections open when each was read.
     loadgen_rss: (u64, u64),
 }
@@ -370,6 +371,7 @@ impl Totals {
             last_established: 0,
             bursts: Vec::new(),
             mismatches: 0,
+            offsets: OffsetStats::default(),
             loadgen_rss: (0, 0),
         }
     }
@@ -395,6 +397,7 @@ impl Totals {
         self.last_established = self.last_established.max(f.last_established_ns);
         verify::merge_bursts(&mut self.bursts, &f.bursts);
         self.mismatches += f.decode_mismatches;
+        self.offsets.add(&f.offsets);
     }
 
     /// First connect to last setup connection established (s).
@@ -444,6 +447,7 @@ fn aggregate(
         burst_rates: verify::burst_rates(&t.bursts),
         series,
         decode_mismatches: t.mismatches,
+        offsets: matches!(plan.scenario, Scenario::Chat { .. }).then_some(t.offsets),
         loadgen_rss: t.loadgen_rss,
         push,
     })

@@ -16,11 +16,13 @@
 //!   socket, and every connection of a worker, giving messages to a `Handler`. Uses `plan`.
 //! - `verify`: loss, burst, closed-loop and latency accounting, expected deliveries. Uses
 //!   `plan`, `stats`.
+//! - `offsets`: each connection's position in its room's stream (epoch, last offset), the
+//!   `since` of its resume, and the gap and duplicate account (chat). Uses `stats`.
 //! - `scenario` (`actions`, `fanout`, `chat`, `push`): each scenario's driving logic, over
 //!   the `Actions` trait (`push`: the REST senders). Uses `plan`, `stats`, `payload`.
 //! - `session`: the connections as wsgate clients (join, publish, each message counted and
-//!   verified); the `Handler` and the `Actions`. Uses `client`, `verify`, `scenario::actions`,
-//!   `msg`, `payload`, `stats`, `plan`.
+//!   verified); the `Handler` and the `Actions`. Uses `client`, `verify`, `offsets`,
+//!   `scenario::actions`, `msg`, `payload`, `stats`, `plan`.
 //! - `worker`: the worker's event loop and phases, and a worker process's `main`. Uses
 //!   `session`, `scenario`, `client`, `msg`, `sys`, `plan`.
 //! - `summary`: a run's figures and table. Uses `plan`, `stats`.
@@ -33,6 +35,7 @@ pub mod cli;
 mod client;
 pub mod coordinator;
 pub mod msg;
+mod offsets;
 mod payload;
 pub mod plan;
 mod report;

@@ -1,5 +1,6 @@
 //! The `wsgate-loadgen` binary: parses the command line, runs the scenario, prints the table
-//! (and JSON, and the report), and exits non-zero past `--max-loss`.
+//! (and JSON, and the report), and exits non-zero past `--max-loss` (loss, failures, refusals,
+//! offset gaps and duplicates).
 
 use std::process::ExitCode;
 
@@ -57,13 +58,22 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let refused: u64 =
         summary.error_codes.values().sum::<u64>() + summary.push_errors.values().sum::<u64>();
     let refused_ratio = refused as f64 / summary.published.max(1) as f64;
+    // Chat: offsets missing or repeated, per offset checked.
+    let offset_ratio = summary.offsets.map_or(0.0, |o| {
+        (o.gaps + o.duplicates) as f64 / o.checked.max(1) as f64
+    });
     if loss > common.max_loss
         || failed_ratio > common.max_loss
         || refused_ratio > common.max_loss
+        || offset_ratio > common.max_loss
         || summary.decode_mismatches > 0
     {
+        let offsets = match summary.offsets {
+            Some(_) => format!(", offset gaps and duplicates {:.4} %", offset_ratio * 100.0),
+            None => String::new(),
+        };
         eprintln!(
-            "FAIL: loss {:.4} %, failures {:.4} %, refused {:.4} % (threshold {:.4} %)",
+            "FAIL: loss {:.4} %, failures {:.4} %, refused {:.4} %{offsets} (threshold {:.4} %)",
             loss * 100.0,
             failed_ratio * 100.0,
             refused_ratio * 100.0,

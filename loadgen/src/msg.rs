@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{BurstStat, Counters};
+use crate::stats::{BurstStat, Counters, OffsetStats};
 
 /// A worker's final account.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -37,6 +37,8 @@ pub struct WorkerReport {
     pub bursts: Vec<BurstStat>,
     /// Events whose fast decode disagreed with the full decode (must be 0).
     pub decode_mismatches: u64,
+    /// Stream offsets checked, gaps, duplicates and resumes (chat).
+    pub offsets: OffsetStats,
     /// This worker's process RSS at the end of the measured phase (bytes; a thread worker
     /// reports the whole coordinator process).
     pub rss: u64,

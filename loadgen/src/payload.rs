@@ -1,5 +1,5 @@
 //! The loadgen's event `data`: a send time and a sequence number padded to a fixed size, in
-//! either encoding, and a fast reader for it.
+//! either encoding, and a fast reader for it (and for the event's offset).
 //!
 //! JSON: `{"t":<ns>,"s":<seq>,"x":"<padding>"}`. MessagePack: a 3-entry map with `t` and `s` as
 //! `uint64` (fixed width) and `x` a padding string. The server forwards `data` verbatim to
@@ -74,6 +74,38 @@ pub(crate) fn read_fast(format: WireFormat, msg: &[u8], size: usize) -> Option<(
     }
 }
 
+/// Reads the `offset` of an event message whose `data` (last in the message) is `size` bytes
+/// long, from the fields before `data`; `None` when it has none (then decode it fully). The
+/// loadgen's room and user names cannot hold the key, so the first match is the field.
+pub(crate) fn read_offset(format: WireFormat, msg: &[u8], size: usize) -> Option<u64> {
+    let head = msg.get(..msg.len().checked_sub(size)?)?;
+    match format {
+        WireFormat::Json => {
+            const KEY: &[u8] = b"\"offset\":";
+            let at = head.windows(KEY.len()).position(|w| w == KEY)?;
+            digits(&head[at + KEY.len()..]).map(|(v, _)| v)
+        }
+        WireFormat::Msgpack => {
+            // fixstr "offset", then an unsigned integer in its shortest form.
+            const KEY: &[u8] = &[0xa6, b'o', b'f', b'f', b's', b'e', b't'];
+            let at = head.windows(KEY.len()).position(|w| w == KEY)?;
+            let rest = &head[at + KEY.len()..];
+            let be = |n: usize| -> Option<u64> {
+                let b = rest.get(1..=n)?;
+                Some(b.iter().fold(0, |v, c| v << 8 | u64::from(*c)))
+            };
+            match *rest.first()? {
+                v @ 0x00..=0x7f => Some(u64::from(v)),
+                0xcc => be(1),
+                0xcd => be(2),
+                0xce => be(4),
+                0xcf => be(8),
+                _ => None,
+            }
+        }
+    }
+}
+
 fn digits(b: &[u8]) -> Option<(u64, &[u8])> {
     let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
     if n == 0 || n > 20 {
@@ -97,11 +129,15 @@ mod tests {
     use wsgate_protocol::{encode_server_message, RawData, ServerMessage};
 
     fn event(format: WireFormat, data: &[u8]) -> Vec<u8> {
+        event_at(format, data, None)
+    }
+
+    fn event_at(format: WireFormat, data: &[u8], offset: Option<u64>) -> Vec<u8> {
         let msg = ServerMessage::Event {
             event: "bench",
             room: Some("room-0"),
             from: Some("u1"),
-            offset: None,
+            offset,
             data: RawData::validate(format.format(), data).expect("valid data"),
         };
         let mut out = Vec::new();
@@ -128,6 +164,20 @@ mod tests {
                 };
                 assert_eq!(read_value(&data), Some((1_234_567_890_123, 42 << 32 | 7)));
             }
+        }
+    }
+
+    #[test]
+    fn offsets_read_back_in_both_encodings() {
+        for format in [WireFormat::Json, WireFormat::Msgpack] {
+            let mut data = Vec::new();
+            write(format, 1, 2, 64, &mut data);
+            for offset in [0, 1, 127, 128, 255, 256, 65_535, 65_536, 1 << 32, u64::MAX] {
+                let msg = event_at(format, &data, Some(offset));
+                assert_eq!(read_offset(format, &msg, 64), Some(offset), "{format:?}");
+                assert_eq!(read_fast(format, &msg, 64), Some((1, 2)));
+            }
+            assert_eq!(read_offset(format, &event(format, &data), 64), None);
         }
     }
 }

@@ -20,6 +20,18 @@ impl Summary {
             r#"<text x="20" y="24" font-size="16">wsgate-loadgen {} ({}), {} connections</text>"#,
             self.scenario, self.format, self.connections
         );
+        if let Some(o) = &self.offsets {
+            let _ = write!(
+                s,
+                r#"<text x="{}" y="24" text-anchor="end">offsets: {} checked, {} gaps, {} duplicates; resumes: {} recovered, {} not</text>"#,
+                w - 20.0,
+                o.checked,
+                o.gaps,
+                o.duplicates,
+                o.recovered,
+                o.not_recovered
+            );
+        }
         let (lat, title) = if self.latency.count > 0 {
             (&self.latency, "end-to-end latency (µs) by percentile")
         } else {

@@ -1,15 +1,19 @@
-//! One worker's connections as wsgate clients: the handshake's last steps (`welcome`, `join`),
-//! publishing, what each server message means for the counters and the delivery account, and
-//! the report those add up to. It is the [`Handler`] the client layer is given.
+//! One worker's connections as wsgate clients: the handshake's last steps (`welcome`, `join`,
+//! with `since` on a reconnect where offsets are checked), publishing, what each server message
+//! means for the counters, the delivery account and the offset account, and the report those
+//! add up to. It is the [`Handler`] the client layer is given.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use hdrhistogram::Histogram;
-use wsgate_protocol::{decode_server_message, Command, Id, OwnedServerMessage, RawData, Request};
+use wsgate_protocol::{
+    decode_join_reply, decode_server_message, Command, Id, OwnedServerMessage, RawData, Request,
+};
 
 use crate::client::{Clients, Handler, State, JOIN_ID};
 use crate::msg::WorkerReport;
+use crate::offsets::Offsets;
 use crate::payload;
 use crate::plan::{now_ns, DecodeMode, PublishMode, Scenario, WireFormat, WorkerPlan};
 use crate::scenario::actions::Actions;
@@ -38,6 +42,8 @@ pub(crate) struct Session {
     /// Connect start to `welcome` (ns).
     handshake: Histogram<u64>,
     pub(crate) deliveries: Deliveries,
+    /// Each connection's position in its room's stream (chat), and the gaps and duplicates.
+    offsets: Offsets,
     /// Handshakes in progress (bounded by `max_pending`).
     pub(crate) pending: u64,
     first_connect_ns: u64,
@@ -75,6 +81,10 @@ impl Session {
             error_codes: BTreeMap::new(),
             handshake: new_histogram(),
             deliveries: Deliveries::new(plan, rooms as usize),
+            offsets: Offsets::new(
+                plan.count as usize,
+                matches!(plan.scenario, Scenario::Chat { .. }),
+            ),
             pending: 0,
             first_connect_ns: 0,
             last_established_ns: 0,
@@ -119,6 +129,7 @@ impl Session {
             joined: d.joined.clone(),
             bursts: d.bursts.clone(),
             decode_mismatches: d.decode_mismatches,
+            offsets: self.offsets.stats,
             rss,
             open_at_rss: self.counters.open,
         }
@@ -148,20 +159,37 @@ impl Session {
             id: Some(Id::Num(JOIN_ID)),
             command: Command::Join {
                 room: room.into(),
-                since: None,
+                since: self.offsets.since(idx),
             },
         };
         clients.send_request(idx, &req, self);
     }
 
-    fn on_reply(&mut self, clients: &mut Clients, idx: usize, state: State, id: Id<'_>, now: u64) {
+    /// A reply (`payload`) to the command `id` of connection `idx`.
+    fn on_reply(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        state: State,
+        id: Id<'_>,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<(), String> {
         let room = clients.conns[idx].room as usize;
         if state == State::Joining && id == Id::Num(JOIN_ID) {
+            if self.offsets.checks() {
+                let reply = decode_join_reply(self.format.format(), payload)
+                    .map_err(|_| "bad_message".to_string())?
+                    .ok_or_else(|| "join_without_position".to_string())?;
+                self.offsets
+                    .joined(idx, &reply.epoch, reply.offset, reply.recovered);
+            }
             self.deliveries.joined[room] += 1;
             self.established(clients, idx, now);
         } else if let Some(a) = self.deliveries.acked.get_mut(room) {
             *a += 1;
         }
+        Ok(())
     }
 
     fn on_error(
@@ -188,11 +216,36 @@ impl Session {
         Ok(())
     }
 
-    fn on_delivery(&mut self, clients: &mut Clients, t: u64, s: u64, now: u64) {
+    /// An event arrived on connection `idx` (in `state`): the publish `ts` (send time and
+    /// sequence) if it is the loadgen's own, at `offset` of its room's stream if it has one.
+    fn on_event(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        state: State,
+        ts: Option<(u64, u64)>,
+        offset: Option<u64>,
+        now: u64,
+    ) {
         self.counters.received += 1;
+        self.offsets.event(idx, offset, state == State::Joining);
+        let Some((t, s)) = ts else {
+            return;
+        };
         if let Some(done) = self.deliveries.deliver(t, s, now) {
             complete(clients, self.first, done);
         }
+    }
+
+    /// Reads an event's `(t, s)` in place and, where offsets are checked, its offset; `None`
+    /// when the message does not have that shape (then decode it fully).
+    fn read_fast(&self, msg: &[u8]) -> Option<((u64, u64), Option<u64>)> {
+        let ts = payload::read_fast(self.format, msg, self.payload)?;
+        if !self.offsets.checks() {
+            return Some((ts, None));
+        }
+        let offset = payload::read_offset(self.format, msg, self.payload)?;
+        Some((ts, Some(offset)))
     }
 
     /// Publishes one event from connection `idx` to its room.
@@ -256,13 +309,13 @@ impl Handler for Session {
         let now = now_ns();
         let state = clients.conns[idx].state;
         let fast = if state == State::Open && self.decode == DecodeMode::Fast {
-            payload::read_fast(self.format, payload, self.payload)
+            self.read_fast(payload)
         } else {
             None
         };
-        if let Some((t, s)) = fast {
+        if let Some((ts, offset)) = fast {
             if !self.deliveries.spot_check() {
-                self.on_delivery(clients, t, s, now);
+                self.on_event(clients, idx, state, Some(ts), offset, now);
                 return Ok(());
             }
         }
@@ -273,17 +326,18 @@ impl Handler for Session {
                 self.on_welcome(clients, idx, now)
             }
             OwnedServerMessage::Welcome { .. } => return Err("unexpected_welcome".into()),
-            OwnedServerMessage::Reply { id } => self.on_reply(clients, idx, state, id, now),
+            OwnedServerMessage::Reply { id } => {
+                self.on_reply(clients, idx, state, id, payload, now)?
+            }
             OwnedServerMessage::Error { id, code, .. } => {
                 self.on_error(clients, idx, state, id, &code)?
             }
-            OwnedServerMessage::Event { data, .. } => {
-                let full = payload::read_value(&data);
-                self.deliveries.compare(fast, full);
-                match full {
-                    Some((t, s)) => self.on_delivery(clients, t, s, now),
-                    None => self.counters.received += 1,
-                }
+            OwnedServerMessage::Event { data, offset, .. } => {
+                let ts = payload::read_value(&data);
+                // The fast read has an offset only where offsets are checked.
+                let read = offset.filter(|_| self.offsets.checks());
+                self.deliveries.compare(fast, ts.map(|ts| (ts, read)));
+                self.on_event(clients, idx, state, ts, offset, now);
             }
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! What is counted and measured: connection and message counters, burst deliveries, the REST
-//! senders' account, and the histograms (serialized with hdrhistogram's V2 format so that
+//! What is counted and measured: connection and message counters, stream offsets, burst
+//! deliveries, the REST senders' account, and the histograms (serialized with hdrhistogram's V2 format so that
 //! workers' histograms merge exactly).
 
 use std::collections::BTreeMap;
@@ -37,6 +37,34 @@ impl Counters {
         self.received += o.received;
         self.errors += o.errors;
         self.reconnects += o.reconnects;
+    }
+}
+
+/// The offsets a worker's connections received from their rooms' streams (chat): each one is
+/// checked against the last one the connection saw in that room, across reconnects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetStats {
+    /// Event offsets checked.
+    pub checked: u64,
+    /// Offsets missing (an event `last + 1 + k` counts `k`; a resume that ended short of the
+    /// reply's position counts the difference).
+    pub gaps: u64,
+    /// Events at or below the last offset seen.
+    pub duplicates: u64,
+    /// Resumes (`join` with `since`) answered `recovered: true`.
+    pub recovered: u64,
+    /// Resumes answered `recovered: false`: the position is reset to the reply's, not a gap.
+    pub not_recovered: u64,
+}
+
+impl OffsetStats {
+    /// Adds another worker's account.
+    pub fn add(&mut self, o: &OffsetStats) {
+        self.checked += o.checked;
+        self.gaps += o.gaps;
+        self.duplicates += o.duplicates;
+        self.recovered += o.recovered;
+        self.not_recovered += o.not_recovered;
     }
 }
 

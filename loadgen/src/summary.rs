@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::plan::{RunPlan, Scenario};
-use crate::stats::{Counters, PushStats};
+use crate::stats::{Counters, OffsetStats, PushStats};
 
 /// One point of the throughput time series (every 0.5 s of the run).
 #[derive(Clone, Debug, Serialize)]
@@ -105,6 +105,8 @@ pub struct Inputs {
     pub series: Vec<TimePoint>,
     /// Fast/full decode disagreements.
     pub decode_mismatches: u64,
+    /// Stream offsets checked, gaps, duplicates and resumes (chat).
+    pub offsets: Option<OffsetStats>,
     /// Loadgen RSS summed over workers at the end, and connections open then.
     pub loadgen_rss: (u64, u64),
     /// The REST senders' account (push).
@@ -174,6 +176,9 @@ pub struct Summary {
     pub reconnects: u64,
     /// Fast/full decode disagreements (must be 0).
     pub decode_mismatches: u64,
+    /// Stream offsets each connection checked against the last one it saw in its room, across
+    /// reconnects: gaps and duplicates (must be 0), and the resumes (chat).
+    pub offsets: Option<OffsetStats>,
     /// Length of the measured phase (s).
     pub run_secs: f64,
     /// Throughput over time.
@@ -262,6 +267,7 @@ impl Summary {
             push_errors: i.push.map(|p| p.errors).unwrap_or_default(),
             reconnects: i.counters.reconnects,
             decode_mismatches: i.decode_mismatches,
+            offsets: i.offsets,
             run_secs: i.run_secs,
             series: i.series,
         }
@@ -377,6 +383,20 @@ impl Summary {
         }
         if self.reconnects > 0 {
             row("reconnects", self.reconnects.to_string());
+        }
+        if let Some(o) = &self.offsets {
+            row("offsets checked", o.checked.to_string());
+            row(
+                "offset gaps / duplicates",
+                format!("{} / {}", o.gaps, o.duplicates),
+            );
+            row(
+                "resumes",
+                format!(
+                    "{} recovered, {} not recovered",
+                    o.recovered, o.not_recovered
+                ),
+            );
         }
         for (k, v) in &self.error_codes {
             row(&format!("error replies: {k}"), v.to_string());

@@ -266,6 +266,11 @@ fn chat_reconnects_under_churn_and_loses_nothing_without() {
     assert_eq!(s["expected"], Value::Null);
     assert_eq!(s["lost"], Value::Null);
     assert_eq!(s["error_codes"], json!({}));
+    // But every user's offsets run on across its reconnects.
+    let o = &s["offsets"];
+    assert!(count(o, "checked") > 0, "{o}");
+    assert_eq!((count(o, "gaps"), count(o, "duplicates")), (0, 0), "{o}");
+    assert!(count(o, "recovered") > 0, "{o}");
 
     let s = passing(
         &server,
@@ -276,10 +281,66 @@ fn chat_reconnects_under_churn_and_loses_nothing_without() {
     let acked = count(&s, "acked");
     assert!(acked > 0);
     assert_eq!(count(&s, "published"), acked);
-    // Ten users a room: every publish reaches the other nine.
-    assert_eq!(count(&s, "received"), acked * 9);
+    // Ten users a room: every publish reaches all ten (chat publishes with echo).
+    assert_eq!(count(&s, "received"), acked * 10);
     assert_eq!(s["expected"], s["received"]);
     assert_eq!(s["lost"], 0);
+    let o = &s["offsets"];
+    assert_eq!(count(o, "checked"), acked * 10, "{o}");
+    assert_eq!(count(o, "recovered") + count(o, "not_recovered"), 0, "{o}");
+}
+
+#[test]
+fn chat_resumes_after_churn_without_gaps_or_duplicates_in_worker_processes() {
+    // MessagePack, two worker processes (their offset accounts merged by the coordinator), an
+    // HTML report. 20 users a room at 2 publishes/s: 40 events/s a room, so the server's
+    // history (100 a room) covers any reconnect of under 2 s.
+    let server = start_server(&[]);
+    let dir = TempDir::new();
+    let html_path = dir.path().join("chat.html");
+    let run = spawn_against(
+        &server,
+        "chat -n 40 --rooms 2 --rate-per-user 2 --churn 10 --duration 2s --workers 2 \
+         --format msgpack --json --report",
+        &[html_path.to_str().expect("UTF-8 path")],
+    )
+    .finish();
+    assert_eq!(run.code, Some(0));
+    let s = run.summary();
+    assert_eq!(count(&s, "failed"), 0, "{}", s["failures"]);
+    let reconnects = count(&s, "reconnects");
+    assert!(reconnects > 0);
+    let o = &s["offsets"];
+    assert!(count(o, "checked") > 0, "{o}");
+    assert_eq!(count(o, "gaps"), 0, "{o}");
+    assert_eq!(count(o, "duplicates"), 0, "{o}");
+    let resumes = count(o, "recovered") + count(o, "not_recovered");
+    assert!(count(o, "recovered") > 0, "{o}");
+    // A churn at the very end may not have rejoined before the report.
+    assert!(
+        resumes <= reconnects,
+        "{resumes} resumes, {reconnects} reconnects"
+    );
+    // The counts in the table (stderr with --json) and in the report.
+    let html = std::fs::read_to_string(&html_path).expect("the HTML report");
+    let rows = [
+        ("offsets checked", count(o, "checked").to_string()),
+        ("offset gaps / duplicates", "0 / 0".to_string()),
+        (
+            "resumes",
+            format!(
+                "{} recovered, {} not recovered",
+                count(o, "recovered"),
+                count(o, "not_recovered")
+            ),
+        ),
+    ];
+    for (name, value) in rows {
+        let row = format!("  {name:<28} {value}");
+        assert_contains(&run.stderr, &row);
+        assert_contains(&html, &row);
+    }
+    assert_contains(&html, "0 gaps, 0 duplicates; resumes: ");
 }
 
 /// Processes whose parent is `pid` and whose first argument makes them loadgen workers.

@@ -1,12 +1,12 @@
 //! Client side: a decoded server message, as a JSON tree whatever its encoding, into an
-//! [`OwnedServerMessage`].
+//! [`OwnedServerMessage`] (or a [`JoinReply`], for a client that keeps stream positions).
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
 use crate::error::ProtocolError;
-use crate::message::{Heartbeat, Id, Limits, OwnedServerMessage};
+use crate::message::{Heartbeat, Id, JoinReply, Limits, OwnedServerMessage};
 
 /// Reads a server message from its tree form.
 pub(crate) fn from_value(value: Value) -> Result<OwnedServerMessage, ProtocolError> {
@@ -64,6 +64,32 @@ pub(crate) fn from_value(value: Value) -> Result<OwnedServerMessage, ProtocolErr
     Ok(msg)
 }
 
+/// Reads a `join`'s reply from its tree form: `None` for any other message (one that is not a
+/// reply, a reply without `epoch`, or a `history`'s reply, which has `messages`).
+pub(crate) fn join_reply_from_value(value: Value) -> Result<Option<JoinReply>, ProtocolError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ProtocolError::bad_request("expected an object"));
+    };
+    if string(&mut obj, "type")? != "reply"
+        || !obj.contains_key("epoch")
+        || obj.contains_key("messages")
+    {
+        return Ok(None);
+    }
+    let recovered = match obj.remove("recovered") {
+        None => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(ProtocolError::bad_request("recovered: expected a boolean")),
+    };
+    Ok(Some(JoinReply {
+        id: id(obj.remove("id")).and_then(|id| id.ok_or_else(|| missing("id")))?,
+        room: string(&mut obj, "room")?,
+        epoch: string(&mut obj, "epoch")?,
+        offset: number(&obj, "offset")?,
+        recovered,
+    }))
+}
+
 fn missing(field: &str) -> ProtocolError {
     ProtocolError::bad_request(format!("{field}: missing"))
 }
@@ -116,5 +142,67 @@ fn id(value: Option<Value>) -> Result<Option<Id<'static>>, ProtocolError> {
         Some(_) => Err(ProtocolError::bad_request(
             "id: expected an unsigned integer or a string",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::{decode_join_reply, encode_server_message, Format, Id, JoinReply, ServerMessage};
+
+    fn encoded(format: Format, msg: &ServerMessage<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_server_message(format, msg, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_join_reply_keeps_its_position_in_both_encodings() {
+        for format in [Format::Json, Format::MsgPack] {
+            for recovered in [None, Some(true), Some(false)] {
+                let msg = ServerMessage::Joined {
+                    id: Id::Num(1),
+                    room: "lobby",
+                    epoch: "9f2c41aa07be13d5",
+                    offset: 42,
+                    recovered,
+                };
+                let reply = decode_join_reply(format, &encoded(format, &msg)).unwrap();
+                let expected = JoinReply {
+                    id: Id::Num(1),
+                    room: "lobby".into(),
+                    epoch: "9f2c41aa07be13d5".into(),
+                    offset: 42,
+                    recovered,
+                };
+                assert_eq!(reply, Some(expected), "{format:?}");
+            }
+            let others = [
+                ServerMessage::Reply { id: Id::Num(2) },
+                ServerMessage::History {
+                    id: Id::Num(3),
+                    room: "lobby",
+                    epoch: "9f2c41aa07be13d5",
+                    offset: 42,
+                    messages: &[],
+                },
+            ];
+            for msg in others {
+                let reply = decode_join_reply(format, &encoded(format, &msg)).unwrap();
+                assert_eq!(reply, None, "{format:?} {msg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_join_reply_with_a_bad_field_is_refused() {
+        let bad = |s: &str| decode_join_reply(Format::Json, s.as_bytes()).unwrap_err();
+        let e = bad(r#"{"type":"reply","id":1,"room":"r","epoch":"e","offset":-1}"#);
+        assert!(e.message.starts_with("offset: "), "{e}");
+        let e = bad(r#"{"type":"reply","id":1,"room":"r","epoch":"e","offset":1,"recovered":1}"#);
+        assert!(e.message.starts_with("recovered: "), "{e}");
+        let e = bad(r#"{"type":"reply","room":"r","epoch":"e","offset":1}"#);
+        assert!(e.message.starts_with("id: "), "{e}");
     }
 }

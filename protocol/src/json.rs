@@ -412,9 +412,13 @@ fn write_data_and_echo(
 
 /// Decodes one server message (client side).
 pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|e| ProtocolError::bad_request(format!("malformed JSON: {e}")))?;
-    crate::client::from_value(value)
+    crate::client::from_value(decode_server_tree(payload)?)
+}
+
+/// Reads one server message into a JSON tree (client side).
+pub(crate) fn decode_server_tree(payload: &[u8]) -> Result<serde_json::Value, ProtocolError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ProtocolError::bad_request(format!("malformed JSON: {e}")))
 }
 
 fn write_id(id: &Id<'_>, out: &mut Vec<u8>) {

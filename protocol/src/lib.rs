@@ -20,7 +20,7 @@ mod transcode;
 pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
 pub use format::Format;
 pub use message::{
-    Command, Heartbeat, HistoryEntry, Id, Limits, OwnedServerMessage, RawData, Request,
+    Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, OwnedServerMessage, RawData, Request,
     ServerMessage, Since, Welcome, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
     MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
@@ -72,6 +72,20 @@ pub fn decode_server_message(
         Format::Json => json::decode_server_message(payload),
         Format::MsgPack => msgpack::decode_server_message(payload),
     }
+}
+
+/// Decodes a `join`'s reply with its stream position (client side: the loadgen's resume
+/// check); `Ok(None)` for any other server message, a `history`'s reply included.
+/// [`decode_server_message`] reads the same reply as [`OwnedServerMessage::Reply`], its id only.
+pub fn decode_join_reply(
+    format: Format,
+    payload: &[u8],
+) -> Result<Option<JoinReply>, ProtocolError> {
+    let tree = match format {
+        Format::Json => json::decode_server_tree(payload)?,
+        Format::MsgPack => msgpack::decode_server_tree(payload)?,
+    };
+    client::join_reply_from_value(tree)
 }
 
 /// Runs an encoder; on error `out` is left as it was.

@@ -364,7 +364,7 @@ pub enum OwnedServerMessage {
         limits: Limits,
     },
     /// `reply` (extra fields, such as a `join`'s `epoch` or a `history`'s `messages`, are not
-    /// kept).
+    /// kept; [`crate::decode_join_reply`] reads a `join`'s).
     Reply {
         /// The command's id.
         id: Id<'static>,
@@ -391,6 +391,23 @@ pub enum OwnedServerMessage {
         /// The payload.
         data: serde_json::Value,
     },
+}
+
+/// A `join`'s reply as a client reads it, with the stream position that
+/// [`OwnedServerMessage::Reply`] leaves out (see [`crate::decode_join_reply`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinReply {
+    /// The command's id.
+    pub id: Id<'static>,
+    /// The room joined.
+    pub room: String,
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's offset when the member was added.
+    pub offset: u64,
+    /// For a `join` with `since`: whether every event after it was replayed. `None` for a
+    /// plain `join`.
+    pub recovered: Option<bool>,
 }
 
 impl OwnedServerMessage {

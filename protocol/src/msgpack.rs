@@ -750,9 +750,12 @@ fn write_since(since: &Since<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> 
 
 /// Decodes one server message (client side); `data` is read into a JSON tree.
 pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage, ProtocolError> {
-    let value: serde_json::Value =
-        rmp_serde::from_slice(payload).map_err(|e| malformed(&e.to_string()))?;
-    crate::client::from_value(value)
+    crate::client::from_value(decode_server_tree(payload)?)
+}
+
+/// Reads one server message into a JSON tree (client side).
+pub(crate) fn decode_server_tree(payload: &[u8]) -> Result<serde_json::Value, ProtocolError> {
+    rmp_serde::from_slice(payload).map_err(|e| malformed(&e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The `chat` scenario's driving logic: every connection is a user in room `i % rooms`
 //! publishing at a per-user rate (round robin over the worker's users), while connections are
-//! dropped and reconnected at the churn rate.
+//! dropped and reconnected at the churn rate (and resume their room's stream where they left
+//! it). Publishes are echoed, so each user receives its room's whole stream and can check that
+//! no offset is missing or repeated.
 
 use super::actions::Actions;
 
@@ -60,7 +62,7 @@ impl Chat {
             self.cursor += 1;
             self.sent += 1;
             budget -= 1;
-            a.publish(idx, now, false);
+            a.publish(idx, now, true);
         }
         let share = n as f64 / self.total.max(1) as f64;
         let churn_due = (elapsed * self.churn_per_sec * share) as u64;
