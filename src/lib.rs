@@ -16,9 +16,10 @@
 //! - `session`: a client's session (identity, typed deadline, outbox, wake-up), JWT `auth`,
 //!   the rate limiter. A session outlives its socket: transports attach and detach.
 //! - `hub`: a shard's registry, the one owner of its sessions, users and room membership; the
-//!   local fan-out; events encoded once per wire format; the `Backplane` trait it is given.
-//! - `cluster`: the backplane implementations (`local.rs`: the other shards, through lock-free
-//!   inboxes) and the directory they answer from.
+//!   local fan-out; events encoded once per wire format; what a room stream keeps
+//!   (`stream.rs`); the `Backplane` trait it is given.
+//! - `cluster`: the backplane implementations (`local.rs`: the shards, through lock-free
+//!   inboxes), the directory they answer from, and the room streams (`streams.rs`).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, shutdown.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.
@@ -27,8 +28,9 @@
 //! - `testing` (feature `testing` only): fuzz and bench entry points, fault injection.
 //!
 //! The data path: socket → `transport::ws::wire` → `runtime::connection` (the session's
-//! turn) → `commands` → `hub` (local fan-out) → `Backplane` → the other shards' hubs →
-//! each session's outbox → `transport` writes it.
+//! turn) → `commands` → `hub` → `Backplane` (a room event takes its stream's next offset) →
+//! every shard's inbox → its hub's local fan-out → each session's outbox → `transport`
+//! writes it.
 
 mod clock;
 mod cluster;

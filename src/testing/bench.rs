@@ -445,6 +445,52 @@ impl Directory {
     }
 }
 
+/// A room's stream as publishes write it: the real `Streams` (one bucket lock per append)
+/// and `Stream` (offset, history ring, trim), without the inboxes.
+pub struct StreamWrites {
+    streams: crate::cluster::Streams,
+    room: Arc<str>,
+    event: Event,
+}
+
+impl StreamWrites {
+    /// A stream keeping `size` messages (the default bytes and age bounds).
+    pub fn new(size: usize) -> StreamWrites {
+        let limits = crate::hub::StreamLimits {
+            size,
+            bytes: 64 * 1024,
+            ttl_ms: 3_600_000,
+        };
+        StreamWrites {
+            streams: crate::cluster::Streams::new(limits, 100_000),
+            room: room_name(0).into(),
+            event: Event::chat_64(),
+        }
+    }
+
+    /// What a publish adds on the write path: the bucket lock, the next offset, the event
+    /// at that offset (`OutEvent::sequenced`) and its place in the history ring. Returns it.
+    pub fn append(&self) -> u64 {
+        let limits = *self.streams.limits();
+        let now = crate::cluster::streams::unix_ms();
+        self.streams.with(&self.room, |s| {
+            let offset = s.next_offset();
+            s.append(self.event.inner.sequenced(offset), now, &limits);
+            offset
+        })
+    }
+
+    /// A `history` read of the newest `limit` messages; returns how many.
+    pub fn read_newest(&self, limit: usize) -> usize {
+        let query = crate::hub::Query {
+            limit,
+            before: None,
+            after: None,
+        };
+        self.streams.with(&self.room, |s| s.read(&query).len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -1,0 +1,28 @@
+//! The write path a room stream adds to each publish (the bucket lock, the next offset, the
+//! event at that offset, its place in the history ring, the trim), and a `history` read.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use wsgate::testing::bench::StreamWrites;
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("streams");
+    for size in [100, 1000] {
+        let stream = StreamWrites::new(size);
+        for _ in 0..size {
+            stream.append();
+        }
+        group.bench_function(format!("append/history_{size}"), |b| {
+            b.iter(|| black_box(stream.append()))
+        });
+        group.bench_function(format!("read_newest_50/history_{size}"), |b| {
+            b.iter(|| black_box(stream.read_newest(50)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(streams, append);
+criterion_main!(streams);
