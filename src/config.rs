@@ -43,6 +43,10 @@ pub struct TokenArgs {
     /// Optional issuer (`iss` claim).
     #[arg(long)]
     pub iss: Option<String>,
+    /// Optional room patterns (`rooms` claim), comma-separated, e.g. `team:42:*,lobby`: the
+    /// only rooms the user may join.
+    #[arg(long)]
+    pub rooms: Option<String>,
 }
 
 /// JWT signature algorithms wsgate accepts.
@@ -193,6 +197,10 @@ pub struct Config {
     /// Most rooms on the server (rooms exist while they have members). Default: 100000.
     #[arg(long, env = "MAX_ROOMS", default_value_t = 100_000)]
     pub max_rooms: usize,
+    /// Refuse a `join` of a room that does not exist (`room.not_found`) instead of making it:
+    /// rooms then come only from `POST /api/v1/rooms`. Default: false.
+    #[arg(long, env = "ROOMS_REQUIRE_CREATE", default_value_t = false)]
+    pub rooms_require_create: bool,
     /// Messages each room's stream keeps for `history` and resume; 0 keeps none (events still
     /// carry offsets). Default: 100.
     #[arg(long, env = "ROOM_HISTORY_SIZE", default_value_t = 100)]

@@ -18,10 +18,12 @@ fn main() -> ExitCode {
             eprintln!("wsgate token: set JWT_SECRET (or --jwt-secret) to the server's secret");
             return ExitCode::FAILURE;
         };
+        let rooms: Option<Vec<&str>> = args.rooms.as_deref().map(|r| r.split(',').collect());
         let opts = MintOptions {
             sid: args.sid.as_deref(),
             aud: args.aud.as_deref(),
             iss: args.iss.as_deref(),
+            rooms: rooms.as_deref(),
         };
         println!("{}", wsgate::mint(secret, &args.sub, args.exp, &opts));
         return ExitCode::SUCCESS;

@@ -6,7 +6,7 @@
 //! Both maps are ordered, so listings page with a cursor (the last key returned) and stay
 //! consistent while users come and go: every entry present throughout appears exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -23,13 +23,33 @@ pub(crate) struct RoomInfo {
     pub(crate) created_at: Option<SystemTime>,
     /// Created over REST: it outlives its last member until closed.
     pub(crate) explicit: bool,
+    /// Private: only its creator and the users the backend let in (or whose token's `rooms`
+    /// claim matches it) may join.
+    pub(crate) private: bool,
 }
+
+/// Who may join a room, as far as the directory knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// No such room (a join makes it, public, unless `ROOMS_REQUIRE_CREATE`).
+    Missing,
+    /// Any authenticated user.
+    Public,
+    /// A private room; whether this user was let in (its creator, or added by the backend).
+    Private { allowed: bool },
+}
+
+/// Most users the backend may let into one private room.
+pub(crate) const MAX_ALLOWED: usize = 100_000;
 
 /// Users and rooms across all shards. A std `Mutex` and not tokio's: every critical section is
 /// a few map operations and never awaits.
 pub(crate) struct Directory {
     users: Mutex<BTreeMap<Arc<str>, u32>>,
     rooms: Mutex<BTreeMap<Arc<str>, RoomInfo>>,
+    /// The users let into each private room (by `POST /api/v1/rooms/{roomId}/members`), at
+    /// most [`MAX_ALLOWED`] per room. Taken after `rooms` when both are held.
+    allowed: Mutex<BTreeMap<Arc<str>, BTreeSet<Arc<str>>>>,
     max_per_user: u32,
     max_rooms: usize,
 }
@@ -44,6 +64,7 @@ impl Directory {
         Directory {
             users: Mutex::default(),
             rooms: Mutex::default(),
+            allowed: Mutex::default(),
             max_per_user,
             max_rooms,
         }
@@ -111,6 +132,7 @@ impl Directory {
             created_by: None,
             created_at: None,
             explicit: false,
+            private: false,
         };
         rooms.insert(room.clone(), info);
         Ok(())
@@ -132,6 +154,7 @@ impl Directory {
         &self,
         room: &Arc<str>,
         created_by: Option<String>,
+        private: bool,
     ) -> Result<RoomInfo, RoomRefused> {
         let mut rooms = lock(&self.rooms);
         if rooms.contains_key(&**room) {
@@ -145,6 +168,7 @@ impl Directory {
             created_by,
             created_at: Some(SystemTime::now()),
             explicit: true,
+            private,
         };
         rooms.insert(room.clone(), info.clone());
         Ok(info)
@@ -153,7 +177,51 @@ impl Directory {
     /// Removes a room whatever its members (they are removed by the shards); returns whether
     /// it existed.
     pub(crate) fn close_room(&self, room: &str) -> bool {
-        lock(&self.rooms).remove(room).is_some()
+        let closed = lock(&self.rooms).remove(room).is_some();
+        lock(&self.allowed).remove(room);
+        closed
+    }
+
+    /// Whether `user` may join `room` (without looking at the token: see the caller).
+    pub(crate) fn access(&self, room: &str, user: &str) -> Access {
+        let rooms = lock(&self.rooms);
+        let Some(info) = rooms.get(room) else {
+            return Access::Missing;
+        };
+        if !info.private {
+            return Access::Public;
+        }
+        let allowed = info.created_by.as_deref() == Some(user)
+            || lock(&self.allowed)
+                .get(room)
+                .is_some_and(|users| users.contains(user));
+        Access::Private { allowed }
+    }
+
+    /// Lets `user` into private room `room` (a no-op for a public one); `false` when the
+    /// room already lets [`MAX_ALLOWED`] users in.
+    pub(crate) fn allow(&self, room: &str, user: &Arc<str>) -> bool {
+        let rooms = lock(&self.rooms);
+        let Some((name, info)) = rooms.get_key_value(room) else {
+            return true;
+        };
+        if !info.private {
+            return true;
+        }
+        let mut allowed = lock(&self.allowed);
+        let users = allowed.entry(name.clone()).or_default();
+        if users.len() >= MAX_ALLOWED && !users.contains(&**user) {
+            return false;
+        }
+        users.insert(user.clone());
+        true
+    }
+
+    /// Takes `user`'s permission to join private room `room` back.
+    pub(crate) fn disallow(&self, room: &str, user: &str) {
+        if let Some(users) = lock(&self.allowed).get_mut(room) {
+            users.remove(user);
+        }
     }
 
     /// A room's entry.
@@ -201,6 +269,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn private_rooms_let_in_their_creator_and_the_users_allowed() {
+        let d = Directory::new(2, 10);
+        let (p, q): (Arc<str>, Arc<str>) = ("p".into(), "q".into());
+        d.create_room(&p, Some("ann".into()), true).unwrap();
+        d.create_room(&q, None, false).unwrap();
+        assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
+        assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
+        assert!(d.allow("p", &Arc::from("bob")));
+        assert_eq!(d.access("p", "bob"), Access::Private { allowed: true });
+        d.disallow("p", "bob");
+        assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
+        assert_eq!(d.access("q", "bob"), Access::Public);
+        assert_eq!(d.access("none", "bob"), Access::Missing);
+        assert!(
+            d.allow("q", &Arc::from("bob")),
+            "a public room needs no permission"
+        );
+        assert!(d.close_room("p"));
+        assert_eq!(d.access("p", "ann"), Access::Missing);
+    }
+
+    #[test]
     fn per_user_limit() {
         let d = Directory::new(2, 10);
         let u: Arc<str> = "u".into();
@@ -231,8 +321,8 @@ mod tests {
     fn explicit_rooms_outlive_their_members_until_closed() {
         let d = Directory::new(2, 10);
         let r: Arc<str> = "r".into();
-        d.create_room(&r, Some("dhoni".into())).unwrap();
-        assert_eq!(d.create_room(&r, None), Err(RoomRefused::Exists));
+        d.create_room(&r, Some("dhoni".into()), false).unwrap();
+        assert_eq!(d.create_room(&r, None, false), Err(RoomRefused::Exists));
         d.add_member(&r).unwrap();
         d.remove_member("r");
         assert_eq!(d.room("r").unwrap().created_by.as_deref(), Some("dhoni"));

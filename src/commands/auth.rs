@@ -23,7 +23,7 @@ pub(super) fn apply(
     token: &str,
 ) -> Result<(), ProtocolError> {
     if client.is_authenticated() {
-        return refresh(ctx, session, token);
+        return refresh(ctx, session, client, token);
     }
     let shared = &ctx.shared;
     let mut refused = |e: ProtocolError| {
@@ -52,7 +52,12 @@ pub(super) fn apply(
 /// `auth` again: a valid token for the same user moves the connection's expiry to the new
 /// token's. A refused token, or one for another user, is an error and changes nothing: the
 /// connection stays open until the token it has expires.
-fn refresh(ctx: &Ctx, session: &Session, token: &str) -> Result<(), ProtocolError> {
+fn refresh(
+    ctx: &Ctx,
+    session: &Session,
+    client: &mut Client,
+    token: &str,
+) -> Result<(), ProtocolError> {
     let identity = ctx.shared.verifier.verify(token).inspect_err(|_| {
         ShardStats::inc(&ctx.stats().auth_failures);
     })?;
@@ -63,6 +68,7 @@ fn refresh(ctx: &Ctx, session: &Session, token: &str) -> Result<(), ProtocolErro
         ));
     }
     session.deadline.set(expiry(ctx, identity.expires_at));
+    client.grant = identity.rooms;
     Ok(())
 }
 
@@ -82,6 +88,7 @@ pub(crate) fn authenticate(
     slot: UserSlot,
 ) {
     client.user_slot = Some(slot);
+    client.grant = identity.rooms.clone();
     session.deadline.set(expiry(ctx, identity.expires_at));
     *session.user.borrow_mut() = Some(identity.user.clone());
     ctx.hub.add_user(&identity.user, session);

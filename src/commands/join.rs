@@ -1,12 +1,15 @@
-//! `join`: become a member of a room; idempotent, bounded per connection and per server. The
-//! answer carries the room stream's position at the join; with `since` (a position the client
-//! saw before), the messages it missed are replayed first, in order.
+//! `join`: become a member of a room; idempotent, bounded per connection and per server, and
+//! only where the user may go: a public room (made by the join unless `ROOMS_REQUIRE_CREATE`),
+//! or a private one it was let into, and with a `rooms` claim in its token, only rooms the
+//! claim matches. The answer carries the room stream's position at the join; with `since` (a
+//! position the client saw before), the messages it missed are replayed first, in order.
 
 use std::rc::Rc;
 
 use wsgate_protocol::{ErrorCode, ProtocolError, Since};
 
-use super::Answer;
+use super::{Answer, Client};
+use crate::cluster::directory::Access;
 use crate::hub::JoinRefused;
 use crate::node::Ctx;
 use crate::session::Session;
@@ -14,9 +17,11 @@ use crate::session::Session;
 pub(super) async fn apply(
     ctx: &Ctx,
     session: &Rc<Session>,
+    client: &Client,
     room: &str,
     since: Option<&Since<'_>>,
 ) -> Result<Answer, ProtocolError> {
+    may_join(ctx, session, client, room)?;
     let since = since.map(|s| (&*s.epoch, s.offset));
     let (position, recovered) = ctx
         .hub
@@ -28,6 +33,34 @@ pub(super) async fn apply(
         position,
         recovered,
     })
+}
+
+/// The room permissions (docs/security.md, "Rooms").
+fn may_join(
+    ctx: &Ctx,
+    session: &Session,
+    client: &Client,
+    room: &str,
+) -> Result<(), ProtocolError> {
+    let forbidden =
+        |why: &str| ProtocolError::new(ErrorCode::RoomForbidden, format!("room {room:?}: {why}"));
+    let granted = match client.grant.as_deref() {
+        Some(grant) if !grant.allows(room) => {
+            return Err(forbidden("your token's rooms claim does not include it"))
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let user = session.user().unwrap_or_default();
+    match ctx.shared.directory().access(room, &user) {
+        Access::Missing if ctx.config().rooms_require_create => Err(ProtocolError::new(
+            ErrorCode::RoomNotFound,
+            format!("room {room:?} does not exist"),
+        )),
+        Access::Missing | Access::Public => Ok(()),
+        Access::Private { allowed } if allowed || granted => Ok(()),
+        Access::Private { .. } => Err(forbidden("a private room you were not let into")),
+    }
 }
 
 fn refusal(ctx: &Ctx, refused: JoinRefused) -> ProtocolError {

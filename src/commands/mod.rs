@@ -9,6 +9,7 @@ mod publish;
 mod send;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use wsgate_protocol::{
@@ -20,6 +21,7 @@ pub(crate) use auth::authenticate;
 use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
+use crate::session::grant::RoomGrant;
 use crate::session::rate::{RateLimit, TokenBucket};
 use crate::session::{Deadline, Session};
 use crate::stats::ShardStats;
@@ -32,13 +34,13 @@ pub(crate) enum Answer {
     /// A join: the room stream's position when the member was added, and for a resume
     /// whether everything missed was replayed.
     Joined {
-        room: std::sync::Arc<str>,
+        room: Arc<str>,
         position: Position,
         recovered: Option<bool>,
     },
     /// A history read.
     History {
-        room: std::sync::Arc<str>,
+        room: Arc<str>,
         position: Position,
         entries: Vec<Entry>,
     },
@@ -49,6 +51,8 @@ pub(crate) struct Client {
     bucket: TokenBucket,
     /// Held while authenticated: one of the user's connection slots.
     user_slot: Option<UserSlot>,
+    /// The token's `rooms` claim, if it restricts the rooms the user may join.
+    grant: Option<Arc<RoomGrant>>,
     /// A close (code and reason) to request once the current command's answer is queued.
     close_after_answer: Option<(CloseCode, &'static str)>,
 }
@@ -65,6 +69,7 @@ impl Client {
         let mut client = Client {
             bucket: TokenBucket::new(rate_limit(ctx), now),
             user_slot: None,
+            grant: None,
             close_after_answer: None,
         };
         match identity {
@@ -122,7 +127,9 @@ pub(crate) async fn dispatch(
             ErrorCode::AuthRequired,
             "authenticate first: send auth with a token",
         )),
-        Command::Join { room, since } => join::apply(ctx, session, &room, since.as_ref()).await,
+        Command::Join { room, since } => {
+            join::apply(ctx, session, client, &room, since.as_ref()).await
+        }
         Command::Leave { room } => done(leave::apply(ctx, session, &room)),
         Command::History {
             room,

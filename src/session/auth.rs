@@ -7,6 +7,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use wsgate_protocol::{ErrorCode, ProtocolError, MAX_NAME_LEN};
 
+use super::grant::RoomGrant;
 use crate::config::{Config, JwtAlgorithm};
 
 /// Who a verified token says the client is.
@@ -19,6 +20,8 @@ pub(crate) struct Identity {
     /// When the token stops being valid: `exp` plus the leeway, in seconds since the epoch.
     /// `None` for identities that come from no token (the fuzzing entry point).
     pub(crate) expires_at: Option<u64>,
+    /// The `rooms` claim: the rooms the user may join, if the token restricts them.
+    pub(crate) rooms: Option<Arc<RoomGrant>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -27,6 +30,8 @@ struct Claims {
     exp: u64,
     #[serde(default)]
     sid: Option<String>,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
 }
 
 #[derive(serde::Serialize)]
@@ -40,6 +45,8 @@ struct MintClaims<'a> {
     aud: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rooms: Option<&'a [&'a str]>,
 }
 
 /// Checks tokens against one key and one algorithm: a token signed with any other algorithm
@@ -159,7 +166,12 @@ impl Verifier {
                 _ => ProtocolError::new(ErrorCode::AuthInvalid, "malformed token"),
             },
         )?;
-        let Claims { sub, exp, sid } = data.claims;
+        let Claims {
+            sub,
+            exp,
+            sid,
+            rooms,
+        } = data.claims;
         if sub.is_empty() || sub.len() > MAX_NAME_LEN {
             return Err(ProtocolError::new(
                 ErrorCode::AuthInvalid,
@@ -167,10 +179,12 @@ impl Verifier {
             ));
         }
         let session = sid.filter(|s| !s.is_empty() && s.len() <= MAX_NAME_LEN);
+        let rooms = rooms.map(RoomGrant::parse).transpose()?.map(Arc::new);
         Ok(Identity {
             user: Arc::from(sub),
             session,
             expires_at: Some(exp.saturating_add(self.validation.leeway)),
+            rooms,
         })
     }
 }
@@ -184,6 +198,8 @@ pub struct MintOptions<'a> {
     pub aud: Option<&'a str>,
     /// `iss` claim.
     pub iss: Option<&'a str>,
+    /// `rooms` claim: the room patterns the user may join (`*` matches any run).
+    pub rooms: Option<&'a [&'a str]>,
 }
 
 /// Mints an HS256 token for `sub`, valid for `ttl` (a zero or negative remaining life can be
@@ -202,6 +218,7 @@ pub fn mint_with_exp(secret: &str, sub: &str, exp: u64, opts: &MintOptions<'_>) 
         sid: opts.sid,
         aud: opts.aud,
         iss: opts.iss,
+        rooms: opts.rooms,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

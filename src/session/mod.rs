@@ -8,6 +8,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod deadline;
+pub(crate) mod grant;
 pub(crate) mod rate;
 
 use std::cell::{Cell, RefCell, RefMut};

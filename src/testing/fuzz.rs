@@ -95,6 +95,7 @@ pub fn attach(
                 user,
                 session: None,
                 expires_at: None,
+                rooms: None,
             };
             Some((identity, slot))
         }

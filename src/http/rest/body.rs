@@ -252,6 +252,19 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional boolean.
+    pub(crate) fn bool_field(&mut self, field: &str) -> Option<bool> {
+        match self.take(field).map(|r| r.get()) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => {
+                self.fail(field, "must be a boolean");
+                None
+            }
+        }
+    }
+
     /// Any JSON value (default `null`), at most 64 deep.
     pub(crate) fn data(&mut self, field: &str) -> Option<&'a RawValue> {
         let raw = self.take(field)?;

@@ -221,8 +221,9 @@ pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary,
         Handler::PushBroadcast => vec![push::parse_broadcast(body)?],
         Handler::PushBatch => push::parse_batch(body)?,
         Handler::CreateRoom => {
-            let (room, creator) = rooms::parse_create(body)?;
-            out.names.extend([room].into_iter().chain(creator));
+            let create = rooms::parse_create(body)?;
+            out.names
+                .extend([create.room].into_iter().chain(create.creator));
             out.actions = 1;
             return Ok(out);
         }

@@ -32,6 +32,7 @@ struct Room {
     users: Option<Vec<String>>,
     created_by: Option<String>,
     created_at: Option<String>,
+    private: bool,
 }
 
 fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
@@ -41,19 +42,33 @@ fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
         users,
         created_by: info.created_by,
         created_at: info.created_at.map(rfc3339),
+        private: info.private,
     }
+}
+
+/// A validated room creation.
+pub(super) struct CreateRoom {
+    pub(super) room: String,
+    /// `createdBy`, else `creatorUsername`.
+    pub(super) creator: Option<String>,
+    pub(super) private: bool,
 }
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?}`: 201, or 409 if it exists.
+/// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?, private?}`: 201, or 409 if it
+/// exists.
 pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, ctx.config()).await?;
-    let (room, creator) = parse_create(&body)?;
+    let CreateRoom {
+        room,
+        creator,
+        private,
+    } = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
-    match ctx.shared.directory().create_room(&key, creator) {
+    match ctx.shared.directory().create_room(&key, creator, private) {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(&room, info, Some(Vec::new())),
@@ -71,12 +86,14 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     }
 }
 
-/// The body of a room creation: the room and its creator (`createdBy`, else `creatorUsername`).
-pub(super) fn parse_create(body: &[u8]) -> Result<(String, Option<String>), ApiError> {
+/// The body of a room creation: the room, its creator (`createdBy`, else `creatorUsername`)
+/// and whether it is private.
+pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     let mut f = Fields::parse(body)?;
     let room = f.name_field("roomId", true);
     let created_by = f.name_field("createdBy", false);
     let creator = f.name_field("creatorUsername", false);
+    let private = f.bool_field("private").unwrap_or(false);
     let details = f.finish();
     if !details.is_empty() {
         return Err(ApiError::invalid(details));
@@ -88,7 +105,11 @@ pub(super) fn parse_create(body: &[u8]) -> Result<(String, Option<String>), ApiE
             "validation inconsistency",
         ));
     };
-    Ok((room, created_by.or(creator)))
+    Ok(CreateRoom {
+        room,
+        creator: created_by.or(creator),
+        private,
+    })
 }
 
 /// `GET /api/v1/rooms?limit=&cursor=`.
@@ -176,6 +197,21 @@ pub(super) async fn add_member(ctx: &Rc<Ctx>, req: Request<Incoming>, room: Stri
     if ctx.shared.directory().room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
+    // A private room lets the user in from now on, with any connection, not only these.
+    if !ctx
+        .shared
+        .directory()
+        .allow(&room, &Arc::from(user.as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::RoomLimit,
+            format!(
+                "room {room:?} lets at most {} users in",
+                crate::cluster::directory::MAX_ALLOWED
+            ),
+        ));
+    }
     let key: Arc<str> = Arc::from(room.as_str());
     let added: usize = ctx
         .hub
@@ -208,6 +244,7 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
     if ctx.shared.directory().room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
+    ctx.shared.directory().disallow(&room, &user);
     let removed: usize = ctx
         .hub
         .gather(move |s| s.remove_from_room(&user, &room))
