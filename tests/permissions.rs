@@ -149,3 +149,34 @@ async fn with_rooms_require_create_a_join_makes_no_room() {
     c.close().await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_room_with_max_members_refuses_one_more_join() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    let (s, r) = api
+        .post("/api/v1/rooms", json!({"roomId": "duo", "maxMembers": 2}))
+        .await;
+    assert_eq!((s, r["maxMembers"].clone()), (201, json!(2)), "{r}");
+    let (s, e) = api
+        .post("/api/v1/rooms", json!({"roomId": "bad", "maxMembers": 0}))
+        .await;
+    assert_eq!(
+        (s, e["error"]["details"][0]["field"].as_str()),
+        (400, Some("maxMembers"))
+    );
+    let mut a = server.client("ann", Fmt::Json).await;
+    let mut b = server.client("bob", Fmt::MsgPack).await;
+    let mut c = server.client("cat", Fmt::Json).await;
+    assert_eq!(join_code(&mut a, "duo", 1).await, "ok");
+    assert_eq!(join_code(&mut b, "duo", 2).await, "ok");
+    let e = c.call(json!({"cmd": "join", "room": "duo"}), 3).await;
+    assert_eq!(code(&e), "room.limit", "{e}");
+    // A place comes free when a member leaves.
+    a.ok(json!({"cmd": "leave", "room": "duo"}), 4).await;
+    assert_eq!(join_code(&mut c, "duo", 5).await, "ok");
+    for cl in [a, b, c] {
+        cl.close().await;
+    }
+    server.handle.shutdown().await;
+}

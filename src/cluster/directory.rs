@@ -26,6 +26,15 @@ pub(crate) struct RoomInfo {
     /// Private: only its creator and the users the backend let in (or whose token's `rooms`
     /// claim matches it) may join.
     pub(crate) private: bool,
+    /// Most member connections (`maxMembers` at creation); `None`: only the server's bounds.
+    pub(crate) max_members: Option<u32>,
+}
+
+/// What the backend may set on a room it creates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RoomOptions {
+    pub(crate) private: bool,
+    pub(crate) max_members: Option<u32>,
 }
 
 /// Who may join a room, as far as the directory knows.
@@ -121,6 +130,9 @@ impl Directory {
     pub(crate) fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
         let mut rooms = lock(&self.rooms);
         if let Some(info) = rooms.get_mut(&**room) {
+            if info.max_members.is_some_and(|max| info.members >= max) {
+                return Err(RoomRefused::Full);
+            }
             info.members += 1;
             return Ok(());
         }
@@ -133,6 +145,7 @@ impl Directory {
             created_at: None,
             explicit: false,
             private: false,
+            max_members: None,
         };
         rooms.insert(room.clone(), info);
         Ok(())
@@ -154,7 +167,7 @@ impl Directory {
         &self,
         room: &Arc<str>,
         created_by: Option<String>,
-        private: bool,
+        options: RoomOptions,
     ) -> Result<RoomInfo, RoomRefused> {
         let mut rooms = lock(&self.rooms);
         if rooms.contains_key(&**room) {
@@ -168,7 +181,8 @@ impl Directory {
             created_by,
             created_at: Some(SystemTime::now()),
             explicit: true,
-            private,
+            private: options.private,
+            max_members: options.max_members,
         };
         rooms.insert(room.clone(), info.clone());
         Ok(info)
@@ -269,11 +283,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_room_with_max_members_refuses_one_more() {
+        let d = Directory::new(2, 10);
+        let r: Arc<str> = "small".into();
+        let options = RoomOptions {
+            private: false,
+            max_members: Some(2),
+        };
+        d.create_room(&r, None, options).unwrap();
+        assert_eq!(d.add_member(&r), Ok(()));
+        assert_eq!(d.add_member(&r), Ok(()));
+        assert_eq!(d.add_member(&r), Err(RoomRefused::Full));
+        d.remove_member("small");
+        assert_eq!(d.add_member(&r), Ok(()), "a place came free");
+    }
+
+    #[test]
     fn private_rooms_let_in_their_creator_and_the_users_allowed() {
         let d = Directory::new(2, 10);
         let (p, q): (Arc<str>, Arc<str>) = ("p".into(), "q".into());
-        d.create_room(&p, Some("ann".into()), true).unwrap();
-        d.create_room(&q, None, false).unwrap();
+        let private = RoomOptions {
+            private: true,
+            max_members: None,
+        };
+        d.create_room(&p, Some("ann".into()), private).unwrap();
+        d.create_room(&q, None, RoomOptions::default()).unwrap();
         assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
         assert!(d.allow("p", &Arc::from("bob")));
@@ -321,8 +355,12 @@ mod tests {
     fn explicit_rooms_outlive_their_members_until_closed() {
         let d = Directory::new(2, 10);
         let r: Arc<str> = "r".into();
-        d.create_room(&r, Some("dhoni".into()), false).unwrap();
-        assert_eq!(d.create_room(&r, None, false), Err(RoomRefused::Exists));
+        d.create_room(&r, Some("dhoni".into()), RoomOptions::default())
+            .unwrap();
+        assert_eq!(
+            d.create_room(&r, None, RoomOptions::default()),
+            Err(RoomRefused::Exists)
+        );
         d.add_member(&r).unwrap();
         d.remove_member("r");
         assert_eq!(d.room("r").unwrap().created_by.as_deref(), Some("dhoni"));

@@ -75,6 +75,9 @@ fn refusal(ctx: &Ctx, refused: JoinRefused) -> ProtocolError {
         JoinRefused::ServerLimit => {
             ProtocolError::new(ErrorCode::RoomLimit, "the server's room limit is reached")
         }
+        JoinRefused::RoomFull => {
+            ProtocolError::new(ErrorCode::RoomLimit, "the room holds its most members")
+        }
         JoinRefused::Gone => ProtocolError::new(ErrorCode::Internal, "the connection ended"),
     }
 }

@@ -20,6 +20,8 @@ pub(crate) enum RoomRefused {
     TooManyRooms,
     /// Creating a room that exists.
     Exists,
+    /// The room holds its `maxMembers` member connections.
+    Full,
 }
 
 /// A join on its way through its room's stream: made under the stream's lock (so its

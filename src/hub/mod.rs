@@ -69,6 +69,8 @@ pub(crate) enum JoinRefused {
     ConnectionLimit,
     /// The server holds `MAX_ROOMS` rooms.
     ServerLimit,
+    /// The room holds its most member connections (`maxMembers`).
+    RoomFull,
     /// The session ended before its join completed.
     Gone,
 }
@@ -174,7 +176,10 @@ impl<B: Backplane> Hub<B> {
         let name = shared_name(rooms, room);
         self.backplane
             .add_member(&name)
-            .map_err(|_| JoinRefused::ServerLimit)?;
+            .map_err(|refused| match refused {
+                RoomRefused::Full => JoinRefused::RoomFull,
+                RoomRefused::TooManyRooms | RoomRefused::Exists => JoinRefused::ServerLimit,
+            })?;
         rooms
             .entry(name.clone())
             .or_default()

@@ -252,6 +252,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional integer from `min` to `max`.
+    pub(crate) fn count_field(&mut self, field: &str, min: u32, max: u32) -> Option<u32> {
+        let raw = self.take(field)?.get();
+        match raw.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.fail(field, &format!("must be an integer from {min} to {max}"));
+                None
+            }
+        }
+    }
+
     /// An optional boolean.
     pub(crate) fn bool_field(&mut self, field: &str) -> Option<bool> {
         match self.take(field).map(|r| r.get()) {

@@ -14,11 +14,14 @@ use wsgate_protocol::{ErrorCode, Format, RawData};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
-use crate::cluster::RoomInfo;
+use crate::cluster::{RoomInfo, RoomOptions};
 use crate::http::url::query_param;
 use crate::http::HttpCode;
 use crate::hub::{OutEvent, Query, RoomRefused};
 use crate::node::Ctx;
+
+/// The largest `maxMembers` a room may ask for.
+const MAX_MEMBERS: u32 = 1_000_000;
 
 /// Most member users listed in one room's answer.
 const MAX_LISTED_USERS: usize = 1000;
@@ -33,6 +36,7 @@ struct Room {
     created_by: Option<String>,
     created_at: Option<String>,
     private: bool,
+    max_members: Option<u32>,
 }
 
 fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
@@ -43,6 +47,7 @@ fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
         created_by: info.created_by,
         created_at: info.created_at.map(rfc3339),
         private: info.private,
+        max_members: info.max_members,
     }
 }
 
@@ -51,7 +56,7 @@ pub(super) struct CreateRoom {
     pub(super) room: String,
     /// `createdBy`, else `creatorUsername`.
     pub(super) creator: Option<String>,
-    pub(super) private: bool,
+    pub(super) options: RoomOptions,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -65,10 +70,10 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let CreateRoom {
         room,
         creator,
-        private,
+        options,
     } = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
-    match ctx.shared.directory().create_room(&key, creator, private) {
+    match ctx.shared.directory().create_room(&key, creator, options) {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(&room, info, Some(Vec::new())),
@@ -78,7 +83,7 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
             HttpCode::RoomConflict,
             format!("room {room:?} already exists"),
         )),
-        Err(RoomRefused::TooManyRooms) => Err(ApiError::new(
+        Err(RoomRefused::TooManyRooms | RoomRefused::Full) => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::RoomLimit,
             "the server's room limit is reached",
@@ -94,6 +99,7 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     let created_by = f.name_field("createdBy", false);
     let creator = f.name_field("creatorUsername", false);
     let private = f.bool_field("private").unwrap_or(false);
+    let max_members = f.count_field("maxMembers", 1, MAX_MEMBERS);
     let details = f.finish();
     if !details.is_empty() {
         return Err(ApiError::invalid(details));
@@ -108,7 +114,10 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     Ok(CreateRoom {
         room,
         creator: created_by.or(creator),
-        private,
+        options: RoomOptions {
+            private,
+            max_members,
+        },
     })
 }
 
