@@ -6,12 +6,9 @@ use std::rc::Rc;
 use wsgate_protocol::{ErrorCode, HistoryEntry, Id, ProtocolError, ServerMessage};
 
 use super::{not_member, Answer};
-use crate::hub::{Entry, Position, Query};
+use crate::hub::{Entry, Position, Query, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
 use crate::session::Session;
-
-/// Messages in one answer when the command names no `limit`.
-pub(crate) const DEFAULT_LIMIT: usize = 50;
 
 pub(super) async fn apply(
     ctx: &Ctx,
@@ -25,7 +22,7 @@ pub(super) async fn apply(
         return Err(not_member(ErrorCode::RoomForbidden, room));
     };
     let query = Query {
-        limit: limit.map_or(DEFAULT_LIMIT, |l| l as usize),
+        limit: limit.map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize),
         before,
         after,
     };
@@ -60,7 +57,7 @@ pub(super) fn answer(
 }
 
 /// One kept message as the protocol carries it.
-pub(crate) fn history_entry(e: &Entry) -> HistoryEntry<'_> {
+fn history_entry(e: &Entry) -> HistoryEntry<'_> {
     HistoryEntry {
         offset: e.offset,
         at: e.at,

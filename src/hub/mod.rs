@@ -26,7 +26,7 @@ pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
 pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
-pub(crate) use stream::{Entry, Position, Query, Stream, StreamLimits};
+pub(crate) use stream::{Entry, Position, Query, Stream, StreamLimits, DEFAULT_HISTORY_LIMIT};
 
 use crate::session::Session;
 use crate::stats::ShardStats;
@@ -397,11 +397,7 @@ impl<B: Backplane> Hub<B> {
             let Some(frame) = event.frame(session.format) else {
                 continue;
             };
-            match session.push(frame.clone(), self.limits.max_outbound_bytes) {
-                Ok(()) => ShardStats::inc(&self.stats.messages_out),
-                Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats.slow_consumers),
-                Err(PushError::Closing) => {}
-            }
+            session.push_counted(frame.clone(), self.limits.max_outbound_bytes, &self.stats);
         }
     }
 

@@ -50,6 +50,9 @@ impl Entry {
     }
 }
 
+/// Messages in one history answer when the request names no `limit` (command and REST).
+pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 50;
+
 /// Which messages a history read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Query {

@@ -22,7 +22,6 @@ use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
 use crate::session::Session;
 use crate::stats::ShardStats;
-use crate::transport::outbound::PushError;
 use crate::transport::socket::Socket;
 use permit::{ConnPermit, UserSlot};
 use shutdown::Shutdown;
@@ -177,19 +176,11 @@ impl Ctx {
 
     /// Queues a frame for one session, counting it (or the slow consumer it made).
     pub(crate) fn push(&self, session: &Session, frame: Bytes) {
-        match session.push(frame, self.config().max_outbound_bytes) {
-            Ok(()) => ShardStats::inc(&self.stats().messages_out),
-            Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats().slow_consumers),
-            Err(PushError::Closing) => {}
-        }
+        session.push_counted(frame, self.config().max_outbound_bytes, self.stats());
     }
 
     /// Encodes and queues a message for one session, counting it.
     pub(crate) fn send(&self, session: &Session, msg: &ServerMessage<'_>) {
-        match session.send(msg, self.config().max_outbound_bytes) {
-            Ok(()) => ShardStats::inc(&self.stats().messages_out),
-            Err(PushError::SlowConsumer) => ShardStats::inc(&self.stats().slow_consumers),
-            Err(PushError::Closing) => {}
-        }
+        session.send_counted(msg, self.config().max_outbound_bytes, self.stats());
     }
 }

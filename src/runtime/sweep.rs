@@ -37,8 +37,10 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
         tick.tick().await;
         crate::panic::contain(ctx.stats(), ctx.shard, "the sweep", || {
             sweep(&ctx, &ping, release_after);
-            let shards = ctx.config().shard_count();
-            ctx.shared.backplane.streams().expire(ctx.shard, shards);
+            ctx.shared
+                .backplane
+                .streams()
+                .expire(ctx.shard, ctx.hub.hubs());
         });
         if last_collect.elapsed() >= Duration::from_secs(1) {
             super::alloc::collect();

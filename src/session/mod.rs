@@ -20,6 +20,7 @@ use wsgate_protocol::{encode_server_message, Format, ServerMessage};
 pub(crate) use deadline::Deadline;
 
 use crate::reactor::Wake;
+use crate::stats::ShardStats;
 use crate::transport::outbound::{CloseRequest, Outbound, PushError, Queued};
 use crate::transport::ws::frame;
 
@@ -146,9 +147,34 @@ impl Session {
         }
     }
 
+    /// Queues a frame for this session alone and counts it in `stats` (a frame out, or the slow
+    /// consumer it made).
+    pub(crate) fn push_counted(&self, frame: Bytes, max_bytes: usize, stats: &ShardStats) {
+        count(stats, self.push(frame, max_bytes));
+    }
+
+    /// Encodes `msg` for this session alone, queues it, and counts it in `stats`.
+    pub(crate) fn send_counted(
+        &self,
+        msg: &ServerMessage<'_>,
+        max_bytes: usize,
+        stats: &ShardStats,
+    ) {
+        count(stats, self.send(msg, max_bytes));
+    }
+
     /// Frees the outbox's buffer once it has been empty for `after_sweeps` sweeps.
     pub(crate) fn release_idle_queue(&self, after_sweeps: u8) {
         self.out.borrow_mut().release_idle(after_sweeps);
+    }
+}
+
+/// Counts what one push to one session did.
+fn count(stats: &ShardStats, pushed: Result<(), PushError>) {
+    match pushed {
+        Ok(()) => ShardStats::inc(&stats.messages_out),
+        Err(PushError::SlowConsumer) => ShardStats::inc(&stats.slow_consumers),
+        Err(PushError::Closing) => {}
     }
 }
 

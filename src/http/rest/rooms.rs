@@ -10,14 +10,14 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wsgate_protocol::{ErrorCode, Format, RawData};
+use wsgate_protocol::{ErrorCode, Format, RawData, MAX_HISTORY_LIMIT};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
 use crate::cluster::{RoomInfo, RoomOptions};
 use crate::http::url::query_param;
 use crate::http::HttpCode;
-use crate::hub::{OutEvent, Query, RoomRefused};
+use crate::hub::{OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
 
 /// The largest `maxMembers` a room may ask for.
@@ -267,10 +267,6 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
     Ok(json(StatusCode::OK, &Removed { removed }))
 }
 
-/// Most messages in one page of history, and the default.
-const MAX_MESSAGES: usize = 1000;
-const DEFAULT_MESSAGES: usize = 50;
-
 /// `GET /api/v1/rooms/{roomId}/messages?limit=&before=&after=`: the kept messages of the
 /// room's stream, oldest first; `nextBefore` / `nextAfter` page on when a page was full.
 pub(super) async fn messages(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
@@ -342,7 +338,7 @@ fn history_query(req: &Request<Incoming>) -> Result<Query, ApiError> {
     let limit = number(
         "limit",
         1,
-        MAX_MESSAGES as u64,
+        u64::from(MAX_HISTORY_LIMIT),
         "must be an integer from 1 to 1000",
     );
     let before = number(
@@ -364,7 +360,7 @@ fn history_query(req: &Request<Incoming>) -> Result<Query, ApiError> {
         return Err(ApiError::invalid(details));
     }
     Ok(Query {
-        limit: limit.map_or(DEFAULT_MESSAGES, |n| n as usize),
+        limit: limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize),
         before,
         after,
     })
