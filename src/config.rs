@@ -102,6 +102,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where chat state is kept (`STORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The embedded store under `DATA_DIR`.
+    Disk,
+    /// Nothing on disk; nothing survives a restart.
+    Memory,
+}
+
+/// When the store fsyncs (`STORE_FSYNC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before acknowledging: a reply waits for its message's fsync (group-committed).
+    Always,
+    /// At most this long after a write.
+    Every(Duration),
+    /// Never explicitly: the operating system writes back when it likes.
+    Never,
+}
+
+/// Parses `always`, `never`, or a duration (see [`parse_duration`]).
+pub fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    match s.trim() {
+        "always" => Ok(Fsync::Always),
+        "never" => Ok(Fsync::Never),
+        other => match parse_duration(other)? {
+            d if d.is_zero() => Ok(Fsync::Always),
+            d => Ok(Fsync::Every(d)),
+        },
+    }
+}
+
 /// The server's configuration. Each field's doc ends with its default.
 #[derive(Clone, Debug, Args)]
 pub struct Config {
@@ -213,6 +245,24 @@ pub struct Config {
     /// nothing for this long is forgotten (its next use starts a new epoch). Default: 1h.
     #[arg(long, env = "ROOM_HISTORY_TTL", default_value = "1h", value_parser = parse_duration)]
     pub room_history_ttl: Duration,
+    /// Where chat state is kept: `disk` (an embedded store under DATA_DIR: room definitions,
+    /// room and user streams, acks and read markers survive a restart) or `memory` (nothing
+    /// survives). Default: disk.
+    #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::Disk)]
+    pub store: StoreKind,
+    /// The store's directory, created on first start. Default: wsgate-data (in the working
+    /// directory).
+    #[arg(long, env = "DATA_DIR", default_value = "wsgate-data")]
+    pub data_dir: PathBuf,
+    /// When the store fsyncs what it wrote: a duration (every so often, group-committed; a
+    /// crash loses at most that much of accepted messages), `always` (before a message is
+    /// acknowledged: replies wait for it) or `never` (the OS decides). Default: 5ms.
+    #[arg(long, env = "STORE_FSYNC", default_value = "5ms", value_parser = parse_fsync)]
+    pub store_fsync: Fsync,
+    /// Capacity of the store's write queue, in writes; a full queue makes writers wait
+    /// (nothing is dropped). Default: 65536.
+    #[arg(long, env = "STORE_QUEUE_CAPACITY", default_value_t = 65_536)]
+    pub store_queue_capacity: usize,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,
@@ -269,6 +319,8 @@ impl Config {
         config.api_keys = None;
         config.cors_origin = None;
         config.echo = false;
+        // Tests keep no state on disk unless they ask for it (with their own DATA_DIR).
+        config.store = StoreKind::Memory;
         config
     }
 
@@ -313,7 +365,7 @@ impl Config {
         if self.api_key_list().iter().any(|k| k.len() < 8) {
             return Err(ConfigError::ShortApiKey);
         }
-        if self.shard_inbox_capacity == 0 {
+        if self.shard_inbox_capacity == 0 || self.store_queue_capacity == 0 {
             return Err(ConfigError::ZeroInbox);
         }
         Ok(())
@@ -345,8 +397,8 @@ pub enum ConfigError {
     /// An API key too short to be a secret.
     #[error("API_KEYS: every key must be at least 8 characters")]
     ShortApiKey,
-    /// An inbox that can hold nothing.
-    #[error("SHARD_INBOX_CAPACITY must be positive")]
+    /// An inbox or write queue that can hold nothing.
+    #[error("SHARD_INBOX_CAPACITY and STORE_QUEUE_CAPACITY must be positive")]
     ZeroInbox,
 }
 
@@ -383,6 +435,18 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn fsync_policies_parse() {
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert_eq!(parse_fsync("never"), Ok(Fsync::Never));
+        assert_eq!(
+            parse_fsync("5ms"),
+            Ok(Fsync::Every(Duration::from_millis(5)))
+        );
+        assert_eq!(parse_fsync("0"), Ok(Fsync::Always));
+        assert!(parse_fsync("often").is_err());
     }
 
     #[test]

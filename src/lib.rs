@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! Layers, lowest first; a module imports only those below it (and the leaves `config`,
-//! `stats`, `clock`, `panic`):
+//! `stats`, `clock`, `panic`, and `queue`, the bounded queue with reserved slots):
 //!
 //! - `reactor`: a shard's `mio` poll and slab of connection state machines, generic over the
 //!   machine; wake-ups. Knows nothing of what it drives.
@@ -15,6 +15,8 @@
 //!   wire state with the closing handshake, taking over an upgraded socket).
 //! - `session`: a client's session (identity, typed deadline, outbox, wake-up), JWT `auth`,
 //!   the rate limiter. A session outlives its socket: transports attach and detach.
+//! - `store`: the durable store (fjall under `DATA_DIR`): a bounded write queue that one
+//!   writer thread drains and group-commits, and the read of everything at start.
 //! - `hub`: a shard's registry, the one owner of its sessions, users and room membership; the
 //!   local fan-out; events encoded once per wire format; what a room stream keeps
 //!   (`stream.rs`); the `Backplane` trait it is given.
@@ -29,7 +31,7 @@
 //!
 //! The data path: socket → `transport::ws::wire` → `runtime::connection` (the session's
 //! turn) → `commands` → `hub` → `Backplane` (a room event takes its stream's next offset) →
-//! every shard's inbox → its hub's local fan-out → each session's outbox → `transport`
+//! every shard's inbox (and the store's write queue) → its hub's local fan-out → each session's outbox → `transport`
 //! writes it.
 
 mod clock;
@@ -40,10 +42,12 @@ mod http;
 mod hub;
 mod node;
 mod panic;
+mod queue;
 mod reactor;
 mod runtime;
 mod session;
 mod stats;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transport;
@@ -53,3 +57,4 @@ pub use http::routes::ROUTES;
 pub use runtime::{start, ServerHandle, StartError};
 pub use session::auth::{mint, mint_with_exp, KeyError, MintOptions};
 pub use stats::{ShardStats, StatsSnapshot};
+pub use store::StoreError;

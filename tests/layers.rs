@@ -10,6 +10,7 @@ const LAYERS: &[&str] = &[
     "reactor",
     "transport",
     "session",
+    "store",
     "hub",
     "cluster",
     "node",
@@ -20,7 +21,7 @@ const LAYERS: &[&str] = &[
 ];
 
 /// Modules any layer may use; they use no layer themselves.
-const LEAVES: &[&str] = &["clock", "config", "stats", "panic"];
+const LEAVES: &[&str] = &["clock", "config", "stats", "panic", "queue"];
 
 fn rank(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| *l == module)

@@ -11,7 +11,16 @@ struct Server(Child);
 impl Server {
     fn start(log_format: &str) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--jwt-secret", "s"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--jwt-secret",
+                "s",
+                "--store",
+                "memory",
+            ])
             .env("LOG_FORMAT", log_format)
             .env("RUST_LOG", "info")
             .env_remove("API_KEYS")

@@ -18,15 +18,6 @@ async fn join(c: &mut Client, room: &str, id: u64) -> Value {
     r
 }
 
-fn offsets(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["offset"].as_u64().unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn room_events_carry_offsets_and_history_returns_them() {
     let server = start_server(|_| {});

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::hub::RoomRefused;
+use crate::store::{Op, RoomDef, Slot};
 
 /// A room's directory entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,12 +163,13 @@ impl Directory {
         }
     }
 
-    /// Creates a room over REST.
+    /// Creates a room over REST; its definition is written to the store in `slot`.
     pub(crate) fn create_room(
         &self,
         room: &Arc<str>,
         created_by: Option<String>,
         options: RoomOptions,
+        slot: Slot<'_>,
     ) -> Result<RoomInfo, RoomRefused> {
         let mut rooms = lock(&self.rooms);
         if rooms.contains_key(&**room) {
@@ -184,16 +186,60 @@ impl Directory {
             private: options.private,
             max_members: options.max_members,
         };
+        slot.push(Op::Room {
+            room: room.clone(),
+            def: Some(RoomDef {
+                private: info.private,
+                max_members: info.max_members,
+                created_by: info.created_by.clone(),
+                created_at: crate::clock::unix_ms(),
+            }),
+        });
         rooms.insert(room.clone(), info.clone());
         Ok(info)
     }
 
-    /// Removes a room whatever its members (they are removed by the shards); returns whether
-    /// it existed.
-    pub(crate) fn close_room(&self, room: &str) -> bool {
-        let closed = lock(&self.rooms).remove(room).is_some();
+    /// Puts back the rooms the store kept, and who was let into them (at start).
+    pub(crate) fn restore(&self, rooms: Vec<(String, RoomDef)>, allowed: Vec<(String, String)>) {
+        let mut map = lock(&self.rooms);
+        for (room, def) in rooms {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(def.created_at);
+            map.insert(
+                room.into(),
+                RoomInfo {
+                    members: 0,
+                    created_by: def.created_by,
+                    created_at: Some(at),
+                    explicit: true,
+                    private: def.private,
+                    max_members: def.max_members,
+                },
+            );
+        }
+        let mut users = lock(&self.allowed);
+        for (room, user) in allowed {
+            if let Some((name, _)) = map.get_key_value(room.as_str()) {
+                users.entry(name.clone()).or_default().insert(user.into());
+            }
+        }
+    }
+
+    /// Removes a room whatever its members (they are removed by the shards), and its
+    /// definition from the store in `slot`; returns whether it existed.
+    pub(crate) fn close_room(&self, room: &str, slot: Slot<'_>) -> bool {
+        let mut rooms = lock(&self.rooms);
+        let Some((name, info)) = rooms.remove_entry(room) else {
+            return false;
+        };
+        if info.explicit {
+            slot.push(Op::Room {
+                room: name,
+                def: None,
+            });
+        }
+        drop(rooms);
         lock(&self.allowed).remove(room);
-        closed
+        true
     }
 
     /// Whether `user` may join `room` (without looking at the token: see the caller).
@@ -212,9 +258,9 @@ impl Directory {
         Access::Private { allowed }
     }
 
-    /// Lets `user` into private room `room` (a no-op for a public one); `false` when the
-    /// room already lets [`MAX_ALLOWED`] users in.
-    pub(crate) fn allow(&self, room: &str, user: &Arc<str>) -> bool {
+    /// Lets `user` into private room `room` (a no-op for a public one), written to the store
+    /// in `slot`; `false` when the room already lets [`MAX_ALLOWED`] users in.
+    pub(crate) fn allow(&self, room: &str, user: &Arc<str>, slot: Slot<'_>) -> bool {
         let rooms = lock(&self.rooms);
         let Some((name, info)) = rooms.get_key_value(room) else {
             return true;
@@ -227,14 +273,29 @@ impl Directory {
         if users.len() >= MAX_ALLOWED && !users.contains(&**user) {
             return false;
         }
-        users.insert(user.clone());
+        if users.insert(user.clone()) {
+            slot.push(Op::Allowed {
+                room: name.clone(),
+                user: user.clone(),
+                allowed: true,
+            });
+        }
         true
     }
 
-    /// Takes `user`'s permission to join private room `room` back.
-    pub(crate) fn disallow(&self, room: &str, user: &str) {
-        if let Some(users) = lock(&self.allowed).get_mut(room) {
-            users.remove(user);
+    /// Takes `user`'s permission to join private room `room` back (in the store in `slot`).
+    pub(crate) fn disallow(&self, room: &str, user: &str, slot: Slot<'_>) {
+        let mut allowed = lock(&self.allowed);
+        let Some(name) = allowed.get_key_value(room).map(|(name, _)| name.clone()) else {
+            return;
+        };
+        let taken = allowed.get_mut(room).and_then(|users| users.take(user));
+        if let Some(user) = taken {
+            slot.push(Op::Allowed {
+                room: name,
+                user,
+                allowed: false,
+            });
         }
     }
 
@@ -282,6 +343,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A slot of a memory store (writes go nowhere).
+    fn slot() -> Slot<'static> {
+        static STORE: std::sync::OnceLock<crate::store::Store> = std::sync::OnceLock::new();
+        let store = STORE.get_or_init(crate::store::Store::memory);
+        store.try_reserve().expect("a memory store always has room")
+    }
+
     #[test]
     fn a_room_with_max_members_refuses_one_more() {
         let d = Directory::new(2, 10);
@@ -290,7 +358,7 @@ mod tests {
             private: false,
             max_members: Some(2),
         };
-        d.create_room(&r, None, options).unwrap();
+        d.create_room(&r, None, options, slot()).unwrap();
         assert_eq!(d.add_member(&r), Ok(()));
         assert_eq!(d.add_member(&r), Ok(()));
         assert_eq!(d.add_member(&r), Err(RoomRefused::Full));
@@ -306,21 +374,23 @@ mod tests {
             private: true,
             max_members: None,
         };
-        d.create_room(&p, Some("ann".into()), private).unwrap();
-        d.create_room(&q, None, RoomOptions::default()).unwrap();
+        d.create_room(&p, Some("ann".into()), private, slot())
+            .unwrap();
+        d.create_room(&q, None, RoomOptions::default(), slot())
+            .unwrap();
         assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
-        assert!(d.allow("p", &Arc::from("bob")));
+        assert!(d.allow("p", &Arc::from("bob"), slot()));
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: true });
-        d.disallow("p", "bob");
+        d.disallow("p", "bob", slot());
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
         assert_eq!(d.access("q", "bob"), Access::Public);
         assert_eq!(d.access("none", "bob"), Access::Missing);
         assert!(
-            d.allow("q", &Arc::from("bob")),
+            d.allow("q", &Arc::from("bob"), slot()),
             "a public room needs no permission"
         );
-        assert!(d.close_room("p"));
+        assert!(d.close_room("p", slot()));
         assert_eq!(d.access("p", "ann"), Access::Missing);
     }
 
@@ -355,18 +425,18 @@ mod tests {
     fn explicit_rooms_outlive_their_members_until_closed() {
         let d = Directory::new(2, 10);
         let r: Arc<str> = "r".into();
-        d.create_room(&r, Some("dhoni".into()), RoomOptions::default())
+        d.create_room(&r, Some("dhoni".into()), RoomOptions::default(), slot())
             .unwrap();
         assert_eq!(
-            d.create_room(&r, None, RoomOptions::default()),
+            d.create_room(&r, None, RoomOptions::default(), slot()),
             Err(RoomRefused::Exists)
         );
         d.add_member(&r).unwrap();
         d.remove_member("r");
         assert_eq!(d.room("r").unwrap().created_by.as_deref(), Some("dhoni"));
-        assert!(d.close_room("r"));
+        assert!(d.close_room("r", slot()));
         assert!(d.room("r").is_none());
-        assert!(!d.close_room("r"));
+        assert!(!d.close_room("r", slot()));
     }
 
     #[test]

@@ -6,17 +6,18 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
 use tokio::sync::{oneshot, Notify};
 
 use super::directory::Directory;
 use super::streams::{unix_ms, Streams};
 use crate::hub::{
-    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, Position, Query, RoomRefused, Task,
+    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, Position, Published, Query, RoomRefused,
+    Task,
 };
+use crate::queue::Bounded;
+use crate::store::Store;
 
 /// What travels through a shard's inbox. Handling one never sends to another inbox.
 pub(crate) enum ShardMsg {
@@ -28,15 +29,11 @@ pub(crate) enum ShardMsg {
     Join(JoinTicket),
 }
 
-/// A shard's inbox: bounded, lock-free, with wake-ups for the shard and for waiting senders.
+/// A shard's inbox: bounded, lock-free, with a wake-up for the shard.
 struct Inbox {
-    queue: ArrayQueue<ShardMsg>,
-    /// Slots not reserved by a sender (at most the queue's capacity).
-    free: AtomicUsize,
+    queue: Bounded<ShardMsg>,
     /// Wakes the shard's inbox task.
     ready: Notify,
-    /// Wakes senders waiting for room in a full inbox.
-    space: Notify,
 }
 
 /// Every shard's inbox, the directory and the streams.
@@ -44,6 +41,8 @@ pub(crate) struct Local {
     inboxes: Box<[Inbox]>,
     directory: Directory,
     streams: Streams,
+    /// Where the streams and the directory write what must survive a restart.
+    store: Arc<Store>,
 }
 
 impl Local {
@@ -53,19 +52,19 @@ impl Local {
         capacity: usize,
         directory: Directory,
         streams: Streams,
+        store: Arc<Store>,
     ) -> Local {
         let inboxes = (0..shards)
             .map(|_| Inbox {
-                queue: ArrayQueue::new(capacity),
-                free: AtomicUsize::new(capacity),
+                queue: Bounded::new(capacity),
                 ready: Notify::new(),
-                space: Notify::new(),
             })
             .collect();
         Local {
             inboxes,
             directory,
             streams,
+            store,
         }
     }
 
@@ -79,12 +78,9 @@ impl Local {
         &self.streams
     }
 
-    /// Takes one slot of shard `shard`'s inbox if one is free.
-    fn try_reserve(&self, shard: usize) -> bool {
-        self.inboxes[shard]
-            .free
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Takes one slot of shard `shard`'s inbox, waiting while it is full: nothing accepted is
@@ -92,25 +88,13 @@ impl Local {
     /// it had to wait.
     async fn reserve(&self, shard: usize) -> bool {
         let inbox = &self.inboxes[shard];
-        let mut waited = false;
-        loop {
-            let space = inbox.space.notified();
-            tokio::pin!(space);
-            // Register before trying, so a drain between the try and the wait is not missed.
-            space.as_mut().enable();
-            if self.try_reserve(shard) {
-                return waited;
-            }
-            waited = true;
-            inbox.ready.notify_one();
-            space.await;
-        }
+        inbox.queue.reserve(|| inbox.ready.notify_one()).await
     }
 
     /// Queues a message in a slot reserved before.
     fn push_reserved(&self, shard: usize, msg: ShardMsg) {
         let inbox = &self.inboxes[shard];
-        if inbox.queue.push(msg).is_err() {
+        if inbox.queue.push_reserved(msg).is_err() {
             // Slots never outnumber the queue's capacity: a bug, reported, never silent.
             tracing::error!(
                 shard,
@@ -137,15 +121,12 @@ impl Local {
 
     /// Takes the next message from shard `shard`'s inbox, freeing its slot.
     pub(crate) fn pop(&self, shard: usize) -> Option<ShardMsg> {
-        let inbox = &self.inboxes[shard];
-        let msg = inbox.queue.pop()?;
-        inbox.free.fetch_add(1, Ordering::AcqRel);
-        Some(msg)
+        self.inboxes[shard].queue.pop()
     }
 
     /// Tells senders waiting on shard `shard`'s inbox that there is room.
     pub(crate) fn drained(&self, shard: usize) {
-        self.inboxes[shard].space.notify_waiters();
+        self.inboxes[shard].queue.drained();
     }
 }
 
@@ -168,22 +149,26 @@ impl Backplane for Local {
         }
     }
 
-    async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> bool {
-        let mut waited = false;
+    async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> Published {
+        let (writes, mut waited) = self.streams.reserve().await;
         for shard in 0..self.inboxes.len() {
             waited |= self.reserve(shard).await;
         }
-        let now = unix_ms();
-        let limits = *self.streams.limits();
-        self.streams.with(room, |stream| {
-            let event = delivery.event.sequenced(stream.next_offset());
-            stream.append(event.clone(), now, &limits);
-            let delivery = Delivery { event, ..delivery };
-            for shard in 0..self.inboxes.len() {
-                self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
-            }
-        });
-        waited
+        let appended = self
+            .streams
+            .append(room, writes, &delivery.event, unix_ms(), |event| {
+                let delivery = Delivery {
+                    event: event.clone(),
+                    ..delivery.clone()
+                };
+                for shard in 0..self.inboxes.len() {
+                    self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
+                }
+            });
+        Published {
+            waited,
+            durable: appended.durable,
+        }
     }
 
     async fn join_stream(
@@ -194,8 +179,9 @@ impl Backplane for Local {
         since: Option<(&str, u64)>,
     ) -> oneshot::Receiver<JoinDone> {
         let (done, answer) = oneshot::channel();
+        let (head, _) = self.store.reserve().await;
         self.reserve(hub).await;
-        self.streams.with(room, |stream| {
+        self.streams.with(room, head, |stream| {
             let ticket = JoinTicket {
                 session,
                 room: room.clone(),
@@ -209,8 +195,10 @@ impl Backplane for Local {
     }
 
     async fn history(&self, room: &Arc<str>, query: Query) -> (Position, Vec<Entry>) {
-        self.streams
-            .with(room, |stream| (stream.position(), stream.read(&query)))
+        let (head, _) = self.store.reserve().await;
+        self.streams.with(room, head, |stream| {
+            (stream.position(), stream.read(&query))
+        })
     }
 
     fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
@@ -240,11 +228,13 @@ mod tests {
             bytes: 1,
             ttl_ms: 1,
         };
+        let store = Arc::new(Store::memory());
         let router = Arc::new(Local::new(
             1,
             2,
             Directory::new(1, 1),
-            Streams::new(limits, 1),
+            Streams::new(crate::store::Kind::Room, limits, 1, store.clone()),
+            store,
         ));
         let d = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));
         router.send(0, ShardMsg::Deliver(d.clone())).await;

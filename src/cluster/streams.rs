@@ -1,97 +1,270 @@
-//! Every room's stream on this node, shared by its shards: a fixed set of buckets, each a
-//! mutex over its streams. Whoever appends to a stream holds its bucket's lock while it takes
-//! the next offset and hands the message to every hub, so each hub sees a stream's messages in
-//! offset order. A lock is held for a few map operations and queue pushes, never across an
-//! await and never for I/O.
+//! Every stream on this node (rooms' or users', one [`Streams`] for each kind), shared by its
+//! shards: a fixed set of buckets, each a mutex over its streams. Whoever appends to a stream
+//! holds its bucket's lock while it takes the next offset, hands the message to every hub and
+//! queues its write to the store, so hubs and the disk see a stream's messages in offset
+//! order. A lock is held for a few map operations and queue pushes, never across an await and
+//! never for I/O: the store's writes go through reserved slots of its queue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ahash::RandomState;
+use tokio::sync::oneshot;
 
-use crate::hub::{Stream, StreamLimits};
+pub(crate) use crate::clock::unix_ms;
+use crate::hub::{Entry, OutEvent, Stream, StreamLimits};
+use crate::store::{Kind, Op, RecoveredStream, Slot, Store, StreamKey};
 
 /// Buckets: enough that shards publishing to different rooms rarely meet on one lock.
 const BUCKETS: usize = 64;
 
 type Bucket = HashMap<Arc<str>, Stream, RandomState>;
 
-/// The streams, their limits, and how many a bucket may hold.
+/// The streams of one kind, their limits, how many a bucket may hold, and the store.
 pub(crate) struct Streams {
     buckets: Box<[Mutex<Bucket>]>,
-    /// Hashes a room to its bucket (fixed for the process's life).
+    /// Hashes a name to its bucket (fixed for the process's life).
     hasher: RandomState,
     limits: StreamLimits,
     /// `MAX_ROOMS` spread over the buckets: past it, the stream idle longest is forgotten.
     per_bucket: usize,
+    kind: Kind,
+    store: Arc<Store>,
+}
+
+/// The store slots one write to a stream may need: its own, and the new head's should the
+/// stream be made by it. Unused slots go back when this is dropped.
+pub(crate) struct Writes<'a> {
+    head: Slot<'a>,
+    write: Slot<'a>,
+}
+
+/// A message appended: its event (with its offset), and the wait for its fsync when replies
+/// wait for one (`STORE_FSYNC=always`).
+pub(crate) struct Appended {
+    pub(crate) event: Arc<OutEvent>,
+    pub(crate) durable: Option<oneshot::Receiver<()>>,
 }
 
 impl Streams {
-    /// No streams yet; at most about `max_streams` at once.
-    pub(crate) fn new(limits: StreamLimits, max_streams: usize) -> Streams {
+    /// No streams yet; at most about `max_streams` at once; writes go to `store`.
+    pub(crate) fn new(
+        kind: Kind,
+        limits: StreamLimits,
+        max_streams: usize,
+        store: Arc<Store>,
+    ) -> Streams {
         Streams {
             buckets: (0..BUCKETS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             limits,
             per_bucket: max_streams.div_ceil(BUCKETS).max(1),
+            kind,
+            store,
         }
     }
 
-    /// The limits every stream keeps to.
-    pub(crate) fn limits(&self) -> &StreamLimits {
-        &self.limits
+    /// Whether `name` has a stream now.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.bucket(name).contains_key(name)
     }
 
-    fn bucket(&self, room: &str) -> MutexGuard<'_, Bucket> {
-        let i = self.hasher.hash_one(room) as usize % BUCKETS;
+    /// The store the streams write to.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn bucket(&self, name: &str) -> MutexGuard<'_, Bucket> {
+        let i = self.hasher.hash_one(name) as usize % BUCKETS;
         lock(&self.buckets[i])
     }
 
-    /// Runs `f` on `room`'s stream under its bucket's lock, making the stream (a new epoch)
-    /// if it has none. `f` must be short: it holds the lock.
-    pub(crate) fn with<R>(&self, room: &Arc<str>, f: impl FnOnce(&mut Stream) -> R) -> R {
-        let mut bucket = self.bucket(room);
-        if !bucket.contains_key(&**room) && bucket.len() >= self.per_bucket {
-            forget_idlest(&mut bucket);
+    fn key(&self, name: &Arc<str>) -> StreamKey {
+        StreamKey {
+            kind: self.kind,
+            name: name.clone(),
         }
+    }
+
+    /// Reserves the store slots for one write (nothing to wait for with `STORE=memory`);
+    /// returns them and whether the store's queue was full.
+    pub(crate) async fn reserve(&self) -> (Writes<'_>, bool) {
+        let (head, a) = self.store.reserve().await;
+        let (write, b) = self.store.reserve().await;
+        (Writes { head, write }, a || b)
+    }
+
+    /// Reserves the store slots for one write if they are free (never waits).
+    pub(crate) fn try_reserve(&self) -> Option<Writes<'_>> {
+        let head = self.store.try_reserve()?;
+        let write = self.store.try_reserve()?;
+        Some(Writes { head, write })
+    }
+
+    /// The bucket of `name`, with room for its stream should it be made.
+    fn bucket_for(&self, name: &str) -> MutexGuard<'_, Bucket> {
+        let mut bucket = self.bucket(name);
+        if !bucket.contains_key(name) && bucket.len() >= self.per_bucket {
+            self.forget_idlest(&mut bucket);
+        }
+        bucket
+    }
+
+    /// A new stream (a new epoch) for `name`, its head written in `head`.
+    fn make(&self, name: &Arc<str>, head: Slot<'_>) -> Stream {
+        let stream = Stream::new(rand::random(), unix_ms());
+        let position = stream.position();
+        head.push(Op::Head {
+            stream: self.key(name),
+            epoch: position.epoch,
+            last: position.offset,
+        });
+        stream
+    }
+
+    /// Runs `f` on `name`'s stream under its bucket's lock, making the stream (a new epoch) if
+    /// it has none, its head written in `head`. `f` must be short: it holds the lock.
+    pub(crate) fn with<R>(
+        &self,
+        name: &Arc<str>,
+        head: Slot<'_>,
+        f: impl FnOnce(&mut Stream) -> R,
+    ) -> R {
+        let mut bucket = self.bucket_for(name);
         let stream = bucket
-            .entry(room.clone())
-            .or_insert_with(|| Stream::new(rand::random(), unix_ms()));
+            .entry(name.clone())
+            .or_insert_with(|| self.make(name, head));
         f(stream)
     }
 
+    /// Appends `event` to `name`'s stream as accepted at `now` (Unix ms): it takes the next
+    /// offset, is kept, written to the store, and handed to `deliver` before the lock is let
+    /// go, so every reader of the stream sees it in offset order.
+    pub(crate) fn append(
+        &self,
+        name: &Arc<str>,
+        writes: Writes<'_>,
+        event: &OutEvent,
+        now: u64,
+        deliver: impl FnOnce(&Arc<OutEvent>),
+    ) -> Appended {
+        let Writes { head, write } = writes;
+        // Encoded before the lock: the value does not depend on the offset.
+        let value = write.is_disk().then(|| event.stored(now));
+        let mut bucket = self.bucket_for(name);
+        let stream = bucket
+            .entry(name.clone())
+            .or_insert_with(|| self.make(name, head));
+        let event = event.sequenced(stream.next_offset());
+        let low = stream.low();
+        stream.append(event.clone(), now, &self.limits);
+        let mut durable = None;
+        if let Some(value) = value {
+            let (done, wait) = oneshot::channel();
+            let acked = self.store.acks_after_fsync();
+            durable = acked.then_some(wait);
+            let trimmed = stream.low();
+            write.push(Op::Append {
+                stream: self.key(name),
+                offset: stream.position().offset,
+                value,
+                trim_below: (trimmed > low).then_some(trimmed),
+                durable: acked.then_some(done),
+            });
+        }
+        deliver(&event);
+        Appended { event, durable }
+    }
+
     /// Drops messages past their age in every `parts`-th bucket from `part`, and forgets
-    /// streams that kept nothing for a whole `ROOM_HISTORY_TTL` (their next use starts a new
-    /// epoch). Each shard's sweep takes its own part.
+    /// streams that kept nothing for a whole TTL (their next use starts a new epoch). Each
+    /// shard's sweep takes its own part. Writes that find the store's queue full are left for
+    /// a later sweep.
     pub(crate) fn expire(&self, part: usize, parts: usize) {
         let now = unix_ms();
         for bucket in self.buckets.iter().skip(part).step_by(parts.max(1)) {
             let mut bucket = lock(bucket);
-            bucket.retain(|_, stream| {
+            bucket.retain(|name, stream| {
+                let low = stream.low();
                 stream.trim(now, &self.limits);
-                !stream.is_idle(now, &self.limits)
+                if stream.is_idle(now, &self.limits) {
+                    return match self.store.try_reserve() {
+                        Some(slot) => {
+                            slot.push(Op::Forget {
+                                stream: self.key(name),
+                            });
+                            false
+                        }
+                        None => true,
+                    };
+                }
+                if stream.low() > low {
+                    if let Some(slot) = self.store.try_reserve() {
+                        slot.push(Op::Trim {
+                            stream: self.key(name),
+                            below: stream.low(),
+                        });
+                    }
+                }
+                true
             });
         }
     }
-}
 
-/// Forgets the stream used longest ago.
-fn forget_idlest(bucket: &mut Bucket) {
-    let idlest = bucket
-        .iter()
-        .min_by_key(|(_, s)| s.touched())
-        .map(|(room, _)| room.clone());
-    if let Some(room) = idlest {
-        bucket.remove(&room);
+    /// Every stream's head (name, epoch, last offset), written by a clean shutdown.
+    pub(crate) fn heads(&self) -> Vec<(StreamKey, u64, u64)> {
+        let mut out = Vec::new();
+        for bucket in self.buckets.iter() {
+            for (name, stream) in lock(bucket).iter() {
+                let p = stream.position();
+                out.push((self.key(name), p.epoch, p.offset));
+            }
+        }
+        out
     }
-}
 
-/// Now, in milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// Puts back the streams the store kept (at start, before anyone is served).
+    pub(crate) fn restore(&self, recovered: Vec<RecoveredStream>) {
+        let now = unix_ms();
+        for r in recovered {
+            let name = r.stream.name.clone();
+            let entries = r.messages.into_iter().map(|(offset, m)| Entry {
+                offset,
+                at: m.at,
+                event: OutEvent::new(
+                    &m.event,
+                    m.room.map(Arc::from),
+                    m.from.map(Arc::from),
+                    m.data.into(),
+                    m.format,
+                )
+                .sequenced(offset),
+            });
+            let stream = Stream::restore(r.epoch, r.last, entries, now, &self.limits);
+            let mut bucket = self.bucket(&name);
+            if bucket.len() >= self.per_bucket {
+                self.forget_idlest(&mut bucket);
+            }
+            bucket.insert(name, stream);
+        }
+    }
+
+    /// Forgets the stream used longest ago (best effort on disk: with the store's queue
+    /// full, its records stay until the name is used again, which wipes them).
+    fn forget_idlest(&self, bucket: &mut Bucket) {
+        let idlest = bucket
+            .iter()
+            .min_by_key(|(_, s)| s.touched())
+            .map(|(name, _)| name.clone());
+        if let Some(name) = idlest {
+            bucket.remove(&name);
+            if let Some(slot) = self.store.try_reserve() {
+                slot.push(Op::Forget {
+                    stream: self.key(&name),
+                });
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +274,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]
@@ -111,10 +285,16 @@ mod tests {
             ttl_ms: 60_000,
         };
         // One stream per bucket.
-        let streams = Streams::new(limits, 1);
+        let store = Arc::new(Store::memory());
+        let slot = || store.try_reserve().expect("memory has room");
+        let streams = Streams::new(Kind::Room, limits, 1, store.clone());
         let a: Arc<str> = "a".into();
-        let epoch = streams.with(&a, |s| s.position().epoch);
-        assert_eq!(streams.with(&a, |s| s.position().epoch), epoch, "kept");
+        let epoch = streams.with(&a, slot(), |s| s.position().epoch);
+        assert_eq!(
+            streams.with(&a, slot(), |s| s.position().epoch),
+            epoch,
+            "kept"
+        );
         // Find another room in the same bucket, which must push `a` out.
         let same = (0..10_000)
             .map(|i| Arc::<str>::from(format!("r{i}")))
@@ -125,8 +305,8 @@ mod tests {
         let Some(b) = same else {
             panic!("no room shares a bucket with `a` among 10,000")
         };
-        streams.with(&b, |_| ());
-        let again = streams.with(&a, |s| s.position().epoch);
+        streams.with(&b, slot(), |_| ());
+        let again = streams.with(&a, slot(), |s| s.position().epoch);
         assert_ne!(again, epoch, "forgotten: a new epoch");
     }
 }

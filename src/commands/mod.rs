@@ -211,7 +211,7 @@ async fn emit(
     event: &str,
     data: RawData<'_>,
     echo: bool,
-) {
+) -> Result<(), ProtocolError> {
     let room = match &target {
         Target::Room(room) => Some(room.clone()),
         _ => None,
@@ -232,12 +232,23 @@ async fn emit(
         report: report.clone(),
         ..Delivery::new(target, ev)
     };
-    if ctx.hub.deliver(delivery).await {
+    let published = ctx.hub.deliver(delivery).await;
+    if published.waited {
         ShardStats::inc(&ctx.stats().commands_waited);
     }
     if let Some(report) = report {
         report.wait().await;
     }
+    if let Some(durable) = published.durable {
+        // `STORE_FSYNC=always`: the reply says the message is on disk.
+        if durable.await.is_err() {
+            return Err(ProtocolError::new(
+                ErrorCode::Internal,
+                "the message was delivered but could not be stored",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn not_member(code: ErrorCode, room: &str) -> ProtocolError {

@@ -30,6 +30,5 @@ pub(super) async fn apply(
             crate::panic::PANIC_IN_CONNECTION
         );
     }
-    emit(ctx, session, payload, Target::Room(room), event, data, echo).await;
-    Ok(())
+    emit(ctx, session, payload, Target::Room(room), event, data, echo).await
 }

@@ -20,6 +20,5 @@ pub(super) async fn apply(
     echo: bool,
 ) -> Result<(), ProtocolError> {
     let target = Target::User(Arc::from(to));
-    emit(ctx, session, payload, target, event, data, echo).await;
-    Ok(())
+    emit(ctx, session, payload, target, event, data, echo).await
 }

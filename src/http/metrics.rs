@@ -135,5 +135,37 @@ pub(crate) fn render(ctx: &Ctx) -> String {
         "# HELP wsgate_rooms Rooms.\n# TYPE wsgate_rooms gauge\nwsgate_rooms {}",
         stats.rooms
     );
+    let store = ctx.shared.store().backlog();
+    for (name, kind, help, value) in [
+        (
+            "wsgate_store_queued",
+            "gauge",
+            "Store writes queued, not yet committed (STORE=disk).",
+            store.queued as u64,
+        ),
+        (
+            "wsgate_store_unsynced",
+            "gauge",
+            "Store writes committed to the OS, not yet fsynced.",
+            store.unsynced,
+        ),
+        (
+            "wsgate_store_fsyncs_total",
+            "counter",
+            "Store fsyncs.",
+            store.fsyncs,
+        ),
+        (
+            "wsgate_store_failed_writes_total",
+            "counter",
+            "Store writes that failed (logged).",
+            store.failed,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     out
 }

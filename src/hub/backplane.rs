@@ -40,6 +40,15 @@ pub(crate) struct JoinTicket {
     pub(crate) done: oneshot::Sender<JoinDone>,
 }
 
+/// What a publish learned on its way: whether it waited for room (a full inbox or store
+/// queue), and, when replies wait for the fsync (`STORE_FSYNC=always`), the wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    pub(crate) waited: bool,
+    /// Resolves once the message is on disk; an error means it could not be written.
+    pub(crate) durable: Option<oneshot::Receiver<()>>,
+}
+
 /// How a join ended: the position and, for a resume, whether it recovered.
 pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
 
@@ -60,7 +69,8 @@ pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
 ///   room's stream, keeps it in the stream's history, and hands it to every hub, the caller's
 ///   included, so that every hub sees a stream's events in offset order. A join that must sit at
 ///   a known position of the stream ([`Backplane::join_stream`]) travels the same ordered path
-///   to the joining hub. The epoch of a stream changes whenever its history was lost.
+///   to the joining hub. The epoch of a stream changes whenever its history was lost. With
+///   a store, the stream's write is queued under the same order (see `crate::store`).
 /// - **Directory.** Room member counts are the system-wide sum of every hub's members; a room
 ///   made by a join exists while it has members, and at most `MAX_ROOMS` rooms exist.
 pub(crate) trait Backplane: Sized + Send + Sync + 'static {
@@ -74,9 +84,13 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// Runs `task` on every hub; resolves once every one has it queued.
     fn run_everywhere(&self, task: Task<Self>) -> impl Future<Output = ()>;
 
-    /// Appends a room event to its stream and delivers it through every hub (see the
-    /// contract). Returns whether it had to wait for room in a hub's full inbox.
-    fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> impl Future<Output = bool>;
+    /// Appends a room event to its stream (and the store) and delivers it through every hub
+    /// (see the contract).
+    fn publish_stream(
+        &self,
+        room: &Arc<str>,
+        delivery: Delivery,
+    ) -> impl Future<Output = Published>;
 
     /// Sends `session`'s join of `room` to hub `hub` along the stream's ordered path, with the
     /// messages after `since` (epoch, offset) when it resumes; the answer comes on the ticket.

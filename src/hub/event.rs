@@ -61,6 +61,23 @@ impl OutEvent {
         &self.event
     }
 
+    /// Its offset in its stream, once sequenced.
+    pub(crate) fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// The event as the store keeps it, accepted at `at` (Unix ms).
+    pub(crate) fn stored(&self, at: u64) -> Vec<u8> {
+        crate::store::encode_message(
+            at,
+            &self.event,
+            self.room.as_deref(),
+            self.from.as_deref(),
+            self.data_format,
+            &self.data,
+        )
+    }
+
     /// The sending user, for events sent by a user.
     pub(crate) fn from(&self) -> Option<&str> {
         self.from.as_deref()

@@ -21,7 +21,7 @@ use indexmap::IndexMap;
 use smallvec::SmallVec;
 use wsgate_protocol::CloseCode;
 
-pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, RoomRefused, Task};
+pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, Published, RoomRefused, Task};
 pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
 pub(crate) use event::test_event;
@@ -424,13 +424,16 @@ impl<B: Backplane> Hub<B> {
     /// Delivers everywhere, through the backplane to every hub (this one included), so that
     /// a sender's events reach each recipient in the order sent. A room event goes through the
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
-    /// offset order. Returns whether it had to wait for room in a full inbox.
-    pub(crate) async fn deliver(&self, d: Delivery) -> bool {
+    /// offset order (and is written to the store, see [`Published`]).
+    pub(crate) async fn deliver(&self, d: Delivery) -> Published {
         if let Target::Room(room) = &d.target {
             let room = room.clone();
             return self.backplane.publish_stream(&room, d).await;
         }
-        self.backplane.publish(d).await
+        Published {
+            waited: self.backplane.publish(d).await,
+            durable: None,
+        }
     }
 
     /// Runs `f` on every hub (this one included, through the backplane, after what was

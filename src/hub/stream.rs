@@ -98,6 +98,36 @@ impl Stream {
         }
     }
 
+    /// A stream read back from the store: its epoch, last offset and kept messages (oldest
+    /// first, each carrying its offset), trimmed to `limits` as of `now`.
+    pub(crate) fn restore(
+        epoch: u64,
+        last: u64,
+        entries: impl IntoIterator<Item = Entry>,
+        now: u64,
+        limits: &StreamLimits,
+    ) -> Stream {
+        let mut stream = Stream::new(epoch, now);
+        stream.last = last;
+        for entry in entries {
+            if entry.offset > last {
+                continue;
+            }
+            stream.bytes += entry.cost();
+            stream.entries.push_back(entry);
+        }
+        stream.trim(now, limits);
+        stream
+    }
+
+    /// The oldest offset still kept, or the next one when nothing is: whatever is below it is
+    /// gone.
+    pub(crate) fn low(&self) -> u64 {
+        self.entries
+            .front()
+            .map_or(self.next_offset(), |e| e.offset)
+    }
+
     /// The offset the next message gets.
     pub(crate) fn next_offset(&self) -> u64 {
         self.last + 1

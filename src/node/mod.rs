@@ -17,11 +17,12 @@ use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
 use crate::cluster::{Directory, Local, LocalHub, Streams};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
 use crate::session::Session;
 use crate::stats::ShardStats;
+use crate::store::{Kind, Recovered, Store, StoreError};
 use crate::transport::socket::Socket;
 use permit::{ConnPermit, UserSlot};
 use shutdown::Shutdown;
@@ -49,21 +50,45 @@ pub(crate) struct Shared {
 pub(crate) type Handoffs = Vec<mpsc::UnboundedReceiver<Handoff>>;
 
 impl Shared {
-    /// The state `config.shard_count()` shards share, and each shard's hand-off receiver.
+    /// The state `config.shard_count()` shards share, and each shard's hand-off receiver;
+    /// with `STORE=disk`, what the store kept is put back first.
     pub(crate) fn new(
         config: Config,
         verifier: Verifier,
         api_keys: Vec<String>,
         shutdown: Shutdown,
-    ) -> (Shared, Handoffs) {
+    ) -> Result<(Shared, Handoffs), StoreError> {
         let shards = config.shard_count();
+        let (store, recovered) = match config.store {
+            StoreKind::Memory => (Store::memory(), Recovered::default()),
+            StoreKind::Disk => Store::open(
+                &config.data_dir,
+                config.store_fsync,
+                config.store_queue_capacity,
+            )?,
+        };
+        let store = Arc::new(store);
         let directory = Directory::new(config.max_connections_per_user, config.max_rooms);
+        directory.restore(recovered.rooms, recovered.allowed);
         let limits = StreamLimits {
             size: config.room_history_size,
             bytes: config.room_history_bytes,
             ttl_ms: config.room_history_ttl.as_millis() as u64,
         };
-        let streams = Streams::new(limits, config.max_rooms);
+        let streams = Streams::new(Kind::Room, limits, config.max_rooms, store.clone());
+        let (rooms, _users): (Vec<_>, Vec<_>) = recovered
+            .streams
+            .into_iter()
+            .partition(|s| s.stream.kind == Kind::Room);
+        streams.restore(rooms);
+        if config.store == StoreKind::Disk {
+            tracing::info!(
+                dir = %config.data_dir.display(),
+                clean = recovered.clean,
+                rooms = directory.room_count(),
+                "store opened"
+            );
+        }
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let shared = Shared {
@@ -72,6 +97,7 @@ impl Shared {
                 config.shard_inbox_capacity,
                 directory,
                 streams,
+                store,
             )),
             stats: (0..shards).map(|_| Arc::default()).collect(),
             verifier,
@@ -81,7 +107,17 @@ impl Shared {
             handoffs: senders.into_boxed_slice(),
             config,
         };
-        (shared, receivers)
+        Ok((shared, receivers))
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        self.backplane.store()
+    }
+
+    /// Writes every stream's position and marks the run clean; once the shards are stopped.
+    pub(crate) fn close_store(&self) {
+        self.store().close(self.backplane.streams().heads());
     }
 
     /// The process-wide directory of users and rooms.

@@ -29,6 +29,9 @@ pub enum StartError {
     /// The JWT key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The store could not be opened (`STORE=disk`).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Binding a listener or spawning a shard failed.
     #[error("cannot listen on {addr}: {source}")]
     Io {
@@ -72,7 +75,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     })?;
 
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let (shared, handoffs) = Shared::new(config, verifier, api_keys, shutdown);
+    let (shared, handoffs) = Shared::new(config, verifier, api_keys, shutdown)?;
     let shared = Arc::new(shared);
     let mut threads = Vec::with_capacity(shards);
     for (id, (listener, handoffs)) in listeners.into_iter().zip(handoffs).enumerate() {
@@ -170,6 +173,7 @@ impl ServerHandle {
                 tracing::error!("a shard thread panicked");
             }
         }
+        self.shared.close_store();
     }
 
     /// [`ServerHandle::shutdown_blocking`] for async callers.

@@ -305,7 +305,8 @@ impl ShardMaps {
             config.max_rooms_per_connection.max(rooms_per_conn as u32);
         let verifier = Verifier::from_config(&config, None).expect("an HS256 verifier");
         let (_trigger, shutdown) = ShutdownTrigger::new();
-        let (shared, _handoffs) = Shared::new(config, verifier, Vec::new(), shutdown);
+        let (shared, _handoffs) =
+            Shared::new(config, verifier, Vec::new(), shutdown).expect("a memory store opens");
         let ctx = Ctx::new(0, Arc::new(shared));
         let turns = Turns::default();
         let room_names: Vec<Arc<str>> = (0..rooms).map(|i| room_name(i).into()).collect();
@@ -462,7 +463,12 @@ impl StreamWrites {
             ttl_ms: 3_600_000,
         };
         StreamWrites {
-            streams: crate::cluster::Streams::new(limits, 100_000),
+            streams: crate::cluster::Streams::new(
+                crate::store::Kind::Room,
+                limits,
+                100_000,
+                Arc::new(crate::store::Store::memory()),
+            ),
             room: room_name(0).into(),
             event: Event::chat_64(),
         }
@@ -471,13 +477,14 @@ impl StreamWrites {
     /// What a publish adds on the write path: the bucket lock, the next offset, the event
     /// at that offset (`OutEvent::sequenced`) and its place in the history ring. Returns it.
     pub fn append(&self) -> u64 {
-        let limits = *self.streams.limits();
         let now = crate::cluster::streams::unix_ms();
-        self.streams.with(&self.room, |s| {
-            let offset = s.next_offset();
-            s.append(self.event.inner.sequenced(offset), now, &limits);
-            offset
-        })
+        let Some(writes) = self.streams.try_reserve() else {
+            return 0;
+        };
+        let appended = self
+            .streams
+            .append(&self.room, writes, &self.event.inner, now, |_| ());
+        appended.event.offset().unwrap_or(0)
     }
 
     /// A `history` read of the newest `limit` messages; returns how many.
@@ -487,7 +494,11 @@ impl StreamWrites {
             before: None,
             after: None,
         };
-        self.streams.with(&self.room, |s| s.read(&query).len())
+        let Some(head) = self.streams.store().try_reserve() else {
+            return 0;
+        };
+        self.streams
+            .with(&self.room, head, |s| s.read(&query).len())
     }
 }
 

@@ -49,9 +49,33 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The `offset` of each message of a history answer's `messages` array.
+pub fn offsets(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect()
+}
+
 pub struct TestServer {
     pub handle: ServerHandle,
     pub addr: std::net::SocketAddr,
+    remote: Remote,
+}
+
+/// A server reached by its address only (one started in this process, through
+/// [`TestServer`]'s `Deref`, or the real binary in a child process).
+pub struct Remote {
+    pub addr: std::net::SocketAddr,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Remote;
+    fn deref(&self) -> &Remote {
+        &self.remote
+    }
 }
 
 /// Starts the real server on 127.0.0.1:0 with the test secret; `tweak` adjusts the config.
@@ -62,10 +86,14 @@ pub fn start_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
     tweak(&mut config);
     let handle = wsgate::start(config).expect("server starts");
     let addr = handle.local_addr();
-    TestServer { handle, addr }
+    TestServer {
+        handle,
+        addr,
+        remote: Remote { addr },
+    }
 }
 
-impl TestServer {
+impl Remote {
     pub fn url(&self, query: &str) -> String {
         if query.is_empty() {
             format!("ws://{}/ws", self.addr)
@@ -329,7 +357,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(server: &TestServer) -> Api {
+    pub fn new(server: &Remote) -> Api {
         Api {
             http: reqwest::Client::new(),
             base: format!("http://{}", server.addr),

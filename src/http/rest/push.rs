@@ -117,7 +117,17 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
         report: Some(report.clone()),
         ..Delivery::new(target, ev)
     };
-    ctx.hub.deliver(delivery).await;
+    let published = ctx.hub.deliver(delivery).await;
+    if let Some(durable) = published.durable {
+        // `STORE_FSYNC=always`: the answer says the message is on disk.
+        if durable.await.is_err() {
+            return Pending::Failed(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the message was delivered but could not be stored",
+            ));
+        }
+    }
     Pending::Report(report, users)
 }
 

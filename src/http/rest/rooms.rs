@@ -73,7 +73,12 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
         options,
     } = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
-    match ctx.shared.directory().create_room(&key, creator, options) {
+    let (slot, _) = ctx.shared.store().reserve().await;
+    match ctx
+        .shared
+        .directory()
+        .create_room(&key, creator, options, slot)
+    {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(&room, info, Some(Vec::new())),
@@ -165,7 +170,8 @@ pub(super) async fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
 /// `DELETE /api/v1/rooms/{roomId}`: members get `room.closed` and are removed.
 pub(super) async fn close(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    if !ctx.shared.directory().close_room(&room) {
+    let (slot, _) = ctx.shared.store().reserve().await;
+    if !ctx.shared.directory().close_room(&room, slot) {
         return Err(ApiError::room_not_found(&room));
     }
     let data = Bytes::from_static(br#"{"reason":"closed by the backend"}"#);
@@ -207,10 +213,11 @@ pub(super) async fn add_member(ctx: &Rc<Ctx>, req: Request<Incoming>, room: Stri
         return Err(ApiError::room_not_found(&room));
     }
     // A private room lets the user in from now on, with any connection, not only these.
+    let (slot, _) = ctx.shared.store().reserve().await;
     if !ctx
         .shared
         .directory()
-        .allow(&room, &Arc::from(user.as_str()))
+        .allow(&room, &Arc::from(user.as_str()), slot)
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -253,7 +260,8 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
     if ctx.shared.directory().room(&room).is_none() {
         return Err(ApiError::room_not_found(&room));
     }
-    ctx.shared.directory().disallow(&room, &user);
+    let (slot, _) = ctx.shared.store().reserve().await;
+    ctx.shared.directory().disallow(&room, &user, slot);
     let removed: usize = ctx
         .hub
         .gather(move |s| s.remove_from_room(&user, &room))
@@ -268,11 +276,15 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
 }
 
 /// `GET /api/v1/rooms/{roomId}/messages?limit=&before=&after=`: the kept messages of the
-/// room's stream, oldest first; `nextBefore` / `nextAfter` page on when a page was full.
+/// room's stream (of a room that exists, or whose stream is still kept), oldest first; `nextBefore` / `nextAfter` page on when a page was full.
 pub(super) async fn messages(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
     let query = history_query(req)?;
-    if ctx.shared.directory().room(&room).is_none() {
+    // A room made by a join is gone with its last member, but what its stream keeps (say,
+    // after a restart) can still be read.
+    if ctx.shared.directory().room(&room).is_none()
+        && !ctx.shared.backplane.streams().contains(&room)
+    {
         return Err(ApiError::room_not_found(&room));
     }
     let (position, entries) = ctx.hub.history(&room, query).await;
