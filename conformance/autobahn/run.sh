@@ -82,7 +82,7 @@ trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$serve
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
   # Limits high enough for 9.x (messages up to 16 MiB, echoed whole); the rest are defaults.
-  RUST_LOG=warn "target/$profile/wsgate" --host 127.0.0.1 --port "$port" --echo \
+  RUST_LOG=warn "target/$profile/wsgate" --host 127.0.0.1 --port "$port" --echo --store memory \
     --jwt-secret autobahn --api-keys autobahn-unused \
     --max-message-bytes 67108864 --max-outbound-bytes 268435456 >"$work/server.log" 2>&1 &
   server=$!

@@ -19,11 +19,13 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >&2
 echo "machine: nproc=$(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g'), load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "server: $WSGATE --host 127.0.0.1 --port 0 --jwt-secret s $server_flags" >&2
 log=$(mktemp)
+# A fresh store for every run (STORE=disk is the default), so no run reads another's state.
+data=$(mktemp -d)
 pid=
-trap 'if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -f "$log"' EXIT
+trap 'if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$log" "$data"' EXIT
 # shellcheck disable=SC2086
 LOG_FORMAT=text RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret s \
-  $server_flags >"$log" 2>&1 &
+  --data-dir "$data" $server_flags >"$log" 2>&1 &
 pid=$!
 # shellcheck source=loadgen/bench/listen.sh
 source loadgen/bench/listen.sh

@@ -76,7 +76,7 @@ log "soak: $rounds round(s) of ${secs}s; $CONNECTIONS connections, $ROOMS rooms,
 
 # shellcheck disable=SC2086
 LOG_FORMAT=text RUST_LOG=${RUST_LOG:-warn,wsgate::server=info} "$WSGATE" --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" \
-  --api-keys "$API_KEY" $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
+  --api-keys "$API_KEY" --data-dir "$OUT/data" $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 server=$!
 sampler=
 cleanup() {

@@ -59,6 +59,8 @@ fn server_binary() -> PathBuf {
 pub(crate) fn start_server(flags: &[&str]) -> Server {
     let mut child = Command::new(server_binary())
         .args(["--host", "127.0.0.1", "--port", "0", "--jwt-secret", SECRET])
+        // Tests run servers side by side: none keeps state on disk.
+        .args(["--store", "memory"])
         .args(flags)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
