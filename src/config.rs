@@ -263,6 +263,26 @@ pub struct Config {
     /// (nothing is dropped). Default: 65536.
     #[arg(long, env = "STORE_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub store_queue_capacity: usize,
+    /// Private messages (`send`, REST pushes to users) each user's stream keeps until they
+    /// are acknowledged: its mailbox for when the user is offline; 0 keeps none (offsets still
+    /// count). Past it the oldest go (counted). Default: 100.
+    #[arg(long, env = "USER_STREAM_SIZE", default_value_t = 100)]
+    pub user_stream_size: usize,
+    /// Bytes each user's stream keeps at most; the oldest go first. Default: 65536.
+    #[arg(long, env = "USER_STREAM_BYTES", default_value_t = 64 * 1024)]
+    pub user_stream_bytes: usize,
+    /// Age past which an unacknowledged private message is dropped; a user stream that keeps
+    /// nothing this long is forgotten (its next message starts a new epoch). Default: 7d.
+    #[arg(long, env = "USER_STREAM_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub user_stream_ttl: Duration,
+    /// Most user streams kept (users with messages waiting, or recently sent to); past it the
+    /// one idle longest is forgotten. Default: 100000.
+    #[arg(long, env = "MAX_USER_STREAMS", default_value_t = 100_000)]
+    pub max_user_streams: usize,
+    /// Tell a room's members when a user marks it read (`read`): a `read` event with the
+    /// user and the offset, not stored in the stream. Default: false.
+    #[arg(long, env = "READ_RECEIPTS", default_value_t = false)]
+    pub read_receipts: bool,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,

@@ -9,7 +9,12 @@ use serde_json::json;
 #[tokio::test]
 async fn a_private_message_reaches_every_connection_of_the_user() {
     let server = start_server(|_| {});
-    for (sender_fmt, receiver_fmt) in [(Fmt::Json, Fmt::MsgPack), (Fmt::MsgPack, Fmt::Json)] {
+    // Each message is the next one of bob's stream.
+    for (offset, (sender_fmt, receiver_fmt)) in
+        [(Fmt::Json, Fmt::MsgPack), (Fmt::MsgPack, Fmt::Json)]
+            .into_iter()
+            .enumerate()
+    {
         let mut alice = server.client("alice", sender_fmt).await;
         let mut bob1 = server.client("bob", receiver_fmt).await;
         let mut bob2 = server.client("bob", Fmt::Json).await;
@@ -20,8 +25,7 @@ async fn a_private_message_reaches_every_connection_of_the_user() {
                 1,
             )
             .await;
-        let expected =
-            json!({"type": "event", "event": "notification", "from": "alice", "data": data});
+        let expected = json!({"type": "event", "event": "notification", "from": "alice", "offset": offset + 1, "data": data});
         assert_eq!(bob1.recv().await, expected);
         assert_eq!(bob2.recv().await, expected);
         for c in [alice, bob1, bob2] {

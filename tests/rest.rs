@@ -28,9 +28,9 @@ async fn push_to_users_reaches_every_connection_and_names_the_offline() {
         .await;
     assert_eq!(
         (s, r.clone()),
-        (200, json!({"delivered": 2, "offline": []}))
+        (200, json!({"delivered": 2, "offline": [], "queued": []}))
     );
-    let expected = json!({"type": "event", "event": "notification", "data": data});
+    let expected = json!({"type": "event", "event": "notification", "offset": 1, "data": data});
     assert_eq!(a_json.recv().await, expected);
     assert_eq!(a_pack.recv().await, expected);
 
@@ -40,7 +40,13 @@ async fn push_to_users_reaches_every_connection_and_names_the_offline() {
             json!({"userIds": ["alice", "ghost", "bob"], "event": "e"}),
         )
         .await;
-    assert_eq!((s, r), (200, json!({"delivered": 3, "offline": ["ghost"]})));
+    assert_eq!(
+        (s, r),
+        (
+            200,
+            json!({"delivered": 3, "offline": ["ghost"], "queued": ["ghost"]})
+        )
+    );
     assert_eq!(b.recv().await["data"], Value::Null);
     server.handle.shutdown().await;
 }
@@ -125,7 +131,10 @@ async fn a_batch_of_1000_pushes_arrives_in_order_per_recipient() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(r["results"][0]["error"]["code"], "room.not_found");
-    assert_eq!(r["results"][1], json!({"delivered": 1, "offline": ["zed"]}));
+    assert_eq!(
+        r["results"][1],
+        json!({"delivered": 1, "offline": ["zed"], "queued": ["zed"]})
+    );
     assert_eq!(r["results"][2], json!({"delivered": 2}));
     // An invalid item fails the whole batch, naming it.
     let (s, r) = api.post("/api/v1/push/batch", json!({"pushes": [{"userId": "u1", "event": "e"}, {"event": "e"}, {"userId": "u1", "roomId": "r", "event": ""}]})).await;

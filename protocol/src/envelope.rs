@@ -45,6 +45,7 @@ pub(crate) struct Envelope<V> {
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
     pub(crate) after: Option<V>,
+    pub(crate) offset: Option<V>,
 }
 
 /// The known fields of a `since` object, each as found.
@@ -69,6 +70,7 @@ impl<V> Envelope<V> {
             limit: None,
             before: None,
             after: None,
+            offset: None,
         }
     }
 }
@@ -127,6 +129,13 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 echo: echo(self.echo)?,
             },
             "history" => self.history()?,
+            "ack" => Command::Ack {
+                offset: required_uint(self.offset, "offset")?,
+            },
+            "read" => Command::Read {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+                offset: required_uint(self.offset, "offset")?,
+            },
             "ping" => Command::Ping,
             other => {
                 let quoted: String = other.chars().take(MAX_QUOTED_CMD).collect();
@@ -217,9 +226,16 @@ fn since<'a, V: FieldValue<'a>>(value: V) -> Result<Since<'a>, ProtocolError> {
     let fields = value.since()?;
     Ok(Since {
         epoch: name(fields.epoch, "since.epoch", MAX_EPOCH_LEN)?,
-        offset: uint(fields.offset, "since.offset")?
-            .ok_or_else(|| field_error("since.offset", "missing"))?,
+        offset: required_uint(fields.offset, "since.offset")?,
     })
+}
+
+/// A required unsigned integer field.
+fn required_uint<'a, V: FieldValue<'a>>(
+    value: Option<V>,
+    field: &str,
+) -> Result<u64, ProtocolError> {
+    uint(value, field)?.ok_or_else(|| field_error(field, "missing"))
 }
 
 /// An optional unsigned integer field.

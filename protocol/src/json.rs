@@ -42,6 +42,8 @@ struct Wire<'a> {
     before: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     after: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    offset: Option<&'a RawValue>,
 }
 
 /// A `since` object as serde sees it, like [`Wire`].
@@ -152,6 +154,7 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         limit: raw(wire.limit),
         before: raw(wire.before),
         after: raw(wire.after),
+        offset: raw(wire.offset),
     };
     envelope.into_request(Format::Json)
 }
@@ -223,11 +226,17 @@ pub(crate) fn encode_server_message(
             write_str(message, out);
             out.push(b'}');
         }
-        ServerMessage::Joined { recovered, .. } => {
+        ServerMessage::Joined {
+            recovered, read, ..
+        } => {
             write_position(msg, out);
             if let Some(recovered) = recovered {
                 out.extend_from_slice(br#","recovered":"#);
                 out.extend_from_slice(if *recovered { b"true" } else { b"false" });
+            }
+            if let Some(read) = read {
+                out.extend_from_slice(br#","read":"#);
+                write_u64(*read, out);
             }
             out.push(b'}');
         }
@@ -356,6 +365,15 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             }
         }
         Command::Leave { room } => field("room", room, out),
+        Command::Ack { offset } => {
+            key("offset", out);
+            write_u64(*offset, out);
+        }
+        Command::Read { room, offset } => {
+            field("room", room, out);
+            key("offset", out);
+            write_u64(*offset, out);
+        }
         Command::History { room, .. } => {
             field("room", room, out);
             for (name, n) in req.command.history_bounds() {

@@ -94,6 +94,11 @@ pub struct Since<'a> {
     pub offset: u64,
 }
 
+/// Every `cmd` of protocol version 1 (what [`Command::name`] can answer).
+pub const COMMANDS: &[&str] = &[
+    "auth", "join", "leave", "publish", "send", "history", "ack", "read", "ping",
+];
+
 /// One client command: one variant per `cmd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -147,6 +152,20 @@ pub enum Command<'a> {
         /// Only events with a larger offset: the oldest `limit` of them.
         after: Option<u64>,
     },
+    /// `ack`: the user's private messages up to `offset` of its stream were received; they
+    /// are not delivered again.
+    Ack {
+        /// The last offset of the user's stream received.
+        offset: u64,
+    },
+    /// `read`: the user read a room up to `offset`: its read marker, kept for unread counts
+    /// and told to the room's members as a `read` event.
+    Read {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// The last offset of the room's stream read.
+        offset: u64,
+    },
     /// `ping`: an application-level ping, answered by a reply.
     Ping,
 }
@@ -161,6 +180,8 @@ impl Command<'_> {
             Command::Publish { .. } => "publish",
             Command::Send { .. } => "send",
             Command::History { .. } => "history",
+            Command::Ack { .. } => "ack",
+            Command::Read { .. } => "read",
             Command::Ping => "ping",
         }
     }
@@ -270,6 +291,9 @@ pub enum ServerMessage<'a> {
         /// For a `join` with `since`: whether every event after it was replayed (false: the
         /// epoch differs or the events are no longer stored). `None` for a plain `join`.
         recovered: Option<bool>,
+        /// The user's read marker in the room (the last offset it marked read with `read`),
+        /// when it has one: the room's unread count is `offset - read`.
+        read: Option<u64>,
     },
     /// `reply` to a `history` command with an id.
     History {

@@ -416,6 +416,7 @@ fn read_envelope<'a>(
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
             b"after" => (&mut envelope.after, "after"),
+            b"offset" => (&mut envelope.offset, "offset"),
             unknown => {
                 skip_unknown(unknown, &mut r)?;
                 continue;
@@ -537,11 +538,18 @@ pub(crate) fn encode_server_message(
             write_str("message", out)?;
             write_str(message, out)
         }
-        ServerMessage::Joined { recovered, .. } => {
-            write_position(msg, 5 + u32::from(recovered.is_some()), out)?;
+        ServerMessage::Joined {
+            recovered, read, ..
+        } => {
+            let fields = 5 + u32::from(recovered.is_some()) + u32::from(read.is_some());
+            write_position(msg, fields, out)?;
             if let Some(recovered) = recovered {
                 write_str("recovered", out)?;
                 encode::write_bool(out, *recovered).map_err(enc)?;
+            }
+            if let Some(read) = read {
+                write_str("read", out)?;
+                write_uint(*read, out)?;
             }
             Ok(())
         }
@@ -667,7 +675,8 @@ fn write_welcome(w: &Welcome<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> 
 /// Appends a client request (the caller restores `out` on error).
 pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let fields: u32 = match &req.command {
-        Command::Auth { .. } | Command::Leave { .. } => 2,
+        Command::Auth { .. } | Command::Leave { .. } | Command::Ack { .. } => 2,
+        Command::Read { .. } => 3,
         Command::Join { since, .. } => 2 + u32::from(since.is_some()),
         Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
         Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
@@ -696,6 +705,16 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         Command::Leave { room } => {
             write_str("room", out)?;
             write_str(room, out)
+        }
+        Command::Ack { offset } => {
+            write_str("offset", out)?;
+            write_uint(*offset, out)
+        }
+        Command::Read { room, offset } => {
+            write_str("room", out)?;
+            write_str(room, out)?;
+            write_str("offset", out)?;
+            write_uint(*offset, out)
         }
         Command::History { room, .. } => {
             write_str("room", out)?;

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, Notify};
 
 use super::directory::Directory;
+use super::reads::Reads;
 use super::streams::{unix_ms, Streams};
 use crate::hub::{
-    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, Position, Published, Query, RoomRefused,
-    Task,
+    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, OutEvent, Position, Published, Query,
+    RoomRefused, Task,
 };
 use crate::queue::Bounded;
 use crate::store::Store;
@@ -41,6 +42,10 @@ pub(crate) struct Local {
     inboxes: Box<[Inbox]>,
     directory: Directory,
     streams: Streams,
+    /// Every user's stream: its private messages until acknowledged.
+    users: Streams,
+    /// Every user's read markers.
+    reads: Reads,
     /// Where the streams and the directory write what must survive a restart.
     store: Arc<Store>,
 }
@@ -52,6 +57,8 @@ impl Local {
         capacity: usize,
         directory: Directory,
         streams: Streams,
+        users: Streams,
+        reads: Reads,
         store: Arc<Store>,
     ) -> Local {
         let inboxes = (0..shards)
@@ -64,6 +71,8 @@ impl Local {
             inboxes,
             directory,
             streams,
+            users,
+            reads,
             store,
         }
     }
@@ -76,6 +85,43 @@ impl Local {
     /// The rooms' streams.
     pub(crate) fn streams(&self) -> &Streams {
         &self.streams
+    }
+
+    /// The users' read markers.
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
+    /// The users' streams.
+    pub(crate) fn user_streams(&self) -> &Streams {
+        &self.users
+    }
+
+    /// Appends `delivery`'s event to `streams`' stream `name` and hands it to every inbox,
+    /// all under the stream's lock.
+    async fn append_everywhere(
+        &self,
+        streams: &Streams,
+        name: &Arc<str>,
+        delivery: Delivery,
+    ) -> Published {
+        let (writes, mut waited) = streams.reserve().await;
+        for shard in 0..self.inboxes.len() {
+            waited |= self.reserve(shard).await;
+        }
+        let appended = streams.append(name, writes, &delivery.event, unix_ms(), |event| {
+            let delivery = Delivery {
+                event: event.clone(),
+                ..delivery.clone()
+            };
+            for shard in 0..self.inboxes.len() {
+                self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
+            }
+        });
+        Published {
+            waited,
+            durable: appended.durable,
+        }
     }
 
     /// The store.
@@ -150,25 +196,25 @@ impl Backplane for Local {
     }
 
     async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> Published {
-        let (writes, mut waited) = self.streams.reserve().await;
-        for shard in 0..self.inboxes.len() {
-            waited |= self.reserve(shard).await;
-        }
-        let appended = self
-            .streams
-            .append(room, writes, &delivery.event, unix_ms(), |event| {
-                let delivery = Delivery {
-                    event: event.clone(),
-                    ..delivery.clone()
-                };
-                for shard in 0..self.inboxes.len() {
-                    self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
-                }
-            });
-        Published {
-            waited,
-            durable: appended.durable,
-        }
+        self.append_everywhere(&self.streams, room, delivery).await
+    }
+
+    async fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> Published {
+        self.append_everywhere(&self.users, user, delivery).await
+    }
+
+    fn mailbox(&self, user: &str) -> Option<(Position, Vec<Arc<OutEvent>>, bool)> {
+        self.users
+            .peek(user, |s| (s.position(), s.unacked(), s.acked().1))
+    }
+
+    fn delivered(&self, user: &Arc<str>, offset: u64) {
+        self.users.delivered(user, offset);
+    }
+
+    async fn ack(&self, user: &Arc<str>, offset: u64) -> Position {
+        let (writes, _) = self.users.reserve().await;
+        self.users.ack(user, offset, writes)
     }
 
     async fn join_stream(
@@ -234,6 +280,8 @@ mod tests {
             2,
             Directory::new(1, 1),
             Streams::new(crate::store::Kind::Room, limits, 1, store.clone()),
+            Streams::new(crate::store::Kind::User, limits, 1, store.clone()),
+            Reads::new(1),
             store,
         ));
         let d = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));

@@ -3,12 +3,15 @@
 //!
 //! - [`local`]: the other shards of this process, through lock-free inboxes (the default);
 //! - [`directory`]: users and rooms across the shards, with their counts and bounds;
-//! - [`streams`]: every room's stream (offsets, epochs, recent history), one writer at a time.
+//! - [`streams`]: every stream, a room's or a user's (offsets, epochs, recent history), one
+//!   writer at a time;
+//! - [`reads`]: users' read markers in rooms.
 //!
 //! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
 
 pub(crate) mod directory;
 pub(crate) mod local;
+pub(crate) mod reads;
 pub(crate) mod streams;
 
 pub(crate) use directory::{Directory, RoomInfo, RoomOptions};

@@ -12,7 +12,7 @@ use ahash::RandomState;
 use tokio::sync::oneshot;
 
 pub(crate) use crate::clock::unix_ms;
-use crate::hub::{Entry, OutEvent, Stream, StreamLimits};
+use crate::hub::{Entry, OutEvent, Position, Stream, StreamLimits};
 use crate::store::{Kind, Op, RecoveredStream, Slot, Store, StreamKey};
 
 /// Buckets: enough that shards publishing to different rooms rarely meet on one lock.
@@ -42,6 +42,7 @@ pub(crate) struct Writes<'a> {
 /// A message appended: its event (with its offset), and the wait for its fsync when replies
 /// wait for one (`STORE_FSYNC=always`).
 pub(crate) struct Appended {
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) event: Arc<OutEvent>,
     pub(crate) durable: Option<oneshot::Receiver<()>>,
 }
@@ -70,6 +71,7 @@ impl Streams {
     }
 
     /// The store the streams write to.
+    #[cfg(feature = "testing")]
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }
@@ -95,6 +97,7 @@ impl Streams {
     }
 
     /// Reserves the store slots for one write if they are free (never waits).
+    #[cfg(feature = "testing")]
     pub(crate) fn try_reserve(&self) -> Option<Writes<'_>> {
         let head = self.store.try_reserve()?;
         let write = self.store.try_reserve()?;
@@ -176,6 +179,53 @@ impl Streams {
         Appended { event, durable }
     }
 
+    /// Runs `f` on `name`'s stream if it has one (nothing is made).
+    pub(crate) fn peek<R>(&self, name: &str, f: impl FnOnce(&Stream) -> R) -> Option<R> {
+        self.bucket(name).get(name).map(f)
+    }
+
+    /// The user acknowledged `name`'s messages up to `offset` (an `ack` command; see
+    /// [`Stream::ack`]): from now on its messages wait for acks. The stream is made if it has
+    /// none (so that the user's first ack, before any message, counts), and the ack is
+    /// written to the store. Returns the stream's position.
+    pub(crate) fn ack(&self, name: &Arc<str>, offset: u64, writes: Writes<'_>) -> Position {
+        let Writes { head, write } = writes;
+        let mut bucket = self.bucket_for(name);
+        let stream = bucket
+            .entry(name.clone())
+            .or_insert_with(|| self.make(name, head));
+        if stream.ack(offset, true, unix_ms(), &self.limits) {
+            write.push(Op::Ack {
+                user: name.clone(),
+                offset: stream.acked().0,
+            });
+        }
+        stream.position()
+    }
+
+    /// `name`'s message at `offset` reached a client: for a user that does not ack, that
+    /// acknowledges it and what came before (trimmed on disk too, if the store's queue has
+    /// room; otherwise a restart may deliver them once more).
+    pub(crate) fn delivered(&self, name: &Arc<str>, offset: u64) {
+        let mut bucket = self.bucket(name);
+        let Some(stream) = bucket.get_mut(&**name) else {
+            return;
+        };
+        if stream.acked().1 {
+            return;
+        }
+        let low = stream.low();
+        stream.ack(offset, false, unix_ms(), &self.limits);
+        if stream.low() > low {
+            if let Some(slot) = self.store.try_reserve() {
+                slot.push(Op::Trim {
+                    stream: self.key(name),
+                    below: stream.low(),
+                });
+            }
+        }
+    }
+
     /// Drops messages past their age in every `parts`-th bucket from `part`, and forgets
     /// streams that kept nothing for a whole TTL (their next use starts a new epoch). Each
     /// shard's sweep takes its own part. Writes that find the store's queue full are left for
@@ -223,10 +273,13 @@ impl Streams {
         out
     }
 
-    /// Puts back the streams the store kept (at start, before anyone is served).
-    pub(crate) fn restore(&self, recovered: Vec<RecoveredStream>) {
+    /// Puts back the streams the store kept, with the acks of user streams (at start, before
+    /// anyone is served).
+    pub(crate) fn restore(&self, recovered: Vec<RecoveredStream>, acks: Vec<(String, u64)>) {
         let now = unix_ms();
+        let acks: HashMap<String, u64> = acks.into_iter().collect();
         for r in recovered {
+            let acked = acks.get(&*r.stream.name).copied();
             let name = r.stream.name.clone();
             let entries = r.messages.into_iter().map(|(offset, m)| Entry {
                 offset,
@@ -240,7 +293,7 @@ impl Streams {
                 )
                 .sequenced(offset),
             });
-            let stream = Stream::restore(r.epoch, r.last, entries, now, &self.limits);
+            let stream = Stream::restore(r.epoch, r.last, acked, entries, now, &self.limits);
             let mut bucket = self.bucket(&name);
             if bucket.len() >= self.per_bucket {
                 self.forget_idlest(&mut bucket);

@@ -117,4 +117,7 @@ pub(crate) fn authenticate(
             },
         }),
     );
+    // What came for the user while it had no connection (or was not acknowledged), in order,
+    // before anything live.
+    ctx.hub.replay_mailbox(session, &identity.user);
 }

@@ -28,10 +28,14 @@ pub(super) async fn apply(
         .join_at_position(session, room, since)
         .await
         .map_err(|refused| refusal(ctx, refused))?;
+    let read = session
+        .user()
+        .and_then(|user| ctx.shared.backplane.reads().marker(&user, room));
     Ok(Answer::Joined {
         room: room.into(),
         position,
         recovered,
+        read,
     })
 }
 

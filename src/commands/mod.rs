@@ -1,11 +1,13 @@
 //! Client commands: decoded in one place ([`dispatch`]), rate-limited, and run, one file per
 //! command, each with an `apply`. A command with an `id` gets exactly one reply or error.
 
+mod ack;
 mod auth;
 mod history;
 mod join;
 mod leave;
 mod publish;
+mod read;
 mod send;
 
 use std::rc::Rc;
@@ -37,6 +39,8 @@ pub(crate) enum Answer {
         room: Arc<str>,
         position: Position,
         recovered: Option<bool>,
+        /// The user's read marker in the room, if it has one.
+        read: Option<u64>,
     },
     /// A history read.
     History {
@@ -149,6 +153,11 @@ pub(crate) async fn dispatch(
             data,
             echo,
         } => done(send::apply(ctx, session, &payload, &to, &event, data, echo).await),
+        Command::Ack { offset } => {
+            ack::apply(ctx, session, offset).await;
+            Ok(Answer::Done)
+        }
+        Command::Read { room, offset } => read::apply(ctx, session, &room, offset).await,
     };
     match (result, req.id) {
         (Ok(answer), Some(id)) => answer_with(ctx, session, id, &answer),
@@ -171,6 +180,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
             room,
             position,
             recovered,
+            read,
         } => ctx.send(
             session,
             &ServerMessage::Joined {
@@ -179,6 +189,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
                 epoch: &position.epoch_text(),
                 offset: position.offset,
                 recovered: *recovered,
+                read: *read,
             },
         ),
         Answer::History {

@@ -18,6 +18,7 @@ pub(crate) enum Handler {
     PushBatch,
     ListUsers,
     GetUser,
+    UserUnread,
     KickUser,
     Stats,
     ListRooms,
@@ -62,7 +63,7 @@ const fn route(method: &'static str, path: &'static str, handler: Handler) -> Ro
 }
 
 /// Every route.
-pub(crate) const TABLE: [Route; 20] = [
+pub(crate) const TABLE: [Route; 21] = [
     route("GET", "/ws", Handler::Upgrade),
     route("GET", "/healthz", Handler::Health),
     route("GET", "/readyz", Handler::Ready),
@@ -74,6 +75,7 @@ pub(crate) const TABLE: [Route; 20] = [
     route("POST", "/api/v1/push/batch", Handler::PushBatch),
     route("GET", "/api/v1/users", Handler::ListUsers),
     route("GET", "/api/v1/users/{userId}", Handler::GetUser),
+    route("GET", "/api/v1/users/{userId}/unread", Handler::UserUnread),
     route(
         "DELETE",
         "/api/v1/users/{userId}/connections",

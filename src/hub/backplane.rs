@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::stream::{Entry, Position, Query, Recovery};
-use super::{Delivery, Hub, JoinRefused};
+use super::{Delivery, Hub, JoinRefused, OutEvent};
 
 /// Work run on another hub, on that hub's thread (REST queries and administration).
 pub(crate) type Task<B> = Arc<dyn Fn(&Hub<B>) + Send + Sync>;
@@ -71,6 +71,9 @@ pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
 ///   a known position of the stream ([`Backplane::join_stream`]) travels the same ordered path
 ///   to the joining hub. The epoch of a stream changes whenever its history was lost. With
 ///   a store, the stream's write is queued under the same order (see `crate::store`).
+/// - **Mailboxes.** Every private message (to a user) goes through its user's stream the
+///   same way ([`Backplane::publish_user`]): it gets the stream's next offset and is kept until
+///   acknowledged, so a user with no connection gets it on its next one.
 /// - **Directory.** Room member counts are the system-wide sum of every hub's members; a room
 ///   made by a join exists while it has members, and at most `MAX_ROOMS` rooms exist.
 pub(crate) trait Backplane: Sized + Send + Sync + 'static {
@@ -101,6 +104,22 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         room: &Arc<str>,
         since: Option<(&str, u64)>,
     ) -> impl Future<Output = oneshot::Receiver<JoinDone>>;
+
+    /// Appends a private message to its user's stream (the user's mailbox, and the store)
+    /// and delivers it through every hub, like [`Backplane::publish_stream`].
+    fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> impl Future<Output = Published>;
+
+    /// `user`'s messages not acknowledged, if its stream keeps any: the stream's position,
+    /// the messages, and whether the user acks (else delivery counts as the ack).
+    fn mailbox(&self, user: &str) -> Option<(Position, Vec<Arc<OutEvent>>, bool)>;
+
+    /// A hub delivered `user`'s message at `offset` to a connection: for a user that does
+    /// not ack, that acknowledges it (and what came before).
+    fn delivered(&self, user: &Arc<str>, offset: u64);
+
+    /// `user` acknowledged its messages up to `offset` (the `ack` command; written to the
+    /// store): from now on its messages wait for acks. Returns its stream's position.
+    fn ack(&self, user: &Arc<str>, offset: u64) -> impl Future<Output = Position>;
 
     /// The stream's position and the kept messages `query` asks for.
     fn history(

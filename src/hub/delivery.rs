@@ -30,6 +30,11 @@ impl Report {
         })
     }
 
+    /// `parts` more parts to wait for (before any is added: a delivery split in several).
+    pub(crate) fn expect(&self, parts: usize) {
+        self.pending.fetch_add(parts, Ordering::AcqRel);
+    }
+
     /// One hub's part: `delivered` connections reached; `found(i)` for target users seen.
     pub(crate) fn add(&self, delivered: usize, found: impl IntoIterator<Item = usize>) {
         self.delivered.fetch_add(delivered, Ordering::Relaxed);
@@ -69,6 +74,8 @@ pub(crate) struct Delivery {
     pub(crate) exclude_user: Option<Arc<str>>,
     /// Where to add up what it reached, when someone waits for that.
     pub(crate) report: Option<Arc<Report>>,
+    /// For a [`Target::User`] that is one of a report's several users: its index there.
+    pub(crate) index: usize,
 }
 
 impl Delivery {
@@ -80,6 +87,7 @@ impl Delivery {
             exclude: None,
             exclude_user: None,
             report: None,
+            index: 0,
         }
     }
 }

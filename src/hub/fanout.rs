@@ -34,8 +34,17 @@ impl<B: Backplane> Hub<B> {
         let stats = self.stats();
         let max = self.limits.max_outbound_bytes;
         let mut delivered = 0;
+        // A private message's offset in its user's stream: a session whose mailbox replay
+        // already queued it skips it.
+        let user_offset = match (&d.target, d.event.offset()) {
+            (Target::User(_), Some(offset)) => Some(offset),
+            _ => None,
+        };
         let mut push = |s: &Rc<Session>| {
             if Some(s.id) == d.exclude {
+                return;
+            }
+            if user_offset.is_some_and(|o| o <= s.user_floor.get()) {
                 return;
             }
             if let Some(except) = &d.exclude_user {
@@ -60,7 +69,7 @@ impl<B: Backplane> Hub<B> {
             Target::User(user) => {
                 if let Some(sessions) = local.users.get(user) {
                     if track {
-                        found.push(0);
+                        found.push(d.index);
                     }
                     sessions.iter().for_each(&mut push);
                 }
@@ -84,6 +93,10 @@ impl<B: Backplane> Hub<B> {
                     .for_each(|(_, s)| push(s));
             }
             Target::Broadcast => local.users.values().flatten().for_each(&mut push),
+        }
+        if let (Target::User(user), Some(offset), true) = (&d.target, user_offset, delivered > 0) {
+            drop(local);
+            self.backplane.delivered(user, offset);
         }
         ShardStats::add(&stats.deliveries, delivered as u64);
         ShardStats::add(&stats.messages_out, delivered as u64);

@@ -425,15 +425,66 @@ impl<B: Backplane> Hub<B> {
     /// a sender's events reach each recipient in the order sent. A room event goes through the
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
     /// offset order (and is written to the store, see [`Published`]).
+    /// A private message goes through its user's stream likewise, one per target user.
     pub(crate) async fn deliver(&self, d: Delivery) -> Published {
-        if let Target::Room(room) = &d.target {
-            let room = room.clone();
-            return self.backplane.publish_stream(&room, d).await;
+        match &d.target {
+            Target::Room(room) => {
+                let room = room.clone();
+                self.backplane.publish_stream(&room, d).await
+            }
+            Target::User(user) => {
+                let user = user.clone();
+                self.backplane.publish_user(&user, d).await
+            }
+            Target::Users(users) => {
+                let users = users.clone();
+                if let Some(report) = &d.report {
+                    // One delivery per user, each reported by every hub.
+                    report.expect(self.hubs() * users.len().saturating_sub(1));
+                }
+                let mut all = Published::default();
+                for (index, user) in users.iter().enumerate() {
+                    let one = Delivery {
+                        target: Target::User(user.clone()),
+                        index,
+                        ..d.clone()
+                    };
+                    let published = self.backplane.publish_user(user, one).await;
+                    all.waited |= published.waited;
+                    // One writer, in queue order: the last write's fsync covers the others.
+                    all.durable = published.durable.or(all.durable);
+                }
+                all
+            }
+            Target::Broadcast => Published {
+                waited: self.backplane.publish(d).await,
+                durable: None,
+            },
         }
-        Published {
-            waited: self.backplane.publish(d).await,
-            durable: None,
+    }
+
+    /// Delivers an event that is not part of any stream (no offset, never replayed), through
+    /// every hub in order like the rest: receipts, and other ephemeral events.
+    pub(crate) async fn deliver_unsequenced(&self, d: Delivery) -> bool {
+        self.backplane.publish(d).await
+    }
+
+    /// Queues `user`'s messages not yet acknowledged to `session` (which just authenticated),
+    /// before any live one; their live copies still on their way are skipped.
+    pub(crate) fn replay_mailbox(&self, session: &Rc<Session>, user: &Arc<str>) {
+        let Some((position, events, manual)) = self.backplane.mailbox(user) else {
+            return;
+        };
+        session.user_floor.set(position.offset);
+        self.replay(session, &events);
+        if !manual && !events.is_empty() {
+            self.backplane.delivered(user, position.offset);
         }
+    }
+
+    /// `user` acknowledged its messages up to `offset`.
+    pub(crate) async fn ack(&self, user: &Arc<str>, offset: u64) -> Position {
+        self.backplane.ack(user, offset).await
     }
 
     /// Runs `f` on every hub (this one included, through the backplane, after what was

@@ -1,5 +1,6 @@
-//! A room's stream: its recent messages in offset order, bounded in count, bytes and age, with
-//! the epoch that tells "nothing missed" from "history gone". Pure data: the backplane keeps
+//! A stream (a room's, or a user's: its mailbox of private messages): its recent messages in
+//! offset order, bounded in count, bytes and age, with the epoch that tells "nothing missed"
+//! from "history gone", and for a user's stream the offset acknowledged so far. Pure data: the backplane keeps
 //! the streams and orders the writers; this file only says what a stream holds and answers.
 
 use std::collections::VecDeque;
@@ -73,6 +74,11 @@ pub(crate) type Recovery = Option<Vec<Arc<OutEvent>>>;
 pub(crate) struct Stream {
     epoch: u64,
     last: u64,
+    /// A user's stream: the offset up to which its messages were acknowledged (by an `ack`,
+    /// or by being delivered to a client that does not ack); nothing at or below it is kept.
+    acked: u64,
+    /// A user's stream: whether its user acks (`ack`); until then delivery counts as one.
+    manual_acks: bool,
     entries: VecDeque<Entry>,
     bytes: usize,
     /// When the stream was made or last appended to (Unix ms).
@@ -85,6 +91,8 @@ impl Stream {
         Stream {
             epoch,
             last: 0,
+            acked: 0,
+            manual_acks: false,
             entries: VecDeque::new(),
             bytes: 0,
             touched: now,
@@ -103,14 +111,18 @@ impl Stream {
     pub(crate) fn restore(
         epoch: u64,
         last: u64,
+        acked: Option<u64>,
         entries: impl IntoIterator<Item = Entry>,
         now: u64,
         limits: &StreamLimits,
     ) -> Stream {
         let mut stream = Stream::new(epoch, now);
         stream.last = last;
+        if let Some(acked) = acked {
+            stream.set_acked(acked.min(last));
+        }
         for entry in entries {
-            if entry.offset > last {
+            if entry.offset > last || entry.offset <= stream.acked {
                 continue;
             }
             stream.bytes += entry.cost();
@@ -148,19 +160,57 @@ impl Stream {
         self.trim(now, limits);
     }
 
-    /// Drops the oldest messages past the count, byte or age bound.
+    /// Drops the oldest messages past the count, byte or age bound, and those acknowledged.
     pub(crate) fn trim(&mut self, now: u64, limits: &StreamLimits) {
         let oldest_kept = now.saturating_sub(limits.ttl_ms);
         while let Some(front) = self.entries.front() {
             let over = self.entries.len() > limits.size
                 || self.bytes > limits.bytes
-                || front.at < oldest_kept;
+                || front.at < oldest_kept
+                || front.offset <= self.acked;
             if !over {
                 break;
             }
             self.bytes -= front.cost();
             self.entries.pop_front();
         }
+    }
+
+    /// Acknowledges the messages up to `offset` (at most the last): they are no longer kept.
+    /// `manual` says the user acks from now on. Returns whether anything changed.
+    pub(crate) fn ack(
+        &mut self,
+        offset: u64,
+        manual: bool,
+        now: u64,
+        limits: &StreamLimits,
+    ) -> bool {
+        let offset = offset.min(self.last);
+        let changed = offset > self.acked || (manual && !self.manual_acks);
+        self.acked = self.acked.max(offset);
+        self.manual_acks |= manual;
+        self.trim(now, limits);
+        changed
+    }
+
+    /// The offset acknowledged so far, and whether the user acks.
+    pub(crate) fn acked(&self) -> (u64, bool) {
+        (self.acked, self.manual_acks)
+    }
+
+    /// Restores what the store kept of the acks (before any message is read back).
+    pub(crate) fn set_acked(&mut self, offset: u64) {
+        self.acked = offset;
+        self.manual_acks = true;
+    }
+
+    /// The kept messages not acknowledged, oldest first.
+    pub(crate) fn unacked(&self) -> Vec<Arc<OutEvent>> {
+        self.entries
+            .iter()
+            .filter(|e| e.offset > self.acked)
+            .map(|e| e.event.clone())
+            .collect()
     }
 
     /// Whether the stream keeps nothing.

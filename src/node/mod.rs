@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
+use crate::cluster::reads::Reads;
 use crate::cluster::{Directory, Local, LocalHub, Streams};
 use crate::config::{Config, StoreKind};
 use crate::hub::{Limits, StreamLimits};
@@ -76,11 +77,25 @@ impl Shared {
             ttl_ms: config.room_history_ttl.as_millis() as u64,
         };
         let streams = Streams::new(Kind::Room, limits, config.max_rooms, store.clone());
-        let (rooms, _users): (Vec<_>, Vec<_>) = recovered
+        let user_limits = StreamLimits {
+            size: config.user_stream_size,
+            bytes: config.user_stream_bytes,
+            ttl_ms: config.user_stream_ttl.as_millis() as u64,
+        };
+        let users = Streams::new(
+            Kind::User,
+            user_limits,
+            config.max_user_streams,
+            store.clone(),
+        );
+        let (rooms, mailboxes): (Vec<_>, Vec<_>) = recovered
             .streams
             .into_iter()
             .partition(|s| s.stream.kind == Kind::Room);
-        streams.restore(rooms);
+        streams.restore(rooms, Vec::new());
+        users.restore(mailboxes, recovered.acks);
+        let reads = Reads::new(config.max_user_streams);
+        reads.restore(recovered.reads);
         if config.store == StoreKind::Disk {
             tracing::info!(
                 dir = %config.data_dir.display(),
@@ -97,6 +112,8 @@ impl Shared {
                 config.shard_inbox_capacity,
                 directory,
                 streams,
+                users,
+                reads,
                 store,
             )),
             stats: (0..shards).map(|_| Arc::default()).collect(),
@@ -117,7 +134,9 @@ impl Shared {
 
     /// Writes every stream's position and marks the run clean; once the shards are stopped.
     pub(crate) fn close_store(&self) {
-        self.store().close(self.backplane.streams().heads());
+        let mut heads = self.backplane.streams().heads();
+        heads.extend(self.backplane.user_streams().heads());
+        self.store().close(heads);
     }
 
     /// The process-wide directory of users and rooms.

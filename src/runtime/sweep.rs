@@ -37,10 +37,9 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
         tick.tick().await;
         crate::panic::contain(ctx.stats(), ctx.shard, "the sweep", || {
             sweep(&ctx, &ping, release_after);
-            ctx.shared
-                .backplane
-                .streams()
-                .expire(ctx.shard, ctx.hub.hubs());
+            let backplane = &ctx.shared.backplane;
+            backplane.streams().expire(ctx.shard, ctx.hub.hubs());
+            backplane.user_streams().expire(ctx.shard, ctx.hub.hubs());
         });
         if last_collect.elapsed() >= Duration::from_secs(1) {
             super::alloc::collect();

@@ -41,6 +41,9 @@ pub(crate) struct Session {
     pub(crate) last_seen_ms: Cell<u64>,
     /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
     pub(crate) ping_sent_ms: Cell<u64>,
+    /// The offset of its user's stream up to which its mailbox replay queued messages: the
+    /// live copies of those are skipped.
+    pub(crate) user_floor: Cell<u64>,
 }
 
 impl Session {
@@ -55,6 +58,7 @@ impl Session {
             deadline: Cell::new(Deadline::None),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(0),
+            user_floor: Cell::new(0),
         }
     }
 

@@ -64,10 +64,8 @@ pub(crate) enum Op {
         allowed: bool,
     },
     /// A user acked its stream up to `offset`.
-    #[allow(dead_code)] // the mailbox's acks write it: in the works
     Ack { user: Arc<str>, offset: u64 },
     /// A user read a room up to `offset`.
-    #[allow(dead_code)] // read markers write it: in the works
     Read {
         user: Arc<str>,
         room: Arc<str>,

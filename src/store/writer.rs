@@ -372,6 +372,10 @@ impl Writer {
             Op::Forget { stream } => {
                 self.wipe(&stream);
                 self.delete_meta(meta::head(&stream));
+                if stream.kind == super::Kind::User {
+                    // Its acks go with it: a later stream of that user starts anew.
+                    self.delete_meta(meta::ack(&stream.name));
+                }
                 self.known.remove(&stream);
             }
             Op::Room { room, def } => match def {
@@ -399,6 +403,11 @@ impl Writer {
             }
             Op::Ack { user, offset } => {
                 self.put_meta(meta::ack(&user), codec::encode_offset(offset));
+                let stream = StreamKey {
+                    kind: super::Kind::User,
+                    name: user,
+                };
+                self.trim(&stream, offset + 1);
             }
             Op::Read { user, room, offset } => {
                 self.put_meta(meta::read(&user, &room), codec::encode_offset(offset));

@@ -163,6 +163,7 @@ pub(crate) async fn handle(
         Handler::PushBatch => push::batch(ctx, req).await,
         Handler::ListUsers => query::users(ctx, &req),
         Handler::GetUser => query::user(ctx, p(0)).await,
+        Handler::UserUnread => query::unread(ctx, p(0)),
         Handler::KickUser => query::kick(ctx, &req, p(0)).await,
         Handler::Stats => Ok(query::stats(ctx)),
         Handler::ListRooms => rooms::list(ctx, &req),

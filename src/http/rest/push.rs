@@ -44,6 +44,9 @@ struct Outcome {
     delivered: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     offline: Option<Vec<String>>,
+    /// The offline users whose mailbox keeps the event for their next connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ItemError>,
 }
@@ -56,7 +59,9 @@ struct ItemError {
 
 /// What a push will reach, once its delivery is under way.
 enum Pending {
-    Report(Arc<Report>, Option<Vec<String>>),
+    /// The report, the target users of a user push, and whether mailboxes keep what the
+    /// offline ones miss.
+    Report(Arc<Report>, Option<Vec<String>>, bool),
     Failed(ApiError),
 }
 
@@ -128,15 +133,15 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
             ));
         }
     }
-    Pending::Report(report, users)
+    Pending::Report(report, users, ctx.config().user_stream_size > 0)
 }
 
 async fn finish(pending: Pending) -> Result<Outcome, ApiError> {
     match pending {
         Pending::Failed(e) => Err(e),
-        Pending::Report(report, users) => {
+        Pending::Report(report, users, mailboxes) => {
             let (delivered, found) = report.wait().await;
-            let offline = users.map(|users| {
+            let offline: Option<Vec<String>> = users.map(|users| {
                 users
                     .into_iter()
                     .zip(found)
@@ -144,9 +149,14 @@ async fn finish(pending: Pending) -> Result<Outcome, ApiError> {
                     .map(|(u, _)| u)
                     .collect()
             });
+            // With mailboxes on (USER_STREAM_SIZE > 0) what an offline user missed waits there.
+            let queued = offline
+                .as_ref()
+                .map(|o| if mailboxes { o.clone() } else { Vec::new() });
             Ok(Outcome {
                 delivered,
                 offline,
+                queued,
                 error: None,
             })
         }
@@ -244,6 +254,7 @@ pub(super) async fn batch(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
             Err(e) => Outcome {
                 delivered: 0,
                 offline: None,
+                queued: None,
                 error: Some(ItemError {
                     code: e.code.as_str(),
                     message: e.message,

@@ -70,6 +70,68 @@ pub(super) async fn user(ctx: &Rc<Ctx>, user: String) -> ApiResult {
     ))
 }
 
+/// `GET /api/v1/users/{userId}/unread`: the user's read marker and unread count in every room
+/// it marked read, and its mailbox (private messages not yet acknowledged).
+pub(super) fn unread(ctx: &Rc<Ctx>, user: String) -> ApiResult {
+    check_name("userId", &user)?;
+    let backplane = &ctx.shared.backplane;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Room {
+        room_id: String,
+        read: u64,
+        offset: u64,
+        unread: u64,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Mailbox {
+        epoch: String,
+        offset: u64,
+        acked: u64,
+        waiting: usize,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Unread {
+        user_id: String,
+        rooms: Vec<Room>,
+        mailbox: Option<Mailbox>,
+    }
+    let rooms = backplane
+        .reads()
+        .markers(&user)
+        .into_iter()
+        .map(|(room, read)| {
+            let offset = backplane
+                .streams()
+                .peek(&room, |s| s.position().offset)
+                .unwrap_or(read)
+                .max(read);
+            Room {
+                room_id: room.to_string(),
+                read,
+                offset,
+                unread: offset - read,
+            }
+        })
+        .collect();
+    let mailbox = backplane.user_streams().peek(&user, |s| Mailbox {
+        epoch: s.position().epoch_text(),
+        offset: s.position().offset,
+        acked: s.acked().0,
+        waiting: s.unacked().len(),
+    });
+    Ok(json(
+        StatusCode::OK,
+        &Unread {
+            user_id: user,
+            rooms,
+            mailbox,
+        },
+    ))
+}
+
 /// `DELETE /api/v1/users/{userId}/connections?reason=`: close them all with 4003.
 pub(super) async fn kick(ctx: &Rc<Ctx>, req: &Request<Incoming>, user: String) -> ApiResult {
     check_name("userId", &user)?;

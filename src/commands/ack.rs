@@ -1,0 +1,13 @@
+//! `ack`: the user received its private messages up to an offset of its stream; they are not
+//! delivered again. A user that acks gets at-least-once delivery: what it did not ack comes
+//! again on its next connection.
+
+use crate::node::Ctx;
+use crate::session::Session;
+
+pub(super) async fn apply(ctx: &Ctx, session: &Session, offset: u64) {
+    // Authenticated: the dispatcher checked.
+    if let Some(user) = session.user() {
+        ctx.hub.ack(&user, offset).await;
+    }
+}
