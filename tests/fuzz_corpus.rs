@@ -72,6 +72,11 @@ fn decode_msgpack() {
 }
 
 #[test]
+fn store_records() {
+    replay("store_records", targets::store_records);
+}
+
+#[test]
 fn frame_reader() {
     replay("frame_reader", targets::frame_reader);
 }

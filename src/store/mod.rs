@@ -13,7 +13,7 @@
 //! resumes learns that history may have a hole) and its offsets jump past any offset that may
 //! have been handed out and lost, so no offset is ever given twice.
 
-mod codec;
+pub(crate) mod codec;
 mod recover;
 mod writer;
 
@@ -236,5 +236,207 @@ impl Drop for Store {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn open(dir: &Path) -> (Store, Recovered) {
+        Store::open(dir, Fsync::Every(std::time::Duration::from_millis(1)), 64).unwrap()
+    }
+
+    fn write(store: &Store, op: Op) {
+        store.try_reserve().expect("room in the queue").push(op);
+    }
+
+    fn append(stream: &StreamKey, offset: u64, trim_below: Option<u64>) -> Op {
+        Op::Append {
+            stream: stream.clone(),
+            offset,
+            value: encode_message(offset, "m", None, None, wsgate_protocol::Format::Json, b"1"),
+            trim_below,
+            durable: None,
+        }
+    }
+
+    fn offsets(r: &Recovered, name: &str) -> Vec<u64> {
+        r.streams
+            .iter()
+            .find(|s| &*s.stream.name == name)
+            .map(|s| s.messages.iter().map(|(o, _)| *o).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_clean_close_keeps_streams_heads_and_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = StreamKey::room("r".into());
+        let user = StreamKey::user("u".into());
+        {
+            let (store, r) = open(dir.path());
+            assert!(r.clean && r.streams.is_empty(), "a new store");
+            write(
+                &store,
+                Op::Head {
+                    stream: room.clone(),
+                    epoch: 7,
+                    last: 0,
+                },
+            );
+            for o in 1..=5 {
+                // The ring keeps three: each append pushes out what falls below it.
+                write(&store, append(&room, o, (o > 3).then(|| o - 2)));
+            }
+            write(
+                &store,
+                Op::Head {
+                    stream: user.clone(),
+                    epoch: 8,
+                    last: 0,
+                },
+            );
+            write(&store, append(&user, 1, None));
+            write(&store, append(&user, 2, None));
+            write(
+                &store,
+                Op::Ack {
+                    user: "u".into(),
+                    offset: 1,
+                },
+            );
+            write(
+                &store,
+                Op::Read {
+                    user: "u".into(),
+                    room: "r".into(),
+                    offset: 4,
+                },
+            );
+            let def = RoomDef {
+                private: true,
+                ..RoomDef::default()
+            };
+            write(
+                &store,
+                Op::Room {
+                    room: "r".into(),
+                    def: Some(def),
+                },
+            );
+            write(
+                &store,
+                Op::Allowed {
+                    room: "r".into(),
+                    user: "u".into(),
+                    allowed: true,
+                },
+            );
+            store.close(vec![(room.clone(), 7, 5), (user.clone(), 8, 2)]);
+        }
+        let (_store, r) = open(dir.path());
+        assert!(r.clean);
+        assert_eq!(offsets(&r, "r"), [3, 4, 5]);
+        assert_eq!(offsets(&r, "u"), [2], "acked messages are trimmed on disk");
+        let room_stream = r.streams.iter().find(|s| s.stream == room).unwrap();
+        assert_eq!((room_stream.epoch, room_stream.last), (7, 5));
+        assert_eq!(r.acks, [("u".to_owned(), 1)]);
+        assert_eq!(r.reads, [("u".to_owned(), "r".to_owned(), 4)]);
+        assert_eq!(r.rooms.len(), 1);
+        assert!(r.rooms[0].1.private);
+        assert_eq!(r.allowed, [("r".to_owned(), "u".to_owned())]);
+    }
+
+    #[test]
+    fn a_new_epoch_or_a_forget_wipes_the_old_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StreamKey::room("a".into());
+        let b = StreamKey::user("b".into());
+        {
+            let (store, _) = open(dir.path());
+            write(
+                &store,
+                Op::Head {
+                    stream: a.clone(),
+                    epoch: 1,
+                    last: 0,
+                },
+            );
+            write(&store, append(&a, 1, None));
+            write(&store, append(&a, 2, None));
+            // Forgotten and made again: a new epoch starting over.
+            write(
+                &store,
+                Op::Head {
+                    stream: a.clone(),
+                    epoch: 2,
+                    last: 0,
+                },
+            );
+            write(&store, append(&a, 1, None));
+            write(
+                &store,
+                Op::Head {
+                    stream: b.clone(),
+                    epoch: 3,
+                    last: 0,
+                },
+            );
+            write(&store, append(&b, 1, None));
+            write(
+                &store,
+                Op::Ack {
+                    user: "b".into(),
+                    offset: 0,
+                },
+            );
+            write(&store, Op::Forget { stream: b.clone() });
+            store.close(vec![(a.clone(), 2, 1)]);
+        }
+        let (_store, r) = open(dir.path());
+        assert_eq!(offsets(&r, "a"), [1]);
+        let s = r.streams.iter().find(|s| s.stream == a).unwrap();
+        assert_eq!(s.epoch, 2);
+        assert!(r.streams.iter().all(|s| s.stream != b), "forgotten");
+        assert!(
+            r.acks.is_empty(),
+            "a forgotten user stream takes its ack along"
+        );
+    }
+
+    #[test]
+    fn an_unclean_stop_changes_epochs_and_skips_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StreamKey::room("a".into());
+        {
+            let (store, _) = open(dir.path());
+            write(
+                &store,
+                Op::Head {
+                    stream: a.clone(),
+                    epoch: 1,
+                    last: 0,
+                },
+            );
+            write(&store, append(&a, 1, None));
+            // Wait until it is on disk, then stop without a close.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while store.backlog().fsyncs == 0 || store.backlog().queued > 0 {
+                assert!(std::time::Instant::now() < deadline, "never synced");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        let (_store, r) = open(dir.path());
+        assert!(!r.clean);
+        let s = r.streams.iter().find(|s| s.stream == a).unwrap();
+        assert_ne!(s.epoch, 1, "a new epoch");
+        assert_eq!(offsets(&r, "a"), [1], "what was synced is there");
+        assert_eq!(
+            s.last,
+            1 + 2 * 64 + 1,
+            "past every offset that may have been handed out"
+        );
     }
 }
