@@ -167,6 +167,7 @@ mod tests {
                     epoch: "9f2c41aa07be13d5",
                     offset: 42,
                     recovered,
+                    presence: recovered,
                 };
                 let reply = decode_join_reply(format, &encoded(format, &msg)).unwrap();
                 let expected = JoinReply {
