@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{oneshot, Notify};
@@ -15,7 +16,8 @@ use tokio::sync::{oneshot, Notify};
 use super::directory::Directory;
 use super::streams::{unix_ms, Streams};
 use crate::hub::{
-    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, Position, Query, RoomRefused, Task,
+    presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, Position, Query,
+    RoomRefused, Task,
 };
 
 /// What travels through a shard's inbox. Handling one never sends to another inbox.
@@ -147,6 +149,45 @@ impl Local {
     pub(crate) fn drained(&self, shard: usize) {
         self.inboxes[shard].space.notify_waiters();
     }
+
+    /// Counts a connection of `user` (see [`Directory::add_connection`]), announcing it online
+    /// to its watchers.
+    pub(crate) fn connect(&self, user: &Arc<str>) -> bool {
+        self.directory
+            .add_connection(user, |change| self.announce(change))
+    }
+
+    /// Counts a connection of `user` fewer; its last starts the grace.
+    pub(crate) fn disconnect(&self, user: &str) {
+        self.directory
+            .remove_connection(user, Instant::now(), |change| self.announce(change));
+    }
+
+    /// Announces offline the users whose grace is over (the sweep calls it).
+    pub(crate) fn expire_graces(&self) {
+        self.directory
+            .expire_graces(Instant::now(), |change| self.announce(change));
+    }
+
+    /// Hands a presence change to every hub, called under the directory lock that decided it,
+    /// so that every hub receives the changes of a room or a user in the order they happened.
+    /// It never waits: a hub whose inbox is full (`SHARD_INBOX_CAPACITY` messages queued) misses
+    /// the change, which is logged. Presence is ephemeral: a client catches up with `members`
+    /// or `watch`.
+    fn announce(&self, change: Change<'_>) {
+        let delivery = presence_event(change);
+        for shard in 0..self.inboxes.len() {
+            if self.try_reserve(shard) {
+                self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
+            } else {
+                tracing::warn!(
+                    shard,
+                    event = delivery.event.name(),
+                    "a shard's inbox is full: a presence event is dropped there"
+                );
+            }
+        }
+    }
 }
 
 impl Backplane for Local {
@@ -192,6 +233,7 @@ impl Backplane for Local {
         session: u64,
         room: &Arc<str>,
         since: Option<(&str, u64)>,
+        presence: Option<bool>,
     ) -> oneshot::Receiver<JoinDone> {
         let (done, answer) = oneshot::channel();
         self.reserve(hub).await;
@@ -201,6 +243,7 @@ impl Backplane for Local {
                 room: room.clone(),
                 position: stream.position(),
                 recovery: since.map(|(epoch, offset)| stream.since(epoch, offset)),
+                presence,
                 done,
             };
             self.push_reserved(hub, ShardMsg::Join(ticket));
@@ -213,12 +256,30 @@ impl Backplane for Local {
             .with(room, |stream| (stream.position(), stream.read(&query)))
     }
 
-    fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
-        self.directory.add_member(room)
+    fn add_member(&self, room: &Arc<str>, user: &Arc<str>) -> Result<(), RoomRefused> {
+        self.directory
+            .add_member(room, user, |change| self.announce(change))
     }
 
-    fn remove_member(&self, room: &str) {
-        self.directory.remove_member(room);
+    fn remove_member(&self, room: &str, user: &str) {
+        self.directory
+            .remove_member(room, user, |change| self.announce(change));
+    }
+
+    fn room_presence(&self, room: &str) -> bool {
+        self.directory.room(room).is_some_and(|info| info.presence)
+    }
+
+    fn watch(&self, user: &Arc<str>) -> bool {
+        self.directory.watch(user)
+    }
+
+    fn unwatch(&self, user: &str) {
+        self.directory.unwatch(user);
+    }
+
+    fn online(&self, user: &str) -> bool {
+        self.directory.presence_of(user).0
     }
 }
 
@@ -243,7 +304,15 @@ mod tests {
         let router = Arc::new(Local::new(
             1,
             2,
-            Directory::new(1, 1),
+            Directory::new(
+                1,
+                1,
+                super::super::PresenceRules {
+                    grace: std::time::Duration::ZERO,
+                    rooms_default: true,
+                    max_leaving: 1,
+                },
+            ),
             Streams::new(limits, 1),
         ));
         let d = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));

@@ -5,8 +5,11 @@ mod auth;
 mod history;
 mod join;
 mod leave;
+mod members;
 mod publish;
 mod send;
+mod unwatch;
+mod watch;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ pub(crate) enum Answer {
         room: Arc<str>,
         position: Position,
         recovered: Option<bool>,
+        presence: Option<bool>,
     },
     /// A history read.
     History {
@@ -44,6 +48,14 @@ pub(crate) enum Answer {
         position: Position,
         entries: Vec<Entry>,
     },
+    /// A page of a room's member users, with their member connections; whether more follow.
+    Members {
+        room: Arc<str>,
+        members: Vec<(Arc<str>, u32)>,
+        more: bool,
+    },
+    /// Each watched user's state.
+    Watching { states: Vec<(Arc<str>, bool)> },
 }
 
 /// What the gateway keeps per client connection, beside its session.
@@ -127,9 +139,11 @@ pub(crate) async fn dispatch(
             ErrorCode::AuthRequired,
             "authenticate first: send auth with a token",
         )),
-        Command::Join { room, since } => {
-            join::apply(ctx, session, client, &room, since.as_ref()).await
-        }
+        Command::Join {
+            room,
+            since,
+            presence,
+        } => join::apply(ctx, session, client, &room, since.as_ref(), presence).await,
         Command::Leave { room } => done(leave::apply(ctx, session, &room)),
         Command::History {
             room,
@@ -137,6 +151,14 @@ pub(crate) async fn dispatch(
             before,
             after,
         } => history::apply(ctx, session, &room, limit, before, after).await,
+        Command::Members { room, limit, after } => {
+            members::apply(ctx, session, &room, limit, after.as_deref())
+        }
+        Command::Watch { users } => watch::apply(ctx, session, &users),
+        Command::Unwatch { users } => {
+            unwatch::apply(ctx, session, &users);
+            Ok(Answer::Done)
+        }
         Command::Publish {
             room,
             event,
@@ -171,6 +193,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
             room,
             position,
             recovered,
+            presence,
         } => ctx.send(
             session,
             &ServerMessage::Joined {
@@ -179,6 +202,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
                 epoch: &position.epoch_text(),
                 offset: position.offset,
                 recovered: *recovered,
+                presence: *presence,
             },
         ),
         Answer::History {
@@ -186,6 +210,12 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
             position,
             entries,
         } => history::answer(ctx, session, id, room, position, entries),
+        Answer::Members {
+            room,
+            members,
+            more,
+        } => members::answer(ctx, session, id, room, members, *more),
+        Answer::Watching { states } => watch::answer(ctx, session, id, states),
     }
 }
 

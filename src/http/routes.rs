@@ -27,6 +27,8 @@ pub(crate) enum Handler {
     RoomMessages,
     AddMember,
     RemoveMember,
+    ListMembers,
+    UserPresence,
 }
 
 impl Handler {
@@ -62,7 +64,7 @@ const fn route(method: &'static str, path: &'static str, handler: Handler) -> Ro
 }
 
 /// Every route.
-pub(crate) const TABLE: [Route; 20] = [
+pub(crate) const TABLE: [Route; 22] = [
     route("GET", "/ws", Handler::Upgrade),
     route("GET", "/healthz", Handler::Health),
     route("GET", "/readyz", Handler::Ready),
@@ -74,6 +76,11 @@ pub(crate) const TABLE: [Route; 20] = [
     route("POST", "/api/v1/push/batch", Handler::PushBatch),
     route("GET", "/api/v1/users", Handler::ListUsers),
     route("GET", "/api/v1/users/{userId}", Handler::GetUser),
+    route(
+        "GET",
+        "/api/v1/users/{userId}/presence",
+        Handler::UserPresence,
+    ),
     route(
         "DELETE",
         "/api/v1/users/{userId}/connections",
@@ -88,6 +95,11 @@ pub(crate) const TABLE: [Route; 20] = [
         "GET",
         "/api/v1/rooms/{roomId}/messages",
         Handler::RoomMessages,
+    ),
+    route(
+        "GET",
+        "/api/v1/rooms/{roomId}/members",
+        Handler::ListMembers,
     ),
     route("POST", "/api/v1/rooms/{roomId}/members", Handler::AddMember),
     route(

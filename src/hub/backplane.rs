@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::stream::{Entry, Position, Query, Recovery};
+#[cfg(doc)]
+use super::Target;
 use super::{Delivery, Hub, JoinRefused};
 
 /// Work run on another hub, on that hub's thread (REST queries and administration).
@@ -36,12 +38,25 @@ pub(crate) struct JoinTicket {
     /// With a resume, the messages after the client's position, or `None` when the stream
     /// cannot tell; without one, `None`.
     pub(crate) recovery: Option<Recovery>,
+    /// The join's `presence`: subscribe the session to the room's presence events (or stop).
+    pub(crate) presence: Option<bool>,
     /// Answers the join command.
     pub(crate) done: oneshot::Sender<JoinDone>,
 }
 
-/// How a join ended: the position and, for a resume, whether it recovered.
-pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
+/// A join that succeeded.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    /// The stream's position when the member was added.
+    pub(crate) position: Position,
+    /// For a resume, whether every missed message was replayed.
+    pub(crate) recovered: Option<bool>,
+    /// For a join with `presence`, whether the session now receives the room's presence events.
+    pub(crate) presence: Option<bool>,
+}
+
+/// How a join ended.
+pub(crate) type JoinDone = Result<Joined, JoinRefused>;
 
 /// How a hub reaches every other hub, and the directory they share.
 ///
@@ -63,6 +78,13 @@ pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
 ///   to the joining hub. The epoch of a stream changes whenever its history was lost.
 /// - **Directory.** Room member counts are the system-wide sum of every hub's members; a room
 ///   made by a join exists while it has members, and at most `MAX_ROOMS` rooms exist.
+/// - **Presence.** Members are counted per user system-wide: a user's first member connection
+///   of a room (whatever its hub) is delivered to every hub as a `presence.join`
+///   ([`Target::Presence`]) when the room announces presence, and its last as a
+///   `presence.leave`; a watched user's first connection as `user.online`, and the end of the
+///   grace after its last as `user.offline` ([`Target::Watchers`]). The changes of one room or
+///   one user reach each hub in the order they happened. Presence is ephemeral: it is not in
+///   any stream.
 pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// Hubs a delivery's report waits for, this one included.
     fn hubs(&self) -> usize;
@@ -86,6 +108,7 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         session: u64,
         room: &Arc<str>,
         since: Option<(&str, u64)>,
+        presence: Option<bool>,
     ) -> impl Future<Output = oneshot::Receiver<JoinDone>>;
 
     /// The stream's position and the kept messages `query` asks for.
@@ -95,9 +118,23 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         query: Query,
     ) -> impl Future<Output = (Position, Vec<Entry>)>;
 
-    /// Counts one more member of `room`, creating it unless `MAX_ROOMS` rooms exist.
-    fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused>;
+    /// Counts one more member connection of `user` in `room`, creating the room unless
+    /// `MAX_ROOMS` rooms exist; the user's first is announced (see the contract).
+    fn add_member(&self, room: &Arc<str>, user: &Arc<str>) -> Result<(), RoomRefused>;
 
-    /// Counts one member of `room` fewer; a room made by a join goes with its last member.
-    fn remove_member(&self, room: &str);
+    /// Counts one member connection of `user` in `room` fewer; the user's last is announced. A
+    /// room made by a join goes with its last member.
+    fn remove_member(&self, room: &str, user: &str);
+
+    /// Whether `room` announces presence (`false` for a room that does not exist).
+    fn room_presence(&self, room: &str) -> bool;
+
+    /// One more connection watches `user`; whether it is online now, as watchers are told.
+    fn watch(&self, user: &Arc<str>) -> bool;
+
+    /// One connection fewer watches `user`.
+    fn unwatch(&self, user: &str);
+
+    /// Whether `user` is online now, as watchers are told.
+    fn online(&self, user: &str) -> bool;
 }

@@ -83,6 +83,22 @@ impl<B: Backplane> Hub<B> {
                     .flatten()
                     .for_each(|(_, s)| push(s));
             }
+            Target::Presence(room) => {
+                local
+                    .presence
+                    .get(room)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|(_, s)| push(s));
+            }
+            Target::Watchers(user) => {
+                local
+                    .watchers
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|(_, s)| push(s));
+            }
             Target::Broadcast => local.users.values().flatten().for_each(&mut push),
         }
         ShardStats::add(&stats.deliveries, delivered as u64);

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
-use crate::cluster::{Directory, Local, LocalHub, Streams};
+use crate::cluster::{Directory, Local, LocalHub, PresenceRules, Streams};
 use crate::config::Config;
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
@@ -57,7 +57,12 @@ impl Shared {
         shutdown: Shutdown,
     ) -> (Shared, Handoffs) {
         let shards = config.shard_count();
-        let directory = Directory::new(config.max_connections_per_user, config.max_rooms);
+        let rules = PresenceRules {
+            grace: config.presence_grace,
+            rooms_default: config.room_presence,
+            max_leaving: config.max_connections,
+        };
+        let directory = Directory::new(config.max_connections_per_user, config.max_rooms, rules);
         let limits = StreamLimits {
             size: config.room_history_size,
             bytes: config.room_history_bytes,
@@ -136,6 +141,7 @@ impl Ctx {
         let limits = Limits {
             max_outbound_bytes: cfg.max_outbound_bytes,
             max_rooms_per_connection: cfg.max_rooms_per_connection,
+            max_watched_users: cfg.max_watched_users,
             #[cfg(feature = "testing")]
             faults: cfg.faults == crate::panic::Faults::On,
         };
