@@ -283,14 +283,8 @@ pub(crate) fn encode_server_message(
             write_reply_head(id, out);
             out.extend_from_slice(br#","room":"#);
             write_str(room, out);
-            out.extend_from_slice(br#","members":["#);
-            for (i, m) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_member(m, out);
-            }
-            out.push(b']');
+            out.extend_from_slice(br#","members":"#);
+            write_list(members, out, write_member)?;
             if let Some(next) = next {
                 out.extend_from_slice(br#","next":"#);
                 write_str(next, out);
@@ -299,25 +293,15 @@ pub(crate) fn encode_server_message(
         }
         ServerMessage::Watching { id, users } => {
             write_reply_head(id, out);
-            out.extend_from_slice(br#","users":["#);
-            for (i, u) in users.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_user_state(u, out);
-            }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(br#","users":"#);
+            write_list(users, out, write_user_state)?;
+            out.push(b'}');
         }
         ServerMessage::History { messages, .. } => {
             write_position(msg, out);
-            out.extend_from_slice(br#","messages":["#);
-            for (i, entry) in messages.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_entry(entry, out)?;
-            }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(br#","messages":"#);
+            write_list(messages, out, write_entry)?;
+            out.push(b'}');
         }
         ServerMessage::Event {
             event,
@@ -376,20 +360,39 @@ fn write_flag(name: &str, value: Option<bool>, out: &mut Vec<u8>) {
     }
 }
 
-fn write_member(m: &Member<'_>, out: &mut Vec<u8>) {
+/// An array, each item written by `item`.
+fn write_list<T>(
+    items: &[T],
+    out: &mut Vec<u8>,
+    mut item: impl FnMut(&T, &mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    out.push(b'[');
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(it, out)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn write_member(m: &Member<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     out.extend_from_slice(br#"{"user":"#);
     write_str(m.user, out);
     out.extend_from_slice(br#","connections":"#);
     write_u64(u64::from(m.connections), out);
     out.push(b'}');
+    Ok(())
 }
 
-fn write_user_state(u: &UserState<'_>, out: &mut Vec<u8>) {
+fn write_user_state(u: &UserState<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     out.extend_from_slice(br#"{"user":"#);
     write_str(u.user, out);
     out.extend_from_slice(br#","online":"#);
     out.extend_from_slice(if u.online { b"true" } else { b"false" });
     out.push(b'}');
+    Ok(())
 }
 
 fn write_entry(entry: &HistoryEntry<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -484,14 +487,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         }
         Command::Watch { users } | Command::Unwatch { users } => {
             key("users", out);
-            out.push(b'[');
-            for (i, user) in users.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            write_list(users, out, |user, out| {
                 write_str(user, out);
-            }
-            out.push(b']');
+                Ok(())
+            })?;
         }
         Command::Publish {
             room,

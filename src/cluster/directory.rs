@@ -436,6 +436,13 @@ impl Directory {
         }
     }
 
+    /// Whether `room` announces presence (`false` when there is no such room).
+    pub(crate) fn room_presence(&self, room: &str) -> bool {
+        lock(&self.rooms)
+            .get(room)
+            .is_some_and(|entry| entry.info.presence)
+    }
+
     /// A room's entry.
     pub(crate) fn room(&self, room: &str) -> Option<RoomInfo> {
         lock(&self.rooms).get(room).map(|entry| entry.info.clone())

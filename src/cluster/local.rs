@@ -267,7 +267,7 @@ impl Backplane for Local {
     }
 
     fn room_presence(&self, room: &str) -> bool {
-        self.directory.room(room).is_some_and(|info| info.presence)
+        self.directory.room_presence(room)
     }
 
     fn watch(&self, user: &Arc<str>) -> bool {
