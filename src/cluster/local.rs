@@ -6,7 +6,7 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +46,9 @@ pub(crate) struct Local {
     inboxes: Box<[Inbox]>,
     directory: Directory,
     streams: Streams,
+    /// Presence events a full inbox could not take (logged at the first and every 1024th, so a
+    /// mass disconnect into stalled shards cannot flood the log).
+    presence_dropped: AtomicU64,
 }
 
 impl Local {
@@ -68,6 +71,7 @@ impl Local {
             inboxes,
             directory,
             streams,
+            presence_dropped: AtomicU64::new(0),
         }
     }
 
@@ -180,11 +184,15 @@ impl Local {
             if self.try_reserve(shard) {
                 self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
             } else {
-                tracing::warn!(
-                    shard,
-                    event = delivery.event.name(),
-                    "a shard's inbox is full: a presence event is dropped there"
-                );
+                let dropped = self.presence_dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped.is_multiple_of(1024) {
+                    tracing::warn!(
+                        shard,
+                        event = delivery.event.name(),
+                        dropped = dropped + 1,
+                        "a shard's inbox is full: a presence event is dropped there"
+                    );
+                }
             }
         }
     }
@@ -293,6 +301,37 @@ mod tests {
 
     use super::*;
     use crate::hub::{test_event as event, Target};
+
+    #[tokio::test]
+    async fn a_presence_event_never_waits_for_a_full_inbox() {
+        let rules = super::super::PresenceRules {
+            grace: std::time::Duration::ZERO,
+            rooms_default: true,
+            max_leaving: 1,
+        };
+        let limits = crate::hub::StreamLimits {
+            size: 1,
+            bytes: 1,
+            ttl_ms: 1,
+        };
+        let local = Local::new(2, 1, Directory::new(2, 1, rules), Streams::new(limits, 1));
+        let bob: Arc<str> = "bob".into();
+        local.directory().watch(&bob);
+        let filler = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));
+        local.send(0, ShardMsg::Deliver(filler)).await;
+        assert!(local.connect(&bob), "not held up by shard 0's full inbox");
+        let name = |msg: Option<ShardMsg>| match msg {
+            Some(ShardMsg::Deliver(d)) => d.event.name().to_owned(),
+            _ => String::new(),
+        };
+        assert_eq!(name(local.pop(1)), "user.online");
+        assert_eq!(name(local.pop(0)), "chat", "only the filler");
+        assert!(local.pop(0).is_none(), "dropped there");
+        assert_eq!(local.presence_dropped.load(Ordering::Relaxed), 1);
+        local.disconnect("bob");
+        assert_eq!(name(local.pop(0)), "user.offline", "room again: delivered");
+        assert_eq!(name(local.pop(1)), "user.offline");
+    }
 
     #[tokio::test]
     async fn a_full_inbox_makes_the_sender_wait_without_loss() {
