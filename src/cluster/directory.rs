@@ -65,6 +65,24 @@ struct Room {
     info: RoomInfo,
     /// Member connections per user (the sum is `info.members`); ordered, for `members` pages.
     users: BTreeMap<Arc<str>, u32>,
+    /// Member connections that follow its presence events, on all shards: with none, its
+    /// changes are announced to nobody (opting out costs no delivery).
+    followers: u32,
+}
+
+impl Room {
+    fn new(info: RoomInfo) -> Room {
+        Room {
+            info,
+            users: BTreeMap::new(),
+            followers: 0,
+        }
+    }
+
+    /// Whether its presence changes go to anyone.
+    fn announces(&self) -> bool {
+        self.info.presence && self.followers > 0
+    }
 }
 
 /// Users: their connections, who watches them, and who is within the grace.
@@ -295,16 +313,13 @@ impl Directory {
                     max_members: None,
                     presence: self.rules.rooms_default,
                 };
-                entry.insert(Room {
-                    info,
-                    users: BTreeMap::new(),
-                })
+                entry.insert(Room::new(info))
             }
         };
         entry.info.members += 1;
         let count = entry.users.entry(user.clone()).or_default();
         *count += 1;
-        if *count == 1 && entry.info.presence {
+        if *count == 1 && entry.announces() {
             announce(Change::Joined { room, user });
         }
         Ok(())
@@ -328,7 +343,7 @@ impl Directory {
         entry.info.members = entry.info.members.saturating_sub(1);
         if n > 1 {
             entry.users.insert(user, n - 1);
-        } else if entry.info.presence {
+        } else if entry.announces() {
             announce(Change::Left {
                 room: &name,
                 user: &user,
@@ -375,14 +390,7 @@ impl Directory {
             max_members: options.max_members,
             presence: options.presence.unwrap_or(self.rules.rooms_default),
         };
-        let users = BTreeMap::new();
-        rooms.insert(
-            room.clone(),
-            Room {
-                info: info.clone(),
-                users,
-            },
-        );
+        rooms.insert(room.clone(), Room::new(info.clone()));
         Ok(info)
     }
 
@@ -436,11 +444,23 @@ impl Directory {
         }
     }
 
-    /// Whether `room` announces presence (`false` when there is no such room).
-    pub(crate) fn room_presence(&self, room: &str) -> bool {
-        lock(&self.rooms)
-            .get(room)
-            .is_some_and(|entry| entry.info.presence)
+    /// One more member connection follows `room`'s presence events, if the room announces
+    /// presence (then `true`).
+    pub(crate) fn follow(&self, room: &str) -> bool {
+        match lock(&self.rooms).get_mut(room) {
+            Some(entry) if entry.info.presence => {
+                entry.followers += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One member connection fewer follows `room`'s presence events.
+    pub(crate) fn unfollow(&self, room: &str) {
+        if let Some(entry) = lock(&self.rooms).get_mut(room) {
+            entry.followers = entry.followers.saturating_sub(1);
+        }
     }
 
     /// A room's entry.
@@ -544,12 +564,18 @@ mod tests {
         let d = directory(5, 10);
         let (r, ann, bob) = (name("r"), name("ann"), name("bob"));
         let got = announced(|announce| {
+            d.add_member(&r, &name("wendy"), &mut *announce).unwrap();
+            assert!(d.follow("r"), "wendy follows");
             for user in [&ann, &ann, &bob, &ann] {
                 d.add_member(&r, user, &mut *announce).unwrap();
             }
             for user in ["ann", "bob", "ann", "nobody", "ann"] {
                 d.remove_member("r", user, &mut *announce);
             }
+            d.unfollow("r");
+            d.add_member(&r, &bob, &mut *announce).unwrap();
+            d.remove_member("r", "bob", &mut *announce);
+            d.remove_member("r", "wendy", &mut *announce);
         });
         assert_eq!(
             got,
@@ -560,12 +586,16 @@ mod tests {
                 "Left { room: r, user: ann }",
             ]
         );
-        assert!(d.room("r").is_none(), "gone with its last member");
+        assert!(
+            d.room("r").is_none(),
+            "gone with its last member, unannounced: no follower"
+        );
         let quiet = RoomOptions {
             presence: Some(false),
             ..RoomOptions::default()
         };
         d.create_room(&r, None, quiet).unwrap();
+        assert!(!d.follow("r"), "nothing to follow");
         let got = announced(|announce| {
             d.add_member(&r, &ann, &mut *announce).unwrap();
             d.remove_member("r", "ann", &mut *announce);

@@ -274,8 +274,12 @@ impl Backplane for Local {
             .remove_member(room, user, |change| self.announce(change));
     }
 
-    fn room_presence(&self, room: &str) -> bool {
-        self.directory.room_presence(room)
+    fn follow(&self, room: &str) -> bool {
+        self.directory.follow(room)
+    }
+
+    fn unfollow(&self, room: &str) {
+        self.directory.unfollow(room);
     }
 
     fn watch(&self, user: &Arc<str>) -> bool {

@@ -126,8 +126,12 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// room made by a join goes with its last member.
     fn remove_member(&self, room: &str, user: &str);
 
-    /// Whether `room` announces presence (`false` for a room that does not exist).
-    fn room_presence(&self, room: &str) -> bool;
+    /// One more member connection follows `room`'s presence events, if the room announces
+    /// presence (then `true`): a room none follows announces nothing.
+    fn follow(&self, room: &str) -> bool;
+
+    /// One member connection fewer follows `room`'s presence events.
+    fn unfollow(&self, room: &str);
 
     /// One more connection watches `user`; whether it is online now, as watchers are told.
     fn watch(&self, user: &Arc<str>) -> bool;

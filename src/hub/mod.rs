@@ -161,7 +161,7 @@ impl<B: Backplane> Hub<B> {
         }
         for room in local.memberships.remove(&session.id).unwrap_or_default() {
             remove_member(&mut local.rooms, &room, session.id);
-            presence::unfollow(&mut local, &room, session.id);
+            self.unfollow(&mut local, &room, session.id);
             if let Some(user) = &user {
                 self.backplane.remove_member(&room, user);
             }
@@ -225,7 +225,7 @@ impl<B: Backplane> Hub<B> {
             memberships.remove(&session.id);
         }
         remove_member(rooms, room, session.id);
-        presence::unfollow(&mut local, room, session.id);
+        self.unfollow(&mut local, room, session.id);
         if let Some(user) = session.user() {
             self.backplane.remove_member(room, &user);
         }
@@ -324,6 +324,7 @@ impl<B: Backplane> Hub<B> {
     pub(crate) fn close_room(&self, room: &str, event: &Arc<OutEvent>) -> usize {
         let members: Vec<Rc<Session>> = {
             let mut local = self.local.borrow_mut();
+            // The directory's entry, and its count of followers, is gone already.
             local.presence.remove(room);
             let Some(members) = local.rooms.remove(room) else {
                 return 0;

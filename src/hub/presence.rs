@@ -69,18 +69,42 @@ impl<B: Backplane> Hub<B> {
     /// Makes `session`, a member of `room`, follow the room's presence events or stop; whether
     /// it follows them now (never in a room that announces no presence).
     pub(crate) fn follow_presence(&self, session: &Rc<Session>, room: &Arc<str>, on: bool) -> bool {
-        let on = on && self.backplane.room_presence(room);
         let mut local = self.local.borrow_mut();
-        if on {
-            local
-                .presence
-                .entry(room.clone())
-                .or_default()
-                .insert(session.id, session.clone());
-        } else {
-            unfollow(&mut local, room, session.id);
+        let follows = local
+            .presence
+            .get(room)
+            .is_some_and(|f| f.contains_key(&session.id));
+        match (on, follows) {
+            (true, true) => true,
+            // Counted before it is listed here: a change announced from then on finds it.
+            (true, false) if self.backplane.follow(room) => {
+                local
+                    .presence
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(session.id, session.clone());
+                true
+            }
+            (true, false) => false,
+            (false, _) => {
+                self.unfollow(&mut local, room, session.id);
+                false
+            }
         }
-        on
+    }
+
+    /// `session` no longer follows `room`'s presence events (if it did).
+    pub(super) fn unfollow(&self, local: &mut Registry, room: &str, session: u64) {
+        let Some(followers) = local.presence.get_mut(room) else {
+            return;
+        };
+        if followers.swap_remove(&session).is_none() {
+            return;
+        }
+        if followers.is_empty() {
+            local.presence.remove(room);
+        }
+        self.backplane.unfollow(room);
     }
 
     /// `session` watches `users` too (each counted once, whatever the repeats); each one's
@@ -168,15 +192,5 @@ impl<B: Backplane> Hub<B> {
             }
         }
         self.backplane.unwatch(user);
-    }
-}
-
-/// `session` no longer follows `room`'s presence events.
-pub(super) fn unfollow(local: &mut Registry, room: &str, session: u64) {
-    if let Some(followers) = local.presence.get_mut(room) {
-        followers.swap_remove(&session);
-        if followers.is_empty() {
-            local.presence.remove(room);
-        }
     }
 }
