@@ -137,8 +137,8 @@ impl<'a> FieldValue<'a> for Raw<'a> {
     }
 }
 
-/// Reads an array's items as raw values, stopping (`None`) at the first past `max`, so a long
-/// array is refused without being read into memory.
+/// Reads an array's items as raw values; past `max`, the rest is skipped without being kept
+/// (`None`), so a long array is refused without being read into memory.
 struct Bounded {
     max: usize,
 }
@@ -154,6 +154,7 @@ impl<'de> serde::de::Visitor<'de> for Bounded {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<&'de RawValue>()? {
             if items.len() == self.max {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 return Ok(None);
             }
             items.push(Raw(item.get()));
@@ -856,6 +857,13 @@ mod tests {
                 format!(
                     r#"{{"id":1,"cmd":"watch","users":[{}]}}"#,
                     vec!["\"u\""; 1001].join(",")
+                ),
+                "users: more than 1000 users",
+            ),
+            (
+                format!(
+                    r#"{{"id":1,"cmd":"watch","users":[{}]}}"#,
+                    vec!["[\"u\"]"; 5000].join(",")
                 ),
                 "users: more than 1000 users",
             ),

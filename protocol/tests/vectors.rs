@@ -985,7 +985,7 @@ fn invalid_sources() -> Vec<Invalid> {
             .iter()
             .flat_map(|(name, text, id)| both(name, text, *id)),
     );
-    let too_many: Vec<String> = (0..=1000).map(|i| format!("u{i}")).collect();
+    let too_many: Vec<String> = (0..1200).map(|i| format!("u{i}")).collect();
     all.extend(both(
         "watch_too_many_users",
         &json!({"cmd": "watch", "id": 24, "users": too_many}).to_string(),
