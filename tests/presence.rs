@@ -452,3 +452,28 @@ async fn a_connection_watches_at_most_max_watched_users() {
         c.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_backend_adding_or_removing_a_user_is_a_join_or_a_leave_once() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    let (s, _) = api.post("/api/v1/rooms", json!({"roomId": "desk"})).await;
+    assert_eq!(s, 201);
+    let mut watcher = server.client("wendy", Fmt::Json).await;
+    join_presence(&mut watcher, "desk", 1).await;
+    let _tab1 = server.client_on_shard("alice", Fmt::Json, 0).await;
+    let _tab2 = server.client_on_shard("alice", Fmt::MsgPack, 1).await;
+
+    let (s, added) = api
+        .post("/api/v1/rooms/desk/members", json!({"userId": "alice"}))
+        .await;
+    assert_eq!((s, &added["added"]), (200, &json!(2)), "{added}");
+    assert_eq!(watcher.recv().await, presence("join", "desk", "alice"));
+    let (s, removed) = api.delete("/api/v1/rooms/desk/members/alice").await;
+    assert_eq!((s, &removed["removed"]), (200, &json!(2)), "{removed}");
+    assert_eq!(watcher.recv().await, presence("leave", "desk", "alice"));
+    // Once each: the sentinel's join comes next.
+    let mut bob = server.client("bob", Fmt::Json).await;
+    join(&mut bob, "desk", 10).await;
+    assert_eq!(watcher.recv().await, presence("join", "desk", "bob"));
+}
