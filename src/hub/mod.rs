@@ -265,21 +265,6 @@ impl<B: Backplane> Hub<B> {
         rooms
     }
 
-    /// Distinct users among this shard's members of `room`.
-    pub(crate) fn users_in(&self, room: &str) -> Vec<Arc<str>> {
-        let local = self.local.borrow();
-        let mut users: Vec<Arc<str>> = local
-            .rooms
-            .get(room)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, s)| s.user())
-            .collect();
-        users.sort();
-        users.dedup();
-        users
-    }
-
     /// This shard's members of `room`: the room lookup of a delivery (for the benches).
     #[cfg(feature = "testing")]
     pub(crate) fn room_len(&self, room: &str) -> usize {

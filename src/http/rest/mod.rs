@@ -167,7 +167,7 @@ pub(crate) async fn handle(
         Handler::Stats => Ok(query::stats(ctx)),
         Handler::ListRooms => rooms::list(ctx, &req),
         Handler::CreateRoom => rooms::create(ctx, req).await,
-        Handler::GetRoom => rooms::get(ctx, p(0)).await,
+        Handler::GetRoom => rooms::get(ctx, p(0)),
         Handler::CloseRoom => rooms::close(ctx, p(0)).await,
         Handler::RoomMessages => rooms::messages(ctx, &req, p(0)).await,
         Handler::AddMember => rooms::add_member(ctx, req, p(0)).await,

@@ -143,26 +143,17 @@ pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     Ok(json(StatusCode::OK, &Page { rooms, next_cursor }))
 }
 
-/// `GET /api/v1/rooms/{roomId}`: the room and its member users.
-pub(super) async fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
+/// `GET /api/v1/rooms/{roomId}`: the room and its member users (the first
+/// `MAX_LISTED_USERS`, in id order, as the directory counts them).
+pub(super) fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let info = ctx
-        .shared
-        .directory()
-        .room(&room)
-        .ok_or_else(|| ApiError::room_not_found(&room))?;
-    let name = room.clone();
-    let mut users: Vec<String> = ctx
-        .hub
-        .gather(move |s| s.users_in(&name))
-        .await
-        .into_iter()
-        .flatten()
-        .map(|u| u.to_string())
-        .collect();
-    users.sort();
-    users.dedup();
-    users.truncate(MAX_LISTED_USERS);
+    let directory = ctx.shared.directory();
+    let not_found = || ApiError::room_not_found(&room);
+    let info = directory.room(&room).ok_or_else(not_found)?;
+    let (page, _) = directory
+        .members_page(&room, None, MAX_LISTED_USERS)
+        .ok_or_else(not_found)?;
+    let users = page.into_iter().map(|(u, _)| u.to_string()).collect();
     Ok(json(StatusCode::OK, &room_view(&room, info, Some(users))))
 }
 
