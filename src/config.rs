@@ -283,6 +283,20 @@ pub struct Config {
     /// user and the offset, not stored in the stream. Default: false.
     #[arg(long, env = "READ_RECEIPTS", default_value_t = false)]
     pub read_receipts: bool,
+    /// Whether rooms announce `presence.join` / `presence.leave` to the members that ask for
+    /// them (`join` with `presence: true`); a room created with `presence` over REST says for
+    /// itself. Default: true.
+    #[arg(long, env = "ROOM_PRESENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub room_presence: bool,
+    /// How long a user whose last connection closed still counts as online: watchers get
+    /// `user.offline` only if no connection came back within it (a reconnect within it is not
+    /// announced); 0 announces at once. Default: 5s.
+    #[arg(long, env = "PRESENCE_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub presence_grace: Duration,
+    /// Most users one connection may watch (`watch`); a watch past it is refused with
+    /// `watch.limit`. Default: 100.
+    #[arg(long, env = "MAX_WATCHED_USERS", default_value_t = 100)]
+    pub max_watched_users: u32,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,

@@ -160,6 +160,7 @@ impl Session {
             command: Command::Join {
                 room: room.into(),
                 since: self.offsets.since(idx),
+                presence: None,
             },
         };
         clients.send_request(idx, &req, self);

@@ -168,6 +168,7 @@ mod tests {
                     offset: 42,
                     recovered,
                     read: Some(7),
+                    presence: recovered,
                 };
                 let reply = decode_join_reply(format, &encoded(format, &msg)).unwrap();
                 let expected = JoinReply {

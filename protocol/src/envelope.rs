@@ -6,7 +6,7 @@ use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
 use crate::message::{
     Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
-    MAX_NAME_LEN, MAX_TOKEN_LEN,
+    MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
 };
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
@@ -29,6 +29,17 @@ pub(crate) trait FieldValue<'a>: Copy {
     fn since(self) -> Result<SinceFields<Self>, ProtocolError>;
     /// Checks a `data` value and wraps it. Errors name the field (`data: ...`).
     fn data(self) -> Result<RawData<'a>, ProtocolError>;
+    /// Reads an array of at most `max` values, refusing a longer one before reading its items.
+    fn list(self, max: usize) -> Result<Vec<Self>, ListError>;
+}
+
+/// Why a value is not a list the envelope accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListError {
+    /// Not an array (or, in JSON, not well-formed).
+    NotArray,
+    /// More items than allowed.
+    TooLong,
 }
 
 /// The known fields of a request, each as found (unknown fields are not kept).
@@ -46,6 +57,8 @@ pub(crate) struct Envelope<V> {
     pub(crate) before: Option<V>,
     pub(crate) after: Option<V>,
     pub(crate) offset: Option<V>,
+    pub(crate) presence: Option<V>,
+    pub(crate) users: Option<V>,
 }
 
 /// The known fields of a `since` object, each as found.
@@ -71,6 +84,8 @@ impl<V> Envelope<V> {
             before: None,
             after: None,
             offset: None,
+            presence: None,
+            users: None,
         }
     }
 }
@@ -112,6 +127,7 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             "join" => Command::Join {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 since: self.since.map(since).transpose()?,
+                presence: flag(self.presence, "presence")?,
             },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
@@ -136,6 +152,20 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 offset: required_uint(self.offset, "offset")?,
             },
+            "members" => Command::Members {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+                limit: limit(self.limit, MAX_MEMBERS_LIMIT)?,
+                after: self
+                    .after
+                    .map(|v| name(Some(v), "after", MAX_NAME_LEN))
+                    .transpose()?,
+            },
+            "watch" => Command::Watch {
+                users: users(self.users)?,
+            },
+            "unwatch" => Command::Unwatch {
+                users: users(self.users)?,
+            },
             "ping" => Command::Ping,
             other => {
                 let quoted: String = other.chars().take(MAX_QUOTED_CMD).collect();
@@ -150,17 +180,7 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
 
     fn history(&self) -> Result<Command<'a>, ProtocolError> {
         let room = name(self.room, "room", MAX_NAME_LEN)?;
-        let limit = match uint(self.limit, "limit")? {
-            None => None,
-            Some(n) => Some(
-                u32::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        field_error("limit", &format!("expected 1 to {MAX_HISTORY_LIMIT}"))
-                    })?,
-            ),
-        };
+        let limit = limit(self.limit, MAX_HISTORY_LIMIT)?;
         let before = uint(self.before, "before")?;
         let after = uint(self.after, "after")?;
         if before.is_some() && after.is_some() {
@@ -213,12 +233,59 @@ fn name<'a, V: FieldValue<'a>>(
 
 /// The optional `echo` flag, false when absent.
 fn echo<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<bool, ProtocolError> {
-    match value {
-        None => Ok(false),
-        Some(v) => v
-            .boolean()
-            .ok_or_else(|| ProtocolError::bad_request("echo: expected a boolean")),
+    Ok(flag(value, "echo")?.unwrap_or(false))
+}
+
+/// An optional boolean field.
+fn flag<'a, V: FieldValue<'a>>(
+    value: Option<V>,
+    field: &str,
+) -> Result<Option<bool>, ProtocolError> {
+    value
+        .map(|v| {
+            v.boolean()
+                .ok_or_else(|| field_error(field, "expected a boolean"))
+        })
+        .transpose()
+}
+
+/// An optional page size: 1 to `max`.
+fn limit<'a, V: FieldValue<'a>>(value: Option<V>, max: u32) -> Result<Option<u32>, ProtocolError> {
+    uint(value, "limit")?
+        .map(|n| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| field_error("limit", &format!("expected 1 to {max}")))
+        })
+        .transpose()
+}
+
+/// The required `users` of `watch` / `unwatch`: 1 to [`MAX_WATCH_USERS`] user ids, each
+/// checked like any name (errors name the item: `users[2]: empty`).
+fn users<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<Vec<Cow<'a, str>>, ProtocolError> {
+    let items = value
+        .ok_or_else(|| field_error("users", "missing"))?
+        .list(MAX_WATCH_USERS)
+        .map_err(|e| match e {
+            ListError::NotArray => field_error("users", "expected an array of strings"),
+            ListError::TooLong => {
+                field_error("users", &format!("more than {MAX_WATCH_USERS} users"))
+            }
+        })?;
+    if items.is_empty() {
+        return Err(field_error("users", "empty"));
     }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            name(Some(v), "users", MAX_NAME_LEN).map_err(|e| {
+                let why = e.message.strip_prefix("users: ").unwrap_or(&e.message);
+                field_error(&format!("users[{i}]"), why)
+            })
+        })
+        .collect()
 }
 
 /// A `since` object: a stream epoch and an offset, both required.

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     RoomLimit,
     /// The user already holds the maximum number of connections.
     UserConnectionLimit,
+    /// A `watch` would take the connection past the most users it may watch.
+    WatchLimit,
     /// The server holds the maximum number of connections.
     ServerFull,
     /// A message exceeded the maximum message size; it was discarded.
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::AuthRequired,
         ErrorCode::AuthInvalid,
         ErrorCode::AuthExpired,
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::RoomNotJoined,
         ErrorCode::RoomLimit,
         ErrorCode::UserConnectionLimit,
+        ErrorCode::WatchLimit,
         ErrorCode::ServerFull,
         ErrorCode::FrameTooLarge,
         ErrorCode::RateLimited,
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::RoomNotJoined => "room.not_joined",
             ErrorCode::RoomLimit => "room.limit",
             ErrorCode::UserConnectionLimit => "user.connection_limit",
+            ErrorCode::WatchLimit => "watch.limit",
             ErrorCode::ServerFull => "server.full",
             ErrorCode::FrameTooLarge => "frame.too_large",
             ErrorCode::RateLimited => "rate.limited",

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::envelope::{self, Envelope, FieldValue, SinceFields};
+use crate::envelope::{self, Envelope, FieldValue, ListError, SinceFields};
 use crate::error::{DecodeError, EncodeError, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, HistoryEntry, Id, OwnedServerMessage, RawData, Request, ServerMessage, Since, Welcome,
-    MAX_DEPTH,
+    Command, HistoryEntry, Id, Member, OwnedServerMessage, RawData, Request, ServerMessage, Since,
+    UserState, Welcome, MAX_DEPTH,
 };
 use crate::transcode::transcode;
 
@@ -44,6 +44,9 @@ struct Wire<'a> {
     after: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     offset: Option<&'a RawValue>,
+    presence: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    users: Option<&'a RawValue>,
 }
 
 /// A `since` object as serde sees it, like [`Wire`].
@@ -122,6 +125,43 @@ impl<'a> FieldValue<'a> for Raw<'a> {
         crate::transcode::check_json(self.0)?;
         Ok(RawData::trusted(Format::Json, self.0.as_bytes()))
     }
+
+    fn list(self, max: usize) -> Result<Vec<Self>, ListError> {
+        if !self.0.starts_with('[') {
+            return Err(ListError::NotArray);
+        }
+        let mut de = serde_json::Deserializer::from_str(self.0);
+        let items = de
+            .deserialize_seq(Bounded { max })
+            .map_err(|_| ListError::NotArray)?;
+        items.ok_or(ListError::TooLong)
+    }
+}
+
+/// Reads an array's items as raw values; past `max`, the rest is skipped without being kept
+/// (`None`), so a long array is refused without being read into memory.
+struct Bounded {
+    max: usize,
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded {
+    type Value = Option<Vec<Raw<'de>>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                return Ok(None);
+            }
+            items.push(Raw(item.get()));
+        }
+        Ok(Some(items))
+    }
 }
 
 fn raw(v: Option<&RawValue>) -> Option<Raw<'_>> {
@@ -155,6 +195,8 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         before: raw(wire.before),
         after: raw(wire.after),
         offset: raw(wire.offset),
+        presence: raw(wire.presence),
+        users: raw(wire.users),
     };
     envelope.into_request(Format::Json)
 }
@@ -210,8 +252,7 @@ pub(crate) fn encode_server_message(
     match msg {
         ServerMessage::Welcome(w) => write_welcome(w, out),
         ServerMessage::Reply { id } => {
-            out.extend_from_slice(br#"{"type":"reply","id":"#);
-            write_id(id, out);
+            write_reply_head(id, out);
             out.push(b'}');
         }
         ServerMessage::Error { id, code, message } => {
@@ -227,29 +268,48 @@ pub(crate) fn encode_server_message(
             out.push(b'}');
         }
         ServerMessage::Joined {
-            recovered, read, ..
+            recovered,
+            presence,
+            read,
+            ..
         } => {
             write_position(msg, out);
-            if let Some(recovered) = recovered {
-                out.extend_from_slice(br#","recovered":"#);
-                out.extend_from_slice(if *recovered { b"true" } else { b"false" });
-            }
+            write_flag("recovered", *recovered, out);
+            write_flag("presence", *presence, out);
             if let Some(read) = read {
                 out.extend_from_slice(br#","read":"#);
                 write_u64(*read, out);
             }
             out.push(b'}');
         }
+        ServerMessage::Members {
+            id,
+            room,
+            members,
+            next,
+        } => {
+            write_reply_head(id, out);
+            out.extend_from_slice(br#","room":"#);
+            write_str(room, out);
+            out.extend_from_slice(br#","members":"#);
+            write_list(members, out, write_member)?;
+            if let Some(next) = next {
+                out.extend_from_slice(br#","next":"#);
+                write_str(next, out);
+            }
+            out.push(b'}');
+        }
+        ServerMessage::Watching { id, users } => {
+            write_reply_head(id, out);
+            out.extend_from_slice(br#","users":"#);
+            write_list(users, out, write_user_state)?;
+            out.push(b'}');
+        }
         ServerMessage::History { messages, .. } => {
             write_position(msg, out);
-            out.extend_from_slice(br#","messages":["#);
-            for (i, entry) in messages.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_entry(entry, out)?;
-            }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(br#","messages":"#);
+            write_list(messages, out, write_entry)?;
+            out.push(b'}');
         }
         ServerMessage::Event {
             event,
@@ -283,14 +343,64 @@ fn write_position(msg: &ServerMessage<'_>, out: &mut Vec<u8>) {
     let Some(p) = msg.position() else {
         return;
     };
-    out.extend_from_slice(br#"{"type":"reply","id":"#);
-    write_id(p.id, out);
+    write_reply_head(p.id, out);
     out.extend_from_slice(br#","room":"#);
     write_str(p.room, out);
     out.extend_from_slice(br#","epoch":"#);
     write_str(p.epoch, out);
     out.extend_from_slice(br#","offset":"#);
     write_u64(p.offset, out);
+}
+
+/// The opening of a reply, up to its `id` (no closing brace).
+fn write_reply_head(id: &Id<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"reply","id":"#);
+    write_id(id, out);
+}
+
+/// An optional boolean field, with its leading comma (nothing when `None`).
+fn write_flag(name: &str, value: Option<bool>, out: &mut Vec<u8>) {
+    if let Some(value) = value {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+}
+
+/// An array, each item written by `item`.
+fn write_list<T>(
+    items: &[T],
+    out: &mut Vec<u8>,
+    mut item: impl FnMut(&T, &mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    out.push(b'[');
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(it, out)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn write_member(m: &Member<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.extend_from_slice(br#"{"user":"#);
+    write_str(m.user, out);
+    out.extend_from_slice(br#","connections":"#);
+    write_u64(u64::from(m.connections), out);
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_user_state(u: &UserState<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.extend_from_slice(br#"{"user":"#);
+    write_str(u.user, out);
+    out.extend_from_slice(br#","online":"#);
+    out.extend_from_slice(if u.online { b"true" } else { b"false" });
+    out.push(b'}');
+    Ok(())
 }
 
 fn write_entry(entry: &HistoryEntry<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -358,11 +468,16 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
     };
     match &req.command {
         Command::Auth { token } => field("token", token, out),
-        Command::Join { room, since } => {
+        Command::Join {
+            room,
+            since,
+            presence,
+        } => {
             field("room", room, out);
             if let Some(since) = since {
                 write_since(since, out);
             }
+            write_flag("presence", *presence, out);
         }
         Command::Leave { room } => field("room", room, out),
         Command::Ack { offset } => {
@@ -374,12 +489,25 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             key("offset", out);
             write_u64(*offset, out);
         }
-        Command::History { room, .. } => {
+        Command::History { room, .. } | Command::Members { room, .. } => {
             field("room", room, out);
             for (name, n) in req.command.history_bounds() {
                 key(name, out);
                 write_u64(n, out);
             }
+            if let Command::Members {
+                after: Some(after), ..
+            } = &req.command
+            {
+                field("after", after, out);
+            }
+        }
+        Command::Watch { users } | Command::Unwatch { users } => {
+            key("users", out);
+            write_list(users, out, |user, out| {
+                write_str(user, out);
+                Ok(())
+            })?;
         }
         Command::Publish {
             room,
@@ -711,6 +839,49 @@ mod tests {
             (
                 history(r#","before":10,"after":2"#),
                 "before, after: give one, not both",
+            ),
+            (
+                r#"{"id":1,"cmd":"join","room":"r","presence":"yes"}"#.into(),
+                "presence: expected a boolean",
+            ),
+            (
+                r#"{"id":1,"cmd":"members","room":"r","limit":1001}"#.into(),
+                "limit: expected 1 to 1000",
+            ),
+            (
+                r#"{"id":1,"cmd":"members","room":"r","after":""}"#.into(),
+                "after: empty",
+            ),
+            (r#"{"id":1,"cmd":"watch"}"#.into(), "users: missing"),
+            (
+                r#"{"id":1,"cmd":"watch","users":{}}"#.into(),
+                "users: expected an array of strings",
+            ),
+            (
+                r#"{"id":1,"cmd":"unwatch","users":[]}"#.into(),
+                "users: empty",
+            ),
+            (
+                r#"{"id":1,"cmd":"watch","users":["a",""]}"#.into(),
+                "users[1]: empty",
+            ),
+            (
+                format!(r#"{{"id":1,"cmd":"watch","users":["{long}"]}}"#),
+                "users[0]: longer than 128 bytes",
+            ),
+            (
+                format!(
+                    r#"{{"id":1,"cmd":"watch","users":[{}]}}"#,
+                    vec!["\"u\""; 1001].join(",")
+                ),
+                "users: more than 1000 users",
+            ),
+            (
+                format!(
+                    r#"{{"id":1,"cmd":"watch","users":[{}]}}"#,
+                    vec!["[\"u\"]"; 5000].join(",")
+                ),
+                "users: more than 1000 users",
             ),
         ];
         for (input, message) in cases {

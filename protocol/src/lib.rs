@@ -20,9 +20,9 @@ mod transcode;
 pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
 pub use format::Format;
 pub use message::{
-    Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, OwnedServerMessage, RawData, Request,
-    ServerMessage, Since, Welcome, COMMANDS, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT,
-    MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
+    Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, Member, OwnedServerMessage, RawData,
+    Request, ServerMessage, Since, UserState, Welcome, COMMANDS, MAX_DEPTH, MAX_EPOCH_LEN,
+    MAX_HISTORY_LIMIT, MAX_ID_LEN, MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
 };
 pub use transcode::transcode;
 

@@ -17,6 +17,10 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 pub const MAX_EPOCH_LEN: usize = 64;
 /// Most messages one `history` command may ask for (its `limit`).
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
+/// Most members one `members` command may ask for (its `limit`).
+pub const MAX_MEMBERS_LIMIT: u32 = 1000;
+/// Most users one `watch` or `unwatch` command may name (its `users`).
+pub const MAX_WATCH_USERS: usize = 1000;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -96,7 +100,8 @@ pub struct Since<'a> {
 
 /// Every `cmd` of protocol version 1 (what [`Command::name`] can answer).
 pub const COMMANDS: &[&str] = &[
-    "auth", "join", "leave", "publish", "send", "history", "ack", "read", "ping",
+    "auth", "join", "leave", "publish", "send", "history", "ack", "read", "members", "watch",
+    "unwatch", "ping",
 ];
 
 /// One client command: one variant per `cmd`.
@@ -113,6 +118,9 @@ pub enum Command<'a> {
         room: Cow<'a, str>,
         /// Resume: replay the room's events after this position before the reply.
         since: Option<Since<'a>>,
+        /// `true`: this connection receives the room's `presence.join` / `presence.leave`
+        /// events; `false`: it stops; `None`: unchanged (none for a new member).
+        presence: Option<bool>,
     },
     /// `leave`: stop being a member of a room.
     Leave {
@@ -166,6 +174,25 @@ pub enum Command<'a> {
         /// The last offset of the room's stream read.
         offset: u64,
     },
+    /// `members`: a page of a room's member users, in user id order.
+    Members {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// Most users to return, 1 to [`MAX_MEMBERS_LIMIT`] (`None`: the server's default).
+        limit: Option<u32>,
+        /// Only users whose id sorts after this one (the `next` of the previous page).
+        after: Option<Cow<'a, str>>,
+    },
+    /// `watch`: receive `user.online` / `user.offline` events of these users.
+    Watch {
+        /// The user ids, 1 to [`MAX_WATCH_USERS`] of them.
+        users: Vec<Cow<'a, str>>,
+    },
+    /// `unwatch`: stop receiving them.
+    Unwatch {
+        /// The user ids, 1 to [`MAX_WATCH_USERS`] of them.
+        users: Vec<Cow<'a, str>>,
+    },
     /// `ping`: an application-level ping, answered by a reply.
     Ping,
 }
@@ -182,12 +209,15 @@ impl Command<'_> {
             Command::History { .. } => "history",
             Command::Ack { .. } => "ack",
             Command::Read { .. } => "read",
+            Command::Members { .. } => "members",
+            Command::Watch { .. } => "watch",
+            Command::Unwatch { .. } => "unwatch",
             Command::Ping => "ping",
         }
     }
 
-    /// The optional integer fields of a `history` that are set, with their keys, in the order
-    /// the encoders write them (none for another command).
+    /// The optional integer fields of a `history` (or the `limit` of a `members`) that are
+    /// set, with their keys, in the order the encoders write them (none for another command).
     pub(crate) fn history_bounds(&self) -> impl Iterator<Item = (&'static str, u64)> {
         let (limit, before, after) = match self {
             Command::History {
@@ -196,6 +226,7 @@ impl Command<'_> {
                 after,
                 ..
             } => (limit.map(u64::from), *before, *after),
+            Command::Members { limit, .. } => (limit.map(u64::from), None, None),
             _ => (None, None, None),
         };
         [("limit", limit), ("before", before), ("after", after)]
@@ -267,6 +298,25 @@ pub struct HistoryEntry<'a> {
     pub data: RawData<'a>,
 }
 
+/// One member user of a room, in a `members` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The user id.
+    pub user: &'a str,
+    /// The user's connections that are members of the room.
+    pub connections: u32,
+}
+
+/// One watched user's state, in a `watch` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserState<'a> {
+    /// The user id.
+    pub user: &'a str,
+    /// Online as watchers are told: connected, or its last connection closed less than the
+    /// server's grace period ago.
+    pub online: bool,
+}
+
 /// A message from the server, borrowed: what the server encodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerMessage<'a> {
@@ -294,6 +344,10 @@ pub enum ServerMessage<'a> {
         /// The user's read marker in the room (the last offset it marked read with `read`),
         /// when it has one: the room's unread count is `offset - read`.
         read: Option<u64>,
+        /// For a `join` with `presence`: whether the connection now receives the room's
+        /// presence events (false: it did not ask, or the room announces none). `None` for a
+        /// `join` without `presence`.
+        presence: Option<bool>,
     },
     /// `reply` to a `history` command with an id.
     History {
@@ -307,6 +361,24 @@ pub enum ServerMessage<'a> {
         offset: u64,
         /// The events, oldest first.
         messages: &'a [HistoryEntry<'a>],
+    },
+    /// `reply` to a `members` command with an id: a page of the room's member users.
+    Members {
+        /// The command's id.
+        id: Id<'a>,
+        /// The room.
+        room: &'a str,
+        /// The users, in id order.
+        members: &'a [Member<'a>],
+        /// When more follow: the `after` of the next page (the last user of this one).
+        next: Option<&'a str>,
+    },
+    /// `reply` to a `watch` command with an id: the state of each user named.
+    Watching {
+        /// The command's id.
+        id: Id<'a>,
+        /// Each user named, once, in the order first named.
+        users: &'a [UserState<'a>],
     },
     /// `error`: a command failed (with its id when it had one and it could be read).
     Error {

@@ -9,12 +9,12 @@ use std::borrow::Cow;
 
 use rmp::encode;
 
-use crate::envelope::{self, Envelope, FieldValue, SinceFields};
+use crate::envelope::{self, Envelope, FieldValue, ListError, SinceFields};
 use crate::error::{DecodeError, EncodeError, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, HistoryEntry, Id, OwnedServerMessage, RawData, Request, ServerMessage, Since, Welcome,
-    MAX_DEPTH,
+    Command, HistoryEntry, Id, Member, OwnedServerMessage, RawData, Request, ServerMessage, Since,
+    UserState, Welcome, MAX_DEPTH,
 };
 use crate::transcode::transcode;
 
@@ -323,6 +323,29 @@ impl<'a> FieldValue<'a> for Span<'a> {
         // Validated in Mode::Data while the envelope was read.
         Ok(RawData::trusted(Format::MsgPack, self.0))
     }
+
+    fn list(self, max: usize) -> Result<Vec<Self>, ListError> {
+        let mut r = Reader::new(self.0);
+        let n = match r.byte().map_err(|_| ListError::NotArray)? {
+            m @ 0x90..=0x9f => usize::from(m & 0x0f),
+            0xdc => r.len(2).map_err(|_| ListError::NotArray)?,
+            0xdd => r.len(4).map_err(|_| ListError::NotArray)?,
+            _ => return Err(ListError::NotArray),
+        };
+        if n > max {
+            return Err(ListError::TooLong);
+        }
+        // The value was validated as a whole while the envelope was read: each item is one
+        // well-formed value.
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = r.pos;
+            skip_any(&mut r).map_err(|_| ListError::NotArray)?;
+            let item = r.buf.get(start..r.pos).ok_or(ListError::NotArray)?;
+            items.push(Span(item));
+        }
+        Ok(items)
+    }
 }
 
 /// What an integer value turned out to be.
@@ -417,6 +440,8 @@ fn read_envelope<'a>(
             b"before" => (&mut envelope.before, "before"),
             b"after" => (&mut envelope.after, "after"),
             b"offset" => (&mut envelope.offset, "offset"),
+            b"presence" => (&mut envelope.presence, "presence"),
+            b"users" => (&mut envelope.users, "users"),
             unknown => {
                 skip_unknown(unknown, &mut r)?;
                 continue;
@@ -518,13 +543,7 @@ pub(crate) fn encode_server_message(
 ) -> Result<(), EncodeError> {
     match msg {
         ServerMessage::Welcome(w) => write_welcome(w, out),
-        ServerMessage::Reply { id } => {
-            write_map_len(2, out)?;
-            write_str("type", out)?;
-            write_str("reply", out)?;
-            write_str("id", out)?;
-            write_id(id, out)
-        }
+        ServerMessage::Reply { id } => write_reply_head(2, id, out),
         ServerMessage::Error { id, code, message } => {
             write_map_len(if id.is_some() { 4 } else { 3 }, out)?;
             write_str("type", out)?;
@@ -539,26 +558,54 @@ pub(crate) fn encode_server_message(
             write_str(message, out)
         }
         ServerMessage::Joined {
-            recovered, read, ..
+            recovered,
+            presence,
+            read,
+            ..
         } => {
-            let fields = 5 + u32::from(recovered.is_some()) + u32::from(read.is_some());
+            let fields = 5
+                + u32::from(recovered.is_some())
+                + u32::from(presence.is_some())
+                + u32::from(read.is_some());
             write_position(msg, fields, out)?;
-            if let Some(recovered) = recovered {
-                write_str("recovered", out)?;
-                encode::write_bool(out, *recovered).map_err(enc)?;
-            }
+            write_flag("recovered", *recovered, out)?;
+            write_flag("presence", *presence, out)?;
             if let Some(read) = read {
                 write_str("read", out)?;
                 write_uint(*read, out)?;
             }
             Ok(())
         }
+        ServerMessage::Members {
+            id,
+            room,
+            members,
+            next,
+        } => {
+            write_reply_head(4 + u32::from(next.is_some()), id, out)?;
+            write_str("room", out)?;
+            write_str(room, out)?;
+            write_str("members", out)?;
+            write_array_len(members.len(), out)?;
+            members.iter().try_for_each(|m| write_member(m, out))?;
+            match next {
+                Some(next) => {
+                    write_str("next", out)?;
+                    write_str(next, out)
+                }
+                None => Ok(()),
+            }
+        }
+        ServerMessage::Watching { id, users } => {
+            write_reply_head(3, id, out)?;
+            write_str("users", out)?;
+            write_array_len(users.len(), out)?;
+            users.iter().try_for_each(|u| write_user_state(u, out))
+        }
         ServerMessage::History { messages, .. } => {
             write_position(msg, 6, out)?;
             write_str("messages", out)?;
-            let len = u32::try_from(messages.len())
-                .map_err(|_| EncodeError("more history messages than 2^32-1".into()))?;
-            encode::write_array_len(out, len).map(drop).map_err(enc)?;
+            write_array_len(messages.len(), out)?;
             messages
                 .iter()
                 .try_for_each(|entry| write_entry(entry, out))
@@ -605,17 +652,54 @@ fn write_position(
     let Some(p) = msg.position() else {
         return Ok(());
     };
-    write_map_len(fields, out)?;
-    write_str("type", out)?;
-    write_str("reply", out)?;
-    write_str("id", out)?;
-    write_id(p.id, out)?;
+    write_reply_head(fields, p.id, out)?;
     write_str("room", out)?;
     write_str(p.room, out)?;
     write_str("epoch", out)?;
     write_str(p.epoch, out)?;
     write_str("offset", out)?;
     write_uint(p.offset, out)
+}
+
+/// The opening of a reply map of `fields` entries, up to its `id`.
+fn write_reply_head(fields: u32, id: &Id<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(fields, out)?;
+    write_str("type", out)?;
+    write_str("reply", out)?;
+    write_str("id", out)?;
+    write_id(id, out)
+}
+
+fn write_array_len(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let len = u32::try_from(len).map_err(|_| EncodeError("an array of more than 2^32-1".into()))?;
+    encode::write_array_len(out, len).map(drop).map_err(enc)
+}
+
+/// An optional boolean field (nothing when `None`).
+fn write_flag(name: &str, value: Option<bool>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match value {
+        Some(value) => {
+            write_str(name, out)?;
+            encode::write_bool(out, value).map_err(enc)
+        }
+        None => Ok(()),
+    }
+}
+
+fn write_member(m: &Member<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(2, out)?;
+    write_str("user", out)?;
+    write_str(m.user, out)?;
+    write_str("connections", out)?;
+    write_uint(u64::from(m.connections), out)
+}
+
+fn write_user_state(u: &UserState<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(2, out)?;
+    write_str("user", out)?;
+    write_str(u.user, out)?;
+    write_str("online", out)?;
+    encode::write_bool(out, u.online).map_err(enc)
 }
 
 fn write_entry(entry: &HistoryEntry<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -677,7 +761,13 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
     let fields: u32 = match &req.command {
         Command::Auth { .. } | Command::Leave { .. } | Command::Ack { .. } => 2,
         Command::Read { .. } => 3,
-        Command::Join { since, .. } => 2 + u32::from(since.is_some()),
+        Command::Join {
+            since, presence, ..
+        } => 2 + u32::from(since.is_some()) + u32::from(presence.is_some()),
+        Command::Members { after, .. } => {
+            2 + req.command.history_bounds().map(|_| 1).sum::<u32>() + u32::from(after.is_some())
+        }
+        Command::Watch { .. } | Command::Unwatch { .. } => 2,
         Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
         Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
         Command::Ping => 1,
@@ -694,13 +784,17 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("token", out)?;
             write_str(token, out)
         }
-        Command::Join { room, since } => {
+        Command::Join {
+            room,
+            since,
+            presence,
+        } => {
             write_str("room", out)?;
             write_str(room, out)?;
-            match since {
-                Some(since) => write_since(since, out),
-                None => Ok(()),
+            if let Some(since) = since {
+                write_since(since, out)?;
             }
+            write_flag("presence", *presence, out)
         }
         Command::Leave { room } => {
             write_str("room", out)?;
@@ -716,14 +810,27 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("offset", out)?;
             write_uint(*offset, out)
         }
-        Command::History { room, .. } => {
+        Command::History { room, .. } | Command::Members { room, .. } => {
             write_str("room", out)?;
             write_str(room, out)?;
             for (name, n) in req.command.history_bounds() {
                 write_str(name, out)?;
                 write_uint(n, out)?;
             }
-            Ok(())
+            match &req.command {
+                Command::Members {
+                    after: Some(after), ..
+                } => {
+                    write_str("after", out)?;
+                    write_str(after, out)
+                }
+                _ => Ok(()),
+            }
+        }
+        Command::Watch { users } | Command::Unwatch { users } => {
+            write_str("users", out)?;
+            write_array_len(users.len(), out)?;
+            users.iter().try_for_each(|u| write_str(u, out))
         }
         Command::Publish {
             room: target,
@@ -1298,6 +1405,7 @@ mod tests {
                         epoch: "9f2c".into(),
                         offset: u64::MAX,
                     }),
+                    presence: Some(true),
                 },
             },
             Request {
@@ -1307,6 +1415,20 @@ mod tests {
                     limit: Some(1),
                     before: Some(0),
                     after: None,
+                },
+            },
+            Request {
+                id: Some(Id::Num(3)),
+                command: Command::Members {
+                    room: "lobby".into(),
+                    limit: None,
+                    after: Some("bob".into()),
+                },
+            },
+            Request {
+                id: None,
+                command: Command::Watch {
+                    users: vec!["bob".into(), "é".repeat(64).into()],
                 },
             },
         ] {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wsgate_protocol::{
     decode_request, decode_server_message, encode_request, encode_server_message, Command,
-    ErrorCode, Format, Heartbeat, HistoryEntry, Id, Limits, OwnedServerMessage, RawData, Request,
-    ServerMessage, Welcome,
+    ErrorCode, Format, Heartbeat, HistoryEntry, Id, Limits, Member, OwnedServerMessage, RawData,
+    Request, ServerMessage, UserState, Welcome,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -86,7 +86,11 @@ fn logical_request(req: &Request<'_>) -> Value {
         Command::Auth { token } => {
             obj.insert("token".into(), json!(token));
         }
-        Command::Join { room, since } => {
+        Command::Join {
+            room,
+            since,
+            presence,
+        } => {
             obj.insert("room".into(), json!(room));
             if let Some(since) = since {
                 obj.insert(
@@ -94,6 +98,21 @@ fn logical_request(req: &Request<'_>) -> Value {
                     json!({"epoch": since.epoch, "offset": since.offset}),
                 );
             }
+            if let Some(presence) = presence {
+                obj.insert("presence".into(), json!(presence));
+            }
+        }
+        Command::Members { room, limit, after } => {
+            let fields = json!({"room": room, "limit": limit, "after": after});
+            let set = fields
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, v)| !v.is_null());
+            obj.extend(set.map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Command::Watch { users } | Command::Unwatch { users } => {
+            obj.insert("users".into(), json!(users));
         }
         Command::Leave { room } => {
             obj.insert("room".into(), json!(room));
@@ -198,6 +217,28 @@ struct ServerParts {
     history_data: Vec<Vec<u8>>,
 }
 
+/// The members of a `members` reply (none for any other message).
+fn members(logical: &Value) -> Vec<Member<'_>> {
+    array(logical, "members")
+        .iter()
+        .map(|m| Member {
+            user: m["user"].as_str().unwrap(),
+            connections: m["connections"].as_u64().unwrap() as u32,
+        })
+        .collect()
+}
+
+/// The users of a `watch` reply (none for any other message).
+fn user_states(logical: &Value) -> Vec<UserState<'_>> {
+    array(logical, "users")
+        .iter()
+        .map(|u| UserState {
+            user: u["user"].as_str().unwrap(),
+            online: u["online"].as_bool().unwrap(),
+        })
+        .collect()
+}
+
 impl ServerParts {
     fn new(v: &Vector) -> Self {
         let (data, data_format) = match (&v.data_msgpack_hex, v.logical.get("data")) {
@@ -232,7 +273,12 @@ impl ServerParts {
             .collect()
     }
 
-    fn message<'a>(&'a self, entries: &'a [HistoryEntry<'a>]) -> ServerMessage<'a> {
+    fn message<'a>(
+        &'a self,
+        entries: &'a [HistoryEntry<'a>],
+        members: &'a [Member<'a>],
+        users: &'a [UserState<'a>],
+    ) -> ServerMessage<'a> {
         let l = &self.logical;
         let s = |k: &str| l[k].as_str().unwrap();
         let opt = |k: &str| l.get(k).map(|v| v.as_str().unwrap());
@@ -268,6 +314,17 @@ impl ServerParts {
                 offset: n(&l["offset"]),
                 recovered: l.get("recovered").map(|v| v.as_bool().unwrap()),
                 read: l.get("read").map(|v| v.as_u64().unwrap()),
+                presence: l.get("presence").map(|v| v.as_bool().unwrap()),
+            },
+            "reply" if l.get("members").is_some() => ServerMessage::Members {
+                id: borrowed_id(&l["id"]).unwrap(),
+                room: s("room"),
+                members,
+                next: opt("next"),
+            },
+            "reply" if l.get("users").is_some() => ServerMessage::Watching {
+                id: borrowed_id(&l["id"]).unwrap(),
+                users,
             },
             "reply" => ServerMessage::Reply {
                 id: borrowed_id(&l["id"]).unwrap(),
@@ -291,7 +348,8 @@ impl ServerParts {
     fn owned(&self) -> OwnedServerMessage {
         let l = &self.logical;
         let entries = self.entries();
-        match self.message(&entries) {
+        let (members, users) = (members(l), user_states(l));
+        match self.message(&entries, &members, &users) {
             ServerMessage::Welcome(w) => OwnedServerMessage::Welcome {
                 user: w.user.into(),
                 conn: w.conn.into(),
@@ -303,7 +361,9 @@ impl ServerParts {
             // The client decoder keeps only the id of a reply.
             ServerMessage::Reply { id }
             | ServerMessage::Joined { id, .. }
-            | ServerMessage::History { id, .. } => OwnedServerMessage::Reply {
+            | ServerMessage::History { id, .. }
+            | ServerMessage::Members { id, .. }
+            | ServerMessage::Watching { id, .. } => OwnedServerMessage::Reply {
                 id: id.into_owned(),
             },
             ServerMessage::Error { id, code, message } => OwnedServerMessage::Error {
@@ -329,8 +389,13 @@ impl ServerParts {
 }
 
 fn history_messages(logical: &Value) -> &[Value] {
+    array(logical, "messages")
+}
+
+/// The array `logical[key]` (empty when there is none).
+fn array<'a>(logical: &'a Value, key: &str) -> &'a [Value] {
     logical
-        .get("messages")
+        .get(key)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
@@ -342,6 +407,8 @@ fn variant(msg: &ServerMessage<'_>) -> &'static str {
         ServerMessage::Reply { .. } => "reply",
         ServerMessage::Joined { .. } => "joined",
         ServerMessage::History { .. } => "history",
+        ServerMessage::Members { .. } => "members",
+        ServerMessage::Watching { .. } => "watching",
         ServerMessage::Error { .. } => "error",
         ServerMessage::Event { .. } => "event",
     }
@@ -368,7 +435,8 @@ fn server_vectors() {
     for v in &vectors {
         let parts = ServerParts::new(v);
         let entries = parts.entries();
-        let msg = parts.message(&entries);
+        let (members, users) = (members(&v.logical), user_states(&v.logical));
+        let msg = parts.message(&entries, &members, &users);
         assert_eq!(
             String::from_utf8(encode_msg(Format::Json, &msg)).unwrap(),
             v.json,
@@ -389,7 +457,7 @@ fn server_vectors() {
         assert_eq!(serde_json::from_str::<Value>(&v.json).unwrap(), v.logical);
         variants.insert(variant(&msg));
     }
-    assert_eq!(variants.len(), 6, "every server message has a vector");
+    assert_eq!(variants.len(), 8, "every server message has a vector");
 }
 
 #[test]
@@ -532,6 +600,36 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "the newest stored events, as many as the server's default limit",
         r#"{"cmd":"history","id":4,"room":"lobby"}"#,
     ),
+    (
+        "join_presence",
+        "join asking for the room's presence.join / presence.leave events",
+        r#"{"cmd":"join","id":2,"room":"lobby","presence":true}"#,
+    ),
+    (
+        "join_since_presence_off",
+        "resume, and stop receiving the room's presence events",
+        r#"{"cmd":"join","id":2,"room":"lobby","since":{"epoch":"9f2c41aa07be13d5","offset":41},"presence":false}"#,
+    ),
+    (
+        "members",
+        "the first page of a room's member users, as many as the server's default limit",
+        r#"{"cmd":"members","id":5,"room":"lobby"}"#,
+    ),
+    (
+        "members_after",
+        "the next page: 2 users after \"bob\"",
+        r#"{"cmd":"members","id":"m-2","room":"lobby","limit":2,"after":"bob"}"#,
+    ),
+    (
+        "watch",
+        "watch users' online/offline state",
+        r#"{"cmd":"watch","id":9,"users":["bob","carol"]}"#,
+    ),
+    (
+        "unwatch_no_id",
+        "stop watching a user, without id",
+        r#"{"cmd":"unwatch","users":["bob"]}"#,
+    ),
 ];
 
 /// (name, description, json, data as MessagePack hex when it originates from a MessagePack client)
@@ -556,6 +654,16 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("reply_joined_not_recovered", "reply to a join with since of another epoch: the missed events are lost", r#"{"type":"reply","id":2,"room":"lobby","epoch":"0c1d7e52b9a4f836","offset":3,"recovered":false}"#, None),
     ("reply_history", "reply to a history command: stored events, oldest first", r#"{"type":"reply","id":3,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":57,"messages":[{"offset":40,"at":1795000000000,"event":"chat","from":"alice","data":{"t":"hi"}},{"offset":41,"at":1795000000250,"event":"score","data":[1,0]}]}"#, None),
     ("reply_history_empty", "reply to a history command with no stored event in range", r#"{"type":"reply","id":4,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":0,"messages":[]}"#, None),
+    ("reply_joined_presence", "reply to a join with presence: the connection receives the room's presence events", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":41,"presence":true}"#, None),
+    ("reply_joined_recovered_presence_off", "reply to a join with since and presence in a room that announces no presence", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":42,"recovered":true,"presence":false}"#, None),
+    ("reply_members", "reply to a members command: a full page, and where the next starts", r#"{"type":"reply","id":5,"room":"lobby","members":[{"user":"alice","connections":3},{"user":"bob","connections":1}],"next":"bob"}"#, None),
+    ("reply_members_last", "reply to a members command: the last page", r#"{"type":"reply","id":"m-2","room":"lobby","members":[{"user":"carol","connections":1}]}"#, None),
+    ("reply_watch", "reply to a watch command: each user's state now", r#"{"type":"reply","id":9,"users":[{"user":"bob","online":true},{"user":"carol","online":false}]}"#, None),
+    ("event_presence_join", "a user's first connection joined the room (to members that asked for presence)", r#"{"type":"event","event":"presence.join","room":"lobby","data":{"user":"alice"}}"#, None),
+    ("event_presence_leave", "a user's last connection left the room", r#"{"type":"event","event":"presence.leave","room":"lobby","data":{"user":"alice"}}"#, None),
+    ("event_user_online", "a watched user connected (and was not within the grace period of a disconnect)", r#"{"type":"event","event":"user.online","data":{"user":"bob"}}"#, None),
+    ("event_user_offline", "a watched user's last connection closed and none came back within the grace period", r#"{"type":"event","event":"user.offline","data":{"user":"bob"}}"#, None),
+    ("error_watch_limit", "a watch past the connection's bound", r#"{"type":"error","id":9,"code":"watch.limit","message":"a connection may watch at most 100 users"}"#, None),
 ];
 
 fn mp_map(fields: &[(&str, Vec<u8>)]) -> String {
@@ -617,36 +725,68 @@ fn invalid_sources() -> Vec<Invalid> {
             m(&format!("msgpack_{name}"), mp, "bad_request", json!(id)),
         ]
     };
-    let stream_commands = [
-        both(
+    // (name, request, its id): refused in both encodings.
+    let stream_commands: &[(&str, &str, u64)] = &[
+        (
             "history_before_and_after",
             r#"{"cmd":"history","id":11,"room":"lobby","before":10,"after":2}"#,
             11,
         ),
-        both(
+        (
             "history_limit_zero",
             r#"{"cmd":"history","id":12,"room":"lobby","limit":0}"#,
             12,
         ),
-        both(
+        (
             "history_limit_too_big",
             r#"{"cmd":"history","id":13,"room":"lobby","limit":1001}"#,
             13,
         ),
-        both(
+        (
             "join_since_not_object",
             r#"{"cmd":"join","id":14,"room":"lobby","since":41}"#,
             14,
         ),
-        both(
+        (
             "join_since_missing_offset",
             r#"{"cmd":"join","id":15,"room":"lobby","since":{"epoch":"9f2c41aa07be13d5"}}"#,
             15,
         ),
-        both(
+        (
             "join_since_bad_epoch",
             r#"{"cmd":"join","id":16,"room":"lobby","since":{"epoch":"","offset":41}}"#,
             16,
+        ),
+        (
+            "join_presence_not_boolean",
+            r#"{"cmd":"join","id":17,"room":"lobby","presence":1}"#,
+            17,
+        ),
+        (
+            "members_limit_too_big",
+            r#"{"cmd":"members","id":18,"room":"lobby","limit":1001}"#,
+            18,
+        ),
+        (
+            "members_after_not_string",
+            r#"{"cmd":"members","id":19,"room":"lobby","after":5}"#,
+            19,
+        ),
+        ("watch_users_missing", r#"{"cmd":"watch","id":20}"#, 20),
+        (
+            "watch_users_empty",
+            r#"{"cmd":"watch","id":21,"users":[]}"#,
+            21,
+        ),
+        (
+            "watch_users_not_array",
+            r#"{"cmd":"watch","id":22,"users":"bob"}"#,
+            22,
+        ),
+        (
+            "unwatch_user_not_string",
+            r#"{"cmd":"unwatch","id":23,"users":["bob",7]}"#,
+            23,
         ),
     ];
     let mut all = vec![
@@ -850,7 +990,17 @@ fn invalid_sources() -> Vec<Invalid> {
             json!(1),
         ),
     ];
-    all.extend(stream_commands.into_iter().flatten());
+    all.extend(
+        stream_commands
+            .iter()
+            .flat_map(|(name, text, id)| both(name, text, *id)),
+    );
+    let too_many: Vec<String> = (0..1200).map(|i| format!("u{i}")).collect();
+    all.extend(both(
+        "watch_too_many_users",
+        &json!({"cmd": "watch", "id": 24, "users": too_many}).to_string(),
+        24,
+    ));
     all
 }
 
@@ -886,7 +1036,9 @@ fn regenerate() {
             };
             let parts = ServerParts::new(&v);
             let entries = parts.entries();
-            let msg = parts.message(&entries);
+            let logical = v.logical.clone();
+            let (members, users) = (members(&logical), user_states(&logical));
+            let msg = parts.message(&entries, &members, &users);
             v.json = String::from_utf8(encode_msg(Format::Json, &msg)).unwrap();
             assert_eq!(v.json, *text, "{name}: source is not in canonical form");
             v.msgpack_hex = hex::encode(encode_msg(Format::MsgPack, &msg));

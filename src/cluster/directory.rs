@@ -5,13 +5,23 @@
 //!
 //! Both maps are ordered, so listings page with a cursor (the last key returned) and stay
 //! consistent while users come and go: every entry present throughout appears exactly once.
+//!
+//! It also decides presence: a room's members are counted per user, so a user's first
+//! connection in a room and its last one are known exactly, whatever the shards; and a user's
+//! first connection and its last one (after a grace period without any) likewise. Each such
+//! change is handed, under the lock that decided it, to the caller's `announce`, so that the
+//! announcements of one room or user are made in the order of the changes. The users' half
+//! (connections, watchers, the grace) is in `users.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod users;
+
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crate::hub::RoomRefused;
+use crate::hub::{Change, RoomRefused};
 use crate::store::{Op, RoomDef, Slot};
+use users::Users;
 
 /// A room's directory entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +39,9 @@ pub(crate) struct RoomInfo {
     pub(crate) private: bool,
     /// Most member connections (`maxMembers` at creation); `None`: only the server's bounds.
     pub(crate) max_members: Option<u32>,
+    /// Whether the room announces `presence.join` / `presence.leave` (`ROOM_PRESENCE`, or the
+    /// room's `presence` at creation).
+    pub(crate) presence: bool,
 }
 
 /// What the backend may set on a room it creates.
@@ -36,6 +49,45 @@ pub(crate) struct RoomInfo {
 pub(crate) struct RoomOptions {
     pub(crate) private: bool,
     pub(crate) max_members: Option<u32>,
+    /// `None`: the server's default (`ROOM_PRESENCE`).
+    pub(crate) presence: Option<bool>,
+}
+
+/// How the directory decides presence.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PresenceRules {
+    /// `PRESENCE_GRACE`: how long a user without connections still counts as online.
+    pub(crate) grace: Duration,
+    /// `ROOM_PRESENCE`: whether a room announces presence unless created otherwise.
+    pub(crate) rooms_default: bool,
+    /// Most users within the grace at once (`MAX_CONNECTIONS`): past it, the one nearest its
+    /// end is announced offline at once.
+    pub(crate) max_leaving: usize,
+}
+
+/// A room as the directory keeps it: its entry and its member users.
+struct Room {
+    info: RoomInfo,
+    /// Member connections per user (the sum is `info.members`); ordered, for `members` pages.
+    users: BTreeMap<Arc<str>, u32>,
+    /// Member connections that follow its presence events, on all shards: with none, its
+    /// changes are announced to nobody (opting out costs no delivery).
+    followers: u32,
+}
+
+impl Room {
+    fn new(info: RoomInfo) -> Room {
+        Room {
+            info,
+            users: BTreeMap::new(),
+            followers: 0,
+        }
+    }
+
+    /// Whether its presence changes go to anyone.
+    fn announces(&self) -> bool {
+        self.info.presence && self.followers > 0
+    }
 }
 
 /// Who may join a room, as far as the directory knows.
@@ -55,13 +107,14 @@ pub(crate) const MAX_ALLOWED: usize = 100_000;
 /// Users and rooms across all shards. A std `Mutex` and not tokio's: every critical section is
 /// a few map operations and never awaits.
 pub(crate) struct Directory {
-    users: Mutex<BTreeMap<Arc<str>, u32>>,
-    rooms: Mutex<BTreeMap<Arc<str>, RoomInfo>>,
+    users: Mutex<Users>,
+    rooms: Mutex<BTreeMap<Arc<str>, Room>>,
     /// The users let into each private room (by `POST /api/v1/rooms/{roomId}/members`), at
     /// most [`MAX_ALLOWED`] per room. Taken after `rooms` when both are held.
     allowed: Mutex<BTreeMap<Arc<str>, BTreeSet<Arc<str>>>>,
     max_per_user: u32,
     max_rooms: usize,
+    rules: PresenceRules,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,97 +123,101 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Directory {
-    pub(crate) fn new(max_per_user: u32, max_rooms: usize) -> Self {
+    pub(crate) fn new(max_per_user: u32, max_rooms: usize, rules: PresenceRules) -> Self {
         Directory {
             users: Mutex::default(),
             rooms: Mutex::default(),
             allowed: Mutex::default(),
             max_per_user,
             max_rooms,
+            rules,
         }
     }
 
-    /// Counts one more connection for `user`, unless it already holds the maximum.
-    pub(crate) fn add_connection(&self, user: &Arc<str>) -> bool {
-        let mut users = lock(&self.users);
-        match users.get_mut(&**user) {
-            Some(n) if *n >= self.max_per_user => false,
-            Some(n) => {
-                *n += 1;
-                true
-            }
-            None if self.max_per_user == 0 => false,
-            None => {
-                users.insert(user.clone(), 1);
-                true
-            }
-        }
-    }
-
-    /// Counts one connection fewer for `user`.
-    pub(crate) fn remove_connection(&self, user: &str) {
-        let mut users = lock(&self.users);
-        if let Some(n) = users.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                users.remove(user);
-            }
-        }
-    }
-
-    /// Connections `user` holds now.
-    pub(crate) fn connections_of(&self, user: &str) -> u32 {
-        lock(&self.users).get(user).copied().unwrap_or(0)
-    }
-
-    /// Connected users now.
-    pub(crate) fn user_count(&self) -> usize {
-        lock(&self.users).len()
-    }
-
-    /// Up to `limit` connected users after `cursor`, in order, and whether more follow.
-    pub(crate) fn users_page(
+    /// Counts one more member connection of `user` in `room`, creating the room unless the
+    /// server is at `max_rooms`. The user's first is announced ([`Change::Joined`]) when the
+    /// room announces presence.
+    pub(crate) fn add_member(
         &self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> (Vec<(Arc<str>, u32)>, bool) {
-        page(&lock(&self.users), cursor, limit, |n| *n)
-    }
-
-    /// Counts one more member of `room`, creating the room unless the server is at `max_rooms`.
-    pub(crate) fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
+        room: &Arc<str>,
+        user: &Arc<str>,
+        announce: impl FnOnce(Change<'_>),
+    ) -> Result<(), RoomRefused> {
         let mut rooms = lock(&self.rooms);
-        if let Some(info) = rooms.get_mut(&**room) {
-            if info.max_members.is_some_and(|max| info.members >= max) {
-                return Err(RoomRefused::Full);
+        let count = rooms.len();
+        let entry = match rooms.entry(room.clone()) {
+            btree_map::Entry::Occupied(entry) => {
+                let info = &entry.get().info;
+                if info.max_members.is_some_and(|max| info.members >= max) {
+                    return Err(RoomRefused::Full);
+                }
+                entry.into_mut()
             }
-            info.members += 1;
-            return Ok(());
-        }
-        if rooms.len() >= self.max_rooms {
-            return Err(RoomRefused::TooManyRooms);
-        }
-        let info = RoomInfo {
-            members: 1,
-            created_by: None,
-            created_at: None,
-            explicit: false,
-            private: false,
-            max_members: None,
+            btree_map::Entry::Vacant(_) if count >= self.max_rooms => {
+                return Err(RoomRefused::TooManyRooms)
+            }
+            btree_map::Entry::Vacant(entry) => {
+                let info = RoomInfo {
+                    members: 0,
+                    created_by: None,
+                    created_at: None,
+                    explicit: false,
+                    private: false,
+                    max_members: None,
+                    presence: self.rules.rooms_default,
+                };
+                entry.insert(Room::new(info))
+            }
         };
-        rooms.insert(room.clone(), info);
+        entry.info.members += 1;
+        let count = entry.users.entry(user.clone()).or_default();
+        *count += 1;
+        if *count == 1 && entry.announces() {
+            announce(Change::Joined { room, user });
+        }
         Ok(())
     }
 
-    /// Counts one member fewer; a room made by `join` disappears with its last member.
-    pub(crate) fn remove_member(&self, room: &str) {
+    /// Counts one member connection of `user` fewer; the user's last is announced
+    /// ([`Change::Left`]) when the room announces presence. A room made by `join` disappears
+    /// with its last member.
+    pub(crate) fn remove_member(&self, room: &str, user: &str, announce: impl FnOnce(Change<'_>)) {
         let mut rooms = lock(&self.rooms);
-        if let Some(info) = rooms.get_mut(room) {
-            info.members = info.members.saturating_sub(1);
-            if info.members == 0 && !info.explicit {
-                rooms.remove(room);
-            }
+        let Some(name) = rooms.get_key_value(room).map(|(name, _)| name.clone()) else {
+            return;
+        };
+        let Some(entry) = rooms.get_mut(room) else {
+            return;
+        };
+        // Not counted here (a member of a room closed since, say): nothing to take back.
+        let Some((user, n)) = entry.users.remove_entry(user) else {
+            return;
+        };
+        entry.info.members = entry.info.members.saturating_sub(1);
+        if n > 1 {
+            entry.users.insert(user, n - 1);
+        } else if entry.announces() {
+            announce(Change::Left {
+                room: &name,
+                user: &user,
+            });
         }
+        if entry.info.members == 0 && !entry.info.explicit {
+            rooms.remove(room);
+        }
+    }
+
+    /// Up to `limit` member users of `room` after `after`, in order, each with its member
+    /// connections, and whether more follow; `None` when there is no such room.
+    pub(crate) fn members_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Page<u32>> {
+        let rooms = lock(&self.rooms);
+        let entry = rooms.get(room)?;
+        Some(page(&entry.users, after, limit, |n| *n))
     }
 
     /// Creates a room over REST; its definition is written to the store in `slot`.
@@ -185,17 +242,19 @@ impl Directory {
             explicit: true,
             private: options.private,
             max_members: options.max_members,
+            presence: options.presence.unwrap_or(self.rules.rooms_default),
         };
         slot.push(Op::Room {
             room: room.clone(),
             def: Some(RoomDef {
                 private: info.private,
                 max_members: info.max_members,
+                presence: info.presence,
                 created_by: info.created_by.clone(),
                 created_at: crate::clock::unix_ms(),
             }),
         });
-        rooms.insert(room.clone(), info.clone());
+        rooms.insert(room.clone(), Room::new(info.clone()));
         Ok(info)
     }
 
@@ -206,14 +265,15 @@ impl Directory {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(def.created_at);
             map.insert(
                 room.into(),
-                RoomInfo {
+                Room::new(RoomInfo {
                     members: 0,
                     created_by: def.created_by,
                     created_at: Some(at),
                     explicit: true,
                     private: def.private,
                     max_members: def.max_members,
-                },
+                    presence: def.presence,
+                }),
             );
         }
         let mut users = lock(&self.allowed);
@@ -228,10 +288,10 @@ impl Directory {
     /// definition from the store in `slot`; returns whether it existed.
     pub(crate) fn close_room(&self, room: &str, slot: Slot<'_>) -> bool {
         let mut rooms = lock(&self.rooms);
-        let Some((name, info)) = rooms.remove_entry(room) else {
+        let Some((name, entry)) = rooms.remove_entry(room) else {
             return false;
         };
-        if info.explicit {
+        if entry.info.explicit {
             slot.push(Op::Room {
                 room: name,
                 def: None,
@@ -245,7 +305,7 @@ impl Directory {
     /// Whether `user` may join `room` (without looking at the token: see the caller).
     pub(crate) fn access(&self, room: &str, user: &str) -> Access {
         let rooms = lock(&self.rooms);
-        let Some(info) = rooms.get(room) else {
+        let Some(Room { info, .. }) = rooms.get(room) else {
             return Access::Missing;
         };
         if !info.private {
@@ -262,10 +322,10 @@ impl Directory {
     /// in `slot`; `false` when the room already lets [`MAX_ALLOWED`] users in.
     pub(crate) fn allow(&self, room: &str, user: &Arc<str>, slot: Slot<'_>) -> bool {
         let rooms = lock(&self.rooms);
-        let Some((name, info)) = rooms.get_key_value(room) else {
+        let Some((name, entry)) = rooms.get_key_value(room) else {
             return true;
         };
-        if !info.private {
+        if !entry.info.private {
             return true;
         }
         let mut allowed = lock(&self.allowed);
@@ -299,9 +359,28 @@ impl Directory {
         }
     }
 
+    /// One more member connection follows `room`'s presence events, if the room announces
+    /// presence (then `true`).
+    pub(crate) fn follow(&self, room: &str) -> bool {
+        match lock(&self.rooms).get_mut(room) {
+            Some(entry) if entry.info.presence => {
+                entry.followers += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One member connection fewer follows `room`'s presence events.
+    pub(crate) fn unfollow(&self, room: &str) {
+        if let Some(entry) = lock(&self.rooms).get_mut(room) {
+            entry.followers = entry.followers.saturating_sub(1);
+        }
+    }
+
     /// A room's entry.
     pub(crate) fn room(&self, room: &str) -> Option<RoomInfo> {
-        lock(&self.rooms).get(room).cloned()
+        lock(&self.rooms).get(room).map(|entry| entry.info.clone())
     }
 
     /// Rooms on the server now.
@@ -315,9 +394,14 @@ impl Directory {
         cursor: Option<&str>,
         limit: usize,
     ) -> (Vec<(Arc<str>, RoomInfo)>, bool) {
-        page(&lock(&self.rooms), cursor, limit, RoomInfo::clone)
+        page(&lock(&self.rooms), cursor, limit, |entry| {
+            entry.info.clone()
+        })
     }
 }
+
+/// A page of a listing: its entries, and whether more follow.
+pub(crate) type Page<T> = (Vec<(Arc<str>, T)>, bool);
 
 /// Entries strictly after `cursor`, at most `limit`, and whether more follow.
 fn page<V, T>(
@@ -325,7 +409,7 @@ fn page<V, T>(
     cursor: Option<&str>,
     limit: usize,
     view: impl Fn(&V) -> T,
-) -> (Vec<(Arc<str>, T)>, bool) {
+) -> Page<T> {
     use std::ops::Bound;
     let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
     let mut iter = map.range::<str, _>((start, Bound::Unbounded));
@@ -350,29 +434,114 @@ mod tests {
         store.try_reserve().expect("a memory store always has room")
     }
 
+    pub(super) fn rules(grace_ms: u64) -> PresenceRules {
+        PresenceRules {
+            grace: Duration::from_millis(grace_ms),
+            rooms_default: true,
+            max_leaving: 2,
+        }
+    }
+
+    pub(super) fn directory(max_per_user: u32, max_rooms: usize) -> Directory {
+        Directory::new(max_per_user, max_rooms, rules(0))
+    }
+
+    pub(super) fn name(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    /// What the calls in `f` announced, as text.
+    pub(super) fn announced(f: impl FnOnce(&mut dyn FnMut(Change<'_>))) -> Vec<String> {
+        let mut out = Vec::new();
+        f(&mut |change| out.push(format!("{change:?}").replace('"', "")));
+        out
+    }
+
     #[test]
     fn a_room_with_max_members_refuses_one_more() {
-        let d = Directory::new(2, 10);
-        let r: Arc<str> = "small".into();
+        let d = directory(2, 10);
+        let r = name("small");
         let options = RoomOptions {
-            private: false,
             max_members: Some(2),
+            ..RoomOptions::default()
         };
         d.create_room(&r, None, options, slot()).unwrap();
-        assert_eq!(d.add_member(&r), Ok(()));
-        assert_eq!(d.add_member(&r), Ok(()));
-        assert_eq!(d.add_member(&r), Err(RoomRefused::Full));
-        d.remove_member("small");
-        assert_eq!(d.add_member(&r), Ok(()), "a place came free");
+        let (a, b) = (name("a"), name("b"));
+        assert_eq!(d.add_member(&r, &a, |_| {}), Ok(()));
+        assert_eq!(d.add_member(&r, &a, |_| {}), Ok(()));
+        assert_eq!(d.add_member(&r, &b, |_| {}), Err(RoomRefused::Full));
+        d.remove_member("small", "a", |_| {});
+        assert_eq!(d.add_member(&r, &b, |_| {}), Ok(()), "a place came free");
+    }
+
+    #[test]
+    fn a_user_joins_with_its_first_connection_and_leaves_with_its_last() {
+        let d = directory(5, 10);
+        let (r, ann, bob) = (name("r"), name("ann"), name("bob"));
+        let got = announced(|announce| {
+            d.add_member(&r, &name("wendy"), &mut *announce).unwrap();
+            assert!(d.follow("r"), "wendy follows");
+            for user in [&ann, &ann, &bob, &ann] {
+                d.add_member(&r, user, &mut *announce).unwrap();
+            }
+            for user in ["ann", "bob", "ann", "nobody", "ann"] {
+                d.remove_member("r", user, &mut *announce);
+            }
+            d.unfollow("r");
+            d.add_member(&r, &bob, &mut *announce).unwrap();
+            d.remove_member("r", "bob", &mut *announce);
+            d.remove_member("r", "wendy", &mut *announce);
+        });
+        assert_eq!(
+            got,
+            [
+                "Joined { room: r, user: ann }",
+                "Joined { room: r, user: bob }",
+                "Left { room: r, user: bob }",
+                "Left { room: r, user: ann }",
+            ]
+        );
+        assert!(
+            d.room("r").is_none(),
+            "gone with its last member, unannounced: no follower"
+        );
+        let quiet = RoomOptions {
+            presence: Some(false),
+            ..RoomOptions::default()
+        };
+        d.create_room(&r, None, quiet, slot()).unwrap();
+        assert!(!d.follow("r"), "nothing to follow");
+        let got = announced(|announce| {
+            d.add_member(&r, &ann, &mut *announce).unwrap();
+            d.remove_member("r", "ann", &mut *announce);
+        });
+        assert!(got.is_empty(), "a room without presence announces nothing");
+    }
+
+    #[test]
+    fn members_page_by_user_with_their_connections() {
+        let d = directory(5, 10);
+        let r = name("r");
+        for user in ["c", "a", "b", "a"] {
+            d.add_member(&r, &name(user), |_| {}).unwrap();
+        }
+        let (page, more) = d.members_page("r", None, 2).unwrap();
+        assert_eq!(page, [(name("a"), 2), (name("b"), 1)]);
+        assert!(more);
+        let (page, more) = d.members_page("r", Some("b"), 2).unwrap();
+        assert_eq!(page, [(name("c"), 1)]);
+        assert!(!more);
+        assert_eq!(d.room("r").unwrap().members, 4);
+        assert!(d.members_page("none", None, 2).is_none());
     }
 
     #[test]
     fn private_rooms_let_in_their_creator_and_the_users_allowed() {
-        let d = Directory::new(2, 10);
-        let (p, q): (Arc<str>, Arc<str>) = ("p".into(), "q".into());
+        let d = directory(2, 10);
+        let (p, q) = (name("p"), name("q"));
         let private = RoomOptions {
             private: true,
-            max_members: None,
+            ..RoomOptions::default()
         };
         d.create_room(&p, Some("ann".into()), private, slot())
             .unwrap();
@@ -380,14 +549,14 @@ mod tests {
             .unwrap();
         assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
-        assert!(d.allow("p", &Arc::from("bob"), slot()));
+        assert!(d.allow("p", &name("bob"), slot()));
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: true });
         d.disallow("p", "bob", slot());
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
         assert_eq!(d.access("q", "bob"), Access::Public);
         assert_eq!(d.access("none", "bob"), Access::Missing);
         assert!(
-            d.allow("q", &Arc::from("bob"), slot()),
+            d.allow("q", &name("bob"), slot()),
             "a public room needs no permission"
         );
         assert!(d.close_room("p", slot()));
@@ -395,63 +564,35 @@ mod tests {
     }
 
     #[test]
-    fn per_user_limit() {
-        let d = Directory::new(2, 10);
-        let u: Arc<str> = "u".into();
-        assert!(d.add_connection(&u));
-        assert!(d.add_connection(&u));
-        assert!(!d.add_connection(&u));
-        d.remove_connection("u");
-        assert_eq!(d.connections_of("u"), 1);
-        assert!(d.add_connection(&u));
-    }
-
-    #[test]
     fn rooms_come_and_go_within_the_bound() {
-        let d = Directory::new(2, 2);
-        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
-        assert_eq!(d.add_member(&a), Ok(()));
-        assert_eq!(d.add_member(&a), Ok(()));
-        assert_eq!(d.add_member(&b), Ok(()));
-        assert_eq!(d.add_member(&c), Err(RoomRefused::TooManyRooms));
-        d.remove_member("a");
+        let d = directory(2, 2);
+        let (a, b, c, u) = (name("a"), name("b"), name("c"), name("u"));
+        assert_eq!(d.add_member(&a, &u, |_| {}), Ok(()));
+        assert_eq!(d.add_member(&a, &u, |_| {}), Ok(()));
+        assert_eq!(d.add_member(&b, &u, |_| {}), Ok(()));
+        assert_eq!(d.add_member(&c, &u, |_| {}), Err(RoomRefused::TooManyRooms));
+        d.remove_member("a", "u", |_| {});
         assert_eq!(d.room_count(), 2);
-        d.remove_member("a");
+        d.remove_member("a", "u", |_| {});
         assert_eq!(d.room_count(), 1);
-        assert_eq!(d.add_member(&c), Ok(()));
+        assert_eq!(d.add_member(&c, &u, |_| {}), Ok(()));
     }
 
     #[test]
     fn explicit_rooms_outlive_their_members_until_closed() {
-        let d = Directory::new(2, 10);
-        let r: Arc<str> = "r".into();
+        let d = directory(2, 10);
+        let (r, u) = (name("r"), name("u"));
         d.create_room(&r, Some("dhoni".into()), RoomOptions::default(), slot())
             .unwrap();
         assert_eq!(
             d.create_room(&r, None, RoomOptions::default(), slot()),
             Err(RoomRefused::Exists)
         );
-        d.add_member(&r).unwrap();
-        d.remove_member("r");
+        d.add_member(&r, &u, |_| {}).unwrap();
+        d.remove_member("r", "u", |_| {});
         assert_eq!(d.room("r").unwrap().created_by.as_deref(), Some("dhoni"));
         assert!(d.close_room("r", slot()));
         assert!(d.room("r").is_none());
         assert!(!d.close_room("r", slot()));
-    }
-
-    #[test]
-    fn pages_follow_the_cursor() {
-        let d = Directory::new(5, 10);
-        for u in ["c", "a", "e", "b", "d"] {
-            d.add_connection(&Arc::from(u));
-        }
-        let (p1, more) = d.users_page(None, 2);
-        assert_eq!(p1.iter().map(|(u, _)| &**u).collect::<Vec<_>>(), ["a", "b"]);
-        assert!(more);
-        d.remove_connection("c");
-        d.add_connection(&Arc::from("a2"));
-        let (p2, more) = d.users_page(Some("b"), 2);
-        assert_eq!(p2.iter().map(|(u, _)| &**u).collect::<Vec<_>>(), ["d", "e"]);
-        assert!(!more);
     }
 }

@@ -6,7 +6,9 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{oneshot, Notify};
 
@@ -14,8 +16,8 @@ use super::directory::Directory;
 use super::reads::Reads;
 use super::streams::{unix_ms, Streams};
 use crate::hub::{
-    Backplane, Delivery, Entry, Hub, JoinDone, JoinTicket, OutEvent, Position, Published, Query,
-    RoomRefused, Task,
+    presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, OutEvent,
+    Position, Published, Query, RoomRefused, Task,
 };
 use crate::queue::Bounded;
 use crate::store::Store;
@@ -48,6 +50,9 @@ pub(crate) struct Local {
     reads: Reads,
     /// Where the streams and the directory write what must survive a restart.
     store: Arc<Store>,
+    /// Presence events a full inbox could not take (logged at the first and every 1024th, so a
+    /// mass disconnect into stalled shards cannot flood the log).
+    presence_dropped: AtomicU64,
 }
 
 impl Local {
@@ -74,6 +79,7 @@ impl Local {
             users,
             reads,
             store,
+            presence_dropped: AtomicU64::new(0),
         }
     }
 
@@ -174,6 +180,49 @@ impl Local {
     pub(crate) fn drained(&self, shard: usize) {
         self.inboxes[shard].queue.drained();
     }
+
+    /// Counts a connection of `user` (see [`Directory::add_connection`]), announcing it online
+    /// to its watchers.
+    pub(crate) fn connect(&self, user: &Arc<str>) -> bool {
+        self.directory
+            .add_connection(user, |change| self.announce(change))
+    }
+
+    /// Counts a connection of `user` fewer; its last starts the grace.
+    pub(crate) fn disconnect(&self, user: &str) {
+        self.directory
+            .remove_connection(user, Instant::now(), |change| self.announce(change));
+    }
+
+    /// Announces offline the users whose grace is over (the sweep calls it).
+    pub(crate) fn expire_graces(&self) {
+        self.directory
+            .expire_graces(Instant::now(), |change| self.announce(change));
+    }
+
+    /// Hands a presence change to every hub, called under the directory lock that decided it,
+    /// so that every hub receives the changes of a room or a user in the order they happened.
+    /// It never waits: a hub whose inbox is full (`SHARD_INBOX_CAPACITY` messages queued) misses
+    /// the change, which is logged. Presence is ephemeral: a client catches up with `members`
+    /// or `watch`.
+    fn announce(&self, change: Change<'_>) {
+        let delivery = presence_event(change);
+        for shard in 0..self.inboxes.len() {
+            if self.inboxes[shard].queue.try_reserve() {
+                self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
+            } else {
+                let dropped = self.presence_dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped.is_multiple_of(1024) {
+                    tracing::warn!(
+                        shard,
+                        event = delivery.event.name(),
+                        dropped = dropped + 1,
+                        "a shard's inbox is full: a presence event is dropped there"
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl Backplane for Local {
@@ -223,6 +272,7 @@ impl Backplane for Local {
         session: u64,
         room: &Arc<str>,
         since: Option<(&str, u64)>,
+        presence: Option<bool>,
     ) -> oneshot::Receiver<JoinDone> {
         let (done, answer) = oneshot::channel();
         let (head, _) = self.store.reserve().await;
@@ -233,6 +283,7 @@ impl Backplane for Local {
                 room: room.clone(),
                 position: stream.position(),
                 recovery: since.map(|(epoch, offset)| stream.since(epoch, offset)),
+                presence,
                 done,
             };
             self.push_reserved(hub, ShardMsg::Join(ticket));
@@ -247,12 +298,34 @@ impl Backplane for Local {
         })
     }
 
-    fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused> {
-        self.directory.add_member(room)
+    fn add_member(&self, room: &Arc<str>, user: &Arc<str>) -> Result<(), RoomRefused> {
+        self.directory
+            .add_member(room, user, |change| self.announce(change))
     }
 
-    fn remove_member(&self, room: &str) {
-        self.directory.remove_member(room);
+    fn remove_member(&self, room: &str, user: &str) {
+        self.directory
+            .remove_member(room, user, |change| self.announce(change));
+    }
+
+    fn follow(&self, room: &str) -> bool {
+        self.directory.follow(room)
+    }
+
+    fn unfollow(&self, room: &str) {
+        self.directory.unfollow(room);
+    }
+
+    fn watch(&self, user: &Arc<str>) -> bool {
+        self.directory.watch(user)
+    }
+
+    fn unwatch(&self, user: &str) {
+        self.directory.unwatch(user);
+    }
+
+    fn online(&self, user: &str) -> bool {
+        self.directory.presence_of(user).0
     }
 }
 
@@ -267,23 +340,54 @@ mod tests {
     use super::*;
     use crate::hub::{test_event as event, Target};
 
-    #[tokio::test]
-    async fn a_full_inbox_makes_the_sender_wait_without_loss() {
+    /// A backplane of `shards` inboxes of `capacity`, with no grace, tiny streams and no store.
+    fn local(shards: usize, capacity: usize, max_per_user: u32) -> Local {
+        let rules = super::super::PresenceRules {
+            grace: std::time::Duration::ZERO,
+            rooms_default: true,
+            max_leaving: 1,
+        };
         let limits = crate::hub::StreamLimits {
             size: 1,
             bytes: 1,
             ttl_ms: 1,
         };
         let store = Arc::new(Store::memory());
-        let router = Arc::new(Local::new(
-            1,
-            2,
-            Directory::new(1, 1),
+        Local::new(
+            shards,
+            capacity,
+            Directory::new(max_per_user, 1, rules),
             Streams::new(crate::store::Kind::Room, limits, 1, store.clone()),
             Streams::new(crate::store::Kind::User, limits, 1, store.clone()),
             Reads::new(1),
             store,
-        ));
+        )
+    }
+
+    #[tokio::test]
+    async fn a_presence_event_never_waits_for_a_full_inbox() {
+        let local = local(2, 1, 2);
+        let bob: Arc<str> = "bob".into();
+        local.directory().watch(&bob);
+        let filler = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));
+        local.send(0, ShardMsg::Deliver(filler)).await;
+        assert!(local.connect(&bob), "not held up by shard 0's full inbox");
+        let name = |msg: Option<ShardMsg>| match msg {
+            Some(ShardMsg::Deliver(d)) => d.event.name().to_owned(),
+            _ => String::new(),
+        };
+        assert_eq!(name(local.pop(1)), "user.online");
+        assert_eq!(name(local.pop(0)), "chat", "only the filler");
+        assert!(local.pop(0).is_none(), "dropped there");
+        assert_eq!(local.presence_dropped.load(Ordering::Relaxed), 1);
+        local.disconnect("bob");
+        assert_eq!(name(local.pop(0)), "user.offline", "room again: delivered");
+        assert_eq!(name(local.pop(1)), "user.offline");
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_makes_the_sender_wait_without_loss() {
+        let router = Arc::new(local(1, 2, 1));
         let d = Delivery::new(Target::User("u".into()), event(b"1", Format::Json));
         router.send(0, ShardMsg::Deliver(d.clone())).await;
         router.send(0, ShardMsg::Deliver(d.clone())).await;

@@ -14,6 +14,6 @@ pub(crate) mod local;
 pub(crate) mod reads;
 pub(crate) mod streams;
 
-pub(crate) use directory::{Directory, RoomInfo, RoomOptions};
+pub(crate) use directory::{Directory, PresenceRules, RoomInfo, RoomOptions};
 pub(crate) use local::{Local, LocalHub, ShardMsg};
 pub(crate) use streams::Streams;

@@ -2,7 +2,8 @@
 //! only where the user may go: a public room (made by the join unless `ROOMS_REQUIRE_CREATE`),
 //! or a private one it was let into, and with a `rooms` claim in its token, only rooms the
 //! claim matches. The answer carries the room stream's position at the join; with `since` (a
-//! position the client saw before), the messages it missed are replayed first, in order.
+//! position the client saw before), the messages it missed are replayed first, in order. With
+//! `presence`, the connection starts (or stops) following the room's presence events.
 
 use std::rc::Rc;
 
@@ -20,12 +21,13 @@ pub(super) async fn apply(
     client: &Client,
     room: &str,
     since: Option<&Since<'_>>,
+    presence: Option<bool>,
 ) -> Result<Answer, ProtocolError> {
     may_join(ctx, session, client, room)?;
     let since = since.map(|s| (&*s.epoch, s.offset));
-    let (position, recovered) = ctx
+    let joined = ctx
         .hub
-        .join_at_position(session, room, since)
+        .join_at_position(session, room, since, presence)
         .await
         .map_err(|refused| refusal(ctx, refused))?;
     let read = session
@@ -33,8 +35,9 @@ pub(super) async fn apply(
         .and_then(|user| ctx.shared.backplane.reads().marker(&user, room));
     Ok(Answer::Joined {
         room: room.into(),
-        position,
-        recovered,
+        position: joined.position,
+        recovered: joined.recovered,
+        presence: joined.presence,
         read,
     })
 }

@@ -6,9 +6,12 @@ mod auth;
 mod history;
 mod join;
 mod leave;
+mod members;
 mod publish;
 mod read;
 mod send;
+mod unwatch;
+mod watch;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ pub(crate) enum Answer {
         recovered: Option<bool>,
         /// The user's read marker in the room, if it has one.
         read: Option<u64>,
+        presence: Option<bool>,
     },
     /// A history read.
     History {
@@ -48,6 +52,14 @@ pub(crate) enum Answer {
         position: Position,
         entries: Vec<Entry>,
     },
+    /// A page of a room's member users, with their member connections; whether more follow.
+    Members {
+        room: Arc<str>,
+        members: Vec<(Arc<str>, u32)>,
+        more: bool,
+    },
+    /// Each watched user's state.
+    Watching { states: Vec<(Arc<str>, bool)> },
 }
 
 /// What the gateway keeps per client connection, beside its session.
@@ -131,9 +143,11 @@ pub(crate) async fn dispatch(
             ErrorCode::AuthRequired,
             "authenticate first: send auth with a token",
         )),
-        Command::Join { room, since } => {
-            join::apply(ctx, session, client, &room, since.as_ref()).await
-        }
+        Command::Join {
+            room,
+            since,
+            presence,
+        } => join::apply(ctx, session, client, &room, since.as_ref(), presence).await,
         Command::Leave { room } => done(leave::apply(ctx, session, &room)),
         Command::History {
             room,
@@ -141,6 +155,14 @@ pub(crate) async fn dispatch(
             before,
             after,
         } => history::apply(ctx, session, &room, limit, before, after).await,
+        Command::Members { room, limit, after } => {
+            members::apply(ctx, session, &room, limit, after.as_deref())
+        }
+        Command::Watch { users } => watch::apply(ctx, session, &users),
+        Command::Unwatch { users } => {
+            unwatch::apply(ctx, session, &users);
+            Ok(Answer::Done)
+        }
         Command::Publish {
             room,
             event,
@@ -181,6 +203,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
             position,
             recovered,
             read,
+            presence,
         } => ctx.send(
             session,
             &ServerMessage::Joined {
@@ -190,6 +213,7 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
                 offset: position.offset,
                 recovered: *recovered,
                 read: *read,
+                presence: *presence,
             },
         ),
         Answer::History {
@@ -197,6 +221,12 @@ fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
             position,
             entries,
         } => history::answer(ctx, session, id, room, position, entries),
+        Answer::Members {
+            room,
+            members,
+            more,
+        } => members::answer(ctx, session, id, room, members, *more),
+        Answer::Watching { states } => watch::answer(ctx, session, id, states),
     }
 }
 

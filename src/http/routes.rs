@@ -28,6 +28,8 @@ pub(crate) enum Handler {
     RoomMessages,
     AddMember,
     RemoveMember,
+    ListMembers,
+    UserPresence,
 }
 
 impl Handler {
@@ -63,7 +65,7 @@ const fn route(method: &'static str, path: &'static str, handler: Handler) -> Ro
 }
 
 /// Every route.
-pub(crate) const TABLE: [Route; 21] = [
+pub(crate) const TABLE: [Route; 23] = [
     route("GET", "/ws", Handler::Upgrade),
     route("GET", "/healthz", Handler::Health),
     route("GET", "/readyz", Handler::Ready),
@@ -76,6 +78,11 @@ pub(crate) const TABLE: [Route; 21] = [
     route("GET", "/api/v1/users", Handler::ListUsers),
     route("GET", "/api/v1/users/{userId}", Handler::GetUser),
     route("GET", "/api/v1/users/{userId}/unread", Handler::UserUnread),
+    route(
+        "GET",
+        "/api/v1/users/{userId}/presence",
+        Handler::UserPresence,
+    ),
     route(
         "DELETE",
         "/api/v1/users/{userId}/connections",
@@ -90,6 +97,11 @@ pub(crate) const TABLE: [Route; 21] = [
         "GET",
         "/api/v1/rooms/{roomId}/messages",
         Handler::RoomMessages,
+    ),
+    route(
+        "GET",
+        "/api/v1/rooms/{roomId}/members",
+        Handler::ListMembers,
     ),
     route("POST", "/api/v1/rooms/{roomId}/members", Handler::AddMember),
     route(

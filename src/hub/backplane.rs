@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::stream::{Entry, Position, Query, Recovery};
+#[cfg(doc)]
+use super::Target;
 use super::{Delivery, Hub, JoinRefused, OutEvent};
 
 /// Work run on another hub, on that hub's thread (REST queries and administration).
@@ -36,6 +38,8 @@ pub(crate) struct JoinTicket {
     /// With a resume, the messages after the client's position, or `None` when the stream
     /// cannot tell; without one, `None`.
     pub(crate) recovery: Option<Recovery>,
+    /// The join's `presence`: subscribe the session to the room's presence events (or stop).
+    pub(crate) presence: Option<bool>,
     /// Answers the join command.
     pub(crate) done: oneshot::Sender<JoinDone>,
 }
@@ -49,8 +53,19 @@ pub(crate) struct Published {
     pub(crate) durable: Option<oneshot::Receiver<()>>,
 }
 
-/// How a join ended: the position and, for a resume, whether it recovered.
-pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
+/// A join that succeeded.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    /// The stream's position when the member was added.
+    pub(crate) position: Position,
+    /// For a resume, whether every missed message was replayed.
+    pub(crate) recovered: Option<bool>,
+    /// For a join with `presence`, whether the session now receives the room's presence events.
+    pub(crate) presence: Option<bool>,
+}
+
+/// How a join ended.
+pub(crate) type JoinDone = Result<Joined, JoinRefused>;
 
 /// How a hub reaches every other hub, and the directory they share.
 ///
@@ -76,6 +91,13 @@ pub(crate) type JoinDone = Result<(Position, Option<bool>), JoinRefused>;
 ///   acknowledged, so a user with no connection gets it on its next one.
 /// - **Directory.** Room member counts are the system-wide sum of every hub's members; a room
 ///   made by a join exists while it has members, and at most `MAX_ROOMS` rooms exist.
+/// - **Presence.** Members are counted per user system-wide: a user's first member connection
+///   of a room (whatever its hub) is delivered to every hub as a `presence.join`
+///   ([`Target::Presence`]) when the room announces presence, and its last as a
+///   `presence.leave`; a watched user's first connection as `user.online`, and the end of the
+///   grace after its last as `user.offline` ([`Target::Watchers`]). The changes of one room or
+///   one user reach each hub in the order they happened. Presence is ephemeral: it is not in
+///   any stream.
 pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// Hubs a delivery's report waits for, this one included.
     fn hubs(&self) -> usize;
@@ -103,6 +125,7 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         session: u64,
         room: &Arc<str>,
         since: Option<(&str, u64)>,
+        presence: Option<bool>,
     ) -> impl Future<Output = oneshot::Receiver<JoinDone>>;
 
     /// Appends a private message to its user's stream (the user's mailbox, and the store)
@@ -128,9 +151,27 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         query: Query,
     ) -> impl Future<Output = (Position, Vec<Entry>)>;
 
-    /// Counts one more member of `room`, creating it unless `MAX_ROOMS` rooms exist.
-    fn add_member(&self, room: &Arc<str>) -> Result<(), RoomRefused>;
+    /// Counts one more member connection of `user` in `room`, creating the room unless
+    /// `MAX_ROOMS` rooms exist; the user's first is announced (see the contract).
+    fn add_member(&self, room: &Arc<str>, user: &Arc<str>) -> Result<(), RoomRefused>;
 
-    /// Counts one member of `room` fewer; a room made by a join goes with its last member.
-    fn remove_member(&self, room: &str);
+    /// Counts one member connection of `user` in `room` fewer; the user's last is announced. A
+    /// room made by a join goes with its last member.
+    fn remove_member(&self, room: &str, user: &str);
+
+    /// One more member connection follows `room`'s presence events, if the room announces
+    /// presence (then `true`): a room none follows announces nothing.
+    fn follow(&self, room: &str) -> bool;
+
+    /// One member connection fewer follows `room`'s presence events.
+    fn unfollow(&self, room: &str);
+
+    /// One more connection watches `user`; whether it is online now, as watchers are told.
+    fn watch(&self, user: &Arc<str>) -> bool;
+
+    /// One connection fewer watches `user`.
+    fn unwatch(&self, user: &str);
+
+    /// Whether `user` is online now, as watchers are told.
+    fn online(&self, user: &str) -> bool;
 }

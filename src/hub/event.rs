@@ -126,6 +126,10 @@ pub(crate) enum Target {
     Users(Arc<[Arc<str>]>),
     /// Every member of one room.
     Room(Arc<str>),
+    /// The members of one room that follow its presence events.
+    Presence(Arc<str>),
+    /// The sessions watching one user.
+    Watchers(Arc<str>),
     /// Every authenticated connection.
     Broadcast,
 }

@@ -84,13 +84,14 @@ impl<B: Backplane> Hub<B> {
                     }
                 }
             }
-            Target::Room(room) => {
-                local
-                    .rooms
-                    .get(room)
-                    .into_iter()
-                    .flatten()
-                    .for_each(|(_, s)| push(s));
+            Target::Room(_) | Target::Presence(_) | Target::Watchers(_) => {
+                let sessions = match &d.target {
+                    Target::Room(room) => local.rooms.get(room),
+                    Target::Presence(room) => local.presence.get(room),
+                    Target::Watchers(user) => local.watchers.get(user),
+                    _ => None,
+                };
+                sessions.into_iter().flatten().for_each(|(_, s)| push(s));
             }
             Target::Broadcast => local.users.values().flatten().for_each(&mut push),
         }

@@ -9,6 +9,7 @@ mod backplane;
 mod delivery;
 mod event;
 mod fanout;
+mod presence;
 mod stream;
 
 use std::cell::RefCell;
@@ -21,11 +22,12 @@ use indexmap::IndexMap;
 use smallvec::SmallVec;
 use wsgate_protocol::CloseCode;
 
-pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, Published, RoomRefused, Task};
+pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, Joined, Published, RoomRefused, Task};
 pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
 pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
+pub(crate) use presence::{presence_event, Change, WatchRefused};
 pub(crate) use stream::{Entry, Position, Query, Stream, StreamLimits, DEFAULT_HISTORY_LIMIT};
 
 use crate::session::Session;
@@ -41,6 +43,8 @@ pub(crate) struct Limits {
     pub(crate) max_outbound_bytes: usize,
     /// `MAX_ROOMS_PER_CONNECTION`.
     pub(crate) max_rooms_per_connection: u32,
+    /// `MAX_WATCHED_USERS`.
+    pub(crate) max_watched_users: u32,
     /// Fault injection for the containment tests (`crate::testing`).
     #[cfg(feature = "testing")]
     pub(crate) faults: bool,
@@ -60,6 +64,14 @@ struct Registry {
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
     /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
     rooms: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    /// The members of each room that follow its presence events (a subset of `rooms`); a room
+    /// none follows has no entry.
+    presence: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    /// The sessions watching each user; a user none here watches has no entry.
+    watchers: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    /// The users each session watches (at most `max_watched_users`; the same `Arc`s as the
+    /// keys of `watchers`); a session watching nobody has no entry.
+    watching: Map<u64, Vec<Arc<str>>>,
 }
 
 /// Why a join was refused.
@@ -71,7 +83,7 @@ pub(crate) enum JoinRefused {
     ServerLimit,
     /// The room holds its most member connections (`maxMembers`).
     RoomFull,
-    /// The session ended before its join completed.
+    /// The session ended before its join completed (or was never authenticated).
     Gone,
 }
 
@@ -138,7 +150,8 @@ impl<B: Backplane> Hub<B> {
         if local.conns.remove(&session.id).is_none() {
             return;
         }
-        if let Some(user) = session.user.borrow().as_ref() {
+        let user = session.user();
+        if let Some(user) = &user {
             if let Some(list) = local.users.get_mut(user) {
                 list.retain(|s| s.id != session.id);
                 if list.is_empty() {
@@ -148,8 +161,12 @@ impl<B: Backplane> Hub<B> {
         }
         for room in local.memberships.remove(&session.id).unwrap_or_default() {
             remove_member(&mut local.rooms, &room, session.id);
-            self.backplane.remove_member(&room);
+            self.unfollow(&mut local, &room, session.id);
+            if let Some(user) = &user {
+                self.backplane.remove_member(&room, user);
+            }
         }
+        self.unwatch_all(&mut local, session.id);
         ShardStats::dec(&self.stats.connections);
     }
 
@@ -166,6 +183,9 @@ impl<B: Backplane> Hub<B> {
         if !conns.contains_key(&session.id) {
             return Ok(());
         }
+        let Some(user) = session.user() else {
+            return Err(JoinRefused::Gone);
+        };
         let joined = memberships.get(&session.id).map_or(&[][..], Vec::as_slice);
         if joined.iter().any(|r| &**r == room) {
             return Ok(());
@@ -175,7 +195,7 @@ impl<B: Backplane> Hub<B> {
         }
         let name = shared_name(rooms, room);
         self.backplane
-            .add_member(&name)
+            .add_member(&name, &user)
             .map_err(|refused| match refused {
                 RoomRefused::Full => JoinRefused::RoomFull,
                 RoomRefused::TooManyRooms | RoomRefused::Exists => JoinRefused::ServerLimit,
@@ -205,7 +225,10 @@ impl<B: Backplane> Hub<B> {
             memberships.remove(&session.id);
         }
         remove_member(rooms, room, session.id);
-        self.backplane.remove_member(room);
+        self.unfollow(&mut local, room, session.id);
+        if let Some(user) = session.user() {
+            self.backplane.remove_member(room, &user);
+        }
         true
     }
 
@@ -240,21 +263,6 @@ impl<B: Backplane> Hub<B> {
         rooms.sort();
         rooms.dedup();
         rooms
-    }
-
-    /// Distinct users among this shard's members of `room`.
-    pub(crate) fn users_in(&self, room: &str) -> Vec<Arc<str>> {
-        let local = self.local.borrow();
-        let mut users: Vec<Arc<str>> = local
-            .rooms
-            .get(room)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, s)| s.user())
-            .collect();
-        users.sort();
-        users.dedup();
-        users
     }
 
     /// This shard's members of `room`: the room lookup of a delivery (for the benches).
@@ -301,6 +309,8 @@ impl<B: Backplane> Hub<B> {
     pub(crate) fn close_room(&self, room: &str, event: &Arc<OutEvent>) -> usize {
         let members: Vec<Rc<Session>> = {
             let mut local = self.local.borrow_mut();
+            // The directory's entry, and its count of followers, is gone already.
+            local.presence.remove(room);
             let Some(members) = local.rooms.remove(room) else {
                 return 0;
             };
@@ -348,6 +358,7 @@ impl<B: Backplane> Hub<B> {
         session: &Rc<Session>,
         room: &str,
         since: Option<(&str, u64)>,
+        presence: Option<bool>,
     ) -> JoinDone {
         let name = self.room_name(room);
         let joined = self.membership(session, room).is_some();
@@ -356,7 +367,7 @@ impl<B: Backplane> Hub<B> {
         }
         let done = self
             .backplane
-            .join_stream(self.id, session.id, &name, since)
+            .join_stream(self.id, session.id, &name, since, presence)
             .await;
         done.await.unwrap_or(Err(JoinRefused::Gone))
     }
@@ -369,22 +380,33 @@ impl<B: Backplane> Hub<B> {
             room,
             position,
             recovery,
+            presence,
             done,
         } = ticket;
         let found = self.local.borrow().conns.get(&session).cloned();
         let result = match found {
             None => Err(JoinRefused::Gone),
-            Some(session) if self.membership(&session, &room).is_some() => Ok((position, None)),
-            Some(session) => self.join(&session, &room).map(|()| {
-                let recovered = recovery.map(|missed| match missed {
-                    Some(events) => {
-                        self.replay(&session, &events);
-                        true
-                    }
-                    None => false,
-                });
-                (position, recovered)
-            }),
+            Some(session) => {
+                let already = self.membership(&session, &room).is_some();
+                let joined = if already {
+                    Ok(None)
+                } else {
+                    self.join(&session, &room).map(|()| {
+                        recovery.map(|missed| match missed {
+                            Some(events) => {
+                                self.replay(&session, &events);
+                                true
+                            }
+                            None => false,
+                        })
+                    })
+                };
+                joined.map(|recovered| Joined {
+                    position,
+                    recovered,
+                    presence: presence.map(|on| self.follow_presence(&session, &room, on)),
+                })
+            }
         };
         // The command may have ended with its connection: nobody to tell, nothing to undo
         // (the membership goes with the session).
@@ -456,7 +478,7 @@ impl<B: Backplane> Hub<B> {
                 }
                 all
             }
-            Target::Broadcast => Published {
+            Target::Broadcast | Target::Presence(_) | Target::Watchers(_) => Published {
                 waited: self.backplane.publish(d).await,
                 durable: None,
             },

@@ -17,7 +17,7 @@ use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
 use crate::cluster::reads::Reads;
-use crate::cluster::{Directory, Local, LocalHub, Streams};
+use crate::cluster::{Directory, Local, LocalHub, PresenceRules, Streams};
 use crate::config::{Config, StoreKind};
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
@@ -69,7 +69,12 @@ impl Shared {
             )?,
         };
         let store = Arc::new(store);
-        let directory = Directory::new(config.max_connections_per_user, config.max_rooms);
+        let rules = PresenceRules {
+            grace: config.presence_grace,
+            rooms_default: config.room_presence,
+            max_leaving: config.max_connections,
+        };
+        let directory = Directory::new(config.max_connections_per_user, config.max_rooms, rules);
         directory.restore(recovered.rooms, recovered.allowed);
         let limits = StreamLimits {
             size: config.room_history_size,
@@ -191,6 +196,7 @@ impl Ctx {
         let limits = Limits {
             max_outbound_bytes: cfg.max_outbound_bytes,
             max_rooms_per_connection: cfg.max_rooms_per_connection,
+            max_watched_users: cfg.max_watched_users,
             #[cfg(feature = "testing")]
             faults: cfg.faults == crate::panic::Faults::On,
         };

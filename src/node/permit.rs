@@ -1,6 +1,7 @@
 //! The slots that bound connections: one of the server's `MAX_CONNECTIONS` ([`ConnPermit`],
 //! taken before the upgrade) and one of its user's `MAX_CONNECTIONS_PER_USER` ([`UserSlot`]).
-//! Both are released when dropped, so no path can leak one.
+//! Both are released when dropped, so no path can leak one. A user's slots are also its
+//! presence: its first is announced online to its watchers, its last starts the grace.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub(crate) struct UserSlot {
 impl UserSlot {
     /// Takes a slot for `user`, unless it holds the maximum already.
     pub(crate) fn acquire(shared: &Arc<Shared>, user: &Arc<str>) -> Option<UserSlot> {
-        shared.directory().add_connection(user).then(|| UserSlot {
+        shared.backplane.connect(user).then(|| UserSlot {
             shared: shared.clone(),
             user: user.clone(),
         })
@@ -48,6 +49,6 @@ impl UserSlot {
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
-        self.shared.directory().remove_connection(&self.user);
+        self.shared.backplane.disconnect(&self.user);
     }
 }

@@ -1,5 +1,6 @@
 //! The sweep: a shard's timers in one periodic pass over its sessions: deadlines (auth, token
-//! expiry), pings to idle connections, heartbeat timeouts, and idle outbox buffers freed.
+//! expiry), pings to idle connections, heartbeat timeouts, and idle outbox buffers freed; and
+//! the users whose presence grace is over, announced offline.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,11 +22,14 @@ const QUEUE_RELEASE_AFTER: Duration = Duration::from_secs(5);
 /// Runs [`sweep`] at a period fine enough for the configured timeouts, for the shard's life.
 pub(crate) async fn run(ctx: Rc<Ctx>) {
     let cfg = ctx.config();
-    let finest = cfg
+    let mut finest = cfg
         .heartbeat_interval
         .min(cfg.heartbeat_timeout)
-        .min(cfg.auth_timeout)
-        / 4;
+        .min(cfg.auth_timeout);
+    if !cfg.presence_grace.is_zero() {
+        finest = finest.min(cfg.presence_grace);
+    }
+    let finest = finest / 4;
     let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
     let release_after = (QUEUE_RELEASE_AFTER.as_millis() / period.as_millis()).clamp(1, 255) as u8;
     // The ping frame, encoded once and shared by every connection.
@@ -40,6 +44,7 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
             let backplane = &ctx.shared.backplane;
             backplane.streams().expire(ctx.shard, ctx.hub.hubs());
             backplane.user_streams().expire(ctx.shard, ctx.hub.hubs());
+            backplane.expire_graces();
         });
         if last_collect.elapsed() >= Duration::from_secs(1) {
             super::alloc::collect();

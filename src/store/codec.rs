@@ -283,6 +283,8 @@ pub(crate) fn decode_offset(value: &[u8]) -> Option<u64> {
 pub(crate) struct RoomDef {
     pub(crate) private: bool,
     pub(crate) max_members: Option<u32>,
+    /// Whether the room announces presence.
+    pub(crate) presence: bool,
     pub(crate) created_by: Option<String>,
     /// Unix ms.
     pub(crate) created_at: u64,
@@ -293,6 +295,7 @@ pub(crate) fn encode_room(def: &RoomDef) -> Vec<u8> {
     out.push(u8::from(def.private));
     out.extend_from_slice(&def.max_members.map_or(u32::MAX, |m| m).to_be_bytes());
     out.extend_from_slice(&def.created_at.to_be_bytes());
+    out.push(u8::from(def.presence));
     put_opt(&mut out, def.created_by.as_deref());
     out
 }
@@ -301,10 +304,12 @@ pub(crate) fn decode_room(value: &[u8]) -> Option<RoomDef> {
     let (&private, rest) = value.split_first()?;
     let max = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
     let (created_at, rest) = take_u64(&rest[4..])?;
+    let (&presence, rest) = rest.split_first()?;
     let (created_by, rest) = take_opt(rest)?;
-    rest.is_empty().then(|| RoomDef {
+    (rest.is_empty() && private <= 1 && presence <= 1).then(|| RoomDef {
         private: private == 1,
         max_members: (max != u32::MAX).then_some(max),
+        presence: presence == 1,
         created_by: created_by.map(str::to_owned),
         created_at,
     })
@@ -406,6 +411,7 @@ mod tests {
         let def = RoomDef {
             private: true,
             max_members: Some(3),
+            presence: true,
             created_by: Some("svc".into()),
             created_at: 9,
         };

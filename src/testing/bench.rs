@@ -394,26 +394,37 @@ impl ShardMaps {
 /// The server-wide directory (the real `Directory`), filled as connects and joins fill it.
 pub struct Directory {
     inner: crate::cluster::Directory,
+    /// The user of [`Directory::join_leave`], in no room otherwise.
+    joiner: Arc<str>,
 }
 
 impl Directory {
     /// `users` users ([`user_name`]) with `conns_per_user` connections each, and `rooms` rooms
     /// ([`room_name`]) with `members` members each, all made by `join`s.
     pub fn new(users: usize, conns_per_user: u32, rooms: usize, members: u32) -> Directory {
-        let inner = crate::cluster::Directory::new(conns_per_user.max(16), rooms);
+        let rules = crate::cluster::PresenceRules {
+            grace: std::time::Duration::from_secs(5),
+            rooms_default: true,
+            max_leaving: users,
+        };
+        let inner = crate::cluster::Directory::new(conns_per_user.max(16), rooms, rules);
         for u in 0..users {
             let user: Arc<str> = user_name(u).into();
             for _ in 0..conns_per_user {
-                inner.add_connection(&user);
+                inner.add_connection(&user, |_| {});
             }
         }
         for r in 0..rooms {
             let room: Arc<str> = room_name(r).into();
-            for _ in 0..members {
-                let _ = inner.add_member(&room);
+            for m in 0..members {
+                let user: Arc<str> = user_name(m as usize).into();
+                let _ = inner.add_member(&room, &user, |_| {});
             }
         }
-        Directory { inner }
+        Directory {
+            inner,
+            joiner: Arc::from("joiner"),
+        }
     }
 
     /// `Directory::room` (every REST room push and room route asks it first): the room's
@@ -437,11 +448,12 @@ impl Directory {
         self.inner.rooms_page(cursor, limit).0.len()
     }
 
-    /// A `join` then a `leave` of an existing room: `Directory::add_member` and
-    /// `Directory::remove_member`, two locked map updates.
+    /// A `join` then a `leave` of an existing room by a user not in it yet:
+    /// `Directory::add_member` and `Directory::remove_member`, two locked map updates (and a
+    /// presence change each, announced to nobody).
     pub fn join_leave(&self, room: &Arc<str>) -> bool {
-        let joined = self.inner.add_member(room).is_ok();
-        self.inner.remove_member(room);
+        let joined = self.inner.add_member(room, &self.joiner, |_| {}).is_ok();
+        self.inner.remove_member(room, &self.joiner, |_| {});
         joined
     }
 }

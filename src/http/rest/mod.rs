@@ -168,11 +168,13 @@ pub(crate) async fn handle(
         Handler::Stats => Ok(query::stats(ctx)),
         Handler::ListRooms => rooms::list(ctx, &req),
         Handler::CreateRoom => rooms::create(ctx, req).await,
-        Handler::GetRoom => rooms::get(ctx, p(0)).await,
+        Handler::GetRoom => rooms::get(ctx, p(0)),
         Handler::CloseRoom => rooms::close(ctx, p(0)).await,
         Handler::RoomMessages => rooms::messages(ctx, &req, p(0)).await,
         Handler::AddMember => rooms::add_member(ctx, req, p(0)).await,
         Handler::RemoveMember => rooms::remove_member(ctx, p(0), p(1)).await,
+        Handler::ListMembers => rooms::members(ctx, &req, p(0)),
+        Handler::UserPresence => query::presence(ctx, p(0)),
         Handler::Upgrade
         | Handler::Health
         | Handler::Ready
@@ -268,20 +270,18 @@ pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 /// `limit` (1 to 1000, default 100) and `cursor` query parameters.
 pub(crate) fn page_params<B>(req: &Request<B>) -> Result<(usize, Option<String>), ApiError> {
     let query = req.uri().query().unwrap_or("");
-    let limit = match super::url::query_param(query, "limit") {
-        None => 100,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(vec![Detail::new(
-                    "limit",
-                    "must be an integer from 1 to 1000",
-                )]))
-            }
-        },
-    };
+    let limit = page_limit(query).map_err(|d| ApiError::invalid(vec![d]))?;
     let cursor = super::url::query_param(query, "cursor").filter(|c| !c.is_empty());
     Ok((limit, cursor))
+}
+
+/// A page's `limit` query parameter: 1 to 1000, default 100.
+pub(crate) fn page_limit(query: &str) -> Result<usize, Detail> {
+    match super::url::query_param(query, "limit").map(|v| v.parse::<usize>()) {
+        None => Ok(100),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(Detail::new("limit", "must be an integer from 1 to 1000")),
+    }
 }
 
 /// The cursor of the next page: the last key of this one, when more follow.

@@ -132,6 +132,28 @@ pub(super) fn unread(ctx: &Rc<Ctx>, user: String) -> ApiResult {
     ))
 }
 
+/// `GET /api/v1/users/{userId}/presence`: online as watchers are told (connected, or within
+/// `PRESENCE_GRACE` of its last connection closing), and its connections.
+pub(super) fn presence(ctx: &Rc<Ctx>, user: String) -> ApiResult {
+    check_name("userId", &user)?;
+    let (online, connections) = ctx.shared.directory().presence_of(&user);
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Presence {
+        user_id: String,
+        online: bool,
+        connections: u32,
+    }
+    Ok(json(
+        StatusCode::OK,
+        &Presence {
+            user_id: user,
+            online,
+            connections,
+        },
+    ))
+}
+
 /// `DELETE /api/v1/users/{userId}/connections?reason=`: close them all with 4003.
 pub(super) async fn kick(ctx: &Rc<Ctx>, req: &Request<Incoming>, user: String) -> ApiResult {
     check_name("userId", &user)?;

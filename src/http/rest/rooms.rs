@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use wsgate_protocol::{ErrorCode, Format, RawData, MAX_HISTORY_LIMIT};
 
 use super::body::{read_json, Detail, Fields};
-use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
+use super::{check_name, json, next_cursor, page_limit, page_params, ApiError, ApiResult};
 use crate::cluster::{RoomInfo, RoomOptions};
 use crate::http::url::query_param;
 use crate::http::HttpCode;
@@ -37,6 +37,7 @@ struct Room {
     created_at: Option<String>,
     private: bool,
     max_members: Option<u32>,
+    presence: bool,
 }
 
 fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
@@ -48,6 +49,7 @@ fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
         created_at: info.created_at.map(rfc3339),
         private: info.private,
         max_members: info.max_members,
+        presence: info.presence,
     }
 }
 
@@ -105,6 +107,7 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     let creator = f.name_field("creatorUsername", false);
     let private = f.bool_field("private").unwrap_or(false);
     let max_members = f.count_field("maxMembers", 1, MAX_MEMBERS);
+    let presence = f.bool_field("presence");
     let details = f.finish();
     if !details.is_empty() {
         return Err(ApiError::invalid(details));
@@ -122,6 +125,7 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
         options: RoomOptions {
             private,
             max_members,
+            presence,
         },
     })
 }
@@ -144,26 +148,17 @@ pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     Ok(json(StatusCode::OK, &Page { rooms, next_cursor }))
 }
 
-/// `GET /api/v1/rooms/{roomId}`: the room and its member users.
-pub(super) async fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
+/// `GET /api/v1/rooms/{roomId}`: the room and its member users (the first
+/// `MAX_LISTED_USERS`, in id order, as the directory counts them).
+pub(super) fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let info = ctx
-        .shared
-        .directory()
-        .room(&room)
-        .ok_or_else(|| ApiError::room_not_found(&room))?;
-    let name = room.clone();
-    let mut users: Vec<String> = ctx
-        .hub
-        .gather(move |s| s.users_in(&name))
-        .await
-        .into_iter()
-        .flatten()
-        .map(|u| u.to_string())
-        .collect();
-    users.sort();
-    users.dedup();
-    users.truncate(MAX_LISTED_USERS);
+    let directory = ctx.shared.directory();
+    let not_found = || ApiError::room_not_found(&room);
+    let info = directory.room(&room).ok_or_else(not_found)?;
+    let (page, _) = directory
+        .members_page(&room, None, MAX_LISTED_USERS)
+        .ok_or_else(not_found)?;
+    let users = page.into_iter().map(|(u, _)| u.to_string()).collect();
     Ok(json(StatusCode::OK, &room_view(&room, info, Some(users))))
 }
 
@@ -273,6 +268,63 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
         removed: usize,
     }
     Ok(json(StatusCode::OK, &Removed { removed }))
+}
+
+/// `GET /api/v1/rooms/{roomId}/members?limit=&after=`: the room's member users in id order,
+/// each once (whatever its connections and their shards), with its member connections;
+/// `nextAfter` pages on when more follow.
+pub(super) fn members(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
+    check_name("roomId", &room)?;
+    let q = req.uri().query().unwrap_or("");
+    let mut details = Vec::new();
+    let limit = page_limit(q).unwrap_or_else(|d| {
+        details.push(d);
+        0
+    });
+    let after = query_param(q, "after");
+    if after
+        .as_deref()
+        .is_some_and(|a| a.is_empty() || a.len() > wsgate_protocol::MAX_NAME_LEN)
+    {
+        details.push(Detail::new("after", "must be 1 to 128 bytes (a user id)"));
+    }
+    if !details.is_empty() {
+        return Err(ApiError::invalid(details));
+    }
+    let (page, more) = ctx
+        .shared
+        .directory()
+        .members_page(&room, after.as_deref(), limit)
+        .ok_or_else(|| ApiError::room_not_found(&room))?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MemberUser {
+        user_id: String,
+        connections: u32,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        room_id: String,
+        members: Vec<MemberUser>,
+        next_after: Option<String>,
+    }
+    let next_after = next_cursor(more, page.last().map(|(user, _)| &**user));
+    let members = page
+        .into_iter()
+        .map(|(user, connections)| MemberUser {
+            user_id: user.to_string(),
+            connections,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &Page {
+            room_id: room,
+            members,
+            next_after,
+        },
+    ))
 }
 
 /// `GET /api/v1/rooms/{roomId}/messages?limit=&before=&after=`: the kept messages of the
