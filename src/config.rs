@@ -191,6 +191,15 @@ pub struct Config {
     /// Commands allowed in a burst above the sustained rate. Default: 200.
     #[arg(long, env = "RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
+    /// Sustained ephemeral publishes (`"ephemeral": true`: typing and other transient state)
+    /// per second per connection: a token bucket of their own, taken on top of the command
+    /// rate. Over it the publish is refused with `rate.limited` and nothing is delivered.
+    /// Default: 10.
+    #[arg(long, env = "EPHEMERAL_RATE_PER_SEC", default_value_t = 10)]
+    pub ephemeral_rate_per_sec: u32,
+    /// Ephemeral publishes allowed in a burst above their sustained rate. Default: 20.
+    #[arg(long, env = "EPHEMERAL_RATE_BURST", default_value_t = 20)]
+    pub ephemeral_rate_burst: u32,
     /// Most rooms one connection may be in. Default: 100.
     #[arg(long, env = "MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
     pub max_rooms_per_connection: u32,
@@ -301,7 +310,11 @@ impl Config {
                 message: self.max_message_bytes,
             });
         }
-        if self.rate_per_sec == 0 || self.rate_burst == 0 {
+        if self.rate_per_sec == 0
+            || self.rate_burst == 0
+            || self.ephemeral_rate_per_sec == 0
+            || self.ephemeral_rate_burst == 0
+        {
             return Err(ConfigError::ZeroRate);
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
@@ -334,7 +347,9 @@ pub enum ConfigError {
         message: usize,
     },
     /// A rate of zero.
-    #[error("RATE_PER_SEC and RATE_BURST must be positive")]
+    #[error(
+        "RATE_PER_SEC, RATE_BURST, EPHEMERAL_RATE_PER_SEC and EPHEMERAL_RATE_BURST must be positive"
+    )]
     ZeroRate,
     /// A heartbeat of zero.
     #[error("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")]

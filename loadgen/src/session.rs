@@ -273,6 +273,7 @@ impl Session {
                 event: "bench".into(),
                 data: RawData::trusted(self.format.format(), &data),
                 echo,
+                ephemeral: false,
             },
         };
         clients.send_request(idx, &req, self);

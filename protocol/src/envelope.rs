@@ -41,6 +41,7 @@ pub(crate) struct Envelope<V> {
     pub(crate) to: Option<V>,
     pub(crate) data: Option<V>,
     pub(crate) echo: Option<V>,
+    pub(crate) ephemeral: Option<V>,
     pub(crate) since: Option<V>,
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
@@ -65,6 +66,7 @@ impl<V> Envelope<V> {
             to: None,
             data: None,
             echo: None,
+            ephemeral: None,
             since: None,
             limit: None,
             before: None,
@@ -118,13 +120,14 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 event: name(self.event, "event", MAX_NAME_LEN)?,
                 data,
-                echo: echo(self.echo)?,
+                echo: flag(self.echo, "echo")?,
+                ephemeral: flag(self.ephemeral, "ephemeral")?,
             },
             "send" => Command::Send {
                 to: name(self.to, "to", MAX_NAME_LEN)?,
                 event: name(self.event, "event", MAX_NAME_LEN)?,
                 data,
-                echo: echo(self.echo)?,
+                echo: flag(self.echo, "echo")?,
             },
             "history" => self.history()?,
             "ping" => Command::Ping,
@@ -202,13 +205,13 @@ fn name<'a, V: FieldValue<'a>>(
     Ok(s)
 }
 
-/// The optional `echo` flag, false when absent.
-fn echo<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<bool, ProtocolError> {
+/// An optional boolean flag (`echo`, `ephemeral`), false when absent.
+fn flag<'a, V: FieldValue<'a>>(value: Option<V>, field: &str) -> Result<bool, ProtocolError> {
     match value {
         None => Ok(false),
         Some(v) => v
             .boolean()
-            .ok_or_else(|| ProtocolError::bad_request("echo: expected a boolean")),
+            .ok_or_else(|| field_error(field, "expected a boolean")),
     }
 }
 

@@ -35,6 +35,8 @@ struct Wire<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     echo: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
+    ephemeral: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
@@ -148,6 +150,7 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         to: raw(wire.to),
         data: raw(wire.data),
         echo: raw(wire.echo),
+        ephemeral: raw(wire.ephemeral),
         since: raw(wire.since),
         limit: raw(wire.limit),
         before: raw(wire.before),
@@ -368,10 +371,14 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             event,
             data,
             echo,
+            ephemeral,
         } => {
             field("room", room, out);
             field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
+            if *ephemeral {
+                out.extend_from_slice(br#","ephemeral":true"#);
+            }
         }
         Command::Send {
             to,
@@ -506,6 +513,7 @@ mod tests {
             event,
             data,
             echo,
+            ephemeral,
         } = req.command
         else {
             panic!("not a publish");
@@ -515,6 +523,7 @@ mod tests {
         assert_eq!(data.bytes(), br#"{"a":[1,"x"]}"#);
         assert_eq!(data.format(), Format::Json);
         assert!(echo);
+        assert!(!ephemeral, "absent: a stored publish");
     }
 
     #[test]
@@ -630,6 +639,10 @@ mod tests {
             (
                 r#"{"id":1,"cmd":"publish","room":"r","event":"e","echo":1}"#.into(),
                 "echo: expected a boolean",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","ephemeral":"yes"}"#.into(),
+                "ephemeral: expected a boolean",
             ),
             (join_since("5"), "since: expected an object"),
             (join_since("[\"e\",1]"), "since: expected an object"),
@@ -856,6 +869,7 @@ mod tests {
             "null",
             "true",
             "\"echo\"",
+            "\"ephemeral\"",
             "\"history\"",
             "\"since\"",
             "\"epoch\"",

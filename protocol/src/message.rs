@@ -124,6 +124,10 @@ pub enum Command<'a> {
         data: RawData<'a>,
         /// Deliver to the sending connection too (default false).
         echo: bool,
+        /// Deliver without storing (default false): no offset, not in history, never
+        /// replayed, dropped first for a recipient whose queue is filling (typing and
+        /// other transient state), under its own rate limit.
+        ephemeral: bool,
     },
     /// `send`: send an event to every connection of one user.
     Send {

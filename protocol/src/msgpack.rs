@@ -412,6 +412,7 @@ fn read_envelope<'a>(
             b"to" => (&mut envelope.to, "to"),
             b"data" => (&mut envelope.data, "data"),
             b"echo" => (&mut envelope.echo, "echo"),
+            b"ephemeral" => (&mut envelope.ephemeral, "ephemeral"),
             b"since" => (&mut envelope.since, "since"),
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
@@ -669,7 +670,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
     let fields: u32 = match &req.command {
         Command::Auth { .. } | Command::Leave { .. } => 2,
         Command::Join { since, .. } => 2 + u32::from(since.is_some()),
-        Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
+        Command::Publish {
+            echo, ephemeral, ..
+        } => 4 + u32::from(*echo) + u32::from(*ephemeral),
+        Command::Send { echo, .. } => 4 + u32::from(*echo),
         Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
         Command::Ping => 1,
     };
@@ -711,6 +715,7 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             event,
             data,
             echo,
+            ..
         }
         | Command::Send {
             to: target,
@@ -731,6 +736,13 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             transcode(*data, Format::MsgPack, out)?;
             if *echo {
                 write_str("echo", out)?;
+                encode::write_bool(out, true).map_err(enc)?;
+            }
+            if let Command::Publish {
+                ephemeral: true, ..
+            } = req.command
+            {
+                write_str("ephemeral", out)?;
                 encode::write_bool(out, true).map_err(enc)?;
             }
             Ok(())
@@ -802,6 +814,7 @@ mod tests {
             ("event", &s("msg")),
             ("data", &data),
             ("echo", &[0xc3]),
+            ("ephemeral", &[0xc3]),
         ]);
         let req = decode_request(&input).unwrap();
         assert_eq!(req.id, Some(Id::Num(256)));
@@ -810,6 +823,7 @@ mod tests {
             event,
             data: raw,
             echo,
+            ephemeral,
         } = req.command
         else {
             panic!("not a publish");
@@ -817,7 +831,7 @@ mod tests {
         assert!(matches!(room, Cow::Borrowed("lobby")));
         assert!(matches!(event, Cow::Borrowed("msg")));
         assert_eq!((raw.format(), raw.bytes()), (Format::MsgPack, &data[..]));
-        assert!(echo);
+        assert!(echo && ephemeral);
     }
 
     #[test]

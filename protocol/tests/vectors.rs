@@ -116,12 +116,16 @@ fn logical_request(req: &Request<'_>) -> Value {
             event,
             data,
             echo,
+            ephemeral,
         } => {
             obj.insert("room".into(), json!(room));
             obj.insert("event".into(), json!(event));
             obj.insert("data".into(), data_value(*data));
             if *echo {
                 obj.insert("echo".into(), json!(true));
+            }
+            if *ephemeral {
+                obj.insert("ephemeral".into(), json!(true));
             }
         }
         Command::Send {
@@ -472,6 +476,11 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"publish","id":6,"room":"a\"b\\c","event":"line\nbreak\ttab\u0001","data":"quote \" backslash \\ control \u001f é 🎉"}"#,
     ),
     (
+        "publish_ephemeral",
+        "an ephemeral publish (typing): delivered, not stored, no offset",
+        r#"{"cmd":"publish","id":9,"room":"lobby","event":"status:typing","data":{"isTyping":true},"ephemeral":true}"#,
+    ),
+    (
         "send",
         "send to a user",
         r#"{"cmd":"send","id":7,"to":"user-2","event":"dm","data":{"text":"psst"}}"#,
@@ -540,6 +549,7 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_null_data", "an event without data", r#"{"type":"event","event":"tick","room":"lobby","from":"u1","data":null}"#, None),
     ("event_msgpack_origin", "data published by a MessagePack client (f32, int8, uint64): JSON receivers get it transcoded", r#"{"type":"event","event":"m","room":"lobby","from":"u3","data":{"t":2.5,"n":-3,"big":18446744073709551615}}"#, Some("83a174ca40200000a16ed0fda3626967cfffffffffffffffff")),
     ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
+    ("event_ephemeral", "an ephemeral room event (publish with ephemeral): no offset, never in history", r#"{"type":"event","event":"status:typing","room":"lobby","from":"u1","data":{"isTyping":true}}"#, None),
     ("event_offset", "a room event stored in the room's stream: its offset", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","offset":42,"data":{"text":"hi"}}"#, None),
     ("reply_joined", "reply to a join: the stream's epoch and offset when the member was added", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":41}"#, None),
     ("reply_joined_recovered", "reply to a join with since: every missed event was replayed before it", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":42,"recovered":true}"#, None),
@@ -608,6 +618,11 @@ fn invalid_sources() -> Vec<Invalid> {
         ]
     };
     let stream_commands = [
+        both(
+            "publish_ephemeral_not_boolean",
+            r#"{"cmd":"publish","id":17,"room":"lobby","event":"status:typing","ephemeral":1}"#,
+            17,
+        ),
         both(
             "history_before_and_after",
             r#"{"cmd":"history","id":11,"room":"lobby","before":10,"after":2}"#,

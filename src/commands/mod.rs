@@ -49,6 +49,8 @@ pub(crate) enum Answer {
 /// What the gateway keeps per client connection, beside its session.
 pub(crate) struct Client {
     bucket: TokenBucket,
+    /// Ephemeral publishes' own bucket (`EPHEMERAL_RATE_PER_SEC`), taken after `bucket`.
+    ephemeral_bucket: TokenBucket,
     /// Held while authenticated: one of the user's connection slots.
     user_slot: Option<UserSlot>,
     /// The token's `rooms` claim, if it restricts the rooms the user may join.
@@ -68,6 +70,7 @@ impl Client {
         let now = ctx.now_ms();
         let mut client = Client {
             bucket: TokenBucket::new(rate_limit(ctx), now),
+            ephemeral_bucket: TokenBucket::new(ephemeral_rate_limit(ctx), now),
             user_slot: None,
             grant: None,
             close_after_answer: None,
@@ -88,12 +91,22 @@ impl Client {
 
     /// Takes one token from the rate limiter.
     fn take_token(&mut self, ctx: &Ctx) -> bool {
-        let ok = self.bucket.try_take(rate_limit(ctx), ctx.now_ms());
-        if !ok {
-            ShardStats::inc(&ctx.stats().rate_limited);
-        }
-        ok
+        counted(ctx, self.bucket.try_take(rate_limit(ctx), ctx.now_ms()))
     }
+
+    /// Takes one token from the ephemeral publishes' own limiter.
+    fn take_ephemeral_token(&mut self, ctx: &Ctx) -> bool {
+        let limit = ephemeral_rate_limit(ctx);
+        counted(ctx, self.ephemeral_bucket.try_take(limit, ctx.now_ms()))
+    }
+}
+
+/// Counts a refusal of a rate limiter.
+fn counted(ctx: &Ctx, ok: bool) -> bool {
+    if !ok {
+        ShardStats::inc(&ctx.stats().rate_limited);
+    }
+    ok
 }
 
 fn rate_limit(ctx: &Ctx) -> RateLimit {
@@ -101,6 +114,14 @@ fn rate_limit(ctx: &Ctx) -> RateLimit {
     RateLimit {
         rate: cfg.rate_per_sec,
         burst: cfg.rate_burst,
+    }
+}
+
+fn ephemeral_rate_limit(ctx: &Ctx) -> RateLimit {
+    let cfg = ctx.config();
+    RateLimit {
+        rate: cfg.ephemeral_rate_per_sec,
+        burst: cfg.ephemeral_rate_burst,
     }
 }
 
@@ -138,11 +159,27 @@ pub(crate) async fn dispatch(
             after,
         } => history::apply(ctx, session, &room, limit, before, after).await,
         Command::Publish {
+            ephemeral: true, ..
+        } if !client.take_ephemeral_token(ctx) => Err(ProtocolError::new(
+            ErrorCode::RateLimited,
+            "ephemeral publish rate limit exceeded",
+        )),
+        Command::Publish {
             room,
             event,
             data,
             echo,
-        } => done(publish::apply(ctx, session, &payload, &room, &event, data, echo).await),
+            ephemeral,
+        } => {
+            let publish = publish::Publish {
+                room: &room,
+                event: &event,
+                data,
+                echo,
+                ephemeral,
+            };
+            done(publish::apply(ctx, session, &payload, publish).await)
+        }
         Command::Send {
             to,
             event,
@@ -201,36 +238,40 @@ pub(crate) fn send_error(ctx: &Ctx, session: &Session, id: Option<&Id<'_>>, erro
     );
 }
 
+/// A client's event on its way out: where it goes and how.
+pub(super) struct Outgoing<'a> {
+    pub(super) target: Target,
+    pub(super) event: &'a str,
+    pub(super) data: RawData<'a>,
+    /// Deliver to the sending connection too.
+    pub(super) echo: bool,
+    /// Not stored; dropped first under pressure.
+    pub(super) ephemeral: bool,
+}
+
 /// Wraps the sender's event (its `data` a zero-copy slice of the message) and delivers it; it is
 /// encoded at most once per format, by the first hub that needs that format.
-async fn emit(
-    ctx: &Ctx,
-    session: &Session,
-    payload: &Bytes,
-    target: Target,
-    event: &str,
-    data: RawData<'_>,
-    echo: bool,
-) {
-    let room = match &target {
+async fn emit(ctx: &Ctx, session: &Session, payload: &Bytes, out: Outgoing<'_>) {
+    let room = match &out.target {
         Target::Room(room) => Some(room.clone()),
         _ => None,
     };
     let ev = OutEvent::new(
-        event,
+        out.event,
         room,
         session.user(),
-        owned(payload, data),
-        data.format(),
+        owned(payload, out.data),
+        out.data.format(),
     );
-    let exclude = (!echo).then_some(session.id);
+    let exclude = (!out.echo).then_some(session.id);
     // With `echo`, the sender gets its own event before the answer to its command: the
     // answer waits until every hub has delivered it.
-    let report = echo.then(|| Report::new(ctx.hub.hubs(), 0));
+    let report = out.echo.then(|| Report::new(ctx.hub.hubs(), 0));
     let delivery = Delivery {
         exclude,
         report: report.clone(),
-        ..Delivery::new(target, ev)
+        ephemeral: out.ephemeral,
+        ..Delivery::new(out.target, ev)
     };
     if ctx.hub.deliver(delivery).await {
         ShardStats::inc(&ctx.stats().commands_waited);

@@ -69,6 +69,9 @@ pub(crate) struct Delivery {
     pub(crate) exclude_user: Option<Arc<str>>,
     /// Where to add up what it reached, when someone waits for that.
     pub(crate) report: Option<Arc<Report>>,
+    /// Not stored (no offset, no history, no replay) and dropped first for a recipient whose
+    /// queue is filling (`transport::outbound`).
+    pub(crate) ephemeral: bool,
 }
 
 impl Delivery {
@@ -80,6 +83,7 @@ impl Delivery {
             exclude: None,
             exclude_user: None,
             report: None,
+            ephemeral: false,
         }
     }
 }

@@ -424,13 +424,16 @@ impl<B: Backplane> Hub<B> {
     /// Delivers everywhere, through the backplane to every hub (this one included), so that
     /// a sender's events reach each recipient in the order sent. A room event goes through the
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
-    /// offset order. Returns whether it had to wait for room in a full inbox.
+    /// offset order; an ephemeral one does not (no offset, not kept). Returns whether it had
+    /// to wait for room in a full inbox.
     pub(crate) async fn deliver(&self, d: Delivery) -> bool {
-        if let Target::Room(room) = &d.target {
-            let room = room.clone();
-            return self.backplane.publish_stream(&room, d).await;
+        match &d.target {
+            Target::Room(room) if !d.ephemeral => {
+                let room = room.clone();
+                self.backplane.publish_stream(&room, d).await
+            }
+            _ => self.backplane.publish(d).await,
         }
-        self.backplane.publish(d).await
     }
 
     /// Runs `f` on every hub (this one included, through the backplane, after what was

@@ -244,6 +244,7 @@ pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary,
                 event,
                 data,
                 except,
+                ..
             } => ([room, event].into_iter().chain(except).collect(), data),
             push::Push::Broadcast { event, data } => (vec![event], data),
         };

@@ -32,6 +32,8 @@ pub(super) enum Push {
         event: String,
         data: Option<Bytes>,
         except: Option<String>,
+        /// Not stored in the room's stream; dropped first for a recipient whose queue fills.
+        ephemeral: bool,
     },
     Broadcast {
         event: String,
@@ -83,6 +85,7 @@ fn user_fields(f: &mut Fields<'_>) -> Option<Vec<String>> {
 /// Starts a push: checks the room exists, then routes the event with a report.
 async fn start(ctx: &Ctx, push: Push) -> Pending {
     let shards = ctx.hub.hubs();
+    let mut ephemeral = false;
     let (target, event, data, room, except, users) = match push {
         Push::Users { users, event, data } => {
             let arcs: Arc<[Arc<str>]> = users.iter().map(|u| Arc::from(u.as_str())).collect();
@@ -93,10 +96,12 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
             event,
             data,
             except,
+            ephemeral: transient,
         } => {
             if ctx.shared.directory().room(&room).is_none() {
                 return Pending::Failed(ApiError::room_not_found(&room));
             }
+            ephemeral = transient;
             let room: Arc<str> = Arc::from(room);
             (
                 Target::Room(room.clone()),
@@ -115,6 +120,7 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
     let delivery = Delivery {
         exclude_user: except.map(|u| Arc::from(u.as_str())),
         report: Some(report.clone()),
+        ephemeral,
         ..Delivery::new(target, ev)
     };
     ctx.hub.deliver(delivery).await;
@@ -183,12 +189,13 @@ pub(super) async fn room(ctx: &Rc<Ctx>, req: Request<Incoming>, room: String) ->
     run_one(ctx, parse_room(&body, room)?).await
 }
 
-/// The body of a push to `room`: `{event, data?, exceptUserId?}`.
+/// The body of a push to `room`: `{event, data?, exceptUserId?, ephemeral?}`.
 pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
     let mut f = Fields::parse(body)?;
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
     let except = f.name_field("exceptUserId", false);
+    let ephemeral = f.bool_field("ephemeral").unwrap_or(false);
     done(f)?;
     let Some(event) = event else {
         return Err(internal());
@@ -198,6 +205,7 @@ pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
         event,
         data,
         except,
+        ephemeral,
     })
 }
 
@@ -289,16 +297,19 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
         }
         f.name_list("userIds", MAX_ITEMS);
         f.true_flag("broadcast");
+        f.bool_field("ephemeral");
         return None;
     }
     let push = if kinds[1] {
         let room = f.name_field("roomId", true);
         let except = f.name_field("exceptUserId", false);
+        let ephemeral = f.bool_field("ephemeral").unwrap_or(false);
         room.map(|room| Push::Room {
             room,
             event: String::new(),
             data: None,
             except,
+            ephemeral,
         })
     } else if kinds[2] {
         f.true_flag("broadcast").then_some(Push::Broadcast {
@@ -315,11 +326,17 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
     let (push, event) = (push?, event?);
     Some(match push {
         Push::Users { users, .. } => Push::Users { users, event, data },
-        Push::Room { room, except, .. } => Push::Room {
+        Push::Room {
+            room,
+            except,
+            ephemeral,
+            ..
+        } => Push::Room {
             room,
             event,
             data,
             except,
+            ephemeral,
         },
         Push::Broadcast { .. } => Push::Broadcast { event, data },
     })
