@@ -222,6 +222,19 @@ pub struct Config {
     /// nothing for this long is forgotten (its next use starts a new epoch). Default: 1h.
     #[arg(long, env = "ROOM_HISTORY_TTL", default_value = "1h", value_parser = parse_duration)]
     pub room_history_ttl: Duration,
+    /// How long the first answer to a request with an idempotency key (a command's `idem`, a
+    /// REST push's `Idempotency-Key` or batch item's `idempotencyKey`) is remembered: a retry
+    /// within it gets that answer and does nothing again. Default: 5m.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+    /// Most idempotency keys remembered at once (clients' and REST's, each); past it the
+    /// oldest is forgotten, so its retry would run again. Default: 100000.
+    #[arg(long, env = "IDEMPOTENCY_MAX_KEYS", default_value_t = 100_000)]
+    pub idempotency_max_keys: usize,
+    /// Most bytes the remembered keys and their answers hold (clients' and REST's, each); past
+    /// it the oldest are forgotten. Default: 67108864.
+    #[arg(long, env = "IDEMPOTENCY_MAX_BYTES", default_value_t = 64 << 20)]
+    pub idempotency_max_bytes: usize,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,

@@ -274,6 +274,7 @@ impl Session {
                 data: RawData::trusted(self.format.format(), &data),
                 echo,
                 ephemeral: false,
+                idem: None,
             },
         };
         clients.send_request(idx, &req, self);

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
-    MAX_NAME_LEN, MAX_TOKEN_LEN,
+    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
+    MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
@@ -42,6 +42,7 @@ pub(crate) struct Envelope<V> {
     pub(crate) data: Option<V>,
     pub(crate) echo: Option<V>,
     pub(crate) ephemeral: Option<V>,
+    pub(crate) idem: Option<V>,
     pub(crate) since: Option<V>,
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
@@ -67,6 +68,7 @@ impl<V> Envelope<V> {
             data: None,
             echo: None,
             ephemeral: None,
+            idem: None,
             since: None,
             limit: None,
             before: None,
@@ -122,12 +124,14 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 data,
                 echo: flag(self.echo, "echo")?,
                 ephemeral: flag(self.ephemeral, "ephemeral")?,
+                idem: self.idem()?,
             },
             "send" => Command::Send {
                 to: name(self.to, "to", MAX_NAME_LEN)?,
                 event: name(self.event, "event", MAX_NAME_LEN)?,
                 data,
                 echo: flag(self.echo, "echo")?,
+                idem: self.idem()?,
             },
             "history" => self.history()?,
             "ping" => Command::Ping,
@@ -140,6 +144,13 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             }
         };
         Ok(command)
+    }
+
+    /// The optional idempotency key: 1 to [`MAX_IDEM_LEN`] bytes.
+    fn idem(&self) -> Result<Option<Cow<'a, str>>, ProtocolError> {
+        self.idem
+            .map(|v| name(Some(v), "idem", MAX_IDEM_LEN))
+            .transpose()
     }
 
     fn history(&self) -> Result<Command<'a>, ProtocolError> {

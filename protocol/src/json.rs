@@ -37,6 +37,8 @@ struct Wire<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     ephemeral: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
+    idem: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
@@ -151,6 +153,7 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         data: raw(wire.data),
         echo: raw(wire.echo),
         ephemeral: raw(wire.ephemeral),
+        idem: raw(wire.idem),
         since: raw(wire.since),
         limit: raw(wire.limit),
         before: raw(wire.before),
@@ -224,6 +227,13 @@ pub(crate) fn encode_server_message(
             write_str(code.as_str(), out);
             out.extend_from_slice(br#","message":"#);
             write_str(message, out);
+            out.push(b'}');
+        }
+        ServerMessage::Published { id, offset } => {
+            out.extend_from_slice(br#"{"type":"reply","id":"#);
+            write_id(id, out);
+            out.extend_from_slice(br#","offset":"#);
+            write_u64(*offset, out);
             out.push(b'}');
         }
         ServerMessage::Joined { recovered, .. } => {
@@ -372,6 +382,7 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             data,
             echo,
             ephemeral,
+            idem,
         } => {
             field("room", room, out);
             field("event", event, out);
@@ -379,16 +390,23 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             if *ephemeral {
                 out.extend_from_slice(br#","ephemeral":true"#);
             }
+            if let Some(idem) = idem {
+                field("idem", idem, out);
+            }
         }
         Command::Send {
             to,
             event,
             data,
             echo,
+            idem,
         } => {
             field("to", to, out);
             field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
+            if let Some(idem) = idem {
+                field("idem", idem, out);
+            }
         }
         Command::Ping => {}
     }
@@ -514,6 +532,7 @@ mod tests {
             data,
             echo,
             ephemeral,
+            ..
         } = req.command
         else {
             panic!("not a publish");
@@ -546,7 +565,8 @@ mod tests {
                 to: "u1".into(),
                 event: "e".into(),
                 data: RawData::null(Format::Json),
-                echo: false
+                echo: false,
+                idem: None
             }
         );
     }
@@ -643,6 +663,21 @@ mod tests {
             (
                 r#"{"id":1,"cmd":"publish","room":"r","event":"e","ephemeral":"yes"}"#.into(),
                 "ephemeral: expected a boolean",
+            ),
+            (
+                format!(
+                    r#"{{"id":1,"cmd":"send","to":"u","event":"e","idem":"{}"}}"#,
+                    "k".repeat(65)
+                ),
+                "idem: longer than 64 bytes",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","idem":""}"#.into(),
+                "idem: empty",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","idem":7}"#.into(),
+                "idem: expected a string",
             ),
             (join_since("5"), "since: expected an object"),
             (join_since("[\"e\",1]"), "since: expected an object"),
@@ -870,6 +905,7 @@ mod tests {
             "true",
             "\"echo\"",
             "\"ephemeral\"",
+            "\"idem\"",
             "\"history\"",
             "\"since\"",
             "\"epoch\"",

@@ -21,8 +21,8 @@ pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
 pub use format::Format;
 pub use message::{
     Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, OwnedServerMessage, RawData, Request,
-    ServerMessage, Since, Welcome, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
-    MAX_NAME_LEN, MAX_TOKEN_LEN,
+    ServerMessage, Since, Welcome, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
+    MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
 pub use transcode::transcode;
 

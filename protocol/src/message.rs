@@ -17,6 +17,8 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 pub const MAX_EPOCH_LEN: usize = 64;
 /// Most messages one `history` command may ask for (its `limit`).
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
+/// Longest idempotency key (`idem`) accepted on a `publish` or `send`, in bytes.
+pub const MAX_IDEM_LEN: usize = 64;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -128,6 +130,9 @@ pub enum Command<'a> {
         /// replayed, dropped first for a recipient whose queue is filling (typing and
         /// other transient state), under its own rate limit.
         ephemeral: bool,
+        /// An idempotency key (1 to [`MAX_IDEM_LEN`] bytes): a retry with the same key gets
+        /// the first answer and publishes nothing again.
+        idem: Option<Cow<'a, str>>,
     },
     /// `send`: send an event to every connection of one user.
     Send {
@@ -139,6 +144,8 @@ pub enum Command<'a> {
         data: RawData<'a>,
         /// Deliver to the sending connection too, if it belongs to `to` (default false).
         echo: bool,
+        /// An idempotency key, as for `publish`.
+        idem: Option<Cow<'a, str>>,
     },
     /// `history`: read a room's stored events, oldest first.
     History {
@@ -166,6 +173,14 @@ impl Command<'_> {
             Command::Send { .. } => "send",
             Command::History { .. } => "history",
             Command::Ping => "ping",
+        }
+    }
+
+    /// The idempotency key of a `publish` or `send`, if it has one.
+    pub fn idem(&self) -> Option<&str> {
+        match self {
+            Command::Publish { idem, .. } | Command::Send { idem, .. } => idem.as_deref(),
+            _ => None,
         }
     }
 
@@ -274,6 +289,13 @@ pub enum ServerMessage<'a> {
         /// For a `join` with `since`: whether every event after it was replayed (false: the
         /// epoch differs or the events are no longer stored). `None` for a plain `join`.
         recovered: Option<bool>,
+    },
+    /// `reply` to a `publish` (with an id) whose event the room's stream stored.
+    Published {
+        /// The command's id.
+        id: Id<'a>,
+        /// The event's offset in the room's stream.
+        offset: u64,
     },
     /// `reply` to a `history` command with an id.
     History {

@@ -413,6 +413,7 @@ fn read_envelope<'a>(
             b"data" => (&mut envelope.data, "data"),
             b"echo" => (&mut envelope.echo, "echo"),
             b"ephemeral" => (&mut envelope.ephemeral, "ephemeral"),
+            b"idem" => (&mut envelope.idem, "idem"),
             b"since" => (&mut envelope.since, "since"),
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
@@ -537,6 +538,15 @@ pub(crate) fn encode_server_message(
             write_str(code.as_str(), out)?;
             write_str("message", out)?;
             write_str(message, out)
+        }
+        ServerMessage::Published { id, offset } => {
+            write_map_len(3, out)?;
+            write_str("type", out)?;
+            write_str("reply", out)?;
+            write_str("id", out)?;
+            write_id(id, out)?;
+            write_str("offset", out)?;
+            write_uint(*offset, out)
         }
         ServerMessage::Joined { recovered, .. } => {
             write_position(msg, 5 + u32::from(recovered.is_some()), out)?;
@@ -672,8 +682,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         Command::Join { since, .. } => 2 + u32::from(since.is_some()),
         Command::Publish {
             echo, ephemeral, ..
-        } => 4 + u32::from(*echo) + u32::from(*ephemeral),
-        Command::Send { echo, .. } => 4 + u32::from(*echo),
+        } => 4 + u32::from(*echo) + u32::from(*ephemeral) + u32::from(req.command.idem().is_some()),
+        Command::Send { echo, .. } => {
+            4 + u32::from(*echo) + u32::from(req.command.idem().is_some())
+        }
         Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
         Command::Ping => 1,
     };
@@ -722,6 +734,7 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             event,
             data,
             echo,
+            ..
         } => {
             let target_key = if matches!(req.command, Command::Publish { .. }) {
                 "room"
@@ -744,6 +757,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             {
                 write_str("ephemeral", out)?;
                 encode::write_bool(out, true).map_err(enc)?;
+            }
+            if let Some(idem) = req.command.idem() {
+                write_str("idem", out)?;
+                write_str(idem, out)?;
             }
             Ok(())
         }
@@ -824,6 +841,7 @@ mod tests {
             data: raw,
             echo,
             ephemeral,
+            ..
         } = req.command
         else {
             panic!("not a publish");

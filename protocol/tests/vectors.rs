@@ -117,6 +117,7 @@ fn logical_request(req: &Request<'_>) -> Value {
             data,
             echo,
             ephemeral,
+            idem,
         } => {
             obj.insert("room".into(), json!(room));
             obj.insert("event".into(), json!(event));
@@ -127,18 +128,25 @@ fn logical_request(req: &Request<'_>) -> Value {
             if *ephemeral {
                 obj.insert("ephemeral".into(), json!(true));
             }
+            if let Some(idem) = idem {
+                obj.insert("idem".into(), json!(idem));
+            }
         }
         Command::Send {
             to,
             event,
             data,
             echo,
+            idem,
         } => {
             obj.insert("to".into(), json!(to));
             obj.insert("event".into(), json!(event));
             obj.insert("data".into(), data_value(*data));
             if *echo {
                 obj.insert("echo".into(), json!(true));
+            }
+            if let Some(idem) = idem {
+                obj.insert("idem".into(), json!(idem));
             }
         }
         Command::Ping => {}
@@ -256,6 +264,12 @@ impl ServerParts {
                 offset: n(&l["offset"]),
                 messages: entries,
             },
+            "reply" if l.get("offset").is_some() && l.get("epoch").is_none() => {
+                ServerMessage::Published {
+                    id: borrowed_id(&l["id"]).unwrap(),
+                    offset: n(&l["offset"]),
+                }
+            }
             "reply" if l.get("epoch").is_some() => ServerMessage::Joined {
                 id: borrowed_id(&l["id"]).unwrap(),
                 room: s("room"),
@@ -296,6 +310,7 @@ impl ServerParts {
             },
             // The client decoder keeps only the id of a reply.
             ServerMessage::Reply { id }
+            | ServerMessage::Published { id, .. }
             | ServerMessage::Joined { id, .. }
             | ServerMessage::History { id, .. } => OwnedServerMessage::Reply {
                 id: id.into_owned(),
@@ -334,6 +349,7 @@ fn variant(msg: &ServerMessage<'_>) -> &'static str {
     match msg {
         ServerMessage::Welcome(_) => "welcome",
         ServerMessage::Reply { .. } => "reply",
+        ServerMessage::Published { .. } => "published",
         ServerMessage::Joined { .. } => "joined",
         ServerMessage::History { .. } => "history",
         ServerMessage::Error { .. } => "error",
@@ -383,7 +399,7 @@ fn server_vectors() {
         assert_eq!(serde_json::from_str::<Value>(&v.json).unwrap(), v.logical);
         variants.insert(variant(&msg));
     }
-    assert_eq!(variants.len(), 6, "every server message has a vector");
+    assert_eq!(variants.len(), 7, "every server message has a vector");
 }
 
 #[test]
@@ -481,6 +497,11 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"publish","id":9,"room":"lobby","event":"status:typing","data":{"isTyping":true},"ephemeral":true}"#,
     ),
     (
+        "publish_idem",
+        "a publish with an idempotency key: a retry with the same key gets the first reply",
+        r#"{"cmd":"publish","id":10,"room":"lobby","event":"chat","data":{"text":"hi"},"idem":"msg-7f3a"}"#,
+    ),
+    (
         "send",
         "send to a user",
         r#"{"cmd":"send","id":7,"to":"user-2","event":"dm","data":{"text":"psst"}}"#,
@@ -489,6 +510,11 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "send_echo",
         "send, echoed to the sender's own connection",
         r#"{"cmd":"send","id":"s-1","to":"user-2","event":"dm","data":[1,2,3],"echo":true}"#,
+    ),
+    (
+        "send_idem",
+        "a send with an idempotency key",
+        r#"{"cmd":"send","id":11,"to":"user-2","event":"dm","data":"psst","idem":"dm-0042"}"#,
     ),
     (
         "send_no_id",
@@ -551,6 +577,7 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
     ("event_ephemeral", "an ephemeral room event (publish with ephemeral): no offset, never in history", r#"{"type":"event","event":"status:typing","room":"lobby","from":"u1","data":{"isTyping":true}}"#, None),
     ("event_offset", "a room event stored in the room's stream: its offset", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","offset":42,"data":{"text":"hi"}}"#, None),
+    ("reply_published", "reply to a publish whose event the room's stream stored: its offset (a retry with the same idem gets the same)", r#"{"type":"reply","id":4,"offset":42}"#, None),
     ("reply_joined", "reply to a join: the stream's epoch and offset when the member was added", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":41}"#, None),
     ("reply_joined_recovered", "reply to a join with since: every missed event was replayed before it", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":42,"recovered":true}"#, None),
     ("reply_joined_not_recovered", "reply to a join with since of another epoch: the missed events are lost", r#"{"type":"reply","id":2,"room":"lobby","epoch":"0c1d7e52b9a4f836","offset":3,"recovered":false}"#, None),
@@ -622,6 +649,19 @@ fn invalid_sources() -> Vec<Invalid> {
             "publish_ephemeral_not_boolean",
             r#"{"cmd":"publish","id":17,"room":"lobby","event":"status:typing","ephemeral":1}"#,
             17,
+        ),
+        both(
+            "publish_idem_too_long",
+            &format!(
+                r#"{{"cmd":"publish","id":18,"room":"lobby","event":"chat","idem":"{}"}}"#,
+                "k".repeat(65)
+            ),
+            18,
+        ),
+        both(
+            "send_idem_empty",
+            r#"{"cmd":"send","id":19,"to":"u","event":"dm","idem":""}"#,
+            19,
         ),
         both(
             "history_before_and_after",

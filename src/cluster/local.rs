@@ -168,22 +168,24 @@ impl Backplane for Local {
         }
     }
 
-    async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> bool {
+    async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> (bool, u64) {
         let mut waited = false;
         for shard in 0..self.inboxes.len() {
             waited |= self.reserve(shard).await;
         }
         let now = unix_ms();
         let limits = *self.streams.limits();
-        self.streams.with(room, |stream| {
-            let event = delivery.event.sequenced(stream.next_offset());
+        let offset = self.streams.with(room, |stream| {
+            let offset = stream.next_offset();
+            let event = delivery.event.sequenced(offset);
             stream.append(event.clone(), now, &limits);
             let delivery = Delivery { event, ..delivery };
             for shard in 0..self.inboxes.len() {
                 self.push_reserved(shard, ShardMsg::Deliver(delivery.clone()));
             }
+            offset
         });
-        waited
+        (waited, offset)
     }
 
     async fn join_stream(

@@ -3,14 +3,17 @@
 //!
 //! - [`local`]: the other shards of this process, through lock-free inboxes (the default);
 //! - [`directory`]: users and rooms across the shards, with their counts and bounds;
-//! - [`streams`]: every room's stream (offsets, epochs, recent history), one writer at a time.
+//! - [`streams`]: every room's stream (offsets, epochs, recent history), one writer at a time;
+//! - [`idempotency`]: the first answers of keyed requests, for their retries.
 //!
 //! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
 
 pub(crate) mod directory;
+pub(crate) mod idempotency;
 pub(crate) mod local;
 pub(crate) mod streams;
 
 pub(crate) use directory::{Directory, RoomInfo, RoomOptions};
+pub(crate) use idempotency::{Begin, Idempotency, IdempotencyLimits};
 pub(crate) use local::{Local, LocalHub, ShardMsg};
 pub(crate) use streams::Streams;

@@ -8,6 +8,7 @@ mod leave;
 mod publish;
 mod send;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use wsgate_protocol::{
 
 pub(crate) use auth::authenticate;
 
+use crate::cluster::Begin;
 use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
@@ -31,6 +33,9 @@ use crate::transport::outbound::{CloseRequest, Queued};
 pub(crate) enum Answer {
     /// A plain `reply`.
     Done,
+    /// A `publish` or `send`: the event's offset when its room's stream stored it (the reply
+    /// then carries it), else a plain `reply`.
+    Published { offset: Option<u64> },
     /// A join: the room stream's position when the member was added, and for a resume
     /// whether everything missed was replayed.
     Joined {
@@ -165,27 +170,33 @@ pub(crate) async fn dispatch(
             "ephemeral publish rate limit exceeded",
         )),
         Command::Publish {
-            room,
-            event,
+            ref room,
+            ref event,
             data,
             echo,
             ephemeral,
+            ref idem,
         } => {
             let publish = publish::Publish {
-                room: &room,
-                event: &event,
+                room,
+                event,
                 data,
                 echo,
                 ephemeral,
             };
-            done(publish::apply(ctx, session, &payload, publish).await)
+            let run = || publish::apply(ctx, session, &payload, publish);
+            once(ctx, session, idem.as_deref(), run).await
         }
         Command::Send {
-            to,
-            event,
+            ref to,
+            ref event,
             data,
             echo,
-        } => done(send::apply(ctx, session, &payload, &to, &event, data, echo).await),
+            ref idem,
+        } => {
+            let run = || send::apply(ctx, session, &payload, to, event, data, echo);
+            once(ctx, session, idem.as_deref(), run).await
+        }
     };
     match (result, req.id) {
         (Ok(answer), Some(id)) => answer_with(ctx, session, id, &answer),
@@ -200,10 +211,49 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// Runs a `publish` or `send` once per idempotency key of the user's (`idem`): a retry, while
+/// the first runs or within `IDEMPOTENCY_WINDOW` after it answered, gets the first answer and
+/// delivers nothing. A first that failed is not remembered (it delivered nothing).
+async fn once<F, Fut>(
+    ctx: &Ctx,
+    session: &Session,
+    idem: Option<&str>,
+    run: F,
+) -> Result<Answer, ProtocolError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<u64>, ProtocolError>>,
+{
+    let published = |offset| Answer::Published { offset };
+    let Some(key) = idem else {
+        return run().await.map(published);
+    };
+    let scope = format!("u:{}", session.user().unwrap_or_default());
+    match ctx.shared.idempotency.commands.begin(&scope, key).await {
+        Begin::Done(offset) => Ok(published(offset)),
+        Begin::Fresh(claim) => {
+            let offset = run().await?;
+            claim.finish(offset, std::mem::size_of::<Option<u64>>());
+            Ok(published(offset))
+        }
+    }
+}
+
 /// Queues the answer to a command with `id`.
 fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
     match answer {
-        Answer::Done => ctx.send(session, &ServerMessage::Reply { id }),
+        Answer::Done | Answer::Published { offset: None } => {
+            ctx.send(session, &ServerMessage::Reply { id });
+        }
+        Answer::Published {
+            offset: Some(offset),
+        } => ctx.send(
+            session,
+            &ServerMessage::Published {
+                id,
+                offset: *offset,
+            },
+        ),
         Answer::Joined {
             room,
             position,
@@ -251,7 +301,8 @@ pub(super) struct Outgoing<'a> {
 
 /// Wraps the sender's event (its `data` a zero-copy slice of the message) and delivers it; it is
 /// encoded at most once per format, by the first hub that needs that format.
-async fn emit(ctx: &Ctx, session: &Session, payload: &Bytes, out: Outgoing<'_>) {
+/// Returns the offset the event got, when its room's stream stored it.
+async fn emit(ctx: &Ctx, session: &Session, payload: &Bytes, out: Outgoing<'_>) -> Option<u64> {
     let room = match &out.target {
         Target::Room(room) => Some(room.clone()),
         _ => None,
@@ -273,12 +324,14 @@ async fn emit(ctx: &Ctx, session: &Session, payload: &Bytes, out: Outgoing<'_>) 
         ephemeral: out.ephemeral,
         ..Delivery::new(out.target, ev)
     };
-    if ctx.hub.deliver(delivery).await {
+    let delivered = ctx.hub.deliver(delivery).await;
+    if delivered.waited {
         ShardStats::inc(&ctx.stats().commands_waited);
     }
     if let Some(report) = report {
         report.wait().await;
     }
+    delivered.offset
 }
 
 fn not_member(code: ErrorCode, room: &str) -> ProtocolError {

@@ -24,7 +24,7 @@ pub(super) async fn apply(
     session: &Session,
     payload: &Bytes,
     publish: Publish<'_>,
-) -> Result<(), ProtocolError> {
+) -> Result<Option<u64>, ProtocolError> {
     let Some(room) = ctx.hub.membership(session, publish.room) else {
         return Err(not_member(ErrorCode::RoomForbidden, publish.room));
     };
@@ -44,6 +44,5 @@ pub(super) async fn apply(
         echo: publish.echo,
         ephemeral: publish.ephemeral,
     };
-    emit(ctx, session, payload, out).await;
-    Ok(())
+    Ok(emit(ctx, session, payload, out).await)
 }

@@ -18,7 +18,7 @@ pub(super) async fn apply(
     event: &str,
     data: RawData<'_>,
     echo: bool,
-) -> Result<(), ProtocolError> {
+) -> Result<Option<u64>, ProtocolError> {
     let out = Outgoing {
         target: Target::User(Arc::from(to)),
         event,
@@ -26,6 +26,5 @@ pub(super) async fn apply(
         echo,
         ephemeral: false,
     };
-    emit(ctx, session, payload, out).await;
-    Ok(())
+    Ok(emit(ctx, session, payload, out).await)
 }

@@ -75,8 +75,13 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     fn run_everywhere(&self, task: Task<Self>) -> impl Future<Output = ()>;
 
     /// Appends a room event to its stream and delivers it through every hub (see the
-    /// contract). Returns whether it had to wait for room in a hub's full inbox.
-    fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> impl Future<Output = bool>;
+    /// contract). Returns whether it had to wait for room in a hub's full inbox, and the
+    /// offset the event got.
+    fn publish_stream(
+        &self,
+        room: &Arc<str>,
+        delivery: Delivery,
+    ) -> impl Future<Output = (bool, u64)>;
 
     /// Sends `session`'s join of `room` to hub `hub` along the stream's ordered path, with the
     /// messages after `since` (epoch, offset) when it resumes; the answer comes on the ticket.

@@ -62,6 +62,15 @@ struct Registry {
     rooms: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
 }
 
+/// What a delivery did, as its sender learns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    /// It had to wait for room in a full inbox.
+    pub(crate) waited: bool,
+    /// The offset a stored room event got in its stream.
+    pub(crate) offset: Option<u64>,
+}
+
 /// Why a join was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum JoinRefused {
@@ -425,14 +434,21 @@ impl<B: Backplane> Hub<B> {
     /// a sender's events reach each recipient in the order sent. A room event goes through the
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
     /// offset order; an ephemeral one does not (no offset, not kept). Returns whether it had
-    /// to wait for room in a full inbox.
-    pub(crate) async fn deliver(&self, d: Delivery) -> bool {
+    /// to wait for room in a full inbox, and the offset a room event got.
+    pub(crate) async fn deliver(&self, d: Delivery) -> Delivered {
         match &d.target {
             Target::Room(room) if !d.ephemeral => {
                 let room = room.clone();
-                self.backplane.publish_stream(&room, d).await
+                let (waited, offset) = self.backplane.publish_stream(&room, d).await;
+                Delivered {
+                    waited,
+                    offset: Some(offset),
+                }
             }
-            _ => self.backplane.publish(d).await,
+            _ => Delivered {
+                waited: self.backplane.publish(d).await,
+                offset: None,
+            },
         }
     }
 

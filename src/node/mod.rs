@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
-use crate::cluster::{Directory, Local, LocalHub, Streams};
+use crate::cluster::{Directory, Idempotency, IdempotencyLimits, Local, LocalHub, Streams};
 use crate::config::Config;
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
@@ -40,9 +40,20 @@ pub(crate) struct Shared {
     /// Open connections, bounded by `max_connections` (see [`ConnPermit`]).
     pub(crate) connections: AtomicUsize,
     pub(crate) shutdown: Shutdown,
+    /// The first answers of keyed requests, for their retries.
+    pub(crate) idempotency: Keys,
     /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
     /// every entry holds one of `max_connections` [`ConnPermit`]s.
     handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
+}
+
+/// The idempotency stores: one for clients' commands (scoped by user), one for REST (scoped
+/// by route), so that neither can crowd the other's keys out.
+pub(crate) struct Keys {
+    /// A `publish`'s or `send`'s answer: the event's offset, if it has one.
+    pub(crate) commands: Arc<Idempotency<Option<u64>>>,
+    /// A REST answer: status and body.
+    pub(crate) rest: Arc<Idempotency<(u16, Bytes)>>,
 }
 
 /// The receiving ends of [`Shared`]'s hand-off queues, one per shard.
@@ -64,6 +75,15 @@ impl Shared {
             ttl_ms: config.room_history_ttl.as_millis() as u64,
         };
         let streams = Streams::new(limits, config.max_rooms);
+        let keys = IdempotencyLimits {
+            window_ms: config.idempotency_window.as_millis() as u64,
+            max_keys: config.idempotency_max_keys,
+            max_bytes: config.idempotency_max_bytes,
+        };
+        let idempotency = Keys {
+            commands: Idempotency::new(keys),
+            rest: Idempotency::new(keys),
+        };
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let shared = Shared {
@@ -78,6 +98,7 @@ impl Shared {
             api_keys,
             connections: AtomicUsize::new(0),
             shutdown,
+            idempotency,
             handoffs: senders.into_boxed_slice(),
             config,
         };

@@ -154,6 +154,16 @@ pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, String
     (status, body)
 }
 
+/// The `offset` of each of a history page's `messages`.
+pub fn offsets(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect()
+}
+
 /// The error code of an error message (`""` if there is none).
 pub fn code(m: &Value) -> &str {
     m["code"].as_str().unwrap_or_default()
