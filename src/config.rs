@@ -207,9 +207,14 @@ pub struct Config {
     #[arg(long, env = "MAX_ROOMS", default_value_t = 100_000)]
     pub max_rooms: usize,
     /// Refuse a `join` of a room that does not exist (`room.not_found`) instead of making it:
-    /// rooms then come only from `POST /api/v1/rooms`. Default: false.
+    /// rooms then come only from `create` and `POST /api/v1/rooms`. Default: false.
     #[arg(long, env = "ROOMS_REQUIRE_CREATE", default_value_t = false)]
     pub rooms_require_create: bool,
+    /// Most rooms one user may have created with `create` and not yet seen closed (by
+    /// `DELETE /api/v1/rooms/{roomId}`); past it `create` is refused with `room.limit`.
+    /// Default: 100.
+    #[arg(long, env = "MAX_ROOMS_CREATED_PER_USER", default_value_t = 100)]
+    pub max_rooms_created_per_user: u32,
     /// Messages each room's stream keeps for `history` and resume; 0 keeps none (events still
     /// carry offsets). Default: 100.
     #[arg(long, env = "ROOM_HISTORY_SIZE", default_value_t = 100)]

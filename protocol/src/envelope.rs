@@ -6,7 +6,7 @@ use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
 use crate::message::{
     Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
-    MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
+    MAX_ID_LEN, MAX_MEMBERS, MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
@@ -43,6 +43,8 @@ pub(crate) struct Envelope<V> {
     pub(crate) echo: Option<V>,
     pub(crate) ephemeral: Option<V>,
     pub(crate) idem: Option<V>,
+    pub(crate) private: Option<V>,
+    pub(crate) max_members: Option<V>,
     pub(crate) since: Option<V>,
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
@@ -69,6 +71,8 @@ impl<V> Envelope<V> {
             echo: None,
             ephemeral: None,
             idem: None,
+            private: None,
+            max_members: None,
             since: None,
             limit: None,
             before: None,
@@ -114,6 +118,20 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             "join" => Command::Join {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 since: self.since.map(since).transpose()?,
+            },
+            "create" => Command::Create {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+                private: flag(self.private, "private")?,
+                max_members: uint(self.max_members, "maxMembers")?
+                    .map(|n| {
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| (1..=MAX_MEMBERS).contains(n))
+                            .ok_or_else(|| {
+                                field_error("maxMembers", &format!("expected 1 to {MAX_MEMBERS}"))
+                            })
+                    })
+                    .transpose()?,
             },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,

@@ -39,6 +39,10 @@ struct Wire<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     idem: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
+    private: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present", rename = "maxMembers")]
+    max_members: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
@@ -154,6 +158,8 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         echo: raw(wire.echo),
         ephemeral: raw(wire.ephemeral),
         idem: raw(wire.idem),
+        private: raw(wire.private),
+        max_members: raw(wire.max_members),
         since: raw(wire.since),
         limit: raw(wire.limit),
         before: raw(wire.before),
@@ -369,6 +375,20 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             }
         }
         Command::Leave { room } => field("room", room, out),
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            field("room", room, out);
+            if *private {
+                out.extend_from_slice(br#","private":true"#);
+            }
+            if let Some(max) = max_members {
+                key("maxMembers", out);
+                write_u64(u64::from(*max), out);
+            }
+        }
         Command::History { room, .. } => {
             field("room", room, out);
             for (name, n) in req.command.history_bounds() {
@@ -679,6 +699,23 @@ mod tests {
                 r#"{"id":1,"cmd":"publish","room":"r","event":"e","idem":7}"#.into(),
                 "idem: expected a string",
             ),
+            (r#"{"id":1,"cmd":"create"}"#.into(), "room: missing"),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","private":"no"}"#.into(),
+                "private: expected a boolean",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":0}"#.into(),
+                "maxMembers: expected 1 to 1000000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":1000001}"#.into(),
+                "maxMembers: expected 1 to 1000000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":-5}"#.into(),
+                "maxMembers: expected an unsigned integer",
+            ),
             (join_since("5"), "since: expected an object"),
             (join_since("[\"e\",1]"), "since: expected an object"),
             (join_since("null"), "since: expected an object"),
@@ -906,6 +943,9 @@ mod tests {
             "\"echo\"",
             "\"ephemeral\"",
             "\"idem\"",
+            "\"create\"",
+            "\"private\"",
+            "\"maxMembers\"",
             "\"history\"",
             "\"since\"",
             "\"epoch\"",

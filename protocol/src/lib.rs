@@ -22,7 +22,7 @@ pub use format::Format;
 pub use message::{
     Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, OwnedServerMessage, RawData, Request,
     ServerMessage, Since, Welcome, MAX_DEPTH, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
-    MAX_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN,
+    MAX_ID_LEN, MAX_MEMBERS, MAX_NAME_LEN, MAX_TOKEN_LEN,
 };
 pub use transcode::transcode;
 

@@ -19,6 +19,8 @@ pub const MAX_EPOCH_LEN: usize = 64;
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
 /// Longest idempotency key (`idem`) accepted on a `publish` or `send`, in bytes.
 pub const MAX_IDEM_LEN: usize = 64;
+/// Largest `maxMembers` a room may be created with (`create`, and REST).
+pub const MAX_MEMBERS: u32 = 1_000_000;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -111,6 +113,16 @@ pub enum Command<'a> {
         /// Resume: replay the room's events after this position before the reply.
         since: Option<Since<'a>>,
     },
+    /// `create`: create a room with options and join it.
+    Create {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// Only its creator, the users the backend lets in and users whose token's `rooms`
+        /// claim matches may join (default false).
+        private: bool,
+        /// Most member connections, 1 to [`MAX_MEMBERS`] (`None`: only the server's bounds).
+        max_members: Option<u32>,
+    },
     /// `leave`: stop being a member of a room.
     Leave {
         /// The room name.
@@ -168,6 +180,7 @@ impl Command<'_> {
         match self {
             Command::Auth { .. } => "auth",
             Command::Join { .. } => "join",
+            Command::Create { .. } => "create",
             Command::Leave { .. } => "leave",
             Command::Publish { .. } => "publish",
             Command::Send { .. } => "send",

@@ -414,6 +414,8 @@ fn read_envelope<'a>(
             b"echo" => (&mut envelope.echo, "echo"),
             b"ephemeral" => (&mut envelope.ephemeral, "ephemeral"),
             b"idem" => (&mut envelope.idem, "idem"),
+            b"private" => (&mut envelope.private, "private"),
+            b"maxMembers" => (&mut envelope.max_members, "maxMembers"),
             b"since" => (&mut envelope.since, "since"),
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
@@ -680,6 +682,11 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
     let fields: u32 = match &req.command {
         Command::Auth { .. } | Command::Leave { .. } => 2,
         Command::Join { since, .. } => 2 + u32::from(since.is_some()),
+        Command::Create {
+            private,
+            max_members,
+            ..
+        } => 2 + u32::from(*private) + u32::from(max_members.is_some()),
         Command::Publish {
             echo, ephemeral, ..
         } => 4 + u32::from(*echo) + u32::from(*ephemeral) + u32::from(req.command.idem().is_some()),
@@ -712,6 +719,25 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
         Command::Leave { room } => {
             write_str("room", out)?;
             write_str(room, out)
+        }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            write_str("room", out)?;
+            write_str(room, out)?;
+            if *private {
+                write_str("private", out)?;
+                encode::write_bool(out, true).map_err(enc)?;
+            }
+            match max_members {
+                Some(max) => {
+                    write_str("maxMembers", out)?;
+                    write_uint(u64::from(*max), out)
+                }
+                None => Ok(()),
+            }
         }
         Command::History { room, .. } => {
             write_str("room", out)?;

@@ -97,6 +97,19 @@ fn logical_request(req: &Request<'_>) -> Value {
         Command::Leave { room } => {
             obj.insert("room".into(), json!(room));
         }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            obj.insert("room".into(), json!(room));
+            if *private {
+                obj.insert("private".into(), json!(true));
+            }
+            if let Some(max) = max_members {
+                obj.insert("maxMembers".into(), json!(max));
+            }
+        }
         Command::History {
             room,
             limit,
@@ -189,7 +202,7 @@ fn client_vectors() {
         }
         seen.insert(from_json.command.name());
     }
-    assert_eq!(seen.len(), 7, "every command has a vector");
+    assert_eq!(seen.len(), 8, "every command has a vector");
 }
 
 /// Everything a [`ServerMessage`] borrows, owned by the test.
@@ -457,6 +470,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"join","room":"lobby"}"#,
     ),
     (
+        "create",
+        "create a private room of at most 50 members, and join it",
+        r#"{"cmd":"create","id":1,"room":"team:42","private":true,"maxMembers":50}"#,
+    ),
+    (
+        "create_defaults",
+        "create a public room bound only by the server's limits",
+        r#"{"cmd":"create","id":"c-1","room":"lobby-2"}"#,
+    ),
+    (
         "leave",
         "leave with a numeric id",
         r#"{"cmd":"leave","id":3,"room":"lobby"}"#,
@@ -662,6 +685,21 @@ fn invalid_sources() -> Vec<Invalid> {
             "send_idem_empty",
             r#"{"cmd":"send","id":19,"to":"u","event":"dm","idem":""}"#,
             19,
+        ),
+        both(
+            "create_max_members_zero",
+            r#"{"cmd":"create","id":20,"room":"r","maxMembers":0}"#,
+            20,
+        ),
+        both(
+            "create_max_members_too_big",
+            r#"{"cmd":"create","id":21,"room":"r","maxMembers":1000001}"#,
+            21,
+        ),
+        both(
+            "create_private_not_boolean",
+            r#"{"cmd":"create","id":22,"room":"r","private":"yes"}"#,
+            22,
         ),
         both(
             "history_before_and_after",

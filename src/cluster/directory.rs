@@ -28,6 +28,18 @@ pub(crate) struct RoomInfo {
     pub(crate) private: bool,
     /// Most member connections (`maxMembers` at creation); `None`: only the server's bounds.
     pub(crate) max_members: Option<u32>,
+    /// Created by a client's `create` (its user is `created_by`), and counted against that
+    /// user's `MAX_ROOMS_CREATED_PER_USER` until closed.
+    pub(crate) by_client: bool,
+}
+
+/// Who creates a room, by the one path both take ([`Directory::create_room`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Creator {
+    /// The backend (`POST /api/v1/rooms`), naming the creator it wants recorded, if any.
+    Backend(Option<String>),
+    /// A client's `create`: its user, who may hold at most `max_rooms` rooms it created.
+    Client { user: Arc<str>, max_rooms: u32 },
 }
 
 /// What the backend may set on a room it creates.
@@ -59,6 +71,9 @@ pub(crate) struct Directory {
     /// The users let into each private room (by `POST /api/v1/rooms/{roomId}/members`), at
     /// most [`MAX_ALLOWED`] per room. Taken after `rooms` when both are held.
     allowed: Mutex<BTreeMap<Arc<str>, BTreeSet<Arc<str>>>>,
+    /// Rooms each user created with `create` and the backend has not closed. Taken after
+    /// `rooms` when both are held.
+    created: Mutex<BTreeMap<Arc<str>, u32>>,
     max_per_user: u32,
     max_rooms: usize,
 }
@@ -74,6 +89,7 @@ impl Directory {
             users: Mutex::default(),
             rooms: Mutex::default(),
             allowed: Mutex::default(),
+            created: Mutex::default(),
             max_per_user,
             max_rooms,
         }
@@ -146,6 +162,7 @@ impl Directory {
             explicit: false,
             private: false,
             max_members: None,
+            by_client: false,
         };
         rooms.insert(room.clone(), info);
         Ok(())
@@ -162,11 +179,12 @@ impl Directory {
         }
     }
 
-    /// Creates a room over REST.
+    /// Creates a room (over REST, or by a client's `create`): it outlives its members until
+    /// closed.
     pub(crate) fn create_room(
         &self,
         room: &Arc<str>,
-        created_by: Option<String>,
+        creator: Creator,
         options: RoomOptions,
     ) -> Result<RoomInfo, RoomRefused> {
         let mut rooms = lock(&self.rooms);
@@ -176,6 +194,21 @@ impl Directory {
         if rooms.len() >= self.max_rooms {
             return Err(RoomRefused::TooManyRooms);
         }
+        let (created_by, by_client) = match creator {
+            Creator::Backend(created_by) => (created_by, false),
+            Creator::Client { user, max_rooms } => {
+                let mut created = lock(&self.created);
+                let count = created.entry(user.clone()).or_default();
+                if *count >= max_rooms {
+                    if *count == 0 {
+                        created.remove(&user);
+                    }
+                    return Err(RoomRefused::CreatorLimit);
+                }
+                *count += 1;
+                (Some(user.to_string()), true)
+            }
+        };
         let info = RoomInfo {
             members: 0,
             created_by,
@@ -183,6 +216,7 @@ impl Directory {
             explicit: true,
             private: options.private,
             max_members: options.max_members,
+            by_client,
         };
         rooms.insert(room.clone(), info.clone());
         Ok(info)
@@ -191,9 +225,22 @@ impl Directory {
     /// Removes a room whatever its members (they are removed by the shards); returns whether
     /// it existed.
     pub(crate) fn close_room(&self, room: &str) -> bool {
-        let closed = lock(&self.rooms).remove(room).is_some();
+        let mut rooms = lock(&self.rooms);
+        let Some(info) = rooms.remove(room) else {
+            return false;
+        };
+        if let (true, Some(user)) = (info.by_client, info.created_by.as_deref()) {
+            let mut created = lock(&self.created);
+            if let Some(count) = created.get_mut(user) {
+                *count -= 1;
+                if *count == 0 {
+                    created.remove(user);
+                }
+            }
+        }
+        drop(rooms);
         lock(&self.allowed).remove(room);
-        closed
+        true
     }
 
     /// Whether `user` may join `room` (without looking at the token: see the caller).
@@ -290,7 +337,7 @@ mod tests {
             private: false,
             max_members: Some(2),
         };
-        d.create_room(&r, None, options).unwrap();
+        d.create_room(&r, Creator::Backend(None), options).unwrap();
         assert_eq!(d.add_member(&r), Ok(()));
         assert_eq!(d.add_member(&r), Ok(()));
         assert_eq!(d.add_member(&r), Err(RoomRefused::Full));
@@ -306,8 +353,10 @@ mod tests {
             private: true,
             max_members: None,
         };
-        d.create_room(&p, Some("ann".into()), private).unwrap();
-        d.create_room(&q, None, RoomOptions::default()).unwrap();
+        d.create_room(&p, Creator::Backend(Some("ann".into())), private)
+            .unwrap();
+        d.create_room(&q, Creator::Backend(None), RoomOptions::default())
+            .unwrap();
         assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
         assert!(d.allow("p", &Arc::from("bob")));
@@ -355,10 +404,14 @@ mod tests {
     fn explicit_rooms_outlive_their_members_until_closed() {
         let d = Directory::new(2, 10);
         let r: Arc<str> = "r".into();
-        d.create_room(&r, Some("dhoni".into()), RoomOptions::default())
-            .unwrap();
+        d.create_room(
+            &r,
+            Creator::Backend(Some("dhoni".into())),
+            RoomOptions::default(),
+        )
+        .unwrap();
         assert_eq!(
-            d.create_room(&r, None, RoomOptions::default()),
+            d.create_room(&r, Creator::Backend(None), RoomOptions::default()),
             Err(RoomRefused::Exists)
         );
         d.add_member(&r).unwrap();
@@ -367,6 +420,35 @@ mod tests {
         assert!(d.close_room("r"));
         assert!(d.room("r").is_none());
         assert!(!d.close_room("r"));
+    }
+
+    #[test]
+    fn a_user_creates_at_most_its_rooms_until_the_backend_closes_one() {
+        let d = Directory::new(2, 10);
+        let ann: Arc<str> = "ann".into();
+        let client = || Creator::Client {
+            user: ann.clone(),
+            max_rooms: 2,
+        };
+        let opts = RoomOptions::default();
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        assert!(d.create_room(&a, client(), opts).unwrap().by_client);
+        d.create_room(&b, client(), opts).unwrap();
+        assert_eq!(
+            d.create_room(&c, client(), opts),
+            Err(RoomRefused::CreatorLimit)
+        );
+        let other = Creator::Client {
+            user: "ben".into(),
+            max_rooms: 2,
+        };
+        assert!(d.create_room(&c, other, opts).is_ok(), "each user its own");
+        assert!(d.close_room("a"));
+        assert!(
+            d.create_room(&a, client(), opts).is_ok(),
+            "a place came free"
+        );
+        assert_eq!(d.room("a").unwrap().created_by.as_deref(), Some("ann"));
     }
 
     #[test]

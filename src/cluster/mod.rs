@@ -13,7 +13,7 @@ pub(crate) mod idempotency;
 pub(crate) mod local;
 pub(crate) mod streams;
 
-pub(crate) use directory::{Directory, RoomInfo, RoomOptions};
+pub(crate) use directory::{Creator, Directory, RoomInfo, RoomOptions};
 pub(crate) use idempotency::{Begin, Idempotency, IdempotencyLimits};
 pub(crate) use local::{Local, LocalHub, ShardMsg};
 pub(crate) use streams::Streams;

@@ -2,6 +2,7 @@
 //! command, each with an `apply`. A command with an `id` gets exactly one reply or error.
 
 mod auth;
+mod create;
 mod history;
 mod join;
 mod leave;
@@ -19,7 +20,7 @@ use wsgate_protocol::{
 
 pub(crate) use auth::authenticate;
 
-use crate::cluster::Begin;
+use crate::cluster::{Begin, RoomOptions};
 use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
@@ -155,6 +156,17 @@ pub(crate) async fn dispatch(
         )),
         Command::Join { room, since } => {
             join::apply(ctx, session, client, &room, since.as_ref()).await
+        }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            let options = RoomOptions {
+                private,
+                max_members,
+            };
+            create::apply(ctx, session, client, &room, options).await
         }
         Command::Leave { room } => done(leave::apply(ctx, session, &room)),
         Command::History {

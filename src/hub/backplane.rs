@@ -22,6 +22,8 @@ pub(crate) enum RoomRefused {
     Exists,
     /// The room holds its `maxMembers` member connections.
     Full,
+    /// The creating user already holds `MAX_ROOMS_CREATED_PER_USER` rooms it created.
+    CreatorLimit,
 }
 
 /// A join on its way through its room's stream: made under the stream's lock (so its

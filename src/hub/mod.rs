@@ -187,7 +187,9 @@ impl<B: Backplane> Hub<B> {
             .add_member(&name)
             .map_err(|refused| match refused {
                 RoomRefused::Full => JoinRefused::RoomFull,
-                RoomRefused::TooManyRooms | RoomRefused::Exists => JoinRefused::ServerLimit,
+                RoomRefused::TooManyRooms | RoomRefused::Exists | RoomRefused::CreatorLimit => {
+                    JoinRefused::ServerLimit
+                }
             })?;
         rooms
             .entry(name.clone())
@@ -419,6 +421,11 @@ impl<B: Backplane> Hub<B> {
     /// The shard's existing `Arc` for a room name.
     fn room_name(&self, room: &str) -> Arc<str> {
         shared_name(&self.local.borrow().rooms, room)
+    }
+
+    /// Whether `session` is in `MAX_ROOMS_PER_CONNECTION` rooms already.
+    pub(crate) fn at_room_limit(&self, session: &Session) -> bool {
+        self.room_count_of(session) >= self.limits.max_rooms_per_connection as usize
     }
 
     /// Rooms `session` is in.
