@@ -183,14 +183,17 @@ impl<V: Clone> Idempotency<V> {
         }))
     }
 
-    /// Forgets what is older than the window.
+    /// Forgets the answers older than the window. A first request still running keeps its
+    /// key (it is told apart from a stale entry by its generation) until it ends.
     fn expire(&self, bucket: &mut Bucket<V>, now: u64) {
         while bucket
             .order
             .front()
             .is_some_and(|(_, _, at)| now.saturating_sub(*at) > self.window_ms)
         {
-            forget_oldest(bucket);
+            if let Some((key, generation, _)) = bucket.order.pop_front() {
+                forget(bucket, &key, generation, false);
+            }
         }
     }
 
@@ -254,20 +257,28 @@ impl<V: Clone> Drop for Claim<V> {
 /// Forgets the key written longest ago (skipping stale order entries); whether any was.
 fn forget_oldest<V>(bucket: &mut Bucket<V>) -> bool {
     while let Some((key, generation, _)) = bucket.order.pop_front() {
-        let current = bucket
-            .slots
-            .get(&*key)
-            .is_some_and(|slot| slot.generation() == generation);
-        if current {
-            let cost = match bucket.slots.remove(&*key) {
-                Some(Slot::Done { cost, .. }) => cost,
-                _ => 0,
-            };
-            bucket.bytes = bucket.bytes.saturating_sub(cost + key.len() + KEY_OVERHEAD);
+        if forget(bucket, &key, generation, true) {
             return true;
         }
     }
     false
+}
+
+/// Forgets `key` if `generation` is still its own (an answer, or with `running` a request
+/// still running too); whether it did.
+fn forget<V>(bucket: &mut Bucket<V>, key: &str, generation: u64, running: bool) -> bool {
+    let cost = match bucket.slots.get(key) {
+        Some(Slot::Done {
+            generation: g,
+            cost,
+            ..
+        }) if *g == generation => *cost,
+        Some(Slot::Running { generation: g, .. }) if *g == generation && running => 0,
+        _ => return false,
+    };
+    bucket.slots.remove(key);
+    bucket.bytes = bucket.bytes.saturating_sub(cost + key.len() + KEY_OVERHEAD);
+    true
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -351,6 +362,27 @@ mod tests {
         let s = store(10, 1_000);
         claim(&s, "r", "big").await.finish(1, 10_000);
         assert_eq!(s.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_window_forgets_answers_not_a_request_still_running() {
+        let s = Idempotency::new(IdempotencyLimits {
+            window_ms: 0,
+            max_keys: 10,
+            max_bytes: 1 << 20,
+        });
+        let running = claim(&s, "r", "slow").await;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        claim(&s, "r", "other").await.finish(1, 0);
+        assert_eq!(s.len(), 2, "the running key is kept past the window");
+        running.finish(5, 0);
+        assert_eq!(s.len(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(
+            done(&s, "r", "slow").await,
+            None,
+            "its answer expires in turn"
+        );
     }
 
     #[tokio::test]

@@ -301,14 +301,14 @@ pub(crate) fn send_error(ctx: &Ctx, session: &Session, id: Option<&Id<'_>>, erro
 }
 
 /// A client's event on its way out: where it goes and how.
-pub(super) struct Outgoing<'a> {
-    pub(super) target: Target,
-    pub(super) event: &'a str,
-    pub(super) data: RawData<'a>,
+struct Outgoing<'a> {
+    target: Target,
+    event: &'a str,
+    data: RawData<'a>,
     /// Deliver to the sending connection too.
-    pub(super) echo: bool,
+    echo: bool,
     /// Not stored; dropped first under pressure.
-    pub(super) ephemeral: bool,
+    ephemeral: bool,
 }
 
 /// Wraps the sender's event (its `data` a zero-copy slice of the message) and delivers it; it is
