@@ -211,8 +211,8 @@ pub struct Config {
     #[arg(long, env = "ROOMS_REQUIRE_CREATE", default_value_t = false)]
     pub rooms_require_create: bool,
     /// Most rooms one user may have created with `create` and not yet seen closed (by
-    /// `DELETE /api/v1/rooms/{roomId}`); past it `create` is refused with `room.limit`.
-    /// Default: 100.
+    /// `DELETE /api/v1/rooms/{roomId}`); past it `create` is refused with `room.limit`; 0:
+    /// clients create no rooms. Default: 100.
     #[arg(long, env = "MAX_ROOMS_CREATED_PER_USER", default_value_t = 100)]
     pub max_rooms_created_per_user: u32,
     /// Messages each room's stream keeps for `history` and resume; 0 keeps none (events still
@@ -347,6 +347,9 @@ impl Config {
         if self.shard_inbox_capacity == 0 {
             return Err(ConfigError::ZeroInbox);
         }
+        if self.idempotency_max_keys == 0 || self.idempotency_max_bytes == 0 {
+            return Err(ConfigError::ZeroIdempotency);
+        }
         Ok(())
     }
 }
@@ -381,6 +384,9 @@ pub enum ConfigError {
     /// An inbox that can hold nothing.
     #[error("SHARD_INBOX_CAPACITY must be positive")]
     ZeroInbox,
+    /// An idempotency store that can remember nothing.
+    #[error("IDEMPOTENCY_MAX_KEYS and IDEMPOTENCY_MAX_BYTES must be positive")]
+    ZeroIdempotency,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
@@ -424,6 +430,16 @@ mod tests {
         assert_eq!(c.max_message_bytes, 1 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(25));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn ephemeral_rates_and_idempotency_stores_must_be_positive() {
+        let mut c = Config::for_tests();
+        c.ephemeral_rate_burst = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroRate));
+        let mut c = Config::for_tests();
+        c.idempotency_max_bytes = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroIdempotency));
     }
 
     #[test]

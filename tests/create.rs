@@ -205,3 +205,19 @@ async fn create_keeps_to_the_tokens_rooms_claim_and_is_how_rooms_come_with_rooms
     ben.close().await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_server_may_let_no_client_create_rooms() {
+    let server = start_server(|c| c.max_rooms_created_per_user = 0);
+    let mut ann = server.client("ann", Fmt::Json).await;
+    let e = ann.call(create("mine"), 1).await;
+    assert_eq!(code(&e), "room.limit", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("no client"), "{e}");
+    // Joining still makes rooms (unless ROOMS_REQUIRE_CREATE).
+    assert_eq!(
+        outcome(&mut ann, json!({"cmd": "join", "room": "mine"}), 2).await,
+        "ok"
+    );
+    ann.close().await;
+    server.handle.shutdown().await;
+}

@@ -47,13 +47,13 @@ fn not_created(ctx: &Ctx, room: &str, refused: RoomRefused) -> ProtocolError {
             ErrorCode::RoomConflict,
             format!("room {room:?} already exists"),
         ),
-        RoomRefused::CreatorLimit => ProtocolError::new(
-            ErrorCode::RoomLimit,
-            format!(
-                "a user may have created at most {} rooms that are not closed",
-                ctx.config().max_rooms_created_per_user
-            ),
-        ),
+        RoomRefused::CreatorLimit => {
+            let message = match ctx.config().max_rooms_created_per_user {
+                0 => "this server lets no client create rooms".to_owned(),
+                max => format!("a user may have created at most {max} rooms that are not closed"),
+            };
+            ProtocolError::new(ErrorCode::RoomLimit, message)
+        }
         RoomRefused::TooManyRooms | RoomRefused::Full => refusal(ctx, JoinRefused::ServerLimit),
     }
 }
