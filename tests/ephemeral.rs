@@ -134,17 +134,21 @@ async fn a_slow_reader_loses_ephemeral_events_first_and_keeps_every_stored_one()
     });
     // It reads nothing until told to: the server's queue to it fills.
     let mut slow = server.small_window_client("sloth").await;
+    // A reader on the slow one's shard: once it has an event, so has the slow one's queue
+    // (the shard delivers to its members in one go), so the counters are up to date.
+    let shard = slow.welcome["shard"].as_u64().unwrap();
+    let mut witness = server.client_on_shard("eye", Fmt::MsgPack, shard).await;
     let mut publisher = server.client("pub", Fmt::MsgPack).await;
-    slow.ok(json!({"cmd": "join", "room": "busy"}), 1).await;
-    publisher
-        .ok(json!({"cmd": "join", "room": "busy"}), 1)
-        .await;
+    for c in [&mut slow, &mut witness, &mut publisher] {
+        c.ok(json!({"cmd": "join", "room": "busy"}), 1).await;
+    }
     let payload = "x".repeat(8 * 1024);
     let (mut stored, mut typed) = (0u64, 0u64);
     let mut id = 10;
     let mut publish = async |cmd: Value| {
         id += 1;
         publisher.ok(cmd, id).await;
+        assert_eq!(witness.recv().await["type"], "event");
     };
     // Stored events and typing, alternately, until the server has shed an ephemeral one.
     while server.handle.stats().ephemeral_dropped == 0 {
@@ -192,6 +196,14 @@ async fn a_slow_reader_loses_ephemeral_events_first_and_keeps_every_stored_one()
         server.handle.stats().ephemeral_dropped,
         "each drop counted"
     );
+    let (status, metrics) = server.get("/metrics").await;
+    let dropped = format!("{}", server.handle.stats().ephemeral_dropped);
+    let line = metrics
+        .lines()
+        .filter(|l| l.starts_with("wsgate_ephemeral_dropped_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum::<u64>();
+    assert_eq!((status, line.to_string()), (200, dropped), "{metrics}");
     slow.ok(json!({"cmd": "ping"}), 2).await;
     slow.close().await;
     publisher.close().await;
