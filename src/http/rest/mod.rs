@@ -205,9 +205,9 @@ async fn once(ctx: &Rc<Ctx>, key: Option<(String, String)>, pushes: push::Pushes
             Begin::Fresh(claim) => Some(claim),
         },
     };
-    let ctx = ctx.clone();
+    let task_ctx = ctx.clone();
     let task = tokio::task::spawn_local(async move {
-        let res = push::run(&ctx, pushes).await?;
+        let res = push::run(&task_ctx, pushes).await?;
         let Some(claim) = claim else {
             return Ok(res);
         };
@@ -220,7 +220,10 @@ async fn once(ctx: &Rc<Ctx>, key: Option<(String, String)>, pushes: push::Pushes
         claim.finish((parts.status.as_u16(), body.clone()), body.len());
         Ok(Response::from_parts(parts, Full::new(body)))
     });
-    task.await.unwrap_or_else(|_| {
+    task.await.unwrap_or_else(|e| {
+        // A panic in the push: contained in its task, reported and counted.
+        tracing::error!(error = %e, "a REST push failed");
+        crate::stats::ShardStats::inc(&ctx.stats().panics);
         Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,
