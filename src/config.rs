@@ -223,6 +223,15 @@ pub struct Config {
     /// Commands allowed in a burst above the sustained rate. Default: 200.
     #[arg(long, env = "RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
+    /// Sustained ephemeral publishes (`"ephemeral": true`: typing and other transient state)
+    /// per second per connection: a token bucket of their own, taken on top of the command
+    /// rate. Over it the publish is refused with `rate.limited` and nothing is delivered.
+    /// Default: 10.
+    #[arg(long, env = "EPHEMERAL_RATE_PER_SEC", default_value_t = 10)]
+    pub ephemeral_rate_per_sec: u32,
+    /// Ephemeral publishes allowed in a burst above their sustained rate. Default: 20.
+    #[arg(long, env = "EPHEMERAL_RATE_BURST", default_value_t = 20)]
+    pub ephemeral_rate_burst: u32,
     /// Most rooms one connection may be in. Default: 100.
     #[arg(long, env = "MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
     pub max_rooms_per_connection: u32,
@@ -230,9 +239,14 @@ pub struct Config {
     #[arg(long, env = "MAX_ROOMS", default_value_t = 100_000)]
     pub max_rooms: usize,
     /// Refuse a `join` of a room that does not exist (`room.not_found`) instead of making it:
-    /// rooms then come only from `POST /api/v1/rooms`. Default: false.
+    /// rooms then come only from `create` and `POST /api/v1/rooms`. Default: false.
     #[arg(long, env = "ROOMS_REQUIRE_CREATE", default_value_t = false)]
     pub rooms_require_create: bool,
+    /// Most rooms one user may have created with `create` and not yet seen closed (by
+    /// `DELETE /api/v1/rooms/{roomId}`); past it `create` is refused with `room.limit`; 0:
+    /// clients create no rooms. Default: 100.
+    #[arg(long, env = "MAX_ROOMS_CREATED_PER_USER", default_value_t = 100)]
+    pub max_rooms_created_per_user: u32,
     /// Messages each room's stream keeps for `history` and resume; 0 keeps none (events still
     /// carry offsets). Default: 100.
     #[arg(long, env = "ROOM_HISTORY_SIZE", default_value_t = 100)]
@@ -297,6 +311,19 @@ pub struct Config {
     /// `watch.limit`. Default: 100.
     #[arg(long, env = "MAX_WATCHED_USERS", default_value_t = 100)]
     pub max_watched_users: u32,
+    /// How long the first answer to a request with an idempotency key (a command's `idem`, a
+    /// REST push's `Idempotency-Key` or batch item's `idempotencyKey`) is remembered: a retry
+    /// within it gets that answer and does nothing again. Default: 5m.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+    /// Most idempotency keys remembered at once (clients' and REST's, each); past it the
+    /// oldest is forgotten, so its retry would run again. Default: 100000.
+    #[arg(long, env = "IDEMPOTENCY_MAX_KEYS", default_value_t = 100_000)]
+    pub idempotency_max_keys: usize,
+    /// Most bytes the remembered keys and their answers hold (clients' and REST's, each); past
+    /// it the oldest are forgotten. Default: 67108864.
+    #[arg(long, env = "IDEMPOTENCY_MAX_BYTES", default_value_t = 64 << 20)]
+    pub idempotency_max_bytes: usize,
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,
@@ -387,7 +414,11 @@ impl Config {
                 message: self.max_message_bytes,
             });
         }
-        if self.rate_per_sec == 0 || self.rate_burst == 0 {
+        if self.rate_per_sec == 0
+            || self.rate_burst == 0
+            || self.ephemeral_rate_per_sec == 0
+            || self.ephemeral_rate_burst == 0
+        {
             return Err(ConfigError::ZeroRate);
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
@@ -401,6 +432,9 @@ impl Config {
         }
         if self.shard_inbox_capacity == 0 || self.store_queue_capacity == 0 {
             return Err(ConfigError::ZeroInbox);
+        }
+        if self.idempotency_max_keys == 0 || self.idempotency_max_bytes == 0 {
+            return Err(ConfigError::ZeroIdempotency);
         }
         Ok(())
     }
@@ -420,7 +454,9 @@ pub enum ConfigError {
         message: usize,
     },
     /// A rate of zero.
-    #[error("RATE_PER_SEC and RATE_BURST must be positive")]
+    #[error(
+        "RATE_PER_SEC, RATE_BURST, EPHEMERAL_RATE_PER_SEC and EPHEMERAL_RATE_BURST must be positive"
+    )]
     ZeroRate,
     /// A heartbeat of zero.
     #[error("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")]
@@ -434,6 +470,9 @@ pub enum ConfigError {
     /// An inbox or write queue that can hold nothing.
     #[error("SHARD_INBOX_CAPACITY and STORE_QUEUE_CAPACITY must be positive")]
     ZeroInbox,
+    /// An idempotency store that can remember nothing.
+    #[error("IDEMPOTENCY_MAX_KEYS and IDEMPOTENCY_MAX_BYTES must be positive")]
+    ZeroIdempotency,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
@@ -489,6 +528,16 @@ mod tests {
         assert_eq!(c.max_message_bytes, 1 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(25));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn ephemeral_rates_and_idempotency_stores_must_be_positive() {
+        let mut c = Config::for_tests();
+        c.ephemeral_rate_burst = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroRate));
+        let mut c = Config::for_tests();
+        c.idempotency_max_bytes = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroIdempotency));
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   local fan-out; events encoded once per wire format; what a room stream keeps
 //!   (`stream.rs`); the `Backplane` trait it is given.
 //! - `cluster`: the backplane implementations (`local.rs`: the shards, through lock-free
-//!   inboxes), the directory they answer from, and the room streams (`streams.rs`).
+//!   inboxes), the directory they answer from, the room streams (`streams.rs`), and the
+//!   first answers of requests with idempotency keys (`idempotency.rs`).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, shutdown.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.

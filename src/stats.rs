@@ -30,6 +30,9 @@ pub struct ShardStats {
     pub commands_waited: AtomicU64,
     /// Counter: connections closed because their token expired (4004).
     pub tokens_expired: AtomicU64,
+    /// Counter: ephemeral events dropped for a recipient whose outbound queue was filling
+    /// (refused, or dropped from the queue to make room for a durable frame).
+    pub ephemeral_dropped: AtomicU64,
     /// Histogram: time to answer REST API requests.
     pub rest_latency: Histogram,
 }
@@ -106,6 +109,7 @@ impl ShardStats {
             panics: get(&self.panics),
             commands_waited: get(&self.commands_waited),
             tokens_expired: get(&self.tokens_expired),
+            ephemeral_dropped: get(&self.ephemeral_dropped),
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct StatsSnapshot {
     pub commands_waited: u64,
     /// See [`ShardStats::tokens_expired`].
     pub tokens_expired: u64,
+    /// See [`ShardStats::ephemeral_dropped`].
+    pub ephemeral_dropped: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -156,6 +162,7 @@ impl std::ops::Add for StatsSnapshot {
             panics: self.panics + o.panics,
             commands_waited: self.commands_waited + o.commands_waited,
             tokens_expired: self.tokens_expired + o.tokens_expired,
+            ephemeral_dropped: self.ephemeral_dropped + o.ephemeral_dropped,
         }
     }
 }

@@ -121,7 +121,10 @@ async fn publish_with_echo_reaches_the_sender_too() {
     )
     .await;
     assert_eq!(a.recv().await["data"], json!([1]));
-    assert_eq!(a.recv().await, json!({"type": "reply", "id": 2}));
+    assert_eq!(
+        a.recv().await,
+        json!({"type": "reply", "id": 2, "offset": 1})
+    );
     server.handle.shutdown().await;
 }
 
@@ -204,7 +207,7 @@ async fn a_publisher_held_up_by_a_full_inbox_loses_nothing_and_keeps_order() {
     for n in 1..=N {
         assert_eq!(
             publisher.recv().await,
-            json!({"type": "reply", "id": 100 + n})
+            json!({"type": "reply", "id": 100 + n, "offset": n})
         );
     }
     for c in [&mut far, &mut near] {

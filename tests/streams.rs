@@ -292,7 +292,10 @@ async fn resume_says_not_recovered_when_the_window_or_the_epoch_does_not_cover_i
         a.send(json!({"cmd": "publish", "id": 10 + i, "room": "small", "event": "e", "data": i, "echo": true}))
             .await;
         assert_eq!(a.recv().await["offset"], json!(i + 1));
-        assert_eq!(a.recv().await, json!({"type": "reply", "id": 10 + i}));
+        assert_eq!(
+            a.recv().await,
+            json!({"type": "reply", "id": 10 + i, "offset": i + 1})
+        );
     }
     let cases = [
         // Offsets 4 and 5 are kept: from 3 on, nothing is missing.

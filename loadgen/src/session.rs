@@ -274,6 +274,8 @@ impl Session {
                 event: "bench".into(),
                 data: RawData::trusted(self.format.format(), &data),
                 echo,
+                ephemeral: false,
+                idem: None,
             },
         };
         clients.send_request(idx, &req, self);

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_ID_LEN,
-    MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
+    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
+    MAX_ID_LEN, MAX_MEMBERS, MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
 };
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
@@ -52,6 +52,10 @@ pub(crate) struct Envelope<V> {
     pub(crate) to: Option<V>,
     pub(crate) data: Option<V>,
     pub(crate) echo: Option<V>,
+    pub(crate) ephemeral: Option<V>,
+    pub(crate) idem: Option<V>,
+    pub(crate) private: Option<V>,
+    pub(crate) max_members: Option<V>,
     pub(crate) since: Option<V>,
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
@@ -79,6 +83,10 @@ impl<V> Envelope<V> {
             to: None,
             data: None,
             echo: None,
+            ephemeral: None,
+            idem: None,
+            private: None,
+            max_members: None,
             since: None,
             limit: None,
             before: None,
@@ -129,6 +137,20 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 since: self.since.map(since).transpose()?,
                 presence: flag(self.presence, "presence")?,
             },
+            "create" => Command::Create {
+                room: name(self.room, "room", MAX_NAME_LEN)?,
+                private: switch(self.private, "private")?,
+                max_members: uint(self.max_members, "maxMembers")?
+                    .map(|n| {
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| (1..=MAX_MEMBERS).contains(n))
+                            .ok_or_else(|| {
+                                field_error("maxMembers", &format!("expected 1 to {MAX_MEMBERS}"))
+                            })
+                    })
+                    .transpose()?,
+            },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
             },
@@ -136,13 +158,16 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 event: name(self.event, "event", MAX_NAME_LEN)?,
                 data,
-                echo: echo(self.echo)?,
+                echo: switch(self.echo, "echo")?,
+                ephemeral: switch(self.ephemeral, "ephemeral")?,
+                idem: self.idem()?,
             },
             "send" => Command::Send {
                 to: name(self.to, "to", MAX_NAME_LEN)?,
                 event: name(self.event, "event", MAX_NAME_LEN)?,
                 data,
-                echo: echo(self.echo)?,
+                echo: switch(self.echo, "echo")?,
+                idem: self.idem()?,
             },
             "history" => self.history()?,
             "ack" => Command::Ack {
@@ -176,6 +201,13 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             }
         };
         Ok(command)
+    }
+
+    /// The optional idempotency key: 1 to [`MAX_IDEM_LEN`] bytes.
+    fn idem(&self) -> Result<Option<Cow<'a, str>>, ProtocolError> {
+        self.idem
+            .map(|v| name(Some(v), "idem", MAX_IDEM_LEN))
+            .transpose()
     }
 
     fn history(&self) -> Result<Command<'a>, ProtocolError> {
@@ -231,9 +263,9 @@ fn name<'a, V: FieldValue<'a>>(
     Ok(s)
 }
 
-/// The optional `echo` flag, false when absent.
-fn echo<'a, V: FieldValue<'a>>(value: Option<V>) -> Result<bool, ProtocolError> {
-    Ok(flag(value, "echo")?.unwrap_or(false))
+/// An optional boolean switch (`echo`, `ephemeral`, `private`), false when absent.
+fn switch<'a, V: FieldValue<'a>>(value: Option<V>, field: &str) -> Result<bool, ProtocolError> {
+    Ok(flag(value, field)?.unwrap_or(false))
 }
 
 /// An optional boolean field.

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     RoomForbidden,
     /// `leave` of a room the connection is not in.
     RoomNotJoined,
+    /// Creating a room that exists (`create`, REST `POST /api/v1/rooms`).
+    RoomConflict,
     /// A limit on rooms was reached: rooms per connection, or rooms on the server.
     RoomLimit,
     /// The user already holds the maximum number of connections.
@@ -46,7 +48,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::AuthRequired,
         ErrorCode::AuthInvalid,
         ErrorCode::AuthExpired,
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::RoomNotFound,
         ErrorCode::RoomForbidden,
         ErrorCode::RoomNotJoined,
+        ErrorCode::RoomConflict,
         ErrorCode::RoomLimit,
         ErrorCode::UserConnectionLimit,
         ErrorCode::WatchLimit,
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::RoomNotFound => "room.not_found",
             ErrorCode::RoomForbidden => "room.forbidden",
             ErrorCode::RoomNotJoined => "room.not_joined",
+            ErrorCode::RoomConflict => "room.conflict",
             ErrorCode::RoomLimit => "room.limit",
             ErrorCode::UserConnectionLimit => "user.connection_limit",
             ErrorCode::WatchLimit => "watch.limit",

@@ -35,6 +35,14 @@ struct Wire<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     echo: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
+    ephemeral: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    idem: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    private: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present", rename = "maxMembers")]
+    max_members: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
@@ -190,6 +198,10 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         to: raw(wire.to),
         data: raw(wire.data),
         echo: raw(wire.echo),
+        ephemeral: raw(wire.ephemeral),
+        idem: raw(wire.idem),
+        private: raw(wire.private),
+        max_members: raw(wire.max_members),
         since: raw(wire.since),
         limit: raw(wire.limit),
         before: raw(wire.before),
@@ -265,6 +277,13 @@ pub(crate) fn encode_server_message(
             write_str(code.as_str(), out);
             out.extend_from_slice(br#","message":"#);
             write_str(message, out);
+            out.push(b'}');
+        }
+        ServerMessage::Published { id, offset } => {
+            out.extend_from_slice(br#"{"type":"reply","id":"#);
+            write_id(id, out);
+            out.extend_from_slice(br#","offset":"#);
+            write_u64(*offset, out);
             out.push(b'}');
         }
         ServerMessage::Joined {
@@ -489,6 +508,20 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             key("offset", out);
             write_u64(*offset, out);
         }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            field("room", room, out);
+            if *private {
+                out.extend_from_slice(br#","private":true"#);
+            }
+            if let Some(max) = max_members {
+                key("maxMembers", out);
+                write_u64(u64::from(*max), out);
+            }
+        }
         Command::History { room, .. } | Command::Members { room, .. } => {
             field("room", room, out);
             for (name, n) in req.command.history_bounds() {
@@ -514,20 +547,32 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             event,
             data,
             echo,
+            ephemeral,
+            idem,
         } => {
             field("room", room, out);
             field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
+            if *ephemeral {
+                out.extend_from_slice(br#","ephemeral":true"#);
+            }
+            if let Some(idem) = idem {
+                field("idem", idem, out);
+            }
         }
         Command::Send {
             to,
             event,
             data,
             echo,
+            idem,
         } => {
             field("to", to, out);
             field("event", event, out);
             write_data_and_echo(*data, *echo, out)?;
+            if let Some(idem) = idem {
+                field("idem", idem, out);
+            }
         }
         Command::Ping => {}
     }
@@ -652,6 +697,8 @@ mod tests {
             event,
             data,
             echo,
+            ephemeral,
+            ..
         } = req.command
         else {
             panic!("not a publish");
@@ -661,6 +708,7 @@ mod tests {
         assert_eq!(data.bytes(), br#"{"a":[1,"x"]}"#);
         assert_eq!(data.format(), Format::Json);
         assert!(echo);
+        assert!(!ephemeral, "absent: a stored publish");
     }
 
     #[test]
@@ -683,7 +731,8 @@ mod tests {
                 to: "u1".into(),
                 event: "e".into(),
                 data: RawData::null(Format::Json),
-                echo: false
+                echo: false,
+                idem: None
             }
         );
     }
@@ -776,6 +825,42 @@ mod tests {
             (
                 r#"{"id":1,"cmd":"publish","room":"r","event":"e","echo":1}"#.into(),
                 "echo: expected a boolean",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","ephemeral":"yes"}"#.into(),
+                "ephemeral: expected a boolean",
+            ),
+            (
+                format!(
+                    r#"{{"id":1,"cmd":"send","to":"u","event":"e","idem":"{}"}}"#,
+                    "k".repeat(65)
+                ),
+                "idem: longer than 64 bytes",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","idem":""}"#.into(),
+                "idem: empty",
+            ),
+            (
+                r#"{"id":1,"cmd":"publish","room":"r","event":"e","idem":7}"#.into(),
+                "idem: expected a string",
+            ),
+            (r#"{"id":1,"cmd":"create"}"#.into(), "room: missing"),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","private":"no"}"#.into(),
+                "private: expected a boolean",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":0}"#.into(),
+                "maxMembers: expected 1 to 1000000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":1000001}"#.into(),
+                "maxMembers: expected 1 to 1000000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","maxMembers":-5}"#.into(),
+                "maxMembers: expected an unsigned integer",
             ),
             (join_since("5"), "since: expected an object"),
             (join_since("[\"e\",1]"), "since: expected an object"),
@@ -1045,6 +1130,11 @@ mod tests {
             "null",
             "true",
             "\"echo\"",
+            "\"ephemeral\"",
+            "\"idem\"",
+            "\"create\"",
+            "\"private\"",
+            "\"maxMembers\"",
             "\"history\"",
             "\"since\"",
             "\"epoch\"",

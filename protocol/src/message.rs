@@ -21,6 +21,10 @@ pub const MAX_HISTORY_LIMIT: u32 = 1000;
 pub const MAX_MEMBERS_LIMIT: u32 = 1000;
 /// Most users one `watch` or `unwatch` command may name (its `users`).
 pub const MAX_WATCH_USERS: usize = 1000;
+/// Longest idempotency key (`idem`) accepted on a `publish` or `send`, in bytes.
+pub const MAX_IDEM_LEN: usize = 64;
+/// Largest `maxMembers` a room may be created with (`create`, and REST).
+pub const MAX_MEMBERS: u32 = 1_000_000;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -100,8 +104,8 @@ pub struct Since<'a> {
 
 /// Every `cmd` of protocol version 1 (what [`Command::name`] can answer).
 pub const COMMANDS: &[&str] = &[
-    "auth", "join", "leave", "publish", "send", "history", "ack", "read", "members", "watch",
-    "unwatch", "ping",
+    "auth", "join", "leave", "create", "publish", "send", "history", "ack", "read", "members",
+    "watch", "unwatch", "ping",
 ];
 
 /// One client command: one variant per `cmd`.
@@ -122,6 +126,16 @@ pub enum Command<'a> {
         /// events; `false`: it stops; `None`: unchanged (none for a new member).
         presence: Option<bool>,
     },
+    /// `create`: create a room with options and join it.
+    Create {
+        /// The room name.
+        room: Cow<'a, str>,
+        /// Only its creator, the users the backend lets in and users whose token's `rooms`
+        /// claim matches may join (default false).
+        private: bool,
+        /// Most member connections, 1 to [`MAX_MEMBERS`] (`None`: only the server's bounds).
+        max_members: Option<u32>,
+    },
     /// `leave`: stop being a member of a room.
     Leave {
         /// The room name.
@@ -137,6 +151,13 @@ pub enum Command<'a> {
         data: RawData<'a>,
         /// Deliver to the sending connection too (default false).
         echo: bool,
+        /// Deliver without storing (default false): no offset, not in history, never
+        /// replayed, dropped first for a recipient whose queue is filling (typing and
+        /// other transient state), under its own rate limit.
+        ephemeral: bool,
+        /// An idempotency key (1 to [`MAX_IDEM_LEN`] bytes): a retry with the same key gets
+        /// the first answer and publishes nothing again.
+        idem: Option<Cow<'a, str>>,
     },
     /// `send`: send an event to every connection of one user.
     Send {
@@ -148,6 +169,8 @@ pub enum Command<'a> {
         data: RawData<'a>,
         /// Deliver to the sending connection too, if it belongs to `to` (default false).
         echo: bool,
+        /// An idempotency key, as for `publish`.
+        idem: Option<Cow<'a, str>>,
     },
     /// `history`: read a room's stored events, oldest first.
     History {
@@ -203,6 +226,7 @@ impl Command<'_> {
         match self {
             Command::Auth { .. } => "auth",
             Command::Join { .. } => "join",
+            Command::Create { .. } => "create",
             Command::Leave { .. } => "leave",
             Command::Publish { .. } => "publish",
             Command::Send { .. } => "send",
@@ -213,6 +237,14 @@ impl Command<'_> {
             Command::Watch { .. } => "watch",
             Command::Unwatch { .. } => "unwatch",
             Command::Ping => "ping",
+        }
+    }
+
+    /// The idempotency key of a `publish` or `send`, if it has one.
+    pub fn idem(&self) -> Option<&str> {
+        match self {
+            Command::Publish { idem, .. } | Command::Send { idem, .. } => idem.as_deref(),
+            _ => None,
         }
     }
 
@@ -348,6 +380,13 @@ pub enum ServerMessage<'a> {
         /// presence events (false: it did not ask, or the room announces none). `None` for a
         /// `join` without `presence`.
         presence: Option<bool>,
+    },
+    /// `reply` to a `publish` (with an id) whose event the room's stream stored.
+    Published {
+        /// The command's id.
+        id: Id<'a>,
+        /// The event's offset in the room's stream.
+        offset: u64,
     },
     /// `reply` to a `history` command with an id.
     History {

@@ -435,6 +435,10 @@ fn read_envelope<'a>(
             b"to" => (&mut envelope.to, "to"),
             b"data" => (&mut envelope.data, "data"),
             b"echo" => (&mut envelope.echo, "echo"),
+            b"ephemeral" => (&mut envelope.ephemeral, "ephemeral"),
+            b"idem" => (&mut envelope.idem, "idem"),
+            b"private" => (&mut envelope.private, "private"),
+            b"maxMembers" => (&mut envelope.max_members, "maxMembers"),
             b"since" => (&mut envelope.since, "since"),
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
@@ -556,6 +560,15 @@ pub(crate) fn encode_server_message(
             write_str(code.as_str(), out)?;
             write_str("message", out)?;
             write_str(message, out)
+        }
+        ServerMessage::Published { id, offset } => {
+            write_map_len(3, out)?;
+            write_str("type", out)?;
+            write_str("reply", out)?;
+            write_str("id", out)?;
+            write_id(id, out)?;
+            write_str("offset", out)?;
+            write_uint(*offset, out)
         }
         ServerMessage::Joined {
             recovered,
@@ -768,7 +781,17 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             2 + req.command.history_bounds().map(|_| 1).sum::<u32>() + u32::from(after.is_some())
         }
         Command::Watch { .. } | Command::Unwatch { .. } => 2,
-        Command::Publish { echo, .. } | Command::Send { echo, .. } => 4 + u32::from(*echo),
+        Command::Create {
+            private,
+            max_members,
+            ..
+        } => 2 + u32::from(*private) + u32::from(max_members.is_some()),
+        Command::Publish {
+            echo, ephemeral, ..
+        } => 4 + u32::from(*echo) + u32::from(*ephemeral) + u32::from(req.command.idem().is_some()),
+        Command::Send { echo, .. } => {
+            4 + u32::from(*echo) + u32::from(req.command.idem().is_some())
+        }
         Command::History { .. } => 2 + req.command.history_bounds().map(|_| 1).sum::<u32>(),
         Command::Ping => 1,
     };
@@ -810,6 +833,25 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("offset", out)?;
             write_uint(*offset, out)
         }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            write_str("room", out)?;
+            write_str(room, out)?;
+            if *private {
+                write_str("private", out)?;
+                encode::write_bool(out, true).map_err(enc)?;
+            }
+            match max_members {
+                Some(max) => {
+                    write_str("maxMembers", out)?;
+                    write_uint(u64::from(*max), out)
+                }
+                None => Ok(()),
+            }
+        }
         Command::History { room, .. } | Command::Members { room, .. } => {
             write_str("room", out)?;
             write_str(room, out)?;
@@ -837,12 +879,14 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             event,
             data,
             echo,
+            ..
         }
         | Command::Send {
             to: target,
             event,
             data,
             echo,
+            ..
         } => {
             let target_key = if matches!(req.command, Command::Publish { .. }) {
                 "room"
@@ -858,6 +902,17 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             if *echo {
                 write_str("echo", out)?;
                 encode::write_bool(out, true).map_err(enc)?;
+            }
+            if let Command::Publish {
+                ephemeral: true, ..
+            } = req.command
+            {
+                write_str("ephemeral", out)?;
+                encode::write_bool(out, true).map_err(enc)?;
+            }
+            if let Some(idem) = req.command.idem() {
+                write_str("idem", out)?;
+                write_str(idem, out)?;
             }
             Ok(())
         }
@@ -928,6 +983,7 @@ mod tests {
             ("event", &s("msg")),
             ("data", &data),
             ("echo", &[0xc3]),
+            ("ephemeral", &[0xc3]),
         ]);
         let req = decode_request(&input).unwrap();
         assert_eq!(req.id, Some(Id::Num(256)));
@@ -936,6 +992,8 @@ mod tests {
             event,
             data: raw,
             echo,
+            ephemeral,
+            ..
         } = req.command
         else {
             panic!("not a publish");
@@ -943,7 +1001,7 @@ mod tests {
         assert!(matches!(room, Cow::Borrowed("lobby")));
         assert!(matches!(event, Cow::Borrowed("msg")));
         assert_eq!((raw.format(), raw.bytes()), (Format::MsgPack, &data[..]));
-        assert!(echo);
+        assert!(echo && ephemeral);
     }
 
     #[test]

@@ -117,6 +117,19 @@ fn logical_request(req: &Request<'_>) -> Value {
         Command::Leave { room } => {
             obj.insert("room".into(), json!(room));
         }
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            obj.insert("room".into(), json!(room));
+            if *private {
+                obj.insert("private".into(), json!(true));
+            }
+            if let Some(max) = max_members {
+                obj.insert("maxMembers".into(), json!(max));
+            }
+        }
         Command::History {
             room,
             limit,
@@ -136,6 +149,8 @@ fn logical_request(req: &Request<'_>) -> Value {
             event,
             data,
             echo,
+            ephemeral,
+            idem,
         } => {
             obj.insert("room".into(), json!(room));
             obj.insert("event".into(), json!(event));
@@ -143,18 +158,28 @@ fn logical_request(req: &Request<'_>) -> Value {
             if *echo {
                 obj.insert("echo".into(), json!(true));
             }
+            if *ephemeral {
+                obj.insert("ephemeral".into(), json!(true));
+            }
+            if let Some(idem) = idem {
+                obj.insert("idem".into(), json!(idem));
+            }
         }
         Command::Send {
             to,
             event,
             data,
             echo,
+            idem,
         } => {
             obj.insert("to".into(), json!(to));
             obj.insert("event".into(), json!(event));
             obj.insert("data".into(), data_value(*data));
             if *echo {
                 obj.insert("echo".into(), json!(true));
+            }
+            if let Some(idem) = idem {
+                obj.insert("idem".into(), json!(idem));
             }
         }
         Command::Ack { offset } => {
@@ -307,6 +332,12 @@ impl ServerParts {
                 offset: n(&l["offset"]),
                 messages: entries,
             },
+            "reply" if l.get("offset").is_some() && l.get("epoch").is_none() => {
+                ServerMessage::Published {
+                    id: borrowed_id(&l["id"]).unwrap(),
+                    offset: n(&l["offset"]),
+                }
+            }
             "reply" if l.get("epoch").is_some() => ServerMessage::Joined {
                 id: borrowed_id(&l["id"]).unwrap(),
                 room: s("room"),
@@ -360,6 +391,7 @@ impl ServerParts {
             },
             // The client decoder keeps only the id of a reply.
             ServerMessage::Reply { id }
+            | ServerMessage::Published { id, .. }
             | ServerMessage::Joined { id, .. }
             | ServerMessage::History { id, .. }
             | ServerMessage::Members { id, .. }
@@ -405,6 +437,7 @@ fn variant(msg: &ServerMessage<'_>) -> &'static str {
     match msg {
         ServerMessage::Welcome(_) => "welcome",
         ServerMessage::Reply { .. } => "reply",
+        ServerMessage::Published { .. } => "published",
         ServerMessage::Joined { .. } => "joined",
         ServerMessage::History { .. } => "history",
         ServerMessage::Members { .. } => "members",
@@ -457,7 +490,7 @@ fn server_vectors() {
         assert_eq!(serde_json::from_str::<Value>(&v.json).unwrap(), v.logical);
         variants.insert(variant(&msg));
     }
-    assert_eq!(variants.len(), 8, "every server message has a vector");
+    assert_eq!(variants.len(), 9, "every server message has a vector");
 }
 
 #[test]
@@ -515,6 +548,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"join","room":"lobby"}"#,
     ),
     (
+        "create",
+        "create a private room of at most 50 members, and join it",
+        r#"{"cmd":"create","id":1,"room":"team:42","private":true,"maxMembers":50}"#,
+    ),
+    (
+        "create_defaults",
+        "create a public room bound only by the server's limits",
+        r#"{"cmd":"create","id":"c-1","room":"lobby-2"}"#,
+    ),
+    (
         "leave",
         "leave with a numeric id",
         r#"{"cmd":"leave","id":3,"room":"lobby"}"#,
@@ -550,6 +593,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"publish","id":6,"room":"a\"b\\c","event":"line\nbreak\ttab\u0001","data":"quote \" backslash \\ control \u001f é 🎉"}"#,
     ),
     (
+        "publish_ephemeral",
+        "an ephemeral publish (typing): delivered, not stored, no offset",
+        r#"{"cmd":"publish","id":9,"room":"lobby","event":"status:typing","data":{"isTyping":true},"ephemeral":true}"#,
+    ),
+    (
+        "publish_idem",
+        "a publish with an idempotency key: a retry with the same key gets the first reply",
+        r#"{"cmd":"publish","id":10,"room":"lobby","event":"chat","data":{"text":"hi"},"idem":"msg-7f3a"}"#,
+    ),
+    (
         "send",
         "send to a user",
         r#"{"cmd":"send","id":7,"to":"user-2","event":"dm","data":{"text":"psst"}}"#,
@@ -558,6 +611,11 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "send_echo",
         "send, echoed to the sender's own connection",
         r#"{"cmd":"send","id":"s-1","to":"user-2","event":"dm","data":[1,2,3],"echo":true}"#,
+    ),
+    (
+        "send_idem",
+        "a send with an idempotency key",
+        r#"{"cmd":"send","id":11,"to":"user-2","event":"dm","data":"psst","idem":"dm-0042"}"#,
     ),
     (
         "send_no_id",
@@ -648,7 +706,9 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_null_data", "an event without data", r#"{"type":"event","event":"tick","room":"lobby","from":"u1","data":null}"#, None),
     ("event_msgpack_origin", "data published by a MessagePack client (f32, int8, uint64): JSON receivers get it transcoded", r#"{"type":"event","event":"m","room":"lobby","from":"u3","data":{"t":2.5,"n":-3,"big":18446744073709551615}}"#, Some("83a174ca40200000a16ed0fda3626967cfffffffffffffffff")),
     ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
+    ("event_ephemeral", "an ephemeral room event (publish with ephemeral): no offset, never in history", r#"{"type":"event","event":"status:typing","room":"lobby","from":"u1","data":{"isTyping":true}}"#, None),
     ("event_offset", "a room event stored in the room's stream: its offset", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","offset":42,"data":{"text":"hi"}}"#, None),
+    ("reply_published", "reply to a publish whose event the room's stream stored: its offset (a retry with the same idem gets the same)", r#"{"type":"reply","id":4,"offset":42}"#, None),
     ("reply_joined", "reply to a join: the stream's epoch and offset when the member was added", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":41}"#, None),
     ("reply_joined_recovered", "reply to a join with since: every missed event was replayed before it", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":42,"recovered":true}"#, None),
     ("reply_joined_not_recovered", "reply to a join with since of another epoch: the missed events are lost", r#"{"type":"reply","id":2,"room":"lobby","epoch":"0c1d7e52b9a4f836","offset":3,"recovered":false}"#, None),
@@ -726,7 +786,37 @@ fn invalid_sources() -> Vec<Invalid> {
         ]
     };
     // (name, request, its id): refused in both encodings.
+    let long_idem = format!(
+        r#"{{"cmd":"publish","id":18,"room":"lobby","event":"chat","idem":"{}"}}"#,
+        "k".repeat(65)
+    );
     let stream_commands: &[(&str, &str, u64)] = &[
+        (
+            "publish_ephemeral_not_boolean",
+            r#"{"cmd":"publish","id":17,"room":"lobby","event":"status:typing","ephemeral":1}"#,
+            17,
+        ),
+        ("publish_idem_too_long", &long_idem, 18),
+        (
+            "send_idem_empty",
+            r#"{"cmd":"send","id":19,"to":"u","event":"dm","idem":""}"#,
+            19,
+        ),
+        (
+            "create_max_members_zero",
+            r#"{"cmd":"create","id":20,"room":"r","maxMembers":0}"#,
+            20,
+        ),
+        (
+            "create_max_members_too_big",
+            r#"{"cmd":"create","id":21,"room":"r","maxMembers":1000001}"#,
+            21,
+        ),
+        (
+            "create_private_not_boolean",
+            r#"{"cmd":"create","id":22,"room":"r","private":"yes"}"#,
+            22,
+        ),
         (
             "history_before_and_after",
             r#"{"cmd":"history","id":11,"room":"lobby","before":10,"after":2}"#,

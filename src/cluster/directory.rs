@@ -42,6 +42,18 @@ pub(crate) struct RoomInfo {
     /// Whether the room announces `presence.join` / `presence.leave` (`ROOM_PRESENCE`, or the
     /// room's `presence` at creation).
     pub(crate) presence: bool,
+    /// Created by a client's `create` (its user is `created_by`), and counted against that
+    /// user's `MAX_ROOMS_CREATED_PER_USER` until closed.
+    pub(crate) by_client: bool,
+}
+
+/// Who creates a room, by the one path both take ([`Directory::create_room`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Creator {
+    /// The backend (`POST /api/v1/rooms`), naming the creator it wants recorded, if any.
+    Backend(Option<String>),
+    /// A client's `create`: its user, who may hold at most `max_rooms` rooms it created.
+    Client { user: Arc<str>, max_rooms: u32 },
 }
 
 /// What the backend may set on a room it creates.
@@ -112,6 +124,9 @@ pub(crate) struct Directory {
     /// The users let into each private room (by `POST /api/v1/rooms/{roomId}/members`), at
     /// most [`MAX_ALLOWED`] per room. Taken after `rooms` when both are held.
     allowed: Mutex<BTreeMap<Arc<str>, BTreeSet<Arc<str>>>>,
+    /// Rooms each user created with `create` and the backend has not closed. Taken after
+    /// `rooms` when both are held.
+    created: Mutex<BTreeMap<Arc<str>, u32>>,
     max_per_user: u32,
     max_rooms: usize,
     rules: PresenceRules,
@@ -128,6 +143,7 @@ impl Directory {
             users: Mutex::default(),
             rooms: Mutex::default(),
             allowed: Mutex::default(),
+            created: Mutex::default(),
             max_per_user,
             max_rooms,
             rules,
@@ -165,6 +181,7 @@ impl Directory {
                     private: false,
                     max_members: None,
                     presence: self.rules.rooms_default,
+                    by_client: false,
                 };
                 entry.insert(Room::new(info))
             }
@@ -220,11 +237,12 @@ impl Directory {
         Some(page(&entry.users, after, limit, |n| *n))
     }
 
-    /// Creates a room over REST; its definition is written to the store in `slot`.
+    /// Creates a room (over REST, or by a client's `create`): it outlives its members until
+    /// closed.
     pub(crate) fn create_room(
         &self,
         room: &Arc<str>,
-        created_by: Option<String>,
+        creator: Creator,
         options: RoomOptions,
         slot: Slot<'_>,
     ) -> Result<RoomInfo, RoomRefused> {
@@ -235,6 +253,21 @@ impl Directory {
         if rooms.len() >= self.max_rooms {
             return Err(RoomRefused::TooManyRooms);
         }
+        let (created_by, by_client) = match creator {
+            Creator::Backend(created_by) => (created_by, false),
+            Creator::Client { user, max_rooms } => {
+                let mut created = lock(&self.created);
+                let count = created.entry(user.clone()).or_default();
+                if *count >= max_rooms {
+                    if *count == 0 {
+                        created.remove(&user);
+                    }
+                    return Err(RoomRefused::CreatorLimit);
+                }
+                *count += 1;
+                (Some(user.to_string()), true)
+            }
+        };
         let info = RoomInfo {
             members: 0,
             created_by,
@@ -243,6 +276,7 @@ impl Directory {
             private: options.private,
             max_members: options.max_members,
             presence: options.presence.unwrap_or(self.rules.rooms_default),
+            by_client,
         };
         slot.push(Op::Room {
             room: room.clone(),
@@ -250,6 +284,7 @@ impl Directory {
                 private: info.private,
                 max_members: info.max_members,
                 presence: info.presence,
+                by_client: info.by_client,
                 created_by: info.created_by.clone(),
                 created_at: crate::clock::unix_ms(),
             }),
@@ -273,8 +308,16 @@ impl Directory {
                     private: def.private,
                     max_members: def.max_members,
                     presence: def.presence,
+                    by_client: def.by_client,
                 }),
             );
+        }
+        // What each user created, counted again against `MAX_ROOMS_CREATED_PER_USER`.
+        let mut created = lock(&self.created);
+        for entry in map.values() {
+            if let (true, Some(user)) = (entry.info.by_client, entry.info.created_by.as_deref()) {
+                *created.entry(Arc::from(user)).or_default() += 1;
+            }
         }
         let mut users = lock(&self.allowed);
         for (room, user) in allowed {
@@ -291,11 +334,21 @@ impl Directory {
         let Some((name, entry)) = rooms.remove_entry(room) else {
             return false;
         };
-        if entry.info.explicit {
+        let info = entry.info;
+        if info.explicit {
             slot.push(Op::Room {
                 room: name,
                 def: None,
             });
+        }
+        if let (true, Some(user)) = (info.by_client, info.created_by.as_deref()) {
+            let mut created = lock(&self.created);
+            if let Some(count) = created.get_mut(user) {
+                *count -= 1;
+                if *count == 0 {
+                    created.remove(user);
+                }
+            }
         }
         drop(rooms);
         lock(&self.allowed).remove(room);
@@ -465,7 +518,8 @@ mod tests {
             max_members: Some(2),
             ..RoomOptions::default()
         };
-        d.create_room(&r, None, options, slot()).unwrap();
+        d.create_room(&r, Creator::Backend(None), options, slot())
+            .unwrap();
         let (a, b) = (name("a"), name("b"));
         assert_eq!(d.add_member(&r, &a, |_| {}), Ok(()));
         assert_eq!(d.add_member(&r, &a, |_| {}), Ok(()));
@@ -509,7 +563,8 @@ mod tests {
             presence: Some(false),
             ..RoomOptions::default()
         };
-        d.create_room(&r, None, quiet, slot()).unwrap();
+        d.create_room(&r, Creator::Backend(None), quiet, slot())
+            .unwrap();
         assert!(!d.follow("r"), "nothing to follow");
         let got = announced(|announce| {
             d.add_member(&r, &ann, &mut *announce).unwrap();
@@ -543,9 +598,9 @@ mod tests {
             private: true,
             ..RoomOptions::default()
         };
-        d.create_room(&p, Some("ann".into()), private, slot())
+        d.create_room(&p, Creator::Backend(Some("ann".into())), private, slot())
             .unwrap();
-        d.create_room(&q, None, RoomOptions::default(), slot())
+        d.create_room(&q, Creator::Backend(None), RoomOptions::default(), slot())
             .unwrap();
         assert_eq!(d.access("p", "ann"), Access::Private { allowed: true });
         assert_eq!(d.access("p", "bob"), Access::Private { allowed: false });
@@ -582,10 +637,15 @@ mod tests {
     fn explicit_rooms_outlive_their_members_until_closed() {
         let d = directory(2, 10);
         let (r, u) = (name("r"), name("u"));
-        d.create_room(&r, Some("dhoni".into()), RoomOptions::default(), slot())
-            .unwrap();
+        d.create_room(
+            &r,
+            Creator::Backend(Some("dhoni".into())),
+            RoomOptions::default(),
+            slot(),
+        )
+        .unwrap();
         assert_eq!(
-            d.create_room(&r, None, RoomOptions::default(), slot()),
+            d.create_room(&r, Creator::Backend(None), RoomOptions::default(), slot()),
             Err(RoomRefused::Exists)
         );
         d.add_member(&r, &u, |_| {}).unwrap();
@@ -594,5 +654,37 @@ mod tests {
         assert!(d.close_room("r", slot()));
         assert!(d.room("r").is_none());
         assert!(!d.close_room("r", slot()));
+    }
+
+    #[test]
+    fn a_user_creates_at_most_its_rooms_until_the_backend_closes_one() {
+        let d = directory(2, 10);
+        let ann: Arc<str> = "ann".into();
+        let client = || Creator::Client {
+            user: ann.clone(),
+            max_rooms: 2,
+        };
+        let opts = RoomOptions::default();
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        assert!(d.create_room(&a, client(), opts, slot()).unwrap().by_client);
+        d.create_room(&b, client(), opts, slot()).unwrap();
+        assert_eq!(
+            d.create_room(&c, client(), opts, slot()),
+            Err(RoomRefused::CreatorLimit)
+        );
+        let other = Creator::Client {
+            user: "ben".into(),
+            max_rooms: 2,
+        };
+        assert!(
+            d.create_room(&c, other, opts, slot()).is_ok(),
+            "each user its own"
+        );
+        assert!(d.close_room("a", slot()));
+        assert!(
+            d.create_room(&a, client(), opts, slot()).is_ok(),
+            "a place came free"
+        );
+        assert_eq!(d.room("a").unwrap().created_by.as_deref(), Some("ann"));
     }
 }

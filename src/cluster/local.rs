@@ -126,6 +126,7 @@ impl Local {
         });
         Published {
             waited,
+            offset: appended.event.offset(),
             durable: appended.durable,
         }
     }
@@ -249,7 +250,12 @@ impl Backplane for Local {
     }
 
     async fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> Published {
-        self.append_everywhere(&self.users, user, delivery).await
+        // The offset is the recipient's (in its event), not an answer for the sender.
+        let published = self.append_everywhere(&self.users, user, delivery).await;
+        Published {
+            offset: None,
+            ..published
+        }
     }
 
     fn mailbox(&self, user: &str) -> Option<(Position, Vec<Arc<OutEvent>>, bool)> {

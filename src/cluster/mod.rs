@@ -5,15 +5,18 @@
 //! - [`directory`]: users and rooms across the shards, with their counts and bounds;
 //! - [`streams`]: every stream, a room's or a user's (offsets, epochs, recent history), one
 //!   writer at a time;
-//! - [`reads`]: users' read markers in rooms.
+//! - [`reads`]: users' read markers in rooms;
+//! - [`idempotency`]: the first answers of keyed requests, for their retries.
 //!
 //! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
 
 pub(crate) mod directory;
+pub(crate) mod idempotency;
 pub(crate) mod local;
 pub(crate) mod reads;
 pub(crate) mod streams;
 
-pub(crate) use directory::{Directory, PresenceRules, RoomInfo, RoomOptions};
+pub(crate) use directory::{Creator, Directory, PresenceRules, RoomInfo, RoomOptions};
+pub(crate) use idempotency::{Begin, Idempotency, IdempotencyLimits};
 pub(crate) use local::{Local, LocalHub, ShardMsg};
 pub(crate) use streams::Streams;

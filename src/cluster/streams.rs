@@ -42,7 +42,6 @@ pub(crate) struct Writes<'a> {
 /// A message appended: its event (with its offset), and the wait for its fsync when replies
 /// wait for one (`STORE_FSYNC=always`).
 pub(crate) struct Appended {
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) event: Arc<OutEvent>,
     pub(crate) durable: Option<oneshot::Receiver<()>>,
 }

@@ -25,6 +25,18 @@ pub(super) async fn apply(
 ) -> Result<Answer, ProtocolError> {
     may_join(ctx, session, client, room)?;
     let since = since.map(|s| (&*s.epoch, s.offset));
+    enter(ctx, session, room, since, presence).await
+}
+
+/// Joins `session` to `room` at its stream's place (resuming from `since`), once the checks
+/// passed: the answer a `join` (and a `create`) gives.
+pub(super) async fn enter(
+    ctx: &Ctx,
+    session: &Rc<Session>,
+    room: &str,
+    since: Option<(&str, u64)>,
+    presence: Option<bool>,
+) -> Result<Answer, ProtocolError> {
     let joined = ctx
         .hub
         .join_at_position(session, room, since, presence)
@@ -49,15 +61,7 @@ fn may_join(
     client: &Client,
     room: &str,
 ) -> Result<(), ProtocolError> {
-    let forbidden =
-        |why: &str| ProtocolError::new(ErrorCode::RoomForbidden, format!("room {room:?}: {why}"));
-    let granted = match client.grant.as_deref() {
-        Some(grant) if !grant.allows(room) => {
-            return Err(forbidden("your token's rooms claim does not include it"))
-        }
-        Some(_) => true,
-        None => false,
-    };
+    let granted = claim_allows(client, room)?;
     let user = session.user().unwrap_or_default();
     match ctx.shared.directory().access(room, &user) {
         Access::Missing if ctx.config().rooms_require_create => Err(ProtocolError::new(
@@ -66,11 +70,28 @@ fn may_join(
         )),
         Access::Missing | Access::Public => Ok(()),
         Access::Private { allowed } if allowed || granted => Ok(()),
-        Access::Private { .. } => Err(forbidden("a private room you were not let into")),
+        Access::Private { .. } => Err(forbidden(room, "a private room you were not let into")),
     }
 }
 
-fn refusal(ctx: &Ctx, refused: JoinRefused) -> ProtocolError {
+/// Whether the token's `rooms` claim lets the user into `room`: `Ok(true)` when it names it,
+/// `Ok(false)` without a claim, `room.forbidden` when the claim leaves it out.
+pub(super) fn claim_allows(client: &Client, room: &str) -> Result<bool, ProtocolError> {
+    match client.grant.as_deref() {
+        Some(grant) if !grant.allows(room) => Err(forbidden(
+            room,
+            "your token's rooms claim does not include it",
+        )),
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
+}
+
+fn forbidden(room: &str, why: &str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::RoomForbidden, format!("room {room:?}: {why}"))
+}
+
+pub(super) fn refusal(ctx: &Ctx, refused: JoinRefused) -> ProtocolError {
     match refused {
         JoinRefused::ConnectionLimit => {
             let max = ctx.config().max_rooms_per_connection;

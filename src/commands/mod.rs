@@ -3,6 +3,7 @@
 
 mod ack;
 mod auth;
+mod create;
 mod history;
 mod join;
 mod leave;
@@ -13,6 +14,7 @@ mod send;
 mod unwatch;
 mod watch;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use wsgate_protocol::{
 
 pub(crate) use auth::authenticate;
 
+use crate::cluster::{Begin, RoomOptions};
 use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
@@ -36,6 +39,9 @@ use crate::transport::outbound::{CloseRequest, Queued};
 pub(crate) enum Answer {
     /// A plain `reply`.
     Done,
+    /// A `publish` or `send`: the event's offset when its room's stream stored it (the reply
+    /// then carries it), else a plain `reply`.
+    Published { offset: Option<u64> },
     /// A join: the room stream's position when the member was added, and for a resume
     /// whether everything missed was replayed.
     Joined {
@@ -65,6 +71,8 @@ pub(crate) enum Answer {
 /// What the gateway keeps per client connection, beside its session.
 pub(crate) struct Client {
     bucket: TokenBucket,
+    /// Ephemeral publishes' own bucket (`EPHEMERAL_RATE_PER_SEC`), taken after `bucket`.
+    ephemeral_bucket: TokenBucket,
     /// Held while authenticated: one of the user's connection slots.
     user_slot: Option<UserSlot>,
     /// The token's `rooms` claim, if it restricts the rooms the user may join.
@@ -84,6 +92,7 @@ impl Client {
         let now = ctx.now_ms();
         let mut client = Client {
             bucket: TokenBucket::new(rate_limit(ctx), now),
+            ephemeral_bucket: TokenBucket::new(ephemeral_rate_limit(ctx), now),
             user_slot: None,
             grant: None,
             close_after_answer: None,
@@ -104,12 +113,22 @@ impl Client {
 
     /// Takes one token from the rate limiter.
     fn take_token(&mut self, ctx: &Ctx) -> bool {
-        let ok = self.bucket.try_take(rate_limit(ctx), ctx.now_ms());
-        if !ok {
-            ShardStats::inc(&ctx.stats().rate_limited);
-        }
-        ok
+        counted(ctx, self.bucket.try_take(rate_limit(ctx), ctx.now_ms()))
     }
+
+    /// Takes one token from the ephemeral publishes' own limiter.
+    fn take_ephemeral_token(&mut self, ctx: &Ctx) -> bool {
+        let limit = ephemeral_rate_limit(ctx);
+        counted(ctx, self.ephemeral_bucket.try_take(limit, ctx.now_ms()))
+    }
+}
+
+/// Counts a refusal of a rate limiter.
+fn counted(ctx: &Ctx, ok: bool) -> bool {
+    if !ok {
+        ShardStats::inc(&ctx.stats().rate_limited);
+    }
+    ok
 }
 
 fn rate_limit(ctx: &Ctx) -> RateLimit {
@@ -117,6 +136,14 @@ fn rate_limit(ctx: &Ctx) -> RateLimit {
     RateLimit {
         rate: cfg.rate_per_sec,
         burst: cfg.rate_burst,
+    }
+}
+
+fn ephemeral_rate_limit(ctx: &Ctx) -> RateLimit {
+    let cfg = ctx.config();
+    RateLimit {
+        rate: cfg.ephemeral_rate_per_sec,
+        burst: cfg.ephemeral_rate_burst,
     }
 }
 
@@ -148,6 +175,18 @@ pub(crate) async fn dispatch(
             since,
             presence,
         } => join::apply(ctx, session, client, &room, since.as_ref(), presence).await,
+        Command::Create {
+            room,
+            private,
+            max_members,
+        } => {
+            let options = RoomOptions {
+                private,
+                max_members,
+                ..RoomOptions::default()
+            };
+            create::apply(ctx, session, client, &room, options).await
+        }
         Command::Leave { room } => done(leave::apply(ctx, session, &room)),
         Command::History {
             room,
@@ -164,17 +203,39 @@ pub(crate) async fn dispatch(
             Ok(Answer::Done)
         }
         Command::Publish {
-            room,
-            event,
+            ephemeral: true, ..
+        } if !client.take_ephemeral_token(ctx) => Err(ProtocolError::new(
+            ErrorCode::RateLimited,
+            "ephemeral publish rate limit exceeded",
+        )),
+        Command::Publish {
+            ref room,
+            ref event,
             data,
             echo,
-        } => done(publish::apply(ctx, session, &payload, &room, &event, data, echo).await),
+            ephemeral,
+            ref idem,
+        } => {
+            let publish = publish::Publish {
+                room,
+                event,
+                data,
+                echo,
+                ephemeral,
+            };
+            let run = || publish::apply(ctx, session, &payload, publish);
+            once(ctx, session, idem.as_deref(), run).await
+        }
         Command::Send {
-            to,
-            event,
+            ref to,
+            ref event,
             data,
             echo,
-        } => done(send::apply(ctx, session, &payload, &to, &event, data, echo).await),
+            ref idem,
+        } => {
+            let run = || send::apply(ctx, session, &payload, to, event, data, echo);
+            once(ctx, session, idem.as_deref(), run).await
+        }
         Command::Ack { offset } => {
             ack::apply(ctx, session, offset).await;
             Ok(Answer::Done)
@@ -194,10 +255,49 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// Runs a `publish` or `send` once per idempotency key of the user's (`idem`): a retry, while
+/// the first runs or within `IDEMPOTENCY_WINDOW` after it answered, gets the first answer and
+/// delivers nothing. A first that failed is not remembered (it delivered nothing).
+async fn once<F, Fut>(
+    ctx: &Ctx,
+    session: &Session,
+    idem: Option<&str>,
+    run: F,
+) -> Result<Answer, ProtocolError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<u64>, ProtocolError>>,
+{
+    let published = |offset| Answer::Published { offset };
+    let Some(key) = idem else {
+        return run().await.map(published);
+    };
+    let scope = format!("u:{}", session.user().unwrap_or_default());
+    match ctx.shared.idempotency.commands.begin(&scope, key).await {
+        Begin::Done(offset) => Ok(published(offset)),
+        Begin::Fresh(claim) => {
+            let offset = run().await?;
+            claim.finish(offset, std::mem::size_of::<Option<u64>>());
+            Ok(published(offset))
+        }
+    }
+}
+
 /// Queues the answer to a command with `id`.
 fn answer_with(ctx: &Ctx, session: &Session, id: Id<'_>, answer: &Answer) {
     match answer {
-        Answer::Done => ctx.send(session, &ServerMessage::Reply { id }),
+        Answer::Done | Answer::Published { offset: None } => {
+            ctx.send(session, &ServerMessage::Reply { id });
+        }
+        Answer::Published {
+            offset: Some(offset),
+        } => ctx.send(
+            session,
+            &ServerMessage::Published {
+                id,
+                offset: *offset,
+            },
+        ),
         Answer::Joined {
             room,
             position,
@@ -242,36 +342,47 @@ pub(crate) fn send_error(ctx: &Ctx, session: &Session, id: Option<&Id<'_>>, erro
     );
 }
 
+/// A client's event on its way out: where it goes and how.
+struct Outgoing<'a> {
+    target: Target,
+    event: &'a str,
+    data: RawData<'a>,
+    /// Deliver to the sending connection too.
+    echo: bool,
+    /// Not stored; dropped first under pressure.
+    ephemeral: bool,
+}
+
 /// Wraps the sender's event (its `data` a zero-copy slice of the message) and delivers it; it is
 /// encoded at most once per format, by the first hub that needs that format.
+/// Returns the offset the event got, when its room's stream stored it; an error when replies
+/// wait for the fsync (`STORE_FSYNC=always`) and the write failed.
 async fn emit(
     ctx: &Ctx,
     session: &Session,
     payload: &Bytes,
-    target: Target,
-    event: &str,
-    data: RawData<'_>,
-    echo: bool,
-) -> Result<(), ProtocolError> {
-    let room = match &target {
+    out: Outgoing<'_>,
+) -> Result<Option<u64>, ProtocolError> {
+    let room = match &out.target {
         Target::Room(room) => Some(room.clone()),
         _ => None,
     };
     let ev = OutEvent::new(
-        event,
+        out.event,
         room,
         session.user(),
-        owned(payload, data),
-        data.format(),
+        owned(payload, out.data),
+        out.data.format(),
     );
-    let exclude = (!echo).then_some(session.id);
+    let exclude = (!out.echo).then_some(session.id);
     // With `echo`, the sender gets its own event before the answer to its command: the
     // answer waits until every hub has delivered it.
-    let report = echo.then(|| Report::new(ctx.hub.hubs(), 0));
+    let report = out.echo.then(|| Report::new(ctx.hub.hubs(), 0));
     let delivery = Delivery {
         exclude,
         report: report.clone(),
-        ..Delivery::new(target, ev)
+        ephemeral: out.ephemeral,
+        ..Delivery::new(out.target, ev)
     };
     let published = ctx.hub.deliver(delivery).await;
     if published.waited {
@@ -289,7 +400,7 @@ async fn emit(
             ));
         }
     }
-    Ok(())
+    Ok(published.offset)
 }
 
 fn not_member(code: ErrorCode, room: &str) -> ProtocolError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wsgate_protocol::{ProtocolError, RawData};
 
-use super::emit;
+use super::{emit, Outgoing};
 use crate::hub::Target;
 use crate::node::Ctx;
 use crate::session::Session;
@@ -18,7 +18,13 @@ pub(super) async fn apply(
     event: &str,
     data: RawData<'_>,
     echo: bool,
-) -> Result<(), ProtocolError> {
-    let target = Target::User(Arc::from(to));
-    emit(ctx, session, payload, target, event, data, echo).await
+) -> Result<Option<u64>, ProtocolError> {
+    let out = Outgoing {
+        target: Target::User(Arc::from(to)),
+        event,
+        data,
+        echo,
+        ephemeral: false,
+    };
+    emit(ctx, session, payload, out).await
 }

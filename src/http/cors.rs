@@ -29,7 +29,7 @@ pub(super) fn preflight(origin: &str) -> Response<Body> {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, x-api-key, content-type"),
+        HeaderValue::from_static("authorization, x-api-key, content-type, idempotency-key"),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -16,8 +16,6 @@ pub(crate) enum HttpCode {
     NotFound,
     /// The path exists, the method does not (405).
     MethodNotAllowed,
-    /// Creating a room that exists (409).
-    RoomConflict,
     /// No API key (401).
     ApiKeyMissing,
     /// An API key that is not configured (403).
@@ -45,7 +43,6 @@ impl Code {
             Code::Http(code) => match code {
                 HttpCode::NotFound => "not_found",
                 HttpCode::MethodNotAllowed => "method_not_allowed",
-                HttpCode::RoomConflict => "room.conflict",
                 HttpCode::ApiKeyMissing => "api_key.missing",
                 HttpCode::ApiKeyInvalid => "api_key.invalid",
                 HttpCode::BodyTimeout => "body.timeout",

@@ -87,6 +87,12 @@ const PER_SHARD: &[Metric] = &[
         help: "Connections closed because their token expired (4004).",
         read: |s| s.tokens_expired,
     },
+    Metric {
+        name: "wsgate_ephemeral_dropped_total",
+        kind: "counter",
+        help: "Ephemeral events dropped for a recipient whose outbound queue was filling.",
+        read: |s| s.ephemeral_dropped,
+    },
 ];
 
 /// The whole exposition.

@@ -24,6 +24,8 @@ pub(crate) enum RoomRefused {
     Exists,
     /// The room holds its `maxMembers` member connections.
     Full,
+    /// The creating user already holds `MAX_ROOMS_CREATED_PER_USER` rooms it created.
+    CreatorLimit,
 }
 
 /// A join on its way through its room's stream: made under the stream's lock (so its
@@ -49,6 +51,8 @@ pub(crate) struct JoinTicket {
 #[derive(Debug, Default)]
 pub(crate) struct Published {
     pub(crate) waited: bool,
+    /// The offset a room event got in its room's stream.
+    pub(crate) offset: Option<u64>,
     /// Resolves once the message is on disk; an error means it could not be written.
     pub(crate) durable: Option<oneshot::Receiver<()>>,
 }

@@ -76,6 +76,9 @@ pub(crate) struct Delivery {
     pub(crate) report: Option<Arc<Report>>,
     /// For a [`Target::User`] that is one of a report's several users: its index there.
     pub(crate) index: usize,
+    /// Not stored (no offset, no history, no replay) and dropped first for a recipient whose
+    /// queue is filling (`transport::outbound`).
+    pub(crate) ephemeral: bool,
 }
 
 impl Delivery {
@@ -88,6 +91,7 @@ impl Delivery {
             exclude_user: None,
             report: None,
             index: 0,
+            ephemeral: false,
         }
     }
 }

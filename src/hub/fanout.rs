@@ -55,9 +55,19 @@ impl<B: Backplane> Hub<B> {
             let Some(frame) = d.event.frame(s.format) else {
                 return;
             };
-            match s.push(frame.clone(), max) {
-                Ok(()) => delivered += 1,
+            let pushed = if d.ephemeral {
+                s.push_ephemeral(frame.clone(), max)
+            } else {
+                s.push(frame.clone(), max)
+            };
+            match pushed {
+                Ok(0) => delivered += 1,
+                Ok(shed) => {
+                    delivered += 1;
+                    ShardStats::add(&stats.ephemeral_dropped, u64::from(shed));
+                }
                 Err(PushError::SlowConsumer) => ShardStats::inc(&stats.slow_consumers),
+                Err(PushError::Shed) => ShardStats::inc(&stats.ephemeral_dropped),
                 Err(PushError::Closing) => {}
             }
         };

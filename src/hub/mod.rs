@@ -198,7 +198,9 @@ impl<B: Backplane> Hub<B> {
             .add_member(&name, &user)
             .map_err(|refused| match refused {
                 RoomRefused::Full => JoinRefused::RoomFull,
-                RoomRefused::TooManyRooms | RoomRefused::Exists => JoinRefused::ServerLimit,
+                RoomRefused::TooManyRooms | RoomRefused::Exists | RoomRefused::CreatorLimit => {
+                    JoinRefused::ServerLimit
+                }
             })?;
         rooms
             .entry(name.clone())
@@ -434,6 +436,11 @@ impl<B: Backplane> Hub<B> {
         shared_name(&self.local.borrow().rooms, room)
     }
 
+    /// Whether `session` is in `MAX_ROOMS_PER_CONNECTION` rooms already.
+    pub(crate) fn at_room_limit(&self, session: &Session) -> bool {
+        self.room_count_of(session) >= self.limits.max_rooms_per_connection as usize
+    }
+
     /// Rooms `session` is in.
     fn room_count_of(&self, session: &Session) -> usize {
         self.local
@@ -446,11 +453,11 @@ impl<B: Backplane> Hub<B> {
     /// Delivers everywhere, through the backplane to every hub (this one included), so that
     /// a sender's events reach each recipient in the order sent. A room event goes through the
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
-    /// offset order (and is written to the store, see [`Published`]).
-    /// A private message goes through its user's stream likewise, one per target user.
+    /// offset order (and is written to the store, see [`Published`]); an ephemeral one does
+    /// not (no offset, not kept). A private message goes through its user's stream likewise, one per target user.
     pub(crate) async fn deliver(&self, d: Delivery) -> Published {
         match &d.target {
-            Target::Room(room) => {
+            Target::Room(room) if !d.ephemeral => {
                 let room = room.clone();
                 self.backplane.publish_stream(&room, d).await
             }
@@ -473,15 +480,18 @@ impl<B: Backplane> Hub<B> {
                     };
                     let published = self.backplane.publish_user(user, one).await;
                     all.waited |= published.waited;
+                    // Each user's stream gave its own offset: none is the push's.
                     // One writer, in queue order: the last write's fsync covers the others.
                     all.durable = published.durable.or(all.durable);
                 }
                 all
             }
-            Target::Broadcast | Target::Presence(_) | Target::Watchers(_) => Published {
-                waited: self.backplane.publish(d).await,
-                durable: None,
-            },
+            Target::Room(_) | Target::Broadcast | Target::Presence(_) | Target::Watchers(_) => {
+                Published {
+                    waited: self.backplane.publish(d).await,
+                    ..Published::default()
+                }
+            }
         }
     }
 

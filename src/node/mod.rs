@@ -17,7 +17,9 @@ use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
 use crate::cluster::reads::Reads;
-use crate::cluster::{Directory, Local, LocalHub, PresenceRules, Streams};
+use crate::cluster::{
+    Directory, Idempotency, IdempotencyLimits, Local, LocalHub, PresenceRules, Streams,
+};
 use crate::config::{Config, StoreKind};
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
@@ -42,9 +44,20 @@ pub(crate) struct Shared {
     /// Open connections, bounded by `max_connections` (see [`ConnPermit`]).
     pub(crate) connections: AtomicUsize,
     pub(crate) shutdown: Shutdown,
+    /// The first answers of keyed requests, for their retries.
+    pub(crate) idempotency: Keys,
     /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
     /// every entry holds one of `max_connections` [`ConnPermit`]s.
     handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
+}
+
+/// The idempotency stores: one for clients' commands (scoped by user), one for REST (scoped
+/// by route), so that neither can crowd the other's keys out.
+pub(crate) struct Keys {
+    /// A `publish`'s or `send`'s answer: the event's offset, if it has one.
+    pub(crate) commands: Arc<Idempotency<Option<u64>>>,
+    /// A REST answer: status and body.
+    pub(crate) rest: Arc<Idempotency<(u16, Bytes)>>,
 }
 
 /// The receiving ends of [`Shared`]'s hand-off queues, one per shard.
@@ -109,6 +122,15 @@ impl Shared {
                 "store opened"
             );
         }
+        let keys = IdempotencyLimits {
+            window_ms: config.idempotency_window.as_millis() as u64,
+            max_keys: config.idempotency_max_keys,
+            max_bytes: config.idempotency_max_bytes,
+        };
+        let idempotency = Keys {
+            commands: Idempotency::new(keys),
+            rest: Idempotency::new(keys),
+        };
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let shared = Shared {
@@ -126,6 +148,7 @@ impl Shared {
             api_keys,
             connections: AtomicUsize::new(0),
             shutdown,
+            idempotency,
             handoffs: senders.into_boxed_slice(),
             config,
         };

@@ -82,17 +82,18 @@ impl Session {
         self.wake.set(None);
     }
 
-    /// Queues a frame. Past `max_bytes` the outbox is discarded and the session closes as a
-    /// slow consumer (4002): memory never grows without bound.
-    pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<(), PushError> {
+    /// Queues a frame; `Ok` with how many queued ephemeral frames were dropped to make room
+    /// for it (almost always 0). Past `max_bytes` the outbox is discarded and the session
+    /// closes as a slow consumer (4002): memory never grows without bound.
+    pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
         let pushed = self.out.borrow_mut().push(frame, max_bytes);
         match pushed {
             // A non-empty outbox is flushed when the socket turns writable: no wake-up needed.
-            Ok(was_empty) => {
-                if was_empty {
+            Ok(pushed) => {
+                if pushed.was_empty {
                     self.wake();
                 }
-                Ok(())
+                Ok(pushed.shed)
             }
             Err(PushError::SlowConsumer) => {
                 self.wake();
@@ -102,8 +103,18 @@ impl Session {
         }
     }
 
+    /// Queues an ephemeral frame, unless the outbox is filling ([`PushError::Shed`]: the frame
+    /// is dropped and nothing else changes; it never makes a slow consumer).
+    pub(crate) fn push_ephemeral(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
+        let was_empty = self.out.borrow_mut().push_ephemeral(frame, max_bytes)?;
+        if was_empty {
+            self.wake();
+        }
+        Ok(0)
+    }
+
     /// Encodes `msg` for this session alone and queues it.
-    pub(crate) fn send(&self, msg: &ServerMessage<'_>, max_bytes: usize) -> Result<(), PushError> {
+    pub(crate) fn send(&self, msg: &ServerMessage<'_>, max_bytes: usize) -> Result<u32, PushError> {
         let format = self.format;
         let built = frame::build(frame::opcode_for(format), 96, |out| {
             encode_server_message(format, msg, out)
@@ -112,7 +123,7 @@ impl Session {
             Ok(frame) => self.push(frame, max_bytes),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a server message");
-                Ok(())
+                Ok(0)
             }
         }
     }
@@ -174,10 +185,14 @@ impl Session {
 }
 
 /// Counts what one push to one session did.
-fn count(stats: &ShardStats, pushed: Result<(), PushError>) {
+pub(crate) fn count(stats: &ShardStats, pushed: Result<u32, PushError>) {
     match pushed {
-        Ok(()) => ShardStats::inc(&stats.messages_out),
+        Ok(shed) => {
+            ShardStats::inc(&stats.messages_out);
+            ShardStats::add(&stats.ephemeral_dropped, u64::from(shed));
+        }
         Err(PushError::SlowConsumer) => ShardStats::inc(&stats.slow_consumers),
+        Err(PushError::Shed) => ShardStats::inc(&stats.ephemeral_dropped),
         Err(PushError::Closing) => {}
     }
 }

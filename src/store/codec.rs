@@ -285,6 +285,8 @@ pub(crate) struct RoomDef {
     pub(crate) max_members: Option<u32>,
     /// Whether the room announces presence.
     pub(crate) presence: bool,
+    /// Made by a client's `create` (counted against its creator's rooms).
+    pub(crate) by_client: bool,
     pub(crate) created_by: Option<String>,
     /// Unix ms.
     pub(crate) created_at: u64,
@@ -296,6 +298,7 @@ pub(crate) fn encode_room(def: &RoomDef) -> Vec<u8> {
     out.extend_from_slice(&def.max_members.map_or(u32::MAX, |m| m).to_be_bytes());
     out.extend_from_slice(&def.created_at.to_be_bytes());
     out.push(u8::from(def.presence));
+    out.push(u8::from(def.by_client));
     put_opt(&mut out, def.created_by.as_deref());
     out
 }
@@ -305,8 +308,10 @@ pub(crate) fn decode_room(value: &[u8]) -> Option<RoomDef> {
     let max = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
     let (created_at, rest) = take_u64(&rest[4..])?;
     let (&presence, rest) = rest.split_first()?;
+    let (&by_client, rest) = rest.split_first()?;
     let (created_by, rest) = take_opt(rest)?;
-    (rest.is_empty() && private <= 1 && presence <= 1).then(|| RoomDef {
+    (rest.is_empty() && private <= 1 && presence <= 1 && by_client <= 1).then(|| RoomDef {
+        by_client: by_client == 1,
         private: private == 1,
         max_members: (max != u32::MAX).then_some(max),
         presence: presence == 1,
@@ -412,6 +417,7 @@ mod tests {
             private: true,
             max_members: Some(3),
             presence: true,
+            by_client: true,
             created_by: Some("svc".into()),
             created_at: 9,
         };

@@ -16,6 +16,17 @@ use super::ApiError;
 use crate::config::Config;
 use crate::http::HttpCode;
 
+/// Longest idempotency key (the `Idempotency-Key` header, a batch item's `idempotencyKey`).
+pub(crate) const MAX_KEY_LEN: usize = 64;
+
+/// What an idempotency key must be, as a 400 says it.
+pub(crate) const KEY_RULE: &str = "must be 1 to 64 visible ASCII characters";
+
+/// Whether `key` is a valid idempotency key: 1 to [`MAX_KEY_LEN`] bytes of visible ASCII.
+pub(crate) fn is_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// One invalid field, for the `details` of a 400.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Detail {
@@ -248,6 +259,18 @@ impl<'a> Fields<'a> {
             Some(_) => {
                 self.fail(field, "must be true");
                 false
+            }
+        }
+    }
+
+    /// An optional idempotency key: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+    pub(crate) fn key_field(&mut self, field: &str) -> Option<String> {
+        let raw = self.take(field)?;
+        match serde_json::from_str::<String>(raw.get()) {
+            Ok(key) if is_key(&key) => Some(key),
+            _ => {
+                self.fail(field, KEY_RULE);
+                None
             }
         }
     }

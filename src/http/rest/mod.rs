@@ -9,6 +9,7 @@ mod rooms;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -23,6 +24,7 @@ use super::error::{Code, HttpCode, APPLICATION_JSON};
 use super::routes;
 use super::routes::Handler;
 use super::Body;
+use crate::cluster::Begin;
 use crate::node::Ctx;
 
 /// A REST failure: status, stable code, message and (for 400) every invalid field.
@@ -157,10 +159,13 @@ pub(crate) async fn handle(
     check_api_key(ctx, &req)?;
     let p = |i: usize| params.get(i).cloned().unwrap_or_default();
     match handler {
-        Handler::PushUsers => push::users(ctx, req).await,
-        Handler::PushRoom => push::room(ctx, req, p(0)).await,
-        Handler::PushBroadcast => push::broadcast(ctx, req).await,
-        Handler::PushBatch => push::batch(ctx, req).await,
+        Handler::PushUsers | Handler::PushRoom | Handler::PushBroadcast | Handler::PushBatch => {
+            // The key and the body are checked before the key is looked up: an invalid
+            // request is refused whatever a key remembers.
+            let key = idempotency_key(&req)?;
+            let pushes = push::read(ctx, req, handler, p(0)).await?;
+            once(ctx, key, pushes).await
+        }
         Handler::ListUsers => query::users(ctx, &req),
         Handler::GetUser => query::user(ctx, p(0)).await,
         Handler::UserUnread => query::unread(ctx, p(0)),
@@ -185,6 +190,76 @@ pub(crate) async fn handle(
             "no such route",
         )),
     }
+}
+
+/// Runs validated pushes once per `Idempotency-Key` (scoped by the request's path): a retry,
+/// while the first runs or within `IDEMPOTENCY_WINDOW` after it answered, gets the first
+/// answer (status and body) and delivers nothing. An error answer is not kept (it delivered
+/// nothing).
+///
+/// The pushes run as a task of their own: a client that gives up (a timeout, a closed
+/// connection) does not stop them half-way, so what they delivered gets its answer remembered
+/// and a retry does not deliver it twice.
+async fn once(ctx: &Rc<Ctx>, key: Option<(String, String)>, pushes: push::Pushes) -> ApiResult {
+    let claim = match key {
+        None => None,
+        Some((scope, key)) => match ctx.shared.idempotency.rest.begin(&scope, &key).await {
+            Begin::Done((status, body)) => return Ok(remembered(status, body)),
+            Begin::Fresh(claim) => Some(claim),
+        },
+    };
+    let task_ctx = ctx.clone();
+    let task = tokio::task::spawn_local(async move {
+        let res = push::run(&task_ctx, pushes).await?;
+        let Some(claim) = claim else {
+            return Ok(res);
+        };
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        claim.finish((parts.status.as_u16(), body.clone()), body.len());
+        Ok(Response::from_parts(parts, Full::new(body)))
+    });
+    task.await.unwrap_or_else(|e| {
+        // A panic in the push: contained in its task, reported and counted.
+        tracing::error!(error = %e, "a REST push failed");
+        crate::stats::ShardStats::inc(&ctx.stats().panics);
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "the push failed",
+        ))
+    })
+}
+
+/// The `Idempotency-Key` header, if given (1 to 64 visible ASCII characters, once), with its
+/// scope: the request's path.
+fn idempotency_key<B>(req: &Request<B>) -> Result<Option<(String, String)>, ApiError> {
+    let mut values = req.headers().get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if body::is_key(key) && values.next().is_none() => {
+            Ok(Some((format!("r:{}", req.uri().path()), key.to_owned())))
+        }
+        _ => Err(ApiError::invalid(vec![Detail::new(
+            "Idempotency-Key",
+            format!("{} (one header)", body::KEY_RULE),
+        )])),
+    }
+}
+
+/// A remembered answer, as it was first given.
+fn remembered(status: u16, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    res.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, APPLICATION_JSON);
+    res
 }
 
 /// `"METHOD path"` of each route that takes a body, in table order: the fuzzer's endpoints.
@@ -222,7 +297,10 @@ pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary,
         Handler::PushUsers => vec![push::parse_users(body)?],
         Handler::PushRoom => vec![push::parse_room(body, "r".into())?],
         Handler::PushBroadcast => vec![push::parse_broadcast(body)?],
-        Handler::PushBatch => push::parse_batch(body)?,
+        Handler::PushBatch => push::parse_batch(body)?
+            .into_iter()
+            .map(|item| item.push)
+            .collect(),
         Handler::CreateRoom => {
             let create = rooms::parse_create(body)?;
             out.names
@@ -247,6 +325,7 @@ pub(crate) fn validate_body(endpoint: usize, body: &[u8]) -> Result<BodySummary,
                 event,
                 data,
                 except,
+                ..
             } => ([room, event].into_iter().chain(except).collect(), data),
             push::Push::Broadcast { event, data } => (vec![event], data),
         };

@@ -2,7 +2,7 @@
 //! is encoded once per format and reaches other shards through their inboxes, lock-free; the
 //! counts in the answer are added up by the shards as they deliver.
 
-use std::rc::Rc;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +14,9 @@ use wsgate_protocol::{ErrorCode, Format};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, ApiError, ApiResult};
+use crate::cluster::idempotency::Claim;
+use crate::cluster::Begin;
+use crate::http::routes::Handler;
 use crate::hub::{Delivery, OutEvent, Report, Target};
 use crate::node::Ctx;
 
@@ -32,6 +35,8 @@ pub(super) enum Push {
         event: String,
         data: Option<Bytes>,
         except: Option<String>,
+        /// Not stored in the room's stream; dropped first for a recipient whose queue fills.
+        ephemeral: bool,
     },
     Broadcast {
         event: String,
@@ -88,6 +93,7 @@ fn user_fields(f: &mut Fields<'_>) -> Option<Vec<String>> {
 /// Starts a push: checks the room exists, then routes the event with a report.
 async fn start(ctx: &Ctx, push: Push) -> Pending {
     let shards = ctx.hub.hubs();
+    let mut ephemeral = false;
     let (target, event, data, room, except, users) = match push {
         Push::Users { users, event, data } => {
             let arcs: Arc<[Arc<str>]> = users.iter().map(|u| Arc::from(u.as_str())).collect();
@@ -98,10 +104,12 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
             event,
             data,
             except,
+            ephemeral: transient,
         } => {
             if ctx.shared.directory().room(&room).is_none() {
                 return Pending::Failed(ApiError::room_not_found(&room));
             }
+            ephemeral = transient;
             let room: Arc<str> = Arc::from(room);
             (
                 Target::Room(room.clone()),
@@ -120,6 +128,7 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
     let delivery = Delivery {
         exclude_user: except.map(|u| Arc::from(u.as_str())),
         report: Some(report.clone()),
+        ephemeral,
         ..Delivery::new(target, ev)
     };
     let published = ctx.hub.deliver(delivery).await;
@@ -177,10 +186,38 @@ fn done(f: Fields<'_>) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /api/v1/push/users`.
-pub(super) async fn users(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
+/// The validated body of a push route: one push, or a batch.
+pub(super) enum Pushes {
+    One(Push),
+    Batch(Vec<BatchItem>),
+}
+
+/// Reads and validates the body of push route `handler` (`room`: the path's `{roomId}`).
+pub(super) async fn read(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    handler: Handler,
+    room: String,
+) -> Result<Pushes, ApiError> {
+    if handler == Handler::PushRoom {
+        check_name("roomId", &room)?;
+    }
     let body = read_json(req, ctx.config()).await?;
-    run_one(ctx, parse_users(&body)?).await
+    Ok(match handler {
+        Handler::PushRoom => Pushes::One(parse_room(&body, room)?),
+        Handler::PushBroadcast => Pushes::One(parse_broadcast(&body)?),
+        Handler::PushBatch => Pushes::Batch(parse_batch(&body)?),
+        _ => Pushes::One(parse_users(&body)?),
+    })
+}
+
+/// Delivers validated pushes: `POST /api/v1/push/users`, `…/rooms/{roomId}`, `…/broadcast`
+/// and `…/batch`.
+pub(super) async fn run(ctx: &Ctx, pushes: Pushes) -> ApiResult {
+    match pushes {
+        Pushes::One(push) => run_one(ctx, push).await,
+        Pushes::Batch(items) => batch(ctx, items).await,
+    }
 }
 
 /// The body of a user push: `{userId | userIds, event, data?}`.
@@ -196,19 +233,13 @@ pub(super) fn parse_users(body: &[u8]) -> Result<Push, ApiError> {
     Ok(Push::Users { users, event, data })
 }
 
-/// `POST /api/v1/push/rooms/{roomId}`.
-pub(super) async fn room(ctx: &Rc<Ctx>, req: Request<Incoming>, room: String) -> ApiResult {
-    check_name("roomId", &room)?;
-    let body = read_json(req, ctx.config()).await?;
-    run_one(ctx, parse_room(&body, room)?).await
-}
-
-/// The body of a push to `room`: `{event, data?, exceptUserId?}`.
+/// The body of a push to `room`: `{event, data?, exceptUserId?, ephemeral?}`.
 pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
     let mut f = Fields::parse(body)?;
     let event = f.name_field("event", true);
     let data = raw_bytes(f.data("data"));
     let except = f.name_field("exceptUserId", false);
+    let ephemeral = f.bool_field("ephemeral").unwrap_or(false);
     done(f)?;
     let Some(event) = event else {
         return Err(internal());
@@ -218,13 +249,8 @@ pub(super) fn parse_room(body: &[u8], room: String) -> Result<Push, ApiError> {
         event,
         data,
         except,
+        ephemeral,
     })
-}
-
-/// `POST /api/v1/push/broadcast`.
-pub(super) async fn broadcast(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, ctx.config()).await?;
-    run_one(ctx, parse_broadcast(&body)?).await
 }
 
 /// The body of a broadcast: `{event, data?}`.
@@ -239,17 +265,48 @@ pub(super) fn parse_broadcast(body: &[u8]) -> Result<Push, ApiError> {
     Ok(Push::Broadcast { event, data })
 }
 
-/// `POST /api/v1/push/batch`: every item validated first; then delivered in order.
-pub(super) async fn batch(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
-    let body = read_json(req, ctx.config()).await?;
-    let pushes = parse_batch(&body)?;
-    let mut pending = Vec::with_capacity(pushes.len());
-    for push in pushes {
-        pending.push(start(ctx, push).await);
+/// One item of a batch: its push and its idempotency key, if it has one.
+pub(super) struct BatchItem {
+    pub(super) push: Push,
+    pub(super) key: Option<String>,
+}
+
+/// The scope of batch items' idempotency keys (apart from the routes' `Idempotency-Key`s).
+const ITEM_SCOPE: &str = "b:/api/v1/push/batch";
+
+/// An item under way: its delivery, or its remembered outcome, and its key's claim.
+enum Started {
+    Running(Pending, Option<Claim<(u16, Bytes)>>),
+    Remembered(Bytes),
+}
+
+/// A batch, every item validated first; then delivered in order. An item with an
+/// `idempotencyKey` answered before gets its first result again and is not delivered.
+async fn batch(ctx: &Ctx, items: Vec<BatchItem>) -> ApiResult {
+    let mut started = Vec::with_capacity(items.len());
+    for BatchItem { push, key } in items {
+        let claim = match key {
+            None => None,
+            Some(key) => match ctx.shared.idempotency.rest.begin(ITEM_SCOPE, &key).await {
+                Begin::Done((_, outcome)) => {
+                    started.push(Started::Remembered(outcome));
+                    continue;
+                }
+                Begin::Fresh(claim) => Some(claim),
+            },
+        };
+        started.push(Started::Running(start(ctx, push).await, claim));
     }
-    let mut results = Vec::with_capacity(pending.len());
-    for p in pending {
-        results.push(match finish(p).await {
+    let mut results = Vec::with_capacity(started.len());
+    for item in started {
+        let (pending, claim) = match item {
+            Started::Remembered(outcome) => {
+                results.push(raw_json(&outcome));
+                continue;
+            }
+            Started::Running(pending, claim) => (pending, claim),
+        };
+        let outcome = match finish(pending).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome {
                 delivered: 0,
@@ -260,29 +317,57 @@ pub(super) async fn batch(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
                     message: e.message,
                 }),
             },
-        });
+        };
+        let encoded = Bytes::from(serde_json::to_vec(&outcome).unwrap_or_default());
+        // A failed item delivered nothing: its key is not kept, a retry runs it again.
+        if let (Some(claim), None) = (claim, &outcome.error) {
+            claim.finish((200, encoded.clone()), encoded.len());
+        }
+        results.push(raw_json(&encoded));
     }
     #[derive(Serialize)]
     struct Results {
-        results: Vec<Outcome>,
+        results: Vec<Box<RawValue>>,
     }
     Ok(json(StatusCode::OK, &Results { results }))
 }
 
+/// One item's result as it was encoded.
+fn raw_json(encoded: &Bytes) -> Box<RawValue> {
+    std::str::from_utf8(encoded)
+        .ok()
+        .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+        .unwrap_or_else(|| {
+            RawValue::from_string(r#"{"delivered":0}"#.to_owned()).unwrap_or_default()
+        })
+}
+
 /// The body of a batch: `{pushes: [...]}`, every item checked and every problem reported.
-pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<Push>, ApiError> {
+pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, ApiError> {
     let mut f = Fields::parse(body)?;
     let items = f.raw_list("pushes", MAX_ITEMS).unwrap_or_default();
     let mut errors = std::mem::take(&mut f.errors);
     errors.extend(f.finish());
-    let mut pushes = Vec::with_capacity(items.len());
+    let mut pushes: Vec<BatchItem> = Vec::with_capacity(items.len());
+    let mut keys: HashMap<String, usize> = HashMap::new();
     for (i, raw) in items.into_iter().enumerate() {
         let Some(mut item) = Fields::nested(raw, format!("pushes[{i}]"), &mut errors) else {
             continue;
         };
+        let key = item.key_field("idempotencyKey");
         let push = parse_item(&mut item);
+        if let Some(key) = &key {
+            // The same key twice in one batch would wait on itself.
+            if let Some(first) = keys.insert(key.clone(), i) {
+                let field = item.prefixed("idempotencyKey");
+                item.errors.push(Detail::new(
+                    field,
+                    format!("repeats the key of pushes[{first}]"),
+                ));
+            }
+        }
         errors.extend(item.finish());
-        pushes.extend(push);
+        pushes.extend(push.map(|push| BatchItem { push, key }));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
@@ -310,16 +395,19 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
         }
         f.name_list("userIds", MAX_ITEMS);
         f.true_flag("broadcast");
+        f.bool_field("ephemeral");
         return None;
     }
     let push = if kinds[1] {
         let room = f.name_field("roomId", true);
         let except = f.name_field("exceptUserId", false);
+        let ephemeral = f.bool_field("ephemeral").unwrap_or(false);
         room.map(|room| Push::Room {
             room,
             event: String::new(),
             data: None,
             except,
+            ephemeral,
         })
     } else if kinds[2] {
         f.true_flag("broadcast").then_some(Push::Broadcast {
@@ -336,11 +424,17 @@ fn parse_item(f: &mut Fields<'_>) -> Option<Push> {
     let (push, event) = (push?, event?);
     Some(match push {
         Push::Users { users, .. } => Push::Users { users, event, data },
-        Push::Room { room, except, .. } => Push::Room {
+        Push::Room {
+            room,
+            except,
+            ephemeral,
+            ..
+        } => Push::Room {
             room,
             event,
             data,
             except,
+            ephemeral,
         },
         Push::Broadcast { .. } => Push::Broadcast { event, data },
     })

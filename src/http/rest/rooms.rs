@@ -10,18 +10,14 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wsgate_protocol::{ErrorCode, Format, RawData, MAX_HISTORY_LIMIT};
+use wsgate_protocol::{ErrorCode, Format, RawData, MAX_HISTORY_LIMIT, MAX_MEMBERS};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_limit, page_params, ApiError, ApiResult};
-use crate::cluster::{RoomInfo, RoomOptions};
+use crate::cluster::{Creator, RoomInfo, RoomOptions};
 use crate::http::url::query_param;
-use crate::http::HttpCode;
 use crate::hub::{OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
-
-/// The largest `maxMembers` a room may ask for.
-const MAX_MEMBERS: u32 = 1_000_000;
 
 /// Most member users listed in one room's answer.
 const MAX_LISTED_USERS: usize = 1000;
@@ -75,6 +71,7 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
         options,
     } = parse_create(&body)?;
     let key: Arc<str> = Arc::from(room.as_str());
+    let creator = Creator::Backend(creator);
     let (slot, _) = ctx.shared.store().reserve().await;
     match ctx
         .shared
@@ -87,14 +84,16 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
         )),
         Err(RoomRefused::Exists) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            HttpCode::RoomConflict,
+            ErrorCode::RoomConflict,
             format!("room {room:?} already exists"),
         )),
-        Err(RoomRefused::TooManyRooms | RoomRefused::Full) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::RoomLimit,
-            "the server's room limit is reached",
-        )),
+        Err(RoomRefused::TooManyRooms | RoomRefused::Full | RoomRefused::CreatorLimit) => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::RoomLimit,
+                "the server's room limit is reached",
+            ))
+        }
     }
 }
 
