@@ -467,8 +467,24 @@ pub struct StreamWrites {
 }
 
 impl StreamWrites {
-    /// A stream keeping `size` messages (the default bytes and age bounds).
+    /// A stream keeping `size` messages (the default bytes and age bounds), in memory only
+    /// (`STORE=memory`).
     pub fn new(size: usize) -> StreamWrites {
+        StreamWrites::with_store(size, crate::store::Store::memory())
+    }
+
+    /// The same, written to a real store in `dir` (`STORE=disk`, fsync every 5 ms, the
+    /// default queue): an append also encodes the stored value and queues its write, and
+    /// waits (spinning) while the writer thread has the queue full, so a run of appends
+    /// measures the sustained rate of shard and writer together.
+    pub fn on_disk(size: usize, dir: &std::path::Path) -> StreamWrites {
+        let fsync = crate::config::Fsync::Every(std::time::Duration::from_millis(5));
+        let (store, _) =
+            crate::store::Store::open(dir, fsync, 65_536).expect("a store in a fresh directory");
+        StreamWrites::with_store(size, store)
+    }
+
+    fn with_store(size: usize, store: crate::store::Store) -> StreamWrites {
         let limits = crate::hub::StreamLimits {
             size,
             bytes: 64 * 1024,
@@ -479,7 +495,7 @@ impl StreamWrites {
                 crate::store::Kind::Room,
                 limits,
                 100_000,
-                Arc::new(crate::store::Store::memory()),
+                Arc::new(store),
             ),
             room: room_name(0).into(),
             event: Event::chat_64(),
@@ -490,8 +506,11 @@ impl StreamWrites {
     /// at that offset (`OutEvent::sequenced`) and its place in the history ring. Returns it.
     pub fn append(&self) -> u64 {
         let now = crate::cluster::streams::unix_ms();
-        let Some(writes) = self.streams.try_reserve() else {
-            return 0;
+        let writes = loop {
+            match self.streams.try_reserve() {
+                Some(writes) => break writes,
+                None => std::hint::spin_loop(),
+            }
         };
         let appended = self
             .streams
