@@ -493,9 +493,9 @@ impl StreamWrites {
         let Some(writes) = self.streams.try_reserve() else {
             return 0;
         };
-        let appended = self
-            .streams
-            .append(&self.room, writes, &self.event.inner, now, |_| ());
+        let appended =
+            self.streams
+                .append(&self.room, writes, &self.event.inner, now, || None, |_| ());
         appended.event.offset().unwrap_or(0)
     }
 
@@ -510,7 +510,7 @@ impl StreamWrites {
             return 0;
         };
         self.streams
-            .with(&self.room, head, |s| s.read(&query).len())
+            .with(&self.room, head, || None, |s| s.read(&query).len())
     }
 }
 
