@@ -362,13 +362,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    const LIMITS: StreamLimits = StreamLimits {
+        size: 10,
+        bytes: 1 << 20,
+        ttl_ms: 60_000,
+    };
+
     #[test]
     fn a_stream_keeps_to_the_limits_it_was_made_or_set_with() {
-        let limits = StreamLimits {
-            size: 10,
-            bytes: 1 << 20,
-            ttl_ms: 60_000,
-        };
+        let limits = LIMITS;
         let store = Arc::new(Store::memory());
         let streams = Streams::new(Kind::Room, limits, 100, store.clone());
         let writes = || Writes {
@@ -397,11 +399,7 @@ mod tests {
 
     #[test]
     fn a_full_bucket_forgets_its_idlest_stream() {
-        let limits = StreamLimits {
-            size: 10,
-            bytes: 1 << 20,
-            ttl_ms: 60_000,
-        };
+        let limits = LIMITS;
         // One stream per bucket.
         let store = Arc::new(Store::memory());
         let slot = || store.try_reserve().expect("memory has room");
