@@ -130,7 +130,7 @@ impl Local {
     /// The limits `room`'s stream keeps to instead of the server's defaults, if the room
     /// has its own. Asked under the stream's bucket lock (see `streams.rs`), so that whoever
     /// changes them last also sets them last.
-    pub(crate) fn room_limits(&self, room: &str) -> Option<StreamLimits> {
+    fn room_limits(&self, room: &str) -> Option<StreamLimits> {
         self.directory.history(room)?.own(self.streams.defaults())
     }
 
