@@ -5,8 +5,9 @@ use std::borrow::Cow;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::format::Format;
 use crate::message::{
-    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_IDEM_LEN,
-    MAX_ID_LEN, MAX_MEMBERS, MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
+    Command, Id, RawData, Request, Since, MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_HISTORY_SIZE,
+    MAX_HISTORY_TTL, MAX_IDEM_LEN, MAX_ID_LEN, MAX_MEMBERS, MAX_MEMBERS_LIMIT, MAX_NAME_LEN,
+    MAX_TOKEN_LEN, MAX_WATCH_USERS,
 };
 
 /// Longest prefix of an unknown `cmd` quoted back in the error message, in characters.
@@ -56,6 +57,8 @@ pub(crate) struct Envelope<V> {
     pub(crate) idem: Option<V>,
     pub(crate) private: Option<V>,
     pub(crate) max_members: Option<V>,
+    pub(crate) history_size: Option<V>,
+    pub(crate) history_ttl: Option<V>,
     pub(crate) since: Option<V>,
     pub(crate) limit: Option<V>,
     pub(crate) before: Option<V>,
@@ -87,6 +90,8 @@ impl<V> Envelope<V> {
             idem: None,
             private: None,
             max_members: None,
+            history_size: None,
+            history_ttl: None,
             since: None,
             limit: None,
             before: None,
@@ -140,16 +145,9 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
             "create" => Command::Create {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
                 private: switch(self.private, "private")?,
-                max_members: uint(self.max_members, "maxMembers")?
-                    .map(|n| {
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| (1..=MAX_MEMBERS).contains(n))
-                            .ok_or_else(|| {
-                                field_error("maxMembers", &format!("expected 1 to {MAX_MEMBERS}"))
-                            })
-                    })
-                    .transpose()?,
+                max_members: bounded(self.max_members, "maxMembers", 1, MAX_MEMBERS)?,
+                history_size: bounded(self.history_size, "historySize", 0, MAX_HISTORY_SIZE)?,
+                history_ttl: bounded(self.history_ttl, "historyTtl", 1, MAX_HISTORY_TTL)?,
             },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,
@@ -283,12 +281,22 @@ fn flag<'a, V: FieldValue<'a>>(
 
 /// An optional page size: 1 to `max`.
 fn limit<'a, V: FieldValue<'a>>(value: Option<V>, max: u32) -> Result<Option<u32>, ProtocolError> {
-    uint(value, "limit")?
+    bounded(value, "limit", 1, max)
+}
+
+/// An optional unsigned integer from `min` to `max` (`limit`, `maxMembers`, `historySize`).
+fn bounded<'a, V: FieldValue<'a>>(
+    value: Option<V>,
+    field: &str,
+    min: u32,
+    max: u32,
+) -> Result<Option<u32>, ProtocolError> {
+    uint(value, field)?
         .map(|n| {
             u32::try_from(n)
                 .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| field_error("limit", &format!("expected 1 to {max}")))
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| field_error(field, &format!("expected {min} to {max}")))
         })
         .transpose()
 }

@@ -42,6 +42,10 @@ struct Wire<'a> {
     private: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present", rename = "maxMembers")]
     max_members: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present", rename = "historySize")]
+    history_size: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present", rename = "historyTtl")]
+    history_ttl: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
@@ -202,6 +206,8 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<Request<'_>, DecodeError<
         idem: raw(wire.idem),
         private: raw(wire.private),
         max_members: raw(wire.max_members),
+        history_size: raw(wire.history_size),
+        history_ttl: raw(wire.history_ttl),
         since: raw(wire.since),
         limit: raw(wire.limit),
         before: raw(wire.before),
@@ -508,18 +514,14 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             key("offset", out);
             write_u64(*offset, out);
         }
-        Command::Create {
-            room,
-            private,
-            max_members,
-        } => {
+        Command::Create { room, private, .. } => {
             field("room", room, out);
             if *private {
                 out.extend_from_slice(br#","private":true"#);
             }
-            if let Some(max) = max_members {
-                key("maxMembers", out);
-                write_u64(u64::from(*max), out);
+            for (name, n) in req.command.room_options() {
+                key(name, out);
+                write_u64(u64::from(n), out);
             }
         }
         Command::History { room, .. } | Command::Members { room, .. } => {
@@ -862,6 +864,18 @@ mod tests {
                 r#"{"id":1,"cmd":"create","room":"r","maxMembers":-5}"#.into(),
                 "maxMembers: expected an unsigned integer",
             ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","historySize":10001}"#.into(),
+                "historySize: expected 0 to 10000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","historyTtl":0}"#.into(),
+                "historyTtl: expected 1 to 2592000",
+            ),
+            (
+                r#"{"id":1,"cmd":"create","room":"r","historyTtl":"1h"}"#.into(),
+                "historyTtl: expected an unsigned integer",
+            ),
             (join_since("5"), "since: expected an object"),
             (join_since("[\"e\",1]"), "since: expected an object"),
             (join_since("null"), "since: expected an object"),
@@ -1135,6 +1149,8 @@ mod tests {
             "\"create\"",
             "\"private\"",
             "\"maxMembers\"",
+            "\"historySize\"",
+            "\"historyTtl\"",
             "\"history\"",
             "\"since\"",
             "\"epoch\"",

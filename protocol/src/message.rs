@@ -25,6 +25,11 @@ pub const MAX_WATCH_USERS: usize = 1000;
 pub const MAX_IDEM_LEN: usize = 64;
 /// Largest `maxMembers` a room may be created with (`create`, and REST).
 pub const MAX_MEMBERS: u32 = 1_000_000;
+/// Largest `historySize` a room may be created with (`create`, and REST): messages its stream
+/// keeps.
+pub const MAX_HISTORY_SIZE: u32 = 10_000;
+/// Largest `historyTtl` a room may be created with (`create`, and REST), in seconds: 30 days.
+pub const MAX_HISTORY_TTL: u32 = 30 * 24 * 3600;
 
 /// A command's optional `id`: an unsigned integer or a short string, echoed back verbatim (same
 /// type) in the one reply or error that answers the command.
@@ -135,6 +140,12 @@ pub enum Command<'a> {
         private: bool,
         /// Most member connections, 1 to [`MAX_MEMBERS`] (`None`: only the server's bounds).
         max_members: Option<u32>,
+        /// Messages the room's stream keeps, 0 to [`MAX_HISTORY_SIZE`] (`None`: the server's
+        /// default).
+        history_size: Option<u32>,
+        /// Age in seconds past which the room's messages are dropped, 1 to
+        /// [`MAX_HISTORY_TTL`] (`None`: the server's default).
+        history_ttl: Option<u32>,
     },
     /// `leave`: stop being a member of a room.
     Leave {
@@ -264,6 +275,27 @@ impl Command<'_> {
         [("limit", limit), ("before", before), ("after", after)]
             .into_iter()
             .filter_map(|(key, value)| Some((key, value?)))
+    }
+
+    /// The optional integer options of a `create` that are set, with their keys, in the order
+    /// the encoders write them (none for another command).
+    pub(crate) fn room_options(&self) -> impl Iterator<Item = (&'static str, u32)> {
+        let (max_members, history_size, history_ttl) = match self {
+            Command::Create {
+                max_members,
+                history_size,
+                history_ttl,
+                ..
+            } => (*max_members, *history_size, *history_ttl),
+            _ => (None, None, None),
+        };
+        [
+            ("maxMembers", max_members),
+            ("historySize", history_size),
+            ("historyTtl", history_ttl),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
     }
 }
 

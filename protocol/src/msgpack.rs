@@ -439,6 +439,8 @@ fn read_envelope<'a>(
             b"idem" => (&mut envelope.idem, "idem"),
             b"private" => (&mut envelope.private, "private"),
             b"maxMembers" => (&mut envelope.max_members, "maxMembers"),
+            b"historySize" => (&mut envelope.history_size, "historySize"),
+            b"historyTtl" => (&mut envelope.history_ttl, "historyTtl"),
             b"since" => (&mut envelope.since, "since"),
             b"limit" => (&mut envelope.limit, "limit"),
             b"before" => (&mut envelope.before, "before"),
@@ -781,11 +783,9 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             2 + req.command.history_bounds().map(|_| 1).sum::<u32>() + u32::from(after.is_some())
         }
         Command::Watch { .. } | Command::Unwatch { .. } => 2,
-        Command::Create {
-            private,
-            max_members,
-            ..
-        } => 2 + u32::from(*private) + u32::from(max_members.is_some()),
+        Command::Create { private, .. } => {
+            2 + u32::from(*private) + req.command.room_options().map(|_| 1).sum::<u32>()
+        }
         Command::Publish {
             echo, ephemeral, ..
         } => 4 + u32::from(*echo) + u32::from(*ephemeral) + u32::from(req.command.idem().is_some()),
@@ -833,24 +833,18 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("offset", out)?;
             write_uint(*offset, out)
         }
-        Command::Create {
-            room,
-            private,
-            max_members,
-        } => {
+        Command::Create { room, private, .. } => {
             write_str("room", out)?;
             write_str(room, out)?;
             if *private {
                 write_str("private", out)?;
                 encode::write_bool(out, true).map_err(enc)?;
             }
-            match max_members {
-                Some(max) => {
-                    write_str("maxMembers", out)?;
-                    write_uint(u64::from(*max), out)
-                }
-                None => Ok(()),
+            for (name, n) in req.command.room_options() {
+                write_str(name, out)?;
+                write_uint(u64::from(n), out)?;
             }
+            Ok(())
         }
         Command::History { room, .. } | Command::Members { room, .. } => {
             write_str("room", out)?;

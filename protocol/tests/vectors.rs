@@ -121,13 +121,22 @@ fn logical_request(req: &Request<'_>) -> Value {
             room,
             private,
             max_members,
+            history_size,
+            history_ttl,
         } => {
             obj.insert("room".into(), json!(room));
             if *private {
                 obj.insert("private".into(), json!(true));
             }
-            if let Some(max) = max_members {
-                obj.insert("maxMembers".into(), json!(max));
+            let options = [
+                ("maxMembers", max_members),
+                ("historySize", history_size),
+                ("historyTtl", history_ttl),
+            ];
+            for (key, value) in options {
+                if let Some(n) = value {
+                    obj.insert(key.into(), json!(n));
+                }
             }
         }
         Command::History {
@@ -558,6 +567,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"create","id":"c-1","room":"lobby-2"}"#,
     ),
     (
+        "create_history",
+        "create a room whose stream keeps its last 3 messages for at most 10 minutes",
+        r#"{"cmd":"create","id":2,"room":"standup","historySize":3,"historyTtl":600}"#,
+    ),
+    (
+        "create_history_none",
+        "create a room that keeps no history (offsets still count)",
+        r#"{"cmd":"create","id":3,"room":"ticker","maxMembers":10,"historySize":0}"#,
+    ),
+    (
         "leave",
         "leave with a numeric id",
         r#"{"cmd":"leave","id":3,"room":"lobby"}"#,
@@ -688,6 +707,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "stop watching a user, without id",
         r#"{"cmd":"unwatch","users":["bob"]}"#,
     ),
+    (
+        "ack",
+        "ack the user's private messages up to offset 12 of its stream",
+        r#"{"cmd":"ack","id":9,"offset":12}"#,
+    ),
+    (
+        "read",
+        "mark room lobby read up to offset 41",
+        r#"{"cmd":"read","id":10,"room":"lobby","offset":41}"#,
+    ),
 ];
 
 /// (name, description, json, data as MessagePack hex when it originates from a MessagePack client)
@@ -724,6 +753,8 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_user_online", "a watched user connected (and was not within the grace period of a disconnect)", r#"{"type":"event","event":"user.online","data":{"user":"bob"}}"#, None),
     ("event_user_offline", "a watched user's last connection closed and none came back within the grace period", r#"{"type":"event","event":"user.offline","data":{"user":"bob"}}"#, None),
     ("error_watch_limit", "a watch past the connection's bound", r#"{"type":"error","id":9,"code":"watch.limit","message":"a connection may watch at most 100 users"}"#, None),
+    ("reply_joined_read", "reply to a join by a user with a read marker in the room: unread = offset - read", r#"{"type":"reply","id":2,"room":"lobby","epoch":"9f2c41aa07be13d5","offset":57,"read":41}"#, None),
+    ("event_private_with_offset", "a private message (send, REST push to a user) with its offset in the user's stream", r#"{"type":"event","event":"notification","from":"alice","offset":3,"data":{"n":1}}"#, None),
 ];
 
 fn mp_map(fields: &[(&str, Vec<u8>)]) -> String {
@@ -816,6 +847,31 @@ fn invalid_sources() -> Vec<Invalid> {
             "create_private_not_boolean",
             r#"{"cmd":"create","id":22,"room":"r","private":"yes"}"#,
             22,
+        ),
+        (
+            "create_history_size_too_big",
+            r#"{"cmd":"create","id":30,"room":"r","historySize":10001}"#,
+            30,
+        ),
+        (
+            "create_history_size_negative",
+            r#"{"cmd":"create","id":31,"room":"r","historySize":-1}"#,
+            31,
+        ),
+        (
+            "create_history_ttl_zero",
+            r#"{"cmd":"create","id":32,"room":"r","historyTtl":0}"#,
+            32,
+        ),
+        (
+            "create_history_ttl_too_big",
+            r#"{"cmd":"create","id":33,"room":"r","historyTtl":2592001}"#,
+            33,
+        ),
+        (
+            "create_history_ttl_not_integer",
+            r#"{"cmd":"create","id":34,"room":"r","historyTtl":"1h"}"#,
+            34,
         ),
         (
             "history_before_and_after",

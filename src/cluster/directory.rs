@@ -19,7 +19,7 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use crate::hub::{Change, RoomRefused};
+use crate::hub::{Change, HistoryOptions, RoomRefused};
 use crate::store::{Op, RoomDef, Slot};
 use users::Users;
 
@@ -45,6 +45,9 @@ pub(crate) struct RoomInfo {
     /// Created by a client's `create` (its user is `created_by`), and counted against that
     /// user's `MAX_ROOMS_CREATED_PER_USER` until closed.
     pub(crate) by_client: bool,
+    /// What its stream keeps (`historySize`, `historyTtl` at creation), as asked: unset
+    /// options follow the server's defaults, even after a restart with other ones.
+    pub(crate) history: HistoryOptions,
 }
 
 /// Who creates a room, by the one path both take ([`Directory::create_room`]).
@@ -63,6 +66,8 @@ pub(crate) struct RoomOptions {
     pub(crate) max_members: Option<u32>,
     /// `None`: the server's default (`ROOM_PRESENCE`).
     pub(crate) presence: Option<bool>,
+    /// What its stream keeps; unset: the server's defaults (`ROOM_HISTORY_*`).
+    pub(crate) history: HistoryOptions,
 }
 
 /// How the directory decides presence.
@@ -182,6 +187,7 @@ impl Directory {
                     max_members: None,
                     presence: self.rules.rooms_default,
                     by_client: false,
+                    history: HistoryOptions::default(),
                 };
                 entry.insert(Room::new(info))
             }
@@ -277,6 +283,7 @@ impl Directory {
             max_members: options.max_members,
             presence: options.presence.unwrap_or(self.rules.rooms_default),
             by_client,
+            history: options.history,
         };
         slot.push(Op::Room {
             room: room.clone(),
@@ -287,6 +294,8 @@ impl Directory {
                 by_client: info.by_client,
                 created_by: info.created_by.clone(),
                 created_at: crate::clock::unix_ms(),
+                history_size: info.history.size,
+                history_ttl: info.history.ttl_secs,
             }),
         });
         rooms.insert(room.clone(), Room::new(info.clone()));
@@ -309,6 +318,10 @@ impl Directory {
                     max_members: def.max_members,
                     presence: def.presence,
                     by_client: def.by_client,
+                    history: HistoryOptions {
+                        size: def.history_size,
+                        ttl_secs: def.history_ttl,
+                    },
                 }),
             );
         }
@@ -434,6 +447,11 @@ impl Directory {
     /// A room's entry.
     pub(crate) fn room(&self, room: &str) -> Option<RoomInfo> {
         lock(&self.rooms).get(room).map(|entry| entry.info.clone())
+    }
+
+    /// What a room's stream keeps, as the room asked (`None`: no such room).
+    pub(crate) fn history(&self, room: &str) -> Option<HistoryOptions> {
+        lock(&self.rooms).get(room).map(|entry| entry.info.history)
     }
 
     /// Rooms on the server now.

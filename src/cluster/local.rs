@@ -12,15 +12,15 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, Notify};
 
-use super::directory::Directory;
+use super::directory::{Creator, Directory, RoomInfo, RoomOptions};
 use super::reads::Reads;
 use super::streams::{unix_ms, Streams};
 use crate::hub::{
     presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, OutEvent,
-    Position, Published, Query, RoomRefused, Task,
+    Position, Published, Query, RoomRefused, StreamLimits, Task,
 };
 use crate::queue::Bounded;
-use crate::store::Store;
+use crate::store::{Slot, Store};
 
 /// What travels through a shard's inbox. Handling one never sends to another inbox.
 pub(crate) enum ShardMsg {
@@ -103,19 +103,52 @@ impl Local {
         &self.users
     }
 
+    /// Creates a room (see [`Directory::create_room`]); a stream it already has (say, of a
+    /// room of that name made by a join) keeps to the new room's history options from now on.
+    pub(crate) fn create_room(
+        &self,
+        room: &Arc<str>,
+        creator: Creator,
+        options: RoomOptions,
+        slot: Slot<'_>,
+    ) -> Result<RoomInfo, RoomRefused> {
+        let info = self.directory.create_room(room, creator, options, slot)?;
+        self.streams.set_limits(room, || self.room_limits(room));
+        Ok(info)
+    }
+
+    /// Closes a room (see [`Directory::close_room`]); a stream it leaves behind keeps to the
+    /// server's defaults again, as a room a join makes of that name would.
+    pub(crate) fn close_room(&self, room: &str, slot: Slot<'_>) -> bool {
+        let closed = self.directory.close_room(room, slot);
+        if closed {
+            self.streams.set_limits(room, || self.room_limits(room));
+        }
+        closed
+    }
+
+    /// The limits `room`'s stream keeps to instead of the server's defaults, if the room
+    /// has its own. Asked under the stream's bucket lock (see `streams.rs`), so that whoever
+    /// changes them last also sets them last.
+    fn room_limits(&self, room: &str) -> Option<StreamLimits> {
+        self.directory.history(room)?.own(self.streams.defaults())
+    }
+
     /// Appends `delivery`'s event to `streams`' stream `name` and hands it to every inbox,
-    /// all under the stream's lock.
+    /// all under the stream's lock; a stream it makes keeps to the limits `own` answers.
     async fn append_everywhere(
         &self,
         streams: &Streams,
         name: &Arc<str>,
+        own: impl FnOnce() -> Option<StreamLimits>,
         delivery: Delivery,
     ) -> Published {
         let (writes, mut waited) = streams.reserve().await;
         for shard in 0..self.inboxes.len() {
             waited |= self.reserve(shard).await;
         }
-        let appended = streams.append(name, writes, &delivery.event, unix_ms(), |event| {
+        let now = unix_ms();
+        let appended = streams.append(name, writes, &delivery.event, now, own, |event| {
             let delivery = Delivery {
                 event: event.clone(),
                 ..delivery.clone()
@@ -246,12 +279,16 @@ impl Backplane for Local {
     }
 
     async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> Published {
-        self.append_everywhere(&self.streams, room, delivery).await
+        let own = || self.room_limits(room);
+        self.append_everywhere(&self.streams, room, own, delivery)
+            .await
     }
 
     async fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> Published {
         // The offset is the recipient's (in its event), not an answer for the sender.
-        let published = self.append_everywhere(&self.users, user, delivery).await;
+        let published = self
+            .append_everywhere(&self.users, user, || None, delivery)
+            .await;
         Published {
             offset: None,
             ..published
@@ -283,7 +320,8 @@ impl Backplane for Local {
         let (done, answer) = oneshot::channel();
         let (head, _) = self.store.reserve().await;
         self.reserve(hub).await;
-        self.streams.with(room, head, |stream| {
+        let own = || self.room_limits(room);
+        self.streams.with(room, head, own, |stream| {
             let ticket = JoinTicket {
                 session,
                 room: room.clone(),
@@ -299,7 +337,8 @@ impl Backplane for Local {
 
     async fn history(&self, room: &Arc<str>, query: Query) -> (Position, Vec<Entry>) {
         let (head, _) = self.store.reserve().await;
-        self.streams.with(room, head, |stream| {
+        let own = || self.room_limits(room);
+        self.streams.with(room, head, own, |stream| {
             (stream.position(), stream.read(&query))
         })
     }

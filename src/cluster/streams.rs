@@ -4,6 +4,12 @@
 //! queues its write to the store, so hubs and the disk see a stream's messages in offset
 //! order. A lock is held for a few map operations and queue pushes, never across an await and
 //! never for I/O: the store's writes go through reserved slots of its queue.
+//!
+//! A stream keeps to its kind's limits unless it has its own (a room created with history
+//! options), which it carries itself: an append looks nothing up. They are asked for (`own`)
+//! only when a stream is made, restored or its room created or closed, under its bucket's
+//! lock; whoever answers (the directory) may take its own lock then, so no lock of the
+//! directory is ever held while a bucket's is taken.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +31,7 @@ pub(crate) struct Streams {
     buckets: Box<[Mutex<Bucket>]>,
     /// Hashes a name to its bucket (fixed for the process's life).
     hasher: RandomState,
+    /// The kind's limits, for every stream without its own.
     limits: StreamLimits,
     /// `MAX_ROOMS` spread over the buckets: past it, the stream idle longest is forgotten.
     per_bucket: usize,
@@ -62,6 +69,11 @@ impl Streams {
             kind,
             store,
         }
+    }
+
+    /// The limits of every stream without its own (`ROOM_HISTORY_*`, `USER_STREAM_*`).
+    pub(crate) fn defaults(&self) -> &StreamLimits {
+        &self.limits
     }
 
     /// Whether `name` has a stream now.
@@ -112,9 +124,11 @@ impl Streams {
         bucket
     }
 
-    /// A new stream (a new epoch) for `name`, its head written in `head`.
-    fn make(&self, name: &Arc<str>, head: Slot<'_>) -> Stream {
-        let stream = Stream::new(rand::random(), unix_ms());
+    /// A new stream (a new epoch) for `name` with its `own` limits, its head written in
+    /// `head`.
+    fn make(&self, name: &Arc<str>, head: Slot<'_>, own: Option<StreamLimits>) -> Stream {
+        let mut stream = Stream::new(rand::random(), unix_ms());
+        stream.set_limits(own);
         let position = stream.position();
         head.push(Op::Head {
             stream: self.key(name),
@@ -124,30 +138,42 @@ impl Streams {
         stream
     }
 
-    /// Runs `f` on `name`'s stream under its bucket's lock, making the stream (a new epoch) if
-    /// it has none, its head written in `head`. `f` must be short: it holds the lock.
+    /// Runs `f` on `name`'s stream under its bucket's lock, making the stream (a new epoch,
+    /// with the limits `own` answers) if it has none, its head written in `head`. `f` must be
+    /// short: it holds the lock.
     pub(crate) fn with<R>(
         &self,
         name: &Arc<str>,
         head: Slot<'_>,
+        own: impl FnOnce() -> Option<StreamLimits>,
         f: impl FnOnce(&mut Stream) -> R,
     ) -> R {
         let mut bucket = self.bucket_for(name);
         let stream = bucket
             .entry(name.clone())
-            .or_insert_with(|| self.make(name, head));
+            .or_insert_with(|| self.make(name, head, own()));
         f(stream)
+    }
+
+    /// `name`'s stream, if it has one, keeps to the limits `own` answers from now on (its
+    /// room was created or closed); nothing is made.
+    pub(crate) fn set_limits(&self, name: &str, own: impl FnOnce() -> Option<StreamLimits>) {
+        if let Some(stream) = self.bucket(name).get_mut(name) {
+            stream.set_limits(own());
+        }
     }
 
     /// Appends `event` to `name`'s stream as accepted at `now` (Unix ms): it takes the next
     /// offset, is kept, written to the store, and handed to `deliver` before the lock is let
-    /// go, so every reader of the stream sees it in offset order.
+    /// go, so every reader of the stream sees it in offset order. A stream it makes keeps to
+    /// the limits `own` answers.
     pub(crate) fn append(
         &self,
         name: &Arc<str>,
         writes: Writes<'_>,
         event: &OutEvent,
         now: u64,
+        own: impl FnOnce() -> Option<StreamLimits>,
         deliver: impl FnOnce(&Arc<OutEvent>),
     ) -> Appended {
         let Writes { head, write } = writes;
@@ -156,7 +182,7 @@ impl Streams {
         let mut bucket = self.bucket_for(name);
         let stream = bucket
             .entry(name.clone())
-            .or_insert_with(|| self.make(name, head));
+            .or_insert_with(|| self.make(name, head, own()));
         let event = event.sequenced(stream.next_offset());
         let low = stream.low();
         stream.append(event.clone(), now, &self.limits);
@@ -192,7 +218,7 @@ impl Streams {
         let mut bucket = self.bucket_for(name);
         let stream = bucket
             .entry(name.clone())
-            .or_insert_with(|| self.make(name, head));
+            .or_insert_with(|| self.make(name, head, None));
         if stream.ack(offset, true, unix_ms(), &self.limits) {
             write.push(Op::Ack {
                 user: name.clone(),
@@ -272,9 +298,14 @@ impl Streams {
         out
     }
 
-    /// Puts back the streams the store kept, with the acks of user streams (at start, before
-    /// anyone is served).
-    pub(crate) fn restore(&self, recovered: Vec<RecoveredStream>, acks: Vec<(String, u64)>) {
+    /// Puts back the streams the store kept, with the acks of user streams, each with the
+    /// limits `own` answers for its name (at start, before anyone is served).
+    pub(crate) fn restore(
+        &self,
+        recovered: Vec<RecoveredStream>,
+        acks: Vec<(String, u64)>,
+        own: impl Fn(&str) -> Option<StreamLimits>,
+    ) {
         let now = unix_ms();
         let acks: HashMap<String, u64> = acks.into_iter().collect();
         for r in recovered {
@@ -292,7 +323,9 @@ impl Streams {
                 )
                 .sequenced(offset),
             });
-            let stream = Stream::restore(r.epoch, r.last, acked, entries, now, &self.limits);
+            let limits = own(&name);
+            let stream =
+                Stream::restore(r.epoch, r.last, acked, entries, now, limits, &self.limits);
             let mut bucket = self.bucket(&name);
             if bucket.len() >= self.per_bucket {
                 self.forget_idlest(&mut bucket);
@@ -329,21 +362,52 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    const LIMITS: StreamLimits = StreamLimits {
+        size: 10,
+        bytes: 1 << 20,
+        ttl_ms: 60_000,
+    };
+
+    #[test]
+    fn a_stream_keeps_to_the_limits_it_was_made_or_set_with() {
+        let limits = LIMITS;
+        let store = Arc::new(Store::memory());
+        let streams = Streams::new(Kind::Room, limits, 100, store.clone());
+        let writes = || Writes {
+            head: store.try_reserve().expect("memory has room"),
+            write: store.try_reserve().expect("memory has room"),
+        };
+        let event = crate::hub::test_event(b"1", wsgate_protocol::Format::Json);
+        let kept = |name: &Arc<str>| streams.peek(name, |s| s.low()..=s.position().offset);
+        let (own, plain): (Arc<str>, Arc<str>) = ("own".into(), "plain".into());
+        let two = Some(StreamLimits { size: 2, ..limits });
+        for i in 0..5 {
+            streams.append(&own, writes(), &event, 1_000 + i, || two, |_| ());
+            streams.append(&plain, writes(), &event, 1_000 + i, || None, |_| ());
+        }
+        assert_eq!(kept(&own), Some(4..=5));
+        assert_eq!(kept(&plain), Some(1..=5));
+        // Asked only when a stream is made: the next appends need no answer.
+        streams.append(&own, writes(), &event, 2_000, || panic!("asked"), |_| ());
+        streams.set_limits(&plain, || Some(StreamLimits { size: 1, ..limits }));
+        streams.append(&plain, writes(), &event, 2_000, || None, |_| ());
+        assert_eq!(kept(&plain), Some(6..=6));
+        streams.set_limits(&own, || None);
+        streams.append(&own, writes(), &event, 2_001, || None, |_| ());
+        assert_eq!(kept(&own), Some(5..=7), "the defaults again");
+    }
+
     #[test]
     fn a_full_bucket_forgets_its_idlest_stream() {
-        let limits = StreamLimits {
-            size: 10,
-            bytes: 1 << 20,
-            ttl_ms: 60_000,
-        };
+        let limits = LIMITS;
         // One stream per bucket.
         let store = Arc::new(Store::memory());
         let slot = || store.try_reserve().expect("memory has room");
         let streams = Streams::new(Kind::Room, limits, 1, store.clone());
         let a: Arc<str> = "a".into();
-        let epoch = streams.with(&a, slot(), |s| s.position().epoch);
+        let epoch = streams.with(&a, slot(), || None, |s| s.position().epoch);
         assert_eq!(
-            streams.with(&a, slot(), |s| s.position().epoch),
+            streams.with(&a, slot(), || None, |s| s.position().epoch),
             epoch,
             "kept"
         );
@@ -357,8 +421,8 @@ mod tests {
         let Some(b) = same else {
             panic!("no room shares a bucket with `a` among 10,000")
         };
-        streams.with(&b, slot(), |_| ());
-        let again = streams.with(&a, slot(), |s| s.position().epoch);
+        streams.with(&b, slot(), || None, |_| ());
+        let again = streams.with(&a, slot(), || None, |s| s.position().epoch);
         assert_ne!(again, epoch, "forgotten: a new epoch");
     }
 }

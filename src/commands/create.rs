@@ -36,7 +36,7 @@ pub(super) async fn apply(
     let name: Arc<str> = Arc::from(room);
     let (slot, _) = ctx.shared.store().reserve().await;
     ctx.shared
-        .directory()
+        .backplane
         .create_room(&name, creator, options, slot)
         .map_err(|refused| not_created(ctx, room, refused))?;
     enter(ctx, session, room, None, None).await

@@ -26,7 +26,7 @@ use wsgate_protocol::{
 pub(crate) use auth::authenticate;
 
 use crate::cluster::{Begin, RoomOptions};
-use crate::hub::{Delivery, Entry, OutEvent, Position, Report, Target};
+use crate::hub::{Delivery, Entry, HistoryOptions, OutEvent, Position, Report, Target};
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
 use crate::session::grant::RoomGrant;
@@ -179,10 +179,16 @@ pub(crate) async fn dispatch(
             room,
             private,
             max_members,
+            history_size,
+            history_ttl,
         } => {
             let options = RoomOptions {
                 private,
                 max_members,
+                history: HistoryOptions {
+                    size: history_size,
+                    ttl_secs: history_ttl,
+                },
                 ..RoomOptions::default()
             };
             create::apply(ctx, session, client, &room, options).await

@@ -28,7 +28,9 @@ pub(crate) use delivery::{Delivery, Report};
 pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
 pub(crate) use presence::{presence_event, Change, WatchRefused};
-pub(crate) use stream::{Entry, Position, Query, Stream, StreamLimits, DEFAULT_HISTORY_LIMIT};
+pub(crate) use stream::{
+    Entry, HistoryOptions, Position, Query, Stream, StreamLimits, DEFAULT_HISTORY_LIMIT,
+};
 
 use crate::session::Session;
 use crate::stats::ShardStats;

@@ -26,7 +26,7 @@ impl Position {
 }
 
 /// How much a stream keeps (`ROOM_HISTORY_SIZE`, `ROOM_HISTORY_BYTES`, `ROOM_HISTORY_TTL`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StreamLimits {
     /// Most messages kept; 0 keeps none (offsets still count, resume never recovers).
     pub(crate) size: usize,
@@ -34,6 +34,35 @@ pub(crate) struct StreamLimits {
     pub(crate) bytes: usize,
     /// Oldest message kept, in milliseconds.
     pub(crate) ttl_ms: u64,
+}
+
+/// What a room asks of its stream (`historySize`, `historyTtl` at its creation); each `None`
+/// keeps to the server's default. The byte bound is always the server's, so that
+/// `MAX_ROOMS` × `ROOM_HISTORY_BYTES` still bounds the memory of history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HistoryOptions {
+    /// Most messages kept (at most `MAX_HISTORY_SIZE`).
+    pub(crate) size: Option<u32>,
+    /// Oldest message kept, in seconds (at most `MAX_HISTORY_TTL`).
+    pub(crate) ttl_secs: Option<u32>,
+}
+
+impl HistoryOptions {
+    /// The limits of a stream with these options: `defaults` for what they leave unset.
+    pub(crate) fn limits(&self, defaults: &StreamLimits) -> StreamLimits {
+        StreamLimits {
+            size: self.size.map_or(defaults.size, |n| n as usize),
+            bytes: defaults.bytes,
+            ttl_ms: self
+                .ttl_secs
+                .map_or(defaults.ttl_ms, |s| u64::from(s) * 1000),
+        }
+    }
+
+    /// The limits a stream keeps to instead of `defaults`, `None` when the options set none.
+    pub(crate) fn own(&self, defaults: &StreamLimits) -> Option<StreamLimits> {
+        (*self != HistoryOptions::default()).then(|| self.limits(defaults))
+    }
 }
 
 /// One kept message: its offset, when it was accepted (Unix ms) and the event itself, whose
@@ -83,6 +112,9 @@ pub(crate) struct Stream {
     bytes: usize,
     /// When the stream was made or last appended to (Unix ms).
     touched: u64,
+    /// Its own limits (a room created with history options), kept here so that an append
+    /// looks nothing up; `None`: the limits its caller passes (its kind's defaults).
+    own: Option<StreamLimits>,
 }
 
 impl Stream {
@@ -96,7 +128,19 @@ impl Stream {
             entries: VecDeque::new(),
             bytes: 0,
             touched: now,
+            own: None,
         }
+    }
+
+    /// Keeps to `own` from now on instead of the defaults its caller passes (`None`: to
+    /// those); the next trim applies them.
+    pub(crate) fn set_limits(&mut self, own: Option<StreamLimits>) {
+        self.own = own;
+    }
+
+    /// The limits it keeps to: its own, else `defaults`.
+    pub(crate) fn limits(&self, defaults: &StreamLimits) -> StreamLimits {
+        self.own.unwrap_or(*defaults)
     }
 
     pub(crate) fn position(&self) -> Position {
@@ -107,16 +151,19 @@ impl Stream {
     }
 
     /// A stream read back from the store: its epoch, last offset and kept messages (oldest
-    /// first, each carrying its offset), trimmed to `limits` as of `now`.
+    /// first, each carrying its offset), keeping to `own` limits if given, else `defaults`,
+    /// and trimmed to them as of `now`.
     pub(crate) fn restore(
         epoch: u64,
         last: u64,
         acked: Option<u64>,
         entries: impl IntoIterator<Item = Entry>,
         now: u64,
-        limits: &StreamLimits,
+        own: Option<StreamLimits>,
+        defaults: &StreamLimits,
     ) -> Stream {
         let mut stream = Stream::new(epoch, now);
+        stream.own = own;
         stream.last = last;
         if let Some(acked) = acked {
             stream.set_acked(acked.min(last));
@@ -128,7 +175,7 @@ impl Stream {
             stream.bytes += entry.cost();
             stream.entries.push_back(entry);
         }
-        stream.trim(now, limits);
+        stream.trim(now, defaults);
         stream
     }
 
@@ -146,8 +193,8 @@ impl Stream {
     }
 
     /// Keeps `event` (which carries [`Stream::next_offset`]) as accepted at `now` (Unix ms),
-    /// then drops what the limits no longer allow.
-    pub(crate) fn append(&mut self, event: Arc<OutEvent>, now: u64, limits: &StreamLimits) {
+    /// then drops what its limits (its own, else `defaults`) no longer allow.
+    pub(crate) fn append(&mut self, event: Arc<OutEvent>, now: u64, defaults: &StreamLimits) {
         self.last += 1;
         self.touched = now;
         let entry = Entry {
@@ -157,11 +204,13 @@ impl Stream {
         };
         self.bytes += entry.cost();
         self.entries.push_back(entry);
-        self.trim(now, limits);
+        self.trim(now, defaults);
     }
 
-    /// Drops the oldest messages past the count, byte or age bound, and those acknowledged.
-    pub(crate) fn trim(&mut self, now: u64, limits: &StreamLimits) {
+    /// Drops the oldest messages past the count, byte or age bound (its own, else
+    /// `defaults`), and those acknowledged.
+    pub(crate) fn trim(&mut self, now: u64, defaults: &StreamLimits) {
+        let limits = self.limits(defaults);
         let oldest_kept = now.saturating_sub(limits.ttl_ms);
         while let Some(front) = self.entries.front() {
             let over = self.entries.len() > limits.size
@@ -183,13 +232,13 @@ impl Stream {
         offset: u64,
         manual: bool,
         now: u64,
-        limits: &StreamLimits,
+        defaults: &StreamLimits,
     ) -> bool {
         let offset = offset.min(self.last);
         let changed = offset > self.acked || (manual && !self.manual_acks);
         self.acked = self.acked.max(offset);
         self.manual_acks |= manual;
-        self.trim(now, limits);
+        self.trim(now, defaults);
         changed
     }
 
@@ -218,9 +267,10 @@ impl Stream {
         self.entries.is_empty()
     }
 
-    /// Whether it kept nothing and was not used for a whole TTL: it may be forgotten.
-    pub(crate) fn is_idle(&self, now: u64, limits: &StreamLimits) -> bool {
-        self.is_empty() && now.saturating_sub(self.touched) > limits.ttl_ms
+    /// Whether it kept nothing and was not used for a whole TTL (its own, else `defaults`'):
+    /// it may be forgotten.
+    pub(crate) fn is_idle(&self, now: u64, defaults: &StreamLimits) -> bool {
+        self.is_empty() && now.saturating_sub(self.touched) > self.limits(defaults).ttl_ms
     }
 
     /// When the stream was made or last appended to (Unix ms).
@@ -369,5 +419,47 @@ mod tests {
         s.append(test_event(b"1", Format::Json).sequenced(3), 2_000, &small);
         assert!(s.is_empty(), "no message fits in one byte");
         assert_eq!(s.position().offset, 3, "offsets keep counting");
+    }
+
+    #[test]
+    fn a_stream_with_its_own_limits_keeps_to_them_not_the_defaults() {
+        let options = HistoryOptions {
+            size: Some(1),
+            ttl_secs: None,
+        };
+        assert_eq!(HistoryOptions::default().own(&LIMITS), None);
+        let own = options.own(&LIMITS);
+        assert_eq!(
+            own,
+            Some(StreamLimits { size: 1, ..LIMITS }),
+            "the unset ttl and the bytes are the defaults'"
+        );
+        let mut s = filled(3);
+        s.set_limits(own);
+        s.trim(2_000, &LIMITS);
+        let all = Query {
+            limit: 10,
+            before: None,
+            after: None,
+        };
+        assert_eq!(offsets(&s.read(&all)), [3]);
+        s.append(test_event(b"1", Format::Json).sequenced(4), 2_001, &LIMITS);
+        assert_eq!(offsets(&s.read(&all)), [4]);
+        s.set_limits(None);
+        s.append(test_event(b"1", Format::Json).sequenced(5), 2_002, &LIMITS);
+        assert_eq!(offsets(&s.read(&all)), [4, 5], "back to the defaults' 3");
+        let aged = HistoryOptions {
+            size: None,
+            ttl_secs: Some(1),
+        };
+        s.set_limits(aged.own(&LIMITS));
+        assert!(!s.is_idle(3_002, &LIMITS));
+        s.trim(3_002, &LIMITS);
+        assert_eq!(offsets(&s.read(&all)), [5], "4 is over a second old");
+        s.trim(3_003, &LIMITS);
+        assert!(
+            s.is_idle(3_003, &LIMITS),
+            "empty, untouched for over a second"
+        );
     }
 }

@@ -110,8 +110,12 @@ impl Shared {
             .streams
             .into_iter()
             .partition(|s| s.stream.kind == Kind::Room);
-        streams.restore(rooms, Vec::new());
-        users.restore(mailboxes, recovered.acks);
+        // A room's stream keeps to the room's own history options, asked of the directory
+        // already restored.
+        streams.restore(rooms, Vec::new(), |room| {
+            directory.history(room)?.own(streams.defaults())
+        });
+        users.restore(mailboxes, recovered.acks, |_| None);
         let reads = Reads::new(config.max_user_streams);
         reads.restore(recovered.reads);
         if config.store == StoreKind::Disk {

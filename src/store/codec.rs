@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use wsgate_protocol::Format;
+use wsgate_protocol::{Format, MAX_HISTORY_SIZE, MAX_HISTORY_TTL};
 
 /// Which kind of stream: a room's or a user's (private messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -290,33 +290,67 @@ pub(crate) struct RoomDef {
     pub(crate) created_by: Option<String>,
     /// Unix ms.
     pub(crate) created_at: u64,
+    /// Messages its stream keeps (`historySize`), 0 to `MAX_HISTORY_SIZE`; `None`: the
+    /// server's default.
+    pub(crate) history_size: Option<u32>,
+    /// Age of the oldest message its stream keeps, in seconds (`historyTtl`), 1 to
+    /// `MAX_HISTORY_TTL`; `None`: the server's default.
+    pub(crate) history_ttl: Option<u32>,
 }
 
+/// Writes a room's definition: private, max members (`u32::MAX`: none), created at, presence,
+/// by client, created by; then, only when the room has history options, their trailer:
+/// history size and TTL (each `u32::MAX` when unset). A definition written before rooms had
+/// history options (no trailer) reads as one with none.
 pub(crate) fn encode_room(def: &RoomDef) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
+    let mut out = Vec::with_capacity(32);
     out.push(u8::from(def.private));
     out.extend_from_slice(&def.max_members.map_or(u32::MAX, |m| m).to_be_bytes());
     out.extend_from_slice(&def.created_at.to_be_bytes());
     out.push(u8::from(def.presence));
     out.push(u8::from(def.by_client));
     put_opt(&mut out, def.created_by.as_deref());
+    if def.history_size.is_some() || def.history_ttl.is_some() {
+        for option in [def.history_size, def.history_ttl] {
+            out.extend_from_slice(&option.unwrap_or(u32::MAX).to_be_bytes());
+        }
+    }
     out
 }
 
 pub(crate) fn decode_room(value: &[u8]) -> Option<RoomDef> {
     let (&private, rest) = value.split_first()?;
-    let max = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let (created_at, rest) = take_u64(&rest[4..])?;
+    let (max, rest) = take_u32(rest)?;
+    let (created_at, rest) = take_u64(rest)?;
     let (&presence, rest) = rest.split_first()?;
     let (&by_client, rest) = rest.split_first()?;
     let (created_by, rest) = take_opt(rest)?;
-    (rest.is_empty() && private <= 1 && presence <= 1 && by_client <= 1).then(|| RoomDef {
+    let (history_size, history_ttl) = match rest {
+        [] => (None, None),
+        trailer => {
+            let (size, rest) = take_u32(trailer)?;
+            let (ttl, rest) = take_u32(rest)?;
+            let set = |n: u32, min: u32, max: u32| match n {
+                u32::MAX => Some(None),
+                n => (min..=max).contains(&n).then_some(Some(n)),
+            };
+            let options = (
+                set(size, 0, MAX_HISTORY_SIZE)?,
+                set(ttl, 1, MAX_HISTORY_TTL)?,
+            );
+            // A trailer is written only for a room with an option: one without is damage.
+            (rest.is_empty() && options != (None, None)).then_some(options)?
+        }
+    };
+    (private <= 1 && presence <= 1 && by_client <= 1).then(|| RoomDef {
         by_client: by_client == 1,
         private: private == 1,
         max_members: (max != u32::MAX).then_some(max),
         presence: presence == 1,
         created_by: created_by.map(str::to_owned),
         created_at,
+        history_size,
+        history_ttl,
     })
 }
 
@@ -351,6 +385,11 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
         Some(s) => put_str(out, s),
         None => out.extend_from_slice(&ABSENT.to_be_bytes()),
     }
+}
+
+fn take_u32(b: &[u8]) -> Option<(u32, &[u8])> {
+    let head = b.get(..4)?;
+    Some((u32::from_be_bytes(head.try_into().ok()?), &b[4..]))
 }
 
 fn take_u64(b: &[u8]) -> Option<(u64, &[u8])> {
@@ -420,8 +459,60 @@ mod tests {
             by_client: true,
             created_by: Some("svc".into()),
             created_at: 9,
+            history_size: Some(0),
+            history_ttl: Some(600),
         };
-        assert_eq!(decode_room(&encode_room(&def)), Some(def));
+        let bytes = encode_room(&def);
+        assert_eq!(decode_room(&bytes), Some(def.clone()));
+        let plain = RoomDef {
+            history_size: None,
+            history_ttl: None,
+            ..def.clone()
+        };
+        let old = encode_room(&plain);
+        assert_eq!(old.len() + 8, bytes.len(), "no trailer without options");
+        assert_eq!(decode_room(&old), Some(plain), "as written before them");
+        let one = RoomDef {
+            history_ttl: None,
+            ..def
+        };
+        assert_eq!(decode_room(&encode_room(&one)), Some(one));
+        let damaged = |tail: &[u8]| {
+            let mut b = old.clone();
+            b.extend_from_slice(tail);
+            decode_room(&b)
+        };
+        assert_eq!(damaged(&[0xff; 8]), None, "a trailer setting nothing");
+        assert_eq!(
+            damaged(&[0, 0, 0x27, 0x11, 0xff, 0xff, 0xff, 0xff]),
+            None,
+            "10001"
+        );
+        assert_eq!(
+            damaged(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+            None,
+            "ttl 0"
+        );
+        assert_eq!(damaged(&[0, 0, 0, 1, 0, 0, 0, 1, 0]), None, "one byte more");
+        assert_eq!(damaged(&[0, 0, 0, 1]), None, "cut short");
+        // The fuzz seeds follow the format: each reads (after its mode byte).
+        let seeds: [&[u8]; 3] = [
+            include_bytes!("../../fuzz/corpus/store_records/room-private"),
+            include_bytes!("../../fuzz/corpus/store_records/room-public-no-creator"),
+            include_bytes!("../../fuzz/corpus/store_records/room-before-history"),
+        ];
+        let read: Vec<_> = seeds
+            .iter()
+            .map(|seed| decode_room(&seed[1..]).map(|d| (d.history_size, d.history_ttl)))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                Some((Some(3), Some(600))),
+                Some((Some(0), None)),
+                Some((None, None))
+            ]
+        );
         assert_eq!(decode_head(&encode_head(1, 2)), Some((1, 2)));
         assert_eq!(decode_run(&encode_run(true, 5)), Some((true, 5)));
         assert_eq!(

@@ -512,9 +512,9 @@ impl StreamWrites {
                 None => std::hint::spin_loop(),
             }
         };
-        let appended = self
-            .streams
-            .append(&self.room, writes, &self.event.inner, now, |_| ());
+        let appended =
+            self.streams
+                .append(&self.room, writes, &self.event.inner, now, || None, |_| ());
         appended.event.offset().unwrap_or(0)
     }
 
@@ -529,7 +529,7 @@ impl StreamWrites {
             return 0;
         };
         self.streams
-            .with(&self.room, head, |s| s.read(&query).len())
+            .with(&self.room, head, || None, |s| s.read(&query).len())
     }
 }
 

@@ -10,13 +10,15 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wsgate_protocol::{ErrorCode, Format, RawData, MAX_HISTORY_LIMIT, MAX_MEMBERS};
+use wsgate_protocol::{
+    ErrorCode, Format, RawData, MAX_HISTORY_LIMIT, MAX_HISTORY_SIZE, MAX_HISTORY_TTL, MAX_MEMBERS,
+};
 
 use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_limit, page_params, ApiError, ApiResult};
 use crate::cluster::{Creator, RoomInfo, RoomOptions};
 use crate::http::url::query_param;
-use crate::hub::{OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
+use crate::hub::{HistoryOptions, OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
 
 /// Most member users listed in one room's answer.
@@ -34,9 +36,17 @@ struct Room {
     private: bool,
     max_members: Option<u32>,
     presence: bool,
+    /// Messages its stream keeps: its own `historySize`, else `ROOM_HISTORY_SIZE`.
+    history_size: usize,
+    /// Age past which its messages are dropped, in seconds (rounded up): its own
+    /// `historyTtl`, else `ROOM_HISTORY_TTL`.
+    history_ttl: u64,
 }
 
-fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
+fn room_view(ctx: &Ctx, id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
+    let history = info
+        .history
+        .limits(ctx.shared.backplane.streams().defaults());
     Room {
         room_id: id.to_owned(),
         members: info.members,
@@ -46,6 +56,8 @@ fn room_view(id: &str, info: RoomInfo, users: Option<Vec<String>>) -> Room {
         private: info.private,
         max_members: info.max_members,
         presence: info.presence,
+        history_size: history.size,
+        history_ttl: history.ttl_ms.div_ceil(1000),
     }
 }
 
@@ -61,8 +73,8 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?, private?}`: 201, or 409 if it
-/// exists.
+/// `POST /api/v1/rooms` `{roomId, createdBy? | creatorUsername?, private?, maxMembers?,
+/// presence?, historySize?, historyTtl?}`: 201, or 409 if it exists.
 pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let body = read_json(req, ctx.config()).await?;
     let CreateRoom {
@@ -75,12 +87,12 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let (slot, _) = ctx.shared.store().reserve().await;
     match ctx
         .shared
-        .directory()
+        .backplane
         .create_room(&key, creator, options, slot)
     {
         Ok(info) => Ok(json(
             StatusCode::CREATED,
-            &room_view(&room, info, Some(Vec::new())),
+            &room_view(ctx, &room, info, Some(Vec::new())),
         )),
         Err(RoomRefused::Exists) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -98,7 +110,7 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
 }
 
 /// The body of a room creation: the room, its creator (`createdBy`, else `creatorUsername`)
-/// and whether it is private.
+/// and its options.
 pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     let mut f = Fields::parse(body)?;
     let room = f.name_field("roomId", true);
@@ -107,6 +119,10 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
     let private = f.bool_field("private").unwrap_or(false);
     let max_members = f.count_field("maxMembers", 1, MAX_MEMBERS);
     let presence = f.bool_field("presence");
+    let history = HistoryOptions {
+        size: f.count_field("historySize", 0, MAX_HISTORY_SIZE),
+        ttl_secs: f.count_field("historyTtl", 1, MAX_HISTORY_TTL),
+    };
     let details = f.finish();
     if !details.is_empty() {
         return Err(ApiError::invalid(details));
@@ -125,6 +141,7 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
             private,
             max_members,
             presence,
+            history,
         },
     })
 }
@@ -142,7 +159,7 @@ pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     let next_cursor = next_cursor(more, page.last().map(|(key, _)| &**key));
     let rooms = page
         .into_iter()
-        .map(|(id, info)| room_view(&id, info, None))
+        .map(|(id, info)| room_view(ctx, &id, info, None))
         .collect();
     Ok(json(StatusCode::OK, &Page { rooms, next_cursor }))
 }
@@ -158,14 +175,17 @@ pub(super) fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
         .members_page(&room, None, MAX_LISTED_USERS)
         .ok_or_else(not_found)?;
     let users = page.into_iter().map(|(u, _)| u.to_string()).collect();
-    Ok(json(StatusCode::OK, &room_view(&room, info, Some(users))))
+    Ok(json(
+        StatusCode::OK,
+        &room_view(ctx, &room, info, Some(users)),
+    ))
 }
 
 /// `DELETE /api/v1/rooms/{roomId}`: members get `room.closed` and are removed.
 pub(super) async fn close(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
     let (slot, _) = ctx.shared.store().reserve().await;
-    if !ctx.shared.directory().close_room(&room, slot) {
+    if !ctx.shared.backplane.close_room(&room, slot) {
         return Err(ApiError::room_not_found(&room));
     }
     let data = Bytes::from_static(br#"{"reason":"closed by the backend"}"#);
