@@ -56,6 +56,7 @@ struct Wire<'a> {
     after: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     offset: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     presence: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     users: Option<&'a RawValue>,
@@ -685,6 +686,12 @@ mod tests {
     fn bad(s: &str) -> (Option<Id<'_>>, ErrorCode, String) {
         let e = decode(s).unwrap_err();
         (e.id, e.error.code, e.error.message.into_owned())
+    }
+
+    #[test]
+    fn a_null_presence_is_refused_as_in_messagepack() {
+        let e = decode(r#"{"cmd":"join","id":1,"room":"r","presence":null}"#).unwrap_err();
+        assert_eq!(e.error.message, "presence: expected a boolean");
     }
 
     #[test]
