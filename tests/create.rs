@@ -221,3 +221,45 @@ async fn a_server_may_let_no_client_create_rooms() {
     ann.close().await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn create_may_turn_a_rooms_presence_off_or_on() {
+    let server = start_api_server(|c| c.room_presence = false);
+    let api = Api::new(&server);
+    for fmt in [Fmt::Json, Fmt::MsgPack] {
+        let mut ann = server.client("ann", fmt).await;
+        let (quiet, loud) = (
+            format!("quiet-{}", fmt.query()),
+            format!("loud-{}", fmt.query()),
+        );
+        let r = ann
+            .call(
+                json!({"cmd": "create", "room": quiet, "presence": false}),
+                1,
+            )
+            .await;
+        assert_eq!(r["type"], "reply", "{r}");
+        let r = ann
+            .call(json!({"cmd": "create", "room": loud, "presence": true}), 2)
+            .await;
+        assert_eq!(r["type"], "reply", "{r}");
+        let mut ben = server.client("ben", fmt).await;
+        let r = ben
+            .call(json!({"cmd": "join", "room": quiet, "presence": true}), 1)
+            .await;
+        assert_eq!(r["presence"], false, "the room announces none: {r}");
+        let r = ben
+            .call(json!({"cmd": "join", "room": loud, "presence": true}), 2)
+            .await;
+        assert_eq!(r["presence"], true, "on, against the server's default: {r}");
+        let (_, room) = api.get(&format!("/api/v1/rooms/{loud}")).await;
+        assert_eq!(room["presence"], true, "{room}");
+        let e = ann
+            .call(json!({"cmd": "create", "room": "x", "presence": "yes"}), 3)
+            .await;
+        assert_eq!(
+            (code(&e), e["message"].as_str()),
+            ("bad_request", Some("presence: expected a boolean"))
+        );
+    }
+}

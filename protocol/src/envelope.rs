@@ -148,6 +148,7 @@ impl<'a, V: FieldValue<'a>> Envelope<V> {
                 max_members: bounded(self.max_members, "maxMembers", 1, MAX_MEMBERS)?,
                 history_size: bounded(self.history_size, "historySize", 0, MAX_HISTORY_SIZE)?,
                 history_ttl: bounded(self.history_ttl, "historyTtl", 1, MAX_HISTORY_TTL)?,
+                presence: flag(self.presence, "presence")?,
             },
             "leave" => Command::Leave {
                 room: name(self.room, "room", MAX_NAME_LEN)?,

@@ -515,7 +515,12 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             key("offset", out);
             write_u64(*offset, out);
         }
-        Command::Create { room, private, .. } => {
+        Command::Create {
+            room,
+            private,
+            presence,
+            ..
+        } => {
             field("room", room, out);
             if *private {
                 out.extend_from_slice(br#","private":true"#);
@@ -523,6 +528,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             for (name, n) in req.command.room_options() {
                 key(name, out);
                 write_u64(u64::from(n), out);
+            }
+            if let Some(presence) = presence {
+                key("presence", out);
+                out.extend_from_slice(if *presence { b"true" } else { b"false" });
             }
         }
         Command::History { room, .. } | Command::Members { room, .. } => {

@@ -146,6 +146,8 @@ pub enum Command<'a> {
         /// Age in seconds past which the room's messages are dropped, 1 to
         /// [`MAX_HISTORY_TTL`] (`None`: the server's default).
         history_ttl: Option<u32>,
+        /// Whether the room announces presence (`None`: the server's `ROOM_PRESENCE`).
+        presence: Option<bool>,
     },
     /// `leave`: stop being a member of a room.
     Leave {

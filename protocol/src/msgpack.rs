@@ -783,8 +783,12 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             2 + req.command.history_bounds().map(|_| 1).sum::<u32>() + u32::from(after.is_some())
         }
         Command::Watch { .. } | Command::Unwatch { .. } => 2,
-        Command::Create { private, .. } => {
-            2 + u32::from(*private) + req.command.room_options().map(|_| 1).sum::<u32>()
+        Command::Create {
+            private, presence, ..
+        } => {
+            2 + u32::from(*private)
+                + req.command.room_options().map(|_| 1).sum::<u32>()
+                + u32::from(presence.is_some())
         }
         Command::Publish {
             echo, ephemeral, ..
@@ -833,7 +837,12 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             write_str("offset", out)?;
             write_uint(*offset, out)
         }
-        Command::Create { room, private, .. } => {
+        Command::Create {
+            room,
+            private,
+            presence,
+            ..
+        } => {
             write_str("room", out)?;
             write_str(room, out)?;
             if *private {
@@ -843,6 +852,10 @@ pub(crate) fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) -> Result<(),
             for (name, n) in req.command.room_options() {
                 write_str(name, out)?;
                 write_uint(u64::from(n), out)?;
+            }
+            if let Some(presence) = presence {
+                write_str("presence", out)?;
+                encode::write_bool(out, *presence).map_err(enc)?;
             }
             Ok(())
         }

@@ -123,6 +123,7 @@ fn logical_request(req: &Request<'_>) -> Value {
             max_members,
             history_size,
             history_ttl,
+            presence,
         } => {
             obj.insert("room".into(), json!(room));
             if *private {
@@ -137,6 +138,9 @@ fn logical_request(req: &Request<'_>) -> Value {
                 if let Some(n) = value {
                     obj.insert(key.into(), json!(n));
                 }
+            }
+            if let Some(presence) = presence {
+                obj.insert("presence".into(), json!(presence));
             }
         }
         Command::History {

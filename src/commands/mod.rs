@@ -181,10 +181,12 @@ pub(crate) async fn dispatch(
             max_members,
             history_size,
             history_ttl,
+            presence,
         } => {
             let options = RoomOptions {
                 private,
                 max_members,
+                presence,
                 history: HistoryOptions {
                     size: history_size,
                     ttl_secs: history_ttl,
