@@ -191,7 +191,6 @@ pub(crate) async fn dispatch(
                     size: history_size,
                     ttl_secs: history_ttl,
                 },
-                ..RoomOptions::default()
             };
             create::apply(ctx, session, client, &room, options).await
         }
