@@ -188,16 +188,19 @@ impl Streams {
         stream.append(event.clone(), now, &self.limits);
         let mut durable = None;
         if let Some(value) = value {
-            let (done, wait) = oneshot::channel();
-            let acked = self.store.acks_after_fsync();
-            durable = acked.then_some(wait);
+            // A channel only when the reply waits for the fsync (`STORE_FSYNC=always`).
+            let done = self.store.acks_after_fsync().then(|| {
+                let (done, wait) = oneshot::channel();
+                durable = Some(wait);
+                done
+            });
             let trimmed = stream.low();
             write.push(Op::Append {
                 stream: self.key(name),
                 offset: stream.position().offset,
                 value,
                 trim_below: (trimmed > low).then_some(trimmed),
-                durable: acked.then_some(done),
+                durable: done,
             });
         }
         deliver(&event);

@@ -253,6 +253,14 @@ impl Stream {
         self.manual_acks = true;
     }
 
+    /// How many kept messages are not acknowledged.
+    pub(crate) fn waiting(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.offset > self.acked)
+            .count()
+    }
+
     /// The kept messages not acknowledged, oldest first.
     pub(crate) fn unacked(&self) -> Vec<Arc<OutEvent>> {
         self.entries

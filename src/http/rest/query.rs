@@ -120,7 +120,7 @@ pub(super) fn unread(ctx: &Rc<Ctx>, user: String) -> ApiResult {
         epoch: s.position().epoch_text(),
         offset: s.position().offset,
         acked: s.acked().0,
-        waiting: s.unacked().len(),
+        waiting: s.waiting(),
     });
     Ok(json(
         StatusCode::OK,
