@@ -332,3 +332,115 @@ async fn mailboxes_acks_and_read_markers_survive_a_restart() {
         "offsets go on after a restart"
     );
 }
+
+/// `wsgate_store_mailbox_loads_total` on `/metrics`.
+async fn mailbox_loads(server: &TestServer) -> u64 {
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("wsgate_store_mailbox_loads_total "))
+        .unwrap_or_else(|| panic!("no mailbox loads counter in {metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A server with the disk store in `dir`.
+fn disk_server(dir: &std::path::Path) -> TestServer {
+    let dir = dir.to_path_buf();
+    start_server(move |c| {
+        c.api_keys = Some(API_KEY.into());
+        c.store = StoreKind::Disk;
+        c.data_dir = dir;
+        (c.rate_per_sec, c.rate_burst) = (100_000, 100_000);
+        c.user_stream_size = 1000;
+    })
+}
+
+/// Receives private messages until offset `last`; returns their offsets and data in order.
+async fn private_until(c: &mut Client, last: u64) -> Vec<(u64, Value)> {
+    let mut got = Vec::new();
+    while got.last().map(|(o, _)| *o) < Some(last) {
+        got.push(private(&c.recv().await));
+    }
+    got
+}
+
+#[tokio::test]
+async fn an_offline_users_mailbox_is_loaded_from_disk_in_order_while_messages_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = disk_server(dir.path());
+    for fmt in BOTH {
+        let bob = format!("bob-{}", fmt.query());
+        let loads = mailbox_loads(&server).await;
+        let mut ann = server.client("ann", fmt).await;
+        for n in 1..=100 {
+            let dm = json!({"cmd": "send", "to": bob, "event": "dm", "data": n});
+            ann.ok(dm, n).await;
+        }
+        assert_eq!(mailbox_loads(&server).await, loads, "nothing loaded yet");
+        // Bob connects while Ann keeps sending: what waited on disk comes first, then what
+        // came meanwhile, then live, with no gap and no duplicate.
+        let sending = async {
+            for n in 101..=300 {
+                let dm = json!({"cmd": "send", "to": bob, "event": "dm", "data": n});
+                ann.ok(dm, n).await;
+            }
+        };
+        let receiving = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut b = server.client(&bob, fmt).await;
+            let got = private_until(&mut b, 300).await;
+            (b, got)
+        };
+        let ((), (mut b, got)) = tokio::join!(sending, receiving);
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (1..=300).collect::<Vec<_>>(), "{fmt:?}");
+        assert!(got.iter().all(|(o, d)| *d == json!(o)), "{fmt:?}");
+        quiet(&mut b).await;
+        assert!(
+            mailbox_loads(&server).await > loads,
+            "the mailbox came from the store"
+        );
+        // Delivered, so acknowledged (bob never acks): the next connection gets nothing.
+        b.close().await;
+        let mut b = server.client(&bob, fmt).await;
+        quiet(&mut b).await;
+    }
+}
+
+#[tokio::test]
+async fn a_user_that_acks_gets_its_spilled_and_held_messages_on_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = disk_server(dir.path());
+    let mut ann = server.client("ann", Fmt::Json).await;
+    let send = |n: u64| json!({"cmd": "send", "to": "bob", "event": "dm", "data": n});
+    let mut phone = server.client("bob", Fmt::MsgPack).await;
+    ann.ok(send(1), 1).await;
+    assert_eq!(private(&phone.recv().await).0, 1);
+    phone.ok(json!({"cmd": "ack", "offset": 1}), 1).await;
+    ann.ok(send(2), 2).await;
+    assert_eq!(private(&phone.recv().await).0, 2);
+    // Not acked, and the phone goes: 2 is let go to the store, 3 and 4 go straight there.
+    phone.close().await;
+    ann.ok(send(3), 3).await;
+    ann.ok(send(4), 4).await;
+    let mut laptop = server.client("bob", Fmt::Json).await;
+    let got = private_until(&mut laptop, 4).await;
+    assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [2, 3, 4]);
+    // The laptop stays: 5 is held in memory; a second connection gets the stored 2..4 and
+    // the held 5, in order, still unacknowledged.
+    ann.ok(send(5), 5).await;
+    assert_eq!(private(&laptop.recv().await).0, 5);
+    let mut tablet = server.client("bob", Fmt::Json).await;
+    let got = private_until(&mut tablet, 5).await;
+    assert_eq!(
+        got.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    laptop.ok(json!({"cmd": "ack", "offset": 4}), 1).await;
+    laptop.close().await;
+    tablet.close().await;
+    let mut phone = server.client("bob", Fmt::MsgPack).await;
+    assert_eq!(private(&phone.recv().await), (5, json!(5)));
+    quiet(&mut phone).await;
+}

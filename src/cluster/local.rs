@@ -14,9 +14,9 @@ use tokio::sync::{oneshot, Notify};
 
 use super::directory::{Creator, Directory, RoomInfo, RoomOptions};
 use super::reads::Reads;
-use super::streams::{unix_ms, Streams};
+use super::streams::{stored_event, unix_ms, Round, Streams};
 use crate::hub::{
-    presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, OutEvent,
+    presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, Mailbox,
     Position, Published, Query, RoomRefused, StreamLimits, Task,
 };
 use crate::queue::Bounded;
@@ -38,6 +38,10 @@ struct Inbox {
     /// Wakes the shard's inbox task.
     ready: Notify,
 }
+
+/// Most rounds of loading one mailbox (see [`Backplane::load_mailbox`]): two suffice unless
+/// the user's last connection leaves meanwhile.
+const MAILBOX_ROUNDS: usize = 4;
 
 /// Every shard's inbox, the directory and the streams.
 pub(crate) struct Local {
@@ -222,10 +226,15 @@ impl Local {
             .add_connection(user, |change| self.announce(change))
     }
 
-    /// Counts a connection of `user` fewer; its last starts the grace.
+    /// Counts a connection of `user` fewer; its last starts the grace, and lets its stream
+    /// spill to the store.
     pub(crate) fn disconnect(&self, user: &str) {
-        self.directory
+        let last = self
+            .directory
             .remove_connection(user, Instant::now(), |change| self.announce(change));
+        if last {
+            self.users.spill(user);
+        }
     }
 
     /// Announces offline the users whose grace is over (the sweep calls it).
@@ -295,9 +304,57 @@ impl Backplane for Local {
         }
     }
 
-    fn mailbox(&self, user: &str) -> Option<(Position, Vec<Arc<OutEvent>>, bool)> {
-        self.users
-            .peek(user, |s| (s.position(), s.unacked(), s.acked().1))
+    fn mailbox(&self, user: &str) -> Option<Mailbox> {
+        let (position, manual, waiting) = self.users.mailbox(user)?;
+        Some(Mailbox {
+            position,
+            manual,
+            stored: waiting.spilled.is_some(),
+            events: waiting.held,
+        })
+    }
+
+    async fn load_mailbox(&self, user: &Arc<str>) -> Option<Mailbox> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        // Round one wakes the stream, so what comes after its load is held in memory and
+        // round two ends it; more rounds only if the user's stream spilled again meanwhile.
+        for _ in 0..MAILBOX_ROUNDS {
+            let (slot, _) = self.store.reserve().await;
+            match self.users.load_round(user, after, slot)? {
+                Round::Done {
+                    position,
+                    manual,
+                    held,
+                } => {
+                    events.extend(held);
+                    return Some(Mailbox {
+                        position,
+                        manual,
+                        events,
+                        stored: false,
+                    });
+                }
+                Round::Load { last, wait, .. } => {
+                    let loaded = wait.await.unwrap_or_default();
+                    let fresh = loaded.into_iter().filter(|(o, _)| *o > after && *o <= last);
+                    events.extend(fresh.map(|(o, m)| stored_event(o, m)));
+                    after = last;
+                }
+            }
+        }
+        // Out of rounds: what was loaded, and a position up to it only, so that nothing
+        // after it counts as delivered; the rest waits for the next connection.
+        let (position, manual, _) = self.users.mailbox(user)?;
+        Some(Mailbox {
+            position: Position {
+                offset: after,
+                ..position
+            },
+            manual,
+            events,
+            stored: false,
+        })
     }
 
     fn delivered(&self, user: &Arc<str>, offset: u64) {

@@ -10,6 +10,10 @@
 //! only when a stream is made, restored or its room created or closed, under its bucket's
 //! lock; whoever answers (the directory) may take its own lock then, so no lock of the
 //! directory is ever held while a bucket's is taken.
+//!
+//! User streams spill with the disk store: while its user has no connection on this node, a
+//! user's stream keeps its messages only in the store ([`Streams::spill`]); the user's next
+//! connection wakes it and loads them through the store's queue ([`Streams::load_round`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,8 +22,8 @@ use ahash::RandomState;
 use tokio::sync::oneshot;
 
 pub(crate) use crate::clock::unix_ms;
-use crate::hub::{Entry, OutEvent, Position, Stream, StreamLimits};
-use crate::store::{Kind, Op, RecoveredStream, Slot, Store, StreamKey};
+use crate::hub::{Entry, OutEvent, Position, Stream, StreamLimits, Waiting};
+use crate::store::{Kind, Message, Op, RecoveredStream, Slot, Store, StreamKey};
 
 /// Buckets: enough that shards publishing to different rooms rarely meet on one lock.
 const BUCKETS: usize = 64;
@@ -36,7 +40,25 @@ pub(crate) struct Streams {
     /// `MAX_ROOMS` spread over the buckets: past it, the stream idle longest is forgotten.
     per_bucket: usize,
     kind: Kind,
+    /// Whether a stream without a connection of its user keeps its messages only in the
+    /// store (user streams, with the disk store): see [`Streams::spill`].
+    spills: bool,
     store: Arc<Store>,
+}
+
+/// One round of reading a user's waiting messages (see [`Streams::load_round`]).
+pub(crate) enum Round {
+    /// All of them were in memory: the rest of the mailbox, and where the stream is.
+    Done {
+        position: Position,
+        manual: bool,
+        held: Vec<Arc<OutEvent>>,
+    },
+    /// Some must come from the store first: offsets up to `last` are loading on `wait`.
+    Load {
+        last: u64,
+        wait: oneshot::Receiver<Vec<(u64, Message)>>,
+    },
 }
 
 /// The store slots one write to a stream may need: its own, and the new head's should the
@@ -67,6 +89,7 @@ impl Streams {
             limits,
             per_bucket: max_streams.div_ceil(BUCKETS).max(1),
             kind,
+            spills: kind == Kind::User && store.is_disk(),
             store,
         }
     }
@@ -129,6 +152,10 @@ impl Streams {
     fn make(&self, name: &Arc<str>, head: Slot<'_>, own: Option<StreamLimits>) -> Stream {
         let mut stream = Stream::new(rand::random(), unix_ms());
         stream.set_limits(own);
+        if self.spills {
+            // Made by a message to its user, connected or not: a connection wakes it.
+            stream.spill();
+        }
         let position = stream.position();
         head.push(Op::Head {
             stream: self.key(name),
@@ -210,6 +237,56 @@ impl Streams {
     /// Runs `f` on `name`'s stream if it has one (nothing is made).
     pub(crate) fn peek<R>(&self, name: &str, f: impl FnOnce(&Stream) -> R) -> Option<R> {
         self.bucket(name).get(name).map(f)
+    }
+
+    /// `name`'s user has no connection left on this node: with the disk store its stream
+    /// lets go of the messages it holds (they are in the store) and keeps none it is sent
+    /// until a connection wakes it ([`Streams::mailbox`]).
+    pub(crate) fn spill(&self, name: &str) {
+        if !self.spills {
+            return;
+        }
+        if let Some(stream) = self.bucket(name).get_mut(name) {
+            stream.spill();
+        }
+    }
+
+    /// A connection of `name`'s user asks for its mailbox: the stream is woken (it holds
+    /// what it is sent from now on), and answers its position, whether the user acks, and
+    /// the messages waiting (those only in the store are to load, with
+    /// [`Streams::load_round`]). `None` if the user has no stream.
+    pub(crate) fn mailbox(&self, name: &str) -> Option<(Position, bool, Waiting)> {
+        let mut bucket = self.bucket(name);
+        let stream = bucket.get_mut(name)?;
+        stream.wake();
+        Some((stream.position(), stream.acked().1, stream.waiting_after(0)))
+    }
+
+    /// One round of reading `name`'s waiting messages after `after`, the stream woken: all
+    /// of them if they are in memory, else a load of those only in the store, queued in
+    /// `slot` behind every write to the stream so far. `None` if the user has no stream.
+    pub(crate) fn load_round(&self, name: &Arc<str>, after: u64, slot: Slot<'_>) -> Option<Round> {
+        let mut bucket = self.bucket(name);
+        let stream = bucket.get_mut(&**name)?;
+        stream.wake();
+        let (position, manual) = (stream.position(), stream.acked().1);
+        let waiting = stream.waiting_after(after);
+        let Some((first, last)) = waiting.spilled else {
+            return Some(Round::Done {
+                position,
+                manual,
+                held: waiting.held,
+            });
+        };
+        match slot.load(self.key(name), first, last) {
+            Some(wait) => Some(Round::Load { last, wait }),
+            // No disk, so nothing spilled: not reached.
+            None => Some(Round::Done {
+                position,
+                manual,
+                held: waiting.held,
+            }),
+        }
     }
 
     /// The user acknowledged `name`'s messages up to `offset` (an `ack` command; see
@@ -317,18 +394,15 @@ impl Streams {
             let entries = r.messages.into_iter().map(|(offset, m)| Entry {
                 offset,
                 at: m.at,
-                event: OutEvent::new(
-                    &m.event,
-                    m.room.map(Arc::from),
-                    m.from.map(Arc::from),
-                    m.data.into(),
-                    m.format,
-                )
-                .sequenced(offset),
+                event: stored_event(offset, m),
             });
             let limits = own(&name);
-            let stream =
+            let mut stream =
                 Stream::restore(r.epoch, r.last, acked, entries, now, limits, &self.limits);
+            if self.spills {
+                // No user has a connection yet.
+                stream.spill();
+            }
             let mut bucket = self.bucket(&name);
             if bucket.len() >= self.per_bucket {
                 self.forget_idlest(&mut bucket);
@@ -353,6 +427,18 @@ impl Streams {
             }
         }
     }
+}
+
+/// The event of a message read back from the store, at its `offset`.
+pub(crate) fn stored_event(offset: u64, m: Message) -> Arc<OutEvent> {
+    OutEvent::new(
+        &m.event,
+        m.room.map(Arc::from),
+        m.from.map(Arc::from),
+        m.data.into(),
+        m.format,
+    )
+    .sequenced(offset)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

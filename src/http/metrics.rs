@@ -167,6 +167,12 @@ pub(crate) fn render(ctx: &Ctx) -> String {
             "Store writes that failed (logged).",
             store.failed,
         ),
+        (
+            "wsgate_store_mailbox_loads_total",
+            "counter",
+            "Reads of offline users' mailboxes from the store (one per connect that finds messages only on disk).",
+            store.loads,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -28,6 +28,20 @@ pub(crate) enum RoomRefused {
     CreatorLimit,
 }
 
+/// A user's messages waiting for a connection that just authenticated, oldest first.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    /// Where the user's stream is: the live copies of messages up to its offset are skipped
+    /// by the connection that replays these.
+    pub(crate) position: Position,
+    /// Whether the user acks (else delivery counts as the ack).
+    pub(crate) manual: bool,
+    pub(crate) events: Vec<Arc<OutEvent>>,
+    /// Some waiting messages are only in the store and not in `events`: the whole mailbox
+    /// comes from [`Backplane::load_mailbox`].
+    pub(crate) stored: bool,
+}
+
 /// A join on its way through its room's stream: made under the stream's lock (so its
 /// position sits exactly between the messages before and after it) and completed by the
 /// joining session's hub ([`Hub::complete_join`]) in the same order as the stream's messages.
@@ -136,9 +150,16 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// and delivers it through every hub, like [`Backplane::publish_stream`].
     fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> impl Future<Output = Published>;
 
-    /// `user`'s messages not acknowledged, if its stream keeps any: the stream's position,
-    /// the messages, and whether the user acks (else delivery counts as the ack).
-    fn mailbox(&self, user: &str) -> Option<(Position, Vec<Arc<OutEvent>>, bool)>;
+    /// `user`'s messages not acknowledged, if it has a stream, which is woken: it holds the
+    /// messages it is sent from now on (a user's stream with no connection of its user may
+    /// keep them only in the store). Answered now, from memory: when some of the messages
+    /// are only in the store, the answer says so (`stored`) and lacks them.
+    fn mailbox(&self, user: &str) -> Option<Mailbox>;
+
+    /// `user`'s messages not acknowledged, those only in the store included, in order. The
+    /// answer's position is taken with its last messages: nothing sent to the user up to it
+    /// is missing from the answer (unless acknowledged meanwhile).
+    fn load_mailbox(&self, user: &Arc<str>) -> impl Future<Output = Option<Mailbox>>;
 
     /// A hub delivered `user`'s message at `offset` to a connection: for a user that does
     /// not ack, that acknowledges it (and what came before).

@@ -22,14 +22,16 @@ use indexmap::IndexMap;
 use smallvec::SmallVec;
 use wsgate_protocol::CloseCode;
 
-pub(crate) use backplane::{Backplane, JoinDone, JoinTicket, Joined, Published, RoomRefused, Task};
+pub(crate) use backplane::{
+    Backplane, JoinDone, JoinTicket, Joined, Mailbox, Published, RoomRefused, Task,
+};
 pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
 pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
 pub(crate) use presence::{presence_event, Change, WatchRefused};
 pub(crate) use stream::{
-    Entry, HistoryOptions, Position, Query, Stream, StreamLimits, DEFAULT_HISTORY_LIMIT,
+    Entry, HistoryOptions, Position, Query, Stream, StreamLimits, Waiting, DEFAULT_HISTORY_LIMIT,
 };
 
 use crate::session::Session;
@@ -419,12 +421,7 @@ impl<B: Backplane> Hub<B> {
 
     /// Queues stream events to one session, as the live fan-out would.
     fn replay(&self, session: &Session, events: &[Arc<OutEvent>]) {
-        for event in events {
-            let Some(frame) = event.frame(session.format) else {
-                continue;
-            };
-            session.push_counted(frame.clone(), self.limits.max_outbound_bytes, &self.stats);
-        }
+        replay(session, events, self.limits.max_outbound_bytes, &self.stats);
     }
 
     /// The stream of `room`: its position and the kept messages `query` asks for.
@@ -504,16 +501,35 @@ impl<B: Backplane> Hub<B> {
     }
 
     /// Queues `user`'s messages not yet acknowledged to `session` (which just authenticated),
-    /// before any live one; their live copies still on their way are skipped.
+    /// before any live one; their live copies still on their way are skipped. When some are
+    /// only in the store (an offline user's mailbox), they are loaded in a task of their own
+    /// while the session goes on, and every live private message waits behind them: the
+    /// session skips those until the load's answer, which holds them.
     pub(crate) fn replay_mailbox(&self, session: &Rc<Session>, user: &Arc<str>) {
-        let Some((position, events, manual)) = self.backplane.mailbox(user) else {
+        let Some(mailbox) = self.backplane.mailbox(user) else {
             return;
         };
-        session.user_floor.set(position.offset);
-        self.replay(session, &events);
-        if !manual && !events.is_empty() {
-            self.backplane.delivered(user, position.offset);
+        if !mailbox.stored {
+            let max = self.limits.max_outbound_bytes;
+            return deliver_mailbox(&*self.backplane, session, user, mailbox, max, &self.stats);
         }
+        session.user_floor.set(u64::MAX);
+        let (backplane, stats) = (self.backplane.clone(), self.stats.clone());
+        let max = self.limits.max_outbound_bytes;
+        let (weak, user) = (Rc::downgrade(session), user.clone());
+        tokio::task::spawn_local(async move {
+            let mailbox = backplane.load_mailbox(&user).await;
+            // No await from the answer on: no live message is handled before this.
+            let Some(session) = weak.upgrade() else {
+                return;
+            };
+            match mailbox {
+                Some(mailbox) => {
+                    deliver_mailbox(&*backplane, &session, &user, mailbox, max, &stats);
+                }
+                None => session.user_floor.set(0),
+            }
+        });
     }
 
     /// `user` acknowledged its messages up to `offset`.
@@ -542,6 +558,39 @@ impl<B: Backplane> Hub<B> {
         countdown.wait().await;
         let mut out = lock(&results);
         std::mem::take(&mut *out)
+    }
+}
+
+/// Queues a stream's `events` to `session`, each in its format, counted in `stats`.
+fn replay(session: &Session, events: &[Arc<OutEvent>], max_bytes: usize, stats: &ShardStats) {
+    for event in events {
+        let Some(frame) = event.frame(session.format) else {
+            continue;
+        };
+        session.push_counted(frame.clone(), max_bytes, stats);
+    }
+}
+
+/// Queues `user`'s `mailbox` to `session`; the live copies of its messages are skipped from
+/// now on, and for a user that does not ack, the delivery acknowledges them.
+fn deliver_mailbox<B: Backplane>(
+    backplane: &B,
+    session: &Session,
+    user: &Arc<str>,
+    mailbox: Mailbox,
+    max_bytes: usize,
+    stats: &ShardStats,
+) {
+    let Mailbox {
+        position,
+        manual,
+        events,
+        ..
+    } = mailbox;
+    session.user_floor.set(position.offset);
+    replay(session, &events, max_bytes, stats);
+    if !manual && !events.is_empty() {
+        backplane.delivered(user, position.offset);
     }
 }
 

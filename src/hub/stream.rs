@@ -1,7 +1,13 @@
 //! A stream (a room's, or a user's: its mailbox of private messages): its recent messages in
 //! offset order, bounded in count, bytes and age, with the epoch that tells "nothing missed"
-//! from "history gone", and for a user's stream the offset acknowledged so far. Pure data: the backplane keeps
-//! the streams and orders the writers; this file only says what a stream holds and answers.
+//! from "history gone", and for a user's stream the offset acknowledged so far. Pure data:
+//! the backplane keeps the streams and orders the writers; this file only says what a stream
+//! holds and answers.
+//!
+//! A user's stream may be **spilled** (with the disk store, while its user has no
+//! connection): its messages are then only in the store, and the stream keeps of each just
+//! what its bounds count (offset, time, size), so that an offline user's mailbox costs no
+//! memory for its payloads. Spilled messages always come before held ones.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -94,6 +100,24 @@ pub(crate) struct Query {
     pub(crate) after: Option<u64>,
 }
 
+/// A kept message whose event is only in the store: what the stream's bounds count of it.
+#[derive(Clone, Copy, Debug)]
+struct Spilled {
+    offset: u64,
+    at: u64,
+    cost: usize,
+}
+
+/// A user's messages waiting for a client after some offset, oldest first: those only in the
+/// store (a range of offsets to load), then those held in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    /// The offsets, first to last, of the waiting messages that must be read from the store.
+    pub(crate) spilled: Option<(u64, u64)>,
+    /// The waiting messages in memory, after every spilled one.
+    pub(crate) held: Vec<Arc<OutEvent>>,
+}
+
 /// What a resume from a position gets: the messages after it, or `None` when the stream can
 /// not tell (another epoch, an offset ahead of the stream, or messages already dropped).
 pub(crate) type Recovery = Option<Vec<Arc<OutEvent>>>;
@@ -108,7 +132,12 @@ pub(crate) struct Stream {
     acked: u64,
     /// A user's stream: whether its user acks (`ack`); until then delivery counts as one.
     manual_acks: bool,
+    /// Messages only in the store, all older than `entries`.
+    spilled: VecDeque<Spilled>,
+    /// Whether an append keeps its event in memory (`entries`) or only counts it (`spilled`).
+    resident: bool,
     entries: VecDeque<Entry>,
+    /// What the bounds count of every kept message, spilled or held.
     bytes: usize,
     /// When the stream was made or last appended to (Unix ms).
     touched: u64,
@@ -125,6 +154,8 @@ impl Stream {
             last: 0,
             acked: 0,
             manual_acks: false,
+            spilled: VecDeque::new(),
+            resident: true,
             entries: VecDeque::new(),
             bytes: 0,
             touched: now,
@@ -182,9 +213,21 @@ impl Stream {
     /// The oldest offset still kept, or the next one when nothing is: whatever is below it is
     /// gone.
     pub(crate) fn low(&self) -> u64 {
-        self.entries
-            .front()
-            .map_or(self.next_offset(), |e| e.offset)
+        self.front()
+            .map_or(self.next_offset(), |(offset, _, _)| offset)
+    }
+
+    /// The oldest kept message's offset, time and cost, spilled or held.
+    fn front(&self) -> Option<(u64, u64, usize)> {
+        match self.spilled.front() {
+            Some(s) => Some((s.offset, s.at, s.cost)),
+            None => self.entries.front().map(|e| (e.offset, e.at, e.cost())),
+        }
+    }
+
+    /// How many messages it keeps, spilled or held.
+    fn len(&self) -> usize {
+        self.spilled.len() + self.entries.len()
     }
 
     /// The offset the next message gets.
@@ -203,8 +246,42 @@ impl Stream {
             event,
         };
         self.bytes += entry.cost();
-        self.entries.push_back(entry);
+        if self.resident {
+            self.entries.push_back(entry);
+        } else {
+            self.spilled.push_back(Spilled {
+                offset: entry.offset,
+                at: now,
+                cost: entry.cost(),
+            });
+        }
         self.trim(now, defaults);
+    }
+
+    /// From now on its messages are only in the store: those held are let go (their writes
+    /// are queued already), and the next appends keep none. For a user's stream whose user
+    /// has no connection, with the disk store.
+    pub(crate) fn spill(&mut self) {
+        self.resident = false;
+        for e in self.entries.drain(..) {
+            self.spilled.push_back(Spilled {
+                offset: e.offset,
+                at: e.at,
+                cost: e.cost(),
+            });
+        }
+    }
+
+    /// From now on appends are held in memory again (its user connected); what was spilled
+    /// stays in the store until it is acknowledged.
+    pub(crate) fn wake(&mut self) {
+        self.resident = true;
+    }
+
+    /// Whether it holds the events of its messages in memory (it is not spilled).
+    #[cfg(test)]
+    pub(crate) fn is_resident(&self) -> bool {
+        self.resident
     }
 
     /// Drops the oldest messages past the count, byte or age bound (its own, else
@@ -212,16 +289,18 @@ impl Stream {
     pub(crate) fn trim(&mut self, now: u64, defaults: &StreamLimits) {
         let limits = self.limits(defaults);
         let oldest_kept = now.saturating_sub(limits.ttl_ms);
-        while let Some(front) = self.entries.front() {
-            let over = self.entries.len() > limits.size
+        while let Some((offset, at, cost)) = self.front() {
+            let over = self.len() > limits.size
                 || self.bytes > limits.bytes
-                || front.at < oldest_kept
-                || front.offset <= self.acked;
+                || at < oldest_kept
+                || offset <= self.acked;
             if !over {
                 break;
             }
-            self.bytes -= front.cost();
-            self.entries.pop_front();
+            self.bytes -= cost;
+            if self.spilled.pop_front().is_none() {
+                self.entries.pop_front();
+            }
         }
     }
 
@@ -255,24 +334,36 @@ impl Stream {
 
     /// How many kept messages are not acknowledged.
     pub(crate) fn waiting(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.offset > self.acked)
-            .count()
+        // Trimming drops what is acknowledged: only a spilled front can lag behind an ack
+        // made while its trim waited for the store's queue.
+        let spilled = self.spilled.iter().filter(|s| s.offset > self.acked);
+        let held = self.entries.iter().filter(|e| e.offset > self.acked);
+        spilled.count() + held.count()
     }
 
-    /// The kept messages not acknowledged, oldest first.
-    pub(crate) fn unacked(&self) -> Vec<Arc<OutEvent>> {
-        self.entries
-            .iter()
-            .filter(|e| e.offset > self.acked)
-            .map(|e| e.event.clone())
-            .collect()
+    /// The kept messages not acknowledged and after `after`, oldest first: the range to read
+    /// from the store, and those held.
+    pub(crate) fn waiting_after(&self, after: u64) -> Waiting {
+        let after = after.max(self.acked);
+        // Offsets rise along the queue: the newest spilled is its back.
+        let first = self.spilled.iter().find(|s| s.offset > after);
+        let spilled = first
+            .zip(self.spilled.back())
+            .map(|(f, b)| (f.offset, b.offset));
+        Waiting {
+            spilled,
+            held: self
+                .entries
+                .iter()
+                .filter(|e| e.offset > after)
+                .map(|e| e.event.clone())
+                .collect(),
+        }
     }
 
     /// Whether the stream keeps nothing.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.spilled.is_empty()
     }
 
     /// Whether it kept nothing and was not used for a whole TTL (its own, else `defaults`'):
@@ -399,6 +490,46 @@ mod tests {
         assert!(s.since(&epoch, 1).is_none(), "offset 2 was dropped");
         assert!(s.since(&epoch, 6).is_none(), "an offset from the future");
         assert!(s.since("0000000000000008", 5).is_none(), "another epoch");
+    }
+
+    #[test]
+    fn a_spilled_stream_counts_what_it_lets_go_and_holds_what_comes_once_woken() {
+        let mut s = filled(2);
+        let bytes = s.bytes;
+        s.spill();
+        assert!(!s.is_resident());
+        assert!(s.entries.is_empty(), "nothing held");
+        assert_eq!(s.bytes, bytes, "still counted by the bounds");
+        let ev = |s: &Stream| test_event(b"1", Format::Json).sequenced(s.next_offset());
+        s.append(ev(&s), 1_010, &LIMITS);
+        assert!(
+            s.entries.is_empty(),
+            "an append while spilled holds nothing"
+        );
+        let w = s.waiting_after(0);
+        assert_eq!((w.spilled, w.held.len()), (Some((1, 3)), 0));
+        s.wake();
+        s.append(ev(&s), 1_011, &LIMITS);
+        assert_eq!(s.entries.len(), 1, "held once woken");
+        let w = s.waiting_after(0);
+        assert_eq!(w.spilled, Some((2, 3)), "offset 1 fell out of the 3 kept");
+        assert_eq!(
+            w.held.iter().map(|e| e.offset()).collect::<Vec<_>>(),
+            [Some(4)]
+        );
+        let w = s.waiting_after(3);
+        assert_eq!(
+            (w.spilled, w.held.len()),
+            (None, 1),
+            "after the spilled ones"
+        );
+        assert_eq!(s.waiting(), 3);
+        s.ack(3, true, 1_012, &LIMITS);
+        assert_eq!((s.low(), s.waiting()), (4, 1), "acks trim spilled ones too");
+        s.spill();
+        s.trim(100_000, &LIMITS);
+        assert!(s.is_empty(), "age trims spilled ones too");
+        assert_eq!(s.bytes, 0);
     }
 
     #[test]

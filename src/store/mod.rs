@@ -2,8 +2,10 @@
 //! read markers), in an embedded fjall database under `DATA_DIR`. Shards never touch the disk:
 //! they reserve a slot in one bounded write queue, push an [`Op`] (under the lock that orders
 //! it, like a stream's bucket lock), and one writer thread drains the queue, commits each
-//! drain as one batch and fsyncs per `STORE_FSYNC` ([`writer`]). Reads happen once, at start
-//! ([`recover`]); afterwards the server answers from memory.
+//! drain as one batch and fsyncs per `STORE_FSYNC` ([`writer`]). Everything is read once, at
+//! start ([`recover`]); afterwards the server answers from memory, except for the messages of
+//! spilled user streams (offline users' mailboxes, kept only here): those are loaded through
+//! the same queue ([`Slot::load`]), so a load sees every write queued before it.
 //!
 //! What a crash (`kill -9`, power loss) can lose: with `STORE_FSYNC=<interval>` (default
 //! 5 ms), the writes accepted in the last interval before it (at most the queue's capacity
@@ -23,7 +25,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-pub(crate) use codec::{encode_message, Kind, RoomDef, StreamKey};
+pub(crate) use codec::{encode_message, Kind, Message, RoomDef, StreamKey};
 pub(crate) use recover::{Recovered, RecoveredStream};
 
 use crate::config::Fsync;
@@ -65,6 +67,14 @@ pub(crate) enum Op {
     },
     /// A user acked its stream up to `offset`.
     Ack { user: Arc<str>, offset: u64 },
+    /// Messages `from..=to` of `stream`, read once every write queued before this is
+    /// committed, sent to `reply` (what the store still has of them, oldest first).
+    Load {
+        stream: StreamKey,
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Vec<(u64, Message)>>,
+    },
     /// A user read a room up to `offset`.
     Read {
         user: Arc<str>,
@@ -120,6 +130,32 @@ impl Slot<'_> {
             .wake_if_due(disk.queue.len(), disk.queue.capacity());
     }
 
+    /// Queues a load of `stream`'s messages `from..=to` in the slot and wakes the writer:
+    /// the answer comes once every write queued before it is committed. `None` with
+    /// `STORE=memory`, which keeps nothing to load.
+    pub(crate) fn load(
+        mut self,
+        stream: StreamKey,
+        from: u64,
+        to: u64,
+    ) -> Option<oneshot::Receiver<Vec<(u64, Message)>>> {
+        let disk = self.disk.take()?;
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Load {
+            stream,
+            from,
+            to,
+            reply,
+        };
+        if disk.queue.push_reserved(op).is_err() {
+            tracing::error!("the store queue was full despite a reserved slot; load dropped");
+            return None;
+        }
+        // Someone waits for it: no waiting for the writer's next round.
+        disk.writer.wake();
+        Some(answer)
+    }
+
     /// Whether a write in this slot goes anywhere (`STORE=disk`).
     pub(crate) fn is_disk(&self) -> bool {
         self.disk.is_some()
@@ -171,6 +207,11 @@ impl Store {
             }),
         };
         Ok((store, recovered))
+    }
+
+    /// Whether there is a disk (`STORE=disk`): only then may a stream spill.
+    pub(crate) fn is_disk(&self) -> bool {
+        self.disk.is_some()
     }
 
     /// Whether replies wait for their writes' fsync (`STORE_FSYNC=always`).

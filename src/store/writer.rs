@@ -52,6 +52,8 @@ pub(crate) struct Backlog {
     pub(crate) failed: u64,
     /// Fsyncs since start.
     pub(crate) fsyncs: u64,
+    /// Loads of spilled mailboxes since start.
+    pub(crate) loads: u64,
 }
 
 /// What the shards tell the writer.
@@ -77,6 +79,7 @@ struct Shared {
     unsynced: AtomicU64,
     failed: AtomicU64,
     fsyncs: AtomicU64,
+    loads: AtomicU64,
 }
 
 impl Handle {
@@ -101,6 +104,7 @@ impl Handle {
             unsynced: self.shared.unsynced.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
             fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
+            loads: self.shared.loads.load(Ordering::Relaxed),
         }
     }
 
@@ -154,6 +158,7 @@ pub(crate) fn spawn(
         unsynced: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         fsyncs: AtomicU64::new(0),
+        loads: AtomicU64::new(0),
     });
     let mut writer = Writer {
         db,
@@ -334,6 +339,18 @@ impl Writer {
     }
 
     fn apply(&mut self, op: Op) {
+        let op = match op {
+            Op::Load {
+                stream,
+                from,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(self.load(&stream, from, to));
+                return;
+            }
+            op => op,
+        };
         self.pending.writes += 1;
         match op {
             Op::Head {
@@ -412,7 +429,32 @@ impl Writer {
             Op::Read { user, room, offset } => {
                 self.put_meta(meta::read(&user, &room), codec::encode_offset(offset));
             }
+            // Answered above: a load writes nothing.
+            Op::Load { .. } => {}
         }
+    }
+
+    /// `stream`'s messages `from..=to` as committed so far (what is gathered is committed
+    /// first), oldest first; unreadable records are skipped and logged.
+    fn load(&mut self, stream: &StreamKey, from: u64, to: u64) -> Vec<(u64, codec::Message)> {
+        self.flush();
+        self.shared.loads.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for guard in self
+            .db
+            .messages
+            .range(stream.message(from)..=stream.message(to))
+        {
+            let read = guard.into_inner().ok().and_then(|(key, value)| {
+                let (_, offset) = StreamKey::parse_message(&key)?;
+                Some((offset, codec::decode_message(&value)?))
+            });
+            match read {
+                Some(message) => out.push(message),
+                None => tracing::warn!(stream = %stream.name, "a stored message could not be read"),
+            }
+        }
+        out
     }
 
     /// Removes every message of `stream`.

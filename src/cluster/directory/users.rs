@@ -71,27 +71,29 @@ impl Directory {
     /// Counts one connection fewer for `user`. After its last, the user is within the grace
     /// until `now` + `PRESENCE_GRACE` (offline at once without a grace, or when
     /// `max_leaving` users are already within theirs: then the one nearest its end goes).
+    /// Returns whether it was the user's last connection.
     pub(crate) fn remove_connection(
         &self,
         user: &str,
         now: Instant,
         mut announce: impl FnMut(Change<'_>),
-    ) {
+    ) -> bool {
         let mut users = lock(&self.users);
         let Some((name, n)) = users
             .conns
             .get_key_value(user)
             .map(|(k, n)| (k.clone(), *n))
         else {
-            return;
+            return false;
         };
         if n > 1 {
             users.conns.insert(name, n - 1);
-            return;
+            return false;
         }
         users.conns.remove(user);
         if self.rules.grace.is_zero() {
-            return offline(&users, &name, &mut announce);
+            offline(&users, &name, &mut announce);
+            return true;
         }
         if users.leaving.len() >= self.rules.max_leaving {
             if let Some((_, first)) = users.deadlines.first().cloned() {
@@ -102,6 +104,7 @@ impl Directory {
         let at = now + self.rules.grace;
         users.leaving.insert(name.clone(), at);
         users.deadlines.insert((at, name));
+        true
     }
 
     /// Ends the graces that are over by `now`: each such user is announced offline.
