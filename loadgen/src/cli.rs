@@ -46,6 +46,16 @@ pub enum ScenarioCmd {
         /// Shared flags.
         #[command(flatten)]
         common: CommonArgs,
+        /// Rooms the connections join, connection i room i % K (0: none).
+        #[arg(long, default_value_t = 0)]
+        rooms: u32,
+        /// Join with `presence: true` (the room's member events; needs --rooms).
+        #[arg(long)]
+        presence: bool,
+        /// Each connection sends its own user one private message once established, so
+        /// that every user has a user stream (its mailbox) while the connections hold.
+        #[arg(long)]
+        mailbox: bool,
     },
     /// N subscribers across K rooms and P publishers; report deliveries/s, end-to-end latency
     /// and loss.
@@ -319,7 +329,7 @@ impl ScenarioCmd {
     /// The shared flags.
     pub fn common(&self) -> &CommonArgs {
         match self {
-            ScenarioCmd::Connect { common }
+            ScenarioCmd::Connect { common, .. }
             | ScenarioCmd::Fanout { common, .. }
             | ScenarioCmd::Chat { common, .. }
             | ScenarioCmd::Push { common, .. } => common,
@@ -329,7 +339,21 @@ impl ScenarioCmd {
     /// The run plan.
     pub fn plan(&self) -> anyhow::Result<RunPlan> {
         let scenario = match *self {
-            ScenarioCmd::Connect { .. } => Scenario::Connect,
+            ScenarioCmd::Connect {
+                rooms,
+                presence,
+                mailbox,
+                ..
+            } => {
+                if presence && rooms == 0 {
+                    anyhow::bail!("--presence needs --rooms");
+                }
+                Scenario::Connect {
+                    rooms,
+                    presence,
+                    mailbox,
+                }
+            }
             ScenarioCmd::Fanout {
                 publishers,
                 rooms,

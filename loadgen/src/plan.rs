@@ -84,8 +84,16 @@ pub enum PublishMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "scenario")]
 pub enum Scenario {
-    /// Connect, authenticate, hold.
-    Connect,
+    /// Connect, authenticate (connection `i` joins room `i % rooms` when there are rooms),
+    /// hold.
+    Connect {
+        /// Rooms (0: none).
+        rooms: u32,
+        /// Join with `presence: true`.
+        presence: bool,
+        /// Each connection sends its own user one private message once established.
+        mailbox: bool,
+    },
     /// Connections `0..publishers` publish; the rest subscribe, connection `i` to room
     /// `(i - publishers) % rooms`. Publisher `j` is in room `j % rooms`.
     Fanout {
@@ -209,7 +217,17 @@ impl RunPlan {
     /// Members of each room once everyone has joined: `(subscribers, publishers)` per room.
     pub fn room_members(&self) -> Vec<(u64, u64)> {
         match self.scenario {
-            Scenario::Connect | Scenario::Push { .. } => Vec::new(),
+            Scenario::Connect { rooms, .. } => {
+                // Everyone subscribes; nobody publishes.
+                let k = u64::from(rooms);
+                (0..k)
+                    .map(|r| {
+                        let members = self.connections / k + u64::from(r < self.connections % k);
+                        (members, 0)
+                    })
+                    .collect()
+            }
+            Scenario::Push { .. } => Vec::new(),
             Scenario::Fanout {
                 publishers, rooms, ..
             } => {

@@ -28,8 +28,12 @@ pub(crate) struct Session {
     first: u64,
     /// Size of each publish's `data` (0: the scenario does not publish).
     payload: usize,
-    /// Whether connections join their room after `welcome` (fanout and chat).
+    /// Whether connections join their room after `welcome` (fanout, chat, connect with rooms).
     joins: bool,
+    /// Whether they join with `presence: true` (connect).
+    presence: bool,
+    /// Whether each sends its own user one private message once established (connect).
+    mailbox: bool,
     /// Closed-loop fanout: each publish is awaited by the local members of its room.
     closed_loop: bool,
     /// Room names, shared so a request can borrow one while `self` is mutated.
@@ -56,7 +60,7 @@ impl Session {
     /// A session for `plan`'s connections in `rooms` rooms.
     pub(crate) fn new(plan: &WorkerPlan, rooms: u32) -> Self {
         let (payload, joins) = match plan.scenario {
-            Scenario::Connect => (0, false),
+            Scenario::Connect { rooms, .. } => (0, rooms > 0),
             Scenario::Push { payload, .. } => (payload, false),
             Scenario::Fanout { payload, .. } | Scenario::Chat { payload, .. } => (payload, true),
         };
@@ -67,7 +71,15 @@ impl Session {
                 ..
             }
         );
+        let (presence, mailbox) = match plan.scenario {
+            Scenario::Connect {
+                presence, mailbox, ..
+            } => (presence, mailbox),
+            _ => (false, false),
+        };
         Session {
+            presence,
+            mailbox,
             format: plan.common.format,
             decode: plan.common.decode,
             first: plan.first,
@@ -137,6 +149,25 @@ impl Session {
 
     fn established(&mut self, clients: &mut Clients, idx: usize, now: u64) {
         clients.conns[idx].state = State::Open;
+        if self.mailbox {
+            // One private message to its own user: every user gets a user stream.
+            let me = format!("u{}", self.first + idx as u64);
+            let format = self.format.format();
+            // The number 1 in either encoding.
+            let one: &[u8] = if format.is_text() { b"1" } else { &[0x01] };
+            // No id: no reply to count; an error would still be counted by its code.
+            let req = Request {
+                id: None,
+                command: Command::Send {
+                    to: me.as_str().into(),
+                    event: "bench".into(),
+                    data: RawData::trusted(format, one),
+                    echo: true,
+                    idem: None,
+                },
+            };
+            clients.send_request(idx, &req, self);
+        }
         self.pending = self.pending.saturating_sub(1);
         self.counters.established += 1;
         self.counters.open += 1;
@@ -160,7 +191,7 @@ impl Session {
             command: Command::Join {
                 room: room.into(),
                 since: self.offsets.since(idx),
-                presence: None,
+                presence: self.presence.then_some(true),
             },
         };
         clients.send_request(idx, &req, self);

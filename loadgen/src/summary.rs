@@ -202,7 +202,7 @@ impl Summary {
     /// Computes the figures.
     pub fn new(i: Inputs) -> Self {
         let scenario = match i.plan.scenario {
-            Scenario::Connect => "connect",
+            Scenario::Connect { .. } => "connect",
             Scenario::Push { .. } => "push",
             Scenario::Fanout { .. } => "fanout",
             Scenario::Chat { .. } => "chat",

@@ -130,20 +130,28 @@ pub(crate) struct Stream {
     /// A user's stream: the offset up to which its messages were acknowledged (by an `ack`,
     /// or by being delivered to a client that does not ack); nothing at or below it is kept.
     acked: u64,
+    /// When the stream was made or last appended to (Unix ms).
+    touched: u64,
+    /// What it keeps; `None` while it keeps nothing, so that a stream with nothing kept (most
+    /// user streams, a quiet room's) costs its position only.
+    kept: Option<Box<Kept>>,
+    /// Its own limits (a room created with history options), kept here so that an append
+    /// looks nothing up; `None`: the limits its caller passes (its kind's defaults).
+    own: Option<Box<StreamLimits>>,
     /// A user's stream: whether its user acks (`ack`); until then delivery counts as one.
     manual_acks: bool,
-    /// Messages only in the store, all older than `entries`.
-    spilled: VecDeque<Spilled>,
     /// Whether an append keeps its event in memory (`entries`) or only counts it (`spilled`).
     resident: bool,
+}
+
+/// A stream's kept messages.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Messages only in the store, all older than `entries`.
+    spilled: VecDeque<Spilled>,
     entries: VecDeque<Entry>,
     /// What the bounds count of every kept message, spilled or held.
     bytes: usize,
-    /// When the stream was made or last appended to (Unix ms).
-    touched: u64,
-    /// Its own limits (a room created with history options), kept here so that an append
-    /// looks nothing up; `None`: the limits its caller passes (its kind's defaults).
-    own: Option<StreamLimits>,
 }
 
 impl Stream {
@@ -153,25 +161,38 @@ impl Stream {
             epoch,
             last: 0,
             acked: 0,
-            manual_acks: false,
-            spilled: VecDeque::new(),
-            resident: true,
-            entries: VecDeque::new(),
-            bytes: 0,
             touched: now,
+            kept: None,
             own: None,
+            manual_acks: false,
+            resident: true,
         }
+    }
+
+    /// What it keeps, made on first use.
+    fn kept_mut(&mut self) -> &mut Kept {
+        self.kept.get_or_insert_with(Box::default)
+    }
+
+    /// Its held messages (none when it keeps nothing).
+    fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.kept.iter().flat_map(|k| k.entries.iter())
+    }
+
+    /// Its spilled messages.
+    fn spilled(&self) -> impl DoubleEndedIterator<Item = &Spilled> {
+        self.kept.iter().flat_map(|k| k.spilled.iter())
     }
 
     /// Keeps to `own` from now on instead of the defaults its caller passes (`None`: to
     /// those); the next trim applies them.
     pub(crate) fn set_limits(&mut self, own: Option<StreamLimits>) {
-        self.own = own;
+        self.own = own.map(Box::new);
     }
 
     /// The limits it keeps to: its own, else `defaults`.
     pub(crate) fn limits(&self, defaults: &StreamLimits) -> StreamLimits {
-        self.own.unwrap_or(*defaults)
+        self.own.as_deref().copied().unwrap_or(*defaults)
     }
 
     pub(crate) fn position(&self) -> Position {
@@ -194,7 +215,7 @@ impl Stream {
         defaults: &StreamLimits,
     ) -> Stream {
         let mut stream = Stream::new(epoch, now);
-        stream.own = own;
+        stream.set_limits(own);
         stream.last = last;
         if let Some(acked) = acked {
             stream.set_acked(acked.min(last));
@@ -203,8 +224,9 @@ impl Stream {
             if entry.offset > last || entry.offset <= stream.acked {
                 continue;
             }
-            stream.bytes += entry.cost();
-            stream.entries.push_back(entry);
+            let kept = stream.kept_mut();
+            kept.bytes += entry.cost();
+            kept.entries.push_back(entry);
         }
         stream.trim(now, defaults);
         stream
@@ -219,15 +241,11 @@ impl Stream {
 
     /// The oldest kept message's offset, time and cost, spilled or held.
     fn front(&self) -> Option<(u64, u64, usize)> {
-        match self.spilled.front() {
+        let kept = self.kept.as_deref()?;
+        match kept.spilled.front() {
             Some(s) => Some((s.offset, s.at, s.cost)),
-            None => self.entries.front().map(|e| (e.offset, e.at, e.cost())),
+            None => kept.entries.front().map(|e| (e.offset, e.at, e.cost())),
         }
-    }
-
-    /// How many messages it keeps, spilled or held.
-    fn len(&self) -> usize {
-        self.spilled.len() + self.entries.len()
     }
 
     /// The offset the next message gets.
@@ -245,11 +263,13 @@ impl Stream {
             at: now,
             event,
         };
-        self.bytes += entry.cost();
-        if self.resident {
-            self.entries.push_back(entry);
+        let resident = self.resident;
+        let kept = self.kept_mut();
+        kept.bytes += entry.cost();
+        if resident {
+            kept.entries.push_back(entry);
         } else {
-            self.spilled.push_back(Spilled {
+            kept.spilled.push_back(Spilled {
                 offset: entry.offset,
                 at: now,
                 cost: entry.cost(),
@@ -263,12 +283,16 @@ impl Stream {
     /// has no connection, with the disk store.
     pub(crate) fn spill(&mut self) {
         self.resident = false;
-        for e in self.entries.drain(..) {
-            self.spilled.push_back(Spilled {
+        if let Some(kept) = self.kept.as_deref_mut() {
+            let Kept {
+                spilled, entries, ..
+            } = kept;
+            spilled.extend(entries.drain(..).map(|e| Spilled {
                 offset: e.offset,
                 at: e.at,
                 cost: e.cost(),
-            });
+            }));
+            entries.shrink_to_fit();
         }
     }
 
@@ -289,18 +313,34 @@ impl Stream {
     pub(crate) fn trim(&mut self, now: u64, defaults: &StreamLimits) {
         let limits = self.limits(defaults);
         let oldest_kept = now.saturating_sub(limits.ttl_ms);
-        while let Some((offset, at, cost)) = self.front() {
-            let over = self.len() > limits.size
-                || self.bytes > limits.bytes
+        let acked = self.acked;
+        let Some(kept) = self.kept.as_deref_mut() else {
+            return;
+        };
+        loop {
+            let front = match kept.spilled.front() {
+                Some(s) => (s.offset, s.at, s.cost),
+                None => match kept.entries.front() {
+                    Some(e) => (e.offset, e.at, e.cost()),
+                    None => break,
+                },
+            };
+            let (offset, at, cost) = front;
+            let over = kept.spilled.len() + kept.entries.len() > limits.size
+                || kept.bytes > limits.bytes
                 || at < oldest_kept
-                || offset <= self.acked;
+                || offset <= acked;
             if !over {
                 break;
             }
-            self.bytes -= cost;
-            if self.spilled.pop_front().is_none() {
-                self.entries.pop_front();
+            kept.bytes -= cost;
+            if kept.spilled.pop_front().is_none() {
+                kept.entries.pop_front();
             }
+        }
+        if kept.spilled.is_empty() && kept.entries.is_empty() {
+            // Nothing kept: nothing allocated.
+            self.kept = None;
         }
     }
 
@@ -336,8 +376,8 @@ impl Stream {
     pub(crate) fn waiting(&self) -> usize {
         // Trimming drops what is acknowledged: only a spilled front can lag behind an ack
         // made while its trim waited for the store's queue.
-        let spilled = self.spilled.iter().filter(|s| s.offset > self.acked);
-        let held = self.entries.iter().filter(|e| e.offset > self.acked);
+        let spilled = self.spilled().filter(|s| s.offset > self.acked);
+        let held = self.entries().filter(|e| e.offset > self.acked);
         spilled.count() + held.count()
     }
 
@@ -346,15 +386,14 @@ impl Stream {
     pub(crate) fn waiting_after(&self, after: u64) -> Waiting {
         let after = after.max(self.acked);
         // Offsets rise along the queue: the newest spilled is its back.
-        let first = self.spilled.iter().find(|s| s.offset > after);
+        let first = self.spilled().find(|s| s.offset > after);
         let spilled = first
-            .zip(self.spilled.back())
+            .zip(self.spilled().next_back())
             .map(|(f, b)| (f.offset, b.offset));
         Waiting {
             spilled,
             held: self
-                .entries
-                .iter()
+                .entries()
                 .filter(|e| e.offset > after)
                 .map(|e| e.event.clone())
                 .collect(),
@@ -363,7 +402,7 @@ impl Stream {
 
     /// Whether the stream keeps nothing.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.spilled.is_empty()
+        self.kept.is_none()
     }
 
     /// Whether it kept nothing and was not used for a whole TTL (its own, else `defaults`'):
@@ -381,8 +420,7 @@ impl Stream {
     pub(crate) fn read(&self, query: &Query) -> Vec<Entry> {
         match query.after {
             Some(after) => self
-                .entries
-                .iter()
+                .entries()
                 .filter(|e| e.offset > after)
                 .take(query.limit)
                 .cloned()
@@ -390,8 +428,7 @@ impl Stream {
             None => {
                 let before = query.before.unwrap_or(u64::MAX);
                 let mut newest: Vec<Entry> = self
-                    .entries
-                    .iter()
+                    .entries()
                     .rev()
                     .filter(|e| e.offset < before)
                     .take(query.limit)
@@ -412,13 +449,12 @@ impl Stream {
             return Some(Vec::new());
         }
         // Every offset after `offset` must still be kept: the oldest kept is at most offset+1.
-        let oldest = self.entries.front()?.offset;
+        let oldest = self.entries().next()?.offset;
         if oldest > offset + 1 {
             return None;
         }
         Some(
-            self.entries
-                .iter()
+            self.entries()
                 .filter(|e| e.offset > offset)
                 .map(|e| e.event.clone())
                 .collect(),
@@ -495,22 +531,22 @@ mod tests {
     #[test]
     fn a_spilled_stream_counts_what_it_lets_go_and_holds_what_comes_once_woken() {
         let mut s = filled(2);
-        let bytes = s.bytes;
+        let bytes = s.kept.as_ref().map(|k| k.bytes);
         s.spill();
         assert!(!s.is_resident());
-        assert!(s.entries.is_empty(), "nothing held");
-        assert_eq!(s.bytes, bytes, "still counted by the bounds");
+        assert_eq!(s.entries().count(), 0, "nothing held");
+        assert_eq!(s.kept.as_ref().map(|k| k.bytes), bytes, "still counted");
         let ev = |s: &Stream| test_event(b"1", Format::Json).sequenced(s.next_offset());
         s.append(ev(&s), 1_010, &LIMITS);
         assert!(
-            s.entries.is_empty(),
+            s.entries().next().is_none(),
             "an append while spilled holds nothing"
         );
         let w = s.waiting_after(0);
         assert_eq!((w.spilled, w.held.len()), (Some((1, 3)), 0));
         s.wake();
         s.append(ev(&s), 1_011, &LIMITS);
-        assert_eq!(s.entries.len(), 1, "held once woken");
+        assert_eq!(s.entries().count(), 1, "held once woken");
         let w = s.waiting_after(0);
         assert_eq!(w.spilled, Some((2, 3)), "offset 1 fell out of the 3 kept");
         assert_eq!(
@@ -529,7 +565,20 @@ mod tests {
         s.spill();
         s.trim(100_000, &LIMITS);
         assert!(s.is_empty(), "age trims spilled ones too");
-        assert_eq!(s.bytes, 0);
+        assert!(s.kept.is_none(), "nothing allocated");
+    }
+
+    #[test]
+    fn a_stream_that_keeps_nothing_is_its_position_only() {
+        // Every user has a stream and most keep nothing: it must stay small.
+        assert!(
+            std::mem::size_of::<Stream>() <= 56,
+            "{}",
+            std::mem::size_of::<Stream>()
+        );
+        let mut s = filled(1);
+        s.ack(1, false, 2_000, &LIMITS);
+        assert!(s.kept.is_none(), "its buffers are let go");
     }
 
     #[test]
@@ -542,7 +591,7 @@ mod tests {
         };
         s.append(test_event(b"1", Format::Json).sequenced(1), 1_000, &aged);
         s.append(test_event(b"1", Format::Json).sequenced(2), 1_020, &aged);
-        assert_eq!(s.entries.len(), 1, "the first is older than 10 ms");
+        assert_eq!(s.entries().count(), 1, "the first is older than 10 ms");
         s.trim(1_050, &aged);
         assert!(s.is_empty());
         assert!(

@@ -15,8 +15,8 @@ use crate::plan::{Scenario, WorkerPlan};
 
 /// One worker's scenario, with the state its driving keeps.
 pub(crate) enum Driver {
-    /// Connections authenticate and hold.
-    Connect,
+    /// Connections authenticate (and join `rooms` rooms, if any) and hold.
+    Connect { rooms: u32 },
     /// Publishers publish to rooms of subscribers.
     Fanout(Fanout),
     /// Connections authenticate and receive REST pushes.
@@ -29,7 +29,7 @@ impl Driver {
     /// The driver of `plan`'s scenario.
     pub(crate) fn new(plan: &WorkerPlan) -> Self {
         match plan.scenario {
-            Scenario::Connect => Driver::Connect,
+            Scenario::Connect { rooms, .. } => Driver::Connect { rooms },
             Scenario::Push { .. } => Driver::Push,
             Scenario::Fanout {
                 rooms,
@@ -57,7 +57,8 @@ impl Driver {
     /// Rooms of the run (0: the scenario has none).
     pub(crate) fn rooms(&self) -> u32 {
         match self {
-            Driver::Connect | Driver::Push => 0,
+            Driver::Connect { rooms } => *rooms,
+            Driver::Push => 0,
             Driver::Fanout(f) => f.rooms(),
             Driver::Chat(c) => c.rooms(),
         }
@@ -66,7 +67,8 @@ impl Driver {
     /// The room connection `global` joins (0 where there are none).
     pub(crate) fn room(&self, global: u64) -> u32 {
         match self {
-            Driver::Connect | Driver::Push => 0,
+            Driver::Connect { rooms: 0 } | Driver::Push => 0,
+            Driver::Connect { rooms } => (global % u64::from(*rooms)) as u32,
             Driver::Fanout(f) => f.room(global),
             Driver::Chat(c) => c.room(global),
         }
@@ -74,7 +76,7 @@ impl Driver {
 
     /// Whether the drain after the measured phase may be skipped (nothing is in flight).
     pub(crate) fn nothing_to_drain(&self) -> bool {
-        matches!(self, Driver::Connect)
+        matches!(self, Driver::Connect { .. })
     }
 
     /// The measured phase starts at `start_ns`.
@@ -87,7 +89,7 @@ impl Driver {
     /// Sends what is due `elapsed` seconds into the measured phase, at `now`.
     pub(crate) fn drive<A: Actions>(&mut self, a: &mut A, elapsed: f64, now: u64) {
         match self {
-            Driver::Connect | Driver::Push => {}
+            Driver::Connect { .. } | Driver::Push => {}
             Driver::Fanout(f) => f.drive(a, elapsed, now),
             Driver::Chat(c) => c.drive(a, elapsed, now),
         }
