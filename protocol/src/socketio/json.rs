@@ -1,0 +1,464 @@
+//! The default parser (socket.io-parser): `<type>[<n>-][<nsp>,][<id>]<json>` in a text message.
+//!
+//! The header is read byte by byte; the JSON is checked by serde_json without building a tree
+//! (elements are borrowed as raw text), then for depth and representability as wsgate data.
+
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserializer;
+use serde_json::value::RawValue;
+
+use super::error::{check_event_name, SioError};
+use super::{check_nsp, write_payload, Args, Event, Packet, PacketType, Payload};
+use crate::error::EncodeError;
+use crate::format::Format;
+use crate::json::{unquote, write_str, write_u64};
+use crate::message::RawData;
+
+/// Decodes one text message into its packet and the number of attachments it announced (0
+/// unless it is a binary packet, whose args then lack their attachments).
+pub(crate) fn decode(text: &str, max_attachments: usize) -> Result<(Packet<'_>, usize), SioError> {
+    let bytes = text.as_bytes();
+    let kind = bytes
+        .first()
+        .and_then(|b| b.checked_sub(b'0'))
+        .and_then(PacketType::from_u8)
+        .ok_or(SioError::BadType)?;
+    let mut i = 1;
+    let mut attachments = 0;
+    if matches!(kind, PacketType::BinaryEvent | PacketType::BinaryAck) {
+        let (n, end) = digits(bytes, i);
+        if end == i || bytes.get(end) != Some(&b'-') || n == Some(0) {
+            return Err(SioError::BadAttachments);
+        }
+        attachments = n
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= max_attachments)
+            .ok_or(SioError::TooManyAttachments {
+                max: max_attachments,
+            })?;
+        i = end + 1;
+    }
+    let mut nsp = "/";
+    if bytes.get(i) == Some(&b'/') {
+        let end = bytes[i..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(bytes.len(), |p| i + p);
+        nsp = text.get(i..end).ok_or(SioError::BadNamespace)?;
+        i = (end + 1).min(bytes.len());
+    }
+    let (n, end) = digits(bytes, i);
+    let id = if end == i {
+        None
+    } else {
+        Some(n.ok_or(SioError::BadId)?)
+    };
+    let data = match text.get(end..).unwrap_or_default() {
+        "" => None,
+        raw => match raw.trim_matches(is_json_space) {
+            "" => return Err(SioError::BadJson("only whitespace after the header".into())),
+            d => Some(d),
+        },
+    };
+    let packet = match kind {
+        PacketType::Connect => Packet::Connect {
+            nsp,
+            auth: data
+                .map(|d| payload(d, '{', SioError::BadConnect))
+                .transpose()?,
+        },
+        PacketType::Disconnect if data.is_some() => return Err(SioError::UnexpectedData),
+        PacketType::Disconnect => Packet::Disconnect { nsp },
+        PacketType::Event | PacketType::BinaryEvent => {
+            let (name, args) = array(data, true, SioError::BadEvent)?;
+            let name = name.ok_or(SioError::BadEvent)?;
+            check_event_name(&name)?;
+            Packet::Event(Event {
+                nsp,
+                name,
+                args,
+                id,
+                offset: None,
+            })
+        }
+        PacketType::Ack | PacketType::BinaryAck => Packet::Ack {
+            nsp,
+            id: id.ok_or(SioError::MissingId)?,
+            args: array(data, false, SioError::BadAck)?.1,
+        },
+        PacketType::ConnectError => {
+            let d = data.ok_or(SioError::BadConnectError)?;
+            let open = if d.starts_with('"') { '"' } else { '{' };
+            Packet::ConnectError {
+                nsp,
+                data: payload(d, open, SioError::BadConnectError)?,
+            }
+        }
+    };
+    if attachments > 0 {
+        if let Some(d) = data {
+            check_placeholders(d, attachments)?;
+        }
+    }
+    Ok((packet, attachments))
+}
+
+/// The run of ASCII digits at `i`: its value (`None` past 2^64-1) and where it ends.
+fn digits(bytes: &[u8], i: usize) -> (Option<u64>, usize) {
+    let mut n = Some(0u64);
+    let mut end = i;
+    while let Some(d) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+        n = n
+            .and_then(|n| n.checked_mul(10))
+            .and_then(|n| n.checked_add(u64::from(d - b'0')));
+        end += 1;
+    }
+    (n, end)
+}
+
+const fn is_json_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// Checks one whole value: well-formed (else [`SioError::BadJson`]), opening with `open`
+/// (else `shape`), and carriable as wsgate data (else [`SioError::BadData`]).
+fn payload<'a>(d: &'a str, open: char, shape: SioError) -> Result<Payload<'a>, SioError> {
+    serde_json::from_str::<IgnoredAny>(d).map_err(|e| SioError::BadJson(e.to_string()))?;
+    if !d.starts_with(open) {
+        return Err(shape);
+    }
+    checked(d)?;
+    Ok(Payload::new(Format::Json, d.as_bytes()))
+}
+
+fn checked(d: &str) -> Result<(), SioError> {
+    crate::transcode::check_json(d).map_err(|e| SioError::BadData(e.message.into_owned()))
+}
+
+/// Reads an `EVENT`'s or `ACK`'s array: its name when `named` (`None` if the first element is
+/// not a string), and the elements after it.
+fn array(
+    data: Option<&str>,
+    named: bool,
+    shape: SioError,
+) -> Result<(Option<Cow<'_, str>>, Args<'_>), SioError> {
+    let d = data.ok_or_else(|| shape.clone())?;
+    if !d.starts_with('[') {
+        return Err(match serde_json::from_str::<IgnoredAny>(d) {
+            Err(e) => SioError::BadJson(e.to_string()),
+            Ok(_) => shape,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(d);
+    let elements = de
+        .deserialize_seq(Elements { named })
+        .and_then(|e| de.end().map(|()| e))
+        .map_err(|e| SioError::BadJson(e.to_string()))?;
+    checked(d)?;
+    let name = match elements.name {
+        Some(raw) => Some(unquote(raw.get()).map_err(|_| shape.clone())?),
+        None if named => return Err(shape),
+        None => None,
+    };
+    let rest = match elements.rest {
+        // Both are slices of `d`, which the deserializer borrows from.
+        Some((first, last)) => {
+            let base = d.as_ptr() as usize;
+            let start = (first.as_ptr() as usize).checked_sub(base);
+            let end = (last.as_ptr() as usize + last.len()).checked_sub(base);
+            start
+                .zip(end)
+                .and_then(|(start, end)| d.get(start..end))
+                .ok_or(shape)?
+        }
+        None => "",
+    };
+    Ok((name, Args::new(Format::Json, elements.len, rest.as_bytes())))
+}
+
+/// An array as raw elements: the first kept apart when it names an event, the rest only as
+/// the first and last of them (their span is the args) and a count.
+struct Elements {
+    named: bool,
+}
+
+struct ElementsSeen<'de> {
+    name: Option<&'de RawValue>,
+    rest: Option<(&'de str, &'de str)>,
+    len: usize,
+}
+
+impl<'de> Visitor<'de> for Elements {
+    type Value = ElementsSeen<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut seen = ElementsSeen {
+            name: None,
+            rest: None,
+            len: 0,
+        };
+        if self.named {
+            seen.name = seq.next_element::<&'de RawValue>()?;
+            if seen.name.is_none_or(|n| !n.get().starts_with('"')) {
+                // Not a name: the shape error is reported, the rest need not be read.
+                seen.name = None;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                return Ok(seen);
+            }
+        }
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let first = seen.rest.map_or(raw.get(), |(first, _)| first);
+            seen.rest = Some((first, raw.get()));
+            seen.len += 1;
+        }
+        Ok(seen)
+    }
+}
+
+/// Splits the first element off JSON args (`1,"a,b",[2,3]` gives `1` and `"a,b",[2,3]`): the
+/// first comma outside strings and brackets ends it.
+pub(crate) fn split_first(args: &[u8]) -> Option<(&[u8], &[u8])> {
+    if args.is_empty() {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in args.iter().enumerate() {
+        if in_string {
+            (escaped, in_string) = match b {
+                _ if escaped => (false, true),
+                b'\\' => (true, true),
+                b'"' => (false, false),
+                _ => (false, true),
+            };
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => return Some((trim(&args[..i]), &args[i + 1..])),
+            _ => {}
+        }
+    }
+    Some((trim(args), &[]))
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let is_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    let start = b.iter().position(|c| !is_space(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !is_space(c))
+        .map_or(start, |e| e + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
+/// Checks that every `{"_placeholder":true,"num":k}` in a binary packet's JSON names one of
+/// its `attachments` (socket.io-parser's `reconstructPacket` rule).
+fn check_placeholders(d: &str, attachments: usize) -> Result<(), SioError> {
+    let mut de = serde_json::Deserializer::from_str(d);
+    Walk { attachments }
+        .deserialize(&mut de)
+        .map(drop)
+        .map_err(|_| SioError::BadPlaceholder)
+}
+
+/// Walks any value, checking placeholders; reports what a scalar was, for the map around it.
+#[derive(Clone, Copy)]
+struct Walk {
+    attachments: usize,
+}
+
+#[derive(PartialEq, Eq)]
+enum Seen {
+    True,
+    Index(u64),
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk {
+    type Value = Seen;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Seen, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk {
+    type Value = Seen;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Seen, E> {
+        Ok(if b { Seen::True } else { Seen::Other })
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Seen, E> {
+        Ok(Seen::Index(n))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Seen, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Seen, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Seen, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Seen, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seen, A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(Seen::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Seen, A::Error> {
+        let (mut placeholder, mut num) = (false, Seen::Other);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value_seed(self)?;
+            match key.as_ref() {
+                "_placeholder" => placeholder = value == Seen::True,
+                "num" => num = value,
+                _ => {}
+            }
+        }
+        match num {
+            _ if !placeholder => Ok(Seen::Other),
+            Seen::Index(k) if usize::try_from(k).is_ok_and(|k| k < self.attachments) => {
+                Ok(Seen::Other)
+            }
+            _ => Err(serde::de::Error::custom("placeholder")),
+        }
+    }
+}
+
+/// Appends any packet.
+pub(crate) fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match packet {
+        Packet::Connect { nsp, auth } => {
+            write_head(PacketType::Connect, 0, nsp, None, out)?;
+            auth.map_or(Ok(()), |auth| write_payload(auth, Format::Json, out))
+        }
+        Packet::Disconnect { nsp } => write_head(PacketType::Disconnect, 0, nsp, None, out),
+        Packet::Event(event) => write_event(event, out),
+        Packet::Ack { nsp, id, args } => {
+            let kind = packet.packet_type();
+            write_head(kind, args.attachments().len(), nsp, Some(*id), out)?;
+            out.push(b'[');
+            write_args(args, false, out)?;
+            out.push(b']');
+            Ok(())
+        }
+        Packet::ConnectError { nsp, data } => {
+            write_head(PacketType::ConnectError, 0, nsp, None, out)?;
+            write_payload(*data, Format::Json, out)
+        }
+    }
+}
+
+/// Appends an event: `2[/nsp,][id]["name",...args(,"offset")]` (`5<n>-…` with attachments).
+pub(crate) fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let attachments = event.args.attachments().len();
+    let kind = if attachments == 0 {
+        PacketType::Event
+    } else {
+        PacketType::BinaryEvent
+    };
+    write_head(kind, attachments, event.nsp, event.id, out)?;
+    out.push(b'[');
+    write_str(&event.name, out);
+    write_args(&event.args, true, out)?;
+    if let Some(offset) = event.offset {
+        out.push(b',');
+        write_str(offset, out);
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Appends the answer to a `CONNECT`: `0[/nsp,]{"sid":"…"[,"pid":"…"]}`.
+pub(crate) fn write_connect(
+    nsp: &str,
+    sid: &str,
+    pid: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    write_head(PacketType::Connect, 0, nsp, None, out)?;
+    out.extend_from_slice(br#"{"sid":"#);
+    write_str(sid, out);
+    if let Some(pid) = pid {
+        out.extend_from_slice(br#","pid":"#);
+        write_str(pid, out);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Appends a `CONNECT_ERROR`: `4[/nsp,]{"message":"…"[,"data":…]}`.
+pub(crate) fn write_connect_error(
+    nsp: &str,
+    message: &str,
+    data: Option<RawData<'_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    write_head(PacketType::ConnectError, 0, nsp, None, out)?;
+    out.extend_from_slice(br#"{"message":"#);
+    write_str(message, out);
+    if let Some(data) = data {
+        out.extend_from_slice(br#","data":"#);
+        crate::transcode(data, Format::Json, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// `<type>[<n>-][<nsp>,][<id>]`.
+fn write_head(
+    kind: PacketType,
+    attachments: usize,
+    nsp: &str,
+    id: Option<u64>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    out.push(b'0' + kind.as_u8());
+    if attachments > 0 {
+        write_u64(attachments as u64, out);
+        out.push(b'-');
+    }
+    if nsp != "/" {
+        check_nsp(nsp)?;
+        out.extend_from_slice(nsp.as_bytes());
+        out.push(b',');
+    }
+    if let Some(id) = id {
+        write_u64(id, out);
+    }
+    Ok(())
+}
+
+/// Appends the args as JSON array elements, after a comma when `after` (something precedes
+/// them in the array).
+fn write_args(args: &Args<'_>, after: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if args.format() == Format::Json {
+        if !args.is_empty() {
+            if after {
+                out.push(b',');
+            }
+            out.extend_from_slice(args.bytes());
+        }
+        return Ok(());
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if after || i > 0 {
+            out.push(b',');
+        }
+        write_payload(arg, Format::Json, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Socket.IO v5 packets: the default parser (text, with binary attachments) and socket.io-msgpack-parser.
+//!
+//! One Socket.IO packet is the content of one Engine.IO `message` (the `4` prefix, `\x1e`
+//! payloads and `b<base64>` belong to the Engine.IO layer, not here). The two parsers carry
+//! the same packets: the default parser as text, `<type>[<n>-][<nsp>,][<id>]<json>`, followed by
+//! `n` binary messages for a binary packet; the msgpack parser as one binary message, a map
+//! `{type, data, nsp, id?}`. They correspond to the crate's two [`Format`]s: [`Format::Json`]
+//! is the default parser, [`Format::MsgPack`] the msgpack parser, and the payloads they carry
+//! are in that format.
+//!
+//! Decoding ([`Decoder`]) borrows from the message and never builds a tree: an event's
+//! arguments stay the encoded bytes they arrived as ([`Args`]). Encoding is shaped for fan-out:
+//! [`encode_event`] splices already-encoded data bytes into the packet, transcoding them once
+//! when they are in the other format, so one event is encoded once per parser.
+
+mod decoder;
+mod error;
+mod json;
+mod msgpack;
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+pub use decoder::{AttachmentLimits, Decoded, Decoder};
+pub use error::SioError;
+
+use crate::error::{EncodeError, ProtocolError};
+use crate::format::Format;
+use crate::message::RawData;
+
+/// A Socket.IO packet type, with its number on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PacketType {
+    /// 0: a client joins a namespace (with its auth payload); the server's answer (the sid).
+    Connect = 0,
+    /// 1: either side leaves a namespace.
+    Disconnect = 1,
+    /// 2: an event: `[name, ...args]`, with an ack id when an answer is wanted.
+    Event = 2,
+    /// 3: the answer to an event that carried an ack id: `[...args]`.
+    Ack = 3,
+    /// 4: the server refuses a `CONNECT`: `{message, data?}`.
+    ConnectError = 4,
+    /// 5: an `EVENT` with binary attachments (default parser only).
+    BinaryEvent = 5,
+    /// 6: an `ACK` with binary attachments (default parser only).
+    BinaryAck = 6,
+}
+
+impl PacketType {
+    /// The type for its wire number.
+    pub const fn from_u8(n: u8) -> Option<PacketType> {
+        Some(match n {
+            0 => PacketType::Connect,
+            1 => PacketType::Disconnect,
+            2 => PacketType::Event,
+            3 => PacketType::Ack,
+            4 => PacketType::ConnectError,
+            5 => PacketType::BinaryEvent,
+            6 => PacketType::BinaryAck,
+            _ => return None,
+        })
+    }
+
+    /// The wire number.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One encoded value of a packet (an auth payload, an argument), as the sender encoded it:
+/// well-formed and at most [`MAX_DEPTH`](crate::MAX_DEPTH) deep. With the msgpack parser it
+/// may hold what JSON cannot (bin, ext, `undefined`); [`Payload::data`] says whether it can
+/// travel as wsgate data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payload<'a> {
+    format: Format,
+    bytes: &'a [u8],
+}
+
+impl<'a> Payload<'a> {
+    /// Wraps one value the decoder already checked.
+    pub(crate) const fn new(format: Format, bytes: &'a [u8]) -> Payload<'a> {
+        Payload { format, bytes }
+    }
+
+    /// The encoding of [`Payload::bytes`].
+    pub const fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The value's encoded bytes.
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The value as wsgate data: checked to be inside the JSON data model (no bin or ext,
+    /// string map keys), so that it transcodes.
+    pub fn data(&self) -> Result<RawData<'a>, ProtocolError> {
+        RawData::validate(self.format, self.bytes)
+    }
+}
+
+impl<'a> From<RawData<'a>> for Payload<'a> {
+    fn from(data: RawData<'a>) -> Payload<'a> {
+        Payload::new(data.format(), data.bytes())
+    }
+}
+
+/// The arguments of an event (after its name) or of an ack, as the encoded bytes they arrived
+/// in: for JSON the array's elements with their commas, without the brackets (`1,"2",{}`); for
+/// MessagePack the elements one after the other. A binary packet of the default parser also
+/// holds its attachments; its JSON refers to them with `{"_placeholder":true,"num":k}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Args<'a> {
+    format: Format,
+    len: usize,
+    bytes: &'a [u8],
+    attachments: &'a [Bytes],
+}
+
+impl<'a> Args<'a> {
+    /// No arguments.
+    pub const fn empty(format: Format) -> Args<'static> {
+        Args {
+            format,
+            len: 0,
+            bytes: b"",
+            attachments: &[],
+        }
+    }
+
+    /// One argument: wsgate's `data` of an event, or a reply to an ack.
+    pub const fn one(data: RawData<'a>) -> Args<'a> {
+        Args {
+            format: data.format(),
+            len: 1,
+            bytes: data.bytes(),
+            attachments: &[],
+        }
+    }
+
+    /// Arguments the decoder checked.
+    pub(crate) const fn new(format: Format, len: usize, bytes: &'a [u8]) -> Args<'a> {
+        Args {
+            format,
+            len,
+            bytes,
+            attachments: &[],
+        }
+    }
+
+    /// The same arguments with the attachments of their binary packet.
+    pub(crate) const fn with_attachments(self, attachments: &'a [Bytes]) -> Args<'a> {
+        Args {
+            attachments,
+            ..self
+        }
+    }
+
+    /// The encoding of the arguments.
+    pub const fn format(&self) -> Format {
+        self.format
+    }
+
+    /// How many arguments there are.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The arguments' encoded bytes (see [`Args`]).
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The binary attachments, in `num` order (empty unless the packet was binary): sent as
+    /// binary messages right after the packet that [`encode_event`] writes with these args.
+    pub const fn attachments(&self) -> &'a [Bytes] {
+        self.attachments
+    }
+
+    /// Each argument, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Payload<'a>> + 'a {
+        let format = self.format;
+        let mut rest = self.bytes;
+        std::iter::from_fn(move || {
+            let (item, tail) = match format {
+                Format::Json => json::split_first(rest)?,
+                Format::MsgPack => msgpack::split_first(rest)?,
+            };
+            rest = tail;
+            Some(Payload::new(format, item))
+        })
+        .take(self.len)
+    }
+}
+
+/// An event: what a client emits, and what the server sends to a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The namespace (`/` for the main one).
+    pub nsp: &'a str,
+    /// The event name: the array's first element.
+    pub name: Cow<'a, str>,
+    /// The arguments after the name.
+    pub args: Args<'a>,
+    /// The ack id, when the sender wants an `ACK`.
+    pub id: Option<u64>,
+    /// Connection state recovery: the event's offset, sent as one more string argument after
+    /// `args` (socket.io's session-aware adapter). Never set by the decoder, which cannot tell
+    /// it from an argument.
+    pub offset: Option<&'a str>,
+}
+
+/// One Socket.IO packet; a binary packet of the default parser is its `Event` or `Ack`, with
+/// its attachments in [`Args::attachments`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// `CONNECT`: from a client, with its optional auth object. (The server's answer is
+    /// written by [`encode_connect`].)
+    Connect {
+        /// The namespace.
+        nsp: &'a str,
+        /// The auth payload (`socket.handshake.auth`): an object.
+        auth: Option<Payload<'a>>,
+    },
+    /// `DISCONNECT`.
+    Disconnect {
+        /// The namespace.
+        nsp: &'a str,
+    },
+    /// `EVENT` or `BINARY_EVENT`.
+    Event(Event<'a>),
+    /// `ACK` or `BINARY_ACK`.
+    Ack {
+        /// The namespace.
+        nsp: &'a str,
+        /// The id of the event it answers.
+        id: u64,
+        /// The answer's arguments.
+        args: Args<'a>,
+    },
+    /// `CONNECT_ERROR`: an object (`{message, data?}`) or, from older peers, a string.
+    ConnectError {
+        /// The namespace.
+        nsp: &'a str,
+        /// The error.
+        data: Payload<'a>,
+    },
+}
+
+impl Packet<'_> {
+    /// The namespace the packet is for.
+    pub fn nsp(&self) -> &str {
+        match self {
+            Packet::Connect { nsp, .. }
+            | Packet::Disconnect { nsp }
+            | Packet::Ack { nsp, .. }
+            | Packet::ConnectError { nsp, .. } => nsp,
+            Packet::Event(e) => e.nsp,
+        }
+    }
+
+    /// The packet's type on the wire (binary types when it has attachments).
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect { .. } => PacketType::Connect,
+            Packet::Disconnect { .. } => PacketType::Disconnect,
+            Packet::Event(e) if e.args.attachments.is_empty() => PacketType::Event,
+            Packet::Event(_) => PacketType::BinaryEvent,
+            Packet::Ack { args, .. } if args.attachments.is_empty() => PacketType::Ack,
+            Packet::Ack { .. } => PacketType::BinaryAck,
+            Packet::ConnectError { .. } => PacketType::ConnectError,
+        }
+    }
+}
+
+/// Appends any packet to `out` (client side, and the server's acks and disconnects).
+///
+/// With the default parser, a packet whose args have attachments is written as a binary
+/// packet; send [`Args::attachments`] after it. On error `out` is left as it was.
+pub fn encode(format: Format, packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    crate::restore_on_error(out, |out| match format {
+        Format::Json => json::encode(packet, out),
+        Format::MsgPack => msgpack::encode(packet, out),
+    })
+}
+
+/// Appends an event to `out`: `2[/nsp,][id]["name",...args(,"offset")]` for the default
+/// parser, `{type: 2, data: ["name", ...args], id?, nsp}` for the msgpack parser. Args in the
+/// other format are transcoded here, so encode once per parser and send the same bytes to
+/// every socket of that parser. On error `out` is left as it was.
+pub fn encode_event(
+    format: Format,
+    event: &Event<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    crate::restore_on_error(out, |out| match format {
+        Format::Json => json::write_event(event, out),
+        Format::MsgPack => msgpack::write_event(event, out),
+    })
+}
+
+/// Appends the server's answer to a `CONNECT`: `0[/nsp,]{"sid":"…","pid":"…"}`, `pid` only
+/// with connection state recovery. On error `out` is left as it was.
+pub fn encode_connect(
+    format: Format,
+    nsp: &str,
+    sid: &str,
+    pid: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    crate::restore_on_error(out, |out| match format {
+        Format::Json => json::write_connect(nsp, sid, pid, out),
+        Format::MsgPack => msgpack::write_connect(nsp, sid, pid, out),
+    })
+}
+
+/// Appends a refusal of a `CONNECT`: `4[/nsp,]{"message":"…","data":…}` (`data` only when
+/// given), which fires the client's `connect_error` with an `Error` whose `message` and `data`
+/// these are. On error `out` is left as it was.
+pub fn encode_connect_error(
+    format: Format,
+    nsp: &str,
+    message: &str,
+    data: Option<RawData<'_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    crate::restore_on_error(out, |out| match format {
+        Format::Json => json::write_connect_error(nsp, message, data, out),
+        Format::MsgPack => msgpack::write_connect_error(nsp, message, data, out),
+    })
+}
+
+/// Whether `nsp` can be written: it starts with `/` and holds no `,` (the default parser ends
+/// the namespace at the first comma).
+pub(crate) fn check_nsp(nsp: &str) -> Result<(), EncodeError> {
+    if nsp.starts_with('/') && !nsp.contains(',') {
+        Ok(())
+    } else {
+        Err(EncodeError(format!(
+            "namespace {nsp:?}: must start with `/` and hold no `,`"
+        )))
+    }
+}
+
+/// Appends one payload in `target`: a copy in its own format, else transcoded (a MessagePack
+/// payload must then be inside the JSON data model).
+pub(crate) fn write_payload(
+    payload: Payload<'_>,
+    target: Format,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let data = match (payload.format, target) {
+        (Format::MsgPack, Format::Json) => payload
+            .data()
+            .map_err(|e| EncodeError(format!("a MessagePack value for JSON: {}", e.message)))?,
+        (format, _) => RawData::trusted(format, payload.bytes),
+    };
+    crate::transcode(data, target, out)
+}

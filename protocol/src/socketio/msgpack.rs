@@ -1,0 +1,278 @@
+//! The msgpack parser (socket.io-msgpack-parser, on notepack.io): one map per binary message.
+//!
+//! Decoding walks the map with the crate's bounds-checked MessagePack reader: every length is
+//! checked against the bytes that remain, nesting is bounded, unknown keys (socket.io-client
+//! sends `options`) are skipped. Binary values stay binary: there are no attachments. Encoding
+//! writes the keys in the order the Node server does (`type`, `data`, `id`, `nsp`; an ack's
+//! `id` first), so the bytes equal notepack's for the same packet.
+
+use super::error::{check_event_name, SioError};
+use super::{check_nsp, write_payload, Args, Event, Packet, PacketType, Payload};
+use crate::error::{EncodeError, ProtocolError};
+use crate::format::Format;
+use crate::message::RawData;
+use crate::msgpack::{
+    int, map_len, read_str, skip_value, write_array_len, write_map_len, write_str, write_uint, Int,
+    Reader,
+};
+
+/// notepack's `undefined`: fixext 1 of type 0. socket.io-client sends it for an absent
+/// `data` (a `CONNECT` without auth) and it reads as absent here.
+const UNDEFINED: [u8; 3] = [0xd4, 0x00, 0x00];
+
+fn malformed(e: ProtocolError) -> SioError {
+    SioError::BadMsgPack(e.message.into_owned())
+}
+
+fn bad(why: &str) -> SioError {
+    SioError::BadMsgPack(format!("malformed MessagePack: {why}"))
+}
+
+/// Decodes one binary message.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Packet<'_>, SioError> {
+    let mut r = Reader::new(bytes);
+    let n = map_len(&mut r)
+        .map_err(malformed)?
+        .ok_or_else(|| bad("expected a map"))?;
+    // type, nsp, data, id: each value's bytes.
+    let mut fields: [Option<&[u8]>; 4] = [None; 4];
+    for _ in 0..n {
+        let key = read_str(&mut r)
+            .map_err(malformed)?
+            .ok_or_else(|| bad("map keys must be strings"))?;
+        let start = r.pos;
+        skip_value(&mut r).map_err(malformed)?;
+        let value = bytes.get(start..r.pos).ok_or_else(|| bad("truncated"))?;
+        let slot = match key {
+            b"type" => 0,
+            b"nsp" => 1,
+            b"data" => 2,
+            b"id" => 3,
+            _ => continue,
+        };
+        if fields[slot].replace(value).is_some() {
+            return Err(bad("a repeated key"));
+        }
+    }
+    if r.remaining() != 0 {
+        return Err(bad("trailing bytes after the packet"));
+    }
+    let [kind, nsp, data, id] = fields.map(|f| f.filter(|v| *v != UNDEFINED));
+    let kind = match kind.map(int) {
+        Some(Ok(Int::Unsigned(n))) if n <= 4 => PacketType::from_u8(n as u8),
+        _ => None,
+    }
+    .ok_or(SioError::BadType)?;
+    let nsp = nsp
+        .and_then(whole_str)
+        .filter(|nsp| check_nsp(nsp).is_ok())
+        .ok_or(SioError::BadNamespace)?;
+    let id = match id.map(int) {
+        None => None,
+        Some(Ok(Int::Unsigned(n))) => Some(n),
+        Some(_) => return Err(SioError::BadId),
+    };
+    let payload = |d| Payload::new(Format::MsgPack, d);
+    Ok(match kind {
+        PacketType::Connect => Packet::Connect {
+            nsp,
+            auth: match data {
+                None => None,
+                Some(d) if is_map(d) => Some(payload(d)),
+                Some(_) => return Err(SioError::BadConnect),
+            },
+        },
+        PacketType::Disconnect if data.is_some() => return Err(SioError::UnexpectedData),
+        PacketType::Disconnect => Packet::Disconnect { nsp },
+        PacketType::Event => {
+            let (len, rest) = data.and_then(array).ok_or(SioError::BadEvent)?;
+            let mut r = Reader::new(rest);
+            let name = match read_str(&mut r) {
+                Ok(Some(name)) if len > 0 => std::str::from_utf8(name).ok(),
+                _ => None,
+            }
+            .ok_or(SioError::BadEvent)?;
+            check_event_name(name)?;
+            Packet::Event(Event {
+                nsp,
+                name: name.into(),
+                args: Args::new(
+                    Format::MsgPack,
+                    len - 1,
+                    rest.get(r.pos..).unwrap_or_default(),
+                ),
+                id,
+                offset: None,
+            })
+        }
+        PacketType::Ack => {
+            let (len, rest) = data.and_then(array).ok_or(SioError::BadAck)?;
+            Packet::Ack {
+                nsp,
+                id: id.ok_or(SioError::MissingId)?,
+                args: Args::new(Format::MsgPack, len, rest),
+            }
+        }
+        _ => match data {
+            Some(d) if is_map(d) || whole_str(d).is_some() => Packet::ConnectError {
+                nsp,
+                data: payload(d),
+            },
+            _ => return Err(SioError::BadConnectError),
+        },
+    })
+}
+
+/// A str value that is the whole of `value`, as UTF-8.
+fn whole_str(value: &[u8]) -> Option<&str> {
+    let mut r = Reader::new(value);
+    let s = read_str(&mut r).ok().flatten()?;
+    (r.remaining() == 0).then_some(())?;
+    std::str::from_utf8(s).ok()
+}
+
+const fn is_map(value: &[u8]) -> bool {
+    matches!(value.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+/// An array value's length and the bytes of its elements.
+fn array(value: &[u8]) -> Option<(usize, &[u8])> {
+    let mut r = Reader::new(value);
+    let len = match r.byte().ok()? {
+        m @ 0x90..=0x9f => usize::from(m & 0x0f),
+        0xdc => usize::try_from(r.uint(2).ok()?).ok()?,
+        0xdd => usize::try_from(r.uint(4).ok()?).ok()?,
+        _ => return None,
+    };
+    Some((len, value.get(r.pos..)?))
+}
+
+/// Splits the first value off MessagePack args (validated values, one after the other).
+pub(crate) fn split_first(args: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader::new(args);
+    skip_value(&mut r).ok()?;
+    Some((args.get(..r.pos)?, args.get(r.pos..)?))
+}
+
+/// Appends any packet.
+pub(crate) fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match packet {
+        Packet::Connect { nsp, auth } => {
+            write_map_len(2 + u32::from(auth.is_some()), out)?;
+            write_type(PacketType::Connect, out)?;
+            if let Some(auth) = auth {
+                write_str("data", out)?;
+                write_payload(*auth, Format::MsgPack, out)?;
+            }
+            write_nsp(nsp, out)
+        }
+        Packet::Disconnect { nsp } => {
+            write_map_len(2, out)?;
+            write_type(PacketType::Disconnect, out)?;
+            write_nsp(nsp, out)
+        }
+        Packet::Event(event) => write_event(event, out),
+        Packet::Ack { nsp, id, args } => {
+            write_map_len(4, out)?;
+            write_str("id", out)?;
+            write_uint(*id, out)?;
+            write_type(PacketType::Ack, out)?;
+            write_str("data", out)?;
+            write_array_len(args.len(), out)?;
+            write_args(args, out)?;
+            write_nsp(nsp, out)
+        }
+        Packet::ConnectError { nsp, data } => {
+            write_map_len(3, out)?;
+            write_type(PacketType::ConnectError, out)?;
+            write_str("data", out)?;
+            write_payload(*data, Format::MsgPack, out)?;
+            write_nsp(nsp, out)
+        }
+    }
+}
+
+/// Appends an event: `{type: 2, data: [name, ...args, offset?], id?, nsp}`.
+pub(crate) fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_map_len(3 + u32::from(event.id.is_some()), out)?;
+    write_type(PacketType::Event, out)?;
+    write_str("data", out)?;
+    let extra = 1 + usize::from(event.offset.is_some());
+    write_array_len(event.args.len().saturating_add(extra), out)?;
+    write_str(&event.name, out)?;
+    write_args(&event.args, out)?;
+    if let Some(offset) = event.offset {
+        write_str(offset, out)?;
+    }
+    if let Some(id) = event.id {
+        write_str("id", out)?;
+        write_uint(id, out)?;
+    }
+    write_nsp(event.nsp, out)
+}
+
+/// Appends the answer to a `CONNECT`: `{type: 0, data: {sid, pid?}, nsp}`.
+pub(crate) fn write_connect(
+    nsp: &str,
+    sid: &str,
+    pid: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    write_map_len(3, out)?;
+    write_type(PacketType::Connect, out)?;
+    write_str("data", out)?;
+    write_map_len(1 + u32::from(pid.is_some()), out)?;
+    write_str("sid", out)?;
+    write_str(sid, out)?;
+    if let Some(pid) = pid {
+        write_str("pid", out)?;
+        write_str(pid, out)?;
+    }
+    write_nsp(nsp, out)
+}
+
+/// Appends a `CONNECT_ERROR`: `{type: 4, data: {message, data?}, nsp}`.
+pub(crate) fn write_connect_error(
+    nsp: &str,
+    message: &str,
+    data: Option<RawData<'_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    write_map_len(3, out)?;
+    write_type(PacketType::ConnectError, out)?;
+    write_str("data", out)?;
+    write_map_len(1 + u32::from(data.is_some()), out)?;
+    write_str("message", out)?;
+    write_str(message, out)?;
+    if let Some(data) = data {
+        write_str("data", out)?;
+        crate::transcode(data, Format::MsgPack, out)?;
+    }
+    write_nsp(nsp, out)
+}
+
+fn write_type(kind: PacketType, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_str("type", out)?;
+    write_uint(u64::from(kind.as_u8()), out)
+}
+
+fn write_nsp(nsp: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    check_nsp(nsp)?;
+    write_str("nsp", out)?;
+    write_str(nsp, out)
+}
+
+/// Appends the args' elements (the array header is the caller's).
+fn write_args(args: &Args<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if !args.attachments().is_empty() {
+        return Err(EncodeError(
+            "binary attachments cannot be sent with the msgpack parser".into(),
+        ));
+    }
+    if args.format() == Format::MsgPack {
+        out.extend_from_slice(args.bytes());
+        return Ok(());
+    }
+    args.iter()
+        .try_for_each(|arg| write_payload(arg, Format::MsgPack, out))
+}
