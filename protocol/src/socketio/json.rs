@@ -178,6 +178,17 @@ fn array(
     Ok((name, Args::new(Format::Json, elements.len, rest.as_bytes())))
 }
 
+/// Args from one JSON array's text.
+pub(crate) fn args_from_array(array: &[u8]) -> Result<Args<'_>, SioError> {
+    let text = std::str::from_utf8(array).map_err(|e| SioError::BadJson(e.to_string()))?;
+    self::array(
+        Some(text.trim_matches(is_json_space)),
+        false,
+        SioError::BadAck,
+    )
+    .map(|(_, a)| a)
+}
+
 /// An array as raw elements: the first kept apart when it names an event, the rest only as
 /// the first and last of them (their span is the args) and a count.
 struct Elements {

@@ -152,8 +152,18 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// The same arguments with the attachments of their binary packet.
-    pub(crate) const fn with_attachments(self, attachments: &'a [Bytes]) -> Args<'a> {
+    /// Arguments from one encoded array (`[null,{"ok":true}]`, or a MessagePack array): its
+    /// elements, borrowed; for an ack answered with more than one value.
+    pub fn from_array(format: Format, array: &'a [u8]) -> Result<Args<'a>, SioError> {
+        match format {
+            Format::Json => json::args_from_array(array),
+            Format::MsgPack => msgpack::args_from_array(array),
+        }
+    }
+
+    /// The same arguments with binary attachments (default parser): their JSON refers to
+    /// attachment `k` with `{"_placeholder":true,"num":k}`.
+    pub const fn with_attachments(self, attachments: &'a [Bytes]) -> Args<'a> {
         Args {
             attachments,
             ..self

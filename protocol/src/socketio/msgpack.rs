@@ -147,6 +147,17 @@ fn array(value: &[u8]) -> Option<(usize, &[u8])> {
     Some((len, value.get(r.pos..)?))
 }
 
+/// Args from one MessagePack array value.
+pub(crate) fn args_from_array(value: &[u8]) -> Result<Args<'_>, SioError> {
+    let mut r = Reader::new(value);
+    skip_value(&mut r).map_err(malformed)?;
+    if r.remaining() != 0 {
+        return Err(bad("trailing bytes after the array"));
+    }
+    let (len, rest) = array(value).ok_or(SioError::BadAck)?;
+    Ok(Args::new(Format::MsgPack, len, rest))
+}
+
 /// Splits the first value off MessagePack args (validated values, one after the other).
 pub(crate) fn split_first(args: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut r = Reader::new(args);
