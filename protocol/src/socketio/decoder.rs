@@ -145,3 +145,161 @@ impl Decoder {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::socketio::{encode, Event};
+
+    fn json() -> Decoder {
+        Decoder::new(Format::Json, AttachmentLimits::default())
+    }
+
+    fn one(text: &str) -> Result<Packet<'_>, SioError> {
+        match json::decode(text, 10)? {
+            (p, 0) => Ok(p),
+            (_, n) => panic!("{text}: waits for {n} attachments"),
+        }
+    }
+
+    fn event(text: &str) -> Event<'_> {
+        match one(text) {
+            Ok(Packet::Event(e)) => e,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stricter_than_socket_io_parser() {
+        // socket.io-parser reads "" as CONNECT, a number as an event name, an ACK without id,
+        // and ids past 2^53 as rounded numbers; wsgate refuses them.
+        for (text, error) in [
+            ("", SioError::BadType),
+            ("2[1]", SioError::BadEvent),
+            ("3[]", SioError::MissingId),
+            ("318446744073709551616[]", SioError::BadId),
+            (r#"2["\ud800"]"#, SioError::BadData("".into())),
+            ("2 ", SioError::BadJson("".into())),
+            (
+                "599999999999999999999999-[]",
+                SioError::TooManyAttachments { max: 10 },
+            ),
+        ] {
+            let got = one(text).unwrap_err();
+            assert_eq!(got.code(), error.code(), "{text}: {got}");
+        }
+        let deep = format!("2[\"e\",{}{}]", "[".repeat(64), "]".repeat(64));
+        assert_eq!(one(&deep).unwrap_err().code(), "sio.bad_data");
+        let ok = format!("2[\"e\",{}{}]", "[".repeat(63), "]".repeat(63));
+        assert!(one(&ok).is_ok());
+    }
+
+    #[test]
+    fn reads_the_header_as_socket_io_parser_does() {
+        assert_eq!(
+            one("0/random").unwrap(),
+            Packet::Connect {
+                nsp: "/random",
+                auth: None
+            }
+        );
+        // Without its comma the namespace runs to the end: no data is left for the event.
+        assert_eq!(one(r#"2/admin["x"]"#).unwrap_err(), SioError::BadEvent);
+        let e = event("2/a,18446744073709551615[\"e\"]");
+        assert_eq!((e.nsp, e.id), ("/a", Some(u64::MAX)));
+    }
+
+    #[test]
+    fn borrows_names_and_args_and_unescapes_only_when_needed() {
+        let e = event(r#"2 [ "chat" , 1 , {"a":"]"} ] "#);
+        assert!(matches!(e.name, std::borrow::Cow::Borrowed("chat")));
+        assert_eq!(e.args.bytes(), br#"1 , {"a":"]"}"#);
+        let items: Vec<_> = e.args.iter().map(|p| p.bytes()).collect();
+        assert_eq!(items, [&b"1"[..], br#"{"a":"]"}"#]);
+        let e = event(r#"2["a\"b\u00e9"]"#);
+        assert!(matches!(e.name, std::borrow::Cow::Owned(_)));
+        assert_eq!(e.name, "a\"bé");
+        assert!(e.args.is_empty());
+    }
+
+    #[test]
+    fn reassembles_a_binary_packet() {
+        let mut dec = json();
+        let text =
+            r#"52-/up,9["f",{"a":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":0}]"#;
+        assert_eq!(
+            dec.text(text),
+            Ok(Decoded::NeedAttachments { remaining: 2 })
+        );
+        assert!(dec.is_awaiting());
+        let (a, b) = (Bytes::from_static(b"\x01\x02"), Bytes::from_static(b""));
+        assert_eq!(
+            dec.binary(&a),
+            Ok(Decoded::NeedAttachments { remaining: 1 })
+        );
+        let Ok(Decoded::Packet(Packet::Event(e))) = dec.binary(&b) else {
+            panic!("incomplete")
+        };
+        assert_eq!((e.nsp, e.id, e.args.len()), ("/up", Some(9), 2));
+        assert_eq!(e.args.attachments(), [a.clone(), b.clone()]);
+        // And back: the same header, the same attachments to send after it.
+        let mut out = Vec::new();
+        encode(Format::Json, &Packet::Event(e), &mut out).unwrap();
+        assert_eq!(out, text.as_bytes());
+        assert!(!dec.is_awaiting());
+    }
+
+    #[test]
+    fn placeholders_must_name_an_attachment() {
+        for (text, ok) in [
+            (r#"51-["f",{"_placeholder":true,"num":0}]"#, true),
+            (r#"51-["f",{"_placeholder":false,"num":7}]"#, true),
+            (r#"51-["f",{"num":7}]"#, true),
+            (r#"51-["f",[{"_placeholder":true,"num":1}]]"#, false),
+            (r#"51-["f",{"num":0.0,"_placeholder":true}]"#, false),
+            (r#"51-["f",{"_placeholder":true}]"#, false),
+            (r#"61-1[{"_placeholder":true,"num":"0"}]"#, false),
+        ] {
+            let got = json::decode(text, 10).map(|(_, n)| n);
+            assert_eq!(got.is_ok(), ok, "{text}: {got:?}");
+            if !ok {
+                assert_eq!(got, Err(SioError::BadPlaceholder), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_attachments_and_their_order() {
+        let limits = AttachmentLimits {
+            max_attachments: 2,
+            max_bytes: 4,
+        };
+        let mut dec = Decoder::new(Format::Json, limits);
+        let big = r#"53-["f"]"#;
+        assert_eq!(dec.text(big), Err(SioError::TooManyAttachments { max: 2 }));
+        assert_eq!(
+            dec.text(r#"52-["f"]"#),
+            Ok(Decoded::NeedAttachments { remaining: 2 })
+        );
+        let three = Bytes::from_static(b"abc");
+        assert!(dec.binary(&three).is_ok());
+        assert_eq!(
+            dec.binary(&three),
+            Err(SioError::AttachmentsTooLarge { max: 4 })
+        );
+        // The refused packet is dropped: the next binary message was announced by nothing.
+        assert_eq!(dec.binary(&three), Err(SioError::UnexpectedBinary));
+        assert_eq!(
+            dec.text(r#"51-["f"]"#),
+            Ok(Decoded::NeedAttachments { remaining: 1 })
+        );
+        assert_eq!(dec.text(r#"2["f"]"#), Err(SioError::UnexpectedText));
+        assert!(matches!(dec.text(r#"2["f"]"#), Ok(Decoded::Packet(_))));
+
+        let mut mp = Decoder::new(Format::MsgPack, AttachmentLimits::default());
+        assert_eq!(mp.text("2[\"f\"]"), Err(SioError::UnexpectedText));
+        assert_eq!(mp.format(), Format::MsgPack);
+    }
+}

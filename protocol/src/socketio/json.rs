@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::Deserializer;
 use serde_json::value::RawValue;
 
@@ -99,7 +99,7 @@ pub(crate) fn decode(text: &str, max_attachments: usize) -> Result<(Packet<'_>, 
     };
     if attachments > 0 {
         if let Some(d) = data {
-            check_placeholders(d, attachments)?;
+            super::placeholder::check(d, attachments)?;
         }
     }
     Ok((packet, attachments))
@@ -270,85 +270,6 @@ fn trim(b: &[u8]) -> &[u8] {
     b.get(start..end).unwrap_or_default()
 }
 
-/// Checks that every `{"_placeholder":true,"num":k}` in a binary packet's JSON names one of
-/// its `attachments` (socket.io-parser's `reconstructPacket` rule).
-fn check_placeholders(d: &str, attachments: usize) -> Result<(), SioError> {
-    let mut de = serde_json::Deserializer::from_str(d);
-    Walk { attachments }
-        .deserialize(&mut de)
-        .map(drop)
-        .map_err(|_| SioError::BadPlaceholder)
-}
-
-/// Walks any value, checking placeholders; reports what a scalar was, for the map around it.
-#[derive(Clone, Copy)]
-struct Walk {
-    attachments: usize,
-}
-
-#[derive(PartialEq, Eq)]
-enum Seen {
-    True,
-    Index(u64),
-    Other,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk {
-    type Value = Seen;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Seen, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk {
-    type Value = Seen;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Seen, E> {
-        Ok(if b { Seen::True } else { Seen::Other })
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Seen, E> {
-        Ok(Seen::Index(n))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Seen, E> {
-        Ok(Seen::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Seen, E> {
-        Ok(Seen::Other)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Seen, E> {
-        Ok(Seen::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Seen, E> {
-        Ok(Seen::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seen, A::Error> {
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(Seen::Other)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Seen, A::Error> {
-        let (mut placeholder, mut num) = (false, Seen::Other);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let value = map.next_value_seed(self)?;
-            match key.as_ref() {
-                "_placeholder" => placeholder = value == Seen::True,
-                "num" => num = value,
-                _ => {}
-            }
-        }
-        match num {
-            _ if !placeholder => Ok(Seen::Other),
-            Seen::Index(k) if usize::try_from(k).is_ok_and(|k| k < self.attachments) => {
-                Ok(Seen::Other)
-            }
-            _ => Err(serde::de::Error::custom("placeholder")),
-        }
-    }
-}
-
 /// Appends any packet.
 pub(crate) fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match packet {
@@ -472,4 +393,114 @@ fn write_args(args: &Args<'_>, after: bool, out: &mut Vec<u8>) -> Result<(), Enc
         write_payload(arg, Format::Json, out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::socketio::{encode, encode_connect, encode_connect_error, encode_event};
+
+    fn event<'a>(
+        nsp: &'a str,
+        args: Args<'a>,
+        id: Option<u64>,
+        offset: Option<&'a str>,
+    ) -> Event<'a> {
+        Event {
+            nsp,
+            name: "e\"v".into(),
+            args,
+            id,
+            offset,
+        }
+    }
+
+    fn text(f: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>) -> String {
+        let mut out = b"kept".to_vec();
+        f(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn writes_the_server_packets() {
+        let data = RawData::trusted(Format::Json, br#"{"a":1}"#);
+        let ev = event("/chat", Args::one(data), Some(7), Some("e-42"));
+        assert_eq!(
+            text(|o| encode_event(Format::Json, &ev, o)),
+            r#"kept2/chat,7["e\"v",{"a":1},"e-42"]"#
+        );
+        let ev = event("/", Args::empty(Format::Json), None, None);
+        assert_eq!(
+            text(|o| encode_event(Format::Json, &ev, o)),
+            r#"kept2["e\"v"]"#
+        );
+        assert_eq!(
+            text(|o| encode_connect(Format::Json, "/", "s\"1", Some("p"), o)),
+            r#"kept0{"sid":"s\"1","pid":"p"}"#
+        );
+        assert_eq!(
+            text(|o| encode_connect_error(Format::Json, "/x", "no", Some(data), o)),
+            r#"kept4/x,{"message":"no","data":{"a":1}}"#
+        );
+        let mp = RawData::trusted(Format::MsgPack, &[0x92, 0x01, 0xa1, 0x78]);
+        let ack = Packet::Ack {
+            nsp: "/",
+            id: 0,
+            args: Args::one(mp),
+        };
+        assert_eq!(
+            text(|o| encode(Format::Json, &ack, o)),
+            r#"kept30[[1,"x"]]"#
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_write_and_leaves_out_as_it_was() {
+        let bin = RawData::trusted(Format::MsgPack, &[0xc4, 0x01, 0x00]);
+        let attachments = [Bytes::from_static(b"x")];
+        let with_bin =
+            Args::from_array(Format::Json, br#"[{"_placeholder":true,"num":0}]"#).unwrap();
+        let cases = [
+            (
+                Format::Json,
+                event("admin", Args::empty(Format::Json), None, None),
+            ),
+            (
+                Format::Json,
+                event("/a,b", Args::empty(Format::Json), None, None),
+            ),
+            (
+                Format::MsgPack,
+                event("", Args::empty(Format::Json), None, None),
+            ),
+            (Format::Json, event("/", Args::one(bin), None, None)),
+            (
+                Format::MsgPack,
+                event("/", with_bin.with_attachments(&attachments), None, None),
+            ),
+        ];
+        for (format, ev) in cases {
+            let mut out = b"kept".to_vec();
+            assert!(encode_event(format, &ev, &mut out).is_err(), "{ev:?}");
+            assert_eq!(out, b"kept");
+        }
+    }
+
+    #[test]
+    fn splits_args_outside_strings_and_brackets() {
+        let args =
+            Args::from_array(Format::Json, br#"[ 1 ,"a,\"]b",[2,{"c":[3,4]}], {} ]"#).unwrap();
+        let items: Vec<_> = args.iter().map(|p| p.bytes()).collect();
+        assert_eq!(
+            items,
+            [&b"1"[..], br#""a,\"]b""#, br#"[2,{"c":[3,4]}]"#, b"{}"]
+        );
+        assert_eq!(args.len(), 4);
+        assert!(Args::from_array(Format::Json, b"{}").is_err());
+        assert!(Args::from_array(Format::Json, b"[1,]").is_err());
+    }
 }

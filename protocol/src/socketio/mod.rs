@@ -17,6 +17,7 @@ mod decoder;
 mod error;
 mod json;
 mod msgpack;
+mod placeholder;
 
 use std::borrow::Cow;
 

@@ -287,3 +287,91 @@ fn write_args(args: &Args<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     args.iter()
         .try_for_each(|arg| write_payload(arg, Format::MsgPack, out))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn unhex(h: &str) -> Vec<u8> {
+        hex::decode(h.replace(' ', "")).unwrap()
+    }
+
+    #[test]
+    fn reads_undefined_as_absent_and_skips_unknown_keys() {
+        // {type: 2, data: ["e", undefined, bin(1)], options: {compress: true}, id: undefined, nsp: "/"}
+        let bytes = unhex(
+            "85 a4747970 6502 a464617461 93a165 d40000 c40101 \
+             a76f7074696f6e73 81a8636f6d7072657373c3 a26964 d40000 a36e7370 a12f",
+        );
+        let Packet::Event(e) = decode(&bytes).unwrap() else {
+            panic!("an event")
+        };
+        assert_eq!((e.name.as_ref(), e.id, e.nsp), ("e", None, "/"));
+        let items: Vec<_> = e.args.iter().map(|p| p.bytes()).collect();
+        assert_eq!(items, [&[0xd4, 0, 0][..], &[0xc4, 0x01, 0x01]]);
+        // Binary stays binary: it is not wsgate data, and cannot go to a JSON client.
+        assert!(e.args.iter().all(|p| p.data().is_err()));
+        let mut out = Vec::new();
+        assert!(crate::socketio::encode_event(Format::Json, &e, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn refuses_repeated_keys_trailing_bytes_and_lying_lengths() {
+        for (h, code) in [
+            (
+                "83 a474797065 02 a474797065 02 a36e7370 a12f",
+                "sio.bad_msgpack",
+            ),
+            ("82 a474797065 01 a36e7370 a12f c0", "sio.bad_msgpack"),
+            ("82 a474797065 01 a36e7370 a2612c", "sio.bad_namespace"),
+            ("82 a474797065 01 a36e7370 a161", "sio.bad_namespace"),
+            (
+                "83 a474797065 02 a464617461 dd ffffffff a36e7370 a12f",
+                "sio.bad_msgpack",
+            ),
+            ("df ffffffff", "sio.bad_msgpack"),
+            (
+                "83 a474797065 03 a464617461 90 a36e7370 a12f",
+                "sio.missing_id",
+            ),
+            (
+                "84 a474797065 02 a464617461 91a165 a26964 ff a36e7370 a12f",
+                "sio.bad_id",
+            ),
+            (
+                "83 a474797065 02 a464617461 91a7636f6e6e656374 a36e7370 a12f",
+                "sio.reserved_event",
+            ),
+            (
+                "83 a474797065 02 a464617461 91 c4 01 00 a36e7370 a12f",
+                "sio.bad_event",
+            ),
+            ("81 01 02", "sio.bad_msgpack"),
+        ] {
+            let got = decode(&unhex(h)).unwrap_err();
+            assert_eq!(got.code(), code, "{h}: {got}");
+        }
+        let deep = [
+            vec![0x83, 0xa4],
+            b"type".to_vec(),
+            vec![0x02, 0xa4],
+            b"data".to_vec(),
+        ]
+        .concat();
+        let nested = [deep, vec![0x91; 100], vec![0xa1, b'e']].concat();
+        assert_eq!(decode(&nested).unwrap_err().code(), "sio.bad_msgpack");
+    }
+
+    #[test]
+    fn args_from_an_array() {
+        let bytes = unhex("92 01 a17a");
+        let args = Args::from_array(Format::MsgPack, &bytes).unwrap();
+        assert_eq!((args.len(), args.bytes()), (2, &[0x01, 0xa1, 0x7a][..]));
+        assert!(Args::from_array(Format::MsgPack, &unhex("92 01")).is_err());
+        assert!(Args::from_array(Format::MsgPack, &unhex("91 01 01")).is_err());
+        assert!(Args::from_array(Format::MsgPack, &unhex("80")).is_err());
+    }
+}
