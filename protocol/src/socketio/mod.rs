@@ -279,6 +279,15 @@ impl Packet<'_> {
         }
     }
 
+    /// The binary attachments of a `BINARY_EVENT` or `BINARY_ACK` (else none).
+    pub fn attachments(&self) -> &[Bytes] {
+        match self {
+            Packet::Event(e) => e.args.attachments,
+            Packet::Ack { args, .. } => args.attachments,
+            _ => &[],
+        }
+    }
+
     /// The packet's type on the wire (binary types when it has attachments).
     pub fn packet_type(&self) -> PacketType {
         match self {
