@@ -120,6 +120,9 @@ pub struct Args<'a> {
     len: usize,
     bytes: &'a [u8],
     attachments: &'a [Bytes],
+    /// One value already checked to be wsgate data ([`Args::one`]): transcoded whole, without
+    /// splitting or checking it again.
+    one_data: bool,
 }
 
 impl<'a> Args<'a> {
@@ -130,6 +133,7 @@ impl<'a> Args<'a> {
             len: 0,
             bytes: b"",
             attachments: &[],
+            one_data: false,
         }
     }
 
@@ -140,6 +144,7 @@ impl<'a> Args<'a> {
             len: 1,
             bytes: data.bytes(),
             attachments: &[],
+            one_data: true,
         }
     }
 
@@ -150,6 +155,7 @@ impl<'a> Args<'a> {
             len,
             bytes,
             attachments: &[],
+            one_data: false,
         }
     }
 
@@ -369,6 +375,31 @@ pub(crate) fn check_nsp(nsp: &str) -> Result<(), EncodeError> {
             "namespace {nsp:?}: must start with `/` and hold no `,`"
         )))
     }
+}
+
+/// Appends the args' elements in `target`, separated by `separator` (JSON's comma), with one
+/// before the first too when `lead`; the array around them is the caller's.
+pub(crate) fn write_args(
+    args: &Args<'_>,
+    target: Format,
+    separator: Option<u8>,
+    lead: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if args.format == target || args.one_data {
+        // All at once: a copy, or one value known to be wsgate data.
+        if lead && !args.is_empty() {
+            out.extend(separator);
+        }
+        return crate::transcode(RawData::trusted(args.format, args.bytes), target, out);
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if lead || i > 0 {
+            out.extend(separator);
+        }
+        write_payload(arg, target, out)?;
+    }
+    Ok(())
 }
 
 /// Appends one payload in `target`: a copy in its own format, else transcoded (a MessagePack

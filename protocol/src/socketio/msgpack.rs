@@ -280,12 +280,7 @@ fn write_args(args: &Args<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             "binary attachments cannot be sent with the msgpack parser".into(),
         ));
     }
-    if args.format() == Format::MsgPack {
-        out.extend_from_slice(args.bytes());
-        return Ok(());
-    }
-    args.iter()
-        .try_for_each(|arg| write_payload(arg, Format::MsgPack, out))
+    super::write_args(args, Format::MsgPack, None, false, out)
 }
 
 #[cfg(test)]
