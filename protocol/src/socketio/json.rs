@@ -10,11 +10,12 @@ use serde::Deserializer;
 use serde_json::value::RawValue;
 
 use super::error::{check_event_name, SioError};
-use super::{check_nsp, write_args, write_payload, Args, Event, Packet, PacketType, Payload};
+use super::{
+    check_nsp, write_args, write_payload, Args, Event, Field, Object, Packet, PacketType, Payload,
+};
 use crate::error::EncodeError;
 use crate::format::Format;
 use crate::json::{unquote, write_str, write_u64};
-use crate::message::RawData;
 
 /// Decodes one text message into its packet and the number of attachments it announced (0
 /// unless it is a binary packet, whose args then lack their attachments).
@@ -314,37 +315,23 @@ pub(crate) fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), En
     Ok(())
 }
 
-/// Appends the answer to a `CONNECT`: `0[/nsp,]{"sid":"…"[,"pid":"…"]}`.
-pub(crate) fn write_connect(
-    nsp: &str,
-    sid: &str,
-    pid: Option<&str>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    write_head(PacketType::Connect, 0, nsp, None, out)?;
-    out.extend_from_slice(br#"{"sid":"#);
-    write_str(sid, out);
-    if let Some(pid) = pid {
-        out.extend_from_slice(br#","pid":"#);
-        write_str(pid, out);
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-/// Appends a `CONNECT_ERROR`: `4[/nsp,]{"message":"…"[,"data":…]}`.
-pub(crate) fn write_connect_error(
-    nsp: &str,
-    message: &str,
-    data: Option<RawData<'_>>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    write_head(PacketType::ConnectError, 0, nsp, None, out)?;
-    out.extend_from_slice(br#"{"message":"#);
-    write_str(message, out);
-    if let Some(data) = data {
-        out.extend_from_slice(br#","data":"#);
-        crate::transcode(data, Format::Json, out)?;
+/// Appends the object of a `CONNECT` answer or a `CONNECT_ERROR`:
+/// `<type>[/nsp,]{"<key>":"<value>"[,"<key>":<value>]}`.
+pub(crate) fn write_object(object: Object<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let (key, value) = object.first;
+    write_head(object.kind, 0, object.nsp, None, out)?;
+    out.push(b'{');
+    write_str(key, out);
+    out.push(b':');
+    write_str(value, out);
+    if let Some((key, value)) = object.extra {
+        out.push(b',');
+        write_str(key, out);
+        out.push(b':');
+        match value {
+            Field::Str(s) => write_str(s, out),
+            Field::Data(data) => crate::transcode(data, Format::Json, out)?,
+        }
     }
     out.push(b'}');
     Ok(())
@@ -381,6 +368,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::message::RawData;
     use crate::socketio::{encode, encode_connect, encode_connect_error, encode_event};
 
     fn event<'a>(

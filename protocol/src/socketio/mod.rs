@@ -343,10 +343,13 @@ pub fn encode_connect(
     pid: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    crate::restore_on_error(out, |out| match format {
-        Format::Json => json::write_connect(nsp, sid, pid, out),
-        Format::MsgPack => msgpack::write_connect(nsp, sid, pid, out),
-    })
+    let object = Object {
+        kind: PacketType::Connect,
+        nsp,
+        first: ("sid", sid),
+        extra: pid.map(|pid| ("pid", Field::Str(pid))),
+    };
+    write_object(format, object, out)
 }
 
 /// Appends a refusal of a `CONNECT`: `4[/nsp,]{"message":"…","data":…}` (`data` only when
@@ -359,9 +362,33 @@ pub fn encode_connect_error(
     data: Option<RawData<'_>>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
+    let object = Object {
+        kind: PacketType::ConnectError,
+        nsp,
+        first: ("message", message),
+        extra: data.map(|data| ("data", Field::Data(data))),
+    };
+    write_object(format, object, out)
+}
+
+/// The object of a `CONNECT` answer or a `CONNECT_ERROR`: a string field, then maybe another.
+pub(crate) struct Object<'a> {
+    kind: PacketType,
+    nsp: &'a str,
+    first: (&'a str, &'a str),
+    extra: Option<(&'a str, Field<'a>)>,
+}
+
+/// The value of an [`Object`]'s second field.
+pub(crate) enum Field<'a> {
+    Str(&'a str),
+    Data(RawData<'a>),
+}
+
+fn write_object(format: Format, object: Object<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     crate::restore_on_error(out, |out| match format {
-        Format::Json => json::write_connect_error(nsp, message, data, out),
-        Format::MsgPack => msgpack::write_connect_error(nsp, message, data, out),
+        Format::Json => json::write_object(object, out),
+        Format::MsgPack => msgpack::write_object(object, out),
     })
 }
 

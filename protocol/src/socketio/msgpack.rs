@@ -7,10 +7,9 @@
 //! `id` first), so the bytes equal notepack's for the same packet.
 
 use super::error::{check_event_name, SioError};
-use super::{check_nsp, write_payload, Args, Event, Packet, PacketType, Payload};
+use super::{check_nsp, write_payload, Args, Event, Field, Object, Packet, PacketType, Payload};
 use crate::error::{EncodeError, ProtocolError};
 use crate::format::Format;
-use crate::message::RawData;
 use crate::msgpack::{
     int, map_len, read_str, skip_value, write_array_len, write_map_len, write_str, write_uint, Int,
     Reader,
@@ -222,44 +221,23 @@ pub(crate) fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), En
     write_nsp(event.nsp, out)
 }
 
-/// Appends the answer to a `CONNECT`: `{type: 0, data: {sid, pid?}, nsp}`.
-pub(crate) fn write_connect(
-    nsp: &str,
-    sid: &str,
-    pid: Option<&str>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+/// Appends a `CONNECT` answer or a `CONNECT_ERROR`: `{type, data: {<key>, <key>?}, nsp}`.
+pub(crate) fn write_object(object: Object<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let (key, value) = object.first;
     write_map_len(3, out)?;
-    write_type(PacketType::Connect, out)?;
+    write_type(object.kind, out)?;
     write_str("data", out)?;
-    write_map_len(1 + u32::from(pid.is_some()), out)?;
-    write_str("sid", out)?;
-    write_str(sid, out)?;
-    if let Some(pid) = pid {
-        write_str("pid", out)?;
-        write_str(pid, out)?;
+    write_map_len(1 + u32::from(object.extra.is_some()), out)?;
+    write_str(key, out)?;
+    write_str(value, out)?;
+    if let Some((key, value)) = object.extra {
+        write_str(key, out)?;
+        match value {
+            Field::Str(s) => write_str(s, out)?,
+            Field::Data(data) => crate::transcode(data, Format::MsgPack, out)?,
+        }
     }
-    write_nsp(nsp, out)
-}
-
-/// Appends a `CONNECT_ERROR`: `{type: 4, data: {message, data?}, nsp}`.
-pub(crate) fn write_connect_error(
-    nsp: &str,
-    message: &str,
-    data: Option<RawData<'_>>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    write_map_len(3, out)?;
-    write_type(PacketType::ConnectError, out)?;
-    write_str("data", out)?;
-    write_map_len(1 + u32::from(data.is_some()), out)?;
-    write_str("message", out)?;
-    write_str(message, out)?;
-    if let Some(data) = data {
-        write_str("data", out)?;
-        crate::transcode(data, Format::MsgPack, out)?;
-    }
-    write_nsp(nsp, out)
+    write_nsp(object.nsp, out)
 }
 
 fn write_type(kind: PacketType, out: &mut Vec<u8>) -> Result<(), EncodeError> {
