@@ -103,6 +103,29 @@ impl SioError {
     }
 }
 
+/// Every [`SioError::code`], for documentation and tests.
+pub const CODES: [&str; 19] = [
+    "sio.bad_type",
+    "sio.bad_attachments",
+    "sio.too_many_attachments",
+    "sio.attachments_too_large",
+    "sio.bad_placeholder",
+    "sio.unexpected_binary",
+    "sio.unexpected_text",
+    "sio.bad_namespace",
+    "sio.bad_id",
+    "sio.missing_id",
+    "sio.bad_json",
+    "sio.bad_msgpack",
+    "sio.bad_data",
+    "sio.bad_connect",
+    "sio.bad_event",
+    "sio.reserved_event",
+    "sio.bad_ack",
+    "sio.bad_connect_error",
+    "sio.unexpected_data",
+];
+
 /// The event names socket.io's parsers refuse in an `EVENT`: its own lifecycle events.
 pub(crate) const RESERVED_EVENTS: [&str; 6] = [
     "connect",
@@ -148,11 +171,12 @@ mod tests {
             SioError::BadConnectError,
             SioError::UnexpectedData,
         ];
-        let mut codes: Vec<_> = all.iter().map(SioError::code).collect();
-        assert!(codes.iter().all(|c| c.starts_with("sio.")));
-        codes.sort_unstable();
-        codes.dedup();
-        assert_eq!(codes.len(), all.len());
+        let codes: Vec<_> = all.iter().map(SioError::code).collect();
+        assert_eq!(codes, CODES);
+        let mut unique = codes.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len());
         assert_eq!(
             check_event_name("disconnect"),
             Err(SioError::ReservedEvent("disconnect"))

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 pub use decoder::{AttachmentLimits, Decoded, Decoder};
-pub use error::SioError;
+pub use error::{SioError, CODES};
 
 use crate::error::{EncodeError, ProtocolError};
 use crate::format::Format;
