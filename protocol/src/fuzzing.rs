@@ -190,6 +190,9 @@ fn sio_accepted(format: Format, p: &sio::Packet<'_>) {
             assert_eq!(a.len(), b.len(), "the values in {other:?}");
             for (a, b) in a.into_iter().zip(b) {
                 assert_eq!(sio_json(a), sio_json(b), "a value in {other:?}");
+                for key in ["token", "pid", "offset"] {
+                    assert_eq!(a.str_field(key), b.str_field(key), "`{key}` in {other:?}");
+                }
             }
         }),
         Err(_) => assert_eq!(out, b"kept", "a failed encode left bytes behind"),

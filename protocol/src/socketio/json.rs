@@ -190,6 +190,39 @@ pub(crate) fn args_from_array(array: &[u8]) -> Result<Args<'_>, SioError> {
     .map(|(_, a)| a)
 }
 
+/// The string at `key` of a JSON object (see [`Payload::str_field`](super::Payload::str_field)).
+pub(crate) fn str_field<'a>(object: &'a [u8], key: &str) -> Option<Cow<'a, str>> {
+    let text = std::str::from_utf8(object).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = de.deserialize_map(FindKey { key }).ok()??;
+    unquote(raw.get()).ok()
+}
+
+/// Finds one key's raw value in a map, skipping the others.
+struct FindKey<'k> {
+    key: &'k str,
+}
+
+impl<'de> Visitor<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if found.is_none() && key == self.key {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// An array as raw elements: the first kept apart when it names an event, the rest only as
 /// the first and last of them (their span is the args) and a count.
 struct Elements {

@@ -97,6 +97,16 @@ impl<'a> Payload<'a> {
         self.bytes
     }
 
+    /// The string at `key` of this payload when it is an object (an auth payload's `token`,
+    /// or the `pid` and `offset` of a reconnect): `None` when the key is absent, `undefined`,
+    /// or not a string. Reads without building a tree; the first of repeated keys wins.
+    pub fn str_field(&self, key: &str) -> Option<Cow<'a, str>> {
+        match self.format {
+            Format::Json => json::str_field(self.bytes, key),
+            Format::MsgPack => msgpack::str_field(self.bytes, key).map(Cow::Borrowed),
+        }
+    }
+
     /// The value as wsgate data: checked to be inside the JSON data model (no bin or ext,
     /// string map keys), so that it transcodes.
     pub fn data(&self) -> Result<RawData<'a>, ProtocolError> {

@@ -122,6 +122,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Packet<'_>, SioError> {
     })
 }
 
+/// The string at `key` of a MessagePack map (see [`Payload::str_field`]).
+pub(crate) fn str_field<'a>(map: &'a [u8], key: &str) -> Option<&'a str> {
+    let mut r = Reader::new(map);
+    for _ in 0..map_len(&mut r).ok()?? {
+        let k = read_str(&mut r).ok()?;
+        let start = r.pos;
+        skip_value(&mut r).ok()?;
+        if k == Some(key.as_bytes()) {
+            return whole_str(map.get(start..r.pos)?);
+        }
+    }
+    None
+}
+
 /// A str value that is the whole of `value`, as UTF-8.
 fn whole_str(value: &[u8]) -> Option<&str> {
     let mut r = Reader::new(value);
@@ -336,6 +350,22 @@ mod tests {
         .concat();
         let nested = [deep, vec![0x91; 100], vec![0xa1, b'e']].concat();
         assert_eq!(decode(&nested).unwrap_err().code(), "sio.bad_msgpack");
+    }
+
+    #[test]
+    fn reads_auth_fields() {
+        // {pid: "p", offset: undefined, token: "t", 1: 2} as socket.io-client may send it.
+        let auth = unhex("84 a3706964 a170 a66f6666736574 d40000 a5746f6b656e a174 01 02");
+        let auth = Payload::new(Format::MsgPack, &auth);
+        assert_eq!(auth.str_field("pid").as_deref(), Some("p"));
+        assert_eq!(auth.str_field("offset"), None);
+        assert_eq!(auth.str_field("token").as_deref(), Some("t"));
+        assert_eq!(auth.str_field("sid"), None);
+        let json = br#"{"a":{"token":"x"},"token":"t\u00e9","pid":1,"token":"second"}"#;
+        let auth = Payload::new(Format::Json, json);
+        assert_eq!(auth.str_field("token").as_deref(), Some("té"));
+        assert_eq!(auth.str_field("pid"), None);
+        assert_eq!(auth.str_field("a"), None);
     }
 
     #[test]

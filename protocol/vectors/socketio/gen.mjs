@@ -128,6 +128,9 @@ const vectors = [
   vector("spec-disconnect", "DISCONNECT", "server", { type: 1, nsp: "/" }, [], { spec: "1" }),
   vector("spec-disconnect-admin", "DISCONNECT from /admin", "server", { type: 1, nsp: "/admin" }, [], { spec: "1/admin," }),
   // The spec's sample session: `461-/admin,1[{"_placeholder":true,"num":0}]` less the Engine.IO `4`.
+  vector("spec-session-connect-admin", "the sample session's CONNECT answer in /admin", "server", { type: 0, nsp: "/admin", data: { sid: "-G5j-67EZFp-q59rADQM" } }, [], { spec: '0/admin,{"sid":"-G5j-67EZFp-q59rADQM"}', sid: "-G5j-67EZFp-q59rADQM" }),
+  vector("spec-session-event-ack-id", "the sample session's EVENT with an ack id", "client", { type: 2, nsp: "/admin", data: ["tellme"], id: 1 }, [], { spec: '2/admin,1["tellme"]', options: { compress: true } }),
+  vector("spec-session-hey", "the sample session's server emit", "server", { type: 2, nsp: "/", data: ["hey", "Jude"] }, [], { spec: '2["hey","Jude"]' }),
   vector("spec-session-binary-ack", "the sample session's BINARY_ACK", "server", { type: 6, nsp: "/admin", data: [PH(0)], id: 1 }, [Buffer.from([0xde, 0xad])], { spec: '61-/admin,1[{"_placeholder":true,"num":0}]' }),
 
   // What wsgate sends.
