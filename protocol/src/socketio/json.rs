@@ -190,39 +190,6 @@ pub(crate) fn args_from_array(array: &[u8]) -> Result<Args<'_>, SioError> {
     .map(|(_, a)| a)
 }
 
-/// The string at `key` of a JSON object (see [`Payload::str_field`](super::Payload::str_field)).
-pub(crate) fn str_field<'a>(object: &'a [u8], key: &str) -> Option<Cow<'a, str>> {
-    let text = std::str::from_utf8(object).ok()?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let raw = de.deserialize_map(FindKey { key }).ok()??;
-    unquote(raw.get()).ok()
-}
-
-/// Finds one key's raw value in a map, skipping the others.
-struct FindKey<'k> {
-    key: &'k str,
-}
-
-impl<'de> Visitor<'de> for FindKey<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if found.is_none() && key == self.key {
-                found = Some(map.next_value::<&'de RawValue>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
 /// An array as raw elements: the first kept apart when it names an event, the rest only as
 /// the first and last of them (their span is the args) and a count.
 struct Elements {
@@ -264,44 +231,6 @@ impl<'de> Visitor<'de> for Elements {
         }
         Ok(seen)
     }
-}
-
-/// Splits the first element off JSON args (`1,"a,b",[2,3]` gives `1` and `"a,b",[2,3]`): the
-/// first comma outside strings and brackets ends it.
-pub(crate) fn split_first(args: &[u8]) -> Option<(&[u8], &[u8])> {
-    if args.is_empty() {
-        return None;
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (i, &b) in args.iter().enumerate() {
-        if in_string {
-            (escaped, in_string) = match b {
-                _ if escaped => (false, true),
-                b'\\' => (true, true),
-                b'"' => (false, false),
-                _ => (false, true),
-            };
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => depth += 1,
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' if depth == 0 => return Some((trim(&args[..i]), &args[i + 1..])),
-            _ => {}
-        }
-    }
-    Some((trim(args), &[]))
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let is_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
-    let start = b.iter().position(|c| !is_space(c)).unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !is_space(c))
-        .map_or(start, |e| e + 1);
-    b.get(start..end).unwrap_or_default()
 }
 
 /// Appends any packet.

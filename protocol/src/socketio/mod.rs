@@ -17,6 +17,7 @@ mod decoder;
 mod error;
 mod json;
 mod msgpack;
+mod payload;
 mod placeholder;
 
 use std::borrow::Cow;
@@ -25,8 +26,9 @@ use bytes::Bytes;
 
 pub use decoder::{AttachmentLimits, Decoded, Decoder};
 pub use error::{SioError, CODES};
+pub use payload::{Args, Payload};
 
-use crate::error::{EncodeError, ProtocolError};
+use crate::error::EncodeError;
 use crate::format::Format;
 use crate::message::RawData;
 
@@ -68,164 +70,6 @@ impl PacketType {
     /// The wire number.
     pub const fn as_u8(self) -> u8 {
         self as u8
-    }
-}
-
-/// One encoded value of a packet (an auth payload, an argument), as the sender encoded it:
-/// well-formed and at most [`MAX_DEPTH`](crate::MAX_DEPTH) deep. With the msgpack parser it
-/// may hold what JSON cannot (bin, ext, `undefined`); [`Payload::data`] says whether it can
-/// travel as wsgate data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Payload<'a> {
-    format: Format,
-    bytes: &'a [u8],
-}
-
-impl<'a> Payload<'a> {
-    /// Wraps one value the decoder already checked.
-    pub(crate) const fn new(format: Format, bytes: &'a [u8]) -> Payload<'a> {
-        Payload { format, bytes }
-    }
-
-    /// The encoding of [`Payload::bytes`].
-    pub const fn format(&self) -> Format {
-        self.format
-    }
-
-    /// The value's encoded bytes.
-    pub const fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The string at `key` of this payload when it is an object (an auth payload's `token`,
-    /// or the `pid` and `offset` of a reconnect): `None` when the key is absent, `undefined`,
-    /// or not a string. Reads without building a tree; the first of repeated keys wins.
-    pub fn str_field(&self, key: &str) -> Option<Cow<'a, str>> {
-        match self.format {
-            Format::Json => json::str_field(self.bytes, key),
-            Format::MsgPack => msgpack::str_field(self.bytes, key).map(Cow::Borrowed),
-        }
-    }
-
-    /// The value as wsgate data: checked to be inside the JSON data model (no bin or ext,
-    /// string map keys), so that it transcodes.
-    pub fn data(&self) -> Result<RawData<'a>, ProtocolError> {
-        RawData::validate(self.format, self.bytes)
-    }
-}
-
-impl<'a> From<RawData<'a>> for Payload<'a> {
-    fn from(data: RawData<'a>) -> Payload<'a> {
-        Payload::new(data.format(), data.bytes())
-    }
-}
-
-/// The arguments of an event (after its name) or of an ack, as the encoded bytes they arrived
-/// in: for JSON the array's elements with their commas, without the brackets (`1,"2",{}`); for
-/// MessagePack the elements one after the other. A binary packet of the default parser also
-/// holds its attachments; its JSON refers to them with `{"_placeholder":true,"num":k}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Args<'a> {
-    format: Format,
-    len: usize,
-    bytes: &'a [u8],
-    attachments: &'a [Bytes],
-    /// One value already checked to be wsgate data ([`Args::one`]): transcoded whole, without
-    /// splitting or checking it again.
-    one_data: bool,
-}
-
-impl<'a> Args<'a> {
-    /// No arguments.
-    pub const fn empty(format: Format) -> Args<'static> {
-        Args {
-            format,
-            len: 0,
-            bytes: b"",
-            attachments: &[],
-            one_data: false,
-        }
-    }
-
-    /// One argument: wsgate's `data` of an event, or a reply to an ack.
-    pub const fn one(data: RawData<'a>) -> Args<'a> {
-        Args {
-            format: data.format(),
-            len: 1,
-            bytes: data.bytes(),
-            attachments: &[],
-            one_data: true,
-        }
-    }
-
-    /// Arguments the decoder checked.
-    pub(crate) const fn new(format: Format, len: usize, bytes: &'a [u8]) -> Args<'a> {
-        Args {
-            format,
-            len,
-            bytes,
-            attachments: &[],
-            one_data: false,
-        }
-    }
-
-    /// Arguments from one encoded array (`[null,{"ok":true}]`, or a MessagePack array): its
-    /// elements, borrowed; for an ack answered with more than one value.
-    pub fn from_array(format: Format, array: &'a [u8]) -> Result<Args<'a>, SioError> {
-        match format {
-            Format::Json => json::args_from_array(array),
-            Format::MsgPack => msgpack::args_from_array(array),
-        }
-    }
-
-    /// The same arguments with binary attachments (default parser): their JSON refers to
-    /// attachment `k` with `{"_placeholder":true,"num":k}`.
-    pub const fn with_attachments(self, attachments: &'a [Bytes]) -> Args<'a> {
-        Args {
-            attachments,
-            ..self
-        }
-    }
-
-    /// The encoding of the arguments.
-    pub const fn format(&self) -> Format {
-        self.format
-    }
-
-    /// How many arguments there are.
-    pub const fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are none.
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The arguments' encoded bytes (see [`Args`]).
-    pub const fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The binary attachments, in `num` order (empty unless the packet was binary): sent as
-    /// binary messages right after the packet that [`encode_event`] writes with these args.
-    pub const fn attachments(&self) -> &'a [Bytes] {
-        self.attachments
-    }
-
-    /// Each argument, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Payload<'a>> + 'a {
-        let format = self.format;
-        let mut rest = self.bytes;
-        std::iter::from_fn(move || {
-            let (item, tail) = match format {
-                Format::Json => json::split_first(rest)?,
-                Format::MsgPack => msgpack::split_first(rest)?,
-            };
-            rest = tail;
-            Some(Payload::new(format, item))
-        })
-        .take(self.len)
     }
 }
 
@@ -446,11 +290,11 @@ pub(crate) fn write_payload(
     target: Format,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let data = match (payload.format, target) {
+    let data = match (payload.format(), target) {
         (Format::MsgPack, Format::Json) => payload
             .data()
             .map_err(|e| EncodeError(format!("a MessagePack value for JSON: {}", e.message)))?,
-        (format, _) => RawData::trusted(format, payload.bytes),
+        (format, _) => RawData::trusted(format, payload.bytes()),
     };
     crate::transcode(data, target, out)
 }
