@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target briefly: FUZZ_SECONDS each (default 15; about 90 s of fuzzing for the
-# six targets, plus the first build). Skips, successfully, when cargo-fuzz is not installed;
+# Runs every fuzz target briefly: FUZZ_SECONDS each (default 15; about 135 s of fuzzing for the
+# nine targets, plus the first build). Skips, successfully, when cargo-fuzz is not installed;
 # the seeds and regressions are replayed by `cargo test --test fuzz_corpus` either way.
 #
 # New inputs go to fuzz/grown/<target>/ (ignored by git), never into the committed seeds in

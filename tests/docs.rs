@@ -1,6 +1,6 @@
 //! The documentation names everything a user can meet: every flag and environment variable in
 //! the README's configuration table, every error code and close code in the README and in
-//! PROTOCOL.md. A knob or code added without its documentation fails here.
+//! PROTOCOL.md, every Socket.IO packet error code in PROTOCOL.md. A knob or code added without its documentation fails here.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use clap::CommandFactory;
@@ -63,6 +63,17 @@ fn every_error_code_is_documented_in_the_readme_and_the_protocol() {
                 code.as_str()
             );
         }
+    }
+}
+
+#[test]
+fn every_socketio_packet_error_code_is_documented_in_the_protocol() {
+    let protocol = read("protocol/PROTOCOL.md");
+    for code in wsgate_protocol::socketio::CODES {
+        assert!(
+            has_row(&protocol, code),
+            "PROTOCOL.md has no table row for Socket.IO code `{code}`"
+        );
     }
 }
 

@@ -72,6 +72,19 @@ fn decode_msgpack() {
 }
 
 #[test]
+fn socketio_json() {
+    replay("socketio_json", wsgate_protocol::fuzzing::socketio_json);
+}
+
+#[test]
+fn socketio_msgpack() {
+    replay(
+        "socketio_msgpack",
+        wsgate_protocol::fuzzing::socketio_msgpack,
+    );
+}
+
+#[test]
 fn store_records() {
     replay("store_records", targets::store_records);
 }
@@ -583,6 +596,79 @@ fn token_seeds(client: &[Vector]) {
     seeds.write();
 }
 
+/// The Socket.IO vectors (`protocol/vectors/socketio/vectors.json`, from the JS parsers).
+#[derive(Deserialize)]
+struct SioFile {
+    vectors: Vec<SioVector>,
+    invalid: Vec<SioInvalid>,
+}
+
+#[derive(Deserialize)]
+struct SioVector {
+    name: String,
+    json: String,
+    attachments_hex: Vec<String>,
+    msgpack_hex: String,
+}
+
+#[derive(Deserialize)]
+struct SioInvalid {
+    name: String,
+    input: Option<String>,
+    #[serde(default)]
+    attachments_hex: Vec<String>,
+    input_hex: Option<String>,
+}
+
+/// One connection's messages for `socketio_json`: `\x1e`-separated, binary ones after a `b`.
+fn sio_messages(text: &str, attachments: &[String]) -> Vec<u8> {
+    let mut out = text.as_bytes().to_vec();
+    for a in attachments {
+        out.push(0x1e);
+        out.push(b'b');
+        out.extend(unhex(a));
+    }
+    out
+}
+
+fn socketio_seeds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/vectors/socketio/vectors.json");
+    let file: SioFile = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut json = Seeds::new("socketio_json");
+    let mut msgpack = Seeds::new("socketio_msgpack");
+    for v in &file.vectors {
+        json.add(v.name.clone(), sio_messages(&v.json, &v.attachments_hex));
+        msgpack.add(v.name.clone(), unhex(&v.msgpack_hex));
+    }
+    for v in &file.invalid {
+        match (&v.input, &v.input_hex) {
+            (Some(text), _) => json.add(
+                format!("invalid-{}", v.name),
+                sio_messages(text, &v.attachments_hex),
+            ),
+            (None, Some(h)) => msgpack.add(format!("invalid-{}", v.name), unhex(h)),
+            (None, None) => {}
+        }
+    }
+    // A whole connection: two namespaces, a binary event between text packets, a stray
+    // attachment and a packet over the attachment bound (4 in the target).
+    let session: &[&[u8]] = &[
+        b"0",
+        br#"0/chat,{"token":"t"}"#,
+        br#"2/chat,1["chat:message",{"content":"hi","roomId":"r1"}]"#,
+        br#"52-/chat,["up",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        b"b\x01\x02",
+        b"b",
+        br#"31["ok"]"#,
+        b"b\xff",
+        br#"55-["five"]"#,
+        b"1/chat,",
+    ];
+    json.add("session", session.join(&0x1e));
+    json.write();
+    msgpack.write();
+}
+
 /// Rewrites every seed directory. Review the diff (`git status fuzz/corpus`) before committing.
 #[test]
 #[ignore = "rewrites fuzz/corpus/"]
@@ -596,4 +682,5 @@ fn regenerate_seeds() {
     connection_seeds(&client);
     rest_body_seeds(&client);
     token_seeds(&client);
+    socketio_seeds();
 }

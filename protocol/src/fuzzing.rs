@@ -11,6 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
 
+use crate::socketio as sio;
 use crate::{
     decode_request, decode_server_message, encode_request, encode_server_message, transcode,
     Command, Format, OwnedServerMessage, RawData, Request, ServerMessage,
@@ -124,6 +125,154 @@ fn round_trip(format: Format, msg: &ServerMessage<'_>) -> OwnedServerMessage {
     let mut out = Vec::new();
     encode_server_message(format, msg, &mut out).expect("the server can encode its answer");
     decode_server_message(format, &out).expect("a client can decode the server's answer")
+}
+
+/// Fuzz target `socketio_json`: the messages of one Engine.IO connection using Socket.IO's
+/// default parser, separated by `\x1e`; a message that starts with `b` is binary (the rest of
+/// it), any other is text (skipped unless UTF-8). Attachments are bounded at 4 per packet and
+/// 64 bytes in all, so the bounds are reached.
+pub fn socketio_json(input: &[u8]) {
+    with_alloc_cap(alloc_cap(input.len()), || {
+        let limits = sio::AttachmentLimits {
+            max_attachments: 4,
+            max_bytes: 64,
+        };
+        let mut decoder = sio::Decoder::new(Format::Json, limits);
+        for message in input.split(|&b| b == 0x1e) {
+            let bin = message
+                .strip_prefix(b"b")
+                .map(bytes::Bytes::copy_from_slice);
+            let decoded = match &bin {
+                Some(bin) => decoder.binary(bin).ok(),
+                None => match std::str::from_utf8(message) {
+                    Ok(text) => decoder.text(text).ok(),
+                    Err(_) => continue,
+                },
+            };
+            if let Some(sio::Decoded::Packet(p)) = decoded {
+                sio_accepted(Format::Json, &p);
+            }
+        }
+    });
+}
+
+/// Fuzz target `socketio_msgpack`: one binary message for socket.io-msgpack-parser.
+pub fn socketio_msgpack(input: &[u8]) {
+    with_alloc_cap(alloc_cap(input.len()), || {
+        let mut decoder = sio::Decoder::new(Format::MsgPack, sio::AttachmentLimits::default());
+        let bytes = bytes::Bytes::copy_from_slice(input);
+        if let Ok(sio::Decoded::Packet(p)) = decoder.binary(&bytes) {
+            sio_accepted(Format::MsgPack, &p);
+        }
+    });
+}
+
+/// Checks for a packet the decoder accepted: it re-encodes to itself; in the other parser it
+/// is the same packet with the same values (or, for what the other parser cannot carry, an
+/// encode error that leaves the buffer as it was); an event sent with a recovery offset comes
+/// back with the offset as its last argument.
+fn sio_accepted(format: Format, p: &sio::Packet<'_>) {
+    let mut out = Vec::new();
+    sio::encode(format, p, &mut out).expect("an accepted packet re-encodes");
+    sio_decode(format, &out, p.attachments(), |again| {
+        assert_eq!(again, p, "re-encoding changed the packet");
+    });
+
+    let other = match format {
+        Format::Json => Format::MsgPack,
+        Format::MsgPack => Format::Json,
+    };
+    let mut out = b"kept".to_vec();
+    match sio::encode(other, p, &mut out) {
+        Ok(()) => sio_decode(other, &out[4..], &[], |got| {
+            assert_eq!(sio_summary(got), sio_summary(p), "the packet in {other:?}");
+            let (a, b) = (sio_values(got), sio_values(p));
+            assert_eq!(a.len(), b.len(), "the values in {other:?}");
+            for (a, b) in a.into_iter().zip(b) {
+                assert_eq!(sio_json(a), sio_json(b), "a value in {other:?}");
+                for key in ["token", "pid", "offset"] {
+                    assert_eq!(a.str_field(key), b.str_field(key), "`{key}` in {other:?}");
+                }
+            }
+        }),
+        Err(_) => assert_eq!(out, b"kept", "a failed encode left bytes behind"),
+    }
+
+    if let sio::Packet::Event(e) = p {
+        let with_offset = sio::Event {
+            offset: Some("o\"1"),
+            ..e.clone()
+        };
+        let mut out = Vec::new();
+        sio::encode_event(format, &with_offset, &mut out).expect("an event takes an offset");
+        sio_decode(format, &out, p.attachments(), |back| {
+            let sio::Packet::Event(back) = back else {
+                panic!("an event came back as {back:?}");
+            };
+            assert_eq!(back.args.len(), e.args.len() + 1, "the offset argument");
+            let last = back.args.iter().last().expect("the offset");
+            assert_eq!(sio_json(last), serde_json::json!("o\"1"));
+        });
+    }
+}
+
+/// Decodes what an encoder wrote, then its attachments: one complete packet, given to `check`.
+fn sio_decode(
+    format: Format,
+    bytes: &[u8],
+    attachments: &[bytes::Bytes],
+    check: impl FnOnce(&sio::Packet<'_>),
+) {
+    let mut decoder = sio::Decoder::new(format, sio::AttachmentLimits::default());
+    let owned = bytes::Bytes::copy_from_slice(bytes);
+    let first = match format {
+        Format::Json => decoder.text(std::str::from_utf8(bytes).expect("UTF-8")),
+        Format::MsgPack => decoder.binary(&owned),
+    };
+    let Some((last, init)) = attachments.split_last() else {
+        match first.expect("an encoded packet decodes") {
+            sio::Decoded::Packet(p) => return check(&p),
+            other => panic!("an encoded packet decoded as {other:?}"),
+        }
+    };
+    let remaining = |d: Result<sio::Decoded<'_>, sio::SioError>| match d {
+        Ok(sio::Decoded::NeedAttachments { remaining }) => remaining,
+        other => panic!("expected to wait for attachments: {other:?}"),
+    };
+    assert_eq!(remaining(first), attachments.len());
+    for a in init {
+        remaining(decoder.binary(a));
+    }
+    match decoder.binary(last) {
+        Ok(sio::Decoded::Packet(p)) => check(&p),
+        other => panic!("the last attachment gave {other:?}"),
+    }
+}
+
+/// What the two parsers must agree on, values aside.
+fn sio_summary(p: &sio::Packet<'_>) -> (sio::PacketType, String, Option<u64>, Option<String>) {
+    let (id, name) = match p {
+        sio::Packet::Event(e) => (e.id, Some(e.name.to_string())),
+        sio::Packet::Ack { id, .. } => (Some(*id), None),
+        _ => (None, None),
+    };
+    (p.packet_type(), p.nsp().to_owned(), id, name)
+}
+
+fn sio_values<'a>(p: &sio::Packet<'a>) -> Vec<sio::Payload<'a>> {
+    match p {
+        sio::Packet::Event(e) => e.args.iter().collect(),
+        sio::Packet::Ack { args, .. } => args.iter().collect(),
+        sio::Packet::Connect { auth, .. } => auth.iter().copied().collect(),
+        sio::Packet::ConnectError { data, .. } => vec![*data],
+        sio::Packet::Disconnect { .. } => Vec::new(),
+    }
+}
+
+/// A value as a JSON tree (a MessagePack one transcoded: it must be JSON data by now).
+fn sio_json(v: sio::Payload<'_>) -> serde_json::Value {
+    let data = v.data().expect("a value that crossed parsers is JSON data");
+    serde_json::from_slice(&transcoded(data, Format::Json)).expect("transcoded JSON parses")
 }
 
 thread_local! {

@@ -95,17 +95,7 @@ impl<'a> FieldValue<'a> for Raw<'a> {
     }
 
     fn string(self) -> Result<Cow<'a, str>, &'static str> {
-        let inner = self
-            .0
-            .strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .ok_or("expected a string")?;
-        if !inner.contains('\\') {
-            return Ok(Cow::Borrowed(inner));
-        }
-        serde_json::from_str::<String>(self.0)
-            .map(Cow::Owned)
-            .map_err(|_| "expected a string")
+        unquote(self.0)
     }
 
     fn boolean(self) -> Option<bool> {
@@ -175,6 +165,20 @@ impl<'de> serde::de::Visitor<'de> for Bounded {
         }
         Ok(Some(items))
     }
+}
+
+/// A well-formed JSON value's text as a string: borrowed when it holds no escapes.
+pub(crate) fn unquote(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+    let inner = raw
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .ok_or("expected a string")?;
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw)
+        .map(Cow::Owned)
+        .map_err(|_| "expected a string")
 }
 
 fn raw(v: Option<&RawValue>) -> Option<Raw<'_>> {
@@ -632,7 +636,7 @@ fn write_id(id: &Id<'_>, out: &mut Vec<u8>) {
 }
 
 /// Appends `n` in decimal.
-fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -650,7 +654,7 @@ fn write_u64(mut n: u64, out: &mut Vec<u8>) {
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes (so that top-level strings
 /// and transcoded `data` strings read the same): `\"`, `\\`, `\b \f \n \r \t`, other control
 /// characters as `\u00XX` (lowercase hex). Everything else, including non-ASCII, is copied.
-fn write_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

@@ -15,6 +15,7 @@ pub mod fuzzing;
 mod json;
 mod message;
 mod msgpack;
+pub mod socketio;
 mod transcode;
 
 pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
@@ -90,7 +91,7 @@ pub fn decode_join_reply(
 }
 
 /// Runs an encoder; on error `out` is left as it was.
-fn restore_on_error(
+pub(crate) fn restore_on_error(
     out: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {

@@ -19,35 +19,35 @@ use crate::message::{
 use crate::transcode::transcode;
 
 /// A cursor over the input; every read is bounds-checked.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    const fn new(buf: &'a [u8]) -> Self {
+    pub(crate) const fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
         let end = self.pos.checked_add(n).ok_or_else(truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or_else(truncated)?;
         self.pos = end;
         Ok(bytes)
     }
 
-    fn byte(&mut self) -> Result<u8, ProtocolError> {
+    pub(crate) fn byte(&mut self) -> Result<u8, ProtocolError> {
         let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
         self.pos += 1;
         Ok(b)
     }
 
     /// A big-endian unsigned integer of `n` (at most 8) bytes.
-    fn uint(&mut self, n: usize) -> Result<u64, ProtocolError> {
+    pub(crate) fn uint(&mut self, n: usize) -> Result<u64, ProtocolError> {
         Ok(self
             .take(n)?
             .iter()
@@ -250,7 +250,7 @@ const fn is_str_marker(m: u8) -> bool {
 }
 
 /// Reads a str value's bytes, `None` when the value is not a str.
-fn read_str<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, ProtocolError> {
+pub(crate) fn read_str<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, ProtocolError> {
     let n = match r.byte()? {
         m @ 0xa0..=0xbf => usize::from(m & 0x1f),
         0xd9 => r.len(1)?,
@@ -259,6 +259,11 @@ fn read_str<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, ProtocolError> {
         _ => return Ok(None),
     };
     r.take(n).map(Some)
+}
+
+/// Skips one well-formed value of any type (bin and ext included), at most [`MAX_DEPTH`] deep.
+pub(crate) fn skip_value(r: &mut Reader<'_>) -> Result<(), ProtocolError> {
+    skip(r, 0, Mode::Any)
 }
 
 /// Validates `bytes` as exactly one `data` value.
@@ -349,7 +354,7 @@ impl<'a> FieldValue<'a> for Span<'a> {
 }
 
 /// What an integer value turned out to be.
-enum Int {
+pub(crate) enum Int {
     /// A non-negative integer, in any width.
     Unsigned(u64),
     /// A negative integer.
@@ -360,7 +365,7 @@ enum Int {
 
 /// Reads an integer value of any width. Signed encodings of non-negative values count as
 /// unsigned (some encoders use them).
-fn int(value: &[u8]) -> Result<Int, ProtocolError> {
+pub(crate) fn int(value: &[u8]) -> Result<Int, ProtocolError> {
     let mut r = Reader::new(value);
     let n = match r.byte()? {
         m @ 0x00..=0x7f => u64::from(m),
@@ -468,7 +473,7 @@ fn read_envelope<'a>(
 
 /// Reads a map header: `None` when the value is not a map. A count of entries the remaining
 /// bytes cannot hold (each takes at least two) is a lie, refused before any loop.
-fn map_len(r: &mut Reader<'_>) -> Result<Option<usize>, ProtocolError> {
+pub(crate) fn map_len(r: &mut Reader<'_>) -> Result<Option<usize>, ProtocolError> {
     let n = match r.byte()? {
         m @ 0x80..=0x8f => usize::from(m & 0x0f),
         0xde => r.len(2)?,
@@ -523,15 +528,15 @@ fn enc<E: std::fmt::Display>(e: E) -> EncodeError {
     EncodeError(e.to_string())
 }
 
-fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::write_str(out, s).map_err(enc)
 }
 
-fn write_uint(n: u64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn write_uint(n: u64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::write_uint(out, n).map(drop).map_err(enc)
 }
 
-fn write_map_len(n: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn write_map_len(n: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::write_map_len(out, n).map(drop).map_err(enc)
 }
 
@@ -685,7 +690,7 @@ fn write_reply_head(fields: u32, id: &Id<'_>, out: &mut Vec<u8>) -> Result<(), E
     write_id(id, out)
 }
 
-fn write_array_len(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn write_array_len(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let len = u32::try_from(len).map_err(|_| EncodeError("an array of more than 2^32-1".into()))?;
     encode::write_array_len(out, len).map(drop).map_err(enc)
 }

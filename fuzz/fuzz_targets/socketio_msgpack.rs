@@ -1,0 +1,9 @@
+//! A binary message through the Socket.IO msgpack-parser decoder, allocations capped.
+#![no_main]
+
+use wsgate_protocol::fuzzing::CappedAlloc;
+
+#[global_allocator]
+static ALLOC: CappedAlloc = CappedAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wsgate_protocol::fuzzing::socketio_msgpack(data));
