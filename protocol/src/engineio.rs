@@ -236,7 +236,10 @@ pub fn encode_packet(packet: &Packet<'_>, out: &mut Vec<u8>) {
 pub fn encode_binary(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'b');
     let start = out.len();
-    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
     let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
 }
@@ -341,7 +344,11 @@ impl HandshakeError {
 
     /// The JSON body: `{"code":N,"message":"…"}`.
     pub fn body(self) -> String {
-        format!(r#"{{"code":{},"message":"{}"}}"#, self.code(), self.message())
+        format!(
+            r#"{{"code":{},"message":"{}"}}"#,
+            self.code(),
+            self.message()
+        )
     }
 }
 
@@ -363,19 +370,40 @@ mod tests {
         assert_eq!(decode_packet("1", false), Ok(Packet::Close));
         assert_eq!(decode_packet("5", false), Ok(Packet::Upgrade));
         assert_eq!(decode_packet("6", false), Ok(Packet::Noop));
-        assert_eq!(decode_packet("bAQIDBA==", true), Ok(Packet::Binary(vec![1, 2, 3, 4])));
+        assert_eq!(
+            decode_packet("bAQIDBA==", true),
+            Ok(Packet::Binary(vec![1, 2, 3, 4]))
+        );
     }
 
     #[test]
     fn strictness_refuses_what_is_not_a_packet() {
         assert_eq!(decode_packet("", true), Err(PacketError::Empty));
-        assert_eq!(decode_packet("abc", true), Err(PacketError::UnknownType(b'a')));
-        assert_eq!(decode_packet("7", true), Err(PacketError::UnknownType(b'7')));
-        assert_eq!(decode_packet("bAQ", false), Err(PacketError::UnknownType(b'b')));
-        assert_eq!(decode_packet("1x", true), Err(PacketError::UnexpectedData(b'1')));
-        assert_eq!(decode_packet("2ping", true), Err(PacketError::UnexpectedData(b'2')));
+        assert_eq!(
+            decode_packet("abc", true),
+            Err(PacketError::UnknownType(b'a'))
+        );
+        assert_eq!(
+            decode_packet("7", true),
+            Err(PacketError::UnknownType(b'7'))
+        );
+        assert_eq!(
+            decode_packet("bAQ", false),
+            Err(PacketError::UnknownType(b'b'))
+        );
+        assert_eq!(
+            decode_packet("1x", true),
+            Err(PacketError::UnexpectedData(b'1'))
+        );
+        assert_eq!(
+            decode_packet("2ping", true),
+            Err(PacketError::UnexpectedData(b'2'))
+        );
         assert_eq!(decode_packet("bAQ=", true), Err(PacketError::InvalidBase64));
-        assert_eq!(decode_packet("bAR==", true), Err(PacketError::InvalidBase64));
+        assert_eq!(
+            decode_packet("bAR==", true),
+            Err(PacketError::InvalidBase64)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The sweep: a shard's timers in one periodic pass over its sessions: deadlines (auth, token
-//! expiry), pings to idle connections, heartbeat timeouts, and idle outbox buffers freed; and
-//! the users whose presence grace is over, announced offline.
+//! expiry), pings to idle connections (Engine.IO sessions: to every one, each ping interval),
+//! heartbeat timeouts, and idle outbox buffers freed; and the users whose presence grace is
+//! over, announced offline.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -25,15 +26,21 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
     let mut finest = cfg
         .heartbeat_interval
         .min(cfg.heartbeat_timeout)
-        .min(cfg.auth_timeout);
+        .min(cfg.auth_timeout)
+        .min(cfg.engineio_ping_interval)
+        .min(cfg.engineio_ping_timeout);
     if !cfg.presence_grace.is_zero() {
         finest = finest.min(cfg.presence_grace);
     }
     let finest = finest / 4;
     let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
     let release_after = (QUEUE_RELEASE_AFTER.as_millis() / period.as_millis()).clamp(1, 255) as u8;
-    // The ping frame, encoded once and shared by every connection.
-    let ping = frame::control(OpCode::Ping, b"");
+    // The ping frames, encoded once and shared by every connection: a WebSocket ping, and
+    // Engine.IO's `2` (a text frame, which long-polling carries as its payload).
+    let ping = Pings {
+        ws: frame::control(OpCode::Ping, b""),
+        engineio: frame::data(OpCode::Text, b"2"),
+    };
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_collect = Instant::now();
@@ -53,13 +60,23 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
     }
 }
 
+/// The heartbeat's ping frames.
+struct Pings {
+    /// A WebSocket ping, for native and `/echo` connections.
+    ws: Bytes,
+    /// Engine.IO's ping packet, `2`.
+    engineio: Bytes,
+}
+
 /// One pass: deadlines, pings to idle connections, heartbeat timeouts; and the outbound
 /// buffers of connections that queued nothing for `release_after` passes.
-fn sweep(ctx: &Ctx, ping: &Bytes, release_after: u8) {
+fn sweep(ctx: &Ctx, ping: &Pings, release_after: u8) {
     let now = ctx.now_ms();
     let cfg = ctx.config();
     let interval = cfg.heartbeat_interval.as_millis() as u64;
     let timeout = cfg.heartbeat_timeout.as_millis() as u64;
+    let eio_interval = cfg.engineio_ping_interval.as_millis() as u64;
+    let eio_timeout = cfg.engineio_ping_timeout.as_millis() as u64;
     ctx.hub.for_each_session(|s| {
         s.release_idle_queue(release_after);
         if s.is_closing() {
@@ -80,8 +97,41 @@ fn sweep(ctx: &Ctx, ping: &Bytes, release_after: u8) {
             }
             Deadline::TokenExpiry { .. } | Deadline::None => {}
         }
-        heartbeat(ctx, s, ping, now, interval, timeout);
+        if s.engineio.get() {
+            engineio_heartbeat(ctx, s, &ping.engineio, now, eio_interval, eio_timeout);
+        } else {
+            heartbeat(ctx, s, &ping.ws, now, interval, timeout);
+        }
     });
+}
+
+/// Engine.IO's heartbeat: a ping every `interval` after the last pong (traffic does not
+/// count: the client expects pings on time), and the session closed (4000, "ping timeout")
+/// when the pong is not in within `timeout`. `last_seen_ms` is the last pong here.
+fn engineio_heartbeat(
+    ctx: &Ctx,
+    s: &Rc<Session>,
+    ping: &Bytes,
+    now: u64,
+    interval: u64,
+    timeout: u64,
+) {
+    let sent = s.ping_sent_ms.get();
+    let pong = s.last_seen_ms.get();
+    if sent != 0 && pong < sent {
+        if now - sent >= timeout {
+            ShardStats::inc(&ctx.stats().heartbeat_timeouts);
+            s.close(
+                CloseRequest::new(CloseCode::HeartbeatTimeout),
+                Queued::Discard,
+            );
+        }
+    } else if now.saturating_sub(pong.max(sent)) >= interval {
+        s.ping_sent_ms.set(now);
+        if s.push(ping.clone(), ctx.config().max_outbound_bytes) == Err(PushError::SlowConsumer) {
+            ShardStats::inc(&ctx.stats().slow_consumers);
+        }
+    }
 }
 
 /// Pings an idle session, or closes one whose ping went unanswered for `timeout`.

@@ -41,6 +41,9 @@ pub(crate) struct Session {
     pub(crate) last_seen_ms: Cell<u64>,
     /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
     pub(crate) ping_sent_ms: Cell<u64>,
+    /// Speaks Engine.IO: the sweep's heartbeat is Engine.IO's (a `2` packet every
+    /// `ENGINEIO_PING_INTERVAL`, whatever the traffic; only a `3` answers it).
+    pub(crate) engineio: Cell<bool>,
     /// The offset of its user's stream up to which its mailbox replay queued messages: the
     /// live copies of those are skipped.
     pub(crate) user_floor: Cell<u64>,
@@ -58,6 +61,7 @@ impl Session {
             deadline: Cell::new(Deadline::None),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(0),
+            engineio: Cell::new(false),
             user_floor: Cell::new(0),
         }
     }
@@ -75,6 +79,12 @@ impl Session {
     /// A transport now carries the session: `wake` asks it for a turn.
     pub(crate) fn attach(&self, wake: Wake) {
         self.wake.set(Some(wake));
+    }
+
+    /// Hands the transport's wake-up over (to the session it moves to): nothing is woken here
+    /// until another attaches.
+    pub(crate) fn take_wake(&self) -> Option<Wake> {
+        self.wake.take()
     }
 
     /// The transport is gone: nothing is woken until another attaches.
@@ -139,6 +149,11 @@ impl Session {
     /// Whether a close has been requested.
     pub(crate) fn is_closing(&self) -> bool {
         self.out.borrow().is_closing()
+    }
+
+    /// The close code requested, if a close was.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        self.out.borrow().close_code()
     }
 
     /// The outbox, for the transport that drains it (never held across a push).
