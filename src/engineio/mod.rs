@@ -91,7 +91,9 @@ struct Polling<H> {
     app: H,
     /// The `GET` waiting for packets.
     pending: Option<oneshot::Sender<PollAnswer>>,
-    /// A WebSocket probes an upgrade: `GET`s are answered at once (`6` if nothing is queued).
+    /// A WebSocket with this `sid` is open to upgrade the session (at most one at a time).
+    upgrading: bool,
+    /// That WebSocket sent `2probe`: `GET`s are answered at once (`6` if nothing is queued).
     probing: bool,
     /// One of the server's connection slots, held while long-polling carries the session.
     _permit: ConnPermit,
@@ -157,6 +159,23 @@ impl<H: Handler> Engine<H> {
         (sid, app)
     }
 
+    /// A WebSocket with `sid` opened to upgrade the session: `false` (it is to be closed, as
+    /// Node closes it) when there is no long-polling session `sid`, or another WebSocket is
+    /// upgrading it already.
+    pub(crate) fn begin_upgrade(&self, sid: Sid) -> bool {
+        let mut entries = self.entries.borrow_mut();
+        let Some(entry) = self.key(sid).and_then(|k| entries.get_mut(k)) else {
+            return false;
+        };
+        match &mut entry.state {
+            State::Polling(polling) if !polling.upgrading && !entry.session.is_closing() => {
+                polling.upgrading = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A WebSocket with `sid` sent `2probe`: while it probes, `GET`s are answered at once (the
     /// pending one now). `false` if there is no long-polling session `sid` to upgrade.
     pub(crate) fn probe(&self, sid: Sid) -> bool {
@@ -167,7 +186,7 @@ impl<H: Handler> Engine<H> {
         let State::Polling(polling) = &mut entry.state else {
             return false;
         };
-        if entry.session.is_closing() {
+        if entry.session.is_closing() || !polling.upgrading {
             return false;
         }
         polling.probing = true;
@@ -182,6 +201,7 @@ impl<H: Handler> Engine<H> {
         let mut entries = self.entries.borrow_mut();
         if let Some(entry) = self.key(sid).and_then(|k| entries.get_mut(k)) {
             if let State::Polling(polling) = &mut entry.state {
+                polling.upgrading = false;
                 polling.probing = false;
             }
         }

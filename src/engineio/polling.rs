@@ -35,9 +35,11 @@ impl<H: Handler> Engine<H> {
             PollKind::Open { handshake, permit } => self.open_polling(&handshake, permit, respond),
             PollKind::Get(sid) => self.get(sid, respond),
             PollKind::Post(sid, body) => self.post(sid, body, respond),
+            // Any session may be asked for: the WebSocket of one that cannot be upgraded (it is
+            // upgraded already, or being upgraded) is accepted and closed, as Node does.
             PollKind::Probe(sid) => {
-                let answer = match self.polling_key(sid) {
-                    Ok(_) => PollAnswer::Ok,
+                let answer = match self.live_key(sid) {
+                    Ok(_) | Err(HandshakeError::BadRequest) => PollAnswer::Ok,
                     Err(refused) => PollAnswer::Refused(refused),
                 };
                 let _ = respond.send(answer);
@@ -81,12 +83,32 @@ impl<H: Handler> Engine<H> {
             state: State::Polling(Polling {
                 app,
                 pending: None,
+                upgrading: false,
                 probing: false,
                 _permit: permit,
             }),
         });
         debug_assert_eq!(inserted, key);
         self.by_sid.borrow_mut().insert(sid, key);
+    }
+
+    /// [`Engine::polling_key`], and a session whose ping went unanswered past
+    /// `ENGINEIO_PING_TIMEOUT` ended now (the sweep would end it at its next pass): its
+    /// deadline is the client's, to the millisecond.
+    fn live_key(&self, sid: Sid) -> Result<usize, HandshakeError> {
+        let key = self.polling_key(sid)?;
+        let now = self.ctx.now_ms();
+        let timeout = self.ctx.config().engineio_ping_timeout.as_millis() as u64;
+        let overdue = self
+            .entries
+            .borrow()
+            .get(key)
+            .is_some_and(|e| e.session.ping_overdue(now, timeout));
+        if overdue {
+            self.finish(key, CloseReason::PingTimeout);
+            return Err(HandshakeError::SessionIdUnknown);
+        }
+        Ok(key)
     }
 
     /// The slab key of long-polling session `sid`, or the refusal of a request for it.
@@ -103,7 +125,7 @@ impl<H: Handler> Engine<H> {
     /// A long-poll: answered now if frames are queued (or an upgrade is probing), else when
     /// one is. A second one while one waits is refused and ends the session (as Node does).
     fn get(&self, sid: Sid, respond: oneshot::Sender<PollAnswer>) {
-        let key = match self.polling_key(sid) {
+        let key = match self.live_key(sid) {
             Ok(key) => key,
             Err(refused) => return drop(respond.send(PollAnswer::Refused(refused))),
         };
@@ -148,7 +170,7 @@ impl<H: Handler> Engine<H> {
     /// session at the first packet that breaks the protocol (413 and the end for a body over
     /// `ENGINEIO_MAX_PAYLOAD`).
     fn post(&self, sid: Sid, body: Option<Bytes>, respond: oneshot::Sender<PollAnswer>) {
-        let key = match self.polling_key(sid) {
+        let key = match self.live_key(sid) {
             Ok(key) => key,
             Err(refused) => return drop(respond.send(PollAnswer::Refused(refused))),
         };

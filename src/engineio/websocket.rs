@@ -26,6 +26,9 @@ pub(crate) struct WebSocket<H> {
     app: Option<H>,
     /// Why the session ended, when the engine ended it itself.
     reason: Option<CloseReason>,
+    /// This connection is the one upgrading long-polling session `sid` (not one refused
+    /// because another is, or the session is upgraded already).
+    upgrading: bool,
 }
 
 impl<H: Handler> WebSocket<H> {
@@ -41,17 +44,24 @@ impl<H: Handler> WebSocket<H> {
             sid,
             app: Some(app),
             reason: None,
+            upgrading: false,
         }
     }
 
     /// The probe of an upgrade of long-polling session `sid`: until `5`, the connection's own
-    /// session carries only the probe's answer.
-    pub(crate) fn probe(engine: &Rc<Engine<H>>, sid: Sid) -> WebSocket<H> {
+    /// `session` carries only the probe's answer. Closed at once (as Node does) when there is
+    /// no such session to upgrade, or another WebSocket is upgrading it.
+    pub(crate) fn probe(engine: &Rc<Engine<H>>, session: &Session, sid: Sid) -> WebSocket<H> {
+        let upgrading = engine.begin_upgrade(sid);
+        if !upgrading {
+            session.close(CloseRequest::with_reason(1000, ""), Queued::Discard);
+        }
         WebSocket {
             engine: engine.clone(),
             sid,
             app: None,
             reason: None,
+            upgrading,
         }
     }
 
@@ -101,11 +111,11 @@ impl<H: Handler> WebSocket<H> {
             .filter(|_| text)
             .and_then(|t| decode_packet(t, false).ok());
         match packet {
-            Some(Packet::Ping(true)) if self.engine.probe(self.sid) => {
+            Some(Packet::Ping(true)) if self.upgrading && self.engine.probe(self.sid) => {
                 ctx.push(session, packet_frame_probe());
                 None
             }
-            Some(Packet::Upgrade) => match self.engine.upgrade(self.sid) {
+            Some(Packet::Upgrade) if self.upgrading => match self.engine.upgrade(self.sid) {
                 Some((polling, app)) => {
                     self.app = Some(app);
                     Some(polling)
@@ -147,7 +157,10 @@ impl<H: Handler> WebSocket<H> {
     /// the long-polling session as it was).
     pub(crate) fn finish(self, ctx: &Rc<Ctx>, session: &Rc<Session>) {
         let Some(app) = self.app else {
-            return self.engine.probe_over(self.sid);
+            if self.upgrading {
+                self.engine.probe_over(self.sid);
+            }
+            return;
         };
         self.engine.remove(self.sid);
         let reason = self

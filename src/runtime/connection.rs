@@ -89,7 +89,7 @@ impl Connection {
                         // A probe that does not upgrade in time is closed by the sweep.
                         let at_ms = now + UPGRADE_TIMEOUT_MS;
                         session.deadline.set(Deadline::Auth { at_ms });
-                        WebSocket::probe(engine, sid)
+                        WebSocket::probe(engine, &session, sid)
                     }
                 })
             }

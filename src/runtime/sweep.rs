@@ -105,35 +105,6 @@ fn sweep(ctx: &Ctx, ping: &Pings, release_after: u8) {
     });
 }
 
-/// Engine.IO's heartbeat: a ping every `interval` after the last pong (traffic does not
-/// count: the client expects pings on time), and the session closed (4000, "ping timeout")
-/// when the pong is not in within `timeout`. `last_seen_ms` is the last pong here.
-fn engineio_heartbeat(
-    ctx: &Ctx,
-    s: &Rc<Session>,
-    ping: &Bytes,
-    now: u64,
-    interval: u64,
-    timeout: u64,
-) {
-    let sent = s.ping_sent_ms.get();
-    let pong = s.last_seen_ms.get();
-    if sent != 0 && pong < sent {
-        if now - sent >= timeout {
-            ShardStats::inc(&ctx.stats().heartbeat_timeouts);
-            s.close(
-                CloseRequest::new(CloseCode::HeartbeatTimeout),
-                Queued::Discard,
-            );
-        }
-    } else if now.saturating_sub(pong.max(sent)) >= interval {
-        s.ping_sent_ms.set(now);
-        if s.push(ping.clone(), ctx.config().max_outbound_bytes) == Err(PushError::SlowConsumer) {
-            ShardStats::inc(&ctx.stats().slow_consumers);
-        }
-    }
-}
-
 /// Pings an idle session, or closes one whose ping went unanswered for `timeout`.
 fn heartbeat(ctx: &Ctx, s: &Rc<Session>, ping: &Bytes, now: u64, interval: u64, timeout: u64) {
     let sent = s.ping_sent_ms.get();
@@ -149,6 +120,41 @@ fn heartbeat(ctx: &Ctx, s: &Rc<Session>, ping: &Bytes, now: u64, interval: u64, 
     } else if now.saturating_sub(seen) >= interval {
         // Only idle connections are pinged: any frame received proves liveness.
         s.ping_sent_ms.set(now);
+        if s.push(ping.clone(), ctx.config().max_outbound_bytes) == Err(PushError::SlowConsumer) {
+            ShardStats::inc(&ctx.stats().slow_consumers);
+        }
+    }
+}
+
+/// Engine.IO's heartbeat: a ping every `interval` after the last pong (traffic does not
+/// count: the client expects pings on time), and the session closed (4000, "ping timeout")
+/// when the pong is not in within `timeout`. `last_seen_ms` is the last pong here. A ping is
+/// dated when it was due (at most a quarter of `timeout` before the sweep that sends it), so
+/// the deadline is the client's exactly, whatever the sweep's period.
+fn engineio_heartbeat(
+    ctx: &Ctx,
+    s: &Rc<Session>,
+    ping: &Bytes,
+    now: u64,
+    interval: u64,
+    timeout: u64,
+) {
+    let sent = s.ping_sent_ms.get();
+    let pong = s.last_seen_ms.get();
+    if sent != 0 && pong < sent {
+        if s.ping_overdue(now, timeout) {
+            ShardStats::inc(&ctx.stats().heartbeat_timeouts);
+            s.close(
+                CloseRequest::new(CloseCode::HeartbeatTimeout),
+                Queued::Discard,
+            );
+        }
+        return;
+    }
+    let due = pong.max(sent).saturating_add(interval);
+    if now >= due {
+        s.ping_sent_ms
+            .set(due.max(now.saturating_sub(timeout / 4)).max(1));
         if s.push(ping.clone(), ctx.config().max_outbound_bytes) == Err(PushError::SlowConsumer) {
             ShardStats::inc(&ctx.stats().slow_consumers);
         }

@@ -71,6 +71,13 @@ impl Session {
         format!("{}.{}", self.id >> 56, self.id & ((1 << 56) - 1))
     }
 
+    /// Whether the ping sent at `ping_sent_ms` has gone unanswered for `timeout` ms at `now`
+    /// (the sweep closes such a session; a request that finds one treats it as closed).
+    pub(crate) fn ping_overdue(&self, now: u64, timeout: u64) -> bool {
+        let sent = self.ping_sent_ms.get();
+        sent != 0 && self.last_seen_ms.get() < sent && now.saturating_sub(sent) >= timeout
+    }
+
     /// The authenticated user.
     pub(crate) fn user(&self) -> Option<Arc<str>> {
         self.user.borrow().clone()
