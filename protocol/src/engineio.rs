@@ -142,6 +142,10 @@ pub fn decode_packet(text: &str, allow_base64: bool) -> Result<Packet<'_>, Packe
     let Some(&first) = text.as_bytes().first() else {
         return Err(PacketError::Empty);
     };
+    // Every type is one ASCII byte: past it is a character boundary.
+    if !first.is_ascii() {
+        return Err(PacketError::UnknownType(first));
+    }
     let data = &text[1..];
     if first == b'b' && allow_base64 {
         return STANDARD
