@@ -49,8 +49,14 @@ async fn the_upgrade_loses_doubles_and_reorders_nothing_with_messages_in_flight(
         // before the upgrade and over WebSocket after it, without a pause.
         assert_eq!(verdict["ok"], true, "{verdict}");
         assert_eq!(verdict["transport"], "websocket");
-        assert!(verdict["sentOver"]["polling"].as_u64().unwrap() > 0, "{verdict}");
-        assert!(verdict["sentOver"]["websocket"].as_u64().unwrap() >= 40, "{verdict}");
+        assert!(
+            verdict["sentOver"]["polling"].as_u64().unwrap() > 0,
+            "{verdict}"
+        );
+        assert!(
+            verdict["sentOver"]["websocket"].as_u64().unwrap() >= 40,
+            "{verdict}"
+        );
     }
     server.handle.shutdown().await;
 }
@@ -68,7 +74,10 @@ async fn a_client_that_stops_answering_pings_is_closed_on_both_transports() {
         // run out.
         assert_eq!(verdict["reason"], "transport close", "{verdict}");
     }
-    wait_for("the sessions are gone", || server.handle.stats().connections == 0).await;
+    wait_for("the sessions are gone", || {
+        server.handle.stats().connections == 0
+    })
+    .await;
     assert!(server.handle.stats().heartbeat_timeouts >= 2);
     server.handle.shutdown().await;
 }
@@ -81,7 +90,11 @@ async fn long_polling_speaks_the_spec_byte_for_byte() {
     assert_eq!(sid.len(), 20);
     assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
     assert_eq!(
-        (&open["pingInterval"], &open["pingTimeout"], &open["maxPayload"]),
+        (
+            &open["pingInterval"],
+            &open["pingTimeout"],
+            &open["maxPayload"]
+        ),
         (&25_000.into(), &20_000.into(), &1_000_000.into())
     );
     let posted = eio.post(&sid, b"4hello\x1ebAQIDBA==\x1e4\xc3\xa9").await;
@@ -98,7 +111,10 @@ async fn long_polling_speaks_the_spec_byte_for_byte() {
         tokio::spawn(async move { eio.poll(&sid).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!waiting.is_finished(), "a long-poll with nothing queued waits");
+    assert!(
+        !waiting.is_finished(),
+        "a long-poll with nothing queued waits"
+    );
     assert_eq!(eio.post(&sid, b"4later").await.status, 200);
     assert_eq!(waiting.await.unwrap().body, "4later");
     // The client closes: `ok`, and the session is gone.
@@ -149,7 +165,10 @@ async fn an_upgrade_carries_what_long_polling_left_queued_in_order() {
     );
     let (mut second, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let closed = tokio::time::timeout(WAIT, second.next()).await.unwrap();
-    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    assert!(
+        matches!(closed, Some(Ok(Message::Close(_))) | None),
+        "{closed:?}"
+    );
     ws.send(Message::text("4still")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "4still");
     server.handle.shutdown().await;
@@ -203,7 +222,10 @@ async fn an_idle_long_polling_session_times_out_like_any_other() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!((gone.status, gone.body), (400, eio_error(1)));
-    wait_for("the hub forgot it", || server.handle.stats().connections == 0).await;
+    wait_for("the hub forgot it", || {
+        server.handle.stats().connections == 0
+    })
+    .await;
     assert_eq!(server.handle.stats().heartbeat_timeouts, 1);
     server.handle.shutdown().await;
 }

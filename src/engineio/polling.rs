@@ -23,7 +23,7 @@ enum Outcome {
     Ok,
     /// The client closed the session: `ok`, then the session ends.
     Closed,
-    /// A packet broke the protocol: 400, and the session ends.
+    /// A packet broke the protocol: `ok` still (as Node answers), and the session ends.
     Broken(CloseReason),
 }
 
@@ -141,7 +141,7 @@ impl<H: Handler> Engine<H> {
             };
             if polling.pending.as_ref().is_some_and(|p| !p.is_closed()) {
                 drop(entries);
-                let _ = respond.send(PollAnswer::Refused(HandshakeError::BadRequest));
+                let _ = respond.send(PollAnswer::Overlap);
                 return self.finish(key, CloseReason::TransportError);
             }
             if session.is_closing() {
@@ -166,8 +166,8 @@ impl<H: Handler> Engine<H> {
         }
     }
 
-    /// A `POST`: its packets, in order, to the handler; `ok`, or 400 and the end of the
-    /// session at the first packet that breaks the protocol (413 and the end for a body over
+    /// A `POST`: its packets, in order, to the handler, and `ok`; the session ends at the
+    /// first packet that breaks the protocol (413 and the end for a body over
     /// `ENGINEIO_MAX_PAYLOAD`).
     fn post(&self, sid: Sid, body: Option<Bytes>, respond: oneshot::Sender<PollAnswer>) {
         let key = match self.live_key(sid) {
@@ -197,7 +197,7 @@ impl<H: Handler> Engine<H> {
                 self.finish(key, CloseReason::ClientClose);
             }
             Outcome::Broken(reason) => {
-                let _ = respond.send(PollAnswer::Refused(HandshakeError::BadRequest));
+                let _ = respond.send(PollAnswer::Ok);
                 self.finish(key, reason);
             }
         }

@@ -79,3 +79,7 @@ pub(super) fn engineio_preflight(requested_headers: Option<&HeaderValue>) -> Res
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     res
 }
+
+/// The `Vary` of a preflight answer.
+pub(super) const PREFLIGHT_VARY: HeaderValue =
+    HeaderValue::from_static("Origin, Access-Control-Request-Headers");

@@ -32,7 +32,8 @@ pub(super) async fn handle(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Bo
         ctx.config().cors_origin.as_deref(),
         req.headers().get(header::ORIGIN),
     );
-    let mut res = if origin.is_some() && req.method() == Method::OPTIONS {
+    let preflight = origin.is_some() && req.method() == Method::OPTIONS;
+    let mut res = if preflight {
         let requested = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS);
         cors::engineio_preflight(requested)
     } else {
@@ -40,6 +41,9 @@ pub(super) async fn handle(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Bo
     };
     if let Some(origin) = origin {
         cors::decorate_credentials(&mut res, origin);
+        if preflight {
+            res.headers_mut().insert(header::VARY, cors::PREFLIGHT_VARY);
+        }
     }
     res
 }
@@ -169,9 +173,20 @@ fn reply(answer: PollAnswer) -> Response<Body> {
         PollAnswer::Payload(payload) => (StatusCode::OK, "text/plain; charset=UTF-8", payload),
         PollAnswer::Ok => (StatusCode::OK, "text/html", Bytes::from_static(b"ok")),
         PollAnswer::Refused(refused) => return refusal(refused, false),
-        PollAnswer::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "text/html", Bytes::new()),
+        PollAnswer::TooLarge => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+        PollAnswer::Overlap => return empty(StatusCode::BAD_REQUEST),
     };
-    with(status, content_type, body)
+    let mut res = with(status, content_type, body);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A status with no body (as Node ends these refusals).
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = status;
+    res
 }
 
 /// A refusal as the Node server writes it: JSON `{"code","message"}` for a plain request;

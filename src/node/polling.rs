@@ -42,6 +42,8 @@ pub(crate) enum PollAnswer {
     Ok,
     /// An Engine.IO refusal (400 or 403 with its JSON body).
     Refused(HandshakeError),
-    /// 413: a `POST` over `ENGINEIO_MAX_PAYLOAD`; the session is closed.
+    /// 413 with no body: a `POST` over `ENGINEIO_MAX_PAYLOAD`; the session is closed.
     TooLarge,
+    /// 400 with no body: a second long-poll while one waits; the session is closed.
+    Overlap,
 }

@@ -38,7 +38,11 @@ pub fn ensure_installed() {
         }
         match std::fs::create_dir(&lock) {
             Ok(()) => {
-                let result = if marker.exists() { Ok(()) } else { npm_ci(&dir) };
+                let result = if marker.exists() {
+                    Ok(())
+                } else {
+                    npm_ci(&dir)
+                };
                 let _ = std::fs::remove_dir(&lock);
                 if let Err(e) = result {
                     panic!("{e}");
