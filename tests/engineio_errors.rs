@@ -83,7 +83,8 @@ async fn a_second_concurrent_long_poll_is_refused_and_ends_the_session() {
     let (sid, _) = eio.open().await;
     // Whichever reaches the server second is refused (400, no body, as Node); the first is
     // answered with the close packet.
-    let (a, b) = tokio::join!(eio.poll(&sid), Eio::new(&server).poll(&sid));
+    let other = Eio::new(&server);
+    let (a, b) = tokio::join!(eio.poll(&sid), other.poll(&sid));
     let mut answers = [(a.status, a.body), (b.status, b.body)];
     answers.sort();
     assert_eq!(answers, [(200, "1".to_owned()), (400, String::new())]);
