@@ -14,6 +14,7 @@ use crate::node::permit::ConnPermit;
 use crate::node::polling::{PollAnswer, PollKind, PollRequest};
 use crate::reactor::Wake;
 use crate::session::Session;
+use crate::stats::ShardStats;
 use crate::transport::engineio::{Handshake, Sid};
 use crate::transport::outbound::{CloseRequest, Queued};
 
@@ -129,39 +130,55 @@ impl<H: Handler> Engine<H> {
             Ok(key) => key,
             Err(refused) => return drop(respond.send(PollAnswer::Refused(refused))),
         };
-        let closing = {
-            let mut entries = self.entries.borrow_mut();
-            let Some(Entry {
+        let overlap = self.with_polling(key, |session, polling| {
+            if polling.pending.as_ref().is_some_and(|p| !p.is_closed()) {
+                return Some(respond);
+            }
+            if !session.is_closing() && (session.outbox().has_output() || polling.probing) {
+                let _ = respond.send(PollAnswer::Payload(self.payload(session, true)));
+            } else {
+                // A closing session is ended below, answering it.
+                polling.pending = Some(respond);
+            }
+            None
+        });
+        match overlap {
+            Some(Some(second)) => {
+                let _ = second.send(PollAnswer::Overlap);
+                self.finish(key, CloseReason::TransportError);
+            }
+            Some(None) => self.end_if_closing(key),
+            None => {}
+        }
+    }
+
+    /// Runs `f` on long-polling session `key`, if it is one.
+    fn with_polling<R>(
+        &self,
+        key: usize,
+        f: impl FnOnce(&Rc<Session>, &mut Polling<H>) -> R,
+    ) -> Option<R> {
+        let mut entries = self.entries.borrow_mut();
+        match entries.get_mut(key) {
+            Some(Entry {
                 session,
                 state: State::Polling(polling),
                 ..
-            }) = entries.get_mut(key)
-            else {
-                return;
-            };
-            if polling.pending.as_ref().is_some_and(|p| !p.is_closed()) {
-                drop(entries);
-                let _ = respond.send(PollAnswer::Overlap);
-                return self.finish(key, CloseReason::TransportError);
-            }
-            if session.is_closing() {
-                polling.pending = Some(respond);
-                true
-            } else if session.outbox().has_output() || polling.probing {
-                let payload = self.payload(session, true);
-                let _ = respond.send(PollAnswer::Payload(payload));
-                false
-            } else {
-                polling.pending = Some(respond);
-                false
-            }
-        };
-        if closing {
-            let code = self
-                .entries
-                .borrow()
-                .get(key)
-                .and_then(|e| e.session.close_code());
+            }) => Some(f(session, polling)),
+            _ => None,
+        }
+    }
+
+    /// Ends long-polling session `key` if a close was requested (by the sweep, a slow
+    /// consumer, shutdown).
+    fn end_if_closing(&self, key: usize) {
+        let code = self
+            .entries
+            .borrow()
+            .get(key)
+            .filter(|e| matches!(e.state, State::Polling(_)) && e.session.is_closing())
+            .map(|e| e.session.close_code());
+        if let Some(code) = code {
             self.finish(key, reason_of(code));
         }
     }
@@ -178,17 +195,11 @@ impl<H: Handler> Engine<H> {
             let _ = respond.send(PollAnswer::TooLarge);
             return self.finish(key, CloseReason::TransportError);
         };
-        let outcome = {
-            let mut entries = self.entries.borrow_mut();
-            let Some(Entry {
-                session,
-                state: State::Polling(polling),
-                ..
-            }) = entries.get_mut(key)
-            else {
-                return;
-            };
+        let outcome = self.with_polling(key, |session, polling| {
             self.packets(session, &mut polling.app, &body)
+        });
+        let Some(outcome) = outcome else {
+            return;
         };
         match outcome {
             Outcome::Ok => drop(respond.send(PollAnswer::Ok)),
@@ -206,6 +217,9 @@ impl<H: Handler> Engine<H> {
     /// Handles the packets of a `POST` body, until one ends the session.
     fn packets(&self, session: &Rc<Session>, app: &mut H, body: &[u8]) -> Outcome {
         for packet in decode_payload(body) {
+            if matches!(packet, Ok(Packet::Text(_) | Packet::Binary(_))) {
+                ShardStats::inc(&self.ctx.stats().messages_in);
+            }
             match packet {
                 Ok(Packet::Text(text)) => app.message(&self.ctx, session, Message::Text(text)),
                 Ok(Packet::Binary(bytes)) => {
@@ -230,33 +244,21 @@ impl<H: Handler> Engine<H> {
     /// A long-polling session was woken: a frame was queued (answer the pending `GET`), or a
     /// close was requested (end it).
     pub(super) fn drive(&self, key: usize) {
-        let closing = {
-            let mut entries = self.entries.borrow_mut();
-            let Some(entry) = entries.get_mut(key) else {
+        self.with_polling(key, |session, polling| {
+            session.unmark();
+            if session.is_closing() {
                 return;
-            };
-            entry.session.unmark();
-            let State::Polling(polling) = &mut entry.state else {
-                return;
-            };
-            if entry.session.is_closing() {
-                Some(entry.session.close_code())
-            } else {
-                let waiting = polling.pending.take_if(|p| !p.is_closed());
-                if let Some(respond) = waiting {
-                    if entry.session.outbox().has_output() || polling.probing {
-                        let payload = self.payload(&entry.session, true);
-                        let _ = respond.send(PollAnswer::Payload(payload));
-                    } else {
-                        polling.pending = Some(respond);
-                    }
-                }
-                None
             }
-        };
-        if let Some(code) = closing {
-            self.finish(key, reason_of(code));
-        }
+            let waiting = polling.pending.take_if(|p| !p.is_closed());
+            if let Some(respond) = waiting {
+                if session.outbox().has_output() || polling.probing {
+                    let _ = respond.send(PollAnswer::Payload(self.payload(session, true)));
+                } else {
+                    polling.pending = Some(respond);
+                }
+            }
+        });
+        self.end_if_closing(key);
     }
 
     /// Ends long-polling session `key`: the pending `GET` gets what is queued and the close
