@@ -455,7 +455,10 @@ impl Config {
         {
             return Err(ConfigError::ZeroHeartbeat);
         }
-        if !self.engineio_path.starts_with('/') || self.engineio_max_payload == 0 {
+        if !self.engineio_path.starts_with('/')
+            || self.engineio_max_payload == 0
+            || self.max_outbound_bytes < 2 * self.engineio_max_payload
+        {
             return Err(ConfigError::EngineIo);
         }
         if self.shard_count() > 64 {
@@ -495,8 +498,11 @@ pub enum ConfigError {
     /// A heartbeat of zero.
     #[error("HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ENGINEIO_PING_INTERVAL and ENGINEIO_PING_TIMEOUT must be positive")]
     ZeroHeartbeat,
-    /// An Engine.IO path that is not absolute, or a payload bound of zero.
-    #[error("ENGINEIO_PATH must start with / and ENGINEIO_MAX_PAYLOAD must be positive")]
+    /// An Engine.IO path that is not absolute, or a payload bound of zero or above half the
+    /// outbound bound.
+    #[error(
+        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and at most half MAX_OUTBOUND_BYTES"
+    )]
     EngineIo,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
@@ -575,6 +581,20 @@ mod tests {
         let mut c = Config::for_tests();
         c.idempotency_max_bytes = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroIdempotency));
+    }
+
+    #[test]
+    fn engineio_knobs_are_checked() {
+        let mut c = Config::for_tests();
+        c.engineio_path = "socket.io".into();
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo));
+        let mut c = Config::for_tests();
+        c.engineio_max_payload = c.max_outbound_bytes;
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo));
+        let mut c = Config::for_tests();
+        c.engineio_path = "/engine.io".into();
+        assert_eq!(c.engineio_path(), "/engine.io/");
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
