@@ -228,3 +228,50 @@ async fn the_endpoint_is_off_without_echo_and_follows_its_configured_path() {
     assert_eq!(default.status, 404, "only the configured path");
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn hostile_requests_leave_a_bystander_session_working() {
+    let server = eio_server(|c| c.engineio_max_payload = 1000);
+    let eio = Eio::new(&server);
+    let (bystander, _) = eio.open().await;
+    let junk: &[(&str, &str, &[u8])] = &[
+        (
+            "POST",
+            "EIO=4&transport=polling&sid=00AAAAAAAAAAAAAAAAAA",
+            b"4x",
+        ),
+        (
+            "POST",
+            "EIO=4&transport=polling&sid=99AAAAAAAAAAAAAAAAAA",
+            b"4x",
+        ),
+        ("GET", "EIO=4&transport=polling&sid=%00%ff", b""),
+        ("GET", "EIO=3&transport=polling", b""),
+        ("POST", "EIO=4&transport=polling", b"\xff\xfe"),
+    ];
+    for round in 0..20 {
+        for (method, query, body) in junk {
+            let answer = eio.request(method, query, Some(body.to_vec()), &[]).await;
+            assert_eq!(answer.status, 400, "{method} ?{query}");
+        }
+        // A session of its own, broken in every way a client can.
+        let (sid, _) = eio.open().await;
+        let body: &[u8] = match round % 4 {
+            0 => b"\xff",
+            1 => b"4ok\x1ebnot base64",
+            2 => b"0{}",
+            _ => &[b'4'; 1001],
+        };
+        let answer = eio.post(&sid, body).await;
+        assert!(matches!(answer.status, 200 | 413), "{answer:?}");
+        assert_eq!(eio.poll(&sid).await.status, 400, "closed");
+    }
+    assert_eq!(eio.post(&bystander, b"4still here").await.body, "ok");
+    assert_eq!(eio.poll(&bystander).await.body, "4still here");
+    wait_for("only the bystander is left", || {
+        server.handle.stats().connections == 1
+    })
+    .await;
+    assert_eq!(server.handle.stats().panics, 0);
+    server.handle.shutdown().await;
+}
