@@ -189,6 +189,24 @@ pub struct Config {
     /// testing (the Autobahn test suite); leave it off in production. Default: false.
     #[arg(long, env = "ECHO", default_value_t = false)]
     pub echo: bool,
+    /// Path of the Engine.IO endpoint (long-polling and WebSocket, `?EIO=4&transport=…`),
+    /// matched exactly, with its trailing slash (one is added if missing). Served with the
+    /// Engine.IO echo while ECHO=true. Default: /socket.io/.
+    #[arg(long, env = "ENGINEIO_PATH", default_value = "/socket.io/")]
+    pub engineio_path: String,
+    /// Interval between the server's Engine.IO pings (`2`), sent whatever the traffic, as the
+    /// open packet's `pingInterval` says. Default: 25s.
+    #[arg(long, env = "ENGINEIO_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub engineio_ping_interval: Duration,
+    /// Time after an Engine.IO ping within which the client's pong (`3`) must arrive, or the
+    /// session is closed (`pingTimeout`). Default: 20s.
+    #[arg(long, env = "ENGINEIO_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub engineio_ping_timeout: Duration,
+    /// Largest Engine.IO long-polling `POST` body and WebSocket message, in bytes (past it: 413
+    /// or close 1009, and the session is closed); also the most bytes of packets in one
+    /// long-poll response (`maxPayload`). Default: 1000000.
+    #[arg(long, env = "ENGINEIO_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub engineio_max_payload: usize,
     /// Refuse handshakes that carry no token (HTTP 401 `auth.required`) instead of waiting for
     /// an `auth` command. Default: false.
     #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
@@ -385,6 +403,15 @@ impl Config {
         config
     }
 
+    /// The Engine.IO endpoint's path, with its trailing slash.
+    pub fn engineio_path(&self) -> std::borrow::Cow<'_, str> {
+        if self.engineio_path.ends_with('/') {
+            self.engineio_path.as_str().into()
+        } else {
+            format!("{}/", self.engineio_path).into()
+        }
+    }
+
     /// The number of shards to run: `shards`, or one per core.
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
@@ -421,8 +448,18 @@ impl Config {
         {
             return Err(ConfigError::ZeroRate);
         }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
+        if self.heartbeat_interval.is_zero()
+            || self.heartbeat_timeout.is_zero()
+            || self.engineio_ping_interval.is_zero()
+            || self.engineio_ping_timeout.is_zero()
+        {
             return Err(ConfigError::ZeroHeartbeat);
+        }
+        if !self.engineio_path.starts_with('/')
+            || self.engineio_max_payload == 0
+            || self.max_outbound_bytes < 2 * self.engineio_max_payload
+        {
+            return Err(ConfigError::EngineIo);
         }
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
@@ -459,8 +496,14 @@ pub enum ConfigError {
     )]
     ZeroRate,
     /// A heartbeat of zero.
-    #[error("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")]
+    #[error("HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ENGINEIO_PING_INTERVAL and ENGINEIO_PING_TIMEOUT must be positive")]
     ZeroHeartbeat,
+    /// An Engine.IO path that is not absolute, or a payload bound of zero or above half the
+    /// outbound bound.
+    #[error(
+        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and at most half MAX_OUTBOUND_BYTES"
+    )]
+    EngineIo,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,
@@ -538,6 +581,20 @@ mod tests {
         let mut c = Config::for_tests();
         c.idempotency_max_bytes = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroIdempotency));
+    }
+
+    #[test]
+    fn engineio_knobs_are_checked() {
+        let mut c = Config::for_tests();
+        c.engineio_path = "socket.io".into();
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo));
+        let mut c = Config::for_tests();
+        c.engineio_max_payload = c.max_outbound_bytes;
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo));
+        let mut c = Config::for_tests();
+        c.engineio_path = "/engine.io".into();
+        assert_eq!(c.engineio_path(), "/engine.io/");
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!
 //! - `reactor`: a shard's `mio` poll and slab of connection state machines, generic over the
 //!   machine; wake-ups. Knows nothing of what it drives.
-//! - `transport`: the socket, the outbound frame queue, and WebSocket (`ws/`: frames, reader,
-//!   wire state with the closing handshake, taking over an upgraded socket).
+//! - `transport`: the socket, the outbound frame queue, WebSocket (`ws/`: frames, reader,
+//!   wire state with the closing handshake, taking over an upgraded socket), and Engine.IO's
+//!   wire (`engineio/`: session ids, a long-polling payload from outbox frames).
 //! - `session`: a client's session (identity, typed deadline, outbox, wake-up), JWT `auth`,
 //!   the rate limiter. A session outlives its socket: transports attach and detach.
 //! - `store`: the durable store (fjall under `DATA_DIR`): a bounded write queue that one
@@ -25,6 +26,8 @@
 //!   first answers of requests with idempotency keys (`idempotency.rs`).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, shutdown.
+//! - `engineio`: Engine.IO v4 sessions on a shard (long-polling, WebSocket, the upgrade),
+//!   generic over the `Handler` above them; it knows nothing of Socket.IO.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.
 //! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics.
 //! - `runtime`: start and stop, shard threads and loops, the connection machine, the sweep.
@@ -39,6 +42,7 @@ mod clock;
 mod cluster;
 mod commands;
 pub mod config;
+mod engineio;
 mod http;
 mod hub;
 mod node;

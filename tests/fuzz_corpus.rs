@@ -85,6 +85,14 @@ fn socketio_msgpack() {
 }
 
 #[test]
+fn engineio_payload() {
+    replay(
+        "engineio_payload",
+        wsgate_protocol::fuzzing::engineio_payload,
+    );
+}
+
+#[test]
 fn store_records() {
     replay("store_records", targets::store_records);
 }
@@ -669,6 +677,35 @@ fn socketio_seeds() {
     msgpack.write();
 }
 
+fn engineio_payload_seeds() {
+    let mut seeds = Seeds::new("engineio_payload");
+    let cases: &[(&str, &[u8])] = &[
+        ("message", b"4hello"),
+        ("messages", b"4test1\x1e4test2\x1e4test3"),
+        ("text-and-binary", b"4hello\x1ebAQIDBA=="),
+        ("binary-empty", b"b"),
+        ("binary-padding", b"bAP8="),
+        ("pong", b"3"),
+        ("probe", b"2probe"),
+        ("close", b"1"),
+        ("upgrade-noop", b"5\x1e6"),
+        ("open", b"0{\"sid\":\"x\"}"),
+        ("socketio-event", b"42[\"chat:message\",{\"a\":1}]\x1e3"),
+        ("utf8", "4h\u{e9}llo \u{1f600}".as_bytes()),
+        ("empty", b""),
+        ("empty-between", b"4a\x1e\x1e4b"),
+        ("trailing-separator", b"4a\x1e"),
+        ("unknown-type", b"abc"),
+        ("data-on-close", b"1x"),
+        ("bad-base64", b"bAQ="),
+        ("bad-utf8", b"4\xff\xfe"),
+    ];
+    for (name, data) in cases {
+        seeds.add(*name, *data);
+    }
+    seeds.write();
+}
+
 /// Rewrites every seed directory. Review the diff (`git status fuzz/corpus`) before committing.
 #[test]
 #[ignore = "rewrites fuzz/corpus/"]
@@ -683,4 +720,5 @@ fn regenerate_seeds() {
     rest_body_seeds(&client);
     token_seeds(&client);
     socketio_seeds();
+    engineio_payload_seeds();
 }

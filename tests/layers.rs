@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "hub",
     "cluster",
     "node",
+    "engineio",
     "commands",
     "http",
     "runtime",

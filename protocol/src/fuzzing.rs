@@ -344,3 +344,34 @@ unsafe impl GlobalAlloc for CappedAlloc {
         unsafe { System.dealloc(ptr, layout) }
     }
 }
+
+/// Fuzz target `engineio_payload`: a long-polling POST body from a client, and the same bytes
+/// as one WebSocket text packet. Decoding never panics; a payload whose packets all decode
+/// re-encodes to exactly its bytes (the decoder accepts one spelling of each packet); each
+/// decoded packet re-encodes and decodes to itself.
+pub fn engineio_payload(input: &[u8]) {
+    with_alloc_cap(alloc_cap(input.len()), || {
+        use crate::engineio::{decode_packet, decode_payload, encode_packet, encode_payload};
+        let decoded: Vec<_> = decode_payload(input).collect();
+        assert!(!decoded.is_empty(), "a payload holds at least one packet");
+        if let Ok(packets) = decoded.into_iter().collect::<Result<Vec<_>, _>>() {
+            let mut out = Vec::new();
+            encode_payload(&packets, &mut out);
+            assert_eq!(out, input, "a decoded payload re-encodes to its bytes");
+            for packet in &packets {
+                let mut one = Vec::new();
+                encode_packet(packet, &mut one);
+                let text = std::str::from_utf8(&one).expect("an encoded packet is text");
+                assert_eq!(&decode_packet(text, true).as_ref(), &Ok(packet));
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(input) {
+            if let Ok(packet) = decode_packet(text, false) {
+                assert!(!matches!(packet, crate::engineio::Packet::Binary(_)));
+                let mut out = Vec::new();
+                encode_packet(&packet, &mut out);
+                assert_eq!(out, input, "a WebSocket packet re-encodes to its bytes");
+            }
+        }
+    });
+}

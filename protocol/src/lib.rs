@@ -7,6 +7,7 @@
 //! and transcoded once when it crosses from one encoding to the other.
 
 mod client;
+pub mod engineio;
 mod envelope;
 mod error;
 mod format;

@@ -1,8 +1,9 @@
-//! The HTTP side of the port: hyper 1.x serving the WebSocket upgrade at `/ws` and the REST
-//! surface, with bounded request heads and a deadline for them (slowloris). One route table
+//! The HTTP side of the port: hyper 1.x serving the WebSocket upgrade at `/ws`, the Engine.IO
+//! endpoint, and the REST surface, with bounded request heads and a deadline for them (slowloris). One route table
 //! ([`routes`]) binds each method and path to its handler.
 
 mod cors;
+mod engineio;
 mod error;
 mod metrics;
 pub(crate) mod rest;
@@ -59,6 +60,10 @@ pub(crate) async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
 }
 
 async fn answer(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    // Engine.IO answers with its own errors and its own CORS (with credentials).
+    if engineio::is_endpoint(ctx, req.uri().path()) {
+        return engineio::handle(ctx, req).await;
+    }
     let origin = ctx.config().cors_origin.clone();
     if let (Some(origin), &Method::OPTIONS) = (&origin, req.method()) {
         return cors::preflight(origin);

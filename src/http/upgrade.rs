@@ -63,7 +63,7 @@ pub(super) fn handle(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body
         },
     };
     let role = Role::Gateway { format, identity };
-    let mut response = upgrade(ctx, &mut req, role, permit);
+    let mut response = upgrade(ctx, &mut req, role, permit, ctx.shard);
     if by_header && response.status() == StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,
@@ -81,7 +81,7 @@ pub(super) fn echo(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body> 
     let Some(permit) = ConnPermit::acquire(&ctx.shared) else {
         return server_full();
     };
-    upgrade(ctx, &mut req, Role::Echo, permit)
+    upgrade(ctx, &mut req, Role::Echo, permit, ctx.shard)
 }
 
 /// Refuses what is not a WebSocket upgrade (426), and any upgrade during shutdown (503).
@@ -116,13 +116,15 @@ fn server_full() -> Response<Body> {
     )
 }
 
-/// Answers the handshake (101) and hands the socket to the shard's reactor once the upgrade
-/// completes (so neither the upgrade's state nor a task is kept for the connection's life).
-fn upgrade(
+/// Answers the handshake (101) and hands the socket to shard `shard`'s reactor once the
+/// upgrade completes (so neither the upgrade's state nor a task is kept for the connection's
+/// life): this shard's, or the one that owns the Engine.IO session the socket takes over.
+pub(super) fn upgrade(
     ctx: &Rc<Ctx>,
     req: &mut Request<Incoming>,
     role: Role,
     permit: ConnPermit,
+    shard: usize,
 ) -> Response<Body> {
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(req) {
         Ok(pair) => pair,
@@ -142,7 +144,7 @@ fn upgrade(
                 role,
                 permit,
             };
-            ctx.shared.hand_off(ctx.shard, handoff);
+            ctx.shared.hand_off(shard, handoff);
         }
     });
     response.map(|_| Full::default())

@@ -1,9 +1,11 @@
 //! One wsgate process (a node, in cluster terms): what its shards share ([`Shared`]), the
 //! context a shard gives its commands and HTTP handlers ([`Ctx`]), the slots that bound
 //! connections ([`permit`]), the hand-off of upgraded sockets to a shard's reactor
-//! ([`Handoff`]), and shutdown.
+//! ([`Handoff`]), Engine.IO long-polling requests sent to their session's shard
+//! ([`polling`]), and shutdown.
 
 pub(crate) mod permit;
+pub(crate) mod polling;
 pub(crate) mod shutdown;
 
 use std::cell::Cell;
@@ -26,8 +28,10 @@ use crate::session::auth::{Identity, Verifier};
 use crate::session::Session;
 use crate::stats::ShardStats;
 use crate::store::{Kind, Recovered, Store, StoreError};
+use crate::transport::engineio::{Handshake, Sid};
 use crate::transport::socket::Socket;
 use permit::{ConnPermit, UserSlot};
+use polling::PollRequest;
 use shutdown::Shutdown;
 
 /// What every shard shares. Nothing here is touched per message except the backplane's
@@ -49,6 +53,9 @@ pub(crate) struct Shared {
     /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
     /// every entry holds one of `max_connections` [`ConnPermit`]s.
     handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
+    /// Each shard's queue of Engine.IO long-polling requests. Bounded in fact: an entry is an
+    /// HTTP request in flight, at most one per open HTTP connection.
+    polls: Box<[mpsc::UnboundedSender<PollRequest>]>,
 }
 
 /// The idempotency stores: one for clients' commands (scoped by user), one for REST (scoped
@@ -60,8 +67,12 @@ pub(crate) struct Keys {
     pub(crate) rest: Arc<Idempotency<(u16, Bytes)>>,
 }
 
-/// The receiving ends of [`Shared`]'s hand-off queues, one per shard.
-pub(crate) type Handoffs = Vec<mpsc::UnboundedReceiver<Handoff>>;
+/// The receiving ends of [`Shared`]'s queues, one of each per shard: upgraded sockets, and
+/// Engine.IO long-polling requests.
+pub(crate) type Handoffs = Vec<(
+    mpsc::UnboundedReceiver<Handoff>,
+    mpsc::UnboundedReceiver<PollRequest>,
+)>;
 
 impl Shared {
     /// The state `config.shard_count()` shards share, and each shard's hand-off receiver;
@@ -135,8 +146,11 @@ impl Shared {
             commands: Idempotency::new(keys),
             rest: Idempotency::new(keys),
         };
-        let (senders, receivers): (Vec<_>, Vec<_>) =
+        let (senders, handoff_rx): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+        let (polls, poll_rx): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+        let receivers = handoff_rx.into_iter().zip(poll_rx).collect();
         let shared = Shared {
             backplane: Arc::new(Local::new(
                 shards,
@@ -154,6 +168,7 @@ impl Shared {
             shutdown,
             idempotency,
             handoffs: senders.into_boxed_slice(),
+            polls: polls.into_boxed_slice(),
             config,
         };
         Ok((shared, receivers))
@@ -182,6 +197,14 @@ impl Shared {
             .get(shard)
             .is_some_and(|tx| tx.send(handoff).is_ok())
     }
+
+    /// Sends an Engine.IO long-polling request to shard `shard`'s engine; `false` if there is
+    /// no such shard (a forged session id) or it is gone.
+    pub(crate) fn send_poll(&self, shard: usize, request: PollRequest) -> bool {
+        self.polls
+            .get(shard)
+            .is_some_and(|tx| tx.send(request).is_ok())
+    }
 }
 
 /// What a connection serves.
@@ -195,6 +218,12 @@ pub(crate) enum Role {
     /// `/echo` (`ECHO=true`): every data message is sent back unchanged, with its opcode. No
     /// auth, no commands, no rate limit; the same reader, queue, limits and close handshake.
     Echo,
+    /// Engine.IO over WebSocket: a new session (`sid` `None`, the open packet first), or the
+    /// upgrade of long-polling session `sid` (owned by the shard this is handed to).
+    EngineIo {
+        sid: Option<Sid>,
+        handshake: Handshake,
+    },
 }
 
 /// An upgraded socket on its way to a shard's reactor.

@@ -27,6 +27,19 @@ impl Ready {
         self.tokens.borrow().is_empty()
     }
 
+    /// Waits until a token is queued: for a driver of wake-ups other than the reactor's own
+    /// task (the Engine.IO long-polling sessions, which have no socket to watch).
+    pub(crate) async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if !self.is_empty() {
+                return std::task::Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+
     /// Moves the queued tokens into `batch` (which must be empty), keeping its capacity here.
     pub(crate) fn take_into(&self, batch: &mut Vec<u32>) {
         debug_assert!(batch.is_empty());

@@ -1,5 +1,5 @@
 //! One connection as the reactor drives it: a WebSocket wire ([`Wire`]) carrying a session,
-//! in one of two roles: the gateway (commands) or `/echo`. It reads items, hands commands to
+//! in one of three roles: the gateway (commands), `/echo`, or Engine.IO (`crate::engineio`). It reads items, hands commands to
 //! `crate::commands`, writes the session's outbox, and closes with the right code. It holds no
 //! task and no buffer while idle.
 
@@ -11,11 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use wsgate_protocol::{CloseCode, ErrorCode, Format, ProtocolError};
 
+use super::engineio::App as EioApp;
 use crate::commands::{self, Client};
+use crate::engineio::websocket::WebSocket;
+use crate::engineio::{Engine, UPGRADE_TIMEOUT_MS};
 use crate::node::permit::ConnPermit;
 use crate::node::{Ctx, Handoff, Role};
 use crate::reactor::{Machine, Readiness, Step, Wake};
-use crate::session::Session;
+use crate::session::{Deadline, Session};
 use crate::stats::ShardStats;
 use crate::transport::outbound::{CloseRequest, Queued};
 use crate::transport::socket::Socket;
@@ -33,6 +36,8 @@ enum App {
     Gateway(Client),
     /// Every data message back unchanged.
     Echo,
+    /// An Engine.IO session (or, until its `5`, the probe of a long-polling session's upgrade).
+    EngineIo(WebSocket<EioApp>),
 }
 
 /// A connection's state.
@@ -46,8 +51,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Sets the handed-off socket up in its role, woken through `wake`.
-    pub(crate) fn new(ctx: Rc<Ctx>, handoff: Handoff, wake: Wake) -> Connection {
+    /// Sets the handed-off socket up in its role, woken through `wake`; an Engine.IO one with
+    /// the shard's `engine`.
+    pub(crate) fn new(
+        ctx: Rc<Ctx>,
+        engine: &Rc<Engine<EioApp>>,
+        handoff: Handoff,
+        wake: Wake,
+    ) -> Connection {
         let Handoff {
             socket,
             already_read,
@@ -58,7 +69,7 @@ impl Connection {
         // An echo connection never speaks the gateway's formats; JSON only fills the field.
         let format = match &role {
             Role::Gateway { format, .. } => *format,
-            Role::Echo => Format::Json,
+            Role::Echo | Role::EngineIo { .. } => Format::Json,
         };
         let session = Rc::new(Session::new(ctx.next_session_id(), format, now));
         session.attach(wake);
@@ -66,12 +77,25 @@ impl Connection {
         if ctx.shared.shutdown.is_fired() {
             session.close(CloseRequest::new(CloseCode::GoingAway), Queued::Flush);
         }
+        let mut max_message = ctx.config().max_message_bytes;
         let app = match role {
             Role::Gateway { identity, .. } => App::Gateway(Client::new(&ctx, &session, identity)),
             Role::Echo => App::Echo,
+            Role::EngineIo { sid, handshake } => {
+                max_message = ctx.config().engineio_max_payload;
+                App::EngineIo(match sid {
+                    None => WebSocket::open(engine, &session, &handshake),
+                    Some(sid) => {
+                        // A probe that does not upgrade in time is closed by the sweep.
+                        let at_ms = now + UPGRADE_TIMEOUT_MS;
+                        session.deadline.set(Deadline::Auth { at_ms });
+                        WebSocket::probe(engine, &session, sid)
+                    }
+                })
+            }
         };
         Connection {
-            wire: Wire::new(socket, already_read, ctx.config().max_message_bytes),
+            wire: Wire::new(socket, already_read, max_message),
             session,
             app,
             _permit: permit,
@@ -157,12 +181,21 @@ impl Connection {
     /// Handles one item; a data message that is a command is returned, to be run.
     fn on_incoming(&mut self, item: Incoming) -> Option<Bytes> {
         let (ctx, session) = (&self.ctx, &self.session);
-        session.last_seen_ms.set(ctx.now_ms());
+        if !session.engineio.get() {
+            // Any frame proves liveness; an Engine.IO session's heartbeat is its pongs only.
+            session.last_seen_ms.set(ctx.now_ms());
+        }
         match item {
             Incoming::Message { text, payload } => {
                 ShardStats::inc(&ctx.stats().messages_in);
                 if session.is_closing() {
                     return None; // after a close, data is ignored
+                }
+                if let App::EngineIo(eio) = &mut self.app {
+                    if let Some(polling) = eio.on_message(ctx, session, text, payload) {
+                        self.carry(polling);
+                    }
+                    return None;
                 }
                 if matches!(self.app, App::Echo) {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
@@ -186,6 +219,11 @@ impl Connection {
                 let close = CloseRequest::with_reason(code.unwrap_or(1000), "");
                 session.close(close, Queued::Discard);
             }
+            Incoming::TooLarge if matches!(self.app, App::EngineIo(_)) => {
+                if let App::EngineIo(eio) = &mut self.app {
+                    eio.too_large(session);
+                }
+            }
             Incoming::TooLarge if matches!(self.app, App::Echo) => {
                 // An echo peer cannot send the message back, and has no error message to
                 // send: close with 1009 (message too big, RFC 6455 §7.4.1).
@@ -202,6 +240,18 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// The upgrade's `5`: from now on the connection carries the long-polling session
+    /// `polling` (its outbox, in order, and its place in the hub) instead of the probe's own.
+    fn carry(&mut self, polling: Rc<Session>) {
+        let probe = std::mem::replace(&mut self.session, polling);
+        if let Some(wake) = probe.take_wake() {
+            self.session.attach(wake);
+        }
+        self.ctx.hub.unregister(&probe);
+        // What the long-polling side left queued goes out next.
+        self.session.wake();
     }
 }
 
@@ -257,5 +307,8 @@ impl Machine for Connection {
     fn finish(self) {
         self.session.detach();
         self.ctx.hub.unregister(&self.session);
+        if let App::EngineIo(eio) = self.app {
+            eio.finish(&self.ctx, &self.session);
+        }
     }
 }

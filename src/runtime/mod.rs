@@ -1,10 +1,11 @@
 //! The runtime: starting and stopping the server (one `SO_REUSEPORT` listener and one thread
 //! per shard, and the handle that stops them), the shard loops ([`shard`]), the connection
-//! machine the reactor drives ([`connection`]), the sweep ([`sweep`]) and the allocator's
-//! upkeep ([`alloc`]).
+//! machine the reactor drives ([`connection`]), the applications of Engine.IO sessions
+//! ([`engineio`]), the sweep ([`sweep`]) and the allocator's upkeep ([`alloc`]).
 
 mod alloc;
 mod connection;
+mod engineio;
 mod shard;
 mod sweep;
 

@@ -13,8 +13,11 @@ use tokio::task::LocalSet;
 use wsgate_protocol::CloseCode;
 
 use super::connection::Connection;
+use super::engineio::App;
 use super::sweep;
 use crate::cluster::ShardMsg;
+use crate::engineio::Engine;
+use crate::node::polling::PollRequest;
 use crate::node::{Ctx, Handoff, Shared};
 use crate::reactor::Reactor;
 use crate::transport::outbound::{CloseRequest, Queued};
@@ -24,7 +27,10 @@ pub(crate) fn spawn(
     id: usize,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
-    handoffs: mpsc::UnboundedReceiver<Handoff>,
+    queues: (
+        mpsc::UnboundedReceiver<Handoff>,
+        mpsc::UnboundedReceiver<PollRequest>,
+    ),
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("wsgate-shard-{id}"))
@@ -47,7 +53,7 @@ pub(crate) fn spawn(
                 }
             };
             let ctx = Ctx::new(id, shared);
-            LocalSet::new().block_on(&runtime, run(&ctx, &reactor, listener, handoffs));
+            LocalSet::new().block_on(&runtime, run(&ctx, &reactor, listener, queues));
             // Connections still open past the shutdown deadline close with their sockets.
             reactor.drop_all();
         })
@@ -57,7 +63,10 @@ async fn run(
     ctx: &Rc<Ctx>,
     reactor: &Rc<Reactor<Connection>>,
     listener: std::net::TcpListener,
-    handoffs: mpsc::UnboundedReceiver<Handoff>,
+    (handoffs, polls): (
+        mpsc::UnboundedReceiver<Handoff>,
+        mpsc::UnboundedReceiver<PollRequest>,
+    ),
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -68,7 +77,9 @@ async fn run(
     };
     tokio::task::spawn_local(reactor.clone().run());
     tokio::task::spawn_local(inbox_loop(ctx.clone()));
-    tokio::task::spawn_local(adopt_loop(ctx.clone(), reactor.clone(), handoffs));
+    let engine = Engine::<App>::new(ctx.clone());
+    tokio::task::spawn_local(engine.clone().run(polls));
+    tokio::task::spawn_local(adopt_loop(ctx.clone(), reactor.clone(), engine, handoffs));
     tokio::task::spawn_local(sweep::run(ctx.clone()));
     let mut shutdown = ctx.shared.shutdown.clone();
     // Until shutdown, and while connections drain after it, HTTP is still answered: `/readyz`
@@ -107,14 +118,16 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// Takes upgraded sockets into the reactor, as connections.
+/// Takes upgraded sockets into the reactor, as connections (an Engine.IO one with the shard's
+/// engine, whose sessions it may take over).
 async fn adopt_loop(
     ctx: Rc<Ctx>,
     reactor: Rc<Reactor<Connection>>,
+    engine: Rc<Engine<App>>,
     mut handoffs: mpsc::UnboundedReceiver<Handoff>,
 ) {
     while let Some(handoff) = handoffs.recv().await {
-        reactor.adopt(|wake| Connection::new(ctx.clone(), handoff, wake));
+        reactor.adopt(|wake| Connection::new(ctx.clone(), &engine, handoff, wake));
     }
 }
 

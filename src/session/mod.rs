@@ -41,6 +41,9 @@ pub(crate) struct Session {
     pub(crate) last_seen_ms: Cell<u64>,
     /// Shard clock (ms) of the unanswered ping; 0 when none is outstanding.
     pub(crate) ping_sent_ms: Cell<u64>,
+    /// Speaks Engine.IO: the sweep's heartbeat is Engine.IO's (a `2` packet every
+    /// `ENGINEIO_PING_INTERVAL`, whatever the traffic; only a `3` answers it).
+    pub(crate) engineio: Cell<bool>,
     /// The offset of its user's stream up to which its mailbox replay queued messages: the
     /// live copies of those are skipped.
     pub(crate) user_floor: Cell<u64>,
@@ -58,6 +61,7 @@ impl Session {
             deadline: Cell::new(Deadline::None),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(0),
+            engineio: Cell::new(false),
             user_floor: Cell::new(0),
         }
     }
@@ -65,6 +69,13 @@ impl Session {
     /// The id as sent on the wire: `"<shard>.<sequence>"`.
     pub(crate) fn wire_id(&self) -> String {
         format!("{}.{}", self.id >> 56, self.id & ((1 << 56) - 1))
+    }
+
+    /// Whether the ping sent at `ping_sent_ms` has gone unanswered for `timeout` ms at `now`
+    /// (the sweep closes such a session; a request that finds one treats it as closed).
+    pub(crate) fn ping_overdue(&self, now: u64, timeout: u64) -> bool {
+        let sent = self.ping_sent_ms.get();
+        sent != 0 && self.last_seen_ms.get() < sent && now.saturating_sub(sent) >= timeout
     }
 
     /// The authenticated user.
@@ -75,6 +86,12 @@ impl Session {
     /// A transport now carries the session: `wake` asks it for a turn.
     pub(crate) fn attach(&self, wake: Wake) {
         self.wake.set(Some(wake));
+    }
+
+    /// Hands the transport's wake-up over (to the session it moves to): nothing is woken here
+    /// until another attaches.
+    pub(crate) fn take_wake(&self) -> Option<Wake> {
+        self.wake.take()
     }
 
     /// The transport is gone: nothing is woken until another attaches.
@@ -139,6 +156,11 @@ impl Session {
     /// Whether a close has been requested.
     pub(crate) fn is_closing(&self) -> bool {
         self.out.borrow().is_closing()
+    }
+
+    /// The close code requested, if a close was.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        self.out.borrow().close_code()
     }
 
     /// The outbox, for the transport that drains it (never held across a push).

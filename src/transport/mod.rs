@@ -5,8 +5,11 @@
 //! - [`socket`]: the non-blocking TCP or Unix socket the reactor watches;
 //! - [`outbound`]: the bounded queue of encoded frames a session fills and a transport drains;
 //! - [`ws`]: WebSocket (RFC 6455): frames, the reader, the wire state with its closing
-//!   handshake, and taking over a socket after hyper's upgrade. (Engine.IO goes beside it.)
+//!   handshake, and taking over a socket after hyper's upgrade;
+//! - [`engineio`]: Engine.IO v4's session ids and its long-polling wire, which writes the same
+//!   outbox frames as WebSocket without their headers.
 
+pub(crate) mod engineio;
 pub(crate) mod outbound;
 pub(crate) mod socket;
 pub(crate) mod ws;

@@ -204,6 +204,11 @@ impl Outbound {
         self.close.is_some()
     }
 
+    /// The code of the requested close, if one was requested.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        self.close.as_ref().map(|c| c.code)
+    }
+
     /// Whether frames wait to be written.
     pub(crate) fn has_output(&self) -> bool {
         !self.frames.is_empty()

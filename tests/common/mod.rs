@@ -4,7 +4,8 @@
 //!
 //! Submodules: [`wire`] (frames and MessagePack written by hand, re-exported here), [`raw`] (a
 //! WebSocket client on a bare socket), [`bystander`] (a client that must keep receiving during an
-//! attack), [`watch`] (heap and descriptor counts of the process), [`tokens`] (forged tokens).
+//! attack), [`watch`] (heap and descriptor counts of the process), [`tokens`] (forged tokens),
+//! [`node`] (the real JavaScript clients of `tests/js/`), [`eio`] (an Engine.IO long-polling client).
 #![allow(
     dead_code,
     unused_imports,
@@ -27,6 +28,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsgate::{Config, MintOptions, ServerHandle};
 
 pub mod bystander;
+pub mod eio;
+pub mod node;
 pub mod raw;
 pub mod tokens;
 pub mod watch;

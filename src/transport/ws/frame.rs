@@ -162,6 +162,29 @@ pub(crate) fn build<E>(
     Ok(Bytes::from(buf).slice(start..))
 }
 
+/// The opcode and payload of one complete server frame (as [`build`], [`data`] and
+/// [`control`] write them: final, unmasked); `None` for anything else. For transports that
+/// carry the payloads of queued frames without their WebSocket headers (Engine.IO polling).
+pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, &[u8])> {
+    let [b0, b1, ..] = *frame else { return None };
+    let opcode = OpCode::from_u8(b0 & 0x0F)?;
+    let (len, at) = match b1 {
+        126 => (
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+            4,
+        ),
+        127 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(frame.get(2..10)?);
+            (usize::try_from(u64::from_be_bytes(n)).ok()?, 10)
+        }
+        n if n < 126 => (usize::from(n), 2),
+        _ => return None,
+    };
+    let payload = frame.get(at..)?;
+    (b0 & 0xF0 == 0x80 && payload.len() == len).then_some((opcode, payload))
+}
+
 /// The frame opcode that carries a format's messages: text for JSON, binary for MessagePack.
 pub(crate) const fn opcode_for(format: wsgate_protocol::Format) -> OpCode {
     if format.is_text() {
@@ -213,6 +236,24 @@ pub(crate) fn is_valid_close_code(code: u16) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn server_frames_give_their_payloads_back() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let payload = vec![b'x'; len];
+            let frame = super::data(super::OpCode::Text, &payload);
+            assert_eq!(
+                super::server_payload(&frame),
+                Some((super::OpCode::Text, &payload[..]))
+            );
+            assert_eq!(super::server_payload(&frame[..frame.len() - 1]), None);
+        }
+        let ping = super::control(super::OpCode::Ping, b"");
+        assert_eq!(
+            super::server_payload(&ping),
+            Some((super::OpCode::Ping, &b""[..]))
+        );
+    }
 
     #[test]
     fn parses_masked_text_header() {

@@ -1,0 +1,108 @@
+//! Engine.IO v4 on wsgate's transports: the session id, the handshake a handler is given, and
+//! the long-polling wire (a response body made of the frames queued in a session's outbox).
+//!
+//! # Encode once: what an outbox frame means to Engine.IO
+//!
+//! A session's outbox holds WebSocket frames, built once per wire format by whoever queues
+//! them (fan-out, a handler, the sweep's heartbeat) and shared by every recipient. An
+//! Engine.IO session keeps that outbox whatever carries it, so the same frame works over both
+//! of Engine.IO's transports:
+//!
+//! - a **text frame** carries one complete Engine.IO packet, its type digit included: `4` and
+//!   the message for a message (Socket.IO over WebSocket sends `42[...]` exactly so), `2` for
+//!   the heartbeat's ping, `0{...}` for the open packet, `6` for a noop;
+//! - a **binary frame** carries the raw bytes of one binary message, without a type (Engine.IO
+//!   over WebSocket sends binary messages so).
+//!
+//! Over WebSocket the frames go out as they are. Over long-polling ([`polling::drain`]) each
+//! frame's WebSocket header is stripped: a text payload is written as it is, a binary one as
+//! `b<base64>`, joined by `\x1e`, up to `maxPayload` bytes per response. The `4` prefix lives
+//! in the frame, so nothing is re-encoded per transport or per recipient.
+
+pub(crate) mod polling;
+
+/// Characters of a session id after the shard's two digits (URL-safe base64's alphabet).
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Length of a session id: two decimal digits of the shard, then 18 random characters (108
+/// bits: a session id is the only credential of a long-polling request, so it is not guessable).
+pub(crate) const SID_LEN: usize = 20;
+
+/// An Engine.IO session id; it names the shard that owns the session, so any shard that
+/// receives a request for it knows where to send it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Sid([u8; SID_LEN]);
+
+impl Sid {
+    /// A new random id for a session of shard `shard` (below 100).
+    pub(crate) fn new(shard: usize) -> Sid {
+        let mut sid = [0u8; SID_LEN];
+        let shard = shard % 100;
+        sid[0] = b'0' + (shard / 10) as u8;
+        sid[1] = b'0' + (shard % 10) as u8;
+        let random: [u8; SID_LEN - 2] = rand::random();
+        for (c, r) in sid[2..].iter_mut().zip(random) {
+            *c = ALPHABET[usize::from(r & 63)];
+        }
+        Sid(sid)
+    }
+
+    /// The id a client sent, if it is one this server could have made.
+    pub(crate) fn parse(s: &str) -> Option<Sid> {
+        let bytes: [u8; SID_LEN] = s.as_bytes().try_into().ok()?;
+        let ok = bytes[..2].iter().all(u8::is_ascii_digit)
+            && bytes[2..].iter().all(|c| ALPHABET.contains(c));
+        ok.then_some(Sid(bytes))
+    }
+
+    /// The shard that owns the session.
+    pub(crate) fn shard(&self) -> usize {
+        usize::from(self.0[0] - b'0') * 10 + usize::from(self.0[1] - b'0')
+    }
+
+    /// The id as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and the alphabet are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A session id is a credential: logs show its shard only.
+        write!(f, "Sid({}…)", &self.as_str()[..2])
+    }
+}
+
+/// What the request that opened a session said, for the handler (Socket.IO reads its token
+/// from here). Bounded by the HTTP head's bounds.
+#[derive(Clone, Debug, Default)]
+#[expect(
+    dead_code,
+    reason = "the Engine.IO echo reads none of it; the Socket.IO handler will"
+)]
+pub(crate) struct Handshake {
+    /// The query string of the opening request.
+    pub(crate) query: Box<str>,
+    /// Its `Authorization` header, if any.
+    pub(crate) authorization: Option<Box<str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn session_ids_name_their_shard_and_parse_back() {
+        let sid = Sid::new(42);
+        assert_eq!(sid.as_str().len(), SID_LEN);
+        assert_eq!(Sid::parse(sid.as_str()), Some(sid));
+        assert_eq!(sid.shard(), 42);
+        assert_ne!(Sid::new(42), sid, "random");
+        assert_eq!(Sid::parse("x"), None);
+        assert_eq!(Sid::parse("0aAAAAAAAAAAAAAAAAAA"), None);
+        assert_eq!(Sid::parse("00AAAAAAAAAAAAAAAAA="), None);
+        assert!(!format!("{sid:?}").contains(&sid.as_str()[2..]));
+    }
+}
