@@ -224,7 +224,11 @@ pub struct Config {
     /// Path of the Socket.IO endpoint for clients that use socket.io-msgpack-parser (a client
     /// does not announce its parser: it is given this path, `io(url, { path, parser })`).
     /// Default: /socket.io-msgpack/.
-    #[arg(long, env = "SOCKETIO_MSGPACK_PATH", default_value = "/socket.io-msgpack/")]
+    #[arg(
+        long,
+        env = "SOCKETIO_MSGPACK_PATH",
+        default_value = "/socket.io-msgpack/"
+    )]
     pub socketio_msgpack_path: String,
     /// The Socket.IO namespaces clients may connect to, comma-separated: names (`/chat`), or
     /// prefixes ending in `*` (`/team-*`); a `CONNECT` to any other is refused with
@@ -423,9 +427,16 @@ impl Config {
     /// the `testing` feature only.
     #[cfg(any(test, feature = "testing"))]
     pub fn for_tests() -> Self {
-        let mut config = Cli::try_parse_from(["wsgate", "--port", "0", "--host", "127.0.0.1"])
+        Config::for_tests_with(&[])
+    }
+
+    /// [`Config::for_tests`] with more flags (`["--config", "examples/seed-004.toml"]`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn for_tests_with(args: &[&str]) -> Self {
+        let base = ["wsgate", "--port", "0", "--host", "127.0.0.1"];
+        let mut config = file::try_parse_from(base.iter().chain(args).copied())
             .map(|cli| cli.config)
-            .unwrap_or_else(|e| panic!("default config must parse: {e}"));
+            .unwrap_or_else(|e| panic!("the test config must parse: {e}"));
         // Tests must not depend on the environment of the machine running them.
         config.jwt_secret = None;
         config.jwt_public_key_file = None;
@@ -446,6 +457,24 @@ impl Config {
             self.engineio_path.as_str().into()
         } else {
             format!("{}/", self.engineio_path).into()
+        }
+    }
+
+    /// The Socket.IO namespaces served (`SOCKETIO_NAMESPACES`), names and `*` prefixes.
+    pub fn socketio_namespace_list(&self) -> Vec<&str> {
+        self.socketio_namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The Socket.IO msgpack-parser endpoint's path, with its trailing slash.
+    pub fn socketio_msgpack_path(&self) -> std::borrow::Cow<'_, str> {
+        if self.socketio_msgpack_path.ends_with('/') {
+            self.socketio_msgpack_path.as_str().into()
+        } else {
+            format!("{}/", self.socketio_msgpack_path).into()
         }
     }
 
@@ -498,6 +527,16 @@ impl Config {
         {
             return Err(ConfigError::EngineIo);
         }
+        if !self.socketio_msgpack_path.starts_with('/')
+            || self.socketio_msgpack_path() == self.engineio_path()
+            || self.socketio_namespace_list().is_empty()
+            || !self
+                .socketio_namespace_list()
+                .iter()
+                .all(|n| n.starts_with('/') && !n.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::SocketIo);
+        }
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
         }
@@ -541,6 +580,10 @@ pub enum ConfigError {
         "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and at most half MAX_OUTBOUND_BYTES"
     )]
     EngineIo,
+    /// `SOCKETIO_MSGPACK_PATH` that does not start with `/` or is ENGINEIO_PATH, or a
+    /// `SOCKETIO_NAMESPACES` item that does not start with `/`.
+    #[error("SOCKETIO_MSGPACK_PATH must start with / and differ from ENGINEIO_PATH; each of SOCKETIO_NAMESPACES must start with /")]
+    SocketIo,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,

@@ -333,9 +333,7 @@ impl<B: Backplane> Hub<B> {
         };
         for s in &members {
             if let Some(frame) = event.frame_for(s) {
-                if s.push(frame, self.limits.max_outbound_bytes)
-                    == Err(PushError::SlowConsumer)
-                {
+                if s.push(frame, self.limits.max_outbound_bytes) == Err(PushError::SlowConsumer) {
                     ShardStats::inc(&self.stats.slow_consumers);
                 }
             }
