@@ -8,7 +8,9 @@
 mod common;
 
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The verdict of `node tests/js/socketio.mjs <server> <scenario> <args>`.
 async fn client(server: &TestServer, scenario: &str, args: Value) -> Value {
@@ -61,6 +63,8 @@ async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
         assert_eq!(v["unknownAck"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["errorData"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["badAck"]["code"], "bad_request", "{ways}: {v}");
+        // Binary (attachments, or msgpack bin) is not wsgate data: refused, the socket goes on.
+        assert_eq!(v["binaryAck"]["code"], "bad_request", "{ways}: {v}");
         assert_eq!(
             v["transport"],
             transports[transports.len() - 1],
@@ -148,5 +152,104 @@ async fn seed_001s_client_code_runs_against_its_example_config() {
     assert_eq!(v["connectedData"]["socketId"], v["socketId"], "{v}");
     assert_eq!(v["receivedData"]["type"], "reply", "{v}");
     assert_eq!(v["notificationData"], json!({"title": "hi"}), "{v}");
+    server.handle.shutdown().await;
+}
+
+/// A raw Socket.IO-over-WebSocket client: the Engine.IO open packet read, `40` sent with
+/// `token`, the CONNECT answer read.
+async fn raw_socket(server: &TestServer, token: &str) -> RawSio {
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let open = next_text(&mut ws).await.unwrap();
+    assert!(open.starts_with("0{"), "{open}");
+    ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}")))
+        .await
+        .unwrap();
+    let answer = next_text(&mut ws).await.unwrap();
+    assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    ws
+}
+
+type RawSio =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame (pings answered), or `None` once the connection is closed.
+async fn next_text(ws: &mut RawSio) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")?;
+        match msg {
+            Ok(Message::Text(t)) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_socket_io_packets_close_their_connection_only() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    let mut bystander = raw_socket(&server, &token("bystander")).await;
+    let hostile: &[&str] = &[
+        "4x",                                                      // no packet type
+        "49[\"e\"]",                                               // type 9
+        "42[\"e\"",                                                // broken JSON
+        "42{\"not\":\"an array\"}",                                // an event must be an array
+        "42[1,2]",                                                 // a numeric event name
+        "4599999999999-[\"e\",{\"_placeholder\":true,\"num\":0}]", // lying attachment count
+        "451-[\"e\",{\"_placeholder\":true,\"num\":7}]",           // placeholder past the count
+        "4/chat",                                                  // namespace without a packet
+    ];
+    for packet in hostile {
+        let mut ws = raw_socket(&server, &token("mallory")).await;
+        ws.send(Message::text(*packet)).await.unwrap();
+        // A binary frame completes any packet waiting for an attachment.
+        let _ = ws.send(Message::binary(vec![1u8, 2, 3])).await;
+        let mut closed = false;
+        for _ in 0..3 {
+            if next_text(&mut ws).await.is_none() {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "{packet}: the connection is closed");
+        // Everyone else is still served.
+        let (s, body) = api
+            .post(
+                "/api/v1/push/users",
+                json!({"userId": "bystander", "event": "still", "data": packet}),
+            )
+            .await;
+        assert_eq!((s, &body["delivered"]), (200, &json!(1)), "{body}");
+        let got = next_text(&mut bystander).await.unwrap();
+        assert_eq!(got, format!("42[\"still\",{}]", json!(packet)), "{packet}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_003s_client_code_runs_against_its_example_config() {
+    let mut config = wsgate::Config::for_tests_with(&["--config", "examples/seed-003.toml"]);
+    config.jwt_secret = Some(SECRET.into());
+    config.api_keys = Some(API_KEY.into());
+    let server = start_with(config);
+    let v = client(
+        &server,
+        "seed003",
+        json!({"tokens": tokens(), "apiKey": API_KEY}),
+    )
+    .await;
+    assert_eq!(v["notification"], json!({"ticket": 7}), "{v}");
+    assert_eq!(
+        v["viaQuery"],
+        json!({"ticket": 8}),
+        "?token= works too: {v}"
+    );
+    assert_eq!(v["mainRefused"], "Invalid namespace", "{v}");
     server.handle.shutdown().await;
 }

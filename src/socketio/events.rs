@@ -35,6 +35,12 @@ pub(crate) fn translate(
     map: &[EventMapping],
     login_event: Option<&str>,
 ) -> Result<Job, ProtocolError> {
+    if !event.args.attachments().is_empty() {
+        // wsgate's data is JSON's data model, whichever encoding carries it.
+        return Err(bad(
+            "binary attachments cannot travel as wsgate data: send them as base64 text",
+        ));
+    }
     let first = event.args.iter().next();
     let route = match event.id {
         Some(id) => Route::Ack(id),

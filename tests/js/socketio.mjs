@@ -92,6 +92,11 @@ async function chat() {
   alice.emit("no:such:event", { x: 2 });
   const [errorData] = await errorEvent;
   const badAck = await ack(alice, "wsgate:join", "not-an-object");
+  const binaryAck = await ack(alice, "wsgate:publish", {
+    room: "lobby",
+    event: "b",
+    data: Uint8Array.from([1, 2, 3]),
+  });
   // Wait for the native client's verdict to be taken before leaving.
   const transport = alice.io.engine.transport.name;
   alice.disconnect();
@@ -110,6 +115,7 @@ async function chat() {
     unknownAck,
     errorData,
     badAck,
+    binaryAck,
   });
 }
 
@@ -216,7 +222,33 @@ async function seed001() {
   done({ ok: true, socketId, connectedData, receivedData, notificationData });
 }
 
-const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001 };
+async function seed003() {
+  // The seed's client code: the /notifications namespace, pushes from the backend.
+  const push = (data) =>
+    fetch(`${url}/api/v1/push/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+      body: JSON.stringify({ userId: "alice", event: "new_notification", data }),
+    });
+  const token = args.tokens.alice;
+  const socket = io(url + "/notifications", { auth: { token }, transports: ["websocket", "polling"], reconnection: false });
+  await connected(socket);
+  const got = next(socket, "new_notification");
+  await push({ ticket: 7 });
+  const [notification] = await got;
+  socket.disconnect();
+  // Its wscat line puts the token in the query instead.
+  const byQuery = io(url + "/notifications", { query: { token }, transports: ["websocket"], reconnection: false });
+  await connected(byQuery);
+  const got2 = next(byQuery, "new_notification");
+  await push({ ticket: 8 });
+  const [viaQuery] = await got2;
+  byQuery.disconnect();
+  const main = await refused(connect("/", token));
+  done({ ok: true, notification, viaQuery, mainRefused: main.message });
+}
+
+const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003 };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
