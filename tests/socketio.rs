@@ -192,10 +192,13 @@ async fn next_text(ws: &mut RawSio) -> Option<String> {
 
 #[tokio::test]
 async fn hostile_socket_io_packets_close_their_connection_only() {
-    let server = start_api_server(|_| {});
+    let server = start_api_server(|c| c.max_message_bytes = 1024);
     let api = Api::new(&server);
     let mut bystander = raw_socket(&server, &token("bystander")).await;
+    // Over MAX_MESSAGE_BYTES: the same rule as native /ws, the connection is closed.
+    let oversized = format!("42[\"e\",\"{}\"]", "x".repeat(2000));
     let hostile: &[&str] = &[
+        &oversized,
         "4x",                                                      // no packet type
         "49[\"e\"]",                                               // type 9
         "42[\"e\"",                                                // broken JSON
@@ -222,12 +225,13 @@ async fn hostile_socket_io_packets_close_their_connection_only() {
         let (s, body) = api
             .post(
                 "/api/v1/push/users",
-                json!({"userId": "bystander", "event": "still", "data": packet}),
+                json!({"userId": "bystander", "event": "still", "data": &packet[..packet.len().min(40)]}),
             )
             .await;
         assert_eq!((s, &body["delivered"]), (200, &json!(1)), "{body}");
         let got = next_text(&mut bystander).await.unwrap();
-        assert_eq!(got, format!("42[\"still\",{}]", json!(packet)), "{packet}");
+        let sent = json!(&packet[..packet.len().min(40)]);
+        assert_eq!(got, format!("42[\"still\",{sent}]"), "{packet}");
     }
     server.handle.shutdown().await;
 }

@@ -222,6 +222,16 @@ impl Handler for SocketIo {
     }
 
     fn message(&mut self, ctx: &Rc<Ctx>, session: &Rc<Session>, message: Message<'_>) {
+        let size = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+        };
+        if size > ctx.config().max_message_bytes {
+            // One rule on every transport: a message over MAX_MESSAGE_BYTES closes its
+            // connection (as socket.io's maxHttpBufferSize does).
+            let close = CloseRequest::new(CloseCode::MessageTooBig);
+            return session.close(close, Queued::Flush);
+        }
         let decoded = match &message {
             Message::Text(text) => self.decoder.text(text),
             Message::Binary(bytes) => self.decoder.binary(bytes),
