@@ -257,3 +257,35 @@ async fn seed_003s_client_code_runs_against_its_example_config() {
     assert_eq!(v["mainRefused"], "Invalid namespace", "{v}");
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cut_connection_recovers_its_socket_and_misses_nothing() {
+    let server = start_server(|_| {});
+    for (transports, parser, path) in WAYS {
+        let args = json!({"tokens": tokens(), "transports": transports, "parser": parser,
+            "path": path, "count": 150});
+        let v = client(&server, "recovery", args).await;
+        let ways = format!("{transports:?} {parser}");
+        assert_eq!(v["cuts"], 2, "{ways}: {v}");
+        assert_eq!(v["recoveredFlags"], json!([true, true]), "{ways}: {v}");
+        assert_eq!(v["missing"], json!([]), "{ways}: {v}");
+        assert_eq!(v["duplicates"], 0, "{ways}: {v}");
+        assert_eq!(v["inOrder"], true, "{ways}: {v}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_recovery_a_cut_connection_starts_over() {
+    let server = start_server(|c| c.socketio_recovery = std::time::Duration::ZERO);
+    let args = json!({"tokens": tokens(), "transports": ["websocket"], "count": 60});
+    let v = client(&server, "recovery", args).await;
+    // Reconnected (one connect), and not recovered: no pid was given (`recovered` unset).
+    assert_eq!(v["recoveredFlags"], json!([null]), "{v}");
+    assert_ne!(
+        v["missing"],
+        json!([]),
+        "what came while it was away is lost: {v}"
+    );
+    server.handle.shutdown().await;
+}

@@ -240,6 +240,13 @@ pub struct Config {
     /// (`{"type":"error","code","message"}`) as its data. Default: error.
     #[arg(long, env = "SOCKETIO_ERROR_EVENT", default_value = "error")]
     pub socketio_error_event: String,
+    /// Socket.IO connection state recovery (socket.io's `maxDisconnectionDuration`): a socket
+    /// whose connection goes away is kept this long; its client reconnecting with the socket's
+    /// `pid` and last offset gets it back (`socket.recovered`), with the room events it missed
+    /// replayed first. Room events carry their offset as a last argument (`"<offset>.<tag>"`).
+    /// `0s` turns it off. Default: 2m.
+    #[arg(long, env = "SOCKETIO_RECOVERY", default_value = "2m", value_parser = parse_duration)]
+    pub socketio_recovery: Duration,
     /// A TOML configuration file: any setting by its flag's name (`port = 3000`,
     /// `socketio-namespaces = ["/", "/chat"]`), overridden by flags and environment variables;
     /// and the Socket.IO event map (`[socketio]`, see `examples/`). Default: none.
