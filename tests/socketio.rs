@@ -289,3 +289,20 @@ async fn without_recovery_a_cut_connection_starts_over() {
     );
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_quiet_socket_lives_on_its_engine_io_heartbeat_alone() {
+    // The native heartbeat (ping after 50 ms idle, closed 50 ms later) must not touch sockets.
+    let server = start_server(|c| {
+        c.heartbeat_interval = std::time::Duration::from_millis(50);
+        c.heartbeat_timeout = std::time::Duration::from_millis(50);
+        c.engineio_ping_interval = std::time::Duration::from_millis(100);
+        c.engineio_ping_timeout = std::time::Duration::from_millis(500);
+    });
+    for transports in [&["polling"][..], &["websocket"][..]] {
+        let args = json!({"tokens": tokens(), "transports": transports, "idleMs": 800});
+        let v = client(&server, "idle", args).await;
+        assert_eq!(v["data"], "still here", "{transports:?}: {v}");
+    }
+    server.handle.shutdown().await;
+}

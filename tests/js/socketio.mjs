@@ -284,7 +284,20 @@ async function recovery() {
   done({ ok: true, cuts, recoveredFlags, received: got.length, missing, duplicates, inOrder });
 }
 
-const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery };
+async function idle() {
+  // Connected and quiet past the native heartbeat's interval and timeout: the socket lives
+  // on its Engine.IO heartbeat alone.
+  const s = await connected(connect("/", args.tokens.alice));
+  await ack(s, "wsgate:join", { room: "quiet" });
+  await new Promise((r) => setTimeout(r, args.idleMs ?? 600));
+  const heard = next(s, "m");
+  const r = await ack(s, "wsgate:publish", { room: "quiet", event: "m", data: "still here", echo: true });
+  const [data] = await heard;
+  s.disconnect();
+  done({ ok: true, reply: r, data, connected: true });
+}
+
+const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
