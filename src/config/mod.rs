@@ -240,6 +240,15 @@ pub struct Config {
     /// (`{"type":"error","code","message"}`) as its data. Default: error.
     #[arg(long, env = "SOCKETIO_ERROR_EVENT", default_value = "error")]
     pub socketio_error_event: String,
+    /// Serve, at ENGINEIO_PATH (and SOCKETIO_MSGPACK_PATH), the reference server that the
+    /// Socket.IO protocol's own test suite expects instead of Socket.IO: namespaces `/` and
+    /// `/custom` with no auth, an `auth` event sent back with the `CONNECT` payload, `message`
+    /// answered with `message-back`, `message-with-ack` acked with its arguments, and a session
+    /// that sends no `CONNECT` within 1 s closed (see conformance/socketio/run.sh). Refused
+    /// with SOCKETIO=false and ECHO=true (the Engine.IO echo at the same path); never in
+    /// production. Default: false.
+    #[arg(long, env = "SOCKETIO_CONFORMANCE", default_value_t = false)]
+    pub socketio_conformance: bool,
     /// A TOML configuration file: any setting by its flag's name (`port = 3000`,
     /// `socketio-namespaces = ["/", "/chat"]`), overridden by flags and environment variables;
     /// and the Socket.IO event map (`[socketio]`, see `examples/`). Default: none.
@@ -539,6 +548,9 @@ impl Config {
         {
             return Err(ConfigError::SocketIo);
         }
+        if self.socketio_conformance && self.echo && !self.socketio {
+            return Err(ConfigError::ConformanceWithEcho);
+        }
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
         }
@@ -586,6 +598,9 @@ pub enum ConfigError {
     /// `SOCKETIO_NAMESPACES` item that does not start with `/`.
     #[error("SOCKETIO_MSGPACK_PATH must start with / and differ from ENGINEIO_PATH; each of SOCKETIO_NAMESPACES must start with /")]
     SocketIo,
+    /// `SOCKETIO_CONFORMANCE` and the Engine.IO echo, which would serve the same path.
+    #[error("SOCKETIO_CONFORMANCE cannot run with the Engine.IO echo (SOCKETIO=false with ECHO=true): both serve ENGINEIO_PATH")]
+    ConformanceWithEcho,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,
@@ -684,6 +699,19 @@ mod tests {
         let mut c = Config::for_tests();
         c.engineio_path = "/engine.io".into();
         assert_eq!(c.engineio_path(), "/engine.io/");
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_socketio_conformance_mode_is_refused_with_the_engineio_echo() {
+        let mut c = Config::for_tests();
+        c.socketio_conformance = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.echo = true;
+        assert_eq!(c.validate(), Ok(()), "Socket.IO's path: ECHO serves /echo only");
+        c.socketio = false;
+        assert_eq!(c.validate(), Err(ConfigError::ConformanceWithEcho));
+        c.echo = false;
         assert_eq!(c.validate(), Ok(()));
     }
 
