@@ -708,7 +708,11 @@ mod tests {
         c.socketio_conformance = true;
         assert_eq!(c.validate(), Ok(()));
         c.echo = true;
-        assert_eq!(c.validate(), Ok(()), "Socket.IO's path: ECHO serves /echo only");
+        assert_eq!(
+            c.validate(),
+            Ok(()),
+            "Socket.IO's path: ECHO serves /echo only"
+        );
         c.socketio = false;
         assert_eq!(c.validate(), Err(ConfigError::ConformanceWithEcho));
         c.echo = false;

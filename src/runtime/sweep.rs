@@ -102,7 +102,10 @@ fn sweep(ctx: &Ctx, ping: &Pings, release_after: u8) {
             }
             Deadline::Connect { at_ms } if now >= at_ms => {
                 let code = CloseCode::AuthTimeout.as_u16();
-                s.close(CloseRequest::with_reason(code, "connect timeout"), Queued::Flush);
+                s.close(
+                    CloseRequest::with_reason(code, "connect timeout"),
+                    Queued::Flush,
+                );
                 return;
             }
             Deadline::TokenExpiry { .. } | Deadline::Connect { .. } | Deadline::None => {}
