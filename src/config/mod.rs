@@ -530,8 +530,9 @@ impl Config {
         {
             return Err(ConfigError::ZeroHeartbeat);
         }
-        // The Engine.IO echo sends each message back: it must fit the outbox twice.
-        let echoes = self.echo && !self.socketio;
+        // The Engine.IO echo and the Socket.IO conformance mode send each message back: it
+        // must fit the outbox twice.
+        let echoes = (self.echo && !self.socketio) || self.socketio_conformance;
         if !self.engineio_path.starts_with('/')
             || self.engineio_max_payload == 0
             || (echoes && self.max_outbound_bytes < 2 * self.engineio_max_payload)
@@ -591,7 +592,7 @@ pub enum ConfigError {
     /// An Engine.IO path that is not absolute, or a payload bound of zero or above half the
     /// outbound bound.
     #[error(
-        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and, for the Engine.IO echo, at most half MAX_OUTBOUND_BYTES"
+        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and, for the Engine.IO echo and SOCKETIO_CONFORMANCE, at most half MAX_OUTBOUND_BYTES"
     )]
     EngineIo,
     /// `SOCKETIO_MSGPACK_PATH` that does not start with `/` or is ENGINEIO_PATH, or a
@@ -690,6 +691,8 @@ mod tests {
         assert_eq!(c.validate(), Ok(()), "Socket.IO sends nothing back");
         (c.echo, c.socketio) = (true, false);
         assert_eq!(c.validate(), Err(ConfigError::EngineIo), "the echo would");
+        (c.echo, c.socketio, c.socketio_conformance) = (false, true, true);
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo), "message-back would");
         let mut c = Config::for_tests();
         c.socketio_msgpack_path = c.engineio_path.clone();
         assert_eq!(c.validate(), Err(ConfigError::SocketIo));
