@@ -692,7 +692,11 @@ mod tests {
         (c.echo, c.socketio) = (true, false);
         assert_eq!(c.validate(), Err(ConfigError::EngineIo), "the echo would");
         (c.echo, c.socketio, c.socketio_conformance) = (false, true, true);
-        assert_eq!(c.validate(), Err(ConfigError::EngineIo), "message-back would");
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::EngineIo),
+            "message-back would"
+        );
         let mut c = Config::for_tests();
         c.socketio_msgpack_path = c.engineio_path.clone();
         assert_eq!(c.validate(), Err(ConfigError::SocketIo));
