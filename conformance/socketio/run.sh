@@ -9,55 +9,12 @@
 # /socket.io/, pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000 and connectTimeout
 # 1 s, namespaces / and /custom and its handlers (the auth event, message-back,
 # message-with-ack): SOCKETIO_CONFORMANCE=true is that server (src/socketio/conformance.rs).
-# This script starts the debug build so configured on a free port, runs a copy of the suite
-# whose URL constant names that port, and gives it the globals its Node.js preamble imports
-# (./node-imports.js: chai with chai-string, and the ws package's WebSocket dispatching one
-# message per task as a browser does; fetch is Node's).
-# Needs Node.js 18+; installs tests/js (npm ci) when missing.
+# conformance/suite.sh starts the debug build so configured on a free port and runs a copy of
+# the suite with its URL set, its WebSocket dispatching one message per task as a browser does
+# (the suite awaits one message at a time: docs/socketio.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-suite=${1:?usage: $0 <path/to/test-suite.js>}
-[ -f "$suite" ] || { echo "no such file: $suite" >&2; exit 2; }
-
-[ -f tests/js/node_modules/.package-lock.json ] || npm ci --no-audit --no-fund --prefix tests/js
-cargo build --locked -p wsgate
-
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SOCKETIO_CONFORMANCE=true PORT=$port HOST=127.0.0.1 STORE=memory JWT_SECRET=conformance RUST_LOG=warn \
+source conformance/suite.sh
+run_suite "${1:?usage: $0 <path/to/test-suite.js>}" browser SOCKETIO_CONFORMANCE=true \
   ENGINEIO_PATH=/socket.io/ ENGINEIO_PING_INTERVAL=300ms ENGINEIO_PING_TIMEOUT=200ms \
-  ENGINEIO_MAX_PAYLOAD=1000000 target/debug/wsgate >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 - "$port" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1).read()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit("the server did not answer /healthz within 30 s")
-PY
-
-sed "s|^const URL = \"http://localhost:3000\";|const URL = \"http://127.0.0.1:$port\";|" "$suite" \
-  >"$work/test-suite.js"
-grep -q "127.0.0.1:$port" "$work/test-suite.js" || { echo "the suite's URL constant was not found" >&2; exit 1; }
-js=$PWD/tests/js
-cat >"$work/node-imports.js" <<JS
-import { createRequire } from "node:module";
-const require = createRequire("$js/package.json");
-const chai = require("chai");
-chai.use(require("chai-string"));
-globalThis.chai = chai;
-// A browser dispatches each message in a task of its own, so the suite's awaits between two
-// waitFor calls run before the next message; ws emits the messages of one read in a row
-// unless told not to, and the second of two frames that came together would be missed.
-const WS = require("ws");
-globalThis.WebSocket = class extends WS {
-  constructor(url, protocols, options) {
-    super(url, protocols, { allowSynchronousEvents: false, ...options });
-  }
-};
-JS
-"$js/node_modules/.bin/mocha" --timeout 10000 "$work/test-suite.js"
+  ENGINEIO_MAX_PAYLOAD=1000000
