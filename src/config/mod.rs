@@ -247,6 +247,15 @@ pub struct Config {
     /// `0s` turns it off. Default: 2m.
     #[arg(long, env = "SOCKETIO_RECOVERY", default_value = "2m", value_parser = parse_duration)]
     pub socketio_recovery: Duration,
+    /// Serve, at ENGINEIO_PATH (and SOCKETIO_MSGPACK_PATH), the reference server that the
+    /// Socket.IO protocol's own test suite expects instead of Socket.IO: namespaces `/` and
+    /// `/custom` with no auth, an `auth` event sent back with the `CONNECT` payload, `message`
+    /// answered with `message-back`, `message-with-ack` acked with its arguments, and a session
+    /// that sends no `CONNECT` within 1 s closed (see conformance/socketio/run.sh). Refused
+    /// with SOCKETIO=false and ECHO=true (the Engine.IO echo at the same path); never in
+    /// production. Default: false.
+    #[arg(long, env = "SOCKETIO_CONFORMANCE", default_value_t = false)]
+    pub socketio_conformance: bool,
     /// A TOML configuration file: any setting by its flag's name (`port = 3000`,
     /// `socketio-namespaces = ["/", "/chat"]`), overridden by flags and environment variables;
     /// and the Socket.IO event map (`[socketio]`, see `examples/`). Default: none.
@@ -528,8 +537,9 @@ impl Config {
         {
             return Err(ConfigError::ZeroHeartbeat);
         }
-        // The Engine.IO echo sends each message back: it must fit the outbox twice.
-        let echoes = self.echo && !self.socketio;
+        // The Engine.IO echo and the Socket.IO conformance mode send each message back: it
+        // must fit the outbox twice.
+        let echoes = (self.echo && !self.socketio) || self.socketio_conformance;
         if !self.engineio_path.starts_with('/')
             || self.engineio_max_payload == 0
             || (echoes && self.max_outbound_bytes < 2 * self.engineio_max_payload)
@@ -545,6 +555,9 @@ impl Config {
                 .all(|n| n.starts_with('/') && !n.contains(char::is_whitespace))
         {
             return Err(ConfigError::SocketIo);
+        }
+        if self.socketio_conformance && self.echo && !self.socketio {
+            return Err(ConfigError::ConformanceWithEcho);
         }
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
@@ -586,13 +599,16 @@ pub enum ConfigError {
     /// An Engine.IO path that is not absolute, or a payload bound of zero or above half the
     /// outbound bound.
     #[error(
-        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and, for the Engine.IO echo, at most half MAX_OUTBOUND_BYTES"
+        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and, for the Engine.IO echo and SOCKETIO_CONFORMANCE, at most half MAX_OUTBOUND_BYTES"
     )]
     EngineIo,
     /// `SOCKETIO_MSGPACK_PATH` that does not start with `/` or is ENGINEIO_PATH, or a
     /// `SOCKETIO_NAMESPACES` item that does not start with `/`.
     #[error("SOCKETIO_MSGPACK_PATH must start with / and differ from ENGINEIO_PATH; each of SOCKETIO_NAMESPACES must start with /")]
     SocketIo,
+    /// `SOCKETIO_CONFORMANCE` and the Engine.IO echo, which would serve the same path.
+    #[error("SOCKETIO_CONFORMANCE cannot run with the Engine.IO echo (SOCKETIO=false with ECHO=true): both serve ENGINEIO_PATH")]
+    ConformanceWithEcho,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,
@@ -682,6 +698,12 @@ mod tests {
         assert_eq!(c.validate(), Ok(()), "Socket.IO sends nothing back");
         (c.echo, c.socketio) = (true, false);
         assert_eq!(c.validate(), Err(ConfigError::EngineIo), "the echo would");
+        (c.echo, c.socketio, c.socketio_conformance) = (false, true, true);
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::EngineIo),
+            "message-back would"
+        );
         let mut c = Config::for_tests();
         c.socketio_msgpack_path = c.engineio_path.clone();
         assert_eq!(c.validate(), Err(ConfigError::SocketIo));
@@ -691,6 +713,23 @@ mod tests {
         let mut c = Config::for_tests();
         c.engineio_path = "/engine.io".into();
         assert_eq!(c.engineio_path(), "/engine.io/");
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_socketio_conformance_mode_is_refused_with_the_engineio_echo() {
+        let mut c = Config::for_tests();
+        c.socketio_conformance = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.echo = true;
+        assert_eq!(
+            c.validate(),
+            Ok(()),
+            "Socket.IO's path: ECHO serves /echo only"
+        );
+        c.socketio = false;
+        assert_eq!(c.validate(), Err(ConfigError::ConformanceWithEcho));
+        c.echo = false;
         assert_eq!(c.validate(), Ok(()));
     }
 

@@ -23,11 +23,13 @@ use crate::node::{Ctx, Role};
 use crate::transport::engineio::{Handshake, Sid};
 
 /// Whether `path` is an Engine.IO endpoint, and it is served: ENGINEIO_PATH with Socket.IO
-/// (or the echo), SOCKETIO_MSGPACK_PATH with Socket.IO.
+/// (or the echo, or the conformance mode), SOCKETIO_MSGPACK_PATH with Socket.IO (or the
+/// conformance mode).
 pub(super) fn is_endpoint(ctx: &Ctx, path: &str) -> bool {
     let cfg = ctx.config();
-    ((cfg.socketio || cfg.echo) && path == cfg.engineio_path())
-        || (cfg.socketio && path == cfg.socketio_msgpack_path())
+    let socketio = cfg.socketio || cfg.socketio_conformance;
+    ((socketio || cfg.echo) && path == cfg.engineio_path())
+        || (socketio && path == cfg.socketio_msgpack_path())
 }
 
 /// Serves one request of the endpoint, with its CORS headers.

@@ -1,8 +1,10 @@
 //! The applications an Engine.IO session can serve, as one enum: the [`Handler`] the shard's
 //! engine and its WebSocket connections are given.
 //!
-//! Socket.IO (`SOCKETIO=true`, the default), or the Engine.IO echo (`SOCKETIO=false` with
-//! `ECHO=true`, for the Engine.IO protocol's own test suite), chosen in [`App::open`].
+//! Socket.IO (`SOCKETIO=true`, the default), the Engine.IO echo (`SOCKETIO=false` with
+//! `ECHO=true`, for the Engine.IO protocol's own test suite), or the Socket.IO protocol's
+//! reference server (`SOCKETIO_CONFORMANCE=true`, for its own test suite), chosen in
+//! [`App::open`].
 
 use std::rc::Rc;
 
@@ -10,6 +12,7 @@ use crate::engineio::echo::Echo;
 use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::Ctx;
 use crate::session::Session;
+use crate::socketio::conformance::Conformance;
 use crate::socketio::SocketIo;
 use crate::transport::engineio::Handshake;
 
@@ -19,11 +22,15 @@ pub(crate) enum App {
     SocketIo(SocketIo),
     /// Every message back unchanged.
     Echo(Echo),
+    /// The Socket.IO protocol's reference server.
+    Conformance(Conformance),
 }
 
 impl Handler for App {
     fn open(ctx: &Rc<Ctx>, session: &Rc<Session>, handshake: &Handshake) -> App {
-        if ctx.config().socketio {
+        if ctx.config().socketio_conformance {
+            App::Conformance(Conformance::open(ctx, session, handshake))
+        } else if ctx.config().socketio {
             App::SocketIo(SocketIo::open(ctx, session, handshake))
         } else {
             App::Echo(Echo::open(ctx, session, handshake))
@@ -34,6 +41,7 @@ impl Handler for App {
         match self {
             App::SocketIo(sio) => sio.message(ctx, session, message),
             App::Echo(echo) => echo.message(ctx, session, message),
+            App::Conformance(c) => c.message(ctx, session, message),
         }
     }
 
@@ -41,6 +49,7 @@ impl Handler for App {
         match self {
             App::SocketIo(sio) => sio.close(ctx, session, reason),
             App::Echo(echo) => echo.close(ctx, session, reason),
+            App::Conformance(c) => c.close(ctx, session, reason),
         }
     }
 }

@@ -33,7 +33,12 @@ pub(crate) async fn run(ctx: Rc<Ctx>) {
         finest = finest.min(cfg.presence_grace);
     }
     let finest = finest / 4;
-    let period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut period = finest.clamp(Duration::from_millis(5), Duration::from_secs(1));
+    if cfg.socketio_conformance {
+        // The reference server's timers are exact, and the suite counts on it: see
+        // `conformance::SWEEP_PERIOD`.
+        period = period.min(crate::socketio::conformance::SWEEP_PERIOD);
+    }
     let release_after = (QUEUE_RELEASE_AFTER.as_millis() / period.as_millis()).clamp(1, 255) as u8;
     // The ping frames, encoded once and shared by every connection: a WebSocket ping, and
     // Engine.IO's `2` (a text frame, which long-polling carries as its payload).
@@ -95,7 +100,15 @@ fn sweep(ctx: &Ctx, ping: &Pings, release_after: u8) {
                 s.close(CloseRequest::new(CloseCode::TokenExpired), Queued::Flush);
                 return;
             }
-            Deadline::TokenExpiry { .. } | Deadline::None => {}
+            Deadline::Connect { at_ms } if now >= at_ms => {
+                let code = CloseCode::AuthTimeout.as_u16();
+                s.close(
+                    CloseRequest::with_reason(code, "connect timeout"),
+                    Queued::Flush,
+                );
+                return;
+            }
+            Deadline::TokenExpiry { .. } | Deadline::Connect { .. } | Deadline::None => {}
         }
         if s.socketio.is_some() {
             // A namespace socket: its carrier's Engine.IO heartbeat proves the connection.

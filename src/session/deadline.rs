@@ -14,6 +14,10 @@ pub(crate) enum Deadline {
     /// Authenticated: closed with 4004 at `at_ms`, when the token expires, unless `auth`
     /// brings a fresher one for the same user.
     TokenExpiry { at_ms: u64 },
+    /// An Engine.IO session that has not sent a Socket.IO `CONNECT` yet (socket.io's
+    /// `connectTimeout`): closed with 4001 at `at_ms` unless one comes first. Its heartbeat
+    /// runs meanwhile.
+    Connect { at_ms: u64 },
 }
 
 impl Deadline {

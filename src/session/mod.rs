@@ -82,7 +82,7 @@ impl Session {
 
     /// The id as sent on the wire: `"<shard>.<sequence>"`.
     pub(crate) fn wire_id(&self) -> String {
-        format!("{}.{}", self.id >> 56, self.id & ((1 << 56) - 1))
+        wire_id(self.id)
     }
 
     /// Whether the ping sent at `ping_sent_ms` has gone unanswered for `timeout` ms at `now`
@@ -250,6 +250,11 @@ impl Session {
 }
 
 /// Counts what one push to one session did.
+/// Session id `id` as sent on the wire: `"<shard>.<sequence>"`.
+pub(crate) fn wire_id(id: u64) -> String {
+    format!("{}.{}", id >> 56, id & ((1 << 56) - 1))
+}
+
 pub(crate) fn count(stats: &ShardStats, pushed: Result<u32, PushError>) {
     match pushed {
         Ok(shed) => {

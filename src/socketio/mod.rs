@@ -21,6 +21,7 @@
 //! - A packet that is not Socket.IO ends the Engine.IO session (as socket.io's server does);
 //!   everyone else goes on.
 
+pub(crate) mod conformance;
 mod events;
 mod socket;
 
@@ -309,14 +310,42 @@ fn end(ctx: &Ctx, socket: &NspSocket) {
     socket.close();
 }
 
+/// The decoder of an Engine.IO session's Socket.IO packets, for `parser`.
+fn decoder(ctx: &Ctx, parser: Format) -> Decoder {
+    let limits = AttachmentLimits {
+        max_attachments: MAX_ATTACHMENTS,
+        max_bytes: ctx.config().engineio_max_payload,
+    };
+    Decoder::new(parser, limits)
+}
+
+/// The Socket.IO packet in `message`: `None` while a binary packet waits for attachments, and
+/// when it is not Socket.IO, which closes the Engine.IO session (as socket.io's server does).
+fn decode<'a>(
+    decoder: &'a mut Decoder,
+    session: &Session,
+    message: &'a Message<'a>,
+) -> Option<Packet<'a>> {
+    let decoded = match message {
+        Message::Text(text) => decoder.text(text),
+        Message::Binary(bytes) => decoder.binary(bytes),
+    };
+    match decoded {
+        Ok(Decoded::Packet(packet)) => Some(packet),
+        Ok(Decoded::NeedAttachments { .. }) => None,
+        Err(e) => {
+            tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
+            let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
+            session.close(close, Queued::Flush);
+            None
+        }
+    }
+}
+
 impl Handler for SocketIo {
     fn open(ctx: &Rc<Ctx>, _: &Rc<Session>, handshake: &Handshake) -> SocketIo {
-        let limits = AttachmentLimits {
-            max_attachments: MAX_ATTACHMENTS,
-            max_bytes: ctx.config().engineio_max_payload,
-        };
         SocketIo {
-            decoder: Decoder::new(handshake.parser, limits),
+            decoder: decoder(ctx, handshake.parser),
             sockets: Sockets {
                 parser: handshake.parser,
                 offered_token: handshake.token.clone(),
@@ -336,20 +365,9 @@ impl Handler for SocketIo {
             let close = CloseRequest::new(CloseCode::MessageTooBig);
             return session.close(close, Queued::Flush);
         }
-        let decoded = match &message {
-            Message::Text(text) => self.decoder.text(text),
-            Message::Binary(bytes) => self.decoder.binary(bytes),
-        };
-        let packet = match decoded {
-            Ok(Decoded::Packet(packet)) => packet,
-            Ok(Decoded::NeedAttachments { .. }) => return,
-            Err(e) => {
-                tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
-                let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
-                return session.close(close, Queued::Flush);
-            }
-        };
-        self.sockets.packet(ctx, session, packet);
+        if let Some(packet) = decode(&mut self.decoder, session, &message) {
+            self.sockets.packet(ctx, session, packet);
+        }
     }
 
     fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {

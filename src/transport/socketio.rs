@@ -53,16 +53,39 @@ pub(crate) fn event(
     })
 }
 
+/// An event to namespace `nsp` with `args` as they came from a client: a binary event when
+/// they have attachments, which go after it ([`attachment`]).
+pub(crate) fn event_args(parser: Format, nsp: &str, name: &str, args: Args<'_>) -> Option<Bytes> {
+    let event = Event {
+        nsp,
+        name: name.into(),
+        args,
+        id: None,
+        offset: None,
+    };
+    build(parser, name.len() + args.bytes().len(), |out| {
+        socketio::encode_event(parser, &event, out)
+    })
+}
+
 /// The answer to the client's event `id`: one argument, `data`.
 pub(crate) fn ack(parser: Format, nsp: &str, id: u64, data: RawData<'_>) -> Option<Bytes> {
-    let packet = Packet::Ack {
-        nsp,
-        id,
-        args: Args::one(data),
-    };
-    build(parser, data.bytes().len(), |out| {
+    ack_args(parser, nsp, id, Args::one(data))
+}
+
+/// The answer to the client's event `id` with `args`: a binary ack when they have attachments,
+/// which go after it ([`attachment`]).
+pub(crate) fn ack_args(parser: Format, nsp: &str, id: u64, args: Args<'_>) -> Option<Bytes> {
+    let packet = Packet::Ack { nsp, id, args };
+    build(parser, args.bytes().len(), |out| {
         socketio::encode(parser, &packet, out)
     })
+}
+
+/// One binary attachment of the default parser's binary packet (an Engine.IO binary message),
+/// queued right after the packet, in `num` order.
+pub(crate) fn attachment(bytes: &[u8]) -> Bytes {
+    frame::data(OpCode::Binary, bytes)
 }
 
 /// The answer to a `CONNECT`: the socket's id, and its `pid` with connection state recovery.
