@@ -5,6 +5,8 @@
 //
 //   JWT_SECRET=s node server.js [port] [--msgpack-path /socket.io-msgpack/]
 //
+// PING_INTERVAL_MS and PING_TIMEOUT_MS change the heartbeat (the tests make it short, so that
+// a client that does not answer pings is closed within the run).
 // Port 0 (the default) lets the kernel pick; the first line on stdout is
 // `socketio-node listening port=<port> pid=<pid>`. Two socket.io servers share the HTTP
 // server: the default parser at `/socket.io/`, socket.io-msgpack-parser at the msgpack path.
@@ -43,8 +45,8 @@ if (!secret) {
 const options = {
   cors: { origin: process.env.FRONTEND_URL || "http://localhost:3000", credentials: true },
   transports: ["websocket", "polling"],
-  pingTimeout: 60000,
-  pingInterval: 25000,
+  pingTimeout: Number(process.env.PING_TIMEOUT_MS || 60000),
+  pingInterval: Number(process.env.PING_INTERVAL_MS || 25000),
   upgradeTimeout: 10000,
   maxHttpBufferSize: 1e6,
   // Two engines share the HTTP server: neither may end an upgrade meant for the other.
