@@ -267,4 +267,58 @@ mod tests {
             assert_eq!(read_offset(format, &event(format, &data), 64), None);
         }
     }
+
+    #[test]
+    fn socketio_events_read_fast_as_wsgate_and_node_write_them() {
+        use wsgate_protocol::socketio::{encode_event, Args, Event};
+        for format in [WireFormat::Json, WireFormat::Msgpack] {
+            let mut data = Vec::new();
+            write(format, 1_234_567_890_123, 42 << 32 | 7, 64, &mut data);
+            let event = Event {
+                nsp: "/",
+                name: "bench".into(),
+                args: Args::one(RawData::trusted(format.format(), &data)),
+                id: None,
+                offset: None,
+            };
+            // wsgate's frame: the Engine.IO `4` first with the default parser.
+            let mut msg = if format == WireFormat::Json {
+                b"4".to_vec()
+            } else {
+                Vec::new()
+            };
+            encode_event(format.format(), &event, &mut msg).expect("encodes");
+            assert_eq!(
+                read_fast_sio(format, &msg),
+                Some((1_234_567_890_123, 42 << 32 | 7)),
+                "{format:?}"
+            );
+            assert_eq!(read_fast_sio(format, &msg[..25]), None);
+        }
+        // Node: JSON.stringify, and notepack's shortest integers (`s` a fixint, `t` a uint32).
+        let node = br#"42["bench",{"t":99,"s":3,"x":"xx"}]"#;
+        assert_eq!(read_fast_sio(WireFormat::Json, node), Some((99, 3)));
+        let mut mp = vec![0x83, 0xa4];
+        mp.extend_from_slice(b"type");
+        mp.extend_from_slice(&[0x02, 0xa4]);
+        mp.extend_from_slice(b"data");
+        mp.extend_from_slice(&[0x92, 0xa5]);
+        mp.extend_from_slice(b"bench");
+        mp.extend_from_slice(&[
+            0x83, 0xa1, b't', 0xce, 0, 1, 0, 0, 0xa1, b's', 0x03, 0xa1, b'x',
+        ]);
+        mp.extend_from_slice(&[0xa2, b'x', b'x', 0xa3]);
+        mp.extend_from_slice(b"nsp");
+        mp.extend_from_slice(&[0xa1, b'/']);
+        assert_eq!(read_fast_sio(WireFormat::Msgpack, &mp), Some((65_536, 3)));
+        // Not the loadgen's data: decoded fully instead.
+        assert_eq!(
+            read_fast_sio(WireFormat::Json, br#"42["bench",{"a":1}]"#),
+            None
+        );
+        assert_eq!(
+            read_fast_sio(WireFormat::Json, br#"431[{"type":"reply"}]"#),
+            None
+        );
+    }
 }

@@ -305,3 +305,143 @@ fn msgpack_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(s.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(w: &Writer) -> &str {
+        std::str::from_utf8(w.message()).expect("text")
+    }
+
+    #[test]
+    fn writes_the_contracts_packets_for_the_default_parser() {
+        let mut w = Writer::default();
+        w.connect(WireFormat::Json, "a.b-c_d").expect("connect");
+        assert_eq!(text(&w), r#"40{"token":"a.b-c_d"}"#);
+        w.join(WireFormat::Json, 1, "room-0").expect("join");
+        assert_eq!(text(&w), r#"421["wsgate:join",{"room":"room-0"}]"#);
+        w.publish(WireFormat::Json, 7, "room-0", "bench", br#"{"t":1}"#, false)
+            .expect("publish");
+        assert_eq!(
+            text(&w),
+            r#"427["wsgate:publish",{"room":"room-0","event":"bench","data":{"t":1}}]"#
+        );
+        w.publish(WireFormat::Json, 8, "r", "bench", b"1", true)
+            .expect("publish");
+        assert_eq!(
+            text(&w),
+            r#"428["wsgate:publish",{"room":"r","event":"bench","data":1,"echo":true}]"#
+        );
+    }
+
+    #[test]
+    fn msgpack_packets_decode_as_the_server_reads_them() {
+        let mut w = Writer::default();
+        let token = "t".repeat(150);
+        w.connect(WireFormat::Msgpack, &token).expect("connect");
+        let bytes = Bytes::copy_from_slice(w.message());
+        let mut d = Decoder::new(Format::MsgPack, AttachmentLimits::default());
+        let Ok(Decoded::Packet(Packet::Connect { nsp, auth: Some(a) })) = d.binary(&bytes) else {
+            panic!("not a CONNECT with auth");
+        };
+        assert_eq!((nsp, a.str_field("token").as_deref()), ("/", Some(&*token)));
+
+        let mut data = Vec::new();
+        payload::write(WireFormat::Msgpack, 11, 12, 64, &mut data);
+        w.publish(WireFormat::Msgpack, 300, "room-3", "bench", &data, true)
+            .expect("publish");
+        let bytes = Bytes::copy_from_slice(w.message());
+        let Ok(Decoded::Packet(Packet::Event(e))) = d.binary(&bytes) else {
+            panic!("not an event");
+        };
+        assert_eq!(
+            (&*e.name, e.id, e.args.len()),
+            ("wsgate:publish", Some(300), 1)
+        );
+        let arg = e.args.iter().next().expect("one argument");
+        assert_eq!(arg.str_field("room").as_deref(), Some("room-3"));
+        assert_eq!(arg.str_field("event").as_deref(), Some("bench"));
+        let v = value(arg).expect("data");
+        assert_eq!(v["echo"], true);
+        assert_eq!(payload::read_value(&v["data"]), Some((11, 12)));
+    }
+
+    #[test]
+    fn reads_every_server_message_of_the_contract() {
+        let json = |m: &str| read(WireFormat::Json, m.as_bytes(), false);
+        assert_eq!(
+            json(r#"0{"sid":"x","upgrades":[],"pingInterval":25000}"#),
+            Ok(Incoming::Open)
+        );
+        assert_eq!(json("2"), Ok(Incoming::Ping));
+        assert_eq!(json("3"), Ok(Incoming::Nothing));
+        assert_eq!(json("1"), Err("eio_close".into()));
+        assert_eq!(json(r#"40{"sid":"abc"}"#), Ok(Incoming::Connected));
+        assert_eq!(
+            json(r#"44{"message":"invalid token","data":{"code":"auth.invalid"}}"#),
+            Err("connect_error_auth.invalid".into())
+        );
+        assert_eq!(json("41"), Err("sio_disconnect".into()));
+        assert_eq!(
+            json(r#"431[{"type":"reply","id":1}]"#),
+            Ok(Incoming::Ack { id: 1, error: None })
+        );
+        assert_eq!(
+            json(r#"432[{"type":"reply"}]"#),
+            Ok(Incoming::Ack { id: 2, error: None })
+        );
+        assert_eq!(
+            json(r#"433[{"type":"error","code":"room.forbidden","message":"no"}]"#),
+            Ok(Incoming::Ack {
+                id: 3,
+                error: Some("room.forbidden".into())
+            })
+        );
+        assert_eq!(json(r#"434[{"ok":true}]"#), Err("bad_ack".into()));
+        assert_eq!(
+            json(r#"42["bench",{"t":5,"s":6,"x":""}]"#),
+            Ok(Incoming::Event { ts: Some((5, 6)) })
+        );
+        assert_eq!(json(r#"42["other",1]"#), Ok(Incoming::Event { ts: None }));
+        for bad in ["", "x", "4", "42[", "2probe"] {
+            assert_eq!(json(bad), Err("bad_message".into()), "{bad:?}");
+        }
+        // Text Socket.IO packets are the default parser's; binary ones the msgpack parser's.
+        assert_eq!(
+            read(WireFormat::Json, b"\x82", true),
+            Err("bad_message".into())
+        );
+        assert_eq!(
+            read(WireFormat::Msgpack, b"40", false),
+            Err("bad_message".into())
+        );
+        assert_eq!(read(WireFormat::Msgpack, b"2", false), Ok(Incoming::Ping));
+    }
+
+    #[test]
+    fn reads_msgpack_packets_as_wsgate_encodes_them() {
+        let mp = |m: &[u8]| read(WireFormat::Msgpack, m, true);
+        let mut out = Vec::new();
+        socketio::encode_connect(Format::MsgPack, "/", "sid", None, &mut out).expect("encodes");
+        assert_eq!(mp(&out), Ok(Incoming::Connected));
+        let mut data = Vec::new();
+        payload::write(WireFormat::Msgpack, 1 << 40, 9, 64, &mut data);
+        let event = Event {
+            nsp: "/",
+            name: "bench".into(),
+            args: Args::one(RawData::trusted(Format::MsgPack, &data)),
+            id: None,
+            offset: None,
+        };
+        out.clear();
+        socketio::encode_event(Format::MsgPack, &event, &mut out).expect("encodes");
+        assert_eq!(
+            mp(&out),
+            Ok(Incoming::Event {
+                ts: Some((1 << 40, 9))
+            })
+        );
+        assert_eq!(mp(b"\x81"), Err("bad_message".into()));
+    }
+}
