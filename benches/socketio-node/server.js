@@ -114,7 +114,10 @@ function gateway(io) {
 gateway(new Server(httpServer, { ...options, path: "/socket.io/" }));
 gateway(new Server(httpServer, { ...options, path: msgpackPath, parser: msgpackParser }));
 
-httpServer.listen(port, "127.0.0.1", () => {
+// Node's default accept backlog is 511; the loadgen opens up to 1,000 handshakes per worker at
+// once, and an overflowing accept queue turns into SYN retransmits (handshakes of 30 s) and
+// resets. 4096 is the kernel's `somaxconn` here, what wsgate's listener gets.
+httpServer.listen({ port, host: "127.0.0.1", backlog: 4096 }, () => {
   console.log(`socketio-node listening port=${httpServer.address().port} pid=${process.pid}`);
 });
 
