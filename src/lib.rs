@@ -51,6 +51,7 @@ mod queue;
 mod reactor;
 mod runtime;
 mod session;
+mod socketio;
 mod stats;
 mod store;
 #[cfg(feature = "testing")]

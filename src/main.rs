@@ -4,15 +4,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use wsgate::config::{Cli, CliCommand, LogFormat};
+use wsgate::config::{CliCommand, LogFormat};
 use wsgate::MintOptions;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = wsgate::config::parse();
     if let Some(CliCommand::Token(args)) = cli.command {
         let Some(secret) = cli.config.jwt_secret.as_deref() else {
             eprintln!("wsgate token: set JWT_SECRET (or --jwt-secret) to the server's secret");

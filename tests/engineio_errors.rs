@@ -215,8 +215,8 @@ async fn cors_allows_the_configured_origin_with_credentials_and_answers_prefligh
 }
 
 #[tokio::test]
-async fn the_endpoint_is_off_without_echo_and_follows_its_configured_path() {
-    let server = start_server(|_| {});
+async fn the_endpoint_is_off_without_echo_or_socketio_and_follows_its_configured_path() {
+    let server = start_server(|c| c.socketio = false);
     let answer = Eio::new(&server).get_query("EIO=4&transport=polling").await;
     assert_eq!(answer.status, 404);
     server.handle.shutdown().await;

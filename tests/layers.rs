@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "node",
     "engineio",
     "commands",
+    "socketio",
     "http",
     "runtime",
     "testing",

@@ -21,7 +21,7 @@ cargo build --locked -p wsgate
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ECHO=true PORT=$port HOST=127.0.0.1 STORE=memory JWT_SECRET=conformance RUST_LOG=warn \
+ECHO=true SOCKETIO=false PORT=$port HOST=127.0.0.1 STORE=memory JWT_SECRET=conformance RUST_LOG=warn \
   ENGINEIO_PATH=/engine.io/ ENGINEIO_PING_INTERVAL=300ms ENGINEIO_PING_TIMEOUT=200ms \
   ENGINEIO_MAX_PAYLOAD=1000000 target/debug/wsgate >"$work/server.log" 2>&1 &
 server=$!

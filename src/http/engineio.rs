@@ -12,7 +12,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 use wsgate_protocol::engineio::HandshakeError;
+use wsgate_protocol::Format;
 
+use super::token::{token_from_request, OfferedToken};
 use super::url::query_param;
 use super::{cors, upgrade, Body};
 use crate::node::permit::ConnPermit;
@@ -20,10 +22,12 @@ use crate::node::polling::{PollAnswer, PollKind, PollRequest};
 use crate::node::{Ctx, Role};
 use crate::transport::engineio::{Handshake, Sid};
 
-/// Whether `path` is the Engine.IO endpoint, and it is served.
+/// Whether `path` is an Engine.IO endpoint, and it is served: ENGINEIO_PATH with Socket.IO
+/// (or the echo), SOCKETIO_MSGPACK_PATH with Socket.IO.
 pub(super) fn is_endpoint(ctx: &Ctx, path: &str) -> bool {
     let cfg = ctx.config();
-    cfg.echo && path == cfg.engineio_path()
+    ((cfg.socketio || cfg.echo) && path == cfg.engineio_path())
+        || (cfg.socketio && path == cfg.socketio_msgpack_path())
 }
 
 /// Serves one request of the endpoint, with its CORS headers.
@@ -83,14 +87,17 @@ async fn serve(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
         Some(permit) if !ctx.shared.shutdown.is_fired() => permit,
         _ => return refuse(HandshakeError::Forbidden),
     };
-    let handshake = Handshake {
-        query: query.into(),
-        authorization: req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(Into::into),
+    let parser = if req.uri().path() == ctx.config().socketio_msgpack_path() {
+        Format::MsgPack
+    } else {
+        Format::Json
     };
+    let token = match token_from_request(&req) {
+        OfferedToken::Token(t) => Some(t.into()),
+        // Socket.IO's own CONNECT may carry one.
+        OfferedToken::None | OfferedToken::Malformed(_) => None,
+    };
+    let handshake = Handshake { token, parser };
     if websocket {
         let role = Role::EngineIo {
             sid: None,

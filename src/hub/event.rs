@@ -1,12 +1,25 @@
 //! An event on its way to recipients, encoded at most once per wire format: every recipient
 //! of a format is handed the same `Bytes`. And who it goes to ([`Target`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, RawData, ServerMessage};
 
+use crate::session::Session;
+use crate::transport::socketio;
 use crate::transport::ws::frame;
+
+/// Namespaces whose Socket.IO frames an event caches without a lock (slots below this); the
+/// frames of namespaces past them are cached under a mutex.
+pub(crate) const SIO_SLOTS: usize = 8;
+
+/// An event's Socket.IO frames, one per namespace slot and parser, each encoded on first use.
+#[derive(Debug, Default)]
+struct SioFrames {
+    fixed: [OnceLock<Option<Bytes>>; 2 * SIO_SLOTS],
+    more: Mutex<Vec<(usize, Option<Bytes>)>>,
+}
 
 /// An event on its way to recipients: its parts, and its complete WebSocket frame in each
 /// format, each encoded at most once, by the first shard that needs it.
@@ -21,6 +34,8 @@ pub(crate) struct OutEvent {
     /// Its offset in the room's stream, once the stream has taken it.
     offset: Option<u64>,
     frames: [OnceLock<Option<Bytes>>; 2],
+    /// Its Socket.IO frames, made when a namespace socket is among its recipients.
+    sio: OnceLock<Box<SioFrames>>,
 }
 
 impl OutEvent {
@@ -39,6 +54,7 @@ impl OutEvent {
             data_format,
             offset: None,
             frames: [OnceLock::new(), OnceLock::new()],
+            sio: OnceLock::new(),
         })
     }
 
@@ -53,6 +69,7 @@ impl OutEvent {
             data_format: self.data_format,
             offset: Some(offset),
             frames: [OnceLock::new(), OnceLock::new()],
+            sio: OnceLock::new(),
         })
     }
 
@@ -92,6 +109,31 @@ impl OutEvent {
     pub(crate) fn weight(&self) -> usize {
         let parts = self.event.len() + self.room.as_ref().map_or(0, |r| r.len()) + 64;
         2 * (parts + self.data.len())
+    }
+
+    /// The complete frame for `session`: its format's, or for a Socket.IO namespace socket
+    /// its namespace's and parser's, encoded on first use and shared by every recipient of
+    /// the same. `None` only if the event cannot be encoded so (logged).
+    pub(crate) fn frame_for(&self, session: &Session) -> Option<Bytes> {
+        let Some(n) = &session.socketio else {
+            return self.frame(session.format).cloned();
+        };
+        let key = 2 * n.slot + n.parser.index();
+        let encode = || {
+            let data = RawData::trusted(self.data_format, &self.data);
+            socketio::event(n.parser, &n.nsp, &self.event, data, None)
+        };
+        let sio = self.sio.get_or_init(Box::default);
+        if let Some(cell) = sio.fixed.get(key) {
+            return cell.get_or_init(encode).clone();
+        }
+        let mut more = sio.more.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, frame)) = more.iter().find(|(k, _)| *k == key) {
+            return frame.clone();
+        }
+        let frame = encode();
+        more.push((key, frame.clone()));
+        frame
     }
 
     /// The complete frame for `format`, encoded on first use. `None` only if `data` cannot be

@@ -52,13 +52,13 @@ impl<B: Backplane> Hub<B> {
                     return;
                 }
             }
-            let Some(frame) = d.event.frame(s.format) else {
+            let Some(frame) = d.event.frame_for(s) else {
                 return;
             };
             let pushed = if d.ephemeral {
-                s.push_ephemeral(frame.clone(), max)
+                s.push_ephemeral(frame, max)
             } else {
-                s.push(frame.clone(), max)
+                s.push(frame, max)
             };
             match pushed {
                 Ok(0) => delivered += 1,

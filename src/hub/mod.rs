@@ -332,10 +332,8 @@ impl<B: Backplane> Hub<B> {
             members
         };
         for s in &members {
-            if let Some(frame) = event.frame(s.format) {
-                if s.push(frame.clone(), self.limits.max_outbound_bytes)
-                    == Err(PushError::SlowConsumer)
-                {
+            if let Some(frame) = event.frame_for(s) {
+                if s.push(frame, self.limits.max_outbound_bytes) == Err(PushError::SlowConsumer) {
                     ShardStats::inc(&self.stats.slow_consumers);
                 }
             }
@@ -564,10 +562,10 @@ impl<B: Backplane> Hub<B> {
 /// Queues a stream's `events` to `session`, each in its format, counted in `stats`.
 fn replay(session: &Session, events: &[Arc<OutEvent>], max_bytes: usize, stats: &ShardStats) {
     for event in events {
-        let Some(frame) = event.frame(session.format) else {
+        let Some(frame) = event.frame_for(session) else {
             continue;
         };
-        session.push_counted(frame.clone(), max_bytes, stats);
+        session.push_counted(frame, max_bytes, stats);
     }
 }
 

@@ -4,6 +4,7 @@
 //! ([`Handoff`]), Engine.IO long-polling requests sent to their session's shard
 //! ([`polling`]), and shutdown.
 
+pub(crate) mod namespaces;
 pub(crate) mod permit;
 pub(crate) mod polling;
 pub(crate) mod shutdown;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     /// The first answers of keyed requests, for their retries.
     pub(crate) idempotency: Keys,
+    /// The Socket.IO namespaces served, and their frame-cache slots.
+    pub(crate) namespaces: namespaces::Namespaces,
     /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
     /// every entry holds one of `max_connections` [`ConnPermit`]s.
     handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
@@ -167,6 +170,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             shutdown,
             idempotency,
+            namespaces: namespaces::Namespaces::new(&config.socketio_namespace_list()),
             handoffs: senders.into_boxed_slice(),
             polls: polls.into_boxed_slice(),
             config,

@@ -9,6 +9,7 @@
 pub(crate) mod auth;
 pub(crate) mod deadline;
 pub(crate) mod grant;
+pub(crate) mod namespace;
 pub(crate) mod rate;
 
 use std::cell::{Cell, RefCell, RefMut};
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, ServerMessage};
 
 pub(crate) use deadline::Deadline;
+pub(crate) use namespace::{Namespaced, Route};
 
 use crate::reactor::Wake;
 use crate::stats::ShardStats;
@@ -47,6 +49,9 @@ pub(crate) struct Session {
     /// The offset of its user's stream up to which its mailbox replay queued messages: the
     /// live copies of those are skipped.
     pub(crate) user_floor: Cell<u64>,
+    /// A Socket.IO namespace socket: its carrier, namespace and parser ([`Namespaced`]). Its
+    /// frames go into the carrier's outbox; its own outbox only records that it is closed.
+    pub(crate) socketio: Option<Box<Namespaced>>,
 }
 
 impl Session {
@@ -63,6 +68,15 @@ impl Session {
             ping_sent_ms: Cell::new(0),
             engineio: Cell::new(false),
             user_floor: Cell::new(0),
+            socketio: None,
+        }
+    }
+
+    /// A Socket.IO namespace socket `id`, carried by `namespaced.carrier`.
+    pub(crate) fn namespaced(id: u64, namespaced: Namespaced, now_ms: u64) -> Self {
+        Session {
+            socketio: Some(Box::new(namespaced)),
+            ..Session::new(id, Format::Json, now_ms)
         }
     }
 
@@ -103,6 +117,12 @@ impl Session {
     /// for it (almost always 0). Past `max_bytes` the outbox is discarded and the session
     /// closes as a slow consumer (4002): memory never grows without bound.
     pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
+        if let Some(n) = &self.socketio {
+            if self.is_closing() {
+                return Err(PushError::Closing);
+            }
+            return n.carrier.push(frame, max_bytes);
+        }
         let pushed = self.out.borrow_mut().push(frame, max_bytes);
         match pushed {
             // A non-empty outbox is flushed when the socket turns writable: no wake-up needed.
@@ -123,6 +143,12 @@ impl Session {
     /// Queues an ephemeral frame, unless the outbox is filling ([`PushError::Shed`]: the frame
     /// is dropped and nothing else changes; it never makes a slow consumer).
     pub(crate) fn push_ephemeral(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
+        if let Some(n) = &self.socketio {
+            if self.is_closing() {
+                return Err(PushError::Closing);
+            }
+            return n.carrier.push_ephemeral(frame, max_bytes);
+        }
         let was_empty = self.out.borrow_mut().push_ephemeral(frame, max_bytes)?;
         if was_empty {
             self.wake();
@@ -132,6 +158,12 @@ impl Session {
 
     /// Encodes `msg` for this session alone and queues it.
     pub(crate) fn send(&self, msg: &ServerMessage<'_>, max_bytes: usize) -> Result<u32, PushError> {
+        if let Some(n) = &self.socketio {
+            return match n.packet(msg) {
+                Some(frame) => self.push(frame, max_bytes),
+                None => Ok(0),
+            };
+        }
         let format = self.format;
         let built = frame::build(frame::opcode_for(format), 96, |out| {
             encode_server_message(format, msg, out)
@@ -148,6 +180,14 @@ impl Session {
     /// Asks the session to close; what happens to queued frames is `queued`'s. A second close
     /// is a no-op.
     pub(crate) fn close(&self, close: CloseRequest, queued: Queued) {
+        if let Some(n) = &self.socketio {
+            // A namespace socket the server ends (a token's expiry, a slow consumer) ends its
+            // Engine.IO session: its handler then ends every socket it carries.
+            if self.out.borrow_mut().close(close.clone(), Queued::Discard) {
+                n.carrier.close(close, queued);
+            }
+            return;
+        }
         if self.out.borrow_mut().close(close, queued) {
             self.wake();
         }
@@ -170,6 +210,9 @@ impl Session {
 
     /// Asks the attached transport for a turn (once, however often this is called before).
     pub(crate) fn wake(&self) {
+        if let Some(n) = &self.socketio {
+            return n.carrier.wake();
+        }
         if let Some(wake) = self.wake.take() {
             wake.wake();
             self.wake.set(Some(wake));

@@ -7,9 +7,11 @@
 //! - [`ws`]: WebSocket (RFC 6455): frames, the reader, the wire state with its closing
 //!   handshake, and taking over a socket after hyper's upgrade;
 //! - [`engineio`]: Engine.IO v4's session ids and its long-polling wire, which writes the same
-//!   outbox frames as WebSocket without their headers.
+//!   outbox frames as WebSocket without their headers;
+//! - [`socketio`]: Socket.IO v5 packets as outbox frames (events, acks, `CONNECT` answers).
 
 pub(crate) mod engineio;
 pub(crate) mod outbound;
 pub(crate) mod socket;
+pub(crate) mod socketio;
 pub(crate) mod ws;

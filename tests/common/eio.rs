@@ -6,10 +6,12 @@ use serde_json::Value;
 
 use super::{start_server, Remote, TestServer, WAIT};
 
-/// A server with the Engine.IO echo (`ECHO=true`); `tweak` adjusts the config further.
+/// A server with the Engine.IO echo (`ECHO=true`, `SOCKETIO=false`); `tweak` adjusts the
+/// config further.
 pub fn eio_server(tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
     start_server(|c| {
         c.echo = true;
+        c.socketio = false;
         tweak(c);
     })
 }

@@ -87,6 +87,11 @@ pub fn start_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
     config.jwt_secret = Some(SECRET.into());
     config.shards = 2;
     tweak(&mut config);
+    start_with(config)
+}
+
+/// The real server with `config` as it is, on the port it names (0 in tests).
+pub fn start_with(config: Config) -> TestServer {
     let handle = wsgate::start(config).expect("server starts");
     let addr = handle.local_addr();
     TestServer {

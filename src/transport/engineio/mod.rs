@@ -75,17 +75,23 @@ impl std::fmt::Debug for Sid {
 }
 
 /// What the request that opened a session said, for the handler (Socket.IO reads its token
-/// from here). Bounded by the HTTP head's bounds.
-#[derive(Clone, Debug, Default)]
-#[expect(
-    dead_code,
-    reason = "the Engine.IO echo reads none of it; the Socket.IO handler will"
-)]
+/// and parser from here). Bounded by the HTTP head's bounds.
+#[derive(Clone, Debug)]
 pub(crate) struct Handshake {
-    /// The query string of the opening request.
-    pub(crate) query: Box<str>,
-    /// Its `Authorization` header, if any.
-    pub(crate) authorization: Option<Box<str>>,
+    /// The token it offered: `Authorization: Bearer <jwt>`, else `?token=<jwt>`.
+    pub(crate) token: Option<Box<str>>,
+    /// The Socket.IO parser its path chose: `Json` for the default parser (ENGINEIO_PATH),
+    /// `MsgPack` for socket.io-msgpack-parser (SOCKETIO_MSGPACK_PATH).
+    pub(crate) parser: wsgate_protocol::Format,
+}
+
+impl Default for Handshake {
+    fn default() -> Handshake {
+        Handshake {
+            token: None,
+            parser: wsgate_protocol::Format::Json,
+        }
+    }
 }
 
 #[cfg(test)]

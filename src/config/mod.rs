@@ -1,4 +1,12 @@
-//! Every configuration knob, in one place: each is a CLI flag and an environment variable.
+//! Every configuration knob, in one place: each is a CLI flag and an environment variable,
+//! and may be set in the configuration file ([`file`]) by its flag's name; the file also holds
+//! the Socket.IO event map ([`socketio`]).
+
+mod file;
+pub mod socketio;
+
+pub use file::{parse, try_parse_from, FileError};
+pub use socketio::{EventMapping, MappedCommand, SocketIoFile};
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -207,6 +215,39 @@ pub struct Config {
     /// long-poll response (`maxPayload`). Default: 1000000.
     #[arg(long, env = "ENGINEIO_MAX_PAYLOAD", default_value_t = 1_000_000)]
     pub engineio_max_payload: usize,
+    /// Serve Socket.IO v4 clients (`socket.io-client`): Socket.IO v5 over Engine.IO at
+    /// ENGINEIO_PATH with the default parser, and at SOCKETIO_MSGPACK_PATH with
+    /// socket.io-msgpack-parser. Off, ENGINEIO_PATH serves the Engine.IO echo when ECHO=true.
+    /// Default: true.
+    #[arg(long, env = "SOCKETIO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub socketio: bool,
+    /// Path of the Socket.IO endpoint for clients that use socket.io-msgpack-parser (a client
+    /// does not announce its parser: it is given this path, `io(url, { path, parser })`).
+    /// Default: /socket.io-msgpack/.
+    #[arg(
+        long,
+        env = "SOCKETIO_MSGPACK_PATH",
+        default_value = "/socket.io-msgpack/"
+    )]
+    pub socketio_msgpack_path: String,
+    /// The Socket.IO namespaces clients may connect to, comma-separated: names (`/chat`), or
+    /// prefixes ending in `*` (`/team-*`); a `CONNECT` to any other is refused with
+    /// `Invalid namespace`. Default: /.
+    #[arg(long, env = "SOCKETIO_NAMESPACES", default_value = "/")]
+    pub socketio_namespaces: String,
+    /// The event a Socket.IO socket is sent an error on when no ack callback waits for it
+    /// (seed 001 listens on `error`, seed 004 on `system:error`), with wsgate's error
+    /// (`{"type":"error","code","message"}`) as its data. Default: error.
+    #[arg(long, env = "SOCKETIO_ERROR_EVENT", default_value = "error")]
+    pub socketio_error_event: String,
+    /// A TOML configuration file: any setting by its flag's name (`port = 3000`,
+    /// `socketio-namespaces = ["/", "/chat"]`), overridden by flags and environment variables;
+    /// and the Socket.IO event map (`[socketio]`, see `examples/`). Default: none.
+    #[arg(long, env = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The configuration file's `[socketio]` table (empty without a file).
+    #[arg(skip)]
+    pub socketio_file: SocketIoFile,
     /// Refuse handshakes that carry no token (HTTP 401 `auth.required`) instead of waiting for
     /// an `auth` command. Default: false.
     #[arg(long, env = "REQUIRE_HANDSHAKE_TOKEN", default_value_t = false)]
@@ -386,9 +427,16 @@ impl Config {
     /// the `testing` feature only.
     #[cfg(any(test, feature = "testing"))]
     pub fn for_tests() -> Self {
-        let mut config = Cli::try_parse_from(["wsgate", "--port", "0", "--host", "127.0.0.1"])
+        Config::for_tests_with(&[])
+    }
+
+    /// [`Config::for_tests`] with more flags (`["--config", "examples/seed-004.toml"]`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn for_tests_with(args: &[&str]) -> Self {
+        let base = ["wsgate", "--port", "0", "--host", "127.0.0.1"];
+        let mut config = file::try_parse_from(base.iter().chain(args).copied())
             .map(|cli| cli.config)
-            .unwrap_or_else(|e| panic!("default config must parse: {e}"));
+            .unwrap_or_else(|e| panic!("the test config must parse: {e}"));
         // Tests must not depend on the environment of the machine running them.
         config.jwt_secret = None;
         config.jwt_public_key_file = None;
@@ -409,6 +457,24 @@ impl Config {
             self.engineio_path.as_str().into()
         } else {
             format!("{}/", self.engineio_path).into()
+        }
+    }
+
+    /// The Socket.IO namespaces served (`SOCKETIO_NAMESPACES`), names and `*` prefixes.
+    pub fn socketio_namespace_list(&self) -> Vec<&str> {
+        self.socketio_namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The Socket.IO msgpack-parser endpoint's path, with its trailing slash.
+    pub fn socketio_msgpack_path(&self) -> std::borrow::Cow<'_, str> {
+        if self.socketio_msgpack_path.ends_with('/') {
+            self.socketio_msgpack_path.as_str().into()
+        } else {
+            format!("{}/", self.socketio_msgpack_path).into()
         }
     }
 
@@ -461,6 +527,16 @@ impl Config {
         {
             return Err(ConfigError::EngineIo);
         }
+        if !self.socketio_msgpack_path.starts_with('/')
+            || self.socketio_msgpack_path() == self.engineio_path()
+            || self.socketio_namespace_list().is_empty()
+            || !self
+                .socketio_namespace_list()
+                .iter()
+                .all(|n| n.starts_with('/') && !n.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::SocketIo);
+        }
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
         }
@@ -504,6 +580,10 @@ pub enum ConfigError {
         "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and at most half MAX_OUTBOUND_BYTES"
     )]
     EngineIo,
+    /// `SOCKETIO_MSGPACK_PATH` that does not start with `/` or is ENGINEIO_PATH, or a
+    /// `SOCKETIO_NAMESPACES` item that does not start with `/`.
+    #[error("SOCKETIO_MSGPACK_PATH must start with / and differ from ENGINEIO_PATH; each of SOCKETIO_NAMESPACES must start with /")]
+    SocketIo,
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,

@@ -1,0 +1,246 @@
+//! Socket.IO v5 on Engine.IO: the handler an Engine.IO session is given when it serves
+//! `socket.io-client`. It decodes the session's messages into Socket.IO packets (the default
+//! parser at `ENGINEIO_PATH`, socket.io-msgpack-parser at `SOCKETIO_MSGPACK_PATH`), connects
+//! namespace sockets, and runs their events as wsgate commands.
+//!
+//! - **A namespace socket is a wsgate session** of its token's user ([`NspSocket`], with a
+//!   `session::Namespaced` session): registered in the hub like any other, so the user's
+//!   private messages, room events and REST pushes reach it as they reach native clients. It
+//!   has no outbox of its own: its frames go into the Engine.IO session's, whatever transport
+//!   carries it. An event is encoded once per (namespace, parser) and the same bytes go to
+//!   every such socket (`hub::OutEvent::frame_for`). Several namespaces may share one
+//!   Engine.IO session; each is its own session in the hub.
+//! - **`CONNECT`** takes the JWT from `auth.token`, else the handshake's `Authorization:
+//!   Bearer`, else its `?token=`. A refusal is a `CONNECT_ERROR` `{message, data: {code}}` with
+//!   wsgate's error code, which fires the client's `connect_error`; a namespace not in
+//!   `SOCKETIO_NAMESPACES` gets socket.io's `Invalid namespace`.
+//! - **Events** ([`events`]): `wsgate:<command>` built-ins and the configured event map run
+//!   the native commands; the answer goes to the ack callback, to the map's `reply` event, or
+//!   (errors no ack waits for) to `SOCKETIO_ERROR_EVENT`. An event that is neither is an
+//!   `unknown_command` error, never silence.
+//! - A packet that is not Socket.IO ends the Engine.IO session (as socket.io's server does);
+//!   everyone else goes on.
+
+mod events;
+mod socket;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::json;
+use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload};
+use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
+
+use crate::commands::Client;
+use crate::engineio::{CloseReason, Handler, Message};
+use crate::node::permit::UserSlot;
+use crate::node::Ctx;
+use crate::session::{Namespaced, Route, Session};
+use crate::stats::ShardStats;
+use crate::transport::engineio::Handshake;
+use crate::transport::outbound::{CloseRequest, Queued};
+use crate::transport::socketio as frames;
+use events::translate;
+use socket::NspSocket;
+
+/// Binary attachments one packet of the default parser may carry.
+const MAX_ATTACHMENTS: usize = 10;
+
+/// The Socket.IO application of one Engine.IO session.
+pub(crate) struct SocketIo {
+    /// Borrowed by the packet it decodes while the packet is handled: kept apart from the
+    /// sockets.
+    decoder: Decoder,
+    sockets: Sockets,
+}
+
+/// One Engine.IO session's namespace sockets.
+struct Sockets {
+    parser: Format,
+    /// The token the opening request offered (`Authorization: Bearer`, `?token=`).
+    offered_token: Option<Box<str>>,
+    /// A handful at most: one per namespace.
+    sockets: Vec<Rc<NspSocket>>,
+}
+
+impl Sockets {
+    fn parser(&self) -> Format {
+        self.parser
+    }
+
+    fn socket(&self, nsp: &str) -> Option<&Rc<NspSocket>> {
+        self.sockets.iter().find(|s| s.nsp() == nsp)
+    }
+
+    /// A `CONNECT` to `nsp` with `auth`.
+    fn connect(
+        &mut self,
+        ctx: &Rc<Ctx>,
+        carrier: &Rc<Session>,
+        nsp: &str,
+        auth: Option<Payload<'_>>,
+    ) {
+        let parser = self.parser();
+        let refuse = |message: &str, code: Option<ErrorCode>| {
+            let data = code.map(|c| json!({ "code": c.as_str() }).to_string());
+            let data = data
+                .as_deref()
+                .map(|d| RawData::trusted(Format::Json, d.as_bytes()));
+            if let Some(frame) = frames::connect_error(parser, nsp, message, data) {
+                ctx.push(carrier, frame);
+            }
+        };
+        let Some((name, slot)) = ctx.shared.namespaces.resolve(nsp) else {
+            return refuse("Invalid namespace", None);
+        };
+        if self.socket(nsp).is_some() {
+            return refuse(
+                "already connected to this namespace",
+                Some(ErrorCode::BadRequest),
+            );
+        }
+        let file = &ctx.config().socketio_file;
+        let token = auth
+            .and_then(|a| a.str_field("token"))
+            .map(|t| t.into_owned())
+            .or_else(|| self.offered_token.as_deref().map(str::to_owned));
+        let identity = match token {
+            Some(token) => match ctx.shared.verifier.verify(&token) {
+                Ok(identity) => Some(identity),
+                Err(e) => {
+                    ShardStats::inc(&ctx.stats().auth_failures);
+                    return refuse(&e.message, Some(e.code));
+                }
+            },
+            // Authentication may come later, with the login event.
+            None if file.login_event.is_some() => None,
+            None => {
+                ShardStats::inc(&ctx.stats().auth_failures);
+                let msg = "a token is required: io(url, { auth: { token } })";
+                return refuse(msg, Some(ErrorCode::AuthRequired));
+            }
+        };
+        let identity = match identity {
+            None => None,
+            Some(identity) => match UserSlot::acquire(&ctx.shared, &identity.user) {
+                Some(slot) => Some((identity, slot)),
+                None => {
+                    let msg = "this user holds its maximum number of connections";
+                    return refuse(msg, Some(ErrorCode::UserConnectionLimit));
+                }
+            },
+        };
+        let namespaced = Namespaced {
+            carrier: carrier.clone(),
+            nsp: name,
+            slot,
+            parser,
+            error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
+            route: Default::default(),
+        };
+        let session = Rc::new(Session::namespaced(
+            ctx.next_session_id(),
+            namespaced,
+            ctx.now_ms(),
+        ));
+        let sid = session.wire_id();
+        // The answer first: the client drops what comes for a namespace before it.
+        if let Some(frame) = frames::connect(parser, nsp, &sid, None) {
+            ctx.push(carrier, frame);
+        }
+        ctx.hub.register(&session);
+        let user = identity.as_ref().map(|(i, _)| i.user.clone());
+        // Authenticates (and queues the user's mailbox) when the CONNECT carried a token.
+        let client = Client::new(ctx, &session, identity);
+        if let (Some(event), Some(user)) = (&file.connected_event, user) {
+            let data = json!({ "userId": &*user, "socketId": sid }).to_string();
+            let data = RawData::trusted(Format::Json, data.as_bytes());
+            if let Some(frame) = frames::event(parser, nsp, event, data, None) {
+                ctx.push(&session, frame);
+            }
+        }
+        self.sockets.push(NspSocket::new(session, client));
+    }
+
+    /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
+    fn disconnect(&mut self, ctx: &Ctx, nsp: &str) {
+        if let Some(at) = self.sockets.iter().position(|s| s.nsp() == nsp) {
+            end(ctx, &self.sockets.swap_remove(at));
+        }
+    }
+
+    fn packet(&mut self, ctx: &Rc<Ctx>, carrier: &Rc<Session>, packet: Packet<'_>) {
+        match packet {
+            Packet::Connect { nsp, auth } => self.connect(ctx, carrier, nsp, auth),
+            Packet::Disconnect { nsp } => self.disconnect(ctx, nsp),
+            Packet::Event(event) => {
+                // socket.io ignores packets for a namespace the client is not connected to.
+                let Some(socket) = self.socket(event.nsp).cloned() else {
+                    return;
+                };
+                let file = &ctx.config().socketio_file;
+                if Some(&*event.name) == file.logout_event.as_deref() {
+                    if let Some(frame) = frames::disconnect(self.parser(), event.nsp) {
+                        ctx.push(carrier, frame);
+                    }
+                    return self.disconnect(ctx, event.nsp);
+                }
+                match translate(&event, &file.events, file.login_event.as_deref()) {
+                    Ok(job) => socket.run(ctx, job),
+                    Err(e) => {
+                        let route = event.id.map_or(Route::None, Route::Ack);
+                        socket.answer_error(ctx, route, &e);
+                    }
+                }
+            }
+            // The server asks for no acks; a client's CONNECT_ERROR means nothing here.
+            Packet::Ack { .. } | Packet::ConnectError { .. } => {}
+        }
+    }
+}
+
+/// Ends `socket`: out of the hub, its commands dropped, its user's slot freed.
+fn end(ctx: &Ctx, socket: &NspSocket) {
+    ctx.hub.unregister(&socket.session);
+    socket.close();
+}
+
+impl Handler for SocketIo {
+    fn open(ctx: &Rc<Ctx>, _: &Rc<Session>, handshake: &Handshake) -> SocketIo {
+        let limits = AttachmentLimits {
+            max_attachments: MAX_ATTACHMENTS,
+            max_bytes: ctx.config().engineio_max_payload,
+        };
+        SocketIo {
+            decoder: Decoder::new(handshake.parser, limits),
+            sockets: Sockets {
+                parser: handshake.parser,
+                offered_token: handshake.token.clone(),
+                sockets: Vec::new(),
+            },
+        }
+    }
+
+    fn message(&mut self, ctx: &Rc<Ctx>, session: &Rc<Session>, message: Message<'_>) {
+        let decoded = match &message {
+            Message::Text(text) => self.decoder.text(text),
+            Message::Binary(bytes) => self.decoder.binary(bytes),
+        };
+        let packet = match decoded {
+            Ok(Decoded::Packet(packet)) => packet,
+            Ok(Decoded::NeedAttachments { .. }) => return,
+            Err(e) => {
+                tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
+                let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
+                return session.close(close, Queued::Flush);
+            }
+        };
+        self.sockets.packet(ctx, session, packet);
+    }
+
+    fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {
+        for socket in &self.sockets.sockets {
+            end(ctx, socket);
+        }
+    }
+}

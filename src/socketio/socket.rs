@@ -1,0 +1,113 @@
+//! One namespace socket: its session (a wsgate session of its user, carried by the Engine.IO
+//! session), its client state, and the commands its events run, one at a time and in the order
+//! they came, in a task that exists only while there are some.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use wsgate_protocol::{ErrorCode, ProtocolError};
+
+use super::events::Job;
+use crate::commands::{self, Client};
+use crate::node::Ctx;
+use crate::session::{Route, Session};
+
+/// Most commands a socket may have waiting; past it an event is refused with `rate.limited`
+/// (a client sending faster than its commands complete).
+const MAX_PENDING: usize = 256;
+
+/// One namespace socket.
+pub(crate) struct NspSocket {
+    pub(crate) session: Rc<Session>,
+    /// Its client state; taken out while a command runs (so no borrow spans an await), and
+    /// gone once the socket is closed.
+    client: RefCell<Option<Client>>,
+    jobs: RefCell<VecDeque<Job>>,
+    /// Whether the task running its commands exists.
+    running: Cell<bool>,
+    closed: Cell<bool>,
+}
+
+impl NspSocket {
+    /// A socket of `session` with `client`.
+    pub(crate) fn new(session: Rc<Session>, client: Client) -> Rc<NspSocket> {
+        Rc::new(NspSocket {
+            session,
+            client: RefCell::new(Some(client)),
+            jobs: RefCell::default(),
+            running: Cell::new(false),
+            closed: Cell::new(false),
+        })
+    }
+
+    /// The namespace's name.
+    pub(crate) fn nsp(&self) -> &str {
+        self.session.socketio.as_deref().map_or("/", |n| &n.nsp)
+    }
+
+    /// Queues `job` behind the socket's other commands, and starts their task if it is not
+    /// running; refused past [`MAX_PENDING`].
+    pub(crate) fn run(self: &Rc<Self>, ctx: &Rc<Ctx>, job: Job) {
+        if self.closed.get() {
+            return;
+        }
+        if self.jobs.borrow().len() >= MAX_PENDING {
+            let e = ProtocolError::new(
+                ErrorCode::RateLimited,
+                "too many commands waiting: wait for their answers",
+            );
+            return self.answer_error(ctx, job.route, &e);
+        }
+        self.jobs.borrow_mut().push_back(job);
+        if !self.running.replace(true) {
+            tokio::task::spawn_local(drain(ctx.clone(), self.clone()));
+        }
+    }
+
+    /// Answers an error the socket's commands did not produce (an event that runs nothing).
+    pub(crate) fn answer_error(&self, ctx: &Ctx, route: Route, e: &ProtocolError) {
+        self.with_route(route, || commands::send_error(ctx, &self.session, None, e));
+    }
+
+    /// Runs `f` with the socket's answers going to `route`.
+    fn with_route<R>(&self, route: Route, f: impl FnOnce() -> R) -> R {
+        let Some(n) = &self.session.socketio else {
+            return f();
+        };
+        let before = n.route.replace(route);
+        let r = f();
+        *n.route.borrow_mut() = before;
+        r
+    }
+
+    /// The socket is over: no more commands run, and its client (with the user's connection
+    /// slot) is dropped now, or by its task after the command it is running.
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+        self.jobs.borrow_mut().clear();
+        drop(self.client.borrow_mut().take());
+    }
+}
+
+/// Runs `socket`'s commands in order until none is left.
+async fn drain(ctx: Rc<Ctx>, socket: Rc<NspSocket>) {
+    loop {
+        let job = socket.jobs.borrow_mut().pop_front();
+        let Some(job) = job else { break };
+        let client = socket.client.borrow_mut().take();
+        let Some(mut client) = client else { break };
+        if let Some(n) = &socket.session.socketio {
+            *n.route.borrow_mut() = job.route;
+        }
+        commands::dispatch(&ctx, &socket.session, &mut client, job.payload).await;
+        if let Some(n) = &socket.session.socketio {
+            *n.route.borrow_mut() = Route::None;
+        }
+        if socket.closed.get() {
+            break;
+        }
+        *socket.client.borrow_mut() = Some(client);
+    }
+    socket.running.set(false);
+}

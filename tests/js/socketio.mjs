@@ -1,0 +1,254 @@
+// Drives wsgate's Socket.IO layer with the real socket.io-client (v4) and prints one JSON line
+// of what happened; tests/socketio.rs asserts on it.
+//
+//   node socketio.mjs <http-url> <scenario> <json-args>
+//
+// json-args: {"tokens": {...}, "transports": ["polling","websocket"], "parser": "json"|"msgpack",
+//             "path": "/socket.io/", "apiKey": "...", ...}
+//
+// Scenarios:
+//   chat        alice and bob connect, join a room with wsgate:join (ack), alice publishes and
+//               bob receives; bob sends alice a private message; a REST push reaches bob; an
+//               unknown event is answered on its ack and, without one, on the error event
+//   refused     a bad token and a missing one: connect_error with wsgate's code
+//   namespaces  two namespaces on one connection, each a socket; an unknown one refused
+//   seed004     seed 004's client code against examples/seed-004.toml
+//   seed001     seed 001's client code against examples/seed-001.toml
+import { io, Manager } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
+
+const [url, scenario, rawArgs = "{}"] = process.argv.slice(2);
+const args = JSON.parse(rawArgs);
+const transports = args.transports ?? ["polling", "websocket"];
+const path = args.path ?? "/socket.io/";
+const parser = args.parser === "msgpack" ? msgpackParser : undefined;
+
+function done(result) {
+  console.log(JSON.stringify(result));
+  process.exit(0);
+}
+
+function fail(message) {
+  console.log(JSON.stringify({ ok: false, error: message }));
+  process.exit(1);
+}
+
+setTimeout(() => fail(`timed out in ${scenario}`), 20000).unref();
+
+function connect(nsp, token, extra = {}) {
+  const opts = { transports, path, forceNew: true, reconnection: false, ...extra };
+  if (parser) opts.parser = parser;
+  if (token !== undefined) opts.auth = { token };
+  return io(url + nsp, opts);
+}
+
+function connected(socket) {
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", (e) => reject(new Error(`connect_error: ${e.message}`)));
+  });
+}
+
+function refused(socket) {
+  return new Promise((resolve) => {
+    socket.once("connect", () => resolve({ connected: true }));
+    socket.once("connect_error", (e) => resolve({ message: e.message, data: e.data ?? null }));
+  });
+}
+
+function next(socket, event) {
+  return new Promise((resolve) => socket.once(event, (...a) => resolve(a)));
+}
+
+function ack(socket, event, arg) {
+  return socket.timeout(5000).emitWithAck(event, arg);
+}
+
+async function chat() {
+  const alice = await connected(connect("/", args.tokens.alice));
+  const bob = await connected(connect("/", args.tokens.bob));
+  const joinA = await ack(alice, "wsgate:join", { room: "lobby" });
+  const joinB = await ack(bob, "wsgate:join", { room: "lobby" });
+  const chatAtBob = next(bob, "chat");
+  const published = await ack(alice, "wsgate:publish", {
+    room: "lobby",
+    event: "chat",
+    data: { text: "hi ✓", n: 1 },
+  });
+  const [chatData] = await chatAtBob;
+  const dmAtAlice = next(alice, "dm");
+  const names = args.names ?? { alice: "alice", bob: "bob" };
+  const sent = await ack(bob, "wsgate:send", { to: names.alice, event: "dm", data: [1, 2, 3] });
+  const [dmData] = await dmAtAlice;
+  const pushAtBob = next(bob, "notification");
+  const rest = await fetch(`${url}/api/v1/push/users`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+    body: JSON.stringify({ userId: names.bob, event: "notification", data: { kind: "rest" } }),
+  }).then((r) => r.json());
+  const [pushData] = await pushAtBob;
+  const unknownAck = await ack(alice, "no:such:event", { x: 1 });
+  const errorEvent = next(alice, "error");
+  alice.emit("no:such:event", { x: 2 });
+  const [errorData] = await errorEvent;
+  const badAck = await ack(alice, "wsgate:join", "not-an-object");
+  const binaryAck = await ack(alice, "wsgate:publish", {
+    room: "lobby",
+    event: "b",
+    data: Uint8Array.from([1, 2, 3]),
+  });
+  // Wait for the native client's verdict to be taken before leaving.
+  const transport = alice.io.engine.transport.name;
+  alice.disconnect();
+  bob.disconnect();
+  done({
+    ok: true,
+    transport,
+    joinA,
+    joinB,
+    published,
+    chatData,
+    sent,
+    dmData,
+    rest,
+    pushData,
+    unknownAck,
+    errorData,
+    badAck,
+    binaryAck,
+  });
+}
+
+async function refusedScenario() {
+  const bad = await refused(connect("/", "not.a.jwt"));
+  const none = await refused(connect("/", undefined));
+  const unknownNsp = await refused(connect("/nope", args.tokens.alice));
+  done({ ok: true, bad, none, unknownNsp });
+}
+
+async function namespaces() {
+  const manager = new Manager(url, {
+    transports,
+    path,
+    reconnection: false,
+    ...(parser ? { parser } : {}),
+  });
+  const main = manager.socket("/", { auth: { token: args.tokens.alice } });
+  const chatNsp = manager.socket("/chat", { auth: { token: args.tokens.alice } });
+  await Promise.all([connected(main), connected(chatNsp)]);
+  const joinMain = await ack(main, "wsgate:join", { room: "r-main" });
+  const joinChat = await ack(chatNsp, "wsgate:join", { room: "r-chat" });
+  // Each socket hears its own room only, with its namespace's frames.
+  const atChat = next(chatNsp, "m");
+  let mainHeard = false;
+  main.on("m", () => {
+    mainHeard = true;
+  });
+  await ack(chatNsp, "wsgate:publish", { room: "r-chat", event: "m", data: "for chat", echo: true });
+  const [chatData] = await atChat;
+  await new Promise((r) => setTimeout(r, 200));
+  const sameEngine = main.io.engine === chatNsp.io.engine;
+  const heardBefore = mainHeard;
+  chatNsp.disconnect();
+  // The other socket goes on after one namespace leaves.
+  const stillAtMain = next(main, "m");
+  await ack(main, "wsgate:publish", { room: "r-main", event: "m", data: "for main", echo: true });
+  const [mainData] = await stillAtMain;
+  main.disconnect();
+  done({ ok: true, joinMain, joinChat, chatData, mainHeard: heardBefore, sameEngine, mainData });
+}
+
+async function seed004() {
+  // The seed's client code, unchanged but for the tokens and the URL.
+  const chatSocket = io(url + "/chat", {
+    auth: { token: args.tokens.alice },
+    transports,
+    path,
+    reconnection: false,
+  });
+  const other = io(url + "/chat", {
+    auth: { token: args.tokens.bob },
+    transports,
+    path,
+    reconnection: false,
+  });
+  await Promise.all([connected(chatSocket), connected(other)]);
+  const joined = next(chatSocket, "chat:room:joined");
+  chatSocket.emit("chat:room:join", "room-123");
+  const [joinedData] = await joined;
+  const otherJoined = next(other, "chat:room:joined");
+  other.emit("chat:room:join", "room-123");
+  await otherJoined;
+  const message = next(other, "chat:message");
+  chatSocket.emit("chat:message", { content: "Hello, world!", roomId: "room-123" });
+  const [messageData] = await message;
+  const typing = next(other, "status:typing");
+  chatSocket.emit("status:typing", { roomId: "room-123", isTyping: true });
+  const [typingData] = await typing;
+  const error = next(chatSocket, "system:error");
+  chatSocket.emit("chat:message", { content: "no room" });
+  const [errorData] = await error;
+  const left = next(chatSocket, "chat:room:left");
+  chatSocket.emit("chat:room:leave", "room-123");
+  await left;
+  const gone = next(chatSocket, "disconnect");
+  chatSocket.emit("auth:logout");
+  const [reason] = await gone;
+  other.disconnect();
+  done({ ok: true, joinedData, messageData, typingData, errorData, reason });
+}
+
+async function seed001() {
+  // The seed's client code: connect, `connected`, `message` → `messageReceived`, pushes.
+  const socket = io(url, {
+    auth: { token: args.tokens.alice },
+    transports,
+    path,
+    reconnection: false,
+  });
+  const [connectedData] = await next(socket, "connected");
+  const received = next(socket, "messageReceived");
+  socket.emit("message", { message: "Hello from client!" });
+  const [receivedData] = await received;
+  const notification = next(socket, "notification");
+  await fetch(`${url}/api/v1/push/users`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+    body: JSON.stringify({ userId: "alice", event: "notification", data: { title: "hi" } }),
+  });
+  const [notificationData] = await notification;
+  const socketId = socket.id;
+  socket.disconnect();
+  done({ ok: true, socketId, connectedData, receivedData, notificationData });
+}
+
+async function seed003() {
+  // The seed's client code: the /notifications namespace, pushes from the backend.
+  const push = (data) =>
+    fetch(`${url}/api/v1/push/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+      body: JSON.stringify({ userId: "alice", event: "new_notification", data }),
+    });
+  const token = args.tokens.alice;
+  const socket = io(url + "/notifications", { auth: { token }, transports: ["websocket", "polling"], reconnection: false });
+  await connected(socket);
+  const got = next(socket, "new_notification");
+  await push({ ticket: 7 });
+  const [notification] = await got;
+  socket.disconnect();
+  // Its wscat line puts the token in the query instead.
+  const byQuery = io(url + "/notifications", { query: { token }, transports: ["websocket"], reconnection: false });
+  await connected(byQuery);
+  const got2 = next(byQuery, "new_notification");
+  await push({ ticket: 8 });
+  const [viaQuery] = await got2;
+  byQuery.disconnect();
+  const main = await refused(connect("/", token));
+  done({ ok: true, notification, viaQuery, mainRefused: main.message });
+}
+
+const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003 };
+const run = scenarios[scenario];
+if (!run) fail(`unknown scenario ${scenario}`);
+run().catch((e) => fail(String(e && e.stack ? e.stack : e)));

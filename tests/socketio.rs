@@ -1,0 +1,255 @@
+//! Socket.IO v4 with the real `socket.io-client` (tests/js/socketio.mjs) against wsgate: the
+//! token in `auth` and the refusals as `connect_error`, built-in events answered on their ack
+//! callbacks, room events and private messages between Socket.IO and native clients, REST
+//! pushes, several namespaces on one connection, both parsers, both transports, and the seeds'
+//! client code against their example configuration files (`examples/`).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The verdict of `node tests/js/socketio.mjs <server> <scenario> <args>`.
+async fn client(server: &TestServer, scenario: &str, args: Value) -> Value {
+    let url = format!("http://{}", server.addr);
+    let run = node::run("socketio.mjs", &[&url, scenario, &args.to_string()]).await;
+    let verdict = run.verdict();
+    assert!(run.success, "{verdict}\n{}", run.stderr);
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    verdict
+}
+
+fn tokens() -> Value {
+    json!({"alice": token("alice"), "bob": token("bob")})
+}
+
+/// Every pair of transports and parsers the client may use.
+const WAYS: [(&[&str], &str, &str); 4] = [
+    (&["polling", "websocket"], "json", "/socket.io/"),
+    (&["websocket"], "json", "/socket.io/"),
+    (&["polling"], "msgpack", "/socket.io-msgpack/"),
+    (&["websocket"], "msgpack", "/socket.io-msgpack/"),
+];
+
+#[tokio::test]
+async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
+    let server = start_api_server(|_| {});
+    for (i, (transports, parser, path)) in WAYS.into_iter().enumerate() {
+        // A native client in the same room hears what a Socket.IO client publishes.
+        let mut carol = server.client("carol", Fmt::MsgPack).await;
+        carol.ok(json!({"cmd": "join", "room": "lobby"}), 1).await;
+        // Users of their own each round: the last round's sockets may still be closing.
+        let (alice, bob) = (format!("alice-{i}"), format!("bob-{i}"));
+        let args = json!({"tokens": {"alice": token(&alice), "bob": token(&bob)},
+            "names": {"alice": alice, "bob": bob}, "transports": transports, "parser": parser,
+            "path": path, "apiKey": API_KEY});
+        let v = client(&server, "chat", args).await;
+        let ways = format!("{transports:?} {parser}");
+        assert_eq!(v["joinA"]["type"], "reply", "{ways}: {v}");
+        assert_eq!(v["joinA"]["room"], "lobby", "{ways}: {v}");
+        assert_eq!(v["published"]["type"], "reply", "{ways}: {v}");
+        assert_eq!(
+            v["chatData"],
+            json!({"text": "hi ✓", "n": 1}),
+            "{ways}: {v}"
+        );
+        assert_eq!(v["dmData"], json!([1, 2, 3]), "{ways}: {v}");
+        assert_eq!(v["rest"]["delivered"], 1, "{ways}: {v}");
+        assert_eq!(v["pushData"], json!({"kind": "rest"}), "{ways}: {v}");
+        assert_eq!(v["unknownAck"]["type"], "error", "{ways}: {v}");
+        assert_eq!(v["unknownAck"]["code"], "unknown_command", "{ways}: {v}");
+        assert_eq!(v["errorData"]["code"], "unknown_command", "{ways}: {v}");
+        assert_eq!(v["badAck"]["code"], "bad_request", "{ways}: {v}");
+        // Binary (attachments, or msgpack bin) is not wsgate data: refused, the socket goes on.
+        assert_eq!(v["binaryAck"]["code"], "bad_request", "{ways}: {v}");
+        assert_eq!(
+            v["transport"],
+            transports[transports.len() - 1],
+            "{ways}: {v}"
+        );
+        let ev = carol.recv().await;
+        assert_eq!(
+            (&ev["event"], &ev["room"], &ev["from"], &ev["data"]),
+            (
+                &json!("chat"),
+                &json!("lobby"),
+                &json!(alice),
+                &json!({"text": "hi ✓", "n": 1})
+            ),
+            "{ways}: {ev}"
+        );
+        carol.close().await;
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_connects_fire_connect_error_with_wsgates_code() {
+    let server = start_server(|_| {});
+    let v = client(&server, "refused", json!({"tokens": tokens()})).await;
+    assert_eq!(v["bad"]["data"]["code"], "auth.invalid", "{v}");
+    assert_eq!(v["none"]["data"]["code"], "auth.required", "{v}");
+    assert_eq!(v["unknownNsp"]["message"], "Invalid namespace", "{v}");
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn namespaces_share_one_connection_and_keep_their_own_rooms() {
+    let server = start_server(|c| c.socketio_namespaces = "/,/chat".into());
+    for (transports, parser, path) in WAYS {
+        let args = json!({"tokens": tokens(), "transports": transports, "parser": parser,
+            "path": path});
+        let v = client(&server, "namespaces", args).await;
+        assert_eq!(v["sameEngine"], true, "{v}");
+        assert_eq!(v["chatData"], "for chat", "{v}");
+        assert_eq!(
+            v["mainHeard"], false,
+            "each socket hears its own rooms: {v}"
+        );
+        assert_eq!(v["mainData"], "for main", "{v}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_004s_client_code_runs_against_its_example_config() {
+    let mut config = wsgate::Config::for_tests_with(&["--config", "examples/seed-004.toml"]);
+    config.jwt_secret = Some(SECRET.into());
+    let server = start_with(config);
+    let v = client(&server, "seed004", json!({"tokens": tokens()})).await;
+    assert_eq!(v["joinedData"]["room"], "room-123", "{v}");
+    assert_eq!(
+        v["messageData"],
+        json!({"content": "Hello, world!", "roomId": "room-123"}),
+        "{v}"
+    );
+    assert_eq!(
+        v["typingData"],
+        json!({"roomId": "room-123", "isTyping": true}),
+        "{v}"
+    );
+    assert_eq!(v["errorData"]["code"], "bad_request", "{v}");
+    assert_eq!(v["reason"], "io server disconnect", "{v}");
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_001s_client_code_runs_against_its_example_config() {
+    let mut config = wsgate::Config::for_tests_with(&["--config", "examples/seed-001.toml"]);
+    config.jwt_secret = Some(SECRET.into());
+    config.api_keys = Some(API_KEY.into());
+    let server = start_with(config);
+    let v = client(
+        &server,
+        "seed001",
+        json!({"tokens": tokens(), "apiKey": API_KEY}),
+    )
+    .await;
+    assert_eq!(v["connectedData"]["userId"], "alice", "{v}");
+    assert_eq!(v["connectedData"]["socketId"], v["socketId"], "{v}");
+    assert_eq!(v["receivedData"]["type"], "reply", "{v}");
+    assert_eq!(v["notificationData"], json!({"title": "hi"}), "{v}");
+    server.handle.shutdown().await;
+}
+
+/// A raw Socket.IO-over-WebSocket client: the Engine.IO open packet read, `40` sent with
+/// `token`, the CONNECT answer read.
+async fn raw_socket(server: &TestServer, token: &str) -> RawSio {
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let open = next_text(&mut ws).await.unwrap();
+    assert!(open.starts_with("0{"), "{open}");
+    ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}")))
+        .await
+        .unwrap();
+    let answer = next_text(&mut ws).await.unwrap();
+    assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    ws
+}
+
+type RawSio =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame (pings answered), or `None` once the connection is closed.
+async fn next_text(ws: &mut RawSio) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")?;
+        match msg {
+            Ok(Message::Text(t)) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_socket_io_packets_close_their_connection_only() {
+    let server = start_api_server(|_| {});
+    let api = Api::new(&server);
+    let mut bystander = raw_socket(&server, &token("bystander")).await;
+    let hostile: &[&str] = &[
+        "4x",                                                      // no packet type
+        "49[\"e\"]",                                               // type 9
+        "42[\"e\"",                                                // broken JSON
+        "42{\"not\":\"an array\"}",                                // an event must be an array
+        "42[1,2]",                                                 // a numeric event name
+        "4599999999999-[\"e\",{\"_placeholder\":true,\"num\":0}]", // lying attachment count
+        "451-[\"e\",{\"_placeholder\":true,\"num\":7}]",           // placeholder past the count
+        "4/chat",                                                  // namespace without a packet
+    ];
+    for packet in hostile {
+        let mut ws = raw_socket(&server, &token("mallory")).await;
+        ws.send(Message::text(*packet)).await.unwrap();
+        // A binary frame completes any packet waiting for an attachment.
+        let _ = ws.send(Message::binary(vec![1u8, 2, 3])).await;
+        let mut closed = false;
+        for _ in 0..3 {
+            if next_text(&mut ws).await.is_none() {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "{packet}: the connection is closed");
+        // Everyone else is still served.
+        let (s, body) = api
+            .post(
+                "/api/v1/push/users",
+                json!({"userId": "bystander", "event": "still", "data": packet}),
+            )
+            .await;
+        assert_eq!((s, &body["delivered"]), (200, &json!(1)), "{body}");
+        let got = next_text(&mut bystander).await.unwrap();
+        assert_eq!(got, format!("42[\"still\",{}]", json!(packet)), "{packet}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_003s_client_code_runs_against_its_example_config() {
+    let mut config = wsgate::Config::for_tests_with(&["--config", "examples/seed-003.toml"]);
+    config.jwt_secret = Some(SECRET.into());
+    config.api_keys = Some(API_KEY.into());
+    let server = start_with(config);
+    let v = client(
+        &server,
+        "seed003",
+        json!({"tokens": tokens(), "apiKey": API_KEY}),
+    )
+    .await;
+    assert_eq!(v["notification"], json!({"ticket": 7}), "{v}");
+    assert_eq!(
+        v["viaQuery"],
+        json!({"ticket": 8}),
+        "?token= works too: {v}"
+    );
+    assert_eq!(v["mainRefused"], "Invalid namespace", "{v}");
+    server.handle.shutdown().await;
+}
