@@ -1,7 +1,7 @@
 //! `--protocol socketio` against the Node socket.io reference server (`benches/socketio-node`,
 //! pinned by its lockfile and installed here with `npm ci` on first use; node and npm from
-//! PATH, and a missing one is a failure, never a skip): both parsers, pings answered, the
-//! token refused, zero loss.
+//! PATH, and a missing one is a failure, never a skip) and against wsgate's Socket.IO layer:
+//! both parsers, pings answered, the token refused, zero loss.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -14,8 +14,12 @@ use clap::Parser;
 use wsgate_loadgen::cli::Cli;
 use wsgate_loadgen::{run, RunOptions, Summary};
 
-/// The Node server's `JWT_SECRET`.
-const SECRET: &str = "loadgen-socketio-secret";
+mod common;
+
+use common::{start_server, SECRET};
+
+/// wsgate's REST API key in the `push` run.
+const API_KEY: &str = "loadgen-socketio-key";
 
 /// The Node server process; killed on drop.
 struct NodeServer {
@@ -206,6 +210,78 @@ fn connect_and_fanout_against_node_socket_io_without_loss() {
         assert_eq!(s.published, 50);
         assert_eq!(s.expected, Some(50 * 11));
         assert_eq!(s.lost, Some(0));
+    }
+}
+
+#[test]
+fn connect_fanout_and_push_against_wsgate_socket_io_without_loss() {
+    let server = start_server(&[
+        "--rate-per-sec",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+        "--shards",
+        "2",
+        "--api-keys",
+        API_KEY,
+    ]);
+    // The URL's path (`/ws`) is not used: the Engine.IO path is `--sio-path`.
+    let url = server.url();
+    for (parser, path) in [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")] {
+        let s = sio(
+            "connect",
+            &url,
+            parser,
+            path,
+            &["-n", "30", "--rooms", "3", "--duration", "1s"],
+        );
+        assert_eq!((s.established, s.failed), (30, 0), "{:?}", s.failures);
+
+        let s = sio(
+            "fanout",
+            &url,
+            parser,
+            path,
+            &[
+                "-n",
+                "21",
+                "--mode",
+                "closed",
+                "--window",
+                "4",
+                "--duration",
+                "2s",
+            ],
+        );
+        assert_eq!((s.established, s.failed), (21, 0), "{:?}", s.failures);
+        assert!(s.published > 0);
+        assert_eq!(s.acked, s.published);
+        assert_eq!(s.expected, Some(s.published * 20));
+        assert_eq!(s.lost, Some(0));
+        assert_eq!(s.decode_mismatches, 0);
+        assert!(s.error_codes.is_empty(), "{:?}", s.error_codes);
+
+        // REST pushes to the users of Socket.IO sockets.
+        let s = sio(
+            "push",
+            &url,
+            parser,
+            path,
+            &[
+                "-n",
+                "10",
+                "--rate",
+                "200",
+                "--senders",
+                "2",
+                "--duration",
+                "1s",
+                "--api-key",
+                API_KEY,
+            ],
+        );
+        assert!(s.acked > 0, "no push answered 200: {:?}", s.push_errors);
+        assert_eq!(s.lost, Some(0), "{parser}");
     }
 }
 
