@@ -143,47 +143,55 @@ fn sio(scenario: &str, url: &str, parser: &str, path: &str, extra: &[&str]) -> S
     s
 }
 
+/// 30 connections in 3 rooms held for `hold`, then a closed-loop fanout to 20 subscribers:
+/// everyone in, every publish acked and delivered to every subscriber.
+fn connect_and_closed_fanout(url: &str, parser: &str, path: &str, hold: &str) {
+    let s = sio(
+        "connect",
+        url,
+        parser,
+        path,
+        &["-n", "30", "--rooms", "3", "--duration", hold],
+    );
+    assert_eq!(
+        (s.protocol.as_str(), s.format.as_str()),
+        ("socketio", parser)
+    );
+    assert_eq!((s.established, s.failed), (30, 0), "{:?}", s.failures);
+    assert_eq!(s.handshake.count, 30);
+
+    let s = sio(
+        "fanout",
+        url,
+        parser,
+        path,
+        &[
+            "-n",
+            "21",
+            "--mode",
+            "closed",
+            "--window",
+            "4",
+            "--duration",
+            "2s",
+        ],
+    );
+    assert_eq!((s.established, s.failed), (21, 0), "{:?}", s.failures);
+    assert!(s.published > 0);
+    assert_eq!(s.acked, s.published);
+    assert_eq!(s.expected, Some(s.published * 20));
+    assert_eq!(s.lost, Some(0));
+    assert_eq!(s.decode_mismatches, 0);
+    assert!(s.error_codes.is_empty(), "{:?}", s.error_codes);
+}
+
 #[test]
 fn connect_and_fanout_against_node_socket_io_without_loss() {
     let node = start_node();
     let url = format!("ws://{}", node.addr);
     for (parser, path) in [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")] {
         // Held past several heartbeats: a connection that did not answer a ping is closed.
-        let s = sio(
-            "connect",
-            &url,
-            parser,
-            path,
-            &["-n", "30", "--rooms", "3", "--duration", "2s"],
-        );
-        assert_eq!(s.protocol, "socketio");
-        assert_eq!(s.format, parser);
-        assert_eq!((s.established, s.failed), (30, 0), "{:?}", s.failures);
-        assert_eq!(s.handshake.count, 30);
-
-        let s = sio(
-            "fanout",
-            &url,
-            parser,
-            path,
-            &[
-                "-n",
-                "21",
-                "--mode",
-                "closed",
-                "--window",
-                "4",
-                "--duration",
-                "2s",
-            ],
-        );
-        assert_eq!((s.established, s.failed), (21, 0), "{:?}", s.failures);
-        assert!(s.published > 0);
-        assert_eq!(s.acked, s.published);
-        assert_eq!(s.expected, Some(s.published * 20));
-        assert_eq!(s.lost, Some(0));
-        assert_eq!(s.decode_mismatches, 0);
-        assert!(s.error_codes.is_empty(), "{:?}", s.error_codes);
+        connect_and_closed_fanout(&url, parser, path, "2s");
 
         // Every event decoded fully, and echoed to the publisher too.
         let s = sio(
@@ -228,38 +236,7 @@ fn connect_fanout_and_push_against_wsgate_socket_io_without_loss() {
     // The URL's path (`/ws`) is not used: the Engine.IO path is `--sio-path`.
     let url = server.url();
     for (parser, path) in [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")] {
-        let s = sio(
-            "connect",
-            &url,
-            parser,
-            path,
-            &["-n", "30", "--rooms", "3", "--duration", "1s"],
-        );
-        assert_eq!((s.established, s.failed), (30, 0), "{:?}", s.failures);
-
-        let s = sio(
-            "fanout",
-            &url,
-            parser,
-            path,
-            &[
-                "-n",
-                "21",
-                "--mode",
-                "closed",
-                "--window",
-                "4",
-                "--duration",
-                "2s",
-            ],
-        );
-        assert_eq!((s.established, s.failed), (21, 0), "{:?}", s.failures);
-        assert!(s.published > 0);
-        assert_eq!(s.acked, s.published);
-        assert_eq!(s.expected, Some(s.published * 20));
-        assert_eq!(s.lost, Some(0));
-        assert_eq!(s.decode_mismatches, 0);
-        assert!(s.error_codes.is_empty(), "{:?}", s.error_codes);
+        connect_and_closed_fanout(&url, parser, path, "1s");
 
         // REST pushes to the users of Socket.IO sockets.
         let s = sio(
