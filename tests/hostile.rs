@@ -248,14 +248,14 @@ async fn lying_lengths_get_clear_errors_without_allocating_what_they_claim() {
     assert_eq!((code(&e), &e["id"]), ("bad_request", &json!(7)), "{e}");
     c.ok(json!({"cmd": "ping"}), 2).await;
 
-    // A WebSocket frame claiming 4 GiB (over max_message_bytes): discarded as it would arrive,
-    // answered at once with frame.too_large.
+    // A WebSocket frame claiming 4 GiB (over max_message_bytes): answered at once with
+    // frame.too_large, and closed with 1009 (the rest is never read).
     let mut raw = RawWs::authed(&server, "liar", Fmt::MsgPack).await;
     raw.write(&ws_header(BINARY, 4 << 30)).await;
     raw.write(b"0123456789").await;
     let e = raw.recv(Fmt::MsgPack).await.unwrap();
     assert_eq!((code(&e), e.get("id")), ("frame.too_large", None), "{e}");
-    drop(raw);
+    raw.expect_close(Fmt::MsgPack, 1009).await;
     // A length with the top bit set breaks RFC 6455: close 1002.
     let mut raw = RawWs::authed(&server, "liar", Fmt::MsgPack).await;
     raw.write(&ws_header(BINARY, 1 << 63)).await;
@@ -399,7 +399,7 @@ async fn deeply_nested_values_get_bad_request_without_overflowing_the_stack() {
 // 4. Oversized frames and fragments.
 
 #[tokio::test]
-async fn oversized_frames_and_fragments_get_frame_too_large_and_the_connection_lives() {
+async fn oversized_frames_and_fragments_get_frame_too_large_and_a_close() {
     let _shared = ALONE.read().await;
     let server = start_api_server(|c| {
         c.max_message_bytes = 1024;
@@ -411,7 +411,6 @@ async fn oversized_frames_and_fragments_get_frame_too_large_and_the_connection_l
             Fmt::Json => (TEXT_FIRST, TEXT),
             Fmt::MsgPack => (0x02, BINARY),
         };
-        let mut raw = RawWs::authed(&server, "big", fmt).await;
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("one frame of 1025 bytes", ws_frame(whole, &[b' '; 1025])),
             ("one frame of 1 MiB", ws_frame(whole, &vec![b' '; MIB])),
@@ -437,6 +436,7 @@ async fn oversized_frames_and_fragments_get_frame_too_large_and_the_connection_l
             }),
         ];
         for (name, bytes) in cases {
+            let mut raw = RawWs::authed(&server, "big", fmt).await;
             raw.write(&bytes).await;
             let e = raw.recv(fmt).await.unwrap();
             assert_eq!(
@@ -444,16 +444,10 @@ async fn oversized_frames_and_fragments_get_frame_too_large_and_the_connection_l
                 ("frame.too_large", None),
                 "{fmt:?} {name}: {e}"
             );
-            // Still open and in sync: the next command is answered.
-            let ping = json!({"cmd": "ping", "id": 1});
-            let ping = match fmt {
-                Fmt::Json => ws_frame(TEXT, ping.to_string().as_bytes()),
-                Fmt::MsgPack => ws_frame(BINARY, &rmp_serde::to_vec(&ping).unwrap()),
-            };
-            raw.write(&ping).await;
-            let r = raw.recv(fmt).await.unwrap();
-            assert_eq!(r, json!({"type": "reply", "id": 1}), "{fmt:?} after {name}");
+            // Then closed: an oversized message is never read to its end.
+            raw.expect_close(fmt, 1009).await;
         }
+        let mut raw = RawWs::authed(&server, "big", fmt).await;
         // Exactly at the limit is accepted.
         let pad = |n: usize| {
             let base = json!({"cmd": "ping", "id": 2, "p": ""});

@@ -29,7 +29,7 @@ async fn bystander_still_served(watcher: &mut Client, feeder: &mut Client, n: u6
 }
 
 #[tokio::test]
-async fn oversized_messages_are_discarded_with_an_error_and_the_connection_lives() {
+async fn oversized_messages_get_an_error_and_close_1009_and_others_go_on() {
     let server = start_server(|c| {
         c.max_message_bytes = 1024;
         c.max_outbound_bytes = 64 * 1024;
@@ -44,6 +44,7 @@ async fn oversized_messages_are_discarded_with_an_error_and_the_connection_lives
             (e["code"].as_str(), e.get("id")),
             (Some("frame.too_large"), None)
         );
+        c.expect_close(1009).await;
         // Fragments that add up past the limit are refused the same way.
         let frag = |fin: bool, op: u8| {
             use tokio_tungstenite::tungstenite::protocol::frame::{coding::*, Frame, FrameHeader};
@@ -59,12 +60,15 @@ async fn oversized_messages_are_discarded_with_an_error_and_the_connection_lives
             WsMessage::Frame(Frame::from_payload(header, vec![b' '; 600].into()))
         };
         if fmt == Fmt::Json {
+            let mut c = server.client("big", fmt).await;
             c.send_raw(frag(false, 1)).await;
             c.send_raw(frag(true, 0)).await;
             let e = c.recv().await;
             assert_eq!(e["code"], "frame.too_large");
+            c.expect_close(1009).await;
         }
-        // Still healthy.
+        // A message at the limit is fine.
+        let mut c = server.client("big", fmt).await;
         c.ok(json!({"cmd": "ping"}), 2).await;
         c.close().await;
     }

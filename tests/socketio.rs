@@ -192,10 +192,13 @@ async fn next_text(ws: &mut RawSio) -> Option<String> {
 
 #[tokio::test]
 async fn hostile_socket_io_packets_close_their_connection_only() {
-    let server = start_api_server(|_| {});
+    let server = start_api_server(|c| c.max_message_bytes = 1024);
     let api = Api::new(&server);
     let mut bystander = raw_socket(&server, &token("bystander")).await;
+    // Over MAX_MESSAGE_BYTES: the same rule as native /ws, the connection is closed.
+    let oversized = format!("42[\"e\",\"{}\"]", "x".repeat(2000));
     let hostile: &[&str] = &[
+        &oversized,
         "4x",                                                      // no packet type
         "49[\"e\"]",                                               // type 9
         "42[\"e\"",                                                // broken JSON
@@ -222,12 +225,13 @@ async fn hostile_socket_io_packets_close_their_connection_only() {
         let (s, body) = api
             .post(
                 "/api/v1/push/users",
-                json!({"userId": "bystander", "event": "still", "data": packet}),
+                json!({"userId": "bystander", "event": "still", "data": &packet[..packet.len().min(40)]}),
             )
             .await;
         assert_eq!((s, &body["delivered"]), (200, &json!(1)), "{body}");
         let got = next_text(&mut bystander).await.unwrap();
-        assert_eq!(got, format!("42[\"still\",{}]", json!(packet)), "{packet}");
+        let sent = json!(&packet[..packet.len().min(40)]);
+        assert_eq!(got, format!("42[\"still\",{sent}]"), "{packet}");
     }
     server.handle.shutdown().await;
 }
@@ -251,5 +255,54 @@ async fn seed_003s_client_code_runs_against_its_example_config() {
         "?token= works too: {v}"
     );
     assert_eq!(v["mainRefused"], "Invalid namespace", "{v}");
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cut_connection_recovers_its_socket_and_misses_nothing() {
+    let server = start_server(|_| {});
+    for (transports, parser, path) in WAYS {
+        let args = json!({"tokens": tokens(), "transports": transports, "parser": parser,
+            "path": path, "count": 150});
+        let v = client(&server, "recovery", args).await;
+        let ways = format!("{transports:?} {parser}");
+        assert_eq!(v["cuts"], 2, "{ways}: {v}");
+        assert_eq!(v["recoveredFlags"], json!([true, true]), "{ways}: {v}");
+        assert_eq!(v["missing"], json!([]), "{ways}: {v}");
+        assert_eq!(v["duplicates"], 0, "{ways}: {v}");
+        assert_eq!(v["inOrder"], true, "{ways}: {v}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_recovery_a_cut_connection_starts_over() {
+    let server = start_server(|c| c.socketio_recovery = std::time::Duration::ZERO);
+    let args = json!({"tokens": tokens(), "transports": ["websocket"], "count": 60});
+    let v = client(&server, "recovery", args).await;
+    // Reconnected (one connect), and not recovered: no pid was given (`recovered` unset).
+    assert_eq!(v["recoveredFlags"], json!([null]), "{v}");
+    assert_ne!(
+        v["missing"],
+        json!([]),
+        "what came while it was away is lost: {v}"
+    );
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quiet_socket_lives_on_its_engine_io_heartbeat_alone() {
+    // The native heartbeat (ping after 50 ms idle, closed 50 ms later) must not touch sockets.
+    let server = start_server(|c| {
+        c.heartbeat_interval = std::time::Duration::from_millis(50);
+        c.heartbeat_timeout = std::time::Duration::from_millis(50);
+        c.engineio_ping_interval = std::time::Duration::from_millis(100);
+        c.engineio_ping_timeout = std::time::Duration::from_millis(500);
+    });
+    for transports in [&["polling"][..], &["websocket"][..]] {
+        let args = json!({"tokens": tokens(), "transports": transports, "idleMs": 800});
+        let v = client(&server, "idle", args).await;
+        assert_eq!(v["data"], "still here", "{transports:?}: {v}");
+    }
     server.handle.shutdown().await;
 }

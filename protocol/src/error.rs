@@ -117,6 +117,9 @@ pub enum CloseCode {
     InvalidPayload = 1007,
     /// 1008: policy violation: `auth` command with a refused token.
     PolicyViolation = 1008,
+    /// 1009: message too big: a message over the server's `max_message_bytes` (after a
+    /// `frame.too_large` error).
+    MessageTooBig = 1009,
     /// 1011: an internal error while serving this connection.
     InternalError = 1011,
     /// 4000: no pong (nor any other frame) arrived within the heartbeat timeout.
@@ -134,12 +137,13 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every close code, for documentation and tests.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
         CloseCode::InvalidPayload,
         CloseCode::PolicyViolation,
+        CloseCode::MessageTooBig,
         CloseCode::InternalError,
         CloseCode::HeartbeatTimeout,
         CloseCode::AuthTimeout,
@@ -161,6 +165,7 @@ impl CloseCode {
             CloseCode::ProtocolError => "protocol error",
             CloseCode::InvalidPayload => "invalid utf-8",
             CloseCode::PolicyViolation => "policy violation",
+            CloseCode::MessageTooBig => "message too big",
             CloseCode::InternalError => "internal error",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::AuthTimeout => "auth timeout",

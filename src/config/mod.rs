@@ -240,6 +240,13 @@ pub struct Config {
     /// (`{"type":"error","code","message"}`) as its data. Default: error.
     #[arg(long, env = "SOCKETIO_ERROR_EVENT", default_value = "error")]
     pub socketio_error_event: String,
+    /// Socket.IO connection state recovery (socket.io's `maxDisconnectionDuration`): a socket
+    /// whose connection goes away is kept this long; its client reconnecting with the socket's
+    /// `pid` and last offset gets it back (`socket.recovered`), with the room events it missed
+    /// replayed first. Room events carry their offset as a last argument (`"<offset>.<tag>"`).
+    /// `0s` turns it off. Default: 2m.
+    #[arg(long, env = "SOCKETIO_RECOVERY", default_value = "2m", value_parser = parse_duration)]
+    pub socketio_recovery: Duration,
     /// A TOML configuration file: any setting by its flag's name (`port = 3000`,
     /// `socketio-namespaces = ["/", "/chat"]`), overridden by flags and environment variables;
     /// and the Socket.IO event map (`[socketio]`, see `examples/`). Default: none.
@@ -521,9 +528,11 @@ impl Config {
         {
             return Err(ConfigError::ZeroHeartbeat);
         }
+        // The Engine.IO echo sends each message back: it must fit the outbox twice.
+        let echoes = self.echo && !self.socketio;
         if !self.engineio_path.starts_with('/')
             || self.engineio_max_payload == 0
-            || self.max_outbound_bytes < 2 * self.engineio_max_payload
+            || (echoes && self.max_outbound_bytes < 2 * self.engineio_max_payload)
         {
             return Err(ConfigError::EngineIo);
         }
@@ -577,7 +586,7 @@ pub enum ConfigError {
     /// An Engine.IO path that is not absolute, or a payload bound of zero or above half the
     /// outbound bound.
     #[error(
-        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and at most half MAX_OUTBOUND_BYTES"
+        "ENGINEIO_PATH must start with /, and ENGINEIO_MAX_PAYLOAD must be positive and, for the Engine.IO echo, at most half MAX_OUTBOUND_BYTES"
     )]
     EngineIo,
     /// `SOCKETIO_MSGPACK_PATH` that does not start with `/` or is ENGINEIO_PATH, or a
@@ -670,7 +679,15 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::EngineIo));
         let mut c = Config::for_tests();
         c.engineio_max_payload = c.max_outbound_bytes;
-        assert_eq!(c.validate(), Err(ConfigError::EngineIo));
+        assert_eq!(c.validate(), Ok(()), "Socket.IO sends nothing back");
+        (c.echo, c.socketio) = (true, false);
+        assert_eq!(c.validate(), Err(ConfigError::EngineIo), "the echo would");
+        let mut c = Config::for_tests();
+        c.socketio_msgpack_path = c.engineio_path.clone();
+        assert_eq!(c.validate(), Err(ConfigError::SocketIo));
+        let mut c = Config::for_tests();
+        c.socketio_namespaces = "chat".into();
+        assert_eq!(c.validate(), Err(ConfigError::SocketIo));
         let mut c = Config::for_tests();
         c.engineio_path = "/engine.io".into();
         assert_eq!(c.engineio_path(), "/engine.io/");

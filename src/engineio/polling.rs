@@ -106,6 +106,8 @@ impl<H: Handler> Engine<H> {
             .get(key)
             .is_some_and(|e| e.session.ping_overdue(now, timeout));
         if overdue {
+            // Counted as the sweep would have counted it.
+            crate::stats::ShardStats::inc(&self.ctx.stats().heartbeat_timeouts);
             self.finish(key, CloseReason::PingTimeout);
             return Err(HandshakeError::SessionIdUnknown);
         }

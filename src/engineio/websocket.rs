@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use wsgate_protocol::engineio::{decode_packet, Packet};
+use wsgate_protocol::CloseCode;
 
 use super::handler::packet;
 use super::{reason_of, CloseReason, Engine, Handler, Message};
@@ -138,10 +139,7 @@ impl<H: Handler> WebSocket<H> {
     /// A message over `ENGINEIO_MAX_PAYLOAD`: the session ends with 1009.
     pub(crate) fn too_large(&mut self, session: &Session) {
         self.reason = Some(CloseReason::TransportError);
-        session.close(
-            CloseRequest::with_reason(1009, "message too big"),
-            Queued::Discard,
-        );
+        session.close(CloseRequest::new(CloseCode::MessageTooBig), Queued::Discard);
     }
 
     /// The client broke the protocol: the session ends.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, RawData, ServerMessage};
 
-use crate::session::Session;
+use crate::session::{recovery_offset, Session};
 use crate::transport::socketio;
 use crate::transport::ws::frame;
 
@@ -113,15 +113,25 @@ impl OutEvent {
 
     /// The complete frame for `session`: its format's, or for a Socket.IO namespace socket
     /// its namespace's and parser's, encoded on first use and shared by every recipient of
-    /// the same. `None` only if the event cannot be encoded so (logged).
+    /// the same (a socket with recovery also records the room event as queued to it). `None` only if the event cannot be encoded so (logged).
     pub(crate) fn frame_for(&self, session: &Session) -> Option<Bytes> {
         let Some(n) = &session.socketio else {
             return self.frame(session.format).cloned();
         };
         let key = 2 * n.slot + n.parser.index();
+        // With recovery, a room event carries its stream position, and the socket records
+        // it as queued.
+        let recovery = match (&n.sent, &self.room, self.offset) {
+            (Some(sent), Some(room), Some(offset)) => {
+                sent.borrow_mut().record(room, offset);
+                Some((room, offset))
+            }
+            _ => None,
+        };
         let encode = || {
             let data = RawData::trusted(self.data_format, &self.data);
-            socketio::event(n.parser, &n.nsp, &self.event, data, None)
+            let offset = recovery.map(|(room, offset)| recovery_offset(room, offset));
+            socketio::event(n.parser, &n.nsp, &self.event, data, offset.as_deref())
         };
         let sio = self.sio.get_or_init(Box::default);
         if let Some(cell) = sio.fixed.get(key) {

@@ -255,6 +255,16 @@ impl<B: Backplane> Hub<B> {
             .unwrap_or_default()
     }
 
+    /// The rooms session `id` is in.
+    pub(crate) fn session_rooms(&self, id: u64) -> Vec<Arc<str>> {
+        self.local
+            .borrow()
+            .memberships
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Rooms any local session of `user` is in.
     pub(crate) fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
         let local = self.local.borrow();

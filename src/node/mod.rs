@@ -4,6 +4,7 @@
 //! ([`Handoff`]), Engine.IO long-polling requests sent to their session's shard
 //! ([`polling`]), and shutdown.
 
+pub(crate) mod detached;
 pub(crate) mod namespaces;
 pub(crate) mod permit;
 pub(crate) mod polling;
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) idempotency: Keys,
     /// The Socket.IO namespaces served, and their frame-cache slots.
     pub(crate) namespaces: namespaces::Namespaces,
+    /// Socket.IO sockets whose connection went away, kept for recovery.
+    pub(crate) detached: detached::DetachedSockets,
     /// Each shard's queue of upgraded sockets to adopt. Unbounded in type, bounded in fact:
     /// every entry holds one of `max_connections` [`ConnPermit`]s.
     handoffs: Box<[mpsc::UnboundedSender<Handoff>]>,
@@ -171,6 +174,10 @@ impl Shared {
             shutdown,
             idempotency,
             namespaces: namespaces::Namespaces::new(&config.socketio_namespace_list()),
+            detached: detached::DetachedSockets::new(
+                config.socketio_recovery,
+                config.max_connections,
+            ),
             handoffs: senders.into_boxed_slice(),
             polls: polls.into_boxed_slice(),
             config,

@@ -227,16 +227,16 @@ impl Connection {
             Incoming::TooLarge if matches!(self.app, App::Echo) => {
                 // An echo peer cannot send the message back, and has no error message to
                 // send: close with 1009 (message too big, RFC 6455 §7.4.1).
-                session.close(
-                    CloseRequest::with_reason(1009, "message too big"),
-                    Queued::Flush,
-                );
+                session.close(CloseRequest::new(CloseCode::MessageTooBig), Queued::Flush);
             }
             Incoming::TooLarge => {
+                // The error, then close 1009: reading and discarding oversized messages would
+                // let one client make the server read without end.
                 let max = ctx.config().max_message_bytes;
-                let msg = format!("message larger than {max} bytes discarded");
+                let msg = format!("message larger than {max} bytes: closing");
                 let e = ProtocolError::new(ErrorCode::FrameTooLarge, msg);
                 commands::send_error(ctx, session, None, &e);
+                session.close(CloseRequest::new(CloseCode::MessageTooBig), Queued::Flush);
             }
         }
         None

@@ -97,7 +97,9 @@ fn sweep(ctx: &Ctx, ping: &Pings, release_after: u8) {
             }
             Deadline::TokenExpiry { .. } | Deadline::None => {}
         }
-        if s.engineio.get() {
+        if s.socketio.is_some() {
+            // A namespace socket: its carrier's Engine.IO heartbeat proves the connection.
+        } else if s.engineio.get() {
             engineio_heartbeat(ctx, s, &ping.engineio, now, eio_interval, eio_timeout);
         } else {
             heartbeat(ctx, s, &ping.ws, now, interval, timeout);

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, ServerMessage};
 
 pub(crate) use deadline::Deadline;
-pub(crate) use namespace::{Namespaced, Route};
+pub(crate) use namespace::{recovery_offset, Namespaced, Route, Sent};
 
 use crate::reactor::Wake;
 use crate::stats::ShardStats;

@@ -33,6 +33,7 @@ use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
 
 use crate::commands::Client;
 use crate::engineio::{CloseReason, Handler, Message};
+use crate::node::detached::Detached;
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
 use crate::session::{Namespaced, Route, Session};
@@ -100,6 +101,11 @@ impl Sockets {
             );
         }
         let file = &ctx.config().socketio_file;
+        // A client reconnecting asks for its socket back with its pid and last offset.
+        let asked = auth.and_then(|a| {
+            let pid = a.str_field("pid")?.into_owned();
+            Some((pid, a.str_field("offset").map(|o| o.into_owned())))
+        });
         let token = auth
             .and_then(|a| a.str_field("token"))
             .map(|t| t.into_owned())
@@ -130,6 +136,13 @@ impl Sockets {
                 }
             },
         };
+        let recovery = ctx.shared.detached.enabled();
+        let restored = match (&asked, &identity) {
+            (Some((pid, offset)), Some((id, _))) => {
+                restore(ctx, pid, offset.as_deref(), &id.user, nsp)
+            }
+            _ => None,
+        };
         let namespaced = Namespaced {
             carrier: carrier.clone(),
             nsp: name,
@@ -137,15 +150,26 @@ impl Sockets {
             parser,
             error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
             route: Default::default(),
+            sent: recovery.then(Default::default),
         };
         let session = Rc::new(Session::namespaced(
             ctx.next_session_id(),
             namespaced,
             ctx.now_ms(),
         ));
-        let sid = session.wire_id();
-        // The answer first: the client drops what comes for a namespace before it.
-        if let Some(frame) = frames::connect(parser, nsp, &sid, None) {
+        let (sid, pid, joins) = match restored {
+            Some(r) => (r.sid, Some(r.pid), r.joins),
+            None => {
+                let pid = recovery.then(|| {
+                    let bytes: [u8; 16] = rand::random();
+                    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                });
+                (session.wire_id(), pid, Vec::new())
+            }
+        };
+        // The answer first: the client drops what comes for a namespace before it. The same
+        // pid again tells the client it recovered.
+        if let Some(frame) = frames::connect(parser, nsp, &sid, pid.as_deref()) {
             ctx.push(carrier, frame);
         }
         ctx.hub.register(&session);
@@ -159,7 +183,18 @@ impl Sockets {
                 ctx.push(&session, frame);
             }
         }
-        self.sockets.push(NspSocket::new(session, client));
+        let socket = NspSocket::new(session, pid, client);
+        // Back in its rooms, each from where the client left it: what it missed comes first.
+        for (room, epoch, after) in joins {
+            let join = json!({"cmd": "join", "id": 0, "room": &*room,
+                "since": {"epoch": epoch, "offset": after}});
+            let job = events::Job {
+                payload: join.to_string().into_bytes().into(),
+                route: Route::None,
+            };
+            socket.run(ctx, job);
+        }
+        self.sockets.push(socket);
     }
 
     /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
@@ -199,6 +234,75 @@ impl Sockets {
     }
 }
 
+/// A detached socket given back: its id and pid, and its rooms' joins (room, epoch, the
+/// offset after which to replay).
+struct Restored {
+    sid: String,
+    pid: String,
+    joins: Vec<(Arc<str>, String, u64)>,
+}
+
+/// The socket kept under `pid` for `user` in `nsp`, if the client's `offset` (the last event
+/// it received) places it in every room's stream, and each stream still has what came after.
+fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) -> Option<Restored> {
+    let d = ctx.shared.detached.take(pid)?;
+    if &*d.user != user || &*d.nsp != nsp {
+        return None;
+    }
+    let positions: Vec<(Arc<str>, u64)> =
+        d.rooms.iter().map(|(r, _, at)| (r.clone(), *at)).collect();
+    let points = match offset {
+        Some(offset) => d.sent.resume_points(offset, &positions)?,
+        // Nothing received yet: fine only if nothing was sent.
+        None if d.sent.ring.is_empty() => positions,
+        None => return None,
+    };
+    let streams = ctx.shared.backplane.streams();
+    let mut joins = Vec::with_capacity(points.len());
+    for ((room, after), (_, epoch, _)) in points.into_iter().zip(&d.rooms) {
+        let covered = streams.peek(&room, |s| s.since(epoch, after).is_some());
+        if covered != Some(true) {
+            return None;
+        }
+        joins.push((room, epoch.clone(), after));
+    }
+    Some(Restored {
+        sid: d.sid,
+        pid: pid.to_owned(),
+        joins,
+    })
+}
+
+/// Keeps `socket` for recovery (its connection went away without a `DISCONNECT`).
+fn detach(ctx: &Ctx, socket: &NspSocket) {
+    let (Some(pid), Some(n), Some(user)) = (
+        &socket.pid,
+        socket.session.socketio.as_deref(),
+        socket.session.user(),
+    ) else {
+        return;
+    };
+    let Some(sent) = &n.sent else { return };
+    let streams = ctx.shared.backplane.streams();
+    let rooms = ctx
+        .hub
+        .session_rooms(socket.session.id)
+        .into_iter()
+        .filter_map(|room| {
+            let p = streams.peek(&room, |s| s.position())?;
+            Some((room, p.epoch_text(), p.offset))
+        })
+        .collect();
+    let detached = Detached {
+        sid: socket.session.wire_id(),
+        user,
+        nsp: n.nsp.clone(),
+        rooms,
+        sent: std::mem::take(&mut *sent.borrow_mut()),
+    };
+    ctx.shared.detached.keep(pid.clone(), detached);
+}
+
 /// Ends `socket`: out of the hub, its commands dropped, its user's slot freed.
 fn end(ctx: &Ctx, socket: &NspSocket) {
     ctx.hub.unregister(&socket.session);
@@ -222,6 +326,16 @@ impl Handler for SocketIo {
     }
 
     fn message(&mut self, ctx: &Rc<Ctx>, session: &Rc<Session>, message: Message<'_>) {
+        let size = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+        };
+        if size > ctx.config().max_message_bytes {
+            // One rule on every transport: a message over MAX_MESSAGE_BYTES closes its
+            // connection (as socket.io's maxHttpBufferSize does).
+            let close = CloseRequest::new(CloseCode::MessageTooBig);
+            return session.close(close, Queued::Flush);
+        }
         let decoded = match &message {
             Message::Text(text) => self.decoder.text(text),
             Message::Binary(bytes) => self.decoder.binary(bytes),
@@ -240,6 +354,9 @@ impl Handler for SocketIo {
 
     fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {
         for socket in &self.sockets.sockets {
+            // The connection went away under the socket (whatever the reason: socket.io keeps
+            // a socket for recovery unless its namespace was left): keep it for its client.
+            detach(ctx, socket);
             end(ctx, socket);
         }
     }

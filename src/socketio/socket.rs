@@ -20,6 +20,8 @@ const MAX_PENDING: usize = 256;
 /// One namespace socket.
 pub(crate) struct NspSocket {
     pub(crate) session: Rc<Session>,
+    /// Its private id for connection state recovery (sent in the `CONNECT` answer), if on.
+    pub(crate) pid: Option<String>,
     /// Its client state; taken out while a command runs (so no borrow spans an await), and
     /// gone once the socket is closed.
     client: RefCell<Option<Client>>,
@@ -31,9 +33,10 @@ pub(crate) struct NspSocket {
 
 impl NspSocket {
     /// A socket of `session` with `client`.
-    pub(crate) fn new(session: Rc<Session>, client: Client) -> Rc<NspSocket> {
+    pub(crate) fn new(session: Rc<Session>, pid: Option<String>, client: Client) -> Rc<NspSocket> {
         Rc::new(NspSocket {
             session,
+            pid,
             client: RefCell::new(Some(client)),
             jobs: RefCell::default(),
             running: Cell::new(false),

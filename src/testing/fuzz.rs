@@ -410,6 +410,12 @@ pub mod targets {
         });
     }
 
+    /// The default `JWT_LEEWAY` in seconds, read once (outside any allocation cap).
+    fn leeway_secs() -> u64 {
+        static LEEWAY: OnceLock<u64> = OnceLock::new();
+        *LEEWAY.get_or_init(|| Config::for_tests().jwt_leeway_secs)
+    }
+
     /// The `token` target's verifier: HS256 with [`SECRET`], the default leeway.
     fn verifier() -> &'static Verifier {
         static VERIFIER: OnceLock<Verifier> = OnceLock::new();
@@ -433,6 +439,9 @@ pub mod targets {
         let Some((&mode, rest)) = data.split_first() else {
             return;
         };
+        // Made once, outside the cap: they parse a whole configuration.
+        verifier();
+        leeway_secs();
         with_alloc_cap(alloc_cap(rest.len()), || match mode % 4 {
             0 => query(&String::from_utf8_lossy(rest)),
             1 => handshake(rest),
@@ -620,7 +629,7 @@ pub mod targets {
             .exp
             .as_u64()
             .or_else(|| claims.exp.as_f64().map(|f| f as u64));
-        let leeway = Config::for_tests().jwt_leeway_secs;
+        let leeway = leeway_secs();
         assert!(
             exp.is_some_and(|exp| exp + leeway + 5 >= now),
             "accepted exp {} at {now}",

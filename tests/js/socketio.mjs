@@ -248,7 +248,56 @@ async function seed003() {
   done({ ok: true, notification, viaQuery, mainRefused: main.message });
 }
 
-const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003 };
+async function recovery() {
+  // A publisher keeps publishing 1..N to a room; the subscriber's connection is cut twice
+  // (socket.io's own way: the engine closed under the socket); each time it reconnects with
+  // its pid and last offset and must be `recovered`, missing nothing and getting nothing twice.
+  const N = args.count ?? 150;
+  const sub = connect("/", args.tokens.bob, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+  await connected(sub);
+  await ack(sub, "wsgate:join", { room: "rec" });
+  const pub = await connected(connect("/", args.tokens.alice));
+  await ack(pub, "wsgate:join", { room: "rec" });
+  const got = [];
+  const recoveredFlags = [];
+  sub.on("m", (n) => got.push(n));
+  sub.on("connect", () => recoveredFlags.push(sub.recovered));
+  let cuts = 0;
+  for (let n = 1; n <= N; n++) {
+    const r = await ack(pub, "wsgate:publish", { room: "rec", event: "m", data: n });
+    if (r.type !== "reply") fail(`publish ${n}: ${JSON.stringify(r)}`);
+    if (n === 50 || n === 100) {
+      sub.io.engine.close();
+      cuts++;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const deadline = Date.now() + 10000;
+  while (got.length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  const missing = [];
+  for (let n = 1; n <= N; n++) if (!got.includes(n)) missing.push(n);
+  const duplicates = got.length - new Set(got).size;
+  const inOrder = got.every((n, i) => i === 0 || n > got[i - 1]);
+  pub.disconnect();
+  sub.disconnect();
+  done({ ok: true, cuts, recoveredFlags, received: got.length, missing, duplicates, inOrder });
+}
+
+async function idle() {
+  // Connected and quiet past the native heartbeat's interval and timeout: the socket lives
+  // on its Engine.IO heartbeat alone.
+  const s = await connected(connect("/", args.tokens.alice));
+  await ack(s, "wsgate:join", { room: "quiet" });
+  await new Promise((r) => setTimeout(r, args.idleMs ?? 600));
+  const heard = next(s, "m");
+  const r = await ack(s, "wsgate:publish", { room: "quiet", event: "m", data: "still here", echo: true });
+  const [data] = await heard;
+  s.disconnect();
+  done({ ok: true, reply: r, data, connected: true });
+}
+
+const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
