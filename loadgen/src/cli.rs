@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::plan::{Common, DecodeMode, PublishMode, RunPlan, Scenario, Target, WireFormat};
+use crate::plan::{
+    Common, DecodeMode, Protocol, PublishMode, RunPlan, Scenario, Target, WireFormat,
+};
 
 /// File descriptors a worker keeps free for everything that is not a connection.
 const FD_HEADROOM: u64 = 2_000;
@@ -153,12 +155,25 @@ pub enum Mode {
 /// Flags every scenario takes.
 #[derive(Clone, Debug, Args)]
 pub struct CommonArgs {
-    /// The server's WebSocket URL (ws:// only).
+    /// The server's WebSocket URL (ws:// only). With `--protocol socketio` only its host and
+    /// port are used (the path is `--sio-path`).
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
     pub url: String,
-    /// Wire encoding.
+    /// Wire encoding (native protocol).
     #[arg(long, value_enum, default_value_t = WireFormat::Json)]
     pub format: WireFormat,
+    /// The protocol: wsgate's `native` one, or `socketio` (Socket.IO v5 over Engine.IO v4
+    /// WebSocket: pings answered, the token in the `CONNECT`'s auth, `wsgate:join` and
+    /// `wsgate:publish` with acks; scenarios `connect`, `fanout` and `push`).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// Socket.IO: the Engine.IO path on the server (`?EIO=4&transport=websocket` is added).
+    #[arg(long, default_value = "/socket.io/")]
+    pub sio_path: String,
+    /// Socket.IO: the parser, `json` (the default parser: text frames) or `msgpack`
+    /// (socket.io-msgpack-parser: binary frames; the server serves it at its own path).
+    #[arg(long, value_enum, default_value_t = WireFormat::Json)]
+    pub sio_parser: WireFormat,
     /// HS256 secret to mint one token per user (the server's JWT_SECRET).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
@@ -287,10 +302,35 @@ pub fn parse_source_addrs(s: &str, allow_any: bool) -> anyhow::Result<Vec<IpAddr
     Ok(addrs)
 }
 
+/// Refuses what the Socket.IO contract has no event for: the chat soak (offsets, resumes),
+/// presence and the private message of `connect --mailbox`.
+fn check_socketio(scenario: &Scenario) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Chat { .. } => {
+            bail!("--protocol socketio runs connect, fanout and push, not chat")
+        }
+        Scenario::Connect { presence: true, .. } | Scenario::Connect { mailbox: true, .. } => {
+            bail!("--presence and --mailbox are native only")
+        }
+        _ => Ok(()),
+    }
+}
+
 impl CommonArgs {
     /// The shared settings and the run shape for `scenario`.
     pub fn plan(&self, scenario: Scenario) -> anyhow::Result<RunPlan> {
-        let target = parse_target(&self.url, &self.allow_host)?;
+        let mut target = parse_target(&self.url, &self.allow_host)?;
+        let format = match self.protocol {
+            Protocol::Native => self.format,
+            Protocol::SocketIo => {
+                check_socketio(&scenario)?;
+                if !self.sio_path.starts_with('/') || self.sio_path.contains('?') {
+                    bail!("--sio-path must start with `/` and hold no query");
+                }
+                target.path = format!("{}?EIO=4&transport=websocket", self.sio_path);
+                self.sio_parser
+            }
+        };
         let source_addrs = match &self.source_addrs {
             Some(s) => parse_source_addrs(s, !target.addr.ip().is_loopback())?,
             None => Vec::new(),
@@ -308,7 +348,8 @@ impl CommonArgs {
         Ok(RunPlan {
             common: Common {
                 target,
-                format: self.format,
+                protocol: self.protocol,
+                format,
                 jwt_secret: self.jwt_secret.clone(),
                 source_addrs,
                 connect_rate: self.connect_rate.max(1.0),

@@ -20,9 +20,12 @@
 //!   `since` of its resume, and the gap and duplicate account (chat). Uses `stats`.
 //! - `scenario` (`actions`, `fanout`, `chat`, `push`): each scenario's driving logic, over
 //!   the `Actions` trait (`push`: the REST senders). Uses `plan`, `stats`, `payload`.
-//! - `session`: the connections as wsgate clients (join, publish, each message counted and
-//!   verified); the `Handler` and the `Actions`. Uses `client`, `verify`, `offsets`,
-//!   `scenario::actions`, `msg`, `payload`, `stats`, `plan`.
+//! - `sio`: Socket.IO over Engine.IO WebSocket as the loadgen speaks it (the `CONNECT`, the
+//!   built-in events with acks, each server message read into the session's terms). Uses
+//!   `payload`, `plan`.
+//! - `session`: the connections as wsgate clients, native or Socket.IO (join, publish, each
+//!   message counted and verified); the `Handler` and the `Actions`. Uses `client`, `sio`,
+//!   `verify`, `offsets`, `scenario::actions`, `msg`, `payload`, `stats`, `plan`.
 //! - `worker`: the worker's event loop and phases, and a worker process's `main`. Uses
 //!   `session`, `scenario`, `client`, `msg`, `sys`, `plan`.
 //! - `summary`: a run's figures and table. Uses `plan`, `stats`.
@@ -41,6 +44,7 @@ pub mod plan;
 mod report;
 mod scenario;
 mod session;
+mod sio;
 pub mod stats;
 pub mod summary;
 pub mod sys;

@@ -1,5 +1,6 @@
 //! The loadgen's event `data`: a send time and a sequence number padded to a fixed size, in
-//! either encoding, and a fast reader for it (and for the event's offset).
+//! either encoding, and fast readers for it: in a native event (and the event's offset), and
+//! in a Socket.IO event.
 //!
 //! JSON: `{"t":<ns>,"s":<seq>,"x":"<padding>"}`. MessagePack: a 3-entry map with `t` and `s` as
 //! `uint64` (fixed width) and `x` a padding string. The server forwards `data` verbatim to
@@ -106,6 +107,92 @@ pub(crate) fn read_offset(format: WireFormat, msg: &[u8], size: usize) -> Option
     }
 }
 
+/// Reads `(t, s)` from a Socket.IO event `["<name>", data]` of the main namespace whose `data`
+/// is the loadgen's own: after `42` in a text message (the default parser), or at the map's
+/// `data` key in a binary one (the msgpack parser). The data is read from the front, and its
+/// integers in any width: a Node server re-encodes `data` (notepack writes each integer in its
+/// shortest form), wsgate splices it verbatim. `None` when the message does not have that
+/// shape (then decode it fully).
+pub(crate) fn read_fast_sio(format: WireFormat, msg: &[u8]) -> Option<(u64, u64)> {
+    match format {
+        WireFormat::Json => {
+            let rest = msg.strip_prefix(b"42[\"")?;
+            let name_end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+            let rest = rest[name_end..].strip_prefix(b"\",")?;
+            let rest = rest.strip_prefix(JSON_PREFIX)?;
+            let (t, rest) = digits(rest)?;
+            let rest = rest.strip_prefix(b",\"s\":")?;
+            let (s, rest) = digits(rest)?;
+            (rest.starts_with(b",\"x\":\"") && msg.ends_with(b"\"}]")).then_some((t, s))
+        }
+        WireFormat::Msgpack => {
+            let mut r = MsgpackFront(msg);
+            let keys = r.byte().filter(|b| b & 0xf0 == 0x80)? & 0x0f;
+            for _ in 0..keys {
+                if r.fixstr()? != b"data" {
+                    // `type` and `nsp`: a fixint and a fixstr.
+                    match r.byte()? {
+                        0x00..=0x7f => {}
+                        b @ 0xa0..=0xbf => {
+                            r.take(usize::from(b & 0x1f))?;
+                        }
+                        _ => return None,
+                    }
+                    continue;
+                }
+                if r.byte()? != 0x92 {
+                    return None;
+                }
+                r.fixstr()?;
+                if r.byte()? != 0x83 || r.fixstr()? != b"t" {
+                    return None;
+                }
+                let t = r.uint()?;
+                if r.fixstr()? != b"s" {
+                    return None;
+                }
+                let s = r.uint()?;
+                return (r.fixstr()? == b"x").then_some((t, s));
+            }
+            None
+        }
+    }
+}
+
+/// A reader at the front of a MessagePack message, for [`read_fast_sio`].
+struct MsgpackFront<'a>(&'a [u8]);
+
+impl<'a> MsgpackFront<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn fixstr(&mut self) -> Option<&'a [u8]> {
+        let b = self.byte().filter(|b| b & 0xe0 == 0xa0)?;
+        self.take(usize::from(b & 0x1f))
+    }
+
+    /// An unsigned integer in any of its widths.
+    fn uint(&mut self) -> Option<u64> {
+        let width = match self.byte()? {
+            v @ 0x00..=0x7f => return Some(u64::from(v)),
+            0xcc => 1,
+            0xcd => 2,
+            0xce => 4,
+            0xcf => 8,
+            _ => return None,
+        };
+        let b = self.take(width)?;
+        Some(b.iter().fold(0, |v, c| v << 8 | u64::from(*c)))
+    }
+}
+
 fn digits(b: &[u8]) -> Option<(u64, &[u8])> {
     let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
     if n == 0 || n > 20 {
@@ -179,5 +266,59 @@ mod tests {
             }
             assert_eq!(read_offset(format, &event(format, &data), 64), None);
         }
+    }
+
+    #[test]
+    fn socketio_events_read_fast_as_wsgate_and_node_write_them() {
+        use wsgate_protocol::socketio::{encode_event, Args, Event};
+        for format in [WireFormat::Json, WireFormat::Msgpack] {
+            let mut data = Vec::new();
+            write(format, 1_234_567_890_123, 42 << 32 | 7, 64, &mut data);
+            let event = Event {
+                nsp: "/",
+                name: "bench".into(),
+                args: Args::one(RawData::trusted(format.format(), &data)),
+                id: None,
+                offset: None,
+            };
+            // wsgate's frame: the Engine.IO `4` first with the default parser.
+            let mut msg = if format == WireFormat::Json {
+                b"4".to_vec()
+            } else {
+                Vec::new()
+            };
+            encode_event(format.format(), &event, &mut msg).expect("encodes");
+            assert_eq!(
+                read_fast_sio(format, &msg),
+                Some((1_234_567_890_123, 42 << 32 | 7)),
+                "{format:?}"
+            );
+            assert_eq!(read_fast_sio(format, &msg[..25]), None);
+        }
+        // Node: JSON.stringify, and notepack's shortest integers (`s` a fixint, `t` a uint32).
+        let node = br#"42["bench",{"t":99,"s":3,"x":"xx"}]"#;
+        assert_eq!(read_fast_sio(WireFormat::Json, node), Some((99, 3)));
+        let mut mp = vec![0x83, 0xa4];
+        mp.extend_from_slice(b"type");
+        mp.extend_from_slice(&[0x02, 0xa4]);
+        mp.extend_from_slice(b"data");
+        mp.extend_from_slice(&[0x92, 0xa5]);
+        mp.extend_from_slice(b"bench");
+        mp.extend_from_slice(&[
+            0x83, 0xa1, b't', 0xce, 0, 1, 0, 0, 0xa1, b's', 0x03, 0xa1, b'x',
+        ]);
+        mp.extend_from_slice(&[0xa2, b'x', b'x', 0xa3]);
+        mp.extend_from_slice(b"nsp");
+        mp.extend_from_slice(&[0xa1, b'/']);
+        assert_eq!(read_fast_sio(WireFormat::Msgpack, &mp), Some((65_536, 3)));
+        // Not the loadgen's data: decoded fully instead.
+        assert_eq!(
+            read_fast_sio(WireFormat::Json, br#"42["bench",{"a":1}]"#),
+            None
+        );
+        assert_eq!(
+            read_fast_sio(WireFormat::Json, br#"431[{"type":"reply"}]"#),
+            None
+        );
     }
 }

@@ -13,7 +13,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The `Host` header (`host:port` as the user wrote it).
     pub host: String,
-    /// The path and the query the user gave (without the token and format parameters).
+    /// The path and the query the user gave (without the token and format parameters); with
+    /// Socket.IO, the Engine.IO path with `EIO=4&transport=websocket`.
     pub path: String,
 }
 
@@ -41,6 +42,32 @@ impl WireFormat {
         match self {
             WireFormat::Json => "json",
             WireFormat::Msgpack => "msgpack",
+        }
+    }
+}
+
+/// The protocol the connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// wsgate's own protocol: the token and format in the upgrade's query, then requests and
+    /// server messages, one per frame.
+    Native,
+    /// Socket.IO v5 over Engine.IO v4's WebSocket transport: the open packet, pings answered,
+    /// a `CONNECT` with the token in its auth, then wsgate's built-in events (`wsgate:join`,
+    /// `wsgate:publish`) answered through acks. The wire format is the Socket.IO parser's
+    /// (`json`: the default parser; `msgpack`: socket.io-msgpack-parser).
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
+}
+
+impl Protocol {
+    /// The protocol's name in the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::SocketIo => "socketio",
         }
     }
 }
@@ -139,7 +166,9 @@ pub enum Scenario {
 pub struct Common {
     /// The server.
     pub target: Target,
-    /// Wire encoding.
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Wire encoding (with Socket.IO, its parser's).
     pub format: WireFormat,
     /// HS256 secret used to mint one token per user.
     pub jwt_secret: String,

@@ -1,7 +1,9 @@
 //! One worker's connections as wsgate clients: the handshake's last steps (`welcome`, `join`,
 //! with `since` on a reconnect where offsets are checked), publishing, what each server message
 //! means for the counters, the delivery account and the offset account, and the report those
-//! add up to. It is the [`Handler`] the client layer is given.
+//! add up to. It is the [`Handler`] the client layer is given. Natively or over Socket.IO
+//! ([`crate::sio`]: the open packet, pings, the `CONNECT`, acks), the accounts are the same
+//! code.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -15,14 +17,18 @@ use crate::client::{Clients, Handler, State, JOIN_ID};
 use crate::msg::WorkerReport;
 use crate::offsets::Offsets;
 use crate::payload;
-use crate::plan::{now_ns, DecodeMode, PublishMode, Scenario, WireFormat, WorkerPlan};
+use crate::plan::{now_ns, DecodeMode, Protocol, PublishMode, Scenario, WireFormat, WorkerPlan};
 use crate::scenario::actions::Actions;
+use crate::sio::{self, Incoming};
 use crate::stats::{encode_histogram, new_histogram, Counters};
 use crate::verify::{self, Deliveries};
 
 /// Everything a worker counts about its connections, and how it talks to the server.
 pub(crate) struct Session {
+    protocol: Protocol,
     format: WireFormat,
+    /// Socket.IO's messages (unused natively).
+    sio: sio::Writer,
     decode: DecodeMode,
     /// Global index of the worker's first connection.
     first: u64,
@@ -80,7 +86,9 @@ impl Session {
         Session {
             presence,
             mailbox,
+            protocol: plan.common.protocol,
             format: plan.common.format,
+            sio: sio::Writer::default(),
             decode: plan.common.decode,
             first: plan.first,
             payload,
@@ -186,6 +194,10 @@ impl Session {
         clients.conns[idx].state = State::Joining;
         let rooms = self.rooms.clone();
         let room = rooms[clients.conns[idx].room as usize].as_str();
+        if self.protocol == Protocol::SocketIo {
+            let written = self.sio.join(self.format, JOIN_ID, room);
+            return self.send_sio(clients, idx, written);
+        }
         let req = Request {
             id: Some(Id::Num(JOIN_ID)),
             command: Command::Join {
@@ -272,6 +284,9 @@ impl Session {
     /// Reads an event's `(t, s)` in place and, where offsets are checked, its offset; `None`
     /// when the message does not have that shape (then decode it fully).
     fn read_fast(&self, msg: &[u8]) -> Option<((u64, u64), Option<u64>)> {
+        if self.protocol == Protocol::SocketIo {
+            return payload::read_fast_sio(self.format, msg).map(|ts| (ts, None));
+        }
         let ts = payload::read_fast(self.format, msg, self.payload)?;
         if !self.offsets.checks() {
             return Some((ts, None));
@@ -298,18 +313,29 @@ impl Session {
         payload::write(self.format, now, seq, self.payload, &mut self.data);
         let data = std::mem::take(&mut self.data);
         let rooms = self.rooms.clone();
-        let req = Request {
-            id: Some(Id::Num(id)),
-            command: Command::Publish {
-                room: rooms[room].as_str().into(),
-                event: "bench".into(),
-                data: RawData::trusted(self.format.format(), &data),
-                echo,
-                ephemeral: false,
-                idem: None,
-            },
-        };
-        clients.send_request(idx, &req, self);
+        let room_name = rooms[room].as_str();
+        match self.protocol {
+            Protocol::Native => {
+                let req = Request {
+                    id: Some(Id::Num(id)),
+                    command: Command::Publish {
+                        room: room_name.into(),
+                        event: "bench".into(),
+                        data: RawData::trusted(self.format.format(), &data),
+                        echo,
+                        ephemeral: false,
+                        idem: None,
+                    },
+                };
+                clients.send_request(idx, &req, self);
+            }
+            Protocol::SocketIo => {
+                let written = self
+                    .sio
+                    .publish(self.format, id, room_name, "bench", &data, echo);
+                self.send_sio(clients, idx, written);
+            }
+        }
         self.data = data;
         self.deliveries.published[room] += 1;
         self.counters.sent += 1;
@@ -324,35 +350,34 @@ impl Session {
         }
     }
 
-    /// Closes connection `idx` normally and reconnects it at once.
-    fn churn(&mut self, clients: &mut Clients, idx: usize, now: u64) {
-        clients.close(idx, self);
-        self.counters.open = self.counters.open.saturating_sub(1);
-        self.counters.reconnects += 1;
-        self.start_connect(clients, idx, now);
-    }
-}
-
-impl Handler for Session {
-    fn on_message(
+    /// Sends the Socket.IO message just `written` on connection `idx` (or fails it).
+    fn send_sio(
         &mut self,
         clients: &mut Clients,
         idx: usize,
-        payload: &[u8],
-    ) -> Result<(), String> {
-        let now = now_ns();
-        let state = clients.conns[idx].state;
-        let fast = if state == State::Open && self.decode == DecodeMode::Fast {
-            self.read_fast(payload)
-        } else {
-            None
-        };
-        if let Some((ts, offset)) = fast {
-            if !self.deliveries.spot_check() {
-                self.on_event(clients, idx, state, Some(ts), offset, now);
-                return Ok(());
+        written: Result<(), wsgate_protocol::EncodeError>,
+    ) {
+        let sio = std::mem::take(&mut self.sio);
+        match written {
+            Ok(()) => {
+                let binary = self.format == WireFormat::Msgpack;
+                clients.send_message(idx, binary, sio.message(), self);
             }
+            Err(_) => clients.fail(idx, "encode", self),
         }
+        self.sio = sio;
+    }
+
+    /// A native server message (not read fast: `fast` is its fast read if it had one).
+    fn on_native(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        state: State,
+        payload: &[u8],
+        fast: Option<((u64, u64), Option<u64>)>,
+        now: u64,
+    ) -> Result<(), String> {
         let msg = decode_server_message(self.format.format(), payload)
             .map_err(|_| "bad_message".to_string())?;
         match msg {
@@ -375,6 +400,85 @@ impl Handler for Session {
             }
         }
         Ok(())
+    }
+
+    /// A Socket.IO server message (not read fast: `fast` is its fast read if it had one): the
+    /// open packet is answered with the `CONNECT`, a ping with a pong, the `CONNECT`'s answer
+    /// is the native `welcome`, an ack a reply or an error.
+    #[allow(clippy::too_many_arguments)]
+    fn on_sio(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        state: State,
+        payload: &[u8],
+        binary: bool,
+        fast: Option<((u64, u64), Option<u64>)>,
+        now: u64,
+    ) -> Result<(), String> {
+        match sio::read(self.format, payload, binary)? {
+            Incoming::Open if state == State::Welcoming => {
+                clients.conns[idx].state = State::Authenticating;
+                let token = clients.token(idx).ok_or("token")?;
+                let written = self.sio.connect(self.format, &token);
+                self.send_sio(clients, idx, written);
+            }
+            Incoming::Open => return Err("unexpected_open".into()),
+            Incoming::Ping => clients.send_message(idx, false, sio::PONG, self),
+            Incoming::Connected if state == State::Authenticating => {
+                self.on_welcome(clients, idx, now)
+            }
+            Incoming::Connected => return Err("unexpected_connect".into()),
+            Incoming::Ack { id, error: None } => {
+                self.on_reply(clients, idx, state, Id::Num(id), payload, now)?
+            }
+            Incoming::Ack {
+                id,
+                error: Some(code),
+            } => self.on_error(clients, idx, state, Some(Id::Num(id)), &code)?,
+            Incoming::Event { ts } => {
+                self.deliveries.compare(fast, ts.map(|ts| (ts, None)));
+                self.on_event(clients, idx, state, ts, None, now);
+            }
+            Incoming::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Closes connection `idx` normally and reconnects it at once.
+    fn churn(&mut self, clients: &mut Clients, idx: usize, now: u64) {
+        clients.close(idx, self);
+        self.counters.open = self.counters.open.saturating_sub(1);
+        self.counters.reconnects += 1;
+        self.start_connect(clients, idx, now);
+    }
+}
+
+impl Handler for Session {
+    fn on_message(
+        &mut self,
+        clients: &mut Clients,
+        idx: usize,
+        payload: &[u8],
+        binary: bool,
+    ) -> Result<(), String> {
+        let now = now_ns();
+        let state = clients.conns[idx].state;
+        let fast = if state == State::Open && self.decode == DecodeMode::Fast {
+            self.read_fast(payload)
+        } else {
+            None
+        };
+        if let Some((ts, offset)) = fast {
+            if !self.deliveries.spot_check() {
+                self.on_event(clients, idx, state, Some(ts), offset, now);
+                return Ok(());
+            }
+        }
+        match self.protocol {
+            Protocol::Native => self.on_native(clients, idx, state, payload, fast, now),
+            Protocol::SocketIo => self.on_sio(clients, idx, state, payload, binary, fast, now),
+        }
     }
 
     fn on_failed(&mut self, was: State, cause: &str) {

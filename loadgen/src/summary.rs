@@ -118,7 +118,9 @@ pub struct Inputs {
 pub struct Summary {
     /// Scenario name.
     pub scenario: String,
-    /// `json` or `msgpack`.
+    /// `native` or `socketio`.
+    pub protocol: String,
+    /// `json` or `msgpack` (with Socket.IO, the parser).
     pub format: String,
     /// Connections asked for.
     pub connections: u64,
@@ -229,6 +231,7 @@ impl Summary {
         });
         Summary {
             scenario: scenario.to_string(),
+            protocol: i.plan.common.protocol.as_str().to_string(),
             format: i.plan.common.format.as_str().to_string(),
             connections: i.plan.connections,
             workers: i.plan.workers,
@@ -282,8 +285,8 @@ impl Summary {
         row(
             "scenario",
             format!(
-                "{} ({}), {} connections, {} worker(s)",
-                self.scenario, self.format, self.connections, self.workers
+                "{} ({} {}), {} connections, {} worker(s)",
+                self.scenario, self.protocol, self.format, self.connections, self.workers
             ),
         );
         row(

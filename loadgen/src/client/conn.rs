@@ -19,8 +19,10 @@ pub(crate) enum State {
     Connecting,
     /// Upgrade request sent, waiting for `101`.
     Upgrading,
-    /// Upgraded, waiting for `welcome`.
+    /// Upgraded, waiting for `welcome` (Socket.IO: for the Engine.IO open packet).
     Welcoming,
+    /// Socket.IO: `CONNECT` sent with the token, waiting for its answer.
+    Authenticating,
     /// `join` sent, waiting for its reply.
     Joining,
     /// Authenticated (and joined).
@@ -34,7 +36,11 @@ impl State {
     pub(crate) const fn handshaking(self) -> bool {
         matches!(
             self,
-            State::Connecting | State::Upgrading | State::Welcoming | State::Joining
+            State::Connecting
+                | State::Upgrading
+                | State::Welcoming
+                | State::Authenticating
+                | State::Joining
         )
     }
 
@@ -45,6 +51,7 @@ impl State {
             State::Connecting => "connect",
             State::Upgrading => "upgrade",
             State::Welcoming => "welcome",
+            State::Authenticating => "auth",
             State::Joining => "join",
             State::Open => "open",
             State::Closed => "closed",
@@ -69,7 +76,8 @@ pub(crate) struct Conn {
     pub(crate) inbuf: Vec<u8>,
     /// Bytes the socket would not take yet. Empty (unallocated) when idle.
     pub(crate) outbuf: Vec<u8>,
-    /// A fragmented message being reassembled (the server does not fragment; kept for RFC 6455).
+    /// A fragmented message being reassembled, after its opcode (the server does not
+    /// fragment; kept for RFC 6455).
     pub(crate) frag: Vec<u8>,
 }
 

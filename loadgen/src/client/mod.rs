@@ -17,18 +17,19 @@ use conn::{connect, io_cause};
 pub(crate) use conn::{Conn, State, JOIN_ID};
 use ws::{opcode, Head};
 
-use crate::plan::{now_ns, Target, WireFormat, WorkerPlan};
+use crate::plan::{now_ns, Protocol, Target, WireFormat, WorkerPlan};
 
 /// What is done with the connections' messages and failures (the worker's session). Generic
 /// parameters, not `dyn`: the calls stay monomorphic on the hot path.
 pub(crate) trait Handler {
-    /// A whole text or binary message arrived on connection `idx` (upgraded, not closed);
-    /// `Err(cause)` fails the connection.
+    /// A whole text (`binary` false) or binary message arrived on connection `idx`
+    /// (upgraded, not closed); `Err(cause)` fails the connection.
     fn on_message(
         &mut self,
         clients: &mut Clients,
         idx: usize,
         payload: &[u8],
+        binary: bool,
     ) -> Result<(), String>;
     /// Connection `idx` has just failed, in state `was`, because of `cause` (it is closed).
     fn on_failed(&mut self, was: State, cause: &str);
@@ -55,6 +56,9 @@ pub(crate) struct Clients {
     /// xorshift64 state for masks and churn picks.
     rng: u64,
     format: WireFormat,
+    /// Native: the token goes in the upgrade's query; Socket.IO: in the `CONNECT` (the
+    /// session's), so the upgrade carries none.
+    protocol: Protocol,
     target: Target,
     /// Source addresses to bind, round robin by global index (empty: the kernel chooses).
     source_addrs: Vec<IpAddr>,
@@ -85,6 +89,7 @@ impl Clients {
             frame: Vec::with_capacity(1024),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(plan.worker) + 1).wrapping_mul(now_ns() | 1),
             format: plan.common.format,
+            protocol: plan.common.protocol,
             target: plan.common.target.clone(),
             source_addrs: plan.common.source_addrs.clone(),
             first: plan.first,
@@ -142,25 +147,34 @@ impl Clients {
         }
     }
 
-    /// Sends the upgrade request, with a fresh token for user `u<global>`.
-    fn send_upgrade<H: Handler>(&mut self, idx: usize, h: &mut H) {
-        let global = self.first + idx as u64;
+    /// A fresh HS256 token for the user of connection `idx`, `u<global index>`.
+    pub(crate) fn token(&self, idx: usize) -> Option<String> {
         let claims = Claims {
-            sub: format!("u{global}"),
+            sub: format!("u{}", self.first + idx as u64),
             exp: self.exp,
         };
-        let Ok(token) = jsonwebtoken::encode(&Header::default(), &claims, &self.key) else {
-            return self.fail(idx, "token", h);
-        };
+        jsonwebtoken::encode(&Header::default(), &claims, &self.key).ok()
+    }
+
+    /// Sends the upgrade request; natively with a fresh token (and the format) in its query.
+    fn send_upgrade<H: Handler>(&mut self, idx: usize, h: &mut H) {
         let target = &self.target;
-        let sep = if target.path.contains('?') { '&' } else { '?' };
-        let path = format!(
-            "{}{sep}token={token}&format={}",
-            target.path,
-            self.format.as_str()
-        );
+        let path = match self.protocol {
+            Protocol::SocketIo => target.path.clone(),
+            Protocol::Native => {
+                let Some(token) = self.token(idx) else {
+                    return self.fail(idx, "token", h);
+                };
+                let sep = if target.path.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{sep}token={token}&format={}",
+                    target.path,
+                    self.format.as_str()
+                )
+            }
+        };
         self.frame.clear();
-        ws::write_upgrade(&mut self.frame, &target.host, &path);
+        ws::write_upgrade(&mut self.frame, &self.target.host, &path);
         self.conns[idx].state = State::Upgrading;
         self.send_frame(idx, h);
     }
@@ -178,13 +192,23 @@ impl Clients {
         if encode_request(self.format.format(), req, &mut self.scratch).is_err() {
             return self.fail(idx, "encode", h);
         }
-        let op = match self.format {
-            WireFormat::Json => opcode::TEXT,
-            WireFormat::Msgpack => opcode::BINARY,
-        };
+        let scratch = std::mem::take(&mut self.scratch);
+        self.send_message(idx, self.format == WireFormat::Msgpack, &scratch, h);
+        self.scratch = scratch;
+    }
+
+    /// Sends `payload` on connection `idx` as one masked text (or `binary`) frame.
+    pub(crate) fn send_message<H: Handler>(
+        &mut self,
+        idx: usize,
+        binary: bool,
+        payload: &[u8],
+        h: &mut H,
+    ) {
+        let op = if binary { opcode::BINARY } else { opcode::TEXT };
         self.frame.clear();
         let key = self.mask();
-        ws::write_frame(&mut self.frame, op, &self.scratch, key);
+        ws::write_frame(&mut self.frame, op, payload, key);
         self.send_frame(idx, h);
     }
 
@@ -363,18 +387,24 @@ impl Clients {
             };
             pos += used;
             match frame.opcode {
-                opcode::TEXT | opcode::BINARY if frame.fin => {
-                    h.on_message(self, idx, frame.payload)?
+                op @ (opcode::TEXT | opcode::BINARY) if frame.fin => {
+                    h.on_message(self, idx, frame.payload, op == opcode::BINARY)?
                 }
-                opcode::TEXT | opcode::BINARY => {
-                    self.conns[idx].frag = frame.payload.to_vec();
+                op @ (opcode::TEXT | opcode::BINARY) => {
+                    // The opcode first (text or binary), then the payload as it arrives.
+                    let frag = &mut self.conns[idx].frag;
+                    *frag = Vec::with_capacity(1 + frame.payload.len());
+                    frag.push(op);
+                    frag.extend_from_slice(frame.payload);
                 }
                 opcode::CONTINUATION => {
                     let c = &mut self.conns[idx];
                     c.frag.extend_from_slice(frame.payload);
                     if frame.fin {
                         let msg = std::mem::take(&mut c.frag);
-                        h.on_message(self, idx, &msg)?;
+                        if let Some((&op, payload)) = msg.split_first() {
+                            h.on_message(self, idx, payload, op == opcode::BINARY)?;
+                        }
                     }
                 }
                 op => self.on_control(idx, op, frame.payload, h)?,
