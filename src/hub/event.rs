@@ -123,7 +123,9 @@ impl OutEvent {
         // it as queued.
         let recovery = match (&n.sent, &self.room, self.offset) {
             (Some(sent), Some(room), Some(offset)) => {
-                sent.borrow_mut().record(room, offset);
+                sent.borrow_mut()
+                    .get_or_insert_with(Box::default)
+                    .record(room, offset);
                 Some((room, offset))
             }
             _ => None,

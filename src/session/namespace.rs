@@ -41,8 +41,9 @@ pub(crate) struct Namespaced {
     pub(crate) error_event: Arc<str>,
     /// Where the answer of the command being run goes (commands run one at a time).
     pub(crate) route: RefCell<Route>,
-    /// With connection state recovery (`SOCKETIO_RECOVERY`): what it was sent.
-    pub(crate) sent: Option<RefCell<Sent>>,
+    /// With connection state recovery (`SOCKETIO_RECOVERY`): what it was sent (made with
+    /// its first room event: a quiet socket holds none).
+    pub(crate) sent: Option<RefCell<Option<Box<Sent>>>>,
 }
 
 /// Room events a socket with recovery remembers having been queued, so that a client that

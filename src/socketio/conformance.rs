@@ -20,10 +20,9 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use wsgate_protocol::socketio::{Args, Decoder, Event, Packet, Payload};
+use wsgate_protocol::socketio::{Args, Event, Packet, Payload};
 use wsgate_protocol::{Format, RawData};
 
-use super::decode;
 use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::Ctx;
 use crate::session::{self, Deadline, Session};
@@ -46,9 +45,8 @@ pub(crate) const SWEEP_PERIOD: Duration = Duration::from_millis(5);
 
 /// The reference server for one Engine.IO session.
 pub(crate) struct Conformance {
-    /// Borrowed by the packet it decodes while the packet is handled: kept apart from the
-    /// sockets.
-    decoder: Decoder,
+    /// Kept apart from the sockets: the packet it decodes borrows it while it is handled.
+    packets: super::Packets,
     sockets: Sockets,
 }
 
@@ -117,7 +115,7 @@ impl Handler for Conformance {
         let at_ms = ctx.now_ms() + CONNECT_TIMEOUT.as_millis() as u64;
         session.deadline.set(Deadline::Connect { at_ms });
         Conformance {
-            decoder: super::decoder(ctx, handshake.parser),
+            packets: super::Packets::new(handshake.parser),
             sockets: Sockets {
                 parser: handshake.parser,
                 connected: [false; NAMESPACES.len()],
@@ -126,20 +124,19 @@ impl Handler for Conformance {
     }
 
     fn message(&mut self, ctx: &Rc<Ctx>, session: &Rc<Session>, message: Message<'_>) {
-        let Some(packet) = decode(&mut self.decoder, session, &message) else {
-            return;
-        };
-        match packet {
-            Packet::Connect { nsp, auth } => self.sockets.connect(ctx, session, nsp, auth),
-            Packet::Disconnect { nsp } => {
-                if let Some(at) = NAMESPACES.iter().position(|n| *n == nsp) {
-                    self.sockets.connected[at] = false;
+        let sockets = &mut self.sockets;
+        self.packets
+            .decode(ctx, session, &message, |packet| match packet {
+                Packet::Connect { nsp, auth } => sockets.connect(ctx, session, nsp, auth),
+                Packet::Disconnect { nsp } => {
+                    if let Some(at) = NAMESPACES.iter().position(|n| *n == nsp) {
+                        sockets.connected[at] = false;
+                    }
                 }
-            }
-            Packet::Event(event) => self.sockets.event(ctx, session, &event),
-            // The server asks for no acks; a client's CONNECT_ERROR means nothing.
-            Packet::Ack { .. } | Packet::ConnectError { .. } => {}
-        }
+                Packet::Event(event) => sockets.event(ctx, session, &event),
+                // The server asks for no acks; a client's CONNECT_ERROR means nothing.
+                Packet::Ack { .. } | Packet::ConnectError { .. } => {}
+            });
     }
 
     fn close(self, _: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {}

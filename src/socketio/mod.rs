@@ -29,6 +29,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use serde_json::json;
+use smallvec::SmallVec;
 use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload};
 use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
 
@@ -50,9 +51,8 @@ const MAX_ATTACHMENTS: usize = 10;
 
 /// The Socket.IO application of one Engine.IO session.
 pub(crate) struct SocketIo {
-    /// Borrowed by the packet it decodes while the packet is handled: kept apart from the
-    /// sockets.
-    decoder: Decoder,
+    /// Kept apart from the sockets: the packet it decodes borrows it while it is handled.
+    packets: Packets,
     sockets: Sockets,
 }
 
@@ -62,7 +62,7 @@ struct Sockets {
     /// The token the opening request offered (`Authorization: Bearer`, `?token=`).
     offered_token: Option<Box<str>>,
     /// A handful at most: one per namespace.
-    sockets: Vec<Rc<NspSocket>>,
+    sockets: SmallVec<[Rc<NspSocket>; 1]>,
 }
 
 impl Sockets {
@@ -160,17 +160,12 @@ impl Sockets {
         ));
         let (sid, pid, joins) = match restored {
             Some(r) => (r.sid, Some(r.pid), r.joins),
-            None => {
-                let pid = recovery.then(|| {
-                    let bytes: [u8; 16] = rand::random();
-                    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                });
-                (session.wire_id(), pid, Vec::new())
-            }
+            None => (session.wire_id(), recovery.then(rand::random), Vec::new()),
         };
         // The answer first: the client drops what comes for a namespace before it. The same
         // pid again tells the client it recovered.
-        if let Some(frame) = frames::connect(parser, nsp, &sid, pid.as_deref()) {
+        let pid_text = pid.as_ref().map(socket::pid_text);
+        if let Some(frame) = frames::connect(parser, nsp, &sid, pid_text.as_deref()) {
             ctx.push(carrier, frame);
         }
         ctx.hub.register(&session);
@@ -239,13 +234,14 @@ impl Sockets {
 /// offset after which to replay).
 struct Restored {
     sid: String,
-    pid: String,
+    pid: [u8; 16],
     joins: Vec<(Arc<str>, String, u64)>,
 }
 
 /// The socket kept under `pid` for `user` in `nsp`, if the client's `offset` (the last event
 /// it received) places it in every room's stream, and each stream still has what came after.
 fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) -> Option<Restored> {
+    let pid_bytes = socket::parse_pid(pid)?;
     let d = ctx.shared.detached.take(pid)?;
     if &*d.user != user || &*d.nsp != nsp {
         return None;
@@ -269,7 +265,7 @@ fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) ->
     }
     Some(Restored {
         sid: d.sid,
-        pid: pid.to_owned(),
+        pid: pid_bytes,
         joins,
     })
 }
@@ -299,9 +295,9 @@ fn detach(ctx: &Ctx, socket: &NspSocket) {
         user,
         nsp: n.nsp.clone(),
         rooms,
-        sent: std::mem::take(&mut *sent.borrow_mut()),
+        sent: sent.borrow_mut().take().map(|s| *s).unwrap_or_default(),
     };
-    ctx.shared.detached.keep(pid.clone(), detached);
+    ctx.shared.detached.keep(socket::pid_text(pid), detached);
 }
 
 /// Ends `socket`: out of the hub, its commands dropped, its user's slot freed.
@@ -310,46 +306,78 @@ fn end(ctx: &Ctx, socket: &NspSocket) {
     socket.close();
 }
 
-/// The decoder of an Engine.IO session's Socket.IO packets, for `parser`.
-fn decoder(ctx: &Ctx, parser: Format) -> Decoder {
-    let limits = AttachmentLimits {
-        max_attachments: MAX_ATTACHMENTS,
-        max_bytes: ctx.config().engineio_max_payload,
-    };
-    Decoder::new(parser, limits)
+/// An Engine.IO session's Socket.IO decoding: a decoder is made for each message and kept
+/// between messages only while a binary packet waits for its attachments, so an idle
+/// connection holds none.
+pub(super) struct Packets {
+    parser: Format,
+    waiting: Option<Box<Decoder>>,
 }
 
-/// The Socket.IO packet in `message`: `None` while a binary packet waits for attachments, and
-/// when it is not Socket.IO, which closes the Engine.IO session (as socket.io's server does).
-fn decode<'a>(
-    decoder: &'a mut Decoder,
-    session: &Session,
-    message: &'a Message<'a>,
-) -> Option<Packet<'a>> {
-    let decoded = match message {
-        Message::Text(text) => decoder.text(text),
-        Message::Binary(bytes) => decoder.binary(bytes),
-    };
-    match decoded {
-        Ok(Decoded::Packet(packet)) => Some(packet),
-        Ok(Decoded::NeedAttachments { .. }) => None,
-        Err(e) => {
-            tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
-            let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
-            session.close(close, Queued::Flush);
-            None
+impl Packets {
+    pub(super) fn new(parser: Format) -> Packets {
+        Packets {
+            parser,
+            waiting: None,
+        }
+    }
+
+    /// Hands the Socket.IO packet in `message` to `handle`: none while a binary packet
+    /// waits for attachments, and none when it is not Socket.IO, which closes the Engine.IO
+    /// session (as socket.io's server does).
+    pub(super) fn decode(
+        &mut self,
+        ctx: &Ctx,
+        session: &Session,
+        message: &Message<'_>,
+        handle: impl FnOnce(Packet<'_>),
+    ) {
+        let mut fresh = None;
+        let decoder = match self.waiting.as_deref_mut() {
+            Some(waiting) => waiting,
+            None => fresh.insert(Decoder::new(self.parser, limits(ctx))),
+        };
+        let decoded = match message {
+            Message::Text(text) => decoder.text(text),
+            Message::Binary(bytes) => decoder.binary(bytes),
+        };
+        let awaiting = match decoded {
+            Ok(Decoded::Packet(packet)) => {
+                handle(packet);
+                false
+            }
+            Ok(Decoded::NeedAttachments { .. }) => true,
+            Err(e) => {
+                tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
+                let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
+                session.close(close, Queued::Flush);
+                false
+            }
+        };
+        match (awaiting, fresh) {
+            (true, Some(fresh)) => self.waiting = Some(Box::new(fresh)),
+            (false, _) => self.waiting = None,
+            (true, None) => {}
         }
     }
 }
 
+/// The decoder's bounds: attachments per packet, and their bytes.
+fn limits(ctx: &Ctx) -> AttachmentLimits {
+    AttachmentLimits {
+        max_attachments: MAX_ATTACHMENTS,
+        max_bytes: ctx.config().engineio_max_payload,
+    }
+}
+
 impl Handler for SocketIo {
-    fn open(ctx: &Rc<Ctx>, _: &Rc<Session>, handshake: &Handshake) -> SocketIo {
+    fn open(_: &Rc<Ctx>, _: &Rc<Session>, handshake: &Handshake) -> SocketIo {
         SocketIo {
-            decoder: decoder(ctx, handshake.parser),
+            packets: Packets::new(handshake.parser),
             sockets: Sockets {
                 parser: handshake.parser,
                 offered_token: handshake.token.clone(),
-                sockets: Vec::new(),
+                sockets: SmallVec::new(),
             },
         }
     }
@@ -365,9 +393,10 @@ impl Handler for SocketIo {
             let close = CloseRequest::new(CloseCode::MessageTooBig);
             return session.close(close, Queued::Flush);
         }
-        if let Some(packet) = decode(&mut self.decoder, session, &message) {
-            self.sockets.packet(ctx, session, packet);
-        }
+        let sockets = &mut self.sockets;
+        self.packets.decode(ctx, session, &message, |packet| {
+            sockets.packet(ctx, session, packet)
+        });
     }
 
     fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {

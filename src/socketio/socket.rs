@@ -20,8 +20,9 @@ const MAX_PENDING: usize = 256;
 /// One namespace socket.
 pub(crate) struct NspSocket {
     pub(crate) session: Rc<Session>,
-    /// Its private id for connection state recovery (sent in the `CONNECT` answer), if on.
-    pub(crate) pid: Option<String>,
+    /// Its private id for connection state recovery (sent in the `CONNECT` answer as 32 hex
+    /// digits), if on.
+    pub(crate) pid: Option<[u8; 16]>,
     /// Its client state; taken out while a command runs (so no borrow spans an await), and
     /// gone once the socket is closed.
     client: RefCell<Option<Client>>,
@@ -33,7 +34,11 @@ pub(crate) struct NspSocket {
 
 impl NspSocket {
     /// A socket of `session` with `client`.
-    pub(crate) fn new(session: Rc<Session>, pid: Option<String>, client: Client) -> Rc<NspSocket> {
+    pub(crate) fn new(
+        session: Rc<Session>,
+        pid: Option<[u8; 16]>,
+        client: Client,
+    ) -> Rc<NspSocket> {
         Rc::new(NspSocket {
             session,
             pid,
@@ -93,6 +98,23 @@ impl NspSocket {
     }
 }
 
+/// A pid as the client is given it: 32 hex digits.
+pub(crate) fn pid_text(pid: &[u8; 16]) -> String {
+    pid.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A pid the client sent back, if it is one this server could have made.
+pub(crate) fn parse_pid(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut pid = [0u8; 16];
+    for (i, b) in pid.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(pid)
+}
+
 /// Runs `socket`'s commands in order until none is left.
 async fn drain(ctx: Rc<Ctx>, socket: Rc<NspSocket>) {
     loop {
@@ -113,4 +135,19 @@ async fn drain(ctx: Rc<Ctx>, socket: Rc<NspSocket>) {
         *socket.client.borrow_mut() = Some(client);
     }
     socket.running.set(false);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pids_read_back_from_their_text_only() {
+        let pid: [u8; 16] = rand::random();
+        assert_eq!(parse_pid(&pid_text(&pid)), Some(pid));
+        assert_eq!(parse_pid("xyz"), None);
+        assert_eq!(parse_pid(&"g".repeat(32)), None);
+        assert_eq!(parse_pid(&"é".repeat(16)), None, "not ASCII");
+    }
 }
