@@ -306,3 +306,40 @@ async fn a_quiet_socket_lives_on_its_engine_io_heartbeat_alone() {
     }
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_that_connects_no_namespace_in_time_is_closed() {
+    let server =
+        start_server(|c| c.socketio_connect_timeout = std::time::Duration::from_millis(300));
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+    let (mut idle, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert!(next_text(&mut idle).await.unwrap().starts_with("0{"));
+    // One that connects in time stays past the deadline.
+    let mut connected = raw_socket(&server, &token("alice")).await;
+    let close = loop {
+        match tokio::time::timeout(WAIT, idle.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4001, "connect timeout")
+    );
+    connected
+        .send(Message::text("42[\"wsgate:ping\",{}]"))
+        .await
+        .unwrap();
+    connected
+        .send(Message::text("421[\"wsgate:ping\",{}]"))
+        .await
+        .unwrap();
+    let answer = next_text(&mut connected).await.unwrap();
+    assert!(answer.starts_with("431["), "still served: {answer}");
+    server.handle.shutdown().await;
+}

@@ -240,6 +240,11 @@ pub struct Config {
     /// (`{"type":"error","code","message"}`) as its data. Default: error.
     #[arg(long, env = "SOCKETIO_ERROR_EVENT", default_value = "error")]
     pub socketio_error_event: String,
+    /// Time an Engine.IO session serving Socket.IO has to connect its first namespace
+    /// (socket.io's `connectTimeout`); past it the session is closed (4001 `connect timeout`
+    /// on WebSocket, `1` to a long-poll). `0s` waits forever. Default: 45s.
+    #[arg(long, env = "SOCKETIO_CONNECT_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub socketio_connect_timeout: Duration,
     /// Socket.IO connection state recovery (socket.io's `maxDisconnectionDuration`): a socket
     /// whose connection goes away is kept this long; its client reconnecting with the socket's
     /// `pid` and last offset gets it back (`socket.recovered`), with the room events it missed

@@ -38,7 +38,7 @@ use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::detached::Detached;
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
-use crate::session::{Namespaced, Route, Session};
+use crate::session::{Deadline, Namespaced, Route, Session};
 use crate::stats::ShardStats;
 use crate::transport::engineio::Handshake;
 use crate::transport::outbound::{CloseRequest, Queued};
@@ -191,6 +191,10 @@ impl Sockets {
             socket.run(ctx, job);
         }
         self.sockets.push(socket);
+        // Connected: the Engine.IO session's connect deadline is met.
+        if matches!(carrier.deadline.get(), Deadline::Connect { .. }) {
+            carrier.deadline.set(Deadline::None);
+        }
     }
 
     /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
@@ -371,7 +375,13 @@ fn limits(ctx: &Ctx) -> AttachmentLimits {
 }
 
 impl Handler for SocketIo {
-    fn open(_: &Rc<Ctx>, _: &Rc<Session>, handshake: &Handshake) -> SocketIo {
+    fn open(ctx: &Rc<Ctx>, session: &Rc<Session>, handshake: &Handshake) -> SocketIo {
+        // socket.io's connectTimeout: a session that connects no namespace in time is closed.
+        let timeout = ctx.config().socketio_connect_timeout;
+        if !timeout.is_zero() {
+            let at_ms = ctx.now_ms() + timeout.as_millis() as u64;
+            session.deadline.set(Deadline::Connect { at_ms });
+        }
         SocketIo {
             packets: Packets::new(handshake.parser),
             sockets: Sockets {
