@@ -6,16 +6,20 @@
 //!
 //! # Layout
 //!
-//! Layers, lowest first; a module imports only those below it (and the leaves `config`,
-//! `stats`, `clock`, `panic`, and `queue`, the bounded queue with reserved slots):
+//! Layers, lowest first; a module imports only those below it (and the leaves `config`, with
+//! the configuration file and its Socket.IO event map, `stats`, `clock`, `panic`, and `queue`,
+//! the bounded queue with reserved slots):
 //!
 //! - `reactor`: a shard's `mio` poll and slab of connection state machines, generic over the
 //!   machine; wake-ups. Knows nothing of what it drives.
 //! - `transport`: the socket, the outbound frame queue, WebSocket (`ws/`: frames, reader,
-//!   wire state with the closing handshake, taking over an upgraded socket), and Engine.IO's
-//!   wire (`engineio/`: session ids, a long-polling payload from outbox frames).
+//!   wire state with the closing handshake, taking over an upgraded socket), Engine.IO's
+//!   wire (`engineio/`: session ids, a long-polling payload from outbox frames), and
+//!   Socket.IO packets as outbox frames (`socketio.rs`).
 //! - `session`: a client's session (identity, typed deadline, outbox, wake-up), JWT `auth`,
-//!   the rate limiter. A session outlives its socket: transports attach and detach.
+//!   the rate limiter, and what makes a session a Socket.IO namespace socket carried by an
+//!   Engine.IO session (`namespace.rs`). A session outlives its socket: transports attach
+//!   and detach.
 //! - `store`: the durable store (fjall under `DATA_DIR`): a bounded write queue that one
 //!   writer thread drains and group-commits, and the read of everything at start.
 //! - `hub`: a shard's registry, the one owner of its sessions, users and room membership; the
@@ -25,12 +29,17 @@
 //!   inboxes), the directory they answer from, the room streams (`streams.rs`), and the
 //!   first answers of requests with idempotency keys (`idempotency.rs`).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
-//!   upgraded sockets, shutdown.
+//!   upgraded sockets, long-polling requests to their session's shard, the Socket.IO
+//!   namespaces served and the sockets kept for recovery, shutdown.
 //! - `engineio`: Engine.IO v4 sessions on a shard (long-polling, WebSocket, the upgrade),
 //!   generic over the `Handler` above them; it knows nothing of Socket.IO.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.
+//! - `socketio`: Socket.IO v5 as an Engine.IO handler: `CONNECT` and its token, namespace
+//!   sockets, events run as commands (built-ins and the event map), recovery, and the
+//!   protocol suite's reference server (`conformance.rs`).
 //! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics.
-//! - `runtime`: start and stop, shard threads and loops, the connection machine, the sweep.
+//! - `runtime`: start and stop, shard threads and loops, the connection machine, the
+//!   Engine.IO applications (`engineio.rs`), the sweep.
 //! - `testing` (feature `testing` only): fuzz and bench entry points, fault injection.
 //!
 //! The data path: socket → `transport::ws::wire` → `runtime::connection` (the session's

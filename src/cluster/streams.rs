@@ -271,22 +271,18 @@ impl Streams {
         stream.wake();
         let (position, manual) = (stream.position(), stream.acked().1);
         let waiting = stream.waiting_after(after);
-        let Some((first, last)) = waiting.spilled else {
-            return Some(Round::Done {
+        // Only the disk store spills, and only it answers a load.
+        let load = waiting
+            .spilled
+            .and_then(|(first, last)| Some((last, slot.load(self.key(name), first, last)?)));
+        Some(match load {
+            Some((last, wait)) => Round::Load { last, wait },
+            None => Round::Done {
                 position,
                 manual,
                 held: waiting.held,
-            });
-        };
-        match slot.load(self.key(name), first, last) {
-            Some(wait) => Some(Round::Load { last, wait }),
-            // No disk, so nothing spilled: not reached.
-            None => Some(Round::Done {
-                position,
-                manual,
-                held: waiting.held,
-            }),
-        }
+            },
+        })
     }
 
     /// The user acknowledged `name`'s messages up to `offset` (an `ack` command; see

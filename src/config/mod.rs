@@ -474,11 +474,7 @@ impl Config {
 
     /// The Engine.IO endpoint's path, with its trailing slash.
     pub fn engineio_path(&self) -> std::borrow::Cow<'_, str> {
-        if self.engineio_path.ends_with('/') {
-            self.engineio_path.as_str().into()
-        } else {
-            format!("{}/", self.engineio_path).into()
-        }
+        with_trailing_slash(&self.engineio_path)
     }
 
     /// The Socket.IO namespaces served (`SOCKETIO_NAMESPACES`), names and `*` prefixes.
@@ -492,11 +488,7 @@ impl Config {
 
     /// The Socket.IO msgpack-parser endpoint's path, with its trailing slash.
     pub fn socketio_msgpack_path(&self) -> std::borrow::Cow<'_, str> {
-        if self.socketio_msgpack_path.ends_with('/') {
-            self.socketio_msgpack_path.as_str().into()
-        } else {
-            format!("{}/", self.socketio_msgpack_path).into()
-        }
+        with_trailing_slash(&self.socketio_msgpack_path)
     }
 
     /// The number of shards to run: `shards`, or one per core.
@@ -647,6 +639,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_millis(ms))
+}
+
+/// `path` ending with one `/` (added if missing).
+fn with_trailing_slash(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.ends_with('/') {
+        path.into()
+    } else {
+        format!("{path}/").into()
+    }
 }
 
 #[cfg(test)]

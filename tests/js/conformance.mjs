@@ -13,6 +13,7 @@
 //   timeout     an Engine.IO connection that connects no namespace: closed after connectTimeout
 import { io, Manager } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
+import { done, fail, deadline, next } from "./verdict.mjs";
 
 const [url, scenario, rawArgs = "{}"] = process.argv.slice(2);
 const args = JSON.parse(rawArgs);
@@ -23,21 +24,7 @@ const opts = {
   ...(args.parser === "msgpack" ? { parser: msgpackParser } : {}),
 };
 
-function done(result) {
-  console.log(JSON.stringify(result));
-  process.exit(0);
-}
-
-function fail(message) {
-  console.log(JSON.stringify({ ok: false, error: message }));
-  process.exit(1);
-}
-
-setTimeout(() => fail(`timed out in ${scenario}`), 20000).unref();
-
-function next(socket, event) {
-  return new Promise((resolve) => socket.once(event, (...a) => resolve(a)));
-}
+deadline(scenario, 20000);
 
 /** Binary values as {"bytes": [...]}, so that they survive JSON. */
 function plain(value) {

@@ -10,23 +10,14 @@
 //   no-pong     the client stops answering pings; the server must close the session
 // transports: "polling", "websocket" or "polling,websocket" (the default: polling, then upgrade).
 import { Socket } from "engine.io-client";
+import { done, fail, deadline } from "./verdict.mjs";
 
 const [url, scenario, transportList = "polling,websocket"] = process.argv.slice(2);
 const transports = transportList.split(",");
 const TEXT = 20;
 const BINARY = 5;
 
-function done(result) {
-  console.log(JSON.stringify(result));
-  process.exit(0);
-}
-
-function fail(message) {
-  console.log(JSON.stringify({ ok: false, error: message }));
-  process.exit(1);
-}
-
-setTimeout(() => fail(`timed out in ${scenario}`), 15000).unref();
+deadline(scenario, 15000);
 
 const socket = new Socket(url, { transports, path: "/socket.io/" });
 socket.on("error", (e) => fail(`error: ${e}`));

@@ -16,6 +16,7 @@
 //   seed001     seed 001's client code against examples/seed-001.toml
 import { io, Manager } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
+import { done, fail, deadline, next } from "./verdict.mjs";
 
 const [url, scenario, rawArgs = "{}"] = process.argv.slice(2);
 const args = JSON.parse(rawArgs);
@@ -23,17 +24,7 @@ const transports = args.transports ?? ["polling", "websocket"];
 const path = args.path ?? "/socket.io/";
 const parser = args.parser === "msgpack" ? msgpackParser : undefined;
 
-function done(result) {
-  console.log(JSON.stringify(result));
-  process.exit(0);
-}
-
-function fail(message) {
-  console.log(JSON.stringify({ ok: false, error: message }));
-  process.exit(1);
-}
-
-setTimeout(() => fail(`timed out in ${scenario}`), 20000).unref();
+deadline(scenario, 20000);
 
 function connect(nsp, token, extra = {}) {
   const opts = { transports, path, forceNew: true, reconnection: false, ...extra };
@@ -54,10 +45,6 @@ function refused(socket) {
     socket.once("connect", () => resolve({ connected: true }));
     socket.once("connect_error", (e) => resolve({ message: e.message, data: e.data ?? null }));
   });
-}
-
-function next(socket, event) {
-  return new Promise((resolve) => socket.once(event, (...a) => resolve(a)));
 }
 
 function ack(socket, event, arg) {
