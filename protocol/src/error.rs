@@ -44,11 +44,14 @@ pub enum ErrorCode {
     UnknownCommand,
     /// An internal error; the command may not have been executed.
     Internal,
+    /// Cluster mode: what the command needs goes through Redis, which did not answer in time
+    /// (or this node has `CLUSTER_BUFFER` commands toward it in flight): it was not done.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::AuthRequired,
         ErrorCode::AuthInvalid,
         ErrorCode::AuthExpired,
@@ -66,6 +69,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::UnknownCommand,
         ErrorCode::Internal,
+        ErrorCode::ClusterUnavailable,
     ];
 
     /// The stable wire string of this code.
@@ -88,6 +92,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UnknownCommand => "unknown_command",
             ErrorCode::Internal => "internal",
+            ErrorCode::ClusterUnavailable => "cluster.unavailable",
         }
     }
 

@@ -6,6 +6,8 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
+mod remote;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,10 +16,11 @@ use tokio::sync::{oneshot, Notify};
 
 use super::directory::{Creator, Directory, RoomInfo, RoomOptions};
 use super::reads::Reads;
+use super::redis::{Kind, Redis};
 use super::streams::{stored_event, unix_ms, Round, Streams};
 use crate::hub::{
-    presence_event, Backplane, Change, Delivery, Entry, Hub, JoinDone, JoinTicket, Mailbox,
-    Position, Published, Query, RoomRefused, StreamLimits, Task,
+    presence_event, Backplane, BackplaneError, Change, Delivery, Entry, Hub, JoinDone, JoinTicket,
+    Mailbox, Position, Published, Query, RoomRefused, StreamLimits, Target, Task,
 };
 use crate::queue::Bounded;
 use crate::store::{Slot, Store};
@@ -54,22 +57,34 @@ pub(crate) struct Local {
     reads: Reads,
     /// Where the streams and the directory write what must survive a restart.
     store: Arc<Store>,
+    /// Cluster mode: the link to Redis, the home of every stream (see `remote.rs`).
+    redis: Option<Arc<Redis>>,
     /// Presence events a full inbox could not take (logged at the first and every 1024th, so a
     /// mass disconnect into stalled shards cannot flood the log).
     presence_dropped: AtomicU64,
 }
 
+/// What a [`Local`] is made of besides its inboxes.
+pub(crate) struct Parts {
+    pub(crate) directory: Directory,
+    pub(crate) streams: Streams,
+    pub(crate) users: Streams,
+    pub(crate) reads: Reads,
+    pub(crate) store: Arc<Store>,
+    pub(crate) redis: Option<Arc<Redis>>,
+}
+
 impl Local {
-    /// Inboxes of `capacity` messages for `shards` shards, an empty directory, no streams.
-    pub(crate) fn new(
-        shards: usize,
-        capacity: usize,
-        directory: Directory,
-        streams: Streams,
-        users: Streams,
-        reads: Reads,
-        store: Arc<Store>,
-    ) -> Local {
+    /// Inboxes of `capacity` messages for `shards` shards, and `parts`.
+    pub(crate) fn new(shards: usize, capacity: usize, parts: Parts) -> Local {
+        let Parts {
+            directory,
+            streams,
+            users,
+            reads,
+            store,
+            redis,
+        } = parts;
         let inboxes = (0..shards)
             .map(|_| Inbox {
                 queue: Bounded::new(capacity),
@@ -83,6 +98,7 @@ impl Local {
             users,
             reads,
             store,
+            redis,
             presence_dropped: AtomicU64::new(0),
         }
     }
@@ -222,6 +238,9 @@ impl Local {
     /// Counts a connection of `user` (see [`Directory::add_connection`]), announcing it online
     /// to its watchers.
     pub(crate) fn connect(&self, user: &Arc<str>) -> bool {
+        if let Some(redis) = &self.redis {
+            redis.want(Kind::User, user);
+        }
         self.directory
             .add_connection(user, |change| self.announce(change))
     }
@@ -233,7 +252,11 @@ impl Local {
             .directory
             .remove_connection(user, Instant::now(), |change| self.announce(change));
         if last {
-            self.users.spill(user);
+            match &self.redis {
+                // The next connection reads the mailbox from Redis.
+                Some(_) => self.users.drop_copy(user),
+                None => self.users.spill(user),
+            }
         }
     }
 
@@ -273,12 +296,17 @@ impl Backplane for Local {
         self.inboxes.len()
     }
 
-    async fn publish(&self, delivery: Delivery) -> bool {
+    async fn publish(&self, delivery: Delivery) -> Result<bool, BackplaneError> {
+        if let Some(redis) = &self.redis {
+            if matches!(delivery.target, Target::Room(_) | Target::Broadcast) {
+                return self.publish_plain(redis, delivery).await.map(|()| false);
+            }
+        }
         let mut waited = false;
         for shard in 0..self.inboxes.len() {
             waited |= self.send(shard, ShardMsg::Deliver(delivery.clone())).await;
         }
-        waited
+        Ok(waited)
     }
 
     async fn run_everywhere(&self, task: Task<Self>) {
@@ -287,24 +315,52 @@ impl Backplane for Local {
         }
     }
 
-    async fn publish_stream(&self, room: &Arc<str>, delivery: Delivery) -> Published {
+    async fn publish_stream(
+        &self,
+        room: &Arc<str>,
+        delivery: Delivery,
+    ) -> Result<Published, BackplaneError> {
+        if let Some(redis) = &self.redis {
+            return self.publish_copy(redis, Kind::Room, room, delivery).await;
+        }
         let own = || self.room_limits(room);
-        self.append_everywhere(&self.streams, room, own, delivery)
-            .await
+        Ok(self
+            .append_everywhere(&self.streams, room, own, delivery)
+            .await)
     }
 
-    async fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> Published {
+    async fn publish_user(
+        &self,
+        user: &Arc<str>,
+        delivery: Delivery,
+    ) -> Result<Published, BackplaneError> {
+        let published = match &self.redis {
+            Some(redis) => self.publish_copy(redis, Kind::User, user, delivery).await?,
+            None => {
+                self.append_everywhere(&self.users, user, || None, delivery)
+                    .await
+            }
+        };
         // The offset is the recipient's (in its event), not an answer for the sender.
-        let published = self
-            .append_everywhere(&self.users, user, || None, delivery)
-            .await;
-        Published {
+        Ok(Published {
             offset: None,
             ..published
-        }
+        })
     }
 
     fn mailbox(&self, user: &str) -> Option<Mailbox> {
+        if self.redis.is_some() {
+            // Always read from Redis, in the load.
+            return (self.users.defaults().size > 0).then(|| Mailbox {
+                position: Position {
+                    epoch: 0,
+                    offset: 0,
+                },
+                manual: false,
+                events: Vec::new(),
+                stored: true,
+            });
+        }
         let (position, manual, waiting) = self.users.mailbox(user)?;
         Some(Mailbox {
             position,
@@ -315,6 +371,9 @@ impl Backplane for Local {
     }
 
     async fn load_mailbox(&self, user: &Arc<str>) -> Option<Mailbox> {
+        if let Some(redis) = &self.redis {
+            return self.mailbox_copy(redis, user).await;
+        }
         let mut events = Vec::new();
         let mut after = 0;
         // Round one wakes the stream, so what comes after its load is held in memory and
@@ -359,11 +418,19 @@ impl Backplane for Local {
 
     fn delivered(&self, user: &Arc<str>, offset: u64) {
         self.users.delivered(user, offset);
+        if let Some(redis) = &self.redis {
+            redis.delivered(user, offset);
+        }
     }
 
-    async fn ack(&self, user: &Arc<str>, offset: u64) -> Position {
+    async fn ack(&self, user: &Arc<str>, offset: u64) -> Result<Position, BackplaneError> {
+        let remote = match &self.redis {
+            Some(redis) => Some(redis.ack(user, offset, true).await?),
+            None => None,
+        };
         let (writes, _) = self.users.reserve().await;
-        self.users.ack(user, offset, writes)
+        let position = self.users.ack(user, offset, writes);
+        Ok(remote.unwrap_or(position))
     }
 
     async fn join_stream(
@@ -374,6 +441,11 @@ impl Backplane for Local {
         since: Option<(&str, u64)>,
         presence: Option<bool>,
     ) -> oneshot::Receiver<JoinDone> {
+        if let Some(redis) = &self.redis {
+            return self
+                .join_copy(redis, hub, session, room, since, presence)
+                .await;
+        }
         let (done, answer) = oneshot::channel();
         let (head, _) = self.store.reserve().await;
         self.reserve(hub).await;
@@ -392,17 +464,28 @@ impl Backplane for Local {
         answer
     }
 
-    async fn history(&self, room: &Arc<str>, query: Query) -> (Position, Vec<Entry>) {
+    async fn history(
+        &self,
+        room: &Arc<str>,
+        query: Query,
+    ) -> Result<(Position, Vec<Entry>), BackplaneError> {
+        if let Some(redis) = &self.redis {
+            return self.history_copy(redis, room, query).await;
+        }
         let (head, _) = self.store.reserve().await;
         let own = || self.room_limits(room);
-        self.streams.with(room, head, own, |stream| {
+        Ok(self.streams.with(room, head, own, |stream| {
             (stream.position(), stream.read(&query))
-        })
+        }))
     }
 
     fn add_member(&self, room: &Arc<str>, user: &Arc<str>) -> Result<(), RoomRefused> {
         self.directory
-            .add_member(room, user, |change| self.announce(change))
+            .add_member(room, user, |change| self.announce(change))?;
+        if let Some(redis) = &self.redis {
+            redis.want(Kind::Room, room);
+        }
+        Ok(())
     }
 
     fn remove_member(&self, room: &str, user: &str) {
@@ -458,11 +541,14 @@ mod tests {
         Local::new(
             shards,
             capacity,
-            Directory::new(max_per_user, 1, rules),
-            Streams::new(crate::store::Kind::Room, limits, 1, store.clone()),
-            Streams::new(crate::store::Kind::User, limits, 1, store.clone()),
-            Reads::new(1),
-            store,
+            Parts {
+                directory: Directory::new(max_per_user, 1, rules),
+                streams: Streams::new(crate::store::Kind::Room, limits, 1, store.clone()),
+                users: Streams::new(crate::store::Kind::User, limits, 1, store.clone()),
+                reads: Reads::new(1),
+                store,
+                redis: None,
+            },
         )
     }
 

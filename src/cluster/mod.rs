@@ -8,12 +8,14 @@
 //! - [`reads`]: users' read markers in rooms;
 //! - [`idempotency`]: the first answers of keyed requests, for their retries.
 //!
-//! A Redis backplane (cluster mode) goes beside `local.rs`, implementing the same trait.
+//! - [`redis`]: cluster mode's link to Redis (`CLUSTER_REDIS_URL`), where every stream then
+//!   lives; `local/remote.rs` is the local backplane's half that uses it.
 
 pub(crate) mod directory;
 pub(crate) mod idempotency;
 pub(crate) mod local;
 pub(crate) mod reads;
+pub(crate) mod redis;
 pub(crate) mod streams;
 
 pub(crate) use directory::{Creator, Directory, PresenceRules, RoomInfo, RoomOptions};

@@ -234,6 +234,80 @@ impl Streams {
         Appended { event, durable }
     }
 
+    /// Cluster mode: runs `f` on this node's copy of `name`'s stream, made at `head` (where
+    /// Redis has it) if there is none, and moved there if Redis has it in another epoch.
+    /// Nothing is written to the store: the stream's home is Redis.
+    pub(crate) fn with_head<R>(
+        &self,
+        name: &Arc<str>,
+        head: Position,
+        own: impl FnOnce() -> Option<StreamLimits>,
+        f: impl FnOnce(&mut Stream) -> R,
+    ) -> R {
+        let mut bucket = self.bucket_for(name);
+        let stream = bucket.entry(name.clone()).or_insert_with(|| {
+            let mut stream = Stream::new(head.epoch, unix_ms());
+            stream.set_limits(own());
+            stream.jump(head);
+            stream
+        });
+        if stream.position().epoch != head.epoch {
+            stream.jump(head);
+        }
+        f(stream)
+    }
+
+    /// Cluster mode: keeps `event`, which Redis sequenced at `offset` of `epoch` and
+    /// accepted at `at`, in this node's copy of `name`'s stream and hands it (with its
+    /// offset) to `deliver` under the stream's lock, so that hubs see the stream in offset
+    /// order. An offset the copy has already is not delivered again (`false`); the first of
+    /// another epoch, or one past a gap (the caller fetched what it could), moves the copy on.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn mirror(
+        &self,
+        name: &Arc<str>,
+        epoch: u64,
+        offset: u64,
+        event: &OutEvent,
+        at: u64,
+        own: impl FnOnce() -> Option<StreamLimits>,
+        deliver: impl FnOnce(&Arc<OutEvent>),
+    ) -> bool {
+        let before = Position {
+            epoch,
+            offset: offset.saturating_sub(1),
+        };
+        let mut bucket = self.bucket_for(name);
+        let stream = bucket.entry(name.clone()).or_insert_with(|| {
+            let mut stream = Stream::new(epoch, at);
+            stream.set_limits(own());
+            stream.jump(before);
+            stream
+        });
+        let position = stream.position();
+        if position.epoch == epoch && offset <= position.offset {
+            return false;
+        }
+        if position.epoch != epoch || offset > position.offset + 1 {
+            stream.jump(before);
+        }
+        let event = event.sequenced(offset);
+        stream.append(event.clone(), at, &self.limits);
+        deliver(&event);
+        true
+    }
+
+    /// Cluster mode: lets go of this node's copy of `name`'s stream (its user has no
+    /// connection here any more: the next one reads it from Redis).
+    pub(crate) fn drop_copy(&self, name: &str) {
+        self.bucket(name).remove(name);
+    }
+
+    /// Where `name`'s stream is, if this node has it.
+    pub(crate) fn position_of(&self, name: &str) -> Option<Position> {
+        self.peek(name, Stream::position)
+    }
+
     /// Runs `f` on `name`'s stream if it has one (nothing is made).
     pub(crate) fn peek<R>(&self, name: &str, f: impl FnOnce(&Stream) -> R) -> Option<R> {
         self.bucket(name).get(name).map(f)

@@ -2,12 +2,15 @@
 //! delivered again. A user that acks gets at-least-once delivery: what it did not ack comes
 //! again on its next connection.
 
+use wsgate_protocol::ProtocolError;
+
 use crate::node::Ctx;
 use crate::session::Session;
 
-pub(super) async fn apply(ctx: &Ctx, session: &Session, offset: u64) {
+pub(super) async fn apply(ctx: &Ctx, session: &Session, offset: u64) -> Result<(), ProtocolError> {
     // Authenticated: the dispatcher checked.
     if let Some(user) = session.user() {
-        ctx.hub.ack(&user, offset).await;
+        ctx.hub.ack(&user, offset).await?;
     }
+    Ok(())
 }

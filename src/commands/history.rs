@@ -26,7 +26,7 @@ pub(super) async fn apply(
         before,
         after,
     };
-    let (position, entries) = ctx.hub.history(&room, query).await;
+    let (position, entries) = ctx.hub.history(&room, query).await?;
     Ok(Answer::History {
         room,
         position,

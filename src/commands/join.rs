@@ -107,5 +107,6 @@ pub(super) fn refusal(ctx: &Ctx, refused: JoinRefused) -> ProtocolError {
             ProtocolError::new(ErrorCode::RoomLimit, "the room holds its most members")
         }
         JoinRefused::Gone => ProtocolError::new(ErrorCode::Internal, "the connection ended"),
+        JoinRefused::Unavailable => crate::hub::BackplaneError::Unreachable.into(),
     }
 }

@@ -243,10 +243,9 @@ pub(crate) async fn dispatch(
             let run = || send::apply(ctx, session, &payload, to, event, data, echo);
             once(ctx, session, idem.as_deref(), run).await
         }
-        Command::Ack { offset } => {
-            ack::apply(ctx, session, offset).await;
-            Ok(Answer::Done)
-        }
+        Command::Ack { offset } => ack::apply(ctx, session, offset)
+            .await
+            .map(|()| Answer::Done),
         Command::Read { room, offset } => read::apply(ctx, session, &room, offset).await,
     };
     match (result, req.id) {
@@ -391,7 +390,7 @@ async fn emit(
         ephemeral: out.ephemeral,
         ..Delivery::new(out.target, ev)
     };
-    let published = ctx.hub.deliver(delivery).await;
+    let published = ctx.hub.deliver(delivery).await?;
     if published.waited {
         ShardStats::inc(&ctx.stats().commands_waited);
     }

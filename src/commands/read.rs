@@ -49,7 +49,7 @@ pub(super) async fn apply(
             exclude: Some(session.id),
             ..Delivery::new(Target::Room(Arc::clone(&room)), event)
         };
-        ctx.hub.deliver_unsequenced(delivery).await;
+        ctx.hub.deliver_unsequenced(delivery).await?;
     }
     Ok(Answer::Done)
 }

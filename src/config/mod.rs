@@ -373,6 +373,24 @@ pub struct Config {
     /// one idle longest is forgotten. Default: 100000.
     #[arg(long, env = "MAX_USER_STREAMS", default_value_t = 100_000)]
     pub max_user_streams: usize,
+    /// Cluster mode: the Redis every node shares, as a URL (`redis://host:port`, or
+    /// `redis-cluster://host:port?node=host2:port2&node=…` for a Redis Cluster's seeds). Rooms'
+    /// and users' streams then live in Redis, and events reach the nodes hosting their
+    /// recipients (see docs/cluster.md). Default: none (one node, alone).
+    #[arg(long, env = "CLUSTER_REDIS_URL")]
+    pub cluster_redis_url: Option<String>,
+    /// Prefix of every Redis key and channel of this deployment (several deployments may
+    /// share one Redis). Default: wsgate.
+    #[arg(long, env = "CLUSTER_PREFIX", default_value = "wsgate")]
+    pub cluster_prefix: String,
+    /// Commands toward Redis in flight at once, on this node; a publish or push past it is
+    /// refused (`cluster.unavailable`, HTTP 503) instead of queued. Default: 10000.
+    #[arg(long, env = "CLUSTER_BUFFER", default_value_t = 10_000)]
+    pub cluster_buffer: usize,
+    /// How long a command waits for Redis (while it reconnects, say) before what needed it
+    /// is refused (`cluster.unavailable`, HTTP 503). Default: 2s.
+    #[arg(long, env = "CLUSTER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub cluster_timeout: Duration,
     /// Tell a room's members when a user marks it read (`read`): a `read` event with the
     /// user and the offset, not stored in the stream. Default: false.
     #[arg(long, env = "READ_RECEIPTS", default_value_t = false)]
@@ -467,6 +485,7 @@ impl Config {
         config.api_keys = None;
         config.cors_origin = None;
         config.echo = false;
+        config.cluster_redis_url = None;
         // Tests keep no state on disk unless they ask for it (with their own DATA_DIR).
         config.store = StoreKind::Memory;
         config
@@ -543,6 +562,15 @@ impl Config {
         {
             return Err(ConfigError::EngineIo);
         }
+        if let Some(url) = &self.cluster_redis_url {
+            if self.cluster_buffer == 0
+                || self.cluster_timeout.is_zero()
+                || self.cluster_prefix.is_empty()
+                || fred::prelude::Config::from_url(url).is_err()
+            {
+                return Err(ConfigError::Cluster);
+            }
+        }
         if !self.socketio_msgpack_path.starts_with('/')
             || self.socketio_msgpack_path() == self.engineio_path()
             || self.socketio_namespace_list().is_empty()
@@ -575,6 +603,10 @@ impl Config {
 /// A relation between knobs that does not hold (see [`Config::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// `CLUSTER_REDIS_URL` is not a Redis URL, or `CLUSTER_BUFFER`, `CLUSTER_TIMEOUT` or
+    /// `CLUSTER_PREFIX` is zero or empty.
+    #[error("CLUSTER_REDIS_URL must be a redis:// or redis-cluster:// URL, and CLUSTER_BUFFER, CLUSTER_TIMEOUT and CLUSTER_PREFIX non-zero")]
+    Cluster,
     /// The outbound bound cannot hold two messages of the largest size.
     #[error(
         "MAX_OUTBOUND_BYTES ({outbound}) must be at least twice MAX_MESSAGE_BYTES ({message})"

@@ -179,5 +179,69 @@ pub(crate) fn render(ctx: &Ctx) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    if let Some(redis) = ctx.shared.backplane.redis() {
+        cluster(&mut out, redis);
+    }
     out
+}
+
+/// Cluster mode's link to Redis.
+fn cluster(out: &mut String, redis: &crate::cluster::redis::Redis) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &redis.stats;
+    for (name, kind, help, value) in [
+        (
+            "wsgate_cluster_redis_up",
+            "gauge",
+            "1 while both connections to Redis are up, else 0 (degraded: what needs Redis is refused).",
+            u64::from(redis.is_up()),
+        ),
+        (
+            "wsgate_cluster_published_total",
+            "counter",
+            "Envelopes this node published to Redis (one per event, whatever the number of nodes).",
+            s.published.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_received_total",
+            "counter",
+            "Envelopes this node received from Redis (only those of rooms and users it hosts).",
+            s.received.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_received_bytes_total",
+            "counter",
+            "Bytes of the envelopes this node received from Redis.",
+            s.received_bytes.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_refused_total",
+            "counter",
+            "Commands toward Redis that failed or found the buffer full: what needed them was refused (cluster.unavailable).",
+            s.refused.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_gaps_total",
+            "counter",
+            "Stream offsets that did not arrive and were fetched from Redis.",
+            s.gaps.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_lost_total",
+            "counter",
+            "Stream offsets that did not arrive and could not be fetched (acknowledged or trimmed, or Redis unreachable).",
+            s.lost.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_channels",
+            "gauge",
+            "Redis channels this node is subscribed to.",
+            s.channels.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
 }

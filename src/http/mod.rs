@@ -102,7 +102,15 @@ async fn respond(ctx: &Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         Handler::Ready if ctx.shared.shutdown.is_fired() => {
             json(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false}"#)
         }
-        Handler::Ready => json(StatusCode::OK, r#"{"ready":true}"#),
+        // Degraded (Redis unreachable) is still ready: every node shares the Redis, so taking
+        // them out of rotation helps no one, and what needs no Redis is still served.
+        Handler::Ready => match ctx.shared.backplane.redis() {
+            Some(redis) if !redis.is_up() => json(
+                StatusCode::OK,
+                r#"{"ready":true,"degraded":"cluster: Redis unreachable"}"#,
+            ),
+            _ => json(StatusCode::OK, r#"{"ready":true}"#),
+        },
         Handler::Metrics => {
             if ctx.config().metrics_require_api_key {
                 if let Err(e) = rest::check_api_key(ctx, &req) {

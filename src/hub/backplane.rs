@@ -28,6 +28,27 @@ pub(crate) enum RoomRefused {
     CreatorLimit,
 }
 
+/// Why a backplane could not do what needs the rest of the cluster (cluster mode: Redis).
+/// Nothing was done: the caller refuses what it was asked (`cluster.unavailable`, HTTP 503).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BackplaneError {
+    /// Redis did not answer within `CLUSTER_TIMEOUT`.
+    #[error("the cluster's Redis did not answer in time")]
+    Unreachable,
+    /// `CLUSTER_BUFFER` commands toward Redis are in flight already.
+    #[error("too many commands toward the cluster's Redis are in flight")]
+    Busy,
+}
+
+impl From<BackplaneError> for wsgate_protocol::ProtocolError {
+    fn from(e: BackplaneError) -> Self {
+        wsgate_protocol::ProtocolError::new(
+            wsgate_protocol::ErrorCode::ClusterUnavailable,
+            format!("not done: {e}"),
+        )
+    }
+}
+
 /// A user's messages waiting for a connection that just authenticated, oldest first.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
@@ -122,7 +143,7 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
 
     /// Hands `delivery` to every hub; resolves once every one has it queued, with whether it
     /// had to wait for room in a full inbox.
-    fn publish(&self, delivery: Delivery) -> impl Future<Output = bool>;
+    fn publish(&self, delivery: Delivery) -> impl Future<Output = Result<bool, BackplaneError>>;
 
     /// Runs `task` on every hub; resolves once every one has it queued.
     fn run_everywhere(&self, task: Task<Self>) -> impl Future<Output = ()>;
@@ -133,7 +154,7 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
         &self,
         room: &Arc<str>,
         delivery: Delivery,
-    ) -> impl Future<Output = Published>;
+    ) -> impl Future<Output = Result<Published, BackplaneError>>;
 
     /// Sends `session`'s join of `room` to hub `hub` along the stream's ordered path, with the
     /// messages after `since` (epoch, offset) when it resumes; the answer comes on the ticket.
@@ -148,7 +169,11 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
 
     /// Appends a private message to its user's stream (the user's mailbox, and the store)
     /// and delivers it through every hub, like [`Backplane::publish_stream`].
-    fn publish_user(&self, user: &Arc<str>, delivery: Delivery) -> impl Future<Output = Published>;
+    fn publish_user(
+        &self,
+        user: &Arc<str>,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<Published, BackplaneError>>;
 
     /// `user`'s messages not acknowledged, if it has a stream, which is woken: it holds the
     /// messages it is sent from now on (a user's stream with no connection of its user may
@@ -167,14 +192,18 @@ pub(crate) trait Backplane: Sized + Send + Sync + 'static {
 
     /// `user` acknowledged its messages up to `offset` (the `ack` command; written to the
     /// store): from now on its messages wait for acks. Returns its stream's position.
-    fn ack(&self, user: &Arc<str>, offset: u64) -> impl Future<Output = Position>;
+    fn ack(
+        &self,
+        user: &Arc<str>,
+        offset: u64,
+    ) -> impl Future<Output = Result<Position, BackplaneError>>;
 
     /// The stream's position and the kept messages `query` asks for.
     fn history(
         &self,
         room: &Arc<str>,
         query: Query,
-    ) -> impl Future<Output = (Position, Vec<Entry>)>;
+    ) -> impl Future<Output = Result<(Position, Vec<Entry>), BackplaneError>>;
 
     /// Counts one more member connection of `user` in `room`, creating the room unless
     /// `MAX_ROOMS` rooms exist; the user's first is announced (see the contract).

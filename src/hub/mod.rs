@@ -23,7 +23,7 @@ use smallvec::SmallVec;
 use wsgate_protocol::CloseCode;
 
 pub(crate) use backplane::{
-    Backplane, JoinDone, JoinTicket, Joined, Mailbox, Published, RoomRefused, Task,
+    Backplane, BackplaneError, JoinDone, JoinTicket, Joined, Mailbox, Published, RoomRefused, Task,
 };
 pub(crate) use delivery::{Delivery, Report};
 #[cfg(test)]
@@ -31,7 +31,8 @@ pub(crate) use event::test_event;
 pub(crate) use event::{OutEvent, Target};
 pub(crate) use presence::{presence_event, Change, WatchRefused};
 pub(crate) use stream::{
-    Entry, HistoryOptions, Position, Query, Stream, StreamLimits, Waiting, DEFAULT_HISTORY_LIMIT,
+    Entry, HistoryOptions, Position, Query, Recovery, Stream, StreamLimits, Waiting,
+    DEFAULT_HISTORY_LIMIT,
 };
 
 use crate::session::Session;
@@ -89,6 +90,8 @@ pub(crate) enum JoinRefused {
     RoomFull,
     /// The session ended before its join completed (or was never authenticated).
     Gone,
+    /// Cluster mode: Redis did not answer (see [`BackplaneError`]).
+    Unavailable,
 }
 
 /// One shard's hub.
@@ -433,7 +436,11 @@ impl<B: Backplane> Hub<B> {
     }
 
     /// The stream of `room`: its position and the kept messages `query` asks for.
-    pub(crate) async fn history(&self, room: &str, query: Query) -> (Position, Vec<Entry>) {
+    pub(crate) async fn history(
+        &self,
+        room: &str,
+        query: Query,
+    ) -> Result<(Position, Vec<Entry>), BackplaneError> {
         let name = self.room_name(room);
         self.backplane.history(&name, query).await
     }
@@ -462,7 +469,7 @@ impl<B: Backplane> Hub<B> {
     /// room's stream: it gets the stream's next offset, and every hub sees the room's events in
     /// offset order (and is written to the store, see [`Published`]); an ephemeral one does
     /// not (no offset, not kept). A private message goes through its user's stream likewise, one per target user.
-    pub(crate) async fn deliver(&self, d: Delivery) -> Published {
+    pub(crate) async fn deliver(&self, d: Delivery) -> Result<Published, BackplaneError> {
         match &d.target {
             Target::Room(room) if !d.ephemeral => {
                 let room = room.clone();
@@ -485,26 +492,26 @@ impl<B: Backplane> Hub<B> {
                         index,
                         ..d.clone()
                     };
-                    let published = self.backplane.publish_user(user, one).await;
+                    let published = self.backplane.publish_user(user, one).await?;
                     all.waited |= published.waited;
                     // Each user's stream gave its own offset: none is the push's.
                     // One writer, in queue order: the last write's fsync covers the others.
                     all.durable = published.durable.or(all.durable);
                 }
-                all
+                Ok(all)
             }
             Target::Room(_) | Target::Broadcast | Target::Presence(_) | Target::Watchers(_) => {
-                Published {
-                    waited: self.backplane.publish(d).await,
+                Ok(Published {
+                    waited: self.backplane.publish(d).await?,
                     ..Published::default()
-                }
+                })
             }
         }
     }
 
     /// Delivers an event that is not part of any stream (no offset, never replayed), through
     /// every hub in order like the rest: receipts, and other ephemeral events.
-    pub(crate) async fn deliver_unsequenced(&self, d: Delivery) -> bool {
+    pub(crate) async fn deliver_unsequenced(&self, d: Delivery) -> Result<bool, BackplaneError> {
         self.backplane.publish(d).await
     }
 
@@ -541,7 +548,11 @@ impl<B: Backplane> Hub<B> {
     }
 
     /// `user` acknowledged its messages up to `offset`.
-    pub(crate) async fn ack(&self, user: &Arc<str>, offset: u64) -> Position {
+    pub(crate) async fn ack(
+        &self,
+        user: &Arc<str>,
+        offset: u64,
+    ) -> Result<Position, BackplaneError> {
         self.backplane.ack(user, offset).await
     }
 

@@ -278,6 +278,16 @@ impl Stream {
         self.trim(now, defaults);
     }
 
+    /// Cluster mode: the stream is at `position` of its copy in Redis, which moved on
+    /// without it (another epoch, or messages this node missed): what it kept is let go, so
+    /// that it never answers a resume with a hole.
+    pub(crate) fn jump(&mut self, position: Position) {
+        self.epoch = position.epoch;
+        self.last = position.offset;
+        self.acked = self.acked.min(position.offset);
+        self.kept = None;
+    }
+
     /// From now on its messages are only in the store: those held are let go (their writes
     /// are queued already), and the next appends keep none. For a user's stream whose user
     /// has no connection, with the disk store.

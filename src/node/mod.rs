@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use wsgate_protocol::{Format, ServerMessage};
 
 use crate::clock::Clock;
+use crate::cluster::local::Parts;
 use crate::cluster::reads::Reads;
+use crate::cluster::redis::Redis;
 use crate::cluster::{
     Directory, Idempotency, IdempotencyLimits, Local, LocalHub, PresenceRules, Streams,
 };
@@ -111,7 +113,13 @@ impl Shared {
             bytes: config.room_history_bytes,
             ttl_ms: config.room_history_ttl.as_millis() as u64,
         };
-        let streams = Streams::new(Kind::Room, limits, config.max_rooms, store.clone());
+        let redis = Redis::new(&config).map(Arc::new);
+        // Cluster mode: a stream's home is Redis; this node's copies write nothing here.
+        let streams_store = match redis {
+            Some(_) => Arc::new(Store::memory()),
+            None => store.clone(),
+        };
+        let streams = Streams::new(Kind::Room, limits, config.max_rooms, streams_store.clone());
         let user_limits = StreamLimits {
             size: config.user_stream_size,
             bytes: config.user_stream_bytes,
@@ -121,7 +129,7 @@ impl Shared {
             Kind::User,
             user_limits,
             config.max_user_streams,
-            store.clone(),
+            streams_store,
         );
         let (rooms, mailboxes): (Vec<_>, Vec<_>) = recovered
             .streams
@@ -129,10 +137,12 @@ impl Shared {
             .partition(|s| s.stream.kind == Kind::Room);
         // A room's stream keeps to the room's own history options, asked of the directory
         // already restored.
-        streams.restore(rooms, Vec::new(), |room| {
-            directory.history(room)?.own(streams.defaults())
-        });
-        users.restore(mailboxes, recovered.acks, |_| None);
+        if redis.is_none() {
+            streams.restore(rooms, Vec::new(), |room| {
+                directory.history(room)?.own(streams.defaults())
+            });
+            users.restore(mailboxes, recovered.acks, |_| None);
+        }
         let reads = Reads::new(config.max_user_streams);
         reads.restore(recovered.reads);
         if config.store == StoreKind::Disk {
@@ -161,11 +171,14 @@ impl Shared {
             backplane: Arc::new(Local::new(
                 shards,
                 config.shard_inbox_capacity,
-                directory,
-                streams,
-                users,
-                reads,
-                store,
+                Parts {
+                    directory,
+                    streams,
+                    users,
+                    reads,
+                    store,
+                    redis: redis.clone(),
+                },
             )),
             stats: (0..shards).map(|_| Arc::default()).collect(),
             verifier,
@@ -182,6 +195,11 @@ impl Shared {
             polls: polls.into_boxed_slice(),
             config,
         };
+        if let Some(redis) = redis {
+            if let Err(e) = redis.start(Arc::downgrade(&shared.backplane)) {
+                tracing::error!(error = %e, "cluster: the link's thread could not start");
+            }
+        }
         Ok((shared, receivers))
     }
 

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-pub(crate) use codec::{encode_message, Kind, Message, RoomDef, StreamKey};
+pub(crate) use codec::{decode_message, encode_message, Kind, Message, RoomDef, StreamKey};
 pub(crate) use recover::{Recovered, RecoveredStream};
 
 use crate::config::Fsync;

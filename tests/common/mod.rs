@@ -31,6 +31,7 @@ pub mod bystander;
 pub mod eio;
 pub mod node;
 pub mod raw;
+pub mod redis;
 pub mod tokens;
 pub mod watch;
 pub mod wire;

@@ -25,6 +25,7 @@ use super::routes;
 use super::routes::Handler;
 use super::Body;
 use crate::cluster::Begin;
+use crate::hub::BackplaneError;
 use crate::node::Ctx;
 
 /// A REST failure: status, stable code, message and (for 400) every invalid field.
@@ -58,6 +59,16 @@ impl ApiError {
             details,
             ..ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
         }
+    }
+
+    /// 503 `cluster.unavailable`: what was asked needed Redis, which did not answer; it was
+    /// not done.
+    pub(crate) fn unavailable(e: BackplaneError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ClusterUnavailable,
+            format!("not done: {e}"),
+        )
     }
 
     /// 404 `room.not_found`.

@@ -131,7 +131,10 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
         ephemeral,
         ..Delivery::new(target, ev)
     };
-    let published = ctx.hub.deliver(delivery).await;
+    let published = match ctx.hub.deliver(delivery).await {
+        Ok(published) => published,
+        Err(e) => return Pending::Failed(ApiError::unavailable(e)),
+    };
     if let Some(durable) = published.durable {
         // `STORE_FSYNC=always`: the answer says the message is on disk.
         if durable.await.is_err() {

@@ -353,12 +353,23 @@ pub(super) async fn messages(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: Strin
     let query = history_query(req)?;
     // A room made by a join is gone with its last member, but what its stream keeps (say,
     // after a restart) can still be read.
-    if ctx.shared.directory().room(&room).is_none()
+    // Cluster mode asks Redis (below).
+    let cluster = ctx.shared.backplane.redis().is_some();
+    if !cluster
+        && ctx.shared.directory().room(&room).is_none()
         && !ctx.shared.backplane.streams().contains(&room)
     {
         return Err(ApiError::room_not_found(&room));
     }
-    let (position, entries) = ctx.hub.history(&room, query).await;
+    let (position, entries) = ctx
+        .hub
+        .history(&room, query)
+        .await
+        .map_err(ApiError::unavailable)?;
+    // Cluster mode reads Redis, which answers epoch 0 for a stream it does not have.
+    if position.epoch == 0 && ctx.shared.directory().room(&room).is_none() {
+        return Err(ApiError::room_not_found(&room));
+    }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Message {

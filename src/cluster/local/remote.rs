@@ -1,0 +1,523 @@
+//! Cluster mode's half of the local backplane (`CLUSTER_REDIS_URL`): a stream's home is
+//! Redis, which gives every offset, and this node keeps a copy of the streams of the rooms
+//! and users it hosts, fed by its subscriptions.
+//!
+//! Order: a node delivers even its own events only as they come back from Redis, through
+//! its copy of their stream (under the copy's lock, like a local append), so every node's
+//! hubs see a stream in offset order, whoever published. What the sending node alone needs
+//! (its report, the excluded connection) waits for the event under the publish's nonce.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{Local, ShardMsg};
+use crate::cluster::redis::{envelope, Channel, Head, Header, Kind, Pending, Redis};
+use crate::cluster::streams::{stored_event, unix_ms, Streams};
+use crate::hub::{
+    BackplaneError, Delivery, Entry, JoinDone, JoinRefused, JoinTicket, Mailbox, OutEvent,
+    Position, Published, Query, Recovery, Stream, StreamLimits, Target,
+};
+use crate::store::{decode_message, Message};
+
+/// How long a join or a mailbox waits for this node's copy of a stream to catch up with
+/// what Redis answered (events on their way here), at most.
+const CATCH_UP: Duration = Duration::from_millis(200);
+
+impl Local {
+    /// The link to Redis, in cluster mode.
+    pub(crate) fn redis(&self) -> Option<&Arc<Redis>> {
+        self.redis.as_ref()
+    }
+
+    /// Whether a member of `room` is on this node (its channel is needed).
+    pub(crate) fn hosts_room(&self, room: &str) -> bool {
+        self.directory.room(room).is_some_and(|r| r.members > 0)
+    }
+
+    /// Whether a connection of `user` is on this node.
+    pub(crate) fn hosts_user(&self, user: &str) -> bool {
+        self.directory.presence_of(user).1 > 0
+    }
+
+    /// Hands what arrived from Redis on `channel` to this node's hubs.
+    pub(crate) async fn receive(&self, redis: &Redis, channel: &str, bytes: Bytes) {
+        let (Some(env), Some(channel)) = (envelope::decode(&bytes), redis.names.parse(channel))
+        else {
+            tracing::warn!(
+                channel,
+                "cluster: not an envelope of this deployment; ignored"
+            );
+            return;
+        };
+        let pending = if env.header.node == redis.node {
+            redis.take_pending(env.header.nonce)
+        } else {
+            None
+        };
+        let Some(message) = decode_message(env.message) else {
+            tracing::warn!(channel = ?channel, "cluster: an envelope without a message; ignored");
+            return;
+        };
+        let exclude_user: Option<Arc<str>> = env.header.exclude_user.map(Arc::from);
+        let ephemeral = env.header.ephemeral;
+        match (channel, env.position) {
+            (Channel::Room(room), Some((epoch, offset))) => {
+                let room: Arc<str> = Arc::from(room);
+                self.fill_gap(redis, Kind::Room, &room, epoch, offset).await;
+                let template = template(Target::Room(room.clone()), exclude_user, pending);
+                let own = || self.room_limits(&room);
+                let mirrored = Mirrored {
+                    epoch,
+                    offset,
+                    message,
+                };
+                self.deliver_copy(&self.streams, &room, mirrored, template, own)
+                    .await;
+            }
+            (Channel::User(user), Some((epoch, offset))) => {
+                let user: Arc<str> = Arc::from(user);
+                self.fill_gap(redis, Kind::User, &user, epoch, offset).await;
+                let template = template(Target::User(user.clone()), exclude_user, pending);
+                let mirrored = Mirrored {
+                    epoch,
+                    offset,
+                    message,
+                };
+                self.deliver_copy(&self.users, &user, mirrored, template, || None)
+                    .await;
+            }
+            (Channel::Room(room), None) => {
+                let target = Target::Room(Arc::from(room));
+                let (d, pending) = template(target, exclude_user, pending);
+                let d = Delivery { ephemeral, ..d };
+                self.deliver_plain((d, pending), message).await;
+            }
+            (Channel::Broadcast, None) => {
+                let d = template(Target::Broadcast, exclude_user, pending);
+                self.deliver_plain(d, message).await;
+            }
+            (channel, position) => {
+                tracing::warn!(
+                    ?channel,
+                    ?position,
+                    "cluster: an envelope out of place; ignored"
+                );
+            }
+        }
+    }
+
+    /// Fetches from Redis what this node's copy of `name`'s stream lacks before `offset`
+    /// (messages that never arrived: the link was down, or lagged), and delivers it first.
+    async fn fill_gap(&self, redis: &Redis, kind: Kind, name: &Arc<str>, epoch: u64, offset: u64) {
+        let streams = self.streams_of(kind);
+        let Some(copy) = streams.position_of(name) else {
+            return;
+        };
+        if copy.epoch != epoch || offset <= copy.offset + 1 {
+            return;
+        }
+        let missing = offset - copy.offset - 1;
+        redis.stats.gaps.fetch_add(missing, Relaxed);
+        let fetched = redis
+            .head(kind, name, Some(copy.offset), missing as usize)
+            .await;
+        let mut got = 0;
+        if let Ok(head) = fetched {
+            if head.position.epoch == epoch {
+                for (o, bytes) in head.messages.into_iter().filter(|(o, _)| *o < offset) {
+                    let Some(message) = decode_message(&bytes) else {
+                        continue;
+                    };
+                    let target = match kind {
+                        Kind::Room => Target::Room(name.clone()),
+                        Kind::User => Target::User(name.clone()),
+                    };
+                    let mirrored = Mirrored {
+                        epoch,
+                        offset: o,
+                        message,
+                    };
+                    let own = || match kind {
+                        Kind::Room => self.room_limits(name),
+                        Kind::User => None,
+                    };
+                    let template = template(target, None, None);
+                    self.deliver_copy(streams, name, mirrored, template, own)
+                        .await;
+                    got += 1;
+                }
+            }
+        }
+        let lost = missing.saturating_sub(got);
+        if lost > 0 {
+            redis.stats.lost.fetch_add(lost, Relaxed);
+        }
+    }
+
+    fn streams_of(&self, kind: Kind) -> &Streams {
+        match kind {
+            Kind::Room => &self.streams,
+            Kind::User => &self.users,
+        }
+    }
+
+    /// Keeps a sequenced event in this node's copy of its stream and hands it to every hub,
+    /// unless the copy had it already.
+    async fn deliver_copy(
+        &self,
+        streams: &Streams,
+        name: &Arc<str>,
+        m: Mirrored,
+        template: (Delivery, Option<Pending>),
+        own: impl FnOnce() -> Option<StreamLimits>,
+    ) {
+        let (template, pending) = template;
+        for shard in 0..self.inboxes.len() {
+            self.reserve(shard).await;
+        }
+        let at = m.message.at;
+        let event = event_of(m.message);
+        let delivered = streams.mirror(name, m.epoch, m.offset, &event, at, own, |event| {
+            for shard in 0..self.inboxes.len() {
+                let d = Delivery {
+                    event: event.clone(),
+                    ..template.clone()
+                };
+                self.push_reserved(shard, ShardMsg::Deliver(d));
+            }
+        });
+        if !delivered {
+            for inbox in self.inboxes.iter() {
+                inbox.queue.release();
+            }
+            if let Some(pending) = pending {
+                pending.abandon();
+            }
+        }
+    }
+
+    /// Hands an event outside any stream to every hub.
+    async fn deliver_plain(&self, template: (Delivery, Option<Pending>), message: Message) {
+        let (d, _) = template;
+        let d = Delivery {
+            event: event_of(message),
+            ..d
+        };
+        for shard in 0..self.inboxes.len() {
+            self.send(shard, ShardMsg::Deliver(d.clone())).await;
+        }
+    }
+
+    /// Appends `d`'s event to `name`'s stream in Redis, which publishes it to the nodes
+    /// hosting its recipients (this one included, which delivers it as it comes back).
+    pub(super) async fn publish_copy(
+        &self,
+        redis: &Redis,
+        kind: Kind,
+        name: &str,
+        d: Delivery,
+    ) -> Result<Published, BackplaneError> {
+        let (nonce, elsewhere) = self.expect(redis, kind, name, &d);
+        let header = Header {
+            node: redis.node,
+            nonce,
+            ephemeral: false,
+            exclude_user: d.exclude_user.as_deref(),
+        };
+        let keep = match kind {
+            Kind::Room => {
+                self.room_limits(name)
+                    .unwrap_or(*self.streams.defaults())
+                    .size
+            }
+            Kind::User => self.users.defaults().size,
+        };
+        let message = d.event.stored(unix_ms());
+        match redis
+            .publish_stream(kind, name, &header, &message, keep)
+            .await
+        {
+            Ok((_, offset, nodes)) => {
+                if let Some(report) = elsewhere {
+                    // Some node hosts the user: it is online, somewhere.
+                    let found = (nodes > 0).then_some(d.index);
+                    report.add(0, found);
+                    for _ in 1..self.inboxes.len() {
+                        report.add(0, []);
+                    }
+                }
+                Ok(Published {
+                    offset: Some(offset),
+                    ..Published::default()
+                })
+            }
+            Err(e) => {
+                drop(redis.take_pending(nonce));
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes an event outside any stream (ephemeral room events, broadcasts) to the
+    /// nodes hosting its recipients.
+    pub(super) async fn publish_plain(
+        &self,
+        redis: &Redis,
+        d: Delivery,
+    ) -> Result<(), BackplaneError> {
+        let (channel, nonce) = match &d.target {
+            Target::Room(room) => {
+                let (nonce, elsewhere) = self.expect(redis, Kind::Room, room, &d);
+                // Nothing here waits for what other nodes reached.
+                if let Some(report) = elsewhere {
+                    for _ in 0..self.inboxes.len() {
+                        report.add(0, []);
+                    }
+                }
+                (redis.names.channel(Kind::Room, room), nonce)
+            }
+            // Every node hears broadcasts, this one too.
+            _ => (
+                redis.names.broadcast(),
+                redis.expect(d.exclude, d.report.clone(), d.index, self.inboxes.len()),
+            ),
+        };
+        let header = Header {
+            node: redis.node,
+            nonce,
+            ephemeral: d.ephemeral,
+            exclude_user: d.exclude_user.as_deref(),
+        };
+        let message = d.event.stored(unix_ms());
+        let published = redis.publish_plain(channel, &header, &message).await;
+        if published.is_err() {
+            drop(redis.take_pending(nonce));
+        }
+        published
+    }
+
+    /// Keeps what this node needs of `d` until its event comes back, if it will (this node
+    /// hosts the stream's recipients). Otherwise no hub here reports: the report is
+    /// returned, for the caller to give it this node's parts, counting no connection.
+    fn expect(
+        &self,
+        redis: &Redis,
+        kind: Kind,
+        name: &str,
+        d: &Delivery,
+    ) -> (u64, Option<Arc<crate::hub::Report>>) {
+        let parts = self.inboxes.len();
+        if redis.is_subscribed(kind, name) {
+            let nonce = redis.expect(d.exclude, d.report.clone(), d.index, parts);
+            return (nonce, None);
+        }
+        (redis.expect(None, None, 0, parts), d.report.clone())
+    }
+
+    /// Cluster mode's join: subscribed to the room's channel first, then placed in this
+    /// node's copy of the stream at or after where Redis answered, with the messages after
+    /// the client's position from Redis and the copy.
+    pub(super) async fn join_copy(
+        &self,
+        redis: &Redis,
+        hub: usize,
+        session: u64,
+        room: &Arc<str>,
+        since: Option<(&str, u64)>,
+        presence: Option<bool>,
+    ) -> oneshot::Receiver<JoinDone> {
+        let (done, answer) = oneshot::channel();
+        let limits = self.room_limits(room).unwrap_or(*self.streams.defaults());
+        let limit = if since.is_some() { limits.size + 1 } else { 0 };
+        let head = async {
+            redis.subscribed(Kind::Room, room).await?;
+            redis
+                .head(Kind::Room, room, since.map(|s| s.1), limit)
+                .await
+        };
+        let head = match head.await {
+            Ok(head) => head,
+            Err(_) => {
+                let _ = done.send(Err(JoinRefused::Unavailable));
+                return answer;
+            }
+        };
+        self.catch_up(&self.streams, room, head.position).await;
+        self.reserve(hub).await;
+        let own = || self.room_limits(room);
+        self.streams.with_head(room, head.position, own, |stream| {
+            let ticket = JoinTicket {
+                session,
+                room: room.clone(),
+                position: stream.position(),
+                recovery: since.map(|(epoch, offset)| recover(&head, stream, epoch, offset)),
+                presence,
+                done,
+            };
+            self.push_reserved(hub, ShardMsg::Join(ticket));
+        });
+        answer
+    }
+
+    /// Waits (a little) until this node's copy of `name`'s stream has what Redis answered
+    /// with `head`: the events between are on their way here.
+    async fn catch_up(&self, streams: &Streams, name: &str, head: Position) {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while let Some(copy) = streams.position_of(name) {
+            // Past the deadline the copy is moved to Redis's head by `with_head`: what was
+            // on its way is skipped as already there, and the answer covers it.
+            if copy.epoch != head.epoch
+                || copy.offset >= head.offset
+                || tokio::time::Instant::now() >= deadline
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Cluster mode's history: read from Redis, within the room's age bound.
+    pub(super) async fn history_copy(
+        &self,
+        redis: &Redis,
+        room: &Arc<str>,
+        query: Query,
+    ) -> Result<(Position, Vec<Entry>), BackplaneError> {
+        let (position, messages) = redis
+            .read(room, query.after, query.before, query.limit)
+            .await?;
+        let ttl = self
+            .room_limits(room)
+            .unwrap_or(*self.streams.defaults())
+            .ttl_ms;
+        let now = unix_ms();
+        let entries = messages
+            .into_iter()
+            .filter_map(|(offset, bytes)| {
+                let m = decode_message(&bytes)?;
+                (now.saturating_sub(m.at) <= ttl).then(|| Entry {
+                    offset,
+                    at: m.at,
+                    event: stored_event(offset, m),
+                })
+            })
+            .collect();
+        let none = Position {
+            epoch: 0,
+            offset: 0,
+        };
+        Ok((position.unwrap_or(none), entries))
+    }
+
+    /// Cluster mode's mailbox: subscribed to the user's channel first, then what Redis keeps
+    /// past the user's ack, and what this node's copy got since.
+    pub(super) async fn mailbox_copy(&self, redis: &Redis, user: &Arc<str>) -> Option<Mailbox> {
+        let limit = self.users.defaults().size + 1;
+        let head = async {
+            redis.subscribed(Kind::User, user).await?;
+            redis.head(Kind::User, user, None, limit).await
+        };
+        let head = match head.await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "cluster: a mailbox could not be read; it waits for the next connection");
+                return None;
+            }
+        };
+        self.catch_up(&self.users, user, head.position).await;
+        self.users.with_head(
+            user,
+            head.position,
+            || None,
+            |stream| {
+                stream.wake();
+                let position = stream.position();
+                let mut events: Vec<Arc<OutEvent>> = head
+                    .messages
+                    .iter()
+                    .filter(|(o, _)| *o > head.acked && *o <= position.offset)
+                    .filter_map(|(o, bytes)| Some(stored_event(*o, decode_message(bytes)?)))
+                    .collect();
+                if position.offset > head.position.offset {
+                    let since = stream.since(&position.epoch_text(), head.position.offset);
+                    events.extend(since.unwrap_or_default());
+                }
+                Some(Mailbox {
+                    position,
+                    manual: head.manual,
+                    events,
+                    stored: false,
+                })
+            },
+        )
+    }
+}
+
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A sequenced event as it arrived.
+struct Mirrored {
+    epoch: u64,
+    offset: u64,
+    message: Message,
+}
+
+/// The delivery of an arrived event (its event set later), with what its sending node kept.
+fn template(
+    target: Target,
+    exclude_user: Option<Arc<str>>,
+    pending: Option<Pending>,
+) -> (Delivery, Option<Pending>) {
+    let placeholder = OutEvent::new("", None, None, Bytes::new(), wsgate_protocol::Format::Json);
+    let mut d = Delivery {
+        exclude_user,
+        ..Delivery::new(target, placeholder)
+    };
+    if let Some(p) = &pending {
+        d.exclude = p.exclude;
+        d.report = p.report.clone();
+        d.index = p.index;
+    }
+    (d, pending)
+}
+
+fn event_of(m: Message) -> Arc<OutEvent> {
+    OutEvent::new(
+        &m.event,
+        m.room.map(Arc::from),
+        m.from.map(Arc::from),
+        m.data.into(),
+        m.format,
+    )
+}
+
+/// The messages after `offset` of `epoch` for a member placed at `stream`'s position: from
+/// what Redis answered (`head`), then from this node's copy; `None` if they cannot all be.
+fn recover(head: &Head, stream: &Stream, epoch: &str, offset: u64) -> Recovery {
+    let position = stream.position();
+    if epoch != position.epoch_text() || head.position.epoch != position.epoch {
+        return None;
+    }
+    if offset > position.offset.max(head.position.offset) {
+        return None;
+    }
+    let mut events = Vec::new();
+    let mut next = offset + 1;
+    for (o, bytes) in &head.messages {
+        if *o < next {
+            continue;
+        }
+        if *o != next || *o > position.offset {
+            break;
+        }
+        events.push(stored_event(*o, decode_message(bytes)?));
+        next += 1;
+    }
+    if next <= position.offset {
+        events.extend(stream.since(epoch, next - 1)?);
+    }
+    Some(events)
+}
