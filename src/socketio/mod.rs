@@ -18,6 +18,9 @@
 //!   the native commands; the answer goes to the ack callback, to the map's `reply` event, or
 //!   (errors no ack waits for) to `SOCKETIO_ERROR_EVENT`. An event that is neither is an
 //!   `unknown_command` error, never silence.
+//! - **Acks from the server** (`SOCKETIO_PRIVATE_ACKS`): private messages ask the client for
+//!   an ack (`hub::OutEvent::frame_for`, `session::Asks`); the client's `ACK` answers one, and
+//!   acks the user's stream with the native `ack` ([`NspSocket::answered`]).
 //! - A packet that is not Socket.IO ends the Engine.IO session (as socket.io's server does);
 //!   everyone else goes on.
 
