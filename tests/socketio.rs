@@ -60,6 +60,10 @@ async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
         assert_eq!(v["dmData"], json!([1, 2, 3]), "{ways}: {v}");
         assert_eq!(v["rest"]["delivered"], 1, "{ways}: {v}");
         assert_eq!(v["pushData"], json!({"kind": "rest"}), "{ways}: {v}");
+        assert_eq!(
+            v["pushAsksForAck"], false,
+            "without SOCKETIO_PRIVATE_ACKS: {ways}: {v}"
+        );
         assert_eq!(v["unknownAck"]["type"], "error", "{ways}: {v}");
         assert_eq!(v["unknownAck"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["errorData"]["code"], "unknown_command", "{ways}: {v}");

@@ -76,7 +76,7 @@ async function chat() {
     headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
     body: JSON.stringify({ userId: names.bob, event: "notification", data: { kind: "rest" } }),
   }).then((r) => r.json());
-  const [pushData] = await pushAtBob;
+  const [pushData, pushCallback] = await pushAtBob;
   const unknownAck = await ack(alice, "no:such:event", { x: 1 });
   const errorEvent = next(alice, "error");
   alice.emit("no:such:event", { x: 2 });
@@ -102,6 +102,7 @@ async function chat() {
     dmData,
     rest,
     pushData,
+    pushAsksForAck: typeof pushCallback === "function",
     unknownAck,
     errorData,
     badAck,
