@@ -11,7 +11,7 @@ use wsgate_protocol::{ErrorCode, ProtocolError};
 use super::events::Job;
 use crate::commands::{self, Client};
 use crate::node::Ctx;
-use crate::session::{Route, Session, UnknownAck};
+use crate::session::{Asks, Route, Session, UnknownAck};
 use crate::stats::ShardStats;
 
 /// Most commands a socket may have waiting; past it an event is refused with `rate.limited`
@@ -75,11 +75,11 @@ impl NspSocket {
     }
 
     /// The client answered the private message asked for with ack `id`: its user's stream is
-    /// acked up to where the answers allow ([`Asks`](crate::session::Asks)), by the native `ack`, one at a time (an
+    /// acked up to where the answers allow ([`Asks`]), by the native `ack`, one at a time (an
     /// ack covers every answer before it). An id it was not asked, or no longer remembers, is
     /// ignored and counted (`socketioUnknownAcks`).
     pub(crate) fn answered(self: Rc<Self>, ctx: &Rc<Ctx>, id: u64) {
-        let Some(asks) = self.session.socketio.as_ref().and_then(|n| n.asks.as_ref()) else {
+        let Some(asks) = self.asks() else {
             return ShardStats::inc(&ctx.stats().socketio_unknown_acks);
         };
         let answer = asks.borrow_mut().answer(id);
@@ -90,6 +90,11 @@ impl NspSocket {
                 tokio::task::spawn_local(ack_private(ctx.clone(), self, offset));
             }
         }
+    }
+
+    /// What it was asked to ack, with `SOCKETIO_PRIVATE_ACKS`.
+    fn asks(&self) -> Option<&RefCell<Asks>> {
+        self.session.socketio.as_ref()?.asks.as_deref()
     }
 
     /// Answers an error the socket's commands did not produce (an event that runs nothing).
@@ -137,12 +142,7 @@ pub(crate) fn parse_pid(text: &str) -> Option<[u8; 16]> {
 /// Acks `socket`'s user's stream up to `offset`, then up to where the answers that came
 /// meanwhile allow, until they allow no more.
 async fn ack_private(ctx: Rc<Ctx>, socket: Rc<NspSocket>, mut offset: u64) {
-    let Some(asks) = socket
-        .session
-        .socketio
-        .as_ref()
-        .and_then(|n| n.asks.as_ref())
-    else {
+    let Some(asks) = socket.asks() else {
         return;
     };
     loop {

@@ -3,6 +3,8 @@
 //! (`4` and the default parser's text); a binary frame holds one msgpack-parser packet (an
 //! Engine.IO binary message). Each builder encodes once; fan-out shares the bytes.
 
+use std::io::Write;
+
 use bytes::Bytes;
 use wsgate_protocol::socketio::{self, Args, Event, Packet};
 use wsgate_protocol::{EncodeError, Format, RawData};
@@ -118,7 +120,8 @@ pub(crate) fn ask(parser: Format, nsp: &str, id: u64) -> Bytes {
                     out.extend_from_slice(nsp.as_bytes());
                     out.push(b',');
                 }
-                out.extend_from_slice(id.to_string().as_bytes());
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{id}");
             }
             Format::MsgPack => {
                 out.extend_from_slice(&[MSGPACK_EVENT_MAP + 1, 0xa2, b'i', b'd']);
