@@ -35,7 +35,8 @@
 //!   generic over the `Handler` above them; it knows nothing of Socket.IO.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.
 //! - `socketio`: Socket.IO v5 as an Engine.IO handler: `CONNECT` and its token, namespace
-//!   sockets, events run as commands (built-ins and the event map), recovery, and the
+//!   sockets, events run as commands (built-ins and the event map), recovery, the client's
+//!   answers to private messages asking for acks, and the
 //!   protocol suite's reference server (`conformance.rs`).
 //! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics.
 //! - `runtime`: start and stop, shard threads and loops, the connection machine, the

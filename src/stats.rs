@@ -33,6 +33,9 @@ pub struct ShardStats {
     /// Counter: ephemeral events dropped for a recipient whose outbound queue was filling
     /// (refused, or dropped from the queue to make room for a durable frame).
     pub ephemeral_dropped: AtomicU64,
+    /// Counter: Socket.IO acks ignored: the answer to no private message the socket was asked
+    /// to ack, or to one it no longer remembers (`SOCKETIO_PRIVATE_ACKS`).
+    pub socketio_unknown_acks: AtomicU64,
     /// Histogram: time to answer REST API requests.
     pub rest_latency: Histogram,
 }
@@ -110,6 +113,7 @@ impl ShardStats {
             commands_waited: get(&self.commands_waited),
             tokens_expired: get(&self.tokens_expired),
             ephemeral_dropped: get(&self.ephemeral_dropped),
+            socketio_unknown_acks: get(&self.socketio_unknown_acks),
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct StatsSnapshot {
     pub tokens_expired: u64,
     /// See [`ShardStats::ephemeral_dropped`].
     pub ephemeral_dropped: u64,
+    /// See [`ShardStats::socketio_unknown_acks`].
+    pub socketio_unknown_acks: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -163,6 +169,7 @@ impl std::ops::Add for StatsSnapshot {
             commands_waited: self.commands_waited + o.commands_waited,
             tokens_expired: self.tokens_expired + o.tokens_expired,
             ephemeral_dropped: self.ephemeral_dropped + o.ephemeral_dropped,
+            socketio_unknown_acks: self.socketio_unknown_acks + o.socketio_unknown_acks,
         }
     }
 }

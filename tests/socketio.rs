@@ -2,7 +2,8 @@
 //! token in `auth` and the refusals as `connect_error`, built-in events answered on their ack
 //! callbacks, room events and private messages between Socket.IO and native clients, REST
 //! pushes, several namespaces on one connection, both parsers, both transports, and the seeds'
-//! client code against their example configuration files (`examples/`).
+//! client code against their example configuration files (`examples/`), and private messages
+//! that ask for acks (`SOCKETIO_PRIVATE_ACKS`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -59,6 +60,10 @@ async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
         assert_eq!(v["dmData"], json!([1, 2, 3]), "{ways}: {v}");
         assert_eq!(v["rest"]["delivered"], 1, "{ways}: {v}");
         assert_eq!(v["pushData"], json!({"kind": "rest"}), "{ways}: {v}");
+        assert_eq!(
+            v["pushAsksForAck"], false,
+            "without SOCKETIO_PRIVATE_ACKS: {ways}: {v}"
+        );
         assert_eq!(v["unknownAck"]["type"], "error", "{ways}: {v}");
         assert_eq!(v["unknownAck"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["errorData"]["code"], "unknown_command", "{ways}: {v}");
@@ -341,5 +346,65 @@ async fn a_session_that_connects_no_namespace_in_time_is_closed() {
         .unwrap();
     let answer = next_text(&mut connected).await.unwrap();
     assert!(answer.starts_with("431["), "still served: {answer}");
+    server.handle.shutdown().await;
+}
+
+/// `scenario` over each of [`WAYS`], for a user of its own each time: the verdicts, each with
+/// the way it went.
+async fn each_way(server: &TestServer, scenario: &str, user: &str) -> Vec<(String, Value)> {
+    let mut verdicts = Vec::new();
+    for (i, (transports, parser, path)) in WAYS.into_iter().enumerate() {
+        let user = format!("{user}-{i}");
+        let args = json!({"token": token(&user), "user": user, "transports": transports,
+            "parser": parser, "path": path, "apiKey": API_KEY});
+        let v = client(server, scenario, args).await;
+        verdicts.push((format!("{transports:?} {parser}"), v));
+    }
+    verdicts
+}
+
+#[tokio::test]
+async fn private_messages_ask_for_acks_and_come_again_until_acked() {
+    let server = start_api_server(|c| c.socketio_private_acks = true);
+    for (ways, v) in each_way(&server, "privateAcks", "acker").await {
+        // 1 until acked; then not again. 2 not acked: again, and 3 with it (acks are
+        // cumulative).
+        let got = json!([[1], [1], [1], [2, 3], [2, 3], [4]]);
+        assert_eq!(v["got"], got, "{ways}: {v}");
+        assert_eq!(v["afterFirst"]["waiting"], 0, "{ways}: {v}");
+        assert_eq!(
+            (&v["heldBack"]["acked"], &v["heldBack"]["waiting"]),
+            (&json!(1), &json!(2)),
+            "3's ack waits for 2's: {ways}: {v}"
+        );
+        assert_eq!(v["afterAll"]["waiting"], 0, "{ways}: {v}");
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_never_acks_keeps_working_and_its_asks_stay_bounded() {
+    let server = start_api_server(|c| {
+        c.socketio_private_acks = true;
+        c.user_stream_size = 4;
+    });
+    for (ways, v) in each_way(&server, "acksBound", "silent").await {
+        let all: Vec<u64> = (1..=10).collect();
+        assert_eq!(v["got"], json!(all), "{ways}: {v}");
+        assert_eq!(v["ping"]["type"], "reply", "{ways}: {v}");
+        assert_eq!(
+            (&v["before"]["acked"], &v["before"]["waiting"]),
+            (&json!(0), &json!(4)),
+            "the stream keeps its last four: {ways}: {v}"
+        );
+        // The socket remembered the last four asks: the six answers before them are unknown.
+        assert_eq!(v["unknown"], 6, "{ways}: {v}");
+        assert_eq!(v["after"]["waiting"], 0, "{ways}: {v}");
+        assert_eq!(
+            v["again"],
+            json!([11]),
+            "nothing acked comes again: {ways}: {v}"
+        );
+    }
     server.handle.shutdown().await;
 }

@@ -23,6 +23,7 @@ use wsgate_protocol::{
     decode_request, CloseCode, Command, ErrorCode, Id, ProtocolError, RawData, ServerMessage,
 };
 
+pub(crate) use ack::apply as ack;
 pub(crate) use auth::authenticate;
 
 use crate::cluster::{Begin, RoomOptions};

@@ -252,6 +252,15 @@ pub struct Config {
     /// `0s` turns it off. Default: 2m.
     #[arg(long, env = "SOCKETIO_RECOVERY", default_value = "2m", value_parser = parse_duration)]
     pub socketio_recovery: Duration,
+    /// Every private message (a user stream's: `send`, a REST push to users) sent to a
+    /// Socket.IO socket asks the client for an ack (`socket.on(event, (data, ack) => …)`); the
+    /// client calling `ack()` acks its user's stream up to that message, as a native `ack`
+    /// does, and a message not acked comes again on the user's next connection
+    /// (at-least-once). Delivery to such a socket no longer counts as the ack. A socket
+    /// remembers its last USER_STREAM_SIZE asks. Default: false (at most once, unless the
+    /// client sends `wsgate:ack`).
+    #[arg(long, env = "SOCKETIO_PRIVATE_ACKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub socketio_private_acks: bool,
     /// Serve, at ENGINEIO_PATH (and SOCKETIO_MSGPACK_PATH), the reference server that the
     /// Socket.IO protocol's own test suite expects instead of Socket.IO: namespaces `/` and
     /// `/custom` with no auth, an `auth` event sent back with the `CONNECT` payload, `message`

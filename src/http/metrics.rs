@@ -93,6 +93,12 @@ const PER_SHARD: &[Metric] = &[
         help: "Ephemeral events dropped for a recipient whose outbound queue was filling.",
         read: |s| s.ephemeral_dropped,
     },
+    Metric {
+        name: "wsgate_socketio_unknown_acks_total",
+        kind: "counter",
+        help: "Socket.IO acks ignored: for no private message the socket was asked to ack, or one it no longer remembers.",
+        read: |s| s.socketio_unknown_acks,
+    },
 ];
 
 /// The whole exposition.

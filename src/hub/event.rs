@@ -7,6 +7,7 @@ use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, RawData, ServerMessage};
 
 use crate::session::{recovery_offset, Session};
+use crate::transport::outbound::PushError;
 use crate::transport::socketio;
 use crate::transport::ws::frame;
 
@@ -111,12 +112,16 @@ impl OutEvent {
         2 * (parts + self.data.len())
     }
 
-    /// The complete frame for `session`: its format's, or for a Socket.IO namespace socket
-    /// its namespace's and parser's, encoded on first use and shared by every recipient of
-    /// the same (a socket with recovery also records the room event as queued to it). `None` only if the event cannot be encoded so (logged).
-    pub(crate) fn frame_for(&self, session: &Session) -> Option<Bytes> {
+    /// The frames for `session`: its format's frame, or for a Socket.IO namespace socket its
+    /// namespace's and parser's, encoded on first use and shared by every recipient of the
+    /// same (a socket with recovery also records the room event as queued to it). A private
+    /// message to a socket that asks for acks (`SOCKETIO_PRIVATE_ACKS`) is the shared frame
+    /// behind a small one of the socket's own that carries its ack id ([`Frames::ask`]).
+    /// `None` only if the event cannot be encoded so (logged).
+    pub(crate) fn frame_for(&self, session: &Session) -> Option<Frames> {
         let Some(n) = &session.socketio else {
-            return self.frame(session.format).cloned();
+            let frame = self.frame(session.format).cloned()?;
+            return Some(Frames { ask: None, frame });
         };
         let key = 2 * n.slot + n.parser.index();
         // With recovery, a room event carries its stream position, and the socket records
@@ -130,11 +135,27 @@ impl OutEvent {
             }
             _ => None,
         };
+        // A private message asks for an ack: its frame is what follows the id. Every socket
+        // asks or none does (one setting), so one frame per namespace and parser still holds.
+        let asked = match (&n.asks, &self.room, self.offset) {
+            (Some(asks), None, Some(offset)) => Some(asks.borrow_mut().ask(offset)),
+            _ => None,
+        };
         let encode = || {
             let data = RawData::trusted(self.data_format, &self.data);
+            if asked.is_some() {
+                return socketio::event_body(n.parser, &n.nsp, &self.event, data);
+            }
             let offset = recovery.map(|(room, offset)| recovery_offset(room, offset));
             socketio::event(n.parser, &n.nsp, &self.event, data, offset.as_deref())
         };
+        let frame = self.sio_frame(key, encode)?;
+        let ask = asked.map(|id| socketio::ask(n.parser, &n.nsp, id));
+        Some(Frames { ask, frame })
+    }
+
+    /// The Socket.IO frame cached under `key`, made by `encode` on first use.
+    fn sio_frame(&self, key: usize, encode: impl FnOnce() -> Option<Bytes>) -> Option<Bytes> {
         let sio = self.sio.get_or_init(Box::default);
         if let Some(cell) = sio.fixed.get(key) {
             return cell.get_or_init(encode).clone();
@@ -168,6 +189,28 @@ impl OutEvent {
                 .ok()
             })
             .as_ref()
+    }
+}
+
+/// What one recipient of an event is queued.
+#[derive(Debug)]
+pub(crate) struct Frames {
+    /// The recipient's own first fragment (a Socket.IO event asking for an ack: the packet up
+    /// to its ack id), queued right before `frame`.
+    pub(crate) ask: Option<Bytes>,
+    /// The event's frame, shared by every recipient of the same format (or namespace and
+    /// parser).
+    pub(crate) frame: Bytes,
+}
+
+impl Frames {
+    /// Queues the frames to `session`, together.
+    pub(crate) fn push(self, session: &Session, max_bytes: usize) -> Result<u32, PushError> {
+        let shed = match self.ask {
+            Some(ask) => session.push(ask, max_bytes)?,
+            None => 0,
+        };
+        Ok(shed + session.push(self.frame, max_bytes)?)
     }
 }
 

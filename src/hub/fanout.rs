@@ -34,6 +34,9 @@ impl<B: Backplane> Hub<B> {
         let stats = self.stats();
         let max = self.limits.max_outbound_bytes;
         let mut delivered = 0;
+        // For a user that does not ack, a private message delivered counts as acked, unless
+        // only Socket.IO sockets that ask for acks got it (their clients' answers ack it).
+        let mut acked_by_delivery = false;
         // A private message's offset in its user's stream: a session whose mailbox replay
         // already queued it skips it.
         let user_offset = match (&d.target, d.event.offset()) {
@@ -52,14 +55,17 @@ impl<B: Backplane> Hub<B> {
                     return;
                 }
             }
-            let Some(frame) = d.event.frame_for(s) else {
+            let Some(frames) = d.event.frame_for(s) else {
                 return;
             };
             let pushed = if d.ephemeral {
-                s.push_ephemeral(frame, max)
+                s.push_ephemeral(frames.frame, max)
             } else {
-                s.push(frame, max)
+                frames.push(s, max)
             };
+            if pushed.is_ok() && !s.asks_acks() {
+                acked_by_delivery = true;
+            }
             match pushed {
                 Ok(0) => delivered += 1,
                 Ok(shed) => {
@@ -105,7 +111,9 @@ impl<B: Backplane> Hub<B> {
             }
             Target::Broadcast => local.users.values().flatten().for_each(&mut push),
         }
-        if let (Target::User(user), Some(offset), true) = (&d.target, user_offset, delivered > 0) {
+        if let (Target::User(user), Some(offset), true) =
+            (&d.target, user_offset, acked_by_delivery)
+        {
             drop(local);
             self.backplane.delivered(user, offset);
         }

@@ -345,8 +345,8 @@ impl<B: Backplane> Hub<B> {
             members
         };
         for s in &members {
-            if let Some(frame) = event.frame_for(s) {
-                if s.push(frame, self.limits.max_outbound_bytes) == Err(PushError::SlowConsumer) {
+            if let Some(frames) = event.frame_for(s) {
+                if frames.push(s, self.limits.max_outbound_bytes) == Err(PushError::SlowConsumer) {
                     ShardStats::inc(&self.stats.slow_consumers);
                 }
             }
@@ -583,15 +583,16 @@ impl<B: Backplane> Hub<B> {
 /// Queues a stream's `events` to `session`, each in its format, counted in `stats`.
 fn replay(session: &Session, events: &[Arc<OutEvent>], max_bytes: usize, stats: &ShardStats) {
     for event in events {
-        let Some(frame) = event.frame_for(session) else {
+        let Some(frames) = event.frame_for(session) else {
             continue;
         };
-        session.push_counted(frame, max_bytes, stats);
+        crate::session::count(stats, frames.push(session, max_bytes));
     }
 }
 
 /// Queues `user`'s `mailbox` to `session`; the live copies of its messages are skipped from
-/// now on, and for a user that does not ack, the delivery acknowledges them.
+/// now on, and for a user that does not ack, the delivery acknowledges them (unless `session`
+/// is a Socket.IO socket that asks for acks).
 fn deliver_mailbox<B: Backplane>(
     backplane: &B,
     session: &Session,
@@ -608,7 +609,8 @@ fn deliver_mailbox<B: Backplane>(
     } = mailbox;
     session.user_floor.set(position.offset);
     replay(session, &events, max_bytes, stats);
-    if !manual && !events.is_empty() {
+    // A socket that asks for acks acks them itself.
+    if !manual && !events.is_empty() && !session.asks_acks() {
         backplane.delivered(user, position.offset);
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use wsgate_protocol::{encode_server_message, Format, ServerMessage};
 
 pub(crate) use deadline::Deadline;
-pub(crate) use namespace::{recovery_offset, Namespaced, Route, Sent};
+pub(crate) use namespace::{recovery_offset, Asks, Namespaced, Route, Sent, UnknownAck};
 
 use crate::reactor::Wake;
 use crate::stats::ShardStats;
@@ -90,6 +90,12 @@ impl Session {
     pub(crate) fn ping_overdue(&self, now: u64, timeout: u64) -> bool {
         let sent = self.ping_sent_ms.get();
         sent != 0 && self.last_seen_ms.get() < sent && now.saturating_sub(sent) >= timeout
+    }
+
+    /// Whether it is a Socket.IO socket whose private messages ask for acks
+    /// (`SOCKETIO_PRIVATE_ACKS`): their delivery is not their ack.
+    pub(crate) fn asks_acks(&self) -> bool {
+        self.socketio.as_ref().is_some_and(|n| n.asks.is_some())
     }
 
     /// The authenticated user.

@@ -44,6 +44,119 @@ pub(crate) struct Namespaced {
     /// With connection state recovery (`SOCKETIO_RECOVERY`): what it was sent (made with
     /// its first room event: a quiet socket holds none).
     pub(crate) sent: Option<RefCell<Option<Box<Sent>>>>,
+    /// With `SOCKETIO_PRIVATE_ACKS`: the private messages it was asked to ack.
+    pub(crate) asks: Option<Box<RefCell<Asks>>>,
+}
+
+/// The private messages a socket was sent asking for an ack (`SOCKETIO_PRIVATE_ACKS`), by ack
+/// id, so that the client's answer acks its user's stream up to the message's offset, as a
+/// native `ack` does. Acks of a stream are cumulative, so the stream is acked up to the last
+/// message of the oldest run of answered ones: a message the client has not answered holds
+/// back the acks of those after it (they come again on the next connection too).
+///
+/// Bounded: it remembers the last `window` asks (`USER_STREAM_SIZE`: a user's stream keeps no
+/// more messages). Past it the oldest is forgotten, answered or not: by then its stream has
+/// let go of its message (the `window` later messages pushed it out), so acking past it loses
+/// nothing the stream still holds; its answer, if one comes, is an unknown id.
+#[derive(Debug)]
+pub(crate) struct Asks {
+    window: usize,
+    /// The ack id of `waiting`'s front: ids are consecutive, the next is `first + len`.
+    first: u64,
+    /// The offsets of the messages asked for, oldest first; [`ANSWERED`] set once answered.
+    waiting: VecDeque<u64>,
+    /// The offset up to which the answers ack the stream.
+    ackable: u64,
+    /// The offset up to which acks were sent (or are on their way).
+    sent: u64,
+    /// An ack is on its way: the next waits for it (one at a time, each covering all the
+    /// answers before it).
+    sending: bool,
+}
+
+/// The bit of an ask's offset that says it was answered (offsets stay far below it).
+const ANSWERED: u64 = 1 << 63;
+
+/// Why an answer acks nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UnknownAck;
+
+impl Asks {
+    /// No asks yet; at most `window` remembered.
+    pub(crate) fn new(window: usize) -> Asks {
+        Asks {
+            window: window.max(1),
+            first: 0,
+            waiting: VecDeque::new(),
+            ackable: 0,
+            sent: 0,
+            sending: false,
+        }
+    }
+
+    /// The ack id for the private message at `offset`, being queued to the socket.
+    pub(crate) fn ask(&mut self, offset: u64) -> u64 {
+        if self.waiting.len() >= self.window {
+            self.waiting.pop_front();
+            self.first += 1;
+            self.settle();
+        }
+        self.waiting.push_back(offset);
+        self.first + self.waiting.len() as u64 - 1
+    }
+
+    /// The client answered ack `id`: `Ok` with the offset to ack the stream up to if that
+    /// moved and no ack is on its way (the caller sends it, then calls [`Asks::acked`]);
+    /// [`UnknownAck`] for an id never asked, answered before, or forgotten.
+    pub(crate) fn answer(&mut self, id: u64) -> Result<Option<u64>, UnknownAck> {
+        let i = id.checked_sub(self.first).ok_or(UnknownAck)?;
+        let ask = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.waiting.get_mut(i))
+            .ok_or(UnknownAck)?;
+        if *ask & ANSWERED != 0 {
+            return Err(UnknownAck);
+        }
+        *ask |= ANSWERED;
+        self.settle();
+        Ok(self.next_ack())
+    }
+
+    /// The ack sent last was made: the next to send, if answers moved the stream's point
+    /// meanwhile.
+    pub(crate) fn acked(&mut self) -> Option<u64> {
+        self.sending = false;
+        self.next_ack()
+    }
+
+    /// The offset to ack up to now, unless an ack is on its way or it was acked already;
+    /// marks it sent.
+    fn next_ack(&mut self) -> Option<u64> {
+        if self.sending || self.ackable <= self.sent {
+            return None;
+        }
+        self.sending = true;
+        self.sent = self.ackable;
+        Some(self.ackable)
+    }
+
+    /// Drops the answered asks at the front: the stream may be acked up to the last.
+    fn settle(&mut self) {
+        while let Some(&ask) = self.waiting.front() {
+            if ask & ANSWERED == 0 {
+                break;
+            }
+            self.waiting.pop_front();
+            self.first += 1;
+            self.ackable = self.ackable.max(ask & !ANSWERED);
+        }
+    }
+
+    /// How many asks it remembers.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
 }
 
 /// Room events a socket with recovery remembers having been queued, so that a client that
@@ -155,6 +268,53 @@ impl Namespaced {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn answers_ack_up_to_the_oldest_unanswered_ask_one_ack_at_a_time() {
+        let mut asks = Asks::new(8);
+        let ids: Vec<u64> = [3, 4, 6, 9].map(|offset| asks.ask(offset)).to_vec();
+        assert_eq!(ids, [0, 1, 2, 3], "consecutive ids from 0");
+        // 4 answered before 3: held back.
+        assert_eq!(asks.answer(1), Ok(None));
+        assert_eq!(asks.answer(0), Ok(Some(4)), "3 and 4");
+        // While that ack is on its way, 6 and 9 are answered: one ack after it covers both.
+        assert_eq!(asks.answer(2), Ok(None));
+        assert_eq!(asks.answer(3), Ok(None));
+        assert_eq!(asks.acked(), Some(9));
+        assert_eq!(asks.acked(), None);
+        assert_eq!(asks.len(), 0);
+        assert_eq!(asks.answer(3), Err(UnknownAck), "answered before");
+        assert_eq!(asks.answer(4), Err(UnknownAck), "never asked");
+        assert_eq!(asks.ask(10), 4);
+        assert_eq!(asks.answer(4), Ok(Some(10)));
+    }
+
+    #[test]
+    fn asks_past_the_window_forget_the_oldest() {
+        let mut asks = Asks::new(4);
+        for offset in 1..=10 {
+            asks.ask(offset);
+            assert!(asks.len() <= 4, "bounded");
+        }
+        // Ids 0..=5 (offsets 1..=6) were forgotten, unanswered.
+        for id in 0..6 {
+            assert_eq!(asks.answer(id), Err(UnknownAck), "id {id}");
+        }
+        assert_eq!(asks.answer(6), Ok(Some(7)));
+        assert_eq!(asks.acked(), None);
+        assert_eq!(asks.answer(9), Ok(None), "8 and 9 unanswered");
+        assert_eq!(asks.answer(7), Ok(Some(8)));
+        assert_eq!(asks.answer(8), Ok(None), "an ack is on its way");
+        assert_eq!(asks.acked(), Some(10));
+        // An answered ask pushed out of the window lets those after it through later.
+        let mut asks = Asks::new(2);
+        asks.ask(1);
+        asks.ask(2);
+        assert_eq!(asks.answer(1), Ok(None), "1 holds it back");
+        asks.ask(3);
+        // 1 forgotten, 2 (answered) goes with it: the next answer acks through 3.
+        assert_eq!(asks.answer(2), Ok(Some(3)));
+    }
 
     #[test]
     fn resume_points_follow_what_was_queued_after_the_last_event_received() {

@@ -18,6 +18,9 @@
 //!   the native commands; the answer goes to the ack callback, to the map's `reply` event, or
 //!   (errors no ack waits for) to `SOCKETIO_ERROR_EVENT`. An event that is neither is an
 //!   `unknown_command` error, never silence.
+//! - **Acks from the server** (`SOCKETIO_PRIVATE_ACKS`): private messages ask the client for
+//!   an ack (`hub::OutEvent::frame_for`, `session::Asks`); the client's `ACK` answers one, and
+//!   acks the user's stream with the native `ack` ([`NspSocket::answered`]).
 //! - A packet that is not Socket.IO ends the Engine.IO session (as socket.io's server does);
 //!   everyone else goes on.
 
@@ -25,6 +28,7 @@ pub(crate) mod conformance;
 mod events;
 mod socket;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -38,7 +42,7 @@ use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::detached::Detached;
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
-use crate::session::{Deadline, Namespaced, Route, Session};
+use crate::session::{Asks, Deadline, Namespaced, Route, Session};
 use crate::stats::ShardStats;
 use crate::transport::engineio::Handshake;
 use crate::transport::outbound::{CloseRequest, Queued};
@@ -152,6 +156,10 @@ impl Sockets {
             error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
             route: Default::default(),
             sent: recovery.then(Default::default),
+            asks: ctx.config().socketio_private_acks.then(|| {
+                let window = ctx.config().user_stream_size;
+                Box::new(RefCell::new(Asks::new(window)))
+            }),
         };
         let session = Rc::new(Session::namespaced(
             ctx.next_session_id(),
@@ -228,8 +236,13 @@ impl Sockets {
                     }
                 }
             }
-            // The server asks for no acks; a client's CONNECT_ERROR means nothing here.
-            Packet::Ack { .. } | Packet::ConnectError { .. } => {}
+            // The answer to a private message asking for an ack (SOCKETIO_PRIVATE_ACKS).
+            Packet::Ack { nsp, id, .. } => match self.socket(nsp) {
+                Some(socket) => socket.clone().answered(ctx, id),
+                None => ShardStats::inc(&ctx.stats().socketio_unknown_acks),
+            },
+            // A client's CONNECT_ERROR means nothing here.
+            Packet::ConnectError { .. } => {}
         }
     }
 }

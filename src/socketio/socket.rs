@@ -11,7 +11,8 @@ use wsgate_protocol::{ErrorCode, ProtocolError};
 use super::events::Job;
 use crate::commands::{self, Client};
 use crate::node::Ctx;
-use crate::session::{Route, Session};
+use crate::session::{Asks, Route, Session, UnknownAck};
+use crate::stats::ShardStats;
 
 /// Most commands a socket may have waiting; past it an event is refused with `rate.limited`
 /// (a client sending faster than its commands complete).
@@ -73,6 +74,29 @@ impl NspSocket {
         }
     }
 
+    /// The client answered the private message asked for with ack `id`: its user's stream is
+    /// acked up to where the answers allow ([`Asks`]), by the native `ack`, one at a time (an
+    /// ack covers every answer before it). An id it was not asked, or no longer remembers, is
+    /// ignored and counted (`socketioUnknownAcks`).
+    pub(crate) fn answered(self: Rc<Self>, ctx: &Rc<Ctx>, id: u64) {
+        let Some(asks) = self.asks() else {
+            return ShardStats::inc(&ctx.stats().socketio_unknown_acks);
+        };
+        let answer = asks.borrow_mut().answer(id);
+        match answer {
+            Err(UnknownAck) => ShardStats::inc(&ctx.stats().socketio_unknown_acks),
+            Ok(None) => {}
+            Ok(Some(offset)) => {
+                tokio::task::spawn_local(ack_private(ctx.clone(), self, offset));
+            }
+        }
+    }
+
+    /// What it was asked to ack, with `SOCKETIO_PRIVATE_ACKS`.
+    fn asks(&self) -> Option<&RefCell<Asks>> {
+        self.session.socketio.as_ref()?.asks.as_deref()
+    }
+
     /// Answers an error the socket's commands did not produce (an event that runs nothing).
     pub(crate) fn answer_error(&self, ctx: &Ctx, route: Route, e: &ProtocolError) {
         self.with_route(route, || commands::send_error(ctx, &self.session, None, e));
@@ -113,6 +137,23 @@ pub(crate) fn parse_pid(text: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(pid)
+}
+
+/// Acks `socket`'s user's stream up to `offset`, then up to where the answers that came
+/// meanwhile allow, until they allow no more.
+async fn ack_private(ctx: Rc<Ctx>, socket: Rc<NspSocket>, mut offset: u64) {
+    let Some(asks) = socket.asks() else {
+        return;
+    };
+    loop {
+        // Not written (cluster mode, Redis unreachable): the message comes again on the
+        // next connection, as one never acked.
+        let _ = commands::ack(&ctx, &socket.session, offset).await;
+        match asks.borrow_mut().acked() {
+            Some(next) => offset = next,
+            None => break,
+        }
+    }
 }
 
 /// Runs `socket`'s commands in order until none is left.

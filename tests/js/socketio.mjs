@@ -14,6 +14,9 @@
 //   namespaces  two namespaces on one connection, each a socket; an unknown one refused
 //   seed004     seed 004's client code against examples/seed-004.toml
 //   seed001     seed 001's client code against examples/seed-001.toml
+//   privateAcks REST pushes to a user whose sockets are asked for acks (SOCKETIO_PRIVATE_ACKS):
+//               what a handler acked does not come again, what it did not ack does
+//   acksBound   a socket that never acks ten pushes (USER_STREAM_SIZE=4), then acks them all
 import { io, Manager } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { done, fail, deadline, next } from "./verdict.mjs";
@@ -73,7 +76,7 @@ async function chat() {
     headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
     body: JSON.stringify({ userId: names.bob, event: "notification", data: { kind: "rest" } }),
   }).then((r) => r.json());
-  const [pushData] = await pushAtBob;
+  const [pushData, pushCallback] = await pushAtBob;
   const unknownAck = await ack(alice, "no:such:event", { x: 1 });
   const errorEvent = next(alice, "error");
   alice.emit("no:such:event", { x: 2 });
@@ -99,6 +102,7 @@ async function chat() {
     dmData,
     rest,
     pushData,
+    pushAsksForAck: typeof pushCallback === "function",
     unknownAck,
     errorData,
     badAck,
@@ -284,7 +288,124 @@ async function idle() {
   done({ ok: true, reply: r, data, connected: true });
 }
 
-const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle };
+// The REST API as the test's backend.
+function api(method, route, body) {
+  const headers = { authorization: `Bearer ${args.apiKey}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+  return fetch(`${url}/api/v1${route}`, init).then((r) => r.json());
+}
+
+function pushNote(n) {
+  return api("POST", "/push/users", { userId: args.user, event: "note", data: { n } });
+}
+
+function mailbox() {
+  return api("GET", `/users/${encodeURIComponent(args.user)}/unread`).then((u) => u.mailbox);
+}
+
+// The user's mailbox once `cond` holds of it (the server acks a moment after the client).
+async function mailboxWhen(what, cond) {
+  const until = Date.now() + 5000;
+  for (;;) {
+    const m = await mailbox();
+    if (m && cond(m)) return m;
+    if (Date.now() > until) fail(`${what}: the mailbox is ${JSON.stringify(m)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function until(what, cond) {
+  const limit = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > limit) fail(`waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// A socket of the user whose `note` handler acks the notes `acking` names and keeps the
+// others' ack callbacks; what it got, in order.
+async function noteSocket(acking) {
+  // The handler first: the mailbox comes right behind the CONNECT answer.
+  const socket = connect("/", args.token);
+  const got = [];
+  const callbacks = {};
+  socket.on("note", (data, ack) => {
+    got.push(data.n);
+    if (typeof ack !== "function") fail(`note ${data.n} came without an ack callback`);
+    if (acking.includes(data.n)) ack();
+    else callbacks[data.n] = ack;
+  });
+  await connected(socket);
+  return { socket, got, callbacks };
+}
+
+async function privateAcks() {
+  // A user that never acked: neither the live delivery nor the mailbox's counts as the ack.
+  const live = await noteSocket([]);
+  await pushNote(1);
+  await until("note 1", () => live.got.length === 1);
+  live.socket.disconnect();
+  const replayed = await noteSocket([]);
+  await until("note 1 again", () => replayed.got.length === 1);
+  replayed.socket.disconnect();
+  // Acked: not delivered again.
+  const a = await noteSocket([1]);
+  await until("note 1 a third time", () => a.got.length === 1);
+  const afterFirst = await mailboxWhen("note 1 acked", (m) => m.acked >= 1);
+  a.socket.disconnect();
+  // Reconnected: 1 does not come again. 2 is not acked, 3 is: 2 holds 3 back.
+  const b = await noteSocket([3]);
+  await pushNote(2);
+  await pushNote(3);
+  await until("notes 2 and 3", () => b.got.length === 2);
+  await ack(b.socket, "wsgate:ping", {});
+  await new Promise((r) => setTimeout(r, 100));
+  const heldBack = await mailbox();
+  b.socket.disconnect();
+  // 2 and 3 come again (at-least-once); acked now.
+  const c = await noteSocket([2, 3]);
+  await until("notes 2 and 3 again", () => c.got.length === 2);
+  const afterAll = await mailboxWhen("notes 2 and 3 acked", (m) => m.acked >= 3);
+  c.socket.disconnect();
+  const d = await noteSocket([]);
+  await pushNote(4);
+  await until("note 4", () => d.got.length === 1);
+  d.socket.disconnect();
+  done({
+    ok: true,
+    got: [live.got, replayed.got, a.got, b.got, c.got, d.got],
+    afterFirst,
+    heldBack,
+    afterAll,
+  });
+}
+
+async function acksBound() {
+  const stats = () => api("GET", "/stats").then((s) => s.socketioUnknownAcks);
+  const unknownBefore = await stats();
+  const s = await noteSocket([]);
+  for (let n = 1; n <= 10; n++) {
+    await pushNote(n);
+    await until(`note ${n}`, () => s.got.length === n);
+  }
+  // It keeps working, and its stream keeps only its last four.
+  const ping = await ack(s.socket, "wsgate:ping", {});
+  const before = await mailbox();
+  // The socket remembers its last four asks: the answers to the six before are ignored.
+  for (let n = 1; n <= 10; n++) s.callbacks[n]();
+  const after = await mailboxWhen("notes 7 to 10 acked", (m) => m.acked >= 10);
+  const unknown = (await stats()) - unknownBefore;
+  s.socket.disconnect();
+  const again = await noteSocket([]);
+  await pushNote(11);
+  await until("note 11", () => again.got.length === 1);
+  again.socket.disconnect();
+  done({ ok: true, got: s.got, ping, before, after, unknown, again: again.got });
+}
+
+const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle,
+  privateAcks, acksBound };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));

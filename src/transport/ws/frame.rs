@@ -122,10 +122,10 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     }))
 }
 
-/// Writes an unmasked, final server frame header for `len` payload bytes into the end of
-/// `head`, returning how many bytes it used.
-fn write_header(head: &mut [u8; SERVER_HEADROOM], opcode: OpCode, len: usize) -> usize {
-    let b0 = 0x80 | opcode.as_u8();
+/// Writes an unmasked server frame header (final when `fin`) for `len` payload bytes into the
+/// end of `head`, returning how many bytes it used.
+fn write_header(head: &mut [u8; SERVER_HEADROOM], fin: bool, opcode: OpCode, len: usize) -> usize {
+    let b0 = if fin { 0x80 } else { 0 } | opcode.as_u8();
     if len < 126 {
         head[8] = b0;
         head[9] = len as u8;
@@ -151,21 +151,35 @@ pub(crate) fn build<E>(
     capacity_hint: usize,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<Bytes, E> {
+    build_fragment(true, opcode, capacity_hint, fill)
+}
+
+/// [`build`] for one fragment of a message (RFC 6455 §5.4): the first carries the message's
+/// opcode and is not final; the last is a final [`OpCode::Continuation`]. A message whose
+/// first part differs per recipient goes out so: a small first fragment each, and one last
+/// fragment shared by all (a Socket.IO event asking for an ack, `transport::socketio`).
+pub(crate) fn build_fragment<E>(
+    fin: bool,
+    opcode: OpCode,
+    capacity_hint: usize,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Bytes, E> {
     let mut buf = Vec::with_capacity(SERVER_HEADROOM + capacity_hint);
     buf.resize(SERVER_HEADROOM, 0);
     fill(&mut buf)?;
     let payload_len = buf.len() - SERVER_HEADROOM;
     let mut head = [0u8; SERVER_HEADROOM];
-    let used = write_header(&mut head, opcode, payload_len);
+    let used = write_header(&mut head, fin, opcode, payload_len);
     let start = SERVER_HEADROOM - used;
     buf[start..SERVER_HEADROOM].copy_from_slice(&head[start..]);
     Ok(Bytes::from(buf).slice(start..))
 }
 
-/// The opcode and payload of one complete server frame (as [`build`], [`data`] and
-/// [`control`] write them: final, unmasked); `None` for anything else. For transports that
-/// carry the payloads of queued frames without their WebSocket headers (Engine.IO polling).
-pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, &[u8])> {
+/// The opcode, finality and payload of one complete server frame (as [`build`],
+/// [`build_fragment`], [`data`] and [`control`] write them: unmasked, no reserved bits);
+/// `None` for anything else. For transports that carry the payloads of queued frames without
+/// their WebSocket headers (Engine.IO polling), which join a message's fragments again.
+pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, bool, &[u8])> {
     let [b0, b1, ..] = *frame else { return None };
     let opcode = OpCode::from_u8(b0 & 0x0F)?;
     let (len, at) = match b1 {
@@ -182,7 +196,8 @@ pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, &[u8])> {
         _ => return None,
     };
     let payload = frame.get(at..)?;
-    (b0 & 0xF0 == 0x80 && payload.len() == len).then_some((opcode, payload))
+    let fin = b0 & 0x80 != 0;
+    (b0 & 0x70 == 0 && payload.len() == len).then_some((opcode, fin, payload))
 }
 
 /// The frame opcode that carries a format's messages: text for JSON, binary for MessagePack.
@@ -244,14 +259,38 @@ mod tests {
             let frame = super::data(super::OpCode::Text, &payload);
             assert_eq!(
                 super::server_payload(&frame),
-                Some((super::OpCode::Text, &payload[..]))
+                Some((super::OpCode::Text, true, &payload[..]))
             );
             assert_eq!(super::server_payload(&frame[..frame.len() - 1]), None);
         }
         let ping = super::control(super::OpCode::Ping, b"");
         assert_eq!(
             super::server_payload(&ping),
-            Some((super::OpCode::Ping, &b""[..]))
+            Some((super::OpCode::Ping, true, &b""[..]))
+        );
+    }
+
+    #[test]
+    fn fragments_are_a_first_non_final_frame_then_a_final_continuation() {
+        let fill = |b: &mut Vec<u8>| {
+            b.extend_from_slice(b"42");
+            Ok::<(), ()>(())
+        };
+        let first = build_fragment(false, OpCode::Text, 2, fill).unwrap();
+        assert_eq!(&first[..], b"\x01\x0242", "FIN clear, text, 2 bytes");
+        let last = build(OpCode::Continuation, 2, |b| {
+            b.extend_from_slice(b"[]");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(&last[..], b"\x80\x02[]", "FIN set, continuation, 2 bytes");
+        assert_eq!(
+            server_payload(&first),
+            Some((OpCode::Text, false, &b"42"[..]))
+        );
+        assert_eq!(
+            server_payload(&last),
+            Some((OpCode::Continuation, true, &b"[]"[..]))
         );
     }
 
