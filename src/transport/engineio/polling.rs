@@ -7,44 +7,49 @@ use std::io::{ErrorKind, IoSlice};
 use wsgate_protocol::engineio::{encode_binary, SEPARATOR};
 
 use crate::transport::outbound::Outbound;
-use crate::transport::ws::frame::{server_payload, OpCode};
+use crate::transport::ws::frame::{first_server_frame, OpCode};
 
 /// Moves whole frames from the front of `out` into `body` as one payload, until the next one
 /// would take `body` past `max` bytes (the first always goes, whatever its size, so a message
-/// larger than `max` cannot stall the session). Control frames (none are queued for an
-/// Engine.IO session) are dropped. Returns how many packets were written.
+/// larger than `max` cannot stall the session). A queued run of frames (a Socket.IO binary
+/// packet and its attachments) is one packet per frame, and may be split between responses
+/// at a frame. Control frames (none are queued for an Engine.IO session) are dropped.
+/// Returns how many packets were written.
 pub(crate) fn drain(out: &mut Outbound, max: usize, body: &mut Vec<u8>) -> usize {
     let mut packets = 0;
     let flushed = out.flush_with(|slices: &[IoSlice<'_>]| {
         let mut taken = 0;
-        for slice in slices {
-            let Some((opcode, payload)) = server_payload(slice) else {
-                // Not a complete server frame: cannot happen (frames are built whole and only
-                // this function takes them from an Engine.IO polling outbox); skipped.
-                taken += slice.len();
-                continue;
-            };
-            let cost = match opcode {
-                OpCode::Text => payload.len(),
-                OpCode::Binary => 1 + payload.len().div_ceil(3) * 4,
-                _ => {
-                    taken += slice.len();
-                    continue;
+        'slices: for slice in slices {
+            let mut rest: &[u8] = slice;
+            while !rest.is_empty() {
+                let Some((opcode, payload, len)) = first_server_frame(rest) else {
+                    // Not a complete server frame: cannot happen (frames are built whole and
+                    // only this function takes them from an Engine.IO polling outbox); skipped.
+                    taken += rest.len();
+                    break;
+                };
+                let cost = match opcode {
+                    OpCode::Text => Some(payload.len()),
+                    OpCode::Binary => Some(1 + payload.len().div_ceil(3) * 4),
+                    _ => None,
+                };
+                if let Some(cost) = cost {
+                    let sep = usize::from(!body.is_empty());
+                    if packets > 0 && body.len() + sep + cost > max {
+                        break 'slices;
+                    }
+                    if sep == 1 {
+                        body.push(SEPARATOR);
+                    }
+                    match opcode {
+                        OpCode::Text => body.extend_from_slice(payload),
+                        _ => encode_binary(payload, body),
+                    }
+                    packets += 1;
                 }
-            };
-            let sep = usize::from(!body.is_empty());
-            if packets > 0 && body.len() + sep + cost > max {
-                break;
+                taken += len;
+                rest = rest.get(len..).unwrap_or_default();
             }
-            if sep == 1 {
-                body.push(SEPARATOR);
-            }
-            match opcode {
-                OpCode::Text => body.extend_from_slice(payload),
-                _ => encode_binary(payload, body),
-            }
-            packets += 1;
-            taken += slice.len();
         }
         if taken == 0 {
             Err(ErrorKind::WouldBlock.into())
@@ -83,6 +88,29 @@ mod tests {
         let mut body = Vec::new();
         assert_eq!(drain(&mut out, 1000, &mut body), 3);
         assert_eq!(body, b"4hello\x1ebAQIDBA==\x1e2");
+        assert!(!out.has_output());
+    }
+
+    #[test]
+    fn a_run_of_frames_is_one_packet_each_and_may_be_split_between_responses() {
+        let mut run = frame::data(OpCode::Text, b"451-[\"e\",{}]").to_vec();
+        frame::append(OpCode::Binary, &[1, 2, 3], &mut run);
+        frame::append(OpCode::Binary, &[4; 600], &mut run);
+        let mut out = outbox(&[frame::data(OpCode::Text, b"2"), Bytes::from(run)]);
+        let mut body = Vec::new();
+        assert_eq!(
+            drain(&mut out, 100, &mut body),
+            3,
+            "the 600 bytes would pass 100"
+        );
+        assert_eq!(body, b"2\x1e451-[\"e\",{}]\x1ebAQID");
+        body.clear();
+        assert_eq!(
+            drain(&mut out, 100, &mut body),
+            1,
+            "the rest of the run, at a frame"
+        );
+        assert_eq!(body.len(), 1 + 800);
         assert!(!out.has_output());
     }
 
