@@ -597,13 +597,15 @@ async fn unknown_commands_and_wrong_types_get_documented_codes() {
             );
         }
         if fmt == Fmt::MsgPack {
-            // What JSON cannot say: bin and ext in data, a map key that is not a string.
+            // What JSON cannot say (ext in data, a map key that is not a string) or would say
+            // otherwise (a map whose one key is `$binary`: binary in JSON).
+            let binary_key = [&[0x81, 0xa7][..], b"$binary", &mp_str("AAA=")].concat();
             let bin = mp_map(&[
                 ("cmd", &mp_str("publish")),
                 ("id", &[20]),
                 ("room", &mp_str("watch")),
                 ("event", &mp_str("e")),
-                ("data", &[0xc4, 2, 0, 0]),
+                ("data", &binary_key),
             ]);
             let ext = mp_map(&[
                 ("cmd", &mp_str("publish")),

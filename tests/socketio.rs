@@ -68,8 +68,6 @@ async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
         assert_eq!(v["unknownAck"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["errorData"]["code"], "unknown_command", "{ways}: {v}");
         assert_eq!(v["badAck"]["code"], "bad_request", "{ways}: {v}");
-        // Binary (attachments, or msgpack bin) is not wsgate data: refused, the socket goes on.
-        assert_eq!(v["binaryAck"]["code"], "bad_request", "{ways}: {v}");
         assert_eq!(
             v["transport"],
             transports[transports.len() - 1],
@@ -87,6 +85,122 @@ async fn socket_io_clients_chat_with_each_other_and_with_native_clients() {
             "{ways}: {ev}"
         );
         carol.close().await;
+    }
+    server.handle.shutdown().await;
+}
+
+/// The ways binary reaches socket.io-client: [`WAYS`], and long-polling alone with the default
+/// parser (its attachments as `b<base64>` packets of the payloads).
+const BINARY_WAYS: [(&[&str], &str, &str); 5] = [
+    WAYS[0],
+    WAYS[1],
+    (&["polling"], "json", "/socket.io/"),
+    WAYS[2],
+    WAYS[3],
+];
+
+/// A native MessagePack `publish` of `data` (MessagePack bytes) to `room` as `event`.
+fn msgpack_publish(room: &str, event: &str, data: &[u8], id: u64) -> Message {
+    use wsgate_protocol::{Command, Id, RawData, Request};
+    let req = Request {
+        id: Some(Id::Num(id)),
+        command: Command::Publish {
+            room: room.into(),
+            event: event.into(),
+            data: RawData::trusted(wsgate_protocol::Format::MsgPack, data),
+            echo: false,
+            ephemeral: false,
+            idem: None,
+        },
+    };
+    let mut out = Vec::new();
+    wsgate_protocol::encode_request(wsgate_protocol::Format::MsgPack, &req, &mut out).unwrap();
+    Message::binary(out)
+}
+
+#[tokio::test]
+async fn binary_data_travels_between_socket_io_and_native_clients_and_back() {
+    let server = start_server(|_| {});
+    for (i, (transports, parser, path)) in BINARY_WAYS.into_iter().enumerate() {
+        let ways = format!("{transports:?} {parser}");
+        let room = format!("photos-{i}");
+        let mut carol = server.client(&format!("carol-{i}"), Fmt::MsgPack).await;
+        carol.ok(json!({"cmd": "join", "room": room}), 1).await;
+        let mut dave = server.client(&format!("dave-{i}"), Fmt::Json).await;
+        dave.ok(json!({"cmd": "join", "room": room}), 1).await;
+        let (alice, bob) = (format!("alice-b{i}"), format!("bob-b{i}"));
+        let args = json!({"tokens": {"alice": token(&alice), "bob": token(&bob)},
+            "transports": transports, "parser": parser, "path": path, "room": room});
+        let url = format!("http://{}", server.addr);
+        let script = tokio::spawn(async move {
+            node::run("socketio.mjs", &[&url, "binary", &args.to_string()]).await
+        });
+        // alice's Buffers: `bin` at the MessagePack client, `$binary` at the JSON one.
+        let raw = carol.recv_bytes().await;
+        let photo = json!({"name": "a.png", "bytes": {"$binary": "AAEC/w=="},
+            "list": [{"$binary": "aGk="}, 7]});
+        assert!(
+            raw.windows(6)
+                .any(|w| w == [0xc4, 0x04, 0x00, 0x01, 0x02, 0xff]),
+            "{ways}: bin in {raw:02x?}"
+        );
+        let got =
+            wsgate_protocol::decode_server_message(wsgate_protocol::Format::MsgPack, &raw).unwrap();
+        let wsgate_protocol::OwnedServerMessage::Event { event, data, .. } = got else {
+            panic!("{ways}: an event, not {got:?}");
+        };
+        assert_eq!((event.as_str(), &data), ("photo", &photo), "{ways}");
+        let ev = dave.recv().await;
+        assert_eq!(
+            (&ev["event"], &ev["data"]),
+            (&json!("photo"), &photo),
+            "{ways}: {ev}"
+        );
+        // The native MessagePack client answers with bin.
+        let data = [&[0x81, 0xa5][..], b"bytes", &[0xc4, 0x03, 9, 8, 7]].concat();
+        carol
+            .send_raw(msgpack_publish(&room, "fromNative", &data, 2))
+            .await;
+        let reply = carol.recv_bytes().await;
+        assert!(
+            wsgate_protocol::decode_server_message(wsgate_protocol::Format::MsgPack, &reply)
+                .is_ok_and(|m| matches!(m, wsgate_protocol::OwnedServerMessage::Reply { .. })),
+            "{ways}: {reply:02x?}"
+        );
+        let ev = dave.recv().await;
+        assert_eq!(
+            ev["data"],
+            json!({"bytes": {"$binary": "CQgH"}}),
+            "{ways}: {ev}"
+        );
+        let run = script.await.unwrap();
+        let v = run.verdict();
+        assert!(run.success, "{ways}: {v}\n{}", run.stderr);
+        assert_eq!(v["ok"], true, "{ways}: {v}");
+        assert_eq!(v["published"]["type"], "reply", "{ways}: {v}");
+        let buffer = |bytes: &[u8]| json!({"type": "Buffer", "bytes": bytes});
+        assert_eq!(
+            v["photoData"],
+            json!({"name": "a.png", "bytes": buffer(&[0, 1, 2, 255]), "list": [buffer(b"hi"), 7]}),
+            "{ways}: {v}"
+        );
+        assert_eq!(v["fromNative"], buffer(&[9, 8, 7]), "{ways}: {v}");
+        assert_eq!(v["fromNativeAlice"], buffer(&[9, 8, 7]), "{ways}: {v}");
+        // The stored binaries come back in the history's ack.
+        assert_eq!(v["historyType"], "reply", "{ways}: {v}");
+        assert_eq!(
+            v["historyData"],
+            json!([{"event": "photo", "bytes": buffer(&[0, 1, 2, 255])},
+                {"event": "fromNative", "bytes": buffer(&[9, 8, 7])}]),
+            "{ways}: {v}"
+        );
+        assert_eq!(
+            v["transport"],
+            transports[transports.len() - 1],
+            "{ways}: {v}"
+        );
+        carol.close().await;
+        dave.close().await;
     }
     server.handle.shutdown().await;
 }
@@ -193,6 +307,87 @@ async fn next_text(ws: &mut RawSio) -> Option<String> {
             Ok(_) => {}
         }
     }
+}
+
+/// The next frame that is not a ping (answered): text, binary or the close code.
+async fn next_frame(ws: &mut RawSio) -> Result<Message, Option<u16>> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time");
+        match msg {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.map_err(|_| None)?;
+            }
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Ok(m),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_packets_and_answers_are_bounded() {
+    let server = start_server(|c| c.max_message_bytes = 1024);
+    // A binary packet counts with its attachments: each message under the bound, together over.
+    let mut ws = raw_socket(&server, &token("mallory")).await;
+    ws.send(Message::text(r#"451-["e",{"_placeholder":true,"num":0}]"#))
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![7u8; 1000])).await.unwrap();
+    let closed = loop {
+        match next_frame(&mut ws).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, Some(1009), "as one message over MAX_MESSAGE_BYTES");
+    // A room of 11 messages with a binary value each: a history of all of them would be 11
+    // attachments, more than socket.io-client takes in one packet.
+    let mut dave = server.client("dave", Fmt::Json).await;
+    dave.ok(json!({"cmd": "join", "room": "many"}), 1).await;
+    for i in 0..11 {
+        let publish = json!({"cmd": "publish", "room": "many", "event": "b",
+            "data": {"$binary": "AAE="}});
+        dave.ok(publish, 2 + i).await;
+    }
+    let mut ws = raw_socket(&server, &token("erin")).await;
+    ws.send(Message::text(r#"420["wsgate:join",{"room":"many"}]"#))
+        .await
+        .unwrap();
+    let joined = next_text(&mut ws).await.unwrap();
+    assert!(joined.starts_with(r#"430[{"type":"reply""#), "{joined}");
+    ws.send(Message::text(r#"421["wsgate:history",{"room":"many"}]"#))
+        .await
+        .unwrap();
+    let refused = next_text(&mut ws).await.unwrap();
+    assert!(
+        refused.starts_with(r#"431[{"type":"error","code":"bad_request","message":"the answer holds more than 10 binary values"#),
+        "{refused}"
+    );
+    // Ten fit: a BINARY_ACK and its ten attachments, in order.
+    ws.send(Message::text(
+        r#"422["wsgate:history",{"room":"many","limit":10}]"#,
+    ))
+    .await
+    .unwrap();
+    let Ok(Message::Text(head)) = next_frame(&mut ws).await else {
+        panic!("the binary ack")
+    };
+    assert!(head.starts_with(r#"4610-2[{"type":"reply""#), "{head}");
+    assert_eq!(
+        head.matches(r#"{"_placeholder":true,"num":"#).count(),
+        10,
+        "{head}"
+    );
+    for _ in 0..10 {
+        match next_frame(&mut ws).await {
+            Ok(Message::Binary(b)) => assert_eq!(&b[..], [0, 1]),
+            other => panic!("an attachment, not {other:?}"),
+        }
+    }
+    server.handle.shutdown().await;
 }
 
 #[tokio::test]

@@ -329,3 +329,69 @@ async fn kill_9_with_writes_still_queued_never_gives_an_offset_twice() {
         "offsets up to 40 were handed out before the crash; got {next}"
     );
 }
+
+#[tokio::test]
+async fn binary_data_survives_a_clean_restart_in_both_encodings() {
+    use tokio_tungstenite::tungstenite::Message;
+    use wsgate_protocol::{Command, Format, Id, RawData, Request};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = start_server(on_disk(dir.path()));
+        // A MessagePack sender's bin, and a JSON sender's `$binary`.
+        let mut mp = server.client("mo", Fmt::MsgPack).await;
+        mp.ok(json!({"cmd": "join", "room": "pics"}), 1).await;
+        let req = Request {
+            id: Some(Id::Num(2)),
+            command: Command::Publish {
+                room: "pics".into(),
+                event: "bin".into(),
+                data: RawData::trusted(Format::MsgPack, &[0x91, 0xc4, 0x02, 0xca, 0xfe]),
+                echo: false,
+                ephemeral: false,
+                idem: None,
+            },
+        };
+        let mut out = Vec::new();
+        wsgate_protocol::encode_request(Format::MsgPack, &req, &mut out).unwrap();
+        mp.send_raw(Message::binary(out)).await;
+        let r = mp.recv().await;
+        assert_eq!(r["type"], "reply", "{r}");
+        let mut js = server.client("jo", Fmt::Json).await;
+        js.ok(json!({"cmd": "join", "room": "pics"}), 1).await;
+        let data = json!({"$binary": "AAEC"});
+        let publish = json!({"cmd": "publish", "room": "pics", "event": "json", "data": data});
+        js.ok(publish, 2).await;
+        mp.close().await;
+        js.close().await;
+        server.handle.shutdown().await;
+    }
+    let server = start_server(on_disk(dir.path()));
+    let (s, body) = Api::new(&server)
+        .get("/api/v1/rooms/pics/messages?limit=10")
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let data: Vec<&Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["data"])
+        .collect();
+    assert_eq!(
+        data,
+        [&json!([{"$binary": "yv4="}]), &json!({"$binary": "AAEC"})],
+        "{body}"
+    );
+    // A MessagePack reader gets bin for both.
+    let mut mp = server.client("mo", Fmt::MsgPack).await;
+    mp.ok(json!({"cmd": "join", "room": "pics"}), 1).await;
+    mp.send(json!({"cmd": "history", "id": 2, "room": "pics"}))
+        .await;
+    let raw = mp.recv_bytes().await;
+    let has = |bin: &[u8]| raw.windows(bin.len()).any(|w| w == bin);
+    assert!(
+        has(&[0xc4, 0x02, 0xca, 0xfe]) && has(&[0xc4, 0x03, 0, 1, 2]),
+        "{raw:02x?}"
+    );
+    mp.close().await;
+    server.handle.shutdown().await;
+}

@@ -156,7 +156,8 @@ impl Writer {
             auth: Some(auth),
         };
         start(format, &mut self.out);
-        socketio::encode(format.format(), &connect, &mut self.out)
+        // A CONNECT has no attachments.
+        socketio::encode(format.format(), &connect, &mut self.out).map(drop)
     }
 
     /// `wsgate:join` of `room`, acked as `id`.
@@ -206,7 +207,8 @@ impl Writer {
             offset: None,
         };
         start(format, &mut self.out);
-        socketio::encode_event(format.format(), &event, &mut self.out)
+        // The loadgen's events carry no binary: no attachments.
+        socketio::encode_event(format.format(), &event, &mut self.out).map(drop)
     }
 }
 

@@ -173,7 +173,12 @@ pub fn socketio_msgpack(input: &[u8]) {
 /// back with the offset as its last argument.
 fn sio_accepted(format: Format, p: &sio::Packet<'_>) {
     let mut out = Vec::new();
-    sio::encode(format, p, &mut out).expect("an accepted packet re-encodes");
+    let attachments = sio::encode(format, p, &mut out).expect("an accepted packet re-encodes");
+    assert_eq!(
+        attachments,
+        p.attachments(),
+        "re-encoding changed the attachments"
+    );
     sio_decode(format, &out, p.attachments(), |again| {
         assert_eq!(again, p, "re-encoding changed the packet");
     });
@@ -184,12 +189,17 @@ fn sio_accepted(format: Format, p: &sio::Packet<'_>) {
     };
     let mut out = b"kept".to_vec();
     match sio::encode(other, p, &mut out) {
-        Ok(()) => sio_decode(other, &out[4..], &[], |got| {
+        // Binary values cross as attachments (to the default parser) or as bin (to msgpack).
+        Ok(attachments) => sio_decode(other, &out[4..], &attachments, |got| {
             assert_eq!(sio_summary(got), sio_summary(p), "the packet in {other:?}");
             let (a, b) = (sio_values(got), sio_values(p));
             assert_eq!(a.len(), b.len(), "the values in {other:?}");
             for (a, b) in a.into_iter().zip(b) {
-                assert_eq!(sio_json(a), sio_json(b), "a value in {other:?}");
+                assert_eq!(
+                    sio_json(a, got.attachments()),
+                    sio_json(b, p.attachments()),
+                    "a value in {other:?}"
+                );
                 for key in ["token", "pid", "offset"] {
                     assert_eq!(a.str_field(key), b.str_field(key), "`{key}` in {other:?}");
                 }
@@ -211,7 +221,7 @@ fn sio_accepted(format: Format, p: &sio::Packet<'_>) {
             };
             assert_eq!(back.args.len(), e.args.len() + 1, "the offset argument");
             let last = back.args.iter().last().expect("the offset");
-            assert_eq!(sio_json(last), serde_json::json!("o\"1"));
+            assert_eq!(sio_json(last, &[]), serde_json::json!("o\"1"));
         });
     }
 }
@@ -249,14 +259,20 @@ fn sio_decode(
     }
 }
 
-/// What the two parsers must agree on, values aside.
+/// What the two parsers must agree on, values (and binary packet types) aside.
 fn sio_summary(p: &sio::Packet<'_>) -> (sio::PacketType, String, Option<u64>, Option<String>) {
     let (id, name) = match p {
         sio::Packet::Event(e) => (e.id, Some(e.name.to_string())),
         sio::Packet::Ack { id, .. } => (Some(*id), None),
         _ => (None, None),
     };
-    (p.packet_type(), p.nsp().to_owned(), id, name)
+    // Binary values make a binary packet of the default parser, not of the msgpack parser.
+    let kind = match p.packet_type() {
+        sio::PacketType::BinaryEvent => sio::PacketType::Event,
+        sio::PacketType::BinaryAck => sio::PacketType::Ack,
+        kind => kind,
+    };
+    (kind, p.nsp().to_owned(), id, name)
 }
 
 fn sio_values<'a>(p: &sio::Packet<'a>) -> Vec<sio::Payload<'a>> {
@@ -269,10 +285,16 @@ fn sio_values<'a>(p: &sio::Packet<'a>) -> Vec<sio::Payload<'a>> {
     }
 }
 
-/// A value as a JSON tree (a MessagePack one transcoded: it must be JSON data by now).
-fn sio_json(v: sio::Payload<'_>) -> serde_json::Value {
-    let data = v.data().expect("a value that crossed parsers is JSON data");
-    serde_json::from_slice(&transcoded(data, Format::Json)).expect("transcoded JSON parses")
+/// A value as a JSON tree, placeholders resolved from `attachments` (a MessagePack one
+/// transcoded: it must be wsgate data by now).
+fn sio_json(v: sio::Payload<'_>, attachments: &[bytes::Bytes]) -> serde_json::Value {
+    let data = v
+        .data()
+        .expect("a value that crossed parsers is wsgate data");
+    let mut tree: serde_json::Value =
+        serde_json::from_slice(&transcoded(data, Format::Json)).expect("transcoded JSON parses");
+    sio::resolve_placeholders(&mut tree, attachments).expect("placeholders name attachments");
+    tree
 }
 
 thread_local! {

@@ -23,9 +23,9 @@ pub use error::{CloseCode, DecodeError, EncodeError, ErrorCode, ProtocolError};
 pub use format::Format;
 pub use message::{
     Command, Heartbeat, HistoryEntry, Id, JoinReply, Limits, Member, OwnedServerMessage, RawData,
-    Request, ServerMessage, Since, UserState, Welcome, COMMANDS, MAX_DEPTH, MAX_EPOCH_LEN,
-    MAX_HISTORY_LIMIT, MAX_HISTORY_SIZE, MAX_HISTORY_TTL, MAX_IDEM_LEN, MAX_ID_LEN, MAX_MEMBERS,
-    MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
+    Request, ServerMessage, Since, UserState, Welcome, COMMANDS, MAX_BINARIES, MAX_DEPTH,
+    MAX_EPOCH_LEN, MAX_HISTORY_LIMIT, MAX_HISTORY_SIZE, MAX_HISTORY_TTL, MAX_IDEM_LEN, MAX_ID_LEN,
+    MAX_MEMBERS, MAX_MEMBERS_LIMIT, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_WATCH_USERS,
 };
 pub use transcode::transcode;
 

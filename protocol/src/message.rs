@@ -11,6 +11,10 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_ID_LEN: usize = 64;
 /// Deepest nesting of arrays/maps accepted in a command's `data`.
 pub const MAX_DEPTH: usize = 64;
+/// Most binary values (MessagePack `bin`, JSON `{"$binary": …}`) one `data` may hold: what one
+/// Socket.IO packet of the default parser may carry as attachments (socket.io-client's
+/// `maxAttachments`), so every receiver can be sent every event.
+pub const MAX_BINARIES: usize = 10;
 /// Longest token accepted by the `auth` command, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8192;
 /// Longest stream epoch accepted in a `join`'s `since`, in bytes.
@@ -52,8 +56,9 @@ impl Id<'_> {
 }
 
 /// A `data` value exactly as one sender encoded it: already validated (well-formed, at most
-/// [`MAX_DEPTH`] deep, and inside the JSON data model: string map keys, no MessagePack bin or
-/// ext), and carried as raw bytes. It is transcoded at most once per target encoding.
+/// [`MAX_DEPTH`] deep, and inside wsgate's data model: JSON's, with string map keys, plus
+/// binary values, at most [`MAX_BINARIES`]: MessagePack `bin`, JSON `{"$binary":"<base64>"}`;
+/// no MessagePack ext), and carried as raw bytes. It is transcoded at most once per target encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawData<'a> {
     format: Format,

@@ -22,11 +22,17 @@ use crate::transcode::transcode;
 pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
     pub(crate) pos: usize,
+    /// The `bin` values skipped in `data` so far.
+    binaries: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) const fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            binaries: 0,
+        }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -55,7 +61,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length of `n` (1, 2 or 4) bytes.
-    fn len(&mut self, n: usize) -> Result<usize, ProtocolError> {
+    pub(crate) fn len(&mut self, n: usize) -> Result<usize, ProtocolError> {
         let len = self.uint(n)?;
         usize::try_from(len).map_err(|_| truncated())
     }
@@ -72,7 +78,8 @@ fn malformed(why: &str) -> ProtocolError {
 /// What a skipped value may contain.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// A `data` value: the JSON data model only (string map keys, valid UTF-8, no bin/ext).
+    /// A `data` value: wsgate's data model only (string map keys, valid UTF-8, bin counted,
+    /// no ext, no map whose one key is `$binary`).
     Data,
     /// Any well-formed MessagePack (the value of a field this version does not know).
     Any,
@@ -88,9 +95,15 @@ fn skip(r: &mut Reader<'_>, depth: usize, mode: Mode) -> Result<(), ProtocolErro
         0x90..=0x9f => skip_array(r, usize::from(marker & 0x0f), depth, mode),
         0xa0..=0xbf => skip_str(r, usize::from(marker & 0x1f), mode),
         0xc1 => Err(malformed("invalid marker 0xc1")),
-        0xc4..=0xc9 | 0xd4..=0xd8 if data => Err(ProtocolError::bad_request(
-            "data: MessagePack bin/ext types are not supported",
+        0xc7..=0xc9 | 0xd4..=0xd8 if data => Err(ProtocolError::bad_request(
+            "data: MessagePack ext types are not supported",
         )),
+        0xc4..=0xc6 if data => {
+            // As deep as the `{"$binary": …}` object it is in JSON.
+            enter(depth, mode)?;
+            r.binaries += 1;
+            skip_bytes(r, 1 << (marker - 0xc4), 0)
+        }
         0xc4 => skip_bytes(r, 1, 0),
         0xc5 => skip_bytes(r, 2, 0),
         0xc6 => skip_bytes(r, 4, 0),
@@ -231,6 +244,12 @@ fn skip_map(r: &mut Reader<'_>, n: usize, depth: usize, mode: Mode) -> Result<()
             r.remaining()
         )));
     }
+    if mode == Mode::Data && n == 1 && key_is(r, crate::transcode::BINARY_KEY) {
+        // It would read as a binary value in JSON.
+        return Err(ProtocolError::bad_request(
+            r#"data: a map whose one key is "$binary" stands for binary in JSON: send bin"#,
+        ));
+    }
     for _ in 0..n {
         if mode == Mode::Data && !is_str_marker(peek(r)?) {
             return Err(ProtocolError::bad_request("data: map keys must be strings"));
@@ -239,6 +258,13 @@ fn skip_map(r: &mut Reader<'_>, n: usize, depth: usize, mode: Mode) -> Result<()
         skip(r, depth, mode)?;
     }
     Ok(())
+}
+
+/// Whether the value at the reader is the str `key` (the reader does not move).
+fn key_is(r: &Reader<'_>, key: &str) -> bool {
+    let mut ahead = Reader::new(r.buf);
+    ahead.pos = r.pos;
+    matches!(read_str(&mut ahead), Ok(Some(k)) if k == key.as_bytes())
 }
 
 fn peek(r: &Reader<'_>) -> Result<u8, ProtocolError> {
@@ -273,7 +299,7 @@ pub(crate) fn validate_data(bytes: &[u8]) -> Result<(), ProtocolError> {
     if r.remaining() != 0 {
         return Err(malformed("trailing bytes after the value"));
     }
-    Ok(())
+    crate::transcode::check_binaries(r.binaries)
 }
 
 /// One field's value: the exact bytes of one validated MessagePack value.
@@ -510,7 +536,11 @@ fn field<'a>(
 ) -> Result<(), ProtocolError> {
     let start = r.pos;
     match mode {
-        Mode::Data => skip(r, 0, Mode::Data)?,
+        Mode::Data => {
+            r.binaries = 0;
+            skip(r, 0, Mode::Data)?;
+            crate::transcode::check_binaries(r.binaries)?;
+        }
         Mode::Any => skip_any(r)?,
     }
     let value = r.buf.get(start..r.pos).ok_or_else(truncated)?;
@@ -947,8 +977,16 @@ pub(crate) fn decode_server_message(payload: &[u8]) -> Result<OwnedServerMessage
 }
 
 /// Reads one server message into a JSON tree (client side).
+/// Binary values read as `{"$binary": …}`, as in JSON.
 pub(crate) fn decode_server_tree(payload: &[u8]) -> Result<serde_json::Value, ProtocolError> {
-    rmp_serde::from_slice(payload).map_err(|e| malformed(&e.to_string()))
+    let mut json = Vec::with_capacity(payload.len() * 2);
+    transcode(
+        RawData::trusted(Format::MsgPack, payload),
+        Format::Json,
+        &mut json,
+    )
+    .map_err(|e| malformed(&e.0))?;
+    serde_json::from_slice(&json).map_err(|e| malformed(&e.to_string()))
 }
 
 #[cfg(test)]
@@ -1235,10 +1273,19 @@ mod tests {
                 map(&[
                     ("id", id),
                     ("cmd", &s("publish")),
-                    ("data", &hex("c4 01 00")),
+                    ("data", &hex("81 a7 2462696e617279 a4 61476b3d")),
                 ]),
                 ErrorCode::BadRequest,
-                "data: MessagePack bin/ext types are not supported",
+                r#"data: a map whose one key is "$binary" stands for binary in JSON: send bin"#,
+            ),
+            (
+                map(&[
+                    ("id", id),
+                    ("cmd", &s("publish")),
+                    ("data", &[vec![0x9b], [0xc4, 0x00].repeat(11)].concat()),
+                ]),
+                ErrorCode::BadRequest,
+                "data: more than 10 binary values",
             ),
             (
                 map(&[
@@ -1247,7 +1294,7 @@ mod tests {
                     ("data", &hex("d4 01 00")),
                 ]),
                 ErrorCode::BadRequest,
-                "data: MessagePack bin/ext types are not supported",
+                "data: MessagePack ext types are not supported",
             ),
             (
                 map(&[
@@ -1256,7 +1303,7 @@ mod tests {
                     ("data", &hex("c7 01 05 00")),
                 ]),
                 ErrorCode::BadRequest,
-                "data: MessagePack bin/ext types are not supported",
+                "data: MessagePack ext types are not supported",
             ),
             (
                 map(&[

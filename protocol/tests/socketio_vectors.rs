@@ -179,8 +179,8 @@ fn encode_vector(v: &Vector, target: Format, source: &Side, decoded: &Packet<'_>
             v.pid.as_deref(),
             &mut out,
         ),
-        0 => encode(target, &Packet::Connect { nsp, auth: data }, &mut out),
-        1 => encode(target, &Packet::Disconnect { nsp }, &mut out),
+        0 => encode(target, &Packet::Connect { nsp, auth: data }, &mut out).map(drop),
+        1 => encode(target, &Packet::Disconnect { nsp }, &mut out).map(drop),
         2 | 5 => {
             let event = Event {
                 nsp,
@@ -189,7 +189,7 @@ fn encode_vector(v: &Vector, target: Format, source: &Side, decoded: &Packet<'_>
                 id: v.id,
                 offset: v.offset.as_deref(),
             };
-            encode_event(target, &event, &mut out)
+            encode_event(target, &event, &mut out).map(drop)
         }
         3 | 6 => {
             let ack = Packet::Ack {
@@ -197,7 +197,7 @@ fn encode_vector(v: &Vector, target: Format, source: &Side, decoded: &Packet<'_>
                 id: v.id.unwrap(),
                 args: args(),
             };
-            encode(target, &ack, &mut out)
+            encode(target, &ack, &mut out).map(drop)
         }
         4 => {
             let data = v

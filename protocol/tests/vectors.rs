@@ -616,6 +616,16 @@ const CLIENT: &[(&str, &str, &str)] = &[
         r#"{"cmd":"publish","id":6,"room":"a\"b\\c","event":"line\nbreak\ttab\u0001","data":"quote \" backslash \\ control \u001f é 🎉"}"#,
     ),
     (
+        "publish_binary",
+        "publish binary values: MessagePack bin, in JSON {\"$binary\": standard base64}",
+        r#"{"cmd":"publish","id":12,"room":"lobby","event":"photo","data":{"name":"a.png","bytes":{"$binary":"iVBORw0KGgo="},"thumbs":[{"$binary":""},{"$binary":"AP8="}]}}"#,
+    ),
+    (
+        "publish_binary_lookalike",
+        "objects that are not binary values: $binary among other keys",
+        r#"{"cmd":"publish","id":13,"room":"lobby","event":"e","data":{"$binary":"AA==","type":0}}"#,
+    ),
+    (
         "publish_ephemeral",
         "an ephemeral publish (typing): delivered, not stored, no offset",
         r#"{"cmd":"publish","id":9,"room":"lobby","event":"status:typing","data":{"isTyping":true},"ephemeral":true}"#,
@@ -721,6 +731,11 @@ const CLIENT: &[(&str, &str, &str)] = &[
         "mark room lobby read up to offset 41",
         r#"{"cmd":"read","id":10,"room":"lobby","offset":41}"#,
     ),
+    (
+        "create_presence_off",
+        "create a room that announces no presence (the server's ROOM_PRESENCE otherwise)",
+        r#"{"cmd":"create","id":23,"room":"quiet","presence":false}"#,
+    ),
 ];
 
 /// (name, description, json, data as MessagePack hex when it originates from a MessagePack client)
@@ -739,6 +754,7 @@ const SERVER: &[(&str, &str, &str, Option<&str>)] = &[
     ("event_null_data", "an event without data", r#"{"type":"event","event":"tick","room":"lobby","from":"u1","data":null}"#, None),
     ("event_msgpack_origin", "data published by a MessagePack client (f32, int8, uint64): JSON receivers get it transcoded", r#"{"type":"event","event":"m","room":"lobby","from":"u3","data":{"t":2.5,"n":-3,"big":18446744073709551615}}"#, Some("83a174ca40200000a16ed0fda3626967cfffffffffffffffff")),
     ("event_msgpack_origin_nan", "MessagePack NaN becomes null in JSON", r#"{"type":"event","event":"m","data":[null,1]}"#, Some("92cb7ff800000000000001")),
+    ("event_binary", "an event whose data holds a binary value (a MessagePack sender's bin): JSON receivers get {\"$binary\": base64}", r#"{"type":"event","event":"photo","room":"lobby","from":"u3","offset":43,"data":{"bytes":{"$binary":"iVBORw0KGgo="}}}"#, Some("81a56279746573c40889504e470d0a1a0a")),
     ("event_ephemeral", "an ephemeral room event (publish with ephemeral): no offset, never in history", r#"{"type":"event","event":"status:typing","room":"lobby","from":"u1","data":{"isTyping":true}}"#, None),
     ("event_offset", "a room event stored in the room's stream: its offset", r#"{"type":"event","event":"chat","room":"lobby","from":"u1","offset":42,"data":{"text":"hi"}}"#, None),
     ("reply_published", "reply to a publish whose event the room's stream stored: its offset (a retry with the same idem gets the same)", r#"{"type":"reply","id":4,"offset":42}"#, None),
@@ -1115,9 +1131,37 @@ fn invalid_sources() -> Vec<Invalid> {
             "bad_request",
             Value::Null,
         ),
+        j(
+            "json_binary_not_base64",
+            r#"{"cmd":"publish","id":33,"room":"r","event":"e","data":{"img":{"$binary":"aGk"}}}"#
+                .into(),
+            "bad_request",
+            json!(33),
+        ),
+        j(
+            "json_binary_not_a_string",
+            r#"{"cmd":"publish","id":34,"room":"r","event":"e","data":[{"$binary":42}]}"#.into(),
+            "bad_request",
+            json!(34),
+        ),
+        j(
+            "json_data_11_binaries",
+            format!(
+                r#"{{"cmd":"publish","id":35,"room":"r","event":"e","data":[{}]}}"#,
+                [r#"{"$binary":"AA=="}"#; 11].join(",")
+            ),
+            "bad_request",
+            json!(35),
+        ),
         m(
-            "msgpack_bin_in_data",
-            publish(vec![0xc4, 0x02, 0x00, 0x01]),
+            "msgpack_binary_key_alone_in_data",
+            publish([vec![0x81], mp_str("$binary"), mp_str("aGk=")].concat()),
+            "bad_request",
+            json!(1),
+        ),
+        m(
+            "msgpack_data_11_bins",
+            publish([vec![0x9b], [0xc4, 0x01, 0x00].repeat(11)].concat()),
             "bad_request",
             json!(1),
         ),

@@ -150,7 +150,10 @@ impl OutEvent {
             socketio::event(n.parser, &n.nsp, &self.event, data, offset.as_deref())
         };
         let frame = self.sio_frame(key, encode)?;
-        let ask = asked.map(|id| socketio::ask(n.parser, &n.nsp, id));
+        let ask = asked.map(|id| {
+            let attachments = socketio::attachments_after(&frame);
+            socketio::ask(n.parser, &n.nsp, id, attachments)
+        });
         Some(Frames { ask, frame })
     }
 

@@ -10,7 +10,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wsgate_protocol::{encode_server_message, Format, RawData, ServerMessage};
+use wsgate_protocol::{
+    encode_server_message, Format, ProtocolError, RawData, ServerMessage, MAX_BINARIES,
+};
 
 use super::Session;
 use crate::transport::socketio;
@@ -253,12 +255,35 @@ impl Namespaced {
         encode_server_message(parser, msg, &mut native)
             .inspect_err(|e| tracing::error!(error = %e, "cannot encode a server message"))
             .ok()?;
-        let native = RawData::trusted(parser, &native);
         let is_error = matches!(msg, ServerMessage::Error { .. });
+        let packet = self.answer(&RawData::trusted(parser, &native), is_error);
+        let awaited = !matches!(&*self.route.borrow(), Route::None);
+        if packet.is_some() || is_error || !awaited {
+            return packet;
+        }
+        // An answer one packet cannot carry: more binary values (attachments) than
+        // socket.io-client takes in one, gathered from many events (a history). Its error
+        // goes where it would have gone.
+        let e = ProtocolError::bad_request(format!(
+            "the answer holds more than {MAX_BINARIES} binary values, more than one Socket.IO packet carries: ask for fewer (limit)"
+        ));
+        let error = ServerMessage::Error {
+            id: None,
+            code: e.code,
+            message: &e.message,
+        };
+        let mut native = Vec::with_capacity(128);
+        encode_server_message(parser, &error, &mut native).ok()?;
+        self.answer(&RawData::trusted(parser, &native), true)
+    }
+
+    /// The packet of a native answer (`data`, in the socket's parser's format) by the route.
+    fn answer(&self, data: &RawData<'_>, is_error: bool) -> Option<Bytes> {
+        let (parser, nsp) = (self.parser, &*self.nsp);
         match &*self.route.borrow() {
-            Route::Ack(id) => socketio::ack(parser, nsp, *id, native),
-            Route::Event(name) if !is_error => socketio::event(parser, nsp, name, native, None),
-            _ if is_error => socketio::event(parser, nsp, &self.error_event, native, None),
+            Route::Ack(id) => socketio::ack(parser, nsp, *id, *data),
+            Route::Event(name) if !is_error => socketio::event(parser, nsp, name, *data, None),
+            _ if is_error => socketio::event(parser, nsp, &self.error_event, *data, None),
             _ => None,
         }
     }

@@ -20,7 +20,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use wsgate_protocol::socketio::{Args, Event, Packet, Payload};
+use wsgate_protocol::socketio::{Event, Packet, Payload};
 use wsgate_protocol::{Format, RawData};
 
 use crate::engineio::{CloseReason, Handler, Message};
@@ -89,10 +89,8 @@ impl Sockets {
             ("message-with-ack", Some(id)) => frames::ack_args(self.parser, event.nsp, id, args),
             _ => return,
         };
-        if answer.is_some() {
-            push(ctx, carrier, answer);
-            send_attachments(ctx, carrier, args);
-        }
+        // A binary answer carries its attachments.
+        push(ctx, carrier, answer);
     }
 }
 
@@ -100,13 +98,6 @@ impl Sockets {
 fn push(ctx: &Ctx, carrier: &Rc<Session>, frame: Option<bytes::Bytes>) {
     if let Some(frame) = frame {
         ctx.push(carrier, frame);
-    }
-}
-
-/// Queues `args`' binary attachments, each as a binary message, after the packet naming them.
-fn send_attachments(ctx: &Ctx, carrier: &Rc<Session>, args: Args<'_>) {
-    for bytes in args.attachments() {
-        ctx.push(carrier, frames::attachment(bytes));
     }
 }
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use wsgate_protocol::socketio::{Event, Payload};
+use wsgate_protocol::socketio::{resolve_placeholders, Event, Payload};
 use wsgate_protocol::{transcode, ErrorCode, Format, ProtocolError};
 
 use crate::config::{EventMapping, MappedCommand};
@@ -35,13 +35,15 @@ pub(crate) fn translate(
     map: &[EventMapping],
     login_event: Option<&str>,
 ) -> Result<Job, ProtocolError> {
-    if !event.args.attachments().is_empty() {
-        // wsgate's data is JSON's data model, whichever encoding carries it.
-        return Err(bad(
-            "binary attachments cannot travel as wsgate data: send them as base64 text",
-        ));
-    }
     let first = event.args.iter().next();
+    // The argument as the native command reads it: a binary packet's placeholders become
+    // wsgate's JSON for binary, `{"$binary": …}`.
+    let argument = |p: Payload<'_>| {
+        let mut value = json_value(p)?;
+        resolve_placeholders(&mut value, event.args.attachments())
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok::<_, ProtocolError>(value)
+    };
     let route = match event.id {
         Some(id) => Route::Ack(id),
         None => Route::None,
@@ -55,7 +57,7 @@ pub(crate) fn translate(
         }
         let fields = match first {
             None => Map::new(),
-            Some(p) => match json_value(p)? {
+            Some(p) => match argument(p)? {
                 Value::Object(fields) => fields,
                 _ => return Err(bad("the argument of a built-in event must be an object")),
             },
@@ -83,7 +85,7 @@ pub(crate) fn translate(
         return Err(unknown(&event.name));
     };
     let payload = match first {
-        Some(p) => json_value(p)?,
+        Some(p) => argument(p)?,
         None => Value::Null,
     };
     let route = match (&mapping.reply, event.id) {
@@ -161,7 +163,8 @@ fn pick<'v>(payload: &'v Value, path: &str) -> Option<&'v Value> {
     }
 }
 
-/// An argument as a JSON value (MessagePack transcoded first).
+/// An argument as a JSON value (MessagePack transcoded first: its `bin` becomes
+/// `{"$binary": …}`).
 fn json_value(p: Payload<'_>) -> Result<Value, ProtocolError> {
     let data = p.data()?;
     let mut json = Vec::with_capacity(data.bytes().len() + 8);
@@ -294,6 +297,38 @@ mod tests {
             None,
         );
         assert_eq!(e.unwrap_err().code, ErrorCode::BadRequest, "no roomId");
+    }
+
+    #[test]
+    fn a_binary_packets_placeholders_become_binary_values() {
+        let attachments = [Bytes::from_static(&[0, 1, 255]), Bytes::from_static(b"hi")];
+        let arg = br#"[{"room":"r","event":"e","data":{"img":{"_placeholder":true,"num":0},"l":[{"_placeholder":true,"num":1}]}}]"#;
+        let ev = Event {
+            nsp: "/",
+            name: "wsgate:publish".into(),
+            args: Args::from_array(Format::Json, arg)
+                .unwrap()
+                .with_attachments(&attachments),
+            id: Some(2),
+            offset: None,
+        };
+        let job = translate(&ev, &[], None).unwrap();
+        assert_eq!(
+            json(&job.payload),
+            serde_json::json!({"cmd":"publish","id":2,"room":"r","event":"e",
+                "data":{"img":{"$binary":"AAH/"},"l":[{"$binary":"aGk="}]}})
+        );
+        // MessagePack bin (the msgpack parser) reads the same.
+        let mp = b"\x83\xa4room\xa1r\xa5event\xa1e\xa4data\x81\xa3img\xc4\x03\x00\x01\xff";
+        let ev = Event {
+            args: Args::one(RawData::trusted(Format::MsgPack, mp)),
+            ..ev
+        };
+        let job = translate(&ev, &[], None).unwrap();
+        assert_eq!(
+            json(&job.payload)["data"],
+            serde_json::json!({"img":{"$binary":"AAH/"}})
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use smallvec::SmallVec;
-use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload};
+use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload, SioError};
 use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
 
 use crate::commands::Client;
@@ -50,8 +50,9 @@ use crate::transport::socketio as frames;
 use events::translate;
 use socket::NspSocket;
 
-/// Binary attachments one packet of the default parser may carry.
-const MAX_ATTACHMENTS: usize = 10;
+/// Binary attachments one packet of the default parser may carry (socket.io-parser's
+/// `maxAttachments`; wsgate's data holds at most as many binary values).
+const MAX_ATTACHMENTS: usize = wsgate_protocol::MAX_BINARIES;
 
 /// The Socket.IO application of one Engine.IO session.
 pub(crate) struct SocketIo {
@@ -364,6 +365,11 @@ impl Packets {
                 false
             }
             Ok(Decoded::NeedAttachments { .. }) => true,
+            Err(SioError::AttachmentsTooLarge { .. }) => {
+                // A binary packet past MAX_MESSAGE_BYTES with its attachments: as one message.
+                session.close(CloseRequest::new(CloseCode::MessageTooBig), Queued::Flush);
+                false
+            }
             Err(e) => {
                 tracing::debug!(conn = session.id, error = %e, code = e.code(), "closing on a bad Socket.IO packet");
                 let close = CloseRequest::with_reason(CloseCode::ProtocolError.as_u16(), e.code());
@@ -379,11 +385,12 @@ impl Packets {
     }
 }
 
-/// The decoder's bounds: attachments per packet, and their bytes.
+/// The decoder's bounds: attachments per packet, and the bytes of a binary packet with them,
+/// which `MAX_MESSAGE_BYTES` bounds as it bounds any one message.
 fn limits(ctx: &Ctx) -> AttachmentLimits {
     AttachmentLimits {
         max_attachments: MAX_ATTACHMENTS,
-        max_bytes: ctx.config().engineio_max_payload,
+        max_bytes: ctx.config().max_message_bytes,
     }
 }
 

@@ -1,13 +1,15 @@
 //! Socket.IO packets as outbox frames: what a namespace socket's session queues, in the
 //! Engine.IO session that carries it. A text frame holds a whole Engine.IO message packet
 //! (`4` and the default parser's text); a binary frame holds one msgpack-parser packet (an
-//! Engine.IO binary message). Each builder encodes once; fan-out shares the bytes.
+//! Engine.IO binary message). A binary packet of the default parser is a run of frames in one
+//! `Bytes`: its text frame, then each attachment's binary frame, so they are queued together
+//! and in order. Each builder encodes once; fan-out shares the bytes.
 
 use std::io::Write;
 
 use bytes::Bytes;
 use wsgate_protocol::socketio::{self, Args, Event, Packet};
-use wsgate_protocol::{EncodeError, Format, RawData};
+use wsgate_protocol::{EncodeError, Format, RawData, MAX_BINARIES};
 
 use super::ws::frame::{self, OpCode};
 
@@ -15,27 +17,58 @@ use super::ws::frame::{self, OpCode};
 const HEAD_ROOM: usize = 64;
 
 /// Builds one frame for `parser`: the default parser's packet as an Engine.IO text message
-/// (`4` first), the msgpack parser's as a binary message. `None` when it cannot be encoded
-/// (data the parser cannot carry), which is logged.
+/// (`4` first), followed by its attachments' binary frames when `encode` gives some; the
+/// msgpack parser's as a binary message. `None` when it cannot be encoded (data the parser
+/// cannot carry), which is logged.
 fn build(
     parser: Format,
     size_hint: usize,
-    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<Bytes>, EncodeError>,
 ) -> Option<Bytes> {
+    let mut attachments = Vec::new();
     let built = match parser {
         Format::Json => frame::build(OpCode::Text, HEAD_ROOM + size_hint, |out| {
             out.push(b'4');
-            encode(out)
+            attachments = encode(out)?;
+            Ok(())
         }),
-        Format::MsgPack => frame::build(OpCode::Binary, HEAD_ROOM + size_hint, encode),
+        Format::MsgPack => frame::build(OpCode::Binary, HEAD_ROOM + size_hint, |out| {
+            encode(out).map(drop)
+        }),
     };
-    built
+    let packet = built
         .inspect_err(|e| tracing::debug!(error = %e, "a Socket.IO packet could not be encoded"))
-        .ok()
+        .ok()?;
+    with_attachments(packet, attachments)
+}
+
+/// `packet` followed by its attachments' binary frames, as one run (`packet` alone if it has
+/// none); `None` past what the client takes.
+fn with_attachments(packet: Bytes, attachments: Vec<Bytes>) -> Option<Bytes> {
+    if attachments.is_empty() {
+        return Some(packet);
+    }
+    if attachments.len() > MAX_BINARIES {
+        // socket.io-client refuses the packet and drops the connection. One event's data
+        // holds no more; an answer gathering many events' may (a history).
+        tracing::debug!(
+            attachments = attachments.len(),
+            "a Socket.IO packet with more attachments than the client takes"
+        );
+        return None;
+    }
+    let size = attachments.iter().map(|a| a.len() + 10).sum::<usize>();
+    let mut run = Vec::with_capacity(packet.len() + size);
+    run.extend_from_slice(&packet);
+    for a in &attachments {
+        frame::append(OpCode::Binary, a, &mut run);
+    }
+    Some(Bytes::from(run))
 }
 
 /// An event to namespace `nsp`: `["name", data]`, and the recovery `offset` as one more
-/// argument when given.
+/// argument when given; with the default parser, binary values in `data` make it a binary
+/// event with its attachments.
 pub(crate) fn event(
     parser: Format,
     nsp: &str,
@@ -80,17 +113,26 @@ pub(crate) fn event_body(
 ) -> Option<Bytes> {
     let event = one_arg(nsp, name, data, None);
     let hint = name.len() + data.bytes().len();
+    let mut attachments = Vec::new();
     let built = frame::build(OpCode::Continuation, HEAD_ROOM + hint, |out| {
         let start = out.len();
-        socketio::encode_event(parser, &event, out)?;
-        // What the encoder wrote ahead of the cut: the type and namespace, or the map header.
+        attachments = socketio::encode_event(parser, &event, out)?;
+        // What the encoder wrote ahead of the cut: the type (`2`, or `5<n>-` for a binary
+        // event) and namespace, or the map header.
+        let kind = match attachments.len() {
+            0 => 1,
+            n => 2 + n.to_string().len(),
+        };
         let head = match parser {
-            Format::Json if nsp == "/" => 1,
-            Format::Json => 2 + nsp.len(),
+            Format::Json if nsp == "/" => kind,
+            Format::Json => kind + 1 + nsp.len(),
             Format::MsgPack => 1,
         };
         let expected = match parser {
-            Format::Json => out.get(start) == Some(&b'2') && out.get(start + head) == Some(&b'['),
+            Format::Json => {
+                out.get(start).is_some_and(|t| *t == b'2' || *t == b'5')
+                    && out.get(start + head) == Some(&b'[')
+            }
             Format::MsgPack => out.get(start) == Some(&MSGPACK_EVENT_MAP),
         };
         if !expected {
@@ -99,9 +141,21 @@ pub(crate) fn event_body(
         out.drain(start..start + head);
         Ok(())
     });
-    built
+    let body = built
         .inspect_err(|e| tracing::error!(error = %e, "a Socket.IO event could not be encoded"))
-        .ok()
+        .ok()?;
+    with_attachments(body, attachments)
+}
+
+/// How many attachments follow the first frame of `body` (an [`event_body`]).
+pub(crate) fn attachments_after(body: &[u8]) -> usize {
+    let mut rest = body;
+    let mut frames = 0usize;
+    while let Some((_, _, _, len)) = frame::first_server_frame(rest) {
+        frames += 1;
+        rest = &rest[len..];
+    }
+    frames.saturating_sub(1)
 }
 
 /// The header of the msgpack parser's event without an id: a map of 3 (`type`, `data`, `nsp`).
@@ -111,11 +165,15 @@ const MSGPACK_EVENT_MAP: u8 = 0x83;
 /// `42[/nsp,]<id>` (the Engine.IO `4`, the event's `2`) for the default parser, a non-final
 /// text frame; for the msgpack parser a non-final binary frame with the map's header (4
 /// fields) and its `id` field.
-pub(crate) fn ask(parser: Format, nsp: &str, id: u64) -> Bytes {
+pub(crate) fn ask(parser: Format, nsp: &str, id: u64, attachments: usize) -> Bytes {
     let built = frame::build_fragment(false, frame::opcode_for(parser), 32 + nsp.len(), |out| {
         match parser {
             Format::Json => {
-                out.extend_from_slice(b"42");
+                // Writing to a Vec cannot fail.
+                let _ = match attachments {
+                    0 => write!(out, "42"),
+                    n => write!(out, "45{n}-"),
+                };
                 if nsp != "/" {
                     out.extend_from_slice(nsp.as_bytes());
                     out.push(b',');
@@ -156,8 +214,8 @@ fn msgpack_uint(n: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// An event to namespace `nsp` with `args` as they came from a client: a binary event when
-/// they have attachments, which go after it ([`attachment`]).
+/// An event to namespace `nsp` with `args` as they came from a client: a binary event, with
+/// its attachments, when they have some.
 pub(crate) fn event_args(parser: Format, nsp: &str, name: &str, args: Args<'_>) -> Option<Bytes> {
     let event = Event {
         nsp,
@@ -176,8 +234,8 @@ pub(crate) fn ack(parser: Format, nsp: &str, id: u64, data: RawData<'_>) -> Opti
     ack_args(parser, nsp, id, Args::one(data))
 }
 
-/// The answer to the client's event `id` with `args`: a binary ack when they have attachments,
-/// which go after it ([`attachment`]).
+/// The answer to the client's event `id` with `args`: a binary ack, with its attachments,
+/// when they have some (or binary values).
 pub(crate) fn ack_args(parser: Format, nsp: &str, id: u64, args: Args<'_>) -> Option<Bytes> {
     let packet = Packet::Ack { nsp, id, args };
     build(parser, args.bytes().len(), |out| {
@@ -185,16 +243,10 @@ pub(crate) fn ack_args(parser: Format, nsp: &str, id: u64, args: Args<'_>) -> Op
     })
 }
 
-/// One binary attachment of the default parser's binary packet (an Engine.IO binary message),
-/// queued right after the packet, in `num` order.
-pub(crate) fn attachment(bytes: &[u8]) -> Bytes {
-    frame::data(OpCode::Binary, bytes)
-}
-
 /// The answer to a `CONNECT`: the socket's id, and its `pid` with connection state recovery.
 pub(crate) fn connect(parser: Format, nsp: &str, sid: &str, pid: Option<&str>) -> Option<Bytes> {
     build(parser, sid.len() + 16, |out| {
-        socketio::encode_connect(parser, nsp, sid, pid, out)
+        socketio::encode_connect(parser, nsp, sid, pid, out).map(|()| Vec::new())
     })
 }
 
@@ -206,7 +258,7 @@ pub(crate) fn connect_error(
     data: Option<RawData<'_>>,
 ) -> Option<Bytes> {
     build(parser, message.len() + 32, |out| {
-        socketio::encode_connect_error(parser, nsp, message, data, out)
+        socketio::encode_connect_error(parser, nsp, message, data, out).map(|()| Vec::new())
     })
 }
 
@@ -238,6 +290,29 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_event_asking_for_an_ack_is_a_binary_event_with_its_id_and_attachments() {
+        // {"b": bin [1, 2]}
+        let data = RawData::trusted(Format::MsgPack, &[0x81, 0xa1, b'b', 0xc4, 0x02, 1, 2]);
+        for (nsp, head) in [("/", &b"451-7"[..]), ("/chat", &b"451-/chat,7"[..])] {
+            let body = event_body(Format::Json, nsp, "note", data).unwrap();
+            assert_eq!(attachments_after(&body), 1);
+            let (op, fin, payload, len) = frame::first_server_frame(&body).unwrap();
+            assert_eq!((op, fin), (OpCode::Continuation, true));
+            assert_eq!(payload, br#"["note",{"b":{"_placeholder":true,"num":0}}]"#);
+            let (op, fin, attachment, _) = frame::first_server_frame(&body[len..]).unwrap();
+            assert_eq!((op, fin, attachment), (OpCode::Binary, true, &[1u8, 2][..]));
+            let ask = ask(Format::Json, nsp, 7, 1);
+            let (_, fin, first, _) = frame::first_server_frame(&ask).unwrap();
+            assert_eq!(
+                (fin, first),
+                (false, head),
+                "{}",
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
+
+    #[test]
     fn an_event_asking_for_an_ack_is_the_recipients_fragment_then_the_shared_one() {
         let data = RawData::trusted(Format::Json, br#"{"n":1}"#);
         let body = event_body(Format::Json, "/", "note", data).unwrap();
@@ -246,7 +321,7 @@ mod tests {
             b"\x80\x10[\"note\",{\"n\":1}]",
             "a final continuation"
         );
-        let head = ask(Format::Json, "/", 7);
+        let head = ask(Format::Json, "/", 7, 0);
         assert_eq!(
             &head[..],
             b"\x01\x03427",
@@ -254,7 +329,7 @@ mod tests {
         );
         assert_eq!(joined(&[&head, &body]), b"427[\"note\",{\"n\":1}]");
         let body = event_body(Format::Json, "/chat", "note", data).unwrap();
-        let head = ask(Format::Json, "/chat", 12);
+        let head = ask(Format::Json, "/chat", 12, 0);
         assert_eq!(joined(&[&head, &body]), b"42/chat,12[\"note\",{\"n\":1}]");
     }
 
@@ -263,7 +338,7 @@ mod tests {
         let data = RawData::trusted(Format::Json, br#"{"n":1}"#);
         let body = event_body(Format::MsgPack, "/chat", "note", data).unwrap();
         for id in [0, 0x7f, 0x80, 0xffff, 0x1_0000, 1 << 40] {
-            let head = ask(Format::MsgPack, "/chat", id);
+            let head = ask(Format::MsgPack, "/chat", id, 0);
             // fixmap 4, "id", then the id.
             assert_eq!(&server_payload(&head).unwrap().2[..4], b"\x84\xa2id");
             let message = Bytes::from(joined(&[&head, &body]));

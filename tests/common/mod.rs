@@ -318,6 +318,22 @@ impl Client {
         }
     }
 
+    /// The next server message's payload as it came (pings and pongs skipped): for what a
+    /// JSON tree cannot hold (MessagePack `bin`). Panics on close or timeout.
+    pub async fn recv_bytes(&mut self) -> Vec<u8> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("message in time");
+            match next {
+                Some(Ok(Message::Text(t))) => return t.as_bytes().to_vec(),
+                Some(Ok(Message::Binary(b))) => return b.to_vec(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("no message: {other:?}"),
+            }
+        }
+    }
+
     /// Sends a command with an id and returns the one answer.
     pub async fn call(&mut self, mut cmd: Value, id: u64) -> Value {
         cmd["id"] = json!(id);

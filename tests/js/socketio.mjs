@@ -12,6 +12,10 @@
 //               unknown event is answered on its ack and, without one, on the error event
 //   refused     a bad token and a missing one: connect_error with wsgate's code
 //   namespaces  two namespaces on one connection, each a socket; an unknown one refused
+//   binary      alice publishes Buffers in an object to a room (wsgate:publish), bob receives
+//               them as Buffers; the native clients of the room answer with `bin` (native
+//               MessagePack, "fromNative"), which alice and bob receive as Buffers; then
+//               alice's wsgate:history of the room, whose ack carries the stored binaries
 //   seed004     seed 004's client code against examples/seed-004.toml
 //   seed001     seed 001's client code against examples/seed-001.toml
 //   privateAcks REST pushes to a user whose sockets are asked for acks (SOCKETIO_PRIVATE_ACKS):
@@ -50,6 +54,13 @@ function refused(socket) {
   });
 }
 
+// Disconnects `sockets` and reports `result` with the transport the first one ended on.
+function leave(sockets, result) {
+  const transport = sockets[0].io.engine.transport.name;
+  sockets.forEach((s) => s.disconnect());
+  done({ ok: true, transport, ...result });
+}
+
 function ack(socket, event, arg) {
   return socket.timeout(5000).emitWithAck(event, arg);
 }
@@ -82,18 +93,7 @@ async function chat() {
   alice.emit("no:such:event", { x: 2 });
   const [errorData] = await errorEvent;
   const badAck = await ack(alice, "wsgate:join", "not-an-object");
-  const binaryAck = await ack(alice, "wsgate:publish", {
-    room: "lobby",
-    event: "b",
-    data: Uint8Array.from([1, 2, 3]),
-  });
-  // Wait for the native client's verdict to be taken before leaving.
-  const transport = alice.io.engine.transport.name;
-  alice.disconnect();
-  bob.disconnect();
-  done({
-    ok: true,
-    transport,
+  leave([alice, bob], {
     joinA,
     joinB,
     published,
@@ -106,7 +106,6 @@ async function chat() {
     unknownAck,
     errorData,
     badAck,
-    binaryAck,
   });
 }
 
@@ -404,7 +403,48 @@ async function acksBound() {
   done({ ok: true, got: s.got, ping, before, after, unknown, again: again.got });
 }
 
-const scenarios = { chat, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle,
+// A received binary value as the verdict reports it: its type and its bytes.
+function bytesOf(b) {
+  if (Buffer.isBuffer(b)) return { type: "Buffer", bytes: [...b] };
+  if (b instanceof ArrayBuffer) return { type: "ArrayBuffer", bytes: [...new Uint8Array(b)] };
+  return { type: typeof b, value: b ?? null };
+}
+
+async function binary() {
+  const room = args.room;
+  const alice = await connected(connect("/", args.tokens.alice));
+  const bob = await connected(connect("/", args.tokens.bob));
+  await ack(alice, "wsgate:join", { room });
+  await ack(bob, "wsgate:join", { room });
+  const photoAtBob = next(bob, "photo");
+  const fromNativeAtBob = next(bob, "fromNative");
+  const fromNativeAtAlice = next(alice, "fromNative");
+  const published = await ack(alice, "wsgate:publish", {
+    room,
+    event: "photo",
+    data: { name: "a.png", bytes: Buffer.from([0, 1, 2, 255]), list: [Buffer.from("hi"), 7] },
+  });
+  const [photo] = await photoAtBob;
+  const photoData = { name: photo.name, bytes: bytesOf(photo.bytes), list: [bytesOf(photo.list[0]), photo.list[1]] };
+  // The native clients answer when they have the photo.
+  const [fromNative] = await fromNativeAtBob;
+  const [fromNativeAlice] = await fromNativeAtAlice;
+  const history = await ack(alice, "wsgate:history", { room });
+  const historyData = history.messages.map((m) => ({
+    event: m.event,
+    bytes: bytesOf(m.data.bytes),
+  }));
+  leave([alice, bob], {
+    published,
+    photoData,
+    fromNative: bytesOf(fromNative.bytes),
+    fromNativeAlice: bytesOf(fromNativeAlice.bytes),
+    historyType: history.type,
+    historyData,
+  });
+}
+
+const scenarios = { chat, binary, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle,
   privateAcks, acksBound };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);

@@ -14,8 +14,9 @@ pub struct AttachmentLimits {
     /// Most attachments one packet may announce. Default: 10 (socket.io-parser's
     /// `maxAttachments`).
     pub max_attachments: usize,
-    /// Most bytes a packet's attachments may hold in all. Default: 1 000 000 (Engine.IO's
-    /// default `maxPayload`).
+    /// Most bytes a binary packet may hold in all, its text and its attachments: a server's
+    /// bound on one message, whatever number of Engine.IO messages carries it. Default:
+    /// 1 000 000 (Engine.IO's default `maxPayload`).
     pub max_bytes: usize,
 }
 
@@ -101,7 +102,7 @@ impl Decoder {
             expected: attachments,
             // At most `max_attachments`: checked from the header.
             attachments: Vec::with_capacity(attachments),
-            bytes: 0,
+            bytes: text.len(),
         });
         Ok(Decoded::NeedAttachments {
             remaining: attachments,
@@ -272,9 +273,10 @@ mod tests {
 
     #[test]
     fn bounds_attachments_and_their_order() {
+        // Each header below is 8 bytes: it counts too.
         let limits = AttachmentLimits {
             max_attachments: 2,
-            max_bytes: 4,
+            max_bytes: 8 + 4,
         };
         let mut dec = Decoder::new(Format::Json, limits);
         let big = r#"53-["f"]"#;
@@ -287,7 +289,7 @@ mod tests {
         assert!(dec.binary(&three).is_ok());
         assert_eq!(
             dec.binary(&three),
-            Err(SioError::AttachmentsTooLarge { max: 4 })
+            Err(SioError::AttachmentsTooLarge { max: 12 })
         );
         // The refused packet is dropped: the next binary message was announced by nothing.
         assert_eq!(dec.binary(&three), Err(SioError::UnexpectedBinary));

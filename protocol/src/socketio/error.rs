@@ -20,8 +20,9 @@ pub enum SioError {
         /// The decoder's [`Limits::max_attachments`](super::Limits::max_attachments).
         max: usize,
     },
-    /// A binary packet's attachments add up to more bytes than the decoder accepts.
-    #[error("attachments: more than {max} bytes in all")]
+    /// A binary packet (its text and its attachments) adds up to more bytes than the decoder
+    /// accepts.
+    #[error("a binary packet: more than {max} bytes with its attachments")]
     AttachmentsTooLarge {
         /// The decoder's [`Limits::max_attachment_bytes`](super::Limits::max_attachment_bytes).
         max: usize,

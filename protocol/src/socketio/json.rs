@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::Deserializer;
 use serde_json::value::RawValue;
@@ -233,55 +234,85 @@ impl<'de> Visitor<'de> for Elements {
     }
 }
 
-/// Appends any packet.
-pub(crate) fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// Appends any packet; binary values of an event's or ack's args become placeholders, their
+/// bytes pushed to `attachments` (which holds the args' own attachments already).
+pub(crate) fn encode(
+    packet: &Packet<'_>,
+    out: &mut Vec<u8>,
+    attachments: &mut Vec<Bytes>,
+) -> Result<(), EncodeError> {
     match packet {
         Packet::Connect { nsp, auth } => {
-            write_head(PacketType::Connect, 0, nsp, None, out)?;
+            write_head(PacketType::Connect, nsp, None, out)?;
             auth.map_or(Ok(()), |auth| write_payload(auth, Format::Json, out))
         }
-        Packet::Disconnect { nsp } => write_head(PacketType::Disconnect, 0, nsp, None, out),
-        Packet::Event(event) => write_event(event, out),
+        Packet::Disconnect { nsp } => write_head(PacketType::Disconnect, nsp, None, out),
+        Packet::Event(event) => write_event(event, out, attachments),
         Packet::Ack { nsp, id, args } => {
-            let kind = packet.packet_type();
-            write_head(kind, args.attachments().len(), nsp, Some(*id), out)?;
+            let head = out.len();
+            write_head(PacketType::Ack, nsp, Some(*id), out)?;
             out.push(b'[');
-            write_args(args, Format::Json, Some(b','), false, out)?;
+            write_args(args, Format::Json, Some(b','), false, out, attachments)?;
             out.push(b']');
+            mark_binary(out, head, PacketType::Ack, attachments.len());
             Ok(())
         }
         Packet::ConnectError { nsp, data } => {
-            write_head(PacketType::ConnectError, 0, nsp, None, out)?;
+            write_head(PacketType::ConnectError, nsp, None, out)?;
             write_payload(*data, Format::Json, out)
         }
     }
 }
 
-/// Appends an event: `2[/nsp,][id]["name",...args(,"offset")]` (`5<n>-…` with attachments).
-pub(crate) fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let attachments = event.args.attachments().len();
-    let kind = if attachments == 0 {
-        PacketType::Event
-    } else {
-        PacketType::BinaryEvent
-    };
-    write_head(kind, attachments, event.nsp, event.id, out)?;
+/// Appends an event: `2[/nsp,][id]["name",...args(,"offset")]` (`5<n>-…` with attachments:
+/// the args' own, in `attachments` already, and their binary values', pushed there).
+pub(crate) fn write_event(
+    event: &Event<'_>,
+    out: &mut Vec<u8>,
+    attachments: &mut Vec<Bytes>,
+) -> Result<(), EncodeError> {
+    let head = out.len();
+    write_head(PacketType::Event, event.nsp, event.id, out)?;
     out.push(b'[');
     write_str(&event.name, out);
-    write_args(&event.args, Format::Json, Some(b','), true, out)?;
+    write_args(
+        &event.args,
+        Format::Json,
+        Some(b','),
+        true,
+        out,
+        attachments,
+    )?;
     if let Some(offset) = event.offset {
         out.push(b',');
         write_str(offset, out);
     }
     out.push(b']');
+    mark_binary(out, head, PacketType::Event, attachments.len());
     Ok(())
+}
+
+/// Makes the packet whose head starts at `head` (written as `kind`) a binary packet of
+/// `attachments`, when there are any: its type digit becomes the binary type and its count.
+fn mark_binary(out: &mut Vec<u8>, head: usize, kind: PacketType, attachments: usize) {
+    if attachments == 0 {
+        return;
+    }
+    let binary = match kind {
+        PacketType::Event => PacketType::BinaryEvent,
+        _ => PacketType::BinaryAck,
+    };
+    let mut digit_and_count = vec![b'0' + binary.as_u8()];
+    write_u64(attachments as u64, &mut digit_and_count);
+    digit_and_count.push(b'-');
+    out.splice(head..=head, digit_and_count);
 }
 
 /// Appends the object of a `CONNECT` answer or a `CONNECT_ERROR`:
 /// `<type>[/nsp,]{"<key>":"<value>"[,"<key>":<value>]}`.
 pub(crate) fn write_object(object: Object<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let (key, value) = object.first;
-    write_head(object.kind, 0, object.nsp, None, out)?;
+    write_head(object.kind, object.nsp, None, out)?;
     out.push(b'{');
     write_str(key, out);
     out.push(b':');
@@ -299,19 +330,14 @@ pub(crate) fn write_object(object: Object<'_>, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
-/// `<type>[<n>-][<nsp>,][<id>]`.
+/// `<type>[<nsp>,][<id>]` (with attachments, see [`mark_binary`]).
 fn write_head(
     kind: PacketType,
-    attachments: usize,
     nsp: &str,
     id: Option<u64>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     out.push(b'0' + kind.as_u8());
-    if attachments > 0 {
-        write_u64(attachments as u64, out);
-        out.push(b'-');
-    }
     if nsp != "/" {
         check_nsp(nsp)?;
         out.extend_from_slice(nsp.as_bytes());
@@ -359,12 +385,12 @@ mod tests {
         let data = RawData::trusted(Format::Json, br#"{"a":1}"#);
         let ev = event("/chat", Args::one(data), Some(7), Some("e-42"));
         assert_eq!(
-            text(|o| encode_event(Format::Json, &ev, o)),
+            text(|o| encode_event(Format::Json, &ev, o).map(drop)),
             r#"kept2/chat,7["e\"v",{"a":1},"e-42"]"#
         );
         let ev = event("/", Args::empty(Format::Json), None, None);
         assert_eq!(
-            text(|o| encode_event(Format::Json, &ev, o)),
+            text(|o| encode_event(Format::Json, &ev, o).map(drop)),
             r#"kept2["e\"v"]"#
         );
         assert_eq!(
@@ -382,15 +408,71 @@ mod tests {
             args: Args::one(mp),
         };
         assert_eq!(
-            text(|o| encode(Format::Json, &ack, o)),
+            text(|o| encode(Format::Json, &ack, o).map(drop)),
             r#"kept30[[1,"x"]]"#
         );
     }
 
     #[test]
+    fn binary_values_become_a_binary_packet_after_the_args_own_attachments() {
+        let mp = RawData::trusted(Format::MsgPack, &[0x92, 0xc4, 0x01, 0x07, 0xa1, 0x78]);
+        let ev = event("/chat", Args::one(mp), Some(12), Some("3.ab"));
+        let mut out = b"kept".to_vec();
+        let attachments = encode_event(Format::Json, &ev, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"kept51-/chat,12["e\"v",[{"_placeholder":true,"num":0},"x"],"3.ab"]"#
+        );
+        assert_eq!(attachments, [&[7u8][..]]);
+        let json = RawData::trusted(Format::Json, br#"{"type":"reply","d":{"$binary":"AQI="}}"#);
+        let ack = Packet::Ack {
+            nsp: "/",
+            id: 4,
+            args: Args::one(json),
+        };
+        let mut out = Vec::new();
+        let attachments = encode(Format::Json, &ack, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"61-4[{"type":"reply","d":{"_placeholder":true,"num":0}}]"#
+        );
+        assert_eq!(attachments, [&[1u8, 2][..]]);
+        // A decoded binary packet's args keep their attachments, first.
+        let own = [Bytes::from_static(b"a")];
+        let args = Args::from_array(Format::Json, br#"[{"_placeholder":true,"num":0}]"#)
+            .unwrap()
+            .with_attachments(&own);
+        let ev = event("/", args, None, None);
+        let mut out = Vec::new();
+        let attachments = encode_event(Format::Json, &ev, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"51-["e\"v",{"_placeholder":true,"num":0}]"#
+        );
+        assert_eq!(attachments, [&b"a"[..]]);
+        // Decoded again, the packet gives the bytes back.
+        let mut out = Vec::new();
+        let attachments = encode_event(
+            Format::Json,
+            &event("/", Args::one(mp), None, None),
+            &mut out,
+        )
+        .unwrap();
+        let mut decoder = crate::socketio::Decoder::new(Format::Json, Default::default());
+        let text = String::from_utf8(out).unwrap();
+        assert!(decoder.text(&text).is_ok());
+        let Ok(crate::socketio::Decoded::Packet(Packet::Event(e))) =
+            decoder.binary(&attachments[0])
+        else {
+            panic!("a binary event")
+        };
+        assert_eq!(e.args.attachments(), &attachments[..]);
+    }
+
+    #[test]
     fn refuses_what_it_cannot_write_and_leaves_out_as_it_was() {
-        // Decoded MessagePack args may hold bin; wsgate data (`RawData`) never does.
-        let bin = Args::from_array(Format::MsgPack, &[0x91, 0xc4, 0x01, 0x00]).unwrap();
+        // Decoded MessagePack args may hold `undefined`; wsgate data (`RawData`) never does.
+        let bin = Args::from_array(Format::MsgPack, &[0x91, 0xd4, 0x00, 0x00]).unwrap();
         let attachments = [Bytes::from_static(b"x")];
         let with_bin =
             Args::from_array(Format::Json, br#"[{"_placeholder":true,"num":0}]"#).unwrap();

@@ -27,6 +27,7 @@ use bytes::Bytes;
 pub use decoder::{AttachmentLimits, Decoded, Decoder};
 pub use error::{SioError, CODES};
 pub use payload::{Args, Payload};
+pub use placeholder::resolve as resolve_placeholders;
 
 use crate::error::EncodeError;
 use crate::format::Format;
@@ -162,30 +163,41 @@ impl Packet<'_> {
     }
 }
 
-/// Appends any packet to `out` (client side, and the server's acks and disconnects).
-///
-/// With the default parser, a packet whose args have attachments is written as a binary
-/// packet; send [`Args::attachments`] after it. On error `out` is left as it was.
-pub fn encode(format: Format, packet: &Packet<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// Appends any packet to `out` (client side, and the server's acks and disconnects), and
+/// returns the binary attachments to send after it, in order, as binary messages: with the
+/// default parser, an ack whose args have attachments or hold binary values is written as a
+/// `BINARY_ACK`, its binary values as placeholders (none with the msgpack parser, where binary
+/// stays in the packet). On error `out` is left as it was.
+pub fn encode(
+    format: Format,
+    packet: &Packet<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Vec<Bytes>, EncodeError> {
+    let mut attachments = packet.attachments().to_vec();
     crate::restore_on_error(out, |out| match format {
-        Format::Json => json::encode(packet, out),
+        Format::Json => json::encode(packet, out, &mut attachments),
         Format::MsgPack => msgpack::encode(packet, out),
-    })
+    })?;
+    Ok(attachments)
 }
 
 /// Appends an event to `out`: `2[/nsp,][id]["name",...args(,"offset")]` for the default
 /// parser, `{type: 2, data: ["name", ...args], id?, nsp}` for the msgpack parser. Args in the
 /// other format are transcoded here, so encode once per parser and send the same bytes to
-/// every socket of that parser. On error `out` is left as it was.
+/// every socket of that parser. Returns the binary attachments to send after it, as for
+/// [`encode`]: with the default parser, binary values anywhere in the args make it a
+/// `BINARY_EVENT` (`5<n>-…`). On error `out` is left as it was.
 pub fn encode_event(
     format: Format,
     event: &Event<'_>,
     out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+) -> Result<Vec<Bytes>, EncodeError> {
+    let mut attachments = event.args.attachments().to_vec();
     crate::restore_on_error(out, |out| match format {
-        Format::Json => json::write_event(event, out),
+        Format::Json => json::write_event(event, out, &mut attachments),
         Format::MsgPack => msgpack::write_event(event, out),
-    })
+    })?;
+    Ok(attachments)
 }
 
 /// Appends the server's answer to a `CONNECT`: `0[/nsp,]{"sid":"…","pid":"…"}`, `pid` only
@@ -259,42 +271,77 @@ pub(crate) fn check_nsp(nsp: &str) -> Result<(), EncodeError> {
 }
 
 /// Appends the args' elements in `target`, separated by `separator` (JSON's comma), with one
-/// before the first too when `lead`; the array around them is the caller's.
+/// before the first too when `lead`; the array around them is the caller's. In JSON, binary
+/// values become placeholders, their bytes pushed to `attachments`.
 pub(crate) fn write_args(
     args: &Args<'_>,
     target: Format,
     separator: Option<u8>,
     lead: bool,
     out: &mut Vec<u8>,
+    attachments: &mut Vec<Bytes>,
 ) -> Result<(), EncodeError> {
-    if args.format == target || args.one_data {
-        // All at once: a copy, or one value known to be wsgate data.
+    if args.one_data {
+        // One value known to be wsgate data: written whole.
+        if lead {
+            out.extend(separator);
+        }
+        return write_data(
+            RawData::trusted(args.format, args.bytes),
+            target,
+            out,
+            attachments,
+        );
+    }
+    if args.format == target {
+        // As they came (a binary packet's placeholders included).
         if lead && !args.is_empty() {
             out.extend(separator);
         }
-        return crate::transcode(RawData::trusted(args.format, args.bytes), target, out);
+        out.extend_from_slice(args.bytes);
+        return Ok(());
     }
     for (i, arg) in args.iter().enumerate() {
         if lead || i > 0 {
             out.extend(separator);
         }
-        write_payload(arg, target, out)?;
+        write_data(data_of(arg, target)?, target, out, attachments)?;
     }
     Ok(())
 }
 
+/// Appends one value of wsgate data in `target`: in JSON with placeholders for its binary
+/// values (their bytes pushed to `attachments`), in MessagePack with them as `bin`.
+fn write_data(
+    data: RawData<'_>,
+    target: Format,
+    out: &mut Vec<u8>,
+    attachments: &mut Vec<Bytes>,
+) -> Result<(), EncodeError> {
+    match target {
+        Format::Json => crate::transcode::transcode_with_placeholders(data, out, attachments),
+        Format::MsgPack => crate::transcode(data, target, out),
+    }
+}
+
 /// Appends one payload in `target`: a copy in its own format, else transcoded (a MessagePack
-/// payload must then be inside the JSON data model).
+/// payload must then be wsgate data); binary values in JSON as `{"$binary": …}` (a `CONNECT`'s
+/// or `CONNECT_ERROR`'s payload has no attachments).
 pub(crate) fn write_payload(
     payload: Payload<'_>,
     target: Format,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let data = match (payload.format(), target) {
+    crate::transcode(data_of(payload, target)?, target, out)
+}
+
+/// A payload as data to write in `target`: a MessagePack payload must be wsgate data (it may
+/// hold what is not: ext, `undefined`) to become JSON.
+fn data_of(payload: Payload<'_>, target: Format) -> Result<RawData<'_>, EncodeError> {
+    match (payload.format(), target) {
         (Format::MsgPack, Format::Json) => payload
             .data()
-            .map_err(|e| EncodeError(format!("a MessagePack value for JSON: {}", e.message)))?,
-        (format, _) => RawData::trusted(format, payload.bytes()),
-    };
-    crate::transcode(data, target, out)
+            .map_err(|e| EncodeError(format!("a MessagePack value for JSON: {}", e.message))),
+        (format, _) => Ok(RawData::trusted(format, payload.bytes())),
+    }
 }

@@ -265,14 +265,14 @@ fn write_nsp(nsp: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     write_str(nsp, out)
 }
 
-/// Appends the args' elements (the array header is the caller's).
+/// Appends the args' elements (the array header is the caller's); binary values stay `bin`.
 fn write_args(args: &Args<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     if !args.attachments().is_empty() {
         return Err(EncodeError(
             "binary attachments cannot be sent with the msgpack parser".into(),
         ));
     }
-    super::write_args(args, Format::MsgPack, None, false, out)
+    super::write_args(args, Format::MsgPack, None, false, out, &mut Vec::new())
 }
 
 #[cfg(test)]
@@ -298,11 +298,32 @@ mod tests {
         assert_eq!((e.name.as_ref(), e.id, e.nsp), ("e", None, "/"));
         let items: Vec<_> = e.args.iter().map(|p| p.bytes()).collect();
         assert_eq!(items, [&[0xd4, 0, 0][..], &[0xc4, 0x01, 0x01]]);
-        // Binary stays binary: it is not wsgate data, and cannot go to a JSON client.
-        assert!(e.args.iter().all(|p| p.data().is_err()));
+        // `undefined` is not wsgate data, and cannot go to a JSON client; bin is.
+        let data: Vec<_> = e.args.iter().map(|p| p.data().is_ok()).collect();
+        assert_eq!(data, [false, true]);
         let mut out = Vec::new();
         assert!(crate::socketio::encode_event(Format::Json, &e, &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn binary_passes_both_ways_and_becomes_attachments_for_the_default_parser() {
+        // {type: 2, data: ["e", {a: bin(1, 2)}], nsp: "/"}, as notepack writes it.
+        let bytes = unhex("83 a474797065 02 a464617461 92 a165 81 a161 c4 02 0102 a36e7370 a12f");
+        let Packet::Event(e) = decode(&bytes).unwrap() else {
+            panic!("an event")
+        };
+        let mut out = Vec::new();
+        let none = crate::socketio::encode_event(Format::MsgPack, &e, &mut out).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(out, bytes, "bin stays in the packet, byte for byte");
+        let mut out = Vec::new();
+        let attachments = crate::socketio::encode_event(Format::Json, &e, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"51-["e",{"a":{"_placeholder":true,"num":0}}]"#
+        );
+        assert_eq!(attachments, [&[1u8, 2][..]]);
     }
 
     #[test]

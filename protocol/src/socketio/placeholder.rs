@@ -3,10 +3,40 @@
 
 use std::borrow::Cow;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserializer;
+use serde_json::Value;
 
 use super::error::SioError;
+use crate::transcode::BINARY_KEY;
+
+/// Replaces each placeholder in `value` (an argument of a binary packet, as a tree) with the
+/// attachment it names as wsgate's JSON for binary, `{"$binary":"<base64>"}`: what the
+/// packet's data is as a native command's. An object is a placeholder when its
+/// `_placeholder` is `true` (socket.io-parser's `reconstructPacket` rule); one naming no
+/// attachment is [`SioError::BadPlaceholder`].
+pub fn resolve(value: &mut Value, attachments: &[Bytes]) -> Result<(), SioError> {
+    match value {
+        Value::Array(items) => items.iter_mut().try_for_each(|v| resolve(v, attachments)),
+        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
+            let bytes = map
+                .get("num")
+                .and_then(Value::as_u64)
+                .and_then(|k| usize::try_from(k).ok())
+                .and_then(|k| attachments.get(k))
+                .ok_or(SioError::BadPlaceholder)?;
+            let mut binary = serde_json::Map::with_capacity(1);
+            binary.insert(BINARY_KEY.into(), Value::String(STANDARD.encode(bytes)));
+            *value = Value::Object(binary);
+            Ok(())
+        }
+        Value::Object(map) => map.values_mut().try_for_each(|v| resolve(v, attachments)),
+        _ => Ok(()),
+    }
+}
 
 /// Checks that every `{"_placeholder":true,"num":k}` in a binary packet's JSON names one of
 /// its `attachments` (socket.io-parser's `reconstructPacket` rule).

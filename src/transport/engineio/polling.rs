@@ -8,44 +8,44 @@ use smallvec::SmallVec;
 use wsgate_protocol::engineio::{encode_binary, SEPARATOR};
 
 use crate::transport::outbound::Outbound;
-use crate::transport::ws::frame::{server_payload, OpCode};
+use crate::transport::ws::frame::{first_server_frame, OpCode};
 
 /// Moves whole messages from the front of `out` into `body` as one payload, until the next one
 /// would take `body` past `max` bytes (the first always goes, whatever its size, so a message
 /// larger than `max` cannot stall the session). A message is one frame, or a first fragment
 /// and its continuations (queued together, see `frame::build_fragment`), whose payloads are
-/// joined back into one packet. Control frames (none are queued for an Engine.IO session) are
+/// joined back into one packet; a queued run of frames (a Socket.IO binary packet and its
+/// attachments, see `frame::append`) is one packet per frame, and may be split between
+/// responses at a frame. Control frames (none are queued for an Engine.IO session) are
 /// dropped. Returns how many packets were written.
 pub(crate) fn drain(out: &mut Outbound, max: usize, body: &mut Vec<u8>) -> usize {
     let mut packets = 0;
     let flushed = out.flush_with(|slices: &[IoSlice<'_>]| {
+        let frames = frames(slices);
         let mut taken = 0;
         let mut at = 0;
-        while at < slices.len() {
-            let Some(message) = message(&slices[at..]) else {
+        while at < frames.len() {
+            let Some(end) = frames[at..].iter().position(|f| f.fin).map(|i| at + i + 1) else {
                 if at == 0 {
                     // A first fragment without its last: cannot happen (the fragments of a
-                    // message are queued together, and a flush sees up to 64 frames);
+                    // message are queued together, and a flush sees up to 64 entries);
                     // dropped rather than stalling the session.
-                    taken += slices[0].len();
+                    taken += frames[0].len;
                     at = 1;
                     continue;
                 }
                 // Its last fragment is past this write: the next one starts with it.
                 break;
             };
-            let Message {
-                opcode,
-                frames,
-                payloads,
-            } = message;
-            let len: usize = payloads.iter().map(|p| p.len()).sum();
-            let cost = match opcode {
+            let message = &frames[at..end];
+            let bytes: usize = message.iter().map(|f| f.len).sum();
+            let len: usize = message.iter().map(|f| f.payload.len()).sum();
+            let cost = match message[0].opcode {
                 OpCode::Text => len,
                 OpCode::Binary => 1 + len.div_ceil(3) * 4,
                 _ => {
-                    taken += slice_bytes(&slices[at..at + frames]);
-                    at += frames;
+                    taken += bytes;
+                    at = end;
                     continue;
                 }
             };
@@ -56,14 +56,19 @@ pub(crate) fn drain(out: &mut Outbound, max: usize, body: &mut Vec<u8>) -> usize
             if sep == 1 {
                 body.push(SEPARATOR);
             }
-            match (opcode, &payloads[..]) {
-                (OpCode::Text, _) => payloads.iter().for_each(|p| body.extend_from_slice(p)),
-                (_, [one]) => encode_binary(one, body),
-                _ => encode_binary(&payloads.concat(), body),
+            match (message[0].opcode, message) {
+                (OpCode::Text, _) => message
+                    .iter()
+                    .for_each(|f| body.extend_from_slice(f.payload)),
+                (_, [one]) => encode_binary(one.payload, body),
+                _ => {
+                    let joined: Vec<u8> = message.iter().flat_map(|f| f.payload).copied().collect();
+                    encode_binary(&joined, body);
+                }
             }
             packets += 1;
-            taken += slice_bytes(&slices[at..at + frames]);
-            at += frames;
+            taken += bytes;
+            at = end;
         }
         if taken == 0 {
             Err(ErrorKind::WouldBlock.into())
@@ -76,46 +81,43 @@ pub(crate) fn drain(out: &mut Outbound, max: usize, body: &mut Vec<u8>) -> usize
     packets
 }
 
-/// One message of queued frames.
-struct Message<'a> {
-    /// Its first frame's.
+/// One queued frame as the drain reads it.
+struct Frame<'a> {
     opcode: OpCode,
-    /// How many frames it spans.
-    frames: usize,
-    payloads: SmallVec<[&'a [u8]; 2]>,
+    fin: bool,
+    payload: &'a [u8],
+    /// Its bytes in the outbox, header included.
+    len: usize,
 }
 
-/// The message that starts `slices`; `None` when its last fragment is not among them.
-fn message<'a>(slices: &'a [IoSlice<'a>]) -> Option<Message<'a>> {
-    let mut payloads = SmallVec::new();
-    let mut first = None;
-    for (i, slice) in slices.iter().enumerate() {
-        let Some((op, fin, payload)) = server_payload(slice) else {
-            // Not a server frame: cannot happen (frames are built whole and only this function
-            // takes them from an Engine.IO polling outbox); skipped as a control frame.
-            let (opcode, frames) = (OpCode::Close, i + 1);
-            return Some(Message {
+/// The frames of `slices`, in order (an entry may hold a run of them).
+fn frames<'a>(slices: &'a [IoSlice<'a>]) -> SmallVec<[Frame<'a>; 8]> {
+    let mut frames = SmallVec::new();
+    for slice in slices {
+        let mut rest: &[u8] = slice;
+        while !rest.is_empty() {
+            let Some((opcode, fin, payload, len)) = first_server_frame(rest) else {
+                // Not a complete server frame: cannot happen (frames are built whole and only
+                // this function takes them from an Engine.IO polling outbox); skipped as a
+                // control frame.
+                frames.push(Frame {
+                    opcode: OpCode::Close,
+                    fin: true,
+                    payload: &[],
+                    len: rest.len(),
+                });
+                break;
+            };
+            frames.push(Frame {
                 opcode,
-                frames,
-                payloads,
+                fin,
+                payload,
+                len,
             });
-        };
-        payloads.push(payload);
-        let opcode = *first.get_or_insert(op);
-        if fin {
-            let frames = i + 1;
-            return Some(Message {
-                opcode,
-                frames,
-                payloads,
-            });
+            rest = &rest[len..];
         }
     }
-    None
-}
-
-fn slice_bytes(slices: &[IoSlice<'_>]) -> usize {
-    slices.iter().map(|s| s.len()).sum()
+    frames
 }
 
 #[cfg(test)]
@@ -144,6 +146,29 @@ mod tests {
         let mut body = Vec::new();
         assert_eq!(drain(&mut out, 1000, &mut body), 3);
         assert_eq!(body, b"4hello\x1ebAQIDBA==\x1e2");
+        assert!(!out.has_output());
+    }
+
+    #[test]
+    fn a_run_of_frames_is_one_packet_each_and_may_be_split_between_responses() {
+        let mut run = frame::data(OpCode::Text, b"451-[\"e\",{}]").to_vec();
+        frame::append(OpCode::Binary, &[1, 2, 3], &mut run);
+        frame::append(OpCode::Binary, &[4; 600], &mut run);
+        let mut out = outbox(&[frame::data(OpCode::Text, b"2"), Bytes::from(run)]);
+        let mut body = Vec::new();
+        assert_eq!(
+            drain(&mut out, 100, &mut body),
+            3,
+            "the 600 bytes would pass 100"
+        );
+        assert_eq!(body, b"2\x1e451-[\"e\",{}]\x1ebAQID");
+        body.clear();
+        assert_eq!(
+            drain(&mut out, 100, &mut body),
+            1,
+            "the rest of the run, at a frame"
+        );
+        assert_eq!(body.len(), 1 + 800);
         assert!(!out.has_output());
     }
 

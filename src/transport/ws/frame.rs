@@ -177,9 +177,20 @@ pub(crate) fn build_fragment<E>(
 
 /// The opcode, finality and payload of one complete server frame (as [`build`],
 /// [`build_fragment`], [`data`] and [`control`] write them: unmasked, no reserved bits);
-/// `None` for anything else. For transports that carry the payloads of queued frames without
-/// their WebSocket headers (Engine.IO polling), which join a message's fragments again.
+/// `None` for anything else, a run of several frames included.
+#[cfg(test)]
 pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, bool, &[u8])> {
+    match first_server_frame(frame)? {
+        (opcode, fin, payload, len) if len == frame.len() => Some((opcode, fin, payload)),
+        _ => None,
+    }
+}
+
+/// The first of the complete server frames `frame` starts with (a frame, or a run of them
+/// that [`append`] made): its opcode, finality, payload and whole length; `None` if they do
+/// not start with one. For transports that carry the payloads of queued frames without their
+/// WebSocket headers (Engine.IO polling), which join a message's fragments again.
+pub(crate) fn first_server_frame(frame: &[u8]) -> Option<(OpCode, bool, &[u8], usize)> {
     let [b0, b1, ..] = *frame else { return None };
     let opcode = OpCode::from_u8(b0 & 0x0F)?;
     let (len, at) = match b1 {
@@ -195,9 +206,20 @@ pub(crate) fn server_payload(frame: &[u8]) -> Option<(OpCode, bool, &[u8])> {
         n if n < 126 => (usize::from(n), 2),
         _ => return None,
     };
-    let payload = frame.get(at..)?;
+    let end = len.checked_add(at)?;
+    let payload = frame.get(at..end)?;
     let fin = b0 & 0x80 != 0;
-    (b0 & 0x70 == 0 && payload.len() == len).then_some((opcode, fin, payload))
+    (b0 & 0x70 == 0).then_some((opcode, fin, payload, end))
+}
+
+/// Appends one final, unmasked data frame carrying `payload` to `out`, after the frames it
+/// holds: frames that must travel together, in order (a Socket.IO binary packet and its
+/// attachments), queued as one `Bytes`.
+pub(crate) fn append(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    let mut head = [0u8; SERVER_HEADROOM];
+    let used = write_header(&mut head, true, opcode, payload.len());
+    out.extend_from_slice(&head[SERVER_HEADROOM - used..]);
+    out.extend_from_slice(payload);
 }
 
 /// The frame opcode that carries a format's messages: text for JSON, binary for MessagePack.
@@ -262,6 +284,18 @@ mod tests {
                 Some((super::OpCode::Text, true, &payload[..]))
             );
             assert_eq!(super::server_payload(&frame[..frame.len() - 1]), None);
+            let mut run = frame.to_vec();
+            super::append(super::OpCode::Binary, &payload, &mut run);
+            assert_eq!(super::server_payload(&run), None, "two frames are not one");
+            let (op, fin, first, len) = super::first_server_frame(&run).unwrap();
+            assert_eq!(
+                (op, fin, first, len),
+                (super::OpCode::Text, true, &payload[..], frame.len())
+            );
+            assert_eq!(
+                super::server_payload(&run[len..]),
+                Some((super::OpCode::Binary, true, &payload[..]))
+            );
         }
         let ping = super::control(super::OpCode::Ping, b"");
         assert_eq!(
