@@ -5,6 +5,11 @@
 //
 //   JWT_SECRET=s node server.js [port] [--msgpack-path /socket.io-msgpack/]
 //
+// API_KEYS (comma-separated) turns on the REST push to a user, wsgate's route and answer:
+//   POST /api/v1/push/users  Authorization: Bearer <key>  {"userId"|"userIds", "event", "data"}
+//     -> io.to(`user:${id}`).emit(event, data) on both parsers' servers,
+//        200 {"delivered": <sockets in those rooms>, "offline": [users with none]}
+// (401 without a listed key, 400 for a bad body, 404 for any other path.)
 // PING_INTERVAL_MS and PING_TIMEOUT_MS change the heartbeat (the tests make it short, so that
 // a client that does not answer pings is closed within the run).
 // Port 0 (the default) lets the kernel pick; the first line on stdout is
@@ -53,7 +58,72 @@ const options = {
   destroyUpgrade: false,
 };
 
-const httpServer = http.createServer();
+const apiKeys = new Set((process.env.API_KEYS || "").split(",").filter((k) => k.length > 0));
+// The socket.io servers, filled in below; a push reaches a user's sockets on each.
+const servers = [];
+
+function answer(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json",
+    "Content-Length": Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+// `POST /api/v1/push/users`: what the socket.io servers do not serve. A user's sockets are
+// in its room `user:<id>` (below), so a push is one emit to that room per server.
+function rest(req, res) {
+  const path = req.url.split("?")[0];
+  if (apiKeys.size === 0 || req.method !== "POST" || path !== "/api/v1/push/users") {
+    return answer(res, 404, { error: { code: "not_found", message: "no such route" } });
+  }
+  const auth = req.headers.authorization || "";
+  const key = auth.startsWith("Bearer ") ? auth.slice(7) : req.headers["x-api-key"];
+  if (!apiKeys.has(key)) {
+    return answer(res, 401, { error: { code: "auth.required", message: "an API key is required" } });
+  }
+  const chunks = [];
+  let size = 0;
+  req.on("data", (chunk) => {
+    size += chunk.length;
+    if (size > options.maxHttpBufferSize) {
+      answer(res, 413, { error: { code: "too_large", message: "body too large" } });
+      req.destroy();
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on("end", () => {
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch (e) {
+      return answer(res, 400, { error: { code: "bad_request", message: "the body is not JSON" } });
+    }
+    const users = typeof body.userId === "string" ? [body.userId] : body.userIds;
+    if (!Array.isArray(users) || !users.every(isRoom) || typeof body.event !== "string") {
+      return answer(res, 400, {
+        error: { code: "bad_request", message: "`userId` (or `userIds`) and `event` are required" },
+      });
+    }
+    let delivered = 0;
+    const offline = [];
+    for (const user of users) {
+      const room = `user:${user}`;
+      let sockets = 0;
+      for (const io of servers) {
+        sockets += io.sockets.adapter.rooms.get(room)?.size || 0;
+        io.to(room).emit(body.event, body.data);
+      }
+      delivered += sockets;
+      if (sockets === 0) offline.push(user);
+    }
+    answer(res, 200, { delivered, offline });
+  });
+}
+
+const httpServer = http.createServer(rest);
 
 function error(code, message) {
   return { type: "error", code, message };
@@ -111,8 +181,9 @@ function gateway(io) {
   });
 }
 
-gateway(new Server(httpServer, { ...options, path: "/socket.io/" }));
-gateway(new Server(httpServer, { ...options, path: msgpackPath, parser: msgpackParser }));
+servers.push(new Server(httpServer, { ...options, path: "/socket.io/" }));
+servers.push(new Server(httpServer, { ...options, path: msgpackPath, parser: msgpackParser }));
+servers.forEach(gateway);
 
 // Node's default accept backlog is 511; the loadgen opens up to 1,000 handshakes per worker at
 // once, and an overflowing accept queue turns into SYN retransmits (handshakes of 30 s) and

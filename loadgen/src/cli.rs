@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::{
-    Common, DecodeMode, Protocol, PublishMode, RunPlan, Scenario, Target, WireFormat,
+    Common, DecodeMode, Protocol, PublishMode, RunPlan, Scenario, Target, Transport, WireFormat,
 };
 
 /// File descriptors a worker keeps free for everything that is not a connection.
@@ -167,9 +167,17 @@ pub struct CommonArgs {
     /// `wsgate:publish` with acks; scenarios `connect`, `fanout` and `push`).
     #[arg(long, value_enum, default_value_t = Protocol::Native)]
     pub protocol: Protocol,
-    /// Socket.IO: the Engine.IO path on the server (`?EIO=4&transport=websocket` is added).
+    /// Socket.IO: the Engine.IO path on the server (`?EIO=4&transport=websocket`, or
+    /// `=polling`, is added).
     #[arg(long, default_value = "/socket.io/")]
     pub sio_path: String,
+    /// Socket.IO: the Engine.IO transport, `websocket` (one WebSocket per connection from the
+    /// start) or `polling` (HTTP long-polling, never upgraded: the handshake `GET`, one
+    /// long-poll `GET` outstanding at a time, the client's packets `\x1e`-joined in one `POST`
+    /// at a time, pings answered by `POST`; two TCP connections per session, so a worker
+    /// holds half as many). Every socketio scenario runs over either.
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub sio_transport: Transport,
     /// Socket.IO: the parser, `json` (the default parser: text frames) or `msgpack`
     /// (socket.io-msgpack-parser: binary frames; the server serves it at its own path).
     #[arg(long, value_enum, default_value_t = WireFormat::Json)]
@@ -196,7 +204,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain: Duration,
     /// Worker processes (0: one per (open-file hard limit − 2,000) connections, i.e. per 18,000
-    /// here; 1: a thread in this process).
+    /// here, half that over `--sio-transport polling`; 1: a thread in this process).
     #[arg(long, default_value_t = 0)]
     pub workers: u32,
     /// Source addresses to spread connections over: a list (`127.0.0.2,127.0.0.3`) or a count
@@ -321,13 +329,20 @@ impl CommonArgs {
     pub fn plan(&self, scenario: Scenario) -> anyhow::Result<RunPlan> {
         let mut target = parse_target(&self.url, &self.allow_host)?;
         let format = match self.protocol {
+            Protocol::Native if self.sio_transport != Transport::Websocket => {
+                bail!("--sio-transport polling needs --protocol socketio")
+            }
             Protocol::Native => self.format,
             Protocol::SocketIo => {
                 check_socketio(&scenario)?;
                 if !self.sio_path.starts_with('/') || self.sio_path.contains('?') {
                     bail!("--sio-path must start with `/` and hold no query");
                 }
-                target.path = format!("{}?EIO=4&transport=websocket", self.sio_path);
+                target.path = format!(
+                    "{}?EIO=4&transport={}",
+                    self.sio_path,
+                    self.sio_transport.as_str()
+                );
                 self.sio_parser
             }
         };
@@ -335,7 +350,7 @@ impl CommonArgs {
             Some(s) => parse_source_addrs(s, !target.addr.ip().is_loopback())?,
             None => Vec::new(),
         };
-        let per_worker = max_per_worker();
+        let per_worker = max_per_worker() / self.sio_transport.sockets();
         let needed = self.connections.div_ceil(per_worker).max(1);
         let workers = match u64::from(self.workers) {
             0 => needed,
@@ -350,6 +365,7 @@ impl CommonArgs {
                 target,
                 protocol: self.protocol,
                 format,
+                transport: self.sio_transport,
                 jwt_secret: self.jwt_secret.clone(),
                 source_addrs,
                 connect_rate: self.connect_rate.max(1.0),
@@ -460,7 +476,7 @@ impl ScenarioCmd {
                 bail!(
                     "closed-loop fanout counts arrivals in one worker: use --workers 1 and at \
                      most {} connections",
-                    max_per_worker()
+                    max_per_worker() / plan.common.transport.sockets()
                 );
             }
         }

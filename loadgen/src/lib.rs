@@ -12,15 +12,17 @@
 //! - `sys`: open-file limits and resident set sizes. Uses nothing.
 //! - `payload`: the events' `data` (send time and sequence) and its fast reader. Uses `plan`.
 //! - `msg`: the worker protocol (controls, progress, final report) and its sinks. Uses `stats`.
-//! - `client` (`ws`, `conn`, `mod`): WebSocket client framing, one connection's state and
-//!   socket, and every connection of a worker, giving messages to a `Handler`. Uses `plan`.
+//! - `client` (`ws`, `http`, `conn`, `polling`, `mod`): WebSocket client framing, HTTP/1.1
+//!   requests and responses, one connection's state and socket, Engine.IO long-polling (the
+//!   sid, one long-poll `GET` and one `POST` at a time), and every connection of a worker,
+//!   giving messages to a `Handler`. Uses `plan`.
 //! - `verify`: loss, burst, closed-loop and latency accounting, expected deliveries. Uses
 //!   `plan`, `stats`.
 //! - `offsets`: each connection's position in its room's stream (epoch, last offset), the
 //!   `since` of its resume, and the gap and duplicate account (chat). Uses `stats`.
 //! - `scenario` (`actions`, `fanout`, `chat`, `push`): each scenario's driving logic, over
 //!   the `Actions` trait (`push`: the REST senders). Uses `plan`, `stats`, `payload`.
-//! - `sio`: Socket.IO over Engine.IO WebSocket as the loadgen speaks it (the `CONNECT`, the
+//! - `sio`: Socket.IO over Engine.IO (either transport) as the loadgen speaks it (the `CONNECT`, the
 //!   built-in events with acks, each server message read into the session's terms). Uses
 //!   `payload`, `plan`.
 //! - `session`: the connections as wsgate clients, native or Socket.IO (join, publish, each

@@ -14,7 +14,7 @@ pub struct Target {
     /// The `Host` header (`host:port` as the user wrote it).
     pub host: String,
     /// The path and the query the user gave (without the token and format parameters); with
-    /// Socket.IO, the Engine.IO path with `EIO=4&transport=websocket`.
+    /// Socket.IO, the Engine.IO path with `EIO=4&transport=websocket` (or `=polling`).
     pub path: String,
 }
 
@@ -68,6 +68,39 @@ impl Protocol {
         match self {
             Protocol::Native => "native",
             Protocol::SocketIo => "socketio",
+        }
+    }
+}
+
+/// The Engine.IO transport of Socket.IO connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A WebSocket from the start (`transport=websocket`): one TCP connection, one packet per
+    /// frame.
+    #[default]
+    Websocket,
+    /// HTTP long-polling (`transport=polling`), never upgraded: the handshake `GET`, then one
+    /// long-poll `GET` outstanding at a time on one keep-alive connection, and the client's
+    /// packets (joined by `\x1e`, binary ones as `b<base64>`) in one `POST` at a time on a
+    /// second one: two TCP connections per session.
+    Polling,
+}
+
+impl Transport {
+    /// The transport's name in the summary and in the Engine.IO query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Polling => "polling",
+        }
+    }
+
+    /// TCP connections (file descriptors) each session holds.
+    pub fn sockets(self) -> u64 {
+        match self {
+            Transport::Websocket => 1,
+            Transport::Polling => 2,
         }
     }
 }
@@ -170,6 +203,8 @@ pub struct Common {
     pub protocol: Protocol,
     /// Wire encoding (with Socket.IO, its parser's).
     pub format: WireFormat,
+    /// The Engine.IO transport (Socket.IO; native connections are WebSockets).
+    pub transport: Transport,
     /// HS256 secret used to mint one token per user.
     pub jwt_secret: String,
     /// Source addresses to bind before connecting (empty: the kernel chooses).

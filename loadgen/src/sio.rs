@@ -1,6 +1,7 @@
-//! Socket.IO v5 over Engine.IO v4 WebSocket as the loadgen speaks it: the messages it sends
-//! (the `CONNECT` with the token in its auth, the built-in events `wsgate:join` and
-//! `wsgate:publish` with ack ids) and what each server message means, in the session's terms.
+//! Socket.IO v5 over Engine.IO v4 (WebSocket, or long-polling's packets one by one) as the
+//! loadgen speaks it: the messages it sends (the `CONNECT` with the token in its auth, the
+//! built-in events `wsgate:join` and `wsgate:publish` with ack ids) and what each server
+//! message means, in the session's terms.
 //! The packets are the protocol crate's codecs; nothing is kept per connection.
 
 use bytes::Bytes;

@@ -122,6 +122,8 @@ pub struct Summary {
     pub protocol: String,
     /// `json` or `msgpack` (with Socket.IO, the parser).
     pub format: String,
+    /// `websocket`, or Socket.IO's `polling`.
+    pub transport: String,
     /// Connections asked for.
     pub connections: u64,
     /// Worker count.
@@ -233,6 +235,7 @@ impl Summary {
             scenario: scenario.to_string(),
             protocol: i.plan.common.protocol.as_str().to_string(),
             format: i.plan.common.format.as_str().to_string(),
+            transport: i.plan.common.transport.as_str().to_string(),
             connections: i.plan.connections,
             workers: i.plan.workers,
             established: i.counters.established,
@@ -285,8 +288,13 @@ impl Summary {
         row(
             "scenario",
             format!(
-                "{} ({} {}), {} connections, {} worker(s)",
-                self.scenario, self.protocol, self.format, self.connections, self.workers
+                "{} ({} {} {}), {} connections, {} worker(s)",
+                self.scenario,
+                self.protocol,
+                self.format,
+                self.transport,
+                self.connections,
+                self.workers
             ),
         );
         row(

@@ -1,7 +1,8 @@
 //! `--protocol socketio` against the Node socket.io reference server (`benches/socketio-node`,
 //! pinned by its lockfile and installed here with `npm ci` on first use; node and npm from
 //! PATH, and a missing one is a failure, never a skip) and against wsgate's Socket.IO layer:
-//! both parsers, pings answered, the token refused, zero loss.
+//! both parsers, both transports (WebSocket and long-polling), REST pushes to users, pings
+//! answered, the token refused, zero loss.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,8 +19,14 @@ mod common;
 
 use common::{start_server, SECRET};
 
-/// wsgate's REST API key in the `push` run.
+/// The servers' REST API key in the `push` runs.
 const API_KEY: &str = "loadgen-socketio-key";
+
+/// Both parsers, at their paths on both servers.
+const PARSERS: [(&str, &str); 2] = [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")];
+
+/// Both Engine.IO transports.
+const TRANSPORTS: [&str; 2] = ["websocket", "polling"];
 
 /// The Node server process; killed on drop.
 struct NodeServer {
@@ -78,7 +85,7 @@ fn ensure_installed() {
 }
 
 /// Starts `node server.js 0` with a 300 ms heartbeat (a client that does not answer pings is
-/// closed 400 ms later, well within a run).
+/// closed 400 ms later, well within a run) and its REST push on ([`API_KEY`]).
 fn start_node() -> NodeServer {
     ensure_installed();
     let mut child = Command::new("node")
@@ -88,6 +95,7 @@ fn start_node() -> NodeServer {
         .env("JWT_SECRET", SECRET)
         .env("PING_INTERVAL_MS", "300")
         .env("PING_TIMEOUT_MS", "400")
+        .env("API_KEYS", API_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -118,8 +126,27 @@ fn run_cli(args: &[&str]) -> Summary {
     run(&plan, &RunOptions::default()).expect("the run completes")
 }
 
-/// A socketio run against `url` with `parser` at `path`, then `extra` arguments.
-fn sio(scenario: &str, url: &str, parser: &str, path: &str, extra: &[&str]) -> Summary {
+/// How a run's connections speak Socket.IO: the parser, at its path, over a transport.
+#[derive(Clone, Copy)]
+struct Wire {
+    parser: &'static str,
+    path: &'static str,
+    transport: &'static str,
+}
+
+/// Every parser over every transport.
+fn wires() -> impl Iterator<Item = Wire> {
+    TRANSPORTS.into_iter().flat_map(|transport| {
+        PARSERS.into_iter().map(move |(parser, path)| Wire {
+            parser,
+            path,
+            transport,
+        })
+    })
+}
+
+/// A socketio run against `url` over `wire`, then `extra` arguments.
+fn sio(scenario: &str, url: &str, wire: Wire, extra: &[&str]) -> Summary {
     let mut args = vec![
         "wsgate-loadgen",
         scenario,
@@ -128,9 +155,11 @@ fn sio(scenario: &str, url: &str, parser: &str, path: &str, extra: &[&str]) -> S
         "--url",
         url,
         "--sio-parser",
-        parser,
+        wire.parser,
         "--sio-path",
-        path,
+        wire.path,
+        "--sio-transport",
+        wire.transport,
         "--jwt-secret",
         SECRET,
         "--workers",
@@ -140,22 +169,21 @@ fn sio(scenario: &str, url: &str, parser: &str, path: &str, extra: &[&str]) -> S
     args.extend_from_slice(extra);
     let s = run_cli(&args);
     eprint!("{}", s.table());
+    assert_eq!(
+        (s.protocol.as_str(), s.format.as_str(), s.transport.as_str()),
+        ("socketio", wire.parser, wire.transport)
+    );
     s
 }
 
 /// 30 connections in 3 rooms held for `hold`, then a closed-loop fanout to 20 subscribers:
 /// everyone in, every publish acked and delivered to every subscriber.
-fn connect_and_closed_fanout(url: &str, parser: &str, path: &str, hold: &str) {
+fn connect_and_closed_fanout(url: &str, wire: Wire, hold: &str) {
     let s = sio(
         "connect",
         url,
-        parser,
-        path,
+        wire,
         &["-n", "30", "--rooms", "3", "--duration", hold],
-    );
-    assert_eq!(
-        (s.protocol.as_str(), s.format.as_str()),
-        ("socketio", parser)
     );
     assert_eq!((s.established, s.failed), (30, 0), "{:?}", s.failures);
     assert_eq!(s.handshake.count, 30);
@@ -163,8 +191,7 @@ fn connect_and_closed_fanout(url: &str, parser: &str, path: &str, hold: &str) {
     let s = sio(
         "fanout",
         url,
-        parser,
-        path,
+        wire,
         &[
             "-n",
             "21",
@@ -185,20 +212,47 @@ fn connect_and_closed_fanout(url: &str, parser: &str, path: &str, hold: &str) {
     assert!(s.error_codes.is_empty(), "{:?}", s.error_codes);
 }
 
+/// REST pushes at 200/s for 1 s to 10 users' sockets: every push answered 200, every
+/// delivery the answers count received.
+fn push(url: &str, wire: Wire) {
+    let s = sio(
+        "push",
+        url,
+        wire,
+        &[
+            "-n",
+            "10",
+            "--rate",
+            "200",
+            "--senders",
+            "2",
+            "--duration",
+            "1s",
+            "--api-key",
+            API_KEY,
+        ],
+    );
+    assert_eq!((s.established, s.failed), (10, 0), "{:?}", s.failures);
+    assert!(s.acked > 0, "no push answered 200: {:?}", s.push_errors);
+    assert_eq!(s.acked, s.published, "{:?}", s.push_errors);
+    assert_eq!(s.expected, Some(s.acked), "one socket per user");
+    assert_eq!(s.lost, Some(0));
+    assert_eq!(s.latency.count, s.acked);
+}
+
 #[test]
 fn connect_and_fanout_against_node_socket_io_without_loss() {
     let node = start_node();
     let url = format!("ws://{}", node.addr);
-    for (parser, path) in [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")] {
+    for wire in wires() {
         // Held past several heartbeats: a connection that did not answer a ping is closed.
-        connect_and_closed_fanout(&url, parser, path, "2s");
+        connect_and_closed_fanout(&url, wire, "2s");
 
         // Every event decoded fully, and echoed to the publisher too.
         let s = sio(
             "fanout",
             &url,
-            parser,
-            path,
+            wire,
             &[
                 "-n",
                 "11",
@@ -222,8 +276,18 @@ fn connect_and_fanout_against_node_socket_io_without_loss() {
 }
 
 #[test]
-fn connect_fanout_and_push_against_wsgate_socket_io_without_loss() {
-    let server = start_server(&[
+fn push_against_node_socket_io_without_loss() {
+    let node = start_node();
+    let url = format!("ws://{}", node.addr);
+    for wire in wires() {
+        push(&url, wire);
+    }
+}
+
+/// wsgate with its rate limit lifted, its REST API on and a 300 ms heartbeat (a session that
+/// does not answer pings is closed 400 ms later).
+fn start_wsgate() -> common::Server {
+    start_server(&[
         "--rate-per-sec",
         "1000000",
         "--rate-burst",
@@ -232,33 +296,25 @@ fn connect_fanout_and_push_against_wsgate_socket_io_without_loss() {
         "2",
         "--api-keys",
         API_KEY,
-    ]);
-    // The URL's path (`/ws`) is not used: the Engine.IO path is `--sio-path`.
-    let url = server.url();
-    for (parser, path) in [("json", "/socket.io/"), ("msgpack", "/socket.io-msgpack/")] {
-        connect_and_closed_fanout(&url, parser, path, "1s");
+        "--engineio-ping-interval",
+        "300ms",
+        "--engineio-ping-timeout",
+        "400ms",
+    ])
+}
 
+#[test]
+fn connect_fanout_and_push_against_wsgate_socket_io_without_loss() {
+    for wire in wires() {
+        // A server per wire: a long-polling session whose connections the last run dropped
+        // lives on in wsgate until its heartbeat times out, and would count in a push's
+        // `delivered`.
+        let server = start_wsgate();
+        // The URL's path (`/ws`) is not used: the Engine.IO path is `--sio-path`.
+        let url = server.url();
         // REST pushes to the users of Socket.IO sockets.
-        let s = sio(
-            "push",
-            &url,
-            parser,
-            path,
-            &[
-                "-n",
-                "10",
-                "--rate",
-                "200",
-                "--senders",
-                "2",
-                "--duration",
-                "1s",
-                "--api-key",
-                API_KEY,
-            ],
-        );
-        assert!(s.acked > 0, "no push answered 200: {:?}", s.push_errors);
-        assert_eq!(s.lost, Some(0), "{parser}");
+        push(&url, wire);
+        connect_and_closed_fanout(&url, wire, "2s");
     }
 }
 
@@ -311,4 +367,19 @@ fn socketio_refuses_what_the_contract_lacks() {
         let cli = Cli::try_parse_from(&all).expect("valid arguments");
         assert!(cli.scenario.plan().is_err(), "{args:?}");
     }
+    // Long-polling is Engine.IO's: native connections are WebSockets.
+    let cli = Cli::try_parse_from([
+        "wsgate-loadgen",
+        "connect",
+        "--sio-transport",
+        "polling",
+        "--jwt-secret",
+        "s",
+    ])
+    .expect("valid arguments");
+    let e = cli
+        .scenario
+        .plan()
+        .expect_err("polling is refused natively");
+    assert!(e.to_string().contains("--protocol socketio"), "{e}");
 }

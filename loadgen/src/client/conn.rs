@@ -17,9 +17,11 @@ pub(crate) enum State {
     Idle,
     /// TCP connect in progress.
     Connecting,
-    /// Upgrade request sent, waiting for `101`.
+    /// Upgrade request sent, waiting for `101` (long-polling: the handshake `GET` sent,
+    /// waiting for its answer).
     Upgrading,
-    /// Upgraded, waiting for `welcome` (Socket.IO: for the Engine.IO open packet).
+    /// Upgraded, waiting for `welcome` (Socket.IO: for the Engine.IO open packet; over
+    /// long-polling it came with the handshake's answer).
     Welcoming,
     /// Socket.IO: `CONNECT` sent with the token, waiting for its answer.
     Authenticating,

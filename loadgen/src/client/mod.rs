@@ -1,8 +1,11 @@
 //! The client side of a worker's connections: one mio `Poll`, the connections, the read buffer
 //! they share and the write buffers. It takes each connection through TCP connect, upgrade and
-//! WebSocket frames and gives whole messages to a [`Handler`]; it knows nothing of scenarios.
+//! WebSocket frames (or, for Socket.IO over `--sio-transport polling`, Engine.IO long-polling:
+//! [`polling`]) and gives whole messages to a [`Handler`]; it knows nothing of scenarios.
 
 pub(crate) mod conn;
+mod http;
+mod polling;
 mod ws;
 
 use std::io::{self, Read};
@@ -17,7 +20,9 @@ use conn::{connect, io_cause};
 pub(crate) use conn::{Conn, State, JOIN_ID};
 use ws::{opcode, Head};
 
-use crate::plan::{now_ns, Protocol, Target, WireFormat, WorkerPlan};
+use polling::Polling;
+
+use crate::plan::{now_ns, Protocol, Target, Transport, WireFormat, WorkerPlan};
 
 /// What is done with the connections' messages and failures (the worker's session). Generic
 /// parameters, not `dyn`: the calls stay monomorphic on the hot path.
@@ -47,6 +52,11 @@ pub(crate) struct Clients {
     poll: Poll,
     /// Indexed by the connection's local index, which is also its mio token.
     pub(crate) conns: Vec<Conn>,
+    /// Long-polling: each session's sid and `POST` connection (whose mio token is its index
+    /// plus `conns.len()`), beside `conns`; empty over WebSocket.
+    polls: Vec<Polling>,
+    /// WebSocket, or Socket.IO's long-polling.
+    transport: Transport,
     /// The read buffer every connection shares (a connection keeps only a partial frame).
     rbuf: Vec<u8>,
     /// An encoded request, before framing.
@@ -76,6 +86,11 @@ impl Clients {
         let conns = (0..count)
             .map(|local| Conn::new(room(plan.first + local as u64)))
             .collect();
+        let transport = plan.common.transport;
+        let polls = match transport {
+            Transport::Polling => (0..count).map(|_| Polling::new()).collect(),
+            Transport::Websocket => Vec::new(),
+        };
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -84,6 +99,8 @@ impl Clients {
         Ok(Clients {
             poll: Poll::new()?,
             conns,
+            polls,
+            transport,
             rbuf: vec![0; 64 * 1024],
             scratch: Vec::with_capacity(1024),
             frame: Vec::with_capacity(1024),
@@ -109,10 +126,7 @@ impl Clients {
         c.started_ns = now;
         c.state = State::Connecting;
         c.in_flight = 0;
-        let global = self.first + idx as u64;
-        let addrs = &self.source_addrs;
-        let source = (!addrs.is_empty()).then(|| addrs[(global % addrs.len() as u64) as usize]);
-        match connect(self.target.addr, source) {
+        match connect(self.target.addr, self.source(idx)) {
             Ok(mut stream) => {
                 let reg = self.poll.registry().register(
                     &mut stream,
@@ -128,13 +142,27 @@ impl Clients {
         }
     }
 
-    /// Handles a readiness event of connection `idx`.
-    pub(crate) fn on_event<H: Handler>(&mut self, idx: usize, readable: bool, h: &mut H) {
+    /// The source address connection `idx` binds: round robin by global index (`None`: the
+    /// kernel chooses).
+    fn source(&self, idx: usize) -> Option<IpAddr> {
+        let global = self.first + idx as u64;
+        let addrs = &self.source_addrs;
+        (!addrs.is_empty()).then(|| addrs[(global % addrs.len() as u64) as usize])
+    }
+
+    /// Handles a readiness event of the socket with mio token `token`: connection `token`, or
+    /// (long-polling) the `POST` connection of session `token - conns.len()`.
+    pub(crate) fn on_event<H: Handler>(&mut self, token: usize, readable: bool, h: &mut H) {
+        let idx = token;
+        if let Some(session) = idx.checked_sub(self.conns.len()) {
+            return self.on_post_event(session, readable, h);
+        }
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
         if c.state == State::Connecting {
             match c.connected() {
+                Ok(true) if self.transport == Transport::Polling => self.send_handshake(idx, h),
                 Ok(true) => self.send_upgrade(idx, h),
                 Ok(false) => return,
                 Err(cause) => return self.fail(idx, &cause, h),
@@ -205,6 +233,9 @@ impl Clients {
         payload: &[u8],
         h: &mut H,
     ) {
+        if self.transport == Transport::Polling {
+            return self.queue_packet(idx, binary, payload, h);
+        }
         let op = if binary { opcode::BINARY } else { opcode::TEXT };
         self.frame.clear();
         let key = self.mask();
@@ -212,12 +243,17 @@ impl Clients {
         self.send_frame(idx, h);
     }
 
-    /// Closes connection `idx` normally (close 1000) and leaves it idle, to be reconnected.
+    /// Closes connection `idx` normally (close 1000; a long-polling session's connections are
+    /// dropped) and leaves it idle, to be reconnected.
     pub(crate) fn close<H: Handler>(&mut self, idx: usize, h: &mut H) {
-        self.frame.clear();
-        let key = self.mask();
-        ws::write_close(&mut self.frame, 1000, key);
-        self.send_frame(idx, h);
+        if let Some(p) = self.polls.get_mut(idx) {
+            p.reset();
+        } else {
+            self.frame.clear();
+            let key = self.mask();
+            ws::write_close(&mut self.frame, 1000, key);
+            self.send_frame(idx, h);
+        }
         let c = &mut self.conns[idx];
         c.stream = None;
         c.inbuf = Vec::new();
@@ -237,6 +273,9 @@ impl Clients {
         c.inbuf = Vec::new();
         c.outbuf = Vec::new();
         c.frag = Vec::new();
+        if let Some(p) = self.polls.get_mut(idx) {
+            p.reset();
+        }
         h.on_failed(was, cause);
     }
 
@@ -255,10 +294,10 @@ impl Clients {
     /// keep every connection in TIME_WAIT for a minute, holding its ephemeral port, and
     /// back-to-back runs would run out of ports.
     pub(crate) fn abort_all(&mut self) {
-        for c in &mut self.conns {
-            if let Some(stream) = c.stream.take() {
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            }
+        let gets = self.conns.iter_mut().filter_map(|c| c.stream.take());
+        let posts = self.polls.iter_mut().filter_map(Polling::post_stream);
+        for stream in gets.chain(posts) {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         }
     }
 
@@ -366,6 +405,9 @@ impl Clients {
         bytes: &[u8],
         h: &mut H,
     ) -> Result<usize, String> {
+        if self.transport == Transport::Polling {
+            return self.process_polling(idx, bytes, h);
+        }
         let mut pos = 0;
         if self.conns[idx].state == State::Upgrading {
             match ws::parse_head(bytes) {
