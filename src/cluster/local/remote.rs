@@ -7,6 +7,7 @@
 //! hubs see a stream in offset order, whoever published. What the sending node alone needs
 //! (its report, the excluded connection) waits for the event under the publish's nonce.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -415,6 +416,9 @@ impl Local {
     /// Cluster mode's mailbox: subscribed to the user's channel first, then what Redis keeps
     /// past the user's ack, and what this node's copy got since.
     pub(super) async fn mailbox_copy(&self, redis: &Redis, user: &Arc<str>) -> Option<Mailbox> {
+        // What this node's copy holds from here on came while the connection loads: live
+        // messages it skips, which the answer must hold even if another device acked them.
+        let start = self.users.position_of(user);
         let limit = self.users.defaults().size + 1;
         let head = async {
             redis.subscribed(Kind::User, user).await?;
@@ -435,16 +439,24 @@ impl Local {
             |stream| {
                 stream.wake();
                 let position = stream.position();
-                let mut events: Vec<Arc<OutEvent>> = head
+                let mut events: BTreeMap<u64, Arc<OutEvent>> = head
                     .messages
                     .iter()
                     .filter(|(o, _)| *o > head.acked && *o <= position.offset)
-                    .filter_map(|(o, bytes)| Some(stored_event(*o, decode_message(bytes)?)))
+                    .filter_map(|(o, bytes)| Some((*o, stored_event(*o, decode_message(bytes)?))))
                     .collect();
-                if position.offset > head.position.offset {
-                    let since = stream.since(&position.epoch_text(), head.position.offset);
-                    events.extend(since.unwrap_or_default());
-                }
+                let after = match start {
+                    Some(start) if start.epoch == position.epoch => start.offset,
+                    _ => 0,
+                };
+                let arrived = Query {
+                    limit: usize::MAX,
+                    before: None,
+                    after: Some(after),
+                };
+                let arrived = stream.read(&arrived).into_iter();
+                events.extend(arrived.map(|e| (e.offset, e.event)));
+                let events = events.into_values().collect();
                 Some(Mailbox {
                     position,
                     manual: head.manual,
