@@ -334,7 +334,7 @@ impl Local {
         let limits = self.room_limits(room).unwrap_or(*self.streams.defaults());
         let limit = if since.is_some() { limits.size + 1 } else { 0 };
         let head = async {
-            redis.subscribed(Kind::Room, room).await?;
+            self.subscribe(redis, Kind::Room, room).await?;
             redis
                 .head(Kind::Room, room, since.map(|s| s.1), limit)
                 .await
@@ -361,6 +361,18 @@ impl Local {
             self.push_reserved(hub, ShardMsg::Join(ticket));
         });
         answer
+    }
+
+    /// Subscribes to `name`'s channel and waits for Redis to confirm it. A copy of the
+    /// stream made while this node was not subscribed may lack what came meanwhile: it is let
+    /// go, and made again from what Redis answers.
+    async fn subscribe(&self, redis: &Redis, kind: Kind, name: &str) -> Result<(), BackplaneError> {
+        let fresh = !redis.is_subscribed(kind, name);
+        redis.subscribed(kind, name).await?;
+        if fresh {
+            self.streams_of(kind).drop_copy(name);
+        }
+        Ok(())
     }
 
     /// Waits (a little) until this node's copy of `name`'s stream has what Redis answered
@@ -416,12 +428,14 @@ impl Local {
     /// Cluster mode's mailbox: subscribed to the user's channel first, then what Redis keeps
     /// past the user's ack, and what this node's copy got since.
     pub(super) async fn mailbox_copy(&self, redis: &Redis, user: &Arc<str>) -> Option<Mailbox> {
-        // What this node's copy holds from here on came while the connection loads: live
-        // messages it skips, which the answer must hold even if another device acked them.
-        let start = self.users.position_of(user);
         let limit = self.users.defaults().size + 1;
+        let mut start = None;
         let head = async {
-            redis.subscribed(Kind::User, user).await?;
+            self.subscribe(redis, Kind::User, user).await?;
+            // What this node's copy holds from here on came while the connection loads:
+            // live messages it skips, which the answer must hold even if another device
+            // acked them.
+            start = self.users.position_of(user);
             redis.head(Kind::User, user, None, limit).await
         };
         let head = match head.await {
