@@ -36,6 +36,10 @@ use super::Local;
 use crate::config::Config;
 use crate::hub::{BackplaneError, Position, Report};
 
+/// How long after a delivery to a user that does not ack the delivery is written to Redis as
+/// its ack (in a batch with the others meanwhile).
+const DELIVERED_ACK_DELAY: Duration = Duration::from_secs(1);
+
 /// A stream's head and messages as Redis answered.
 #[derive(Debug)]
 pub(crate) struct Head {
@@ -468,6 +472,10 @@ impl Redis {
     async fn acknowledge(self: Arc<Self>) {
         loop {
             self.flush.notified().await;
+            // Not at once: a device of the same user connecting to another node right now
+            // reads its mailbox after the ack; until its node's subscription is confirmed,
+            // the mailbox is how it gets what is sent meanwhile.
+            tokio::time::sleep(DELIVERED_ACK_DELAY).await;
             let batch: Vec<(Arc<str>, u64)> = lock(&self.delivered).drain().collect();
             for (user, offset) in batch {
                 // Best effort: unacknowledged, they are delivered again (at least once).
