@@ -117,6 +117,14 @@ pub(crate) type JoinDone = Result<Joined, JoinRefused>;
 ///   instead of memory growing.
 /// - **Reports.** A delivery's report is counted once by every hub ([`Backplane::hubs`] of
 ///   them), so a waiter learns what the whole system reached.
+/// - **Cluster mode** (`crate::cluster::Local` with Redis, `CLUSTER_REDIS_URL`): "every hub"
+///   is every hub of the nodes hosting the target's recipients, a stream's offsets come from
+///   Redis and every hub sees a stream in offset order (its own node's publishes included);
+///   one sender's events to different streams may reach a hub in another order. What needs
+///   Redis may fail with a [`BackplaneError`]: then nothing was done (no offset taken, nothing
+///   delivered), and the caller refuses what it was asked. A report counts this node's hubs'
+///   connections; whether a user was found is cluster-wide. Presence, the directory and
+///   [`Backplane::run_everywhere`] are still this node's (docs/cluster.md, "Not yet").
 /// - **Work.** [`Backplane::run_everywhere`] runs a task once on every hub, on its thread,
 ///   after the deliveries published before it.
 /// - **Streams.** [`Backplane::publish_stream`] gives a room event the next offset of the
