@@ -501,6 +501,11 @@ impl Streams {
 
 /// The event of a message read back from the store, at its `offset`.
 pub(crate) fn stored_event(offset: u64, m: Message) -> Arc<OutEvent> {
+    message_event(m).sequenced(offset)
+}
+
+/// The event of a message as the store encodes it (no offset yet).
+pub(crate) fn message_event(m: Message) -> Arc<OutEvent> {
     OutEvent::new(
         &m.event,
         m.room.map(Arc::from),
@@ -508,7 +513,6 @@ pub(crate) fn stored_event(offset: u64, m: Message) -> Arc<OutEvent> {
         m.data.into(),
         m.format,
     )
-    .sequenced(offset)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -148,7 +148,9 @@ pub(crate) fn render(ctx: &Ctx) -> String {
         stats.rooms
     );
     let store = ctx.shared.store().backlog();
-    for (name, kind, help, value) in [
+    gauges(
+        &mut out,
+        &[
         (
             "wsgate_store_queued",
             "gauge",
@@ -179,12 +181,8 @@ pub(crate) fn render(ctx: &Ctx) -> String {
             "Reads of offline users' mailboxes from the store (one per connect that finds messages only on disk).",
             store.loads,
         ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
+        ],
+    );
     if let Some(redis) = ctx.shared.backplane.redis() {
         cluster(&mut out, redis);
     }
@@ -195,7 +193,9 @@ pub(crate) fn render(ctx: &Ctx) -> String {
 fn cluster(out: &mut String, redis: &crate::cluster::redis::Redis) {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &redis.stats;
-    for (name, kind, help, value) in [
+    gauges(
+        out,
+        &[
         (
             "wsgate_cluster_redis_up",
             "gauge",
@@ -244,7 +244,13 @@ fn cluster(out: &mut String, redis: &crate::cluster::redis::Redis) {
             "Redis channels this node is subscribed to.",
             s.channels.load(Relaxed),
         ),
-    ] {
+        ],
+    );
+}
+
+/// Writes one unlabelled metric per `(name, type, help, value)`.
+fn gauges(out: &mut String, metrics: &[(&str, &str, &str, u64)]) {
+    for (name, kind, help, value) in metrics {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::{Local, ShardMsg};
 use crate::cluster::redis::{envelope, Channel, Head, Header, Kind, Pending, Redis};
-use crate::cluster::streams::{stored_event, unix_ms, Streams};
+use crate::cluster::streams::{message_event, stored_event, unix_ms, Streams};
 use crate::hub::{
     BackplaneError, Delivery, Entry, JoinDone, JoinRefused, JoinTicket, Mailbox, OutEvent,
     Position, Published, Query, Recovery, Stream, StreamLimits, Target,
@@ -180,7 +180,7 @@ impl Local {
             self.reserve(shard).await;
         }
         let at = m.message.at;
-        let event = event_of(m.message);
+        let event = message_event(m.message);
         let delivered = streams.mirror(name, m.epoch, m.offset, &event, at, own, |event| {
             for shard in 0..self.inboxes.len() {
                 let d = Delivery {
@@ -204,7 +204,7 @@ impl Local {
     async fn deliver_plain(&self, template: (Delivery, Option<Pending>), message: Message) {
         let (d, _) = template;
         let d = Delivery {
-            event: event_of(message),
+            event: message_event(message),
             ..d
         };
         for shard in 0..self.inboxes.len() {
@@ -508,16 +508,6 @@ fn template(
         d.index = p.index;
     }
     (d, pending)
-}
-
-fn event_of(m: Message) -> Arc<OutEvent> {
-    OutEvent::new(
-        &m.event,
-        m.room.map(Arc::from),
-        m.from.map(Arc::from),
-        m.data.into(),
-        m.format,
-    )
 }
 
 /// The messages after `offset` of `epoch` for a member placed at `stream`'s position: from
