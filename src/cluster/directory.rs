@@ -177,20 +177,7 @@ impl Directory {
             btree_map::Entry::Vacant(_) if count >= self.max_rooms => {
                 return Err(RoomRefused::TooManyRooms)
             }
-            btree_map::Entry::Vacant(entry) => {
-                let info = RoomInfo {
-                    members: 0,
-                    created_by: None,
-                    created_at: None,
-                    explicit: false,
-                    private: false,
-                    max_members: None,
-                    presence: self.rules.rooms_default,
-                    by_client: false,
-                    history: HistoryOptions::default(),
-                };
-                entry.insert(Room::new(info))
-            }
+            btree_map::Entry::Vacant(entry) => entry.insert(Room::new(self.made_by_join())),
         };
         entry.info.members += 1;
         let count = entry.users.entry(user.clone()).or_default();
@@ -241,6 +228,41 @@ impl Directory {
         let rooms = lock(&self.rooms);
         let entry = rooms.get(room)?;
         Some(page(&entry.users, after, limit, |n| *n))
+    }
+
+    /// The entry of a room made by a join, with no member counted yet.
+    pub(crate) fn made_by_join(&self) -> RoomInfo {
+        RoomInfo {
+            members: 0,
+            created_by: None,
+            created_at: None,
+            explicit: false,
+            private: false,
+            max_members: None,
+            presence: self.rules.rooms_default,
+            by_client: false,
+            history: HistoryOptions::default(),
+        }
+    }
+
+    /// `user`'s member connections of `room`.
+    pub(crate) fn member_count(&self, room: &str, user: &str) -> u32 {
+        lock(&self.rooms)
+            .get(room)
+            .and_then(|entry| entry.users.get(user).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every (room, member user) now: what cluster mode resyncs.
+    pub(crate) fn memberships(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let rooms = lock(&self.rooms);
+        let pairs = rooms.iter().flat_map(|(room, entry)| {
+            entry
+                .users
+                .keys()
+                .map(move |user| (room.clone(), user.clone()))
+        });
+        pairs.collect()
     }
 
     /// Creates a room (over REST, or by a client's `create`): it outlives its members until

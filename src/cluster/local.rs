@@ -6,6 +6,7 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
+mod presence;
 mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -241,8 +242,13 @@ impl Local {
         if let Some(redis) = &self.redis {
             redis.want(Kind::User, user);
         }
-        self.directory
-            .add_connection(user, |change| self.announce(change))
+        let added = self
+            .directory
+            .add_connection(user, |change| self.announce(change));
+        if added {
+            self.presence_user(user);
+        }
+        added
     }
 
     /// Counts a connection of `user` fewer; its last starts the grace, and lets its stream
@@ -251,6 +257,9 @@ impl Local {
         let last = self
             .directory
             .remove_connection(user, Instant::now(), |change| self.announce(change));
+        if let Some(redis) = &self.redis {
+            redis.presence.user_changed(&Arc::from(user));
+        }
         if last {
             match &self.redis {
                 // The next connection reads the mailbox from Redis.
@@ -272,6 +281,10 @@ impl Local {
     /// the change, which is logged. Presence is ephemeral: a client catches up with `members`
     /// or `watch`.
     fn announce(&self, change: Change<'_>) {
+        if self.redis.is_some() {
+            // Cluster mode: decided in Redis, delivered as it comes back (`presence.rs`).
+            return;
+        }
         let delivery = presence_event(change);
         for shard in 0..self.inboxes.len() {
             if self.inboxes[shard].queue.try_reserve() {
@@ -484,6 +497,7 @@ impl Backplane for Local {
             .add_member(room, user, |change| self.announce(change))?;
         if let Some(redis) = &self.redis {
             redis.want(Kind::Room, room);
+            redis.presence.member_changed(room, user);
         }
         Ok(())
     }
@@ -491,6 +505,11 @@ impl Backplane for Local {
     fn remove_member(&self, room: &str, user: &str) {
         self.directory
             .remove_member(room, user, |change| self.announce(change));
+        if let Some(redis) = &self.redis {
+            redis
+                .presence
+                .member_changed(&Arc::from(room), &Arc::from(user));
+        }
     }
 
     fn follow(&self, room: &str) -> bool {
@@ -502,6 +521,9 @@ impl Backplane for Local {
     }
 
     fn watch(&self, user: &Arc<str>) -> bool {
+        if let Some(redis) = &self.redis {
+            redis.want_watch(user);
+        }
         self.directory.watch(user)
     }
 

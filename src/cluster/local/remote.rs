@@ -64,6 +64,14 @@ impl Local {
         let exclude_user: Option<Arc<str>> = env.header.exclude_user.map(Arc::from);
         let ephemeral = env.header.ephemeral;
         match (channel, env.position) {
+            (Channel::Room(room), None) if env.header.presence => {
+                let target = Target::Presence(Arc::from(room));
+                self.deliver_presence(target, exclude_user, message).await;
+            }
+            (Channel::Watch(user), None) => {
+                let target = Target::Watchers(Arc::from(user));
+                self.deliver_presence(target, None, message).await;
+            }
             (Channel::Room(room), Some((epoch, offset))) => {
                 let room: Arc<str> = Arc::from(room);
                 self.fill_gap(redis, Kind::Room, &room, epoch, offset).await;
@@ -225,6 +233,7 @@ impl Local {
             node: redis.node,
             nonce,
             ephemeral: false,
+            presence: false,
             exclude_user: d.exclude_user.as_deref(),
         };
         let keep = match kind {
@@ -289,6 +298,7 @@ impl Local {
             node: redis.node,
             nonce,
             ephemeral: d.ephemeral,
+            presence: false,
             exclude_user: d.exclude_user.as_deref(),
         };
         let message = d.event.stored(unix_ms());
@@ -484,7 +494,7 @@ fn template(
     (d, pending)
 }
 
-fn event_of(m: Message) -> Arc<OutEvent> {
+pub(super) fn event_of(m: Message) -> Arc<OutEvent> {
     OutEvent::new(
         &m.event,
         m.room.map(Arc::from),

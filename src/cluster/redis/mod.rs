@@ -5,7 +5,8 @@
 //!
 //! - [`names`]: keys and channels, one hash tag per stream;
 //! - [`envelope`]: an event as it crosses Redis, encoded once;
-//! - [`scripts`]: the Lua that appends, reads and acks atomically per stream.
+//! - [`scripts`]: the Lua that appends, reads and acks atomically per stream;
+//! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
 //! waits at most `CLUSTER_TIMEOUT`; past either, what needed Redis is refused
@@ -14,6 +15,7 @@
 pub(crate) mod envelope;
 mod interest;
 pub(crate) mod names;
+pub(crate) mod presence;
 mod scripts;
 
 use std::collections::HashMap;
@@ -117,6 +119,8 @@ pub(crate) struct Redis {
     /// Keys' time to live: rooms', users'.
     room_ttl_ms: u64,
     user_ttl_ms: u64,
+    /// This node's presence changes on their way to Redis.
+    pub(crate) presence: presence::Presence,
 }
 
 impl Redis {
@@ -167,6 +171,7 @@ impl Redis {
             stats: ClusterStats::default(),
             room_ttl_ms: ttl(config.room_history_ttl),
             user_ttl_ms: ttl(config.user_stream_ttl),
+            presence: presence::Presence::new(config),
         })
     }
 
@@ -197,8 +202,10 @@ impl Redis {
         tokio::spawn(self.clone().watch_state());
         tokio::spawn(self.clone().subscriptions(local.clone()));
         tokio::spawn(self.clone().acknowledge());
-        // Every node hears broadcasts.
+        tokio::spawn(self.clone().presence(local.clone()));
+        // Every node hears broadcasts and room definitions.
         self.interest.want(self.names.broadcast(), None);
+        self.interest.want(self.names.rooms(), None);
         loop {
             match messages.recv().await {
                 Ok(message) => {
@@ -509,7 +516,8 @@ impl Redis {
                     return false;
                 };
                 match self.names.parse(channel) {
-                    Some(Channel::Broadcast) => true,
+                    Some(Channel::Broadcast | Channel::Rooms) => true,
+                    Some(Channel::Watch(user)) => local.watches_user(user),
                     Some(Channel::Room(room)) => local.hosts_room(room),
                     Some(Channel::User(user)) => local.hosts_user(user),
                     None => false,
