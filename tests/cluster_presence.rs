@@ -367,3 +367,89 @@ async fn rooms_users_and_stats_answer_for_every_node() {
         (Some(true), Some(2))
     );
 }
+
+/// Waits until `server` knows room `room` (`GET /api/v1/rooms/{room}` answers 200).
+async fn knows_room(api: &Api, room: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = api.get(&format!("/api/v1/rooms/{room}")).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never known: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_room_created_on_one_node_is_known_pushed_to_and_closed_on_every_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis, Duration::ZERO).await;
+    let (api_a, b) = (Api::new(&a), node(&redis, Duration::ZERO).await);
+    let api_b = Api::new(&b);
+    let (s, _) = api_a
+        .post(
+            "/api/v1/rooms",
+            json!({"roomId": "vip", "private": true, "createdBy": "ann", "maxMembers": 5}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let room = knows_room(&api_b, "vip").await;
+    assert_eq!(
+        (&room["private"], &room["createdBy"], &room["maxMembers"]),
+        (&json!(true), &json!("ann"), &json!(5)),
+        "{room}"
+    );
+    // Taken everywhere: a create of that name on the other node conflicts.
+    let (s, r) = api_b.post("/api/v1/rooms", json!({"roomId": "vip"})).await;
+    assert_eq!(s, 409, "{r}");
+    let mut ben = b.client("ben", Fmt::Json).await;
+    let r = ben.call(json!({"cmd": "create", "room": "vip"}), 1).await;
+    assert_eq!(r["code"], "room.conflict", "{r}");
+    // Private on the other node too: ben is let in on node A, then may join on node B.
+    let r = ben.call(json!({"cmd": "join", "room": "vip"}), 2).await;
+    assert_eq!(r["code"], "room.forbidden", "{r}");
+    let (s, _) = api_a
+        .post("/api/v1/rooms/vip/members", json!({"userId": "ben"}))
+        .await;
+    assert_eq!(s, 200);
+    // Its connections on node B were added to the room.
+    wait_connections(&api_a, "vip", "ben", 1).await;
+    let mut ann = a.client("ann", Fmt::Json).await;
+    join(&mut ann, "vip", 1, false).await;
+    // A push on node B, to the room created on node A, reaches both.
+    let (s, r) = api_b
+        .post("/api/v1/push/rooms/vip", json!({"event": "hi", "data": 1}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    for c in [&mut ann, &mut ben] {
+        let ev = c.recv().await;
+        assert_eq!(
+            (&ev["event"], &ev["room"]),
+            (&json!("hi"), &json!("vip")),
+            "{ev}"
+        );
+    }
+    // Closed on node A: its member on node B gets room.closed.
+    let (s, _) = api_a.delete("/api/v1/rooms/vip").await;
+    assert_eq!(s, 200);
+    for c in [&mut ann, &mut ben] {
+        let ev = c.recv().await;
+        assert_eq!(ev["event"], "room.closed", "{ev}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api_b.get("/api/v1/rooms/vip").await.0 != 404 {
+        assert!(tokio::time::Instant::now() < deadline, "still known on B");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A room another node defined before this one started is known at its start.
+    let (s, _) = api_a
+        .post("/api/v1/rooms", json!({"roomId": "later"}))
+        .await;
+    assert_eq!(s, 201);
+    let c = node(&redis, Duration::ZERO).await;
+    knows_room(&Api::new(&c), "later").await;
+}

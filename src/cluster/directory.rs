@@ -328,24 +328,7 @@ impl Directory {
     pub(crate) fn restore(&self, rooms: Vec<(String, RoomDef)>, allowed: Vec<(String, String)>) {
         let mut map = lock(&self.rooms);
         for (room, def) in rooms {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(def.created_at);
-            map.insert(
-                room.into(),
-                Room::new(RoomInfo {
-                    members: 0,
-                    created_by: def.created_by,
-                    created_at: Some(at),
-                    explicit: true,
-                    private: def.private,
-                    max_members: def.max_members,
-                    presence: def.presence,
-                    by_client: def.by_client,
-                    history: HistoryOptions {
-                        size: def.history_size,
-                        ttl_secs: def.history_ttl,
-                    },
-                }),
-            );
+            map.insert(room.into(), Room::new(info_of(def)));
         }
         // What each user created, counted again against `MAX_ROOMS_CREATED_PER_USER`.
         let mut created = lock(&self.created);
@@ -358,6 +341,24 @@ impl Directory {
         for (room, user) in allowed {
             if let Some((name, _)) = map.get_key_value(room.as_str()) {
                 users.entry(name.clone()).or_default().insert(user.into());
+            }
+        }
+    }
+
+    /// Cluster mode: a room another node created (or this one at its start), known here
+    /// from now on; a room of that name made here by a join keeps its members.
+    pub(crate) fn define(&self, room: &Arc<str>, def: RoomDef) {
+        let mut rooms = lock(&self.rooms);
+        let info = info_of(def);
+        match rooms.get_mut(&**room) {
+            Some(entry) => {
+                entry.info = RoomInfo {
+                    members: entry.info.members,
+                    ..info
+                }
+            }
+            None => {
+                rooms.insert(room.clone(), Room::new(info));
             }
         }
     }
@@ -490,6 +491,25 @@ impl Directory {
         page(&lock(&self.rooms), cursor, limit, |entry| {
             entry.info.clone()
         })
+    }
+}
+
+/// The entry of a room as its definition says.
+fn info_of(def: RoomDef) -> RoomInfo {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(def.created_at);
+    RoomInfo {
+        members: 0,
+        created_by: def.created_by,
+        created_at: Some(at),
+        explicit: true,
+        private: def.private,
+        max_members: def.max_members,
+        presence: def.presence,
+        by_client: def.by_client,
+        history: HistoryOptions {
+            size: def.history_size,
+            ttl_secs: def.history_ttl,
+        },
     }
 }
 

@@ -8,6 +8,9 @@
 
 mod presence;
 mod remote;
+mod rooms;
+
+pub(crate) use rooms::room_closed_event;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -141,7 +144,9 @@ impl Local {
     /// Closes a room (see [`Directory::close_room`]); a stream it leaves behind keeps to the
     /// server's defaults again, as a room a join makes of that name would.
     pub(crate) fn close_room(&self, room: &str, slot: Slot<'_>) -> bool {
+        let members = self.members_here(room);
         let closed = self.directory.close_room(room, slot);
+        self.members_gone(room, members);
         if closed {
             self.streams.set_limits(room, || self.room_limits(room));
         }

@@ -26,6 +26,8 @@ pub(crate) enum RoomRefused {
     Full,
     /// The creating user already holds `MAX_ROOMS_CREATED_PER_USER` rooms it created.
     CreatorLimit,
+    /// Cluster mode: Redis, which shares the definition with every node, did not answer.
+    Unavailable,
 }
 
 /// Why a backplane could not do what needs the rest of the cluster (cluster mode: Redis).

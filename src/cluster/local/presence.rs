@@ -21,6 +21,25 @@ impl Local {
         self.directory.is_watched(user)
     }
 
+    /// Cluster mode: the users with member connections of `room` here (none otherwise).
+    pub(super) fn members_here(&self, room: &str) -> Vec<Arc<str>> {
+        if self.redis.is_none() {
+            return Vec::new();
+        }
+        let page = self.directory.members_page(room, None, usize::MAX);
+        page.map(|(users, _)| users.into_iter().map(|(u, _)| u).collect())
+            .unwrap_or_default()
+    }
+
+    /// The room was closed here with `users`' members: counted out in Redis too.
+    pub(super) fn members_gone(&self, room: &str, users: Vec<Arc<str>>) {
+        let Some(redis) = &self.redis else { return };
+        let room: Arc<str> = Arc::from(room);
+        for user in users {
+            redis.presence.member_changed(&room, &user);
+        }
+    }
+
     /// Marks everything this node hosts for Redis again (Redis lost it, or the other nodes
     /// took this one for dead).
     pub(crate) fn resync_presence(&self) {

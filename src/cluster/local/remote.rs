@@ -44,6 +44,9 @@ impl Local {
 
     /// Hands what arrived from Redis on `channel` to this node's hubs.
     pub(crate) async fn receive(&self, redis: &Redis, channel: &str, bytes: Bytes) {
+        if redis.names.parse(channel) == Some(Channel::Rooms) {
+            return self.receive_room_change(redis, &bytes).await;
+        }
         let (Some(env), Some(channel)) = (envelope::decode(&bytes), redis.names.parse(channel))
         else {
             tracing::warn!(

@@ -6,7 +6,8 @@
 //! - [`names`]: keys and channels, one hash tag per stream;
 //! - [`envelope`]: an event as it crosses Redis, encoded once;
 //! - [`scripts`]: the Lua that appends, reads and acks atomically per stream;
-//! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup.
+//! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup;
+//! - [`rooms`]: room definitions (made over REST or by `create`) shared by every node.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
 //! waits at most `CLUSTER_TIMEOUT`; past either, what needed Redis is refused
@@ -16,6 +17,7 @@ pub(crate) mod envelope;
 mod interest;
 pub(crate) mod names;
 pub(crate) mod presence;
+pub(crate) mod rooms;
 mod scripts;
 
 use std::collections::HashMap;

@@ -344,6 +344,15 @@ impl Redis {
     /// The loops of cluster-wide presence: syncing this node's changes, and the beats.
     pub(super) async fn presence(self: Arc<Self>, local: Weak<Local>) {
         tokio::spawn(self.clone().heartbeat(local.clone()));
+        // The rooms other nodes defined, before anything else.
+        loop {
+            let loaded = self.definitions().await;
+            let Some(local) = local.upgrade() else { return };
+            match loaded {
+                Ok(defs) => break local.define_rooms(defs),
+                Err(_) => tokio::time::sleep(TICK * 10).await,
+            }
+        }
         loop {
             tokio::select! {
                 () = self.presence.wake.notified() => {}
@@ -800,17 +809,6 @@ impl Redis {
         let key = self.names.presence(Kind::Room, room, "pn");
         let total: Value = self.bounded(self.client.hget(key, "#")).await?;
         Ok((page, number(&total).unwrap_or(0) as u32))
-    }
-
-    /// Publishes a room definition's change to every node.
-    pub(crate) async fn publish_rooms(&self, payload: Vec<u8>) -> Result<(), BackplaneError> {
-        let _: Value = self
-            .bounded(
-                self.client
-                    .spublish(self.names.rooms(), Bytes::from(payload)),
-            )
-            .await?;
-        Ok(())
     }
 }
 

@@ -5,7 +5,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
@@ -18,7 +17,7 @@ use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_limit, page_params, ApiError, ApiResult};
 use crate::cluster::{Creator, RoomInfo, RoomOptions};
 use crate::http::url::query_param;
-use crate::hub::{HistoryOptions, OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
+use crate::hub::{HistoryOptions, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
 
 /// Most member users listed in one room's answer.
@@ -85,11 +84,16 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let key: Arc<str> = Arc::from(room.as_str());
     let creator = Creator::Backend(creator);
     let (slot, _) = ctx.shared.store().reserve().await;
-    match ctx
-        .shared
-        .backplane
-        .create_room(&key, creator, options, slot)
-    {
+    let backplane = &ctx.shared.backplane;
+    let created = backplane.create_room(&key, creator, options, slot);
+    let shared = match created {
+        Ok(info) => backplane.share_room(&key, &info).await.map(|()| info),
+        Err(e) => Err(e),
+    };
+    match shared {
+        Err(RoomRefused::Unavailable) => Err(ApiError::unavailable(
+            crate::hub::BackplaneError::Unreachable,
+        )),
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(ctx, &room, info, Some(Vec::new())),
@@ -233,14 +237,13 @@ pub(super) async fn close(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     if !ctx.shared.backplane.close_room(&room, slot) {
         return Err(ApiError::room_not_found(&room));
     }
-    let data = Bytes::from_static(br#"{"reason":"closed by the backend"}"#);
-    let event = OutEvent::new(
-        "room.closed",
-        Some(Arc::from(room.as_str())),
-        None,
-        data,
-        Format::Json,
-    );
+    // Cluster mode: closed on every node (members elsewhere get `room.closed` there).
+    ctx.shared
+        .backplane
+        .unshare_room(&room)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let event = crate::cluster::local::room_closed_event(&room);
     let name = room.clone();
     let removed: usize = ctx
         .hub
@@ -288,6 +291,12 @@ pub(super) async fn add_member(ctx: &Rc<Ctx>, req: Request<Incoming>, room: Stri
         ));
     }
     let key: Arc<str> = Arc::from(room.as_str());
+    // Cluster mode: let in, and its connections added, on every node.
+    ctx.shared
+        .backplane
+        .share_member(&key, &user, true)
+        .await
+        .map_err(ApiError::unavailable)?;
     let added: usize = ctx
         .hub
         .gather(move |s| s.add_to_room(&user, &key))
@@ -321,6 +330,11 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
     }
     let (slot, _) = ctx.shared.store().reserve().await;
     ctx.shared.directory().disallow(&room, &user, slot);
+    ctx.shared
+        .backplane
+        .share_member(&room, &user, false)
+        .await
+        .map_err(ApiError::unavailable)?;
     let removed: usize = ctx
         .hub
         .gather(move |s| s.remove_from_room(&user, &room))
