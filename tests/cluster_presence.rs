@@ -24,13 +24,12 @@ async fn node(redis: &RedisServer, grace: Duration) -> TestServer {
 
 fn start_node(redis: &RedisServer, grace: Duration) -> TestServer {
     let url = redis.url();
-    let server = start_api_server(move |c| {
+    start_api_server(move |c| {
         c.cluster_redis_url = Some(url);
         c.cluster_timeout = Duration::from_millis(500);
         c.cluster_node_timeout = Duration::from_millis(800);
         c.presence_grace = grace;
-    });
-    server
+    })
 }
 
 /// Waits until `server` is connected to Redis.

@@ -28,7 +28,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fred::interfaces::PubsubInterface;
 use fred::types::scripts::Script;
 use fred::types::Value;
 use futures_util::stream::{self, StreamExt};
