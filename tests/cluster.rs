@@ -177,9 +177,10 @@ async fn a_node_hosting_no_member_of_a_room_receives_nothing_for_it() {
     assert_eq!(offsets.len(), N as usize);
     // One envelope per event, whatever the number of nodes.
     settles(&a, "wsgate_cluster_published_total", N).await;
-    // Ann's node gets its own events back (that is how it delivers them in order).
-    settles(&a, "wsgate_cluster_received_total", N).await;
-    settles(&b, "wsgate_cluster_received_total", N).await;
+    // Ann's node gets its own events back (that is how it delivers them in order), and
+    // both the room's two `presence.join` (ann's, ben's: rooms announce presence by default).
+    settles(&a, "wsgate_cluster_received_total", N + 2).await;
+    settles(&b, "wsgate_cluster_received_total", N + 2).await;
     // Interest routing: nothing for a room with no member there.
     settles(&c, "wsgate_cluster_received_total", 0).await;
     for n in [&a, &b, &c] {

@@ -177,20 +177,7 @@ impl Directory {
             btree_map::Entry::Vacant(_) if count >= self.max_rooms => {
                 return Err(RoomRefused::TooManyRooms)
             }
-            btree_map::Entry::Vacant(entry) => {
-                let info = RoomInfo {
-                    members: 0,
-                    created_by: None,
-                    created_at: None,
-                    explicit: false,
-                    private: false,
-                    max_members: None,
-                    presence: self.rules.rooms_default,
-                    by_client: false,
-                    history: HistoryOptions::default(),
-                };
-                entry.insert(Room::new(info))
-            }
+            btree_map::Entry::Vacant(entry) => entry.insert(Room::new(self.made_by_join())),
         };
         entry.info.members += 1;
         let count = entry.users.entry(user.clone()).or_default();
@@ -241,6 +228,41 @@ impl Directory {
         let rooms = lock(&self.rooms);
         let entry = rooms.get(room)?;
         Some(page(&entry.users, after, limit, |n| *n))
+    }
+
+    /// The entry of a room made by a join, with no member counted yet.
+    pub(crate) fn made_by_join(&self) -> RoomInfo {
+        RoomInfo {
+            members: 0,
+            created_by: None,
+            created_at: None,
+            explicit: false,
+            private: false,
+            max_members: None,
+            presence: self.rules.rooms_default,
+            by_client: false,
+            history: HistoryOptions::default(),
+        }
+    }
+
+    /// `user`'s member connections of `room`.
+    pub(crate) fn member_count(&self, room: &str, user: &str) -> u32 {
+        lock(&self.rooms)
+            .get(room)
+            .and_then(|entry| entry.users.get(user).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every (room, member user) now: what cluster mode resyncs.
+    pub(crate) fn memberships(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let rooms = lock(&self.rooms);
+        let pairs = rooms.iter().flat_map(|(room, entry)| {
+            entry
+                .users
+                .keys()
+                .map(move |user| (room.clone(), user.clone()))
+        });
+        pairs.collect()
     }
 
     /// Creates a room (over REST, or by a client's `create`): it outlives its members until
@@ -306,24 +328,7 @@ impl Directory {
     pub(crate) fn restore(&self, rooms: Vec<(String, RoomDef)>, allowed: Vec<(String, String)>) {
         let mut map = lock(&self.rooms);
         for (room, def) in rooms {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(def.created_at);
-            map.insert(
-                room.into(),
-                Room::new(RoomInfo {
-                    members: 0,
-                    created_by: def.created_by,
-                    created_at: Some(at),
-                    explicit: true,
-                    private: def.private,
-                    max_members: def.max_members,
-                    presence: def.presence,
-                    by_client: def.by_client,
-                    history: HistoryOptions {
-                        size: def.history_size,
-                        ttl_secs: def.history_ttl,
-                    },
-                }),
-            );
+            map.insert(room.into(), Room::new(info_of(def)));
         }
         // What each user created, counted again against `MAX_ROOMS_CREATED_PER_USER`.
         let mut created = lock(&self.created);
@@ -336,6 +341,24 @@ impl Directory {
         for (room, user) in allowed {
             if let Some((name, _)) = map.get_key_value(room.as_str()) {
                 users.entry(name.clone()).or_default().insert(user.into());
+            }
+        }
+    }
+
+    /// Cluster mode: a room another node created (or this one at its start), known here
+    /// from now on; a room of that name made here by a join keeps its members.
+    pub(crate) fn define(&self, room: &Arc<str>, def: RoomDef) {
+        let mut rooms = lock(&self.rooms);
+        let info = info_of(def);
+        match rooms.get_mut(&**room) {
+            Some(entry) => {
+                entry.info = RoomInfo {
+                    members: entry.info.members,
+                    ..info
+                }
+            }
+            None => {
+                rooms.insert(room.clone(), Room::new(info));
             }
         }
     }
@@ -468,6 +491,25 @@ impl Directory {
         page(&lock(&self.rooms), cursor, limit, |entry| {
             entry.info.clone()
         })
+    }
+}
+
+/// The entry of a room as its definition says.
+fn info_of(def: RoomDef) -> RoomInfo {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(def.created_at);
+    RoomInfo {
+        members: 0,
+        created_by: def.created_by,
+        created_at: Some(at),
+        explicit: true,
+        private: def.private,
+        max_members: def.max_members,
+        presence: def.presence,
+        by_client: def.by_client,
+        history: HistoryOptions {
+            size: def.history_size,
+            ttl_secs: def.history_ttl,
+        },
     }
 }
 

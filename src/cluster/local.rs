@@ -6,7 +6,11 @@
 //! a stream's events enter the inboxes is their offset order. An inbox is drained by its
 //! shard's inbox loop, which never sends anything itself, so reservations always come free.
 
+mod presence;
 mod remote;
+mod rooms;
+
+pub(crate) use rooms::room_closed_event;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,7 +144,9 @@ impl Local {
     /// Closes a room (see [`Directory::close_room`]); a stream it leaves behind keeps to the
     /// server's defaults again, as a room a join makes of that name would.
     pub(crate) fn close_room(&self, room: &str, slot: Slot<'_>) -> bool {
+        let members = self.members_here(room);
         let closed = self.directory.close_room(room, slot);
+        self.members_gone(room, members);
         if closed {
             self.streams.set_limits(room, || self.room_limits(room));
         }
@@ -241,8 +247,13 @@ impl Local {
         if let Some(redis) = &self.redis {
             redis.want(Kind::User, user);
         }
-        self.directory
-            .add_connection(user, |change| self.announce(change))
+        let added = self
+            .directory
+            .add_connection(user, |change| self.announce(change));
+        if added {
+            self.presence_user(user);
+        }
+        added
     }
 
     /// Counts a connection of `user` fewer; its last starts the grace, and lets its stream
@@ -251,6 +262,9 @@ impl Local {
         let last = self
             .directory
             .remove_connection(user, Instant::now(), |change| self.announce(change));
+        if let Some(redis) = &self.redis {
+            redis.presence.user_changed(&Arc::from(user));
+        }
         if last {
             match &self.redis {
                 // The next connection reads the mailbox from Redis.
@@ -272,6 +286,10 @@ impl Local {
     /// the change, which is logged. Presence is ephemeral: a client catches up with `members`
     /// or `watch`.
     fn announce(&self, change: Change<'_>) {
+        if self.redis.is_some() {
+            // Cluster mode: decided in Redis, delivered as it comes back (`presence.rs`).
+            return;
+        }
         let delivery = presence_event(change);
         for shard in 0..self.inboxes.len() {
             if self.inboxes[shard].queue.try_reserve() {
@@ -484,6 +502,7 @@ impl Backplane for Local {
             .add_member(room, user, |change| self.announce(change))?;
         if let Some(redis) = &self.redis {
             redis.want(Kind::Room, room);
+            redis.presence.member_changed(room, user);
         }
         Ok(())
     }
@@ -491,6 +510,11 @@ impl Backplane for Local {
     fn remove_member(&self, room: &str, user: &str) {
         self.directory
             .remove_member(room, user, |change| self.announce(change));
+        if let Some(redis) = &self.redis {
+            redis
+                .presence
+                .member_changed(&Arc::from(room), &Arc::from(user));
+        }
     }
 
     fn follow(&self, room: &str) -> bool {
@@ -502,6 +526,9 @@ impl Backplane for Local {
     }
 
     fn watch(&self, user: &Arc<str>) -> bool {
+        if let Some(redis) = &self.redis {
+            redis.want_watch(user);
+        }
         self.directory.watch(user)
     }
 

@@ -35,9 +35,13 @@ pub(super) async fn apply(
     };
     let name: Arc<str> = Arc::from(room);
     let (slot, _) = ctx.shared.store().reserve().await;
-    ctx.shared
-        .backplane
+    let backplane = &ctx.shared.backplane;
+    let info = backplane
         .create_room(&name, creator, options, slot)
+        .map_err(|refused| not_created(ctx, room, refused))?;
+    backplane
+        .share_room(&name, &info)
+        .await
         .map_err(|refused| not_created(ctx, room, refused))?;
     enter(ctx, session, room, None, None).await
 }
@@ -56,5 +60,6 @@ fn not_created(ctx: &Ctx, room: &str, refused: RoomRefused) -> ProtocolError {
             ProtocolError::new(ErrorCode::RoomLimit, message)
         }
         RoomRefused::TooManyRooms | RoomRefused::Full => refusal(ctx, JoinRefused::ServerLimit),
+        RoomRefused::Unavailable => refusal(ctx, JoinRefused::Unavailable),
     }
 }

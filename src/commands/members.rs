@@ -14,7 +14,7 @@ use crate::session::Session;
 /// The page size of a `members` without `limit`.
 pub(crate) const DEFAULT_MEMBERS_LIMIT: usize = 100;
 
-pub(super) fn apply(
+pub(super) async fn apply(
     ctx: &Ctx,
     session: &Rc<Session>,
     room: &str,
@@ -25,6 +25,15 @@ pub(super) fn apply(
         return Err(not_member(ErrorCode::RoomForbidden, room));
     };
     let limit = limit.map_or(DEFAULT_MEMBERS_LIMIT, |l| l as usize);
+    // Cluster mode: counted on every node.
+    if let Some(redis) = ctx.shared.backplane.redis() {
+        let ((members, more), _) = redis.members_page(&room, after, limit).await?;
+        return Ok(Answer::Members {
+            room,
+            members,
+            more,
+        });
+    }
     // The session is a member: the room exists, unless it was closed this very moment.
     let (members, more) = ctx
         .shared

@@ -203,9 +203,9 @@ pub(crate) async fn dispatch(
             after,
         } => history::apply(ctx, session, &room, limit, before, after).await,
         Command::Members { room, limit, after } => {
-            members::apply(ctx, session, &room, limit, after.as_deref())
+            members::apply(ctx, session, &room, limit, after.as_deref()).await
         }
-        Command::Watch { users } => watch::apply(ctx, session, &users),
+        Command::Watch { users } => watch::apply(ctx, session, &users).await,
         Command::Unwatch { users } => {
             unwatch::apply(ctx, session, &users);
             Ok(Answer::Done)

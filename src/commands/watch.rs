@@ -13,13 +13,24 @@ use crate::hub::WatchRefused;
 use crate::node::Ctx;
 use crate::session::Session;
 
-pub(super) fn apply(
+/// Cluster mode: each state is read from Redis once this node is subscribed to the user's
+/// changes (a change from then on reaches the watcher); if Redis does not answer, the watch
+/// stays and the answer is `cluster.unavailable`.
+pub(super) async fn apply(
     ctx: &Ctx,
     session: &Rc<Session>,
     users: &[Cow<'_, str>],
 ) -> Result<Answer, ProtocolError> {
     match ctx.hub.watch(session, users) {
-        Ok(states) => Ok(Answer::Watching { states }),
+        Ok(mut states) => {
+            if let Some(redis) = ctx.shared.backplane.redis() {
+                for (user, online) in &mut states {
+                    redis.watch_subscribed(user).await?;
+                    *online = redis.user_presence(user).await?.0;
+                }
+            }
+            Ok(Answer::Watching { states })
+        }
         Err(WatchRefused::Limit) => {
             let max = ctx.config().max_watched_users;
             Err(ProtocolError::new(

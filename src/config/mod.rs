@@ -400,6 +400,11 @@ pub struct Config {
     /// is refused (`cluster.unavailable`, HTTP 503). Default: 2s.
     #[arg(long, env = "CLUSTER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub cluster_timeout: Duration,
+    /// Cluster mode: a node that has not beaten in Redis for this long counts as dead, and
+    /// another node takes its presence out (its members leave, its users go offline). Each
+    /// node beats every quarter of it. Default: 10s.
+    #[arg(long, env = "CLUSTER_NODE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub cluster_node_timeout: Duration,
     /// Tell a room's members when a user marks it read (`read`): a `read` event with the
     /// user and the offset, not stored in the stream. Default: false.
     #[arg(long, env = "READ_RECEIPTS", default_value_t = false)]
@@ -574,6 +579,7 @@ impl Config {
         if let Some(url) = &self.cluster_redis_url {
             if self.cluster_buffer == 0
                 || self.cluster_timeout.is_zero()
+                || self.cluster_node_timeout.is_zero()
                 || self.cluster_prefix.is_empty()
                 || fred::prelude::Config::from_url(url).is_err()
             {
@@ -614,7 +620,7 @@ impl Config {
 pub enum ConfigError {
     /// `CLUSTER_REDIS_URL` is not a Redis URL, or `CLUSTER_BUFFER`, `CLUSTER_TIMEOUT` or
     /// `CLUSTER_PREFIX` is zero or empty.
-    #[error("CLUSTER_REDIS_URL must be a redis:// or redis-cluster:// URL, and CLUSTER_BUFFER, CLUSTER_TIMEOUT and CLUSTER_PREFIX non-zero")]
+    #[error("CLUSTER_REDIS_URL must be a redis:// or redis-cluster:// URL, and CLUSTER_BUFFER, CLUSTER_TIMEOUT, CLUSTER_NODE_TIMEOUT and CLUSTER_PREFIX non-zero")]
     Cluster,
     /// The outbound bound cannot hold two messages of the largest size.
     #[error(

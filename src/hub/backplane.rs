@@ -26,6 +26,8 @@ pub(crate) enum RoomRefused {
     Full,
     /// The creating user already holds `MAX_ROOMS_CREATED_PER_USER` rooms it created.
     CreatorLimit,
+    /// Cluster mode: Redis, which shares the definition with every node, did not answer.
+    Unavailable,
 }
 
 /// Why a backplane could not do what needs the rest of the cluster (cluster mode: Redis).
@@ -145,6 +147,15 @@ pub(crate) type JoinDone = Result<Joined, JoinRefused>;
 ///   grace after its last as `user.offline` ([`Target::Watchers`]). The changes of one room or
 ///   one user reach each hub in the order they happened. Presence is ephemeral: it is not in
 ///   any stream.
+/// - **Cluster mode** (`CLUSTER_REDIS_URL`): "system-wide" is every node. Each node's counts
+///   reach Redis shortly after they change (synced, not per change, so a join and a leave
+///   within one sync announce nothing), where scripts decide the changes above for the whole
+///   cluster (a user's first member connection on any node, its last anywhere; the grace
+///   after its last connection anywhere) and publish them to the nodes hosting followers or
+///   watchers; a node silent for `CLUSTER_NODE_TIMEOUT` has its members and users taken out
+///   by another. Room definitions are shared through Redis; the directory's listings are then
+///   asked of Redis (`crate::cluster::redis::presence`), and this node's directory is its own
+///   part.
 pub(crate) trait Backplane: Sized + Send + Sync + 'static {
     /// Hubs a delivery's report waits for, this one included.
     fn hubs(&self) -> usize;

@@ -205,9 +205,10 @@ impl<B: Backplane> Hub<B> {
             .add_member(&name, &user)
             .map_err(|refused| match refused {
                 RoomRefused::Full => JoinRefused::RoomFull,
-                RoomRefused::TooManyRooms | RoomRefused::Exists | RoomRefused::CreatorLimit => {
-                    JoinRefused::ServerLimit
-                }
+                RoomRefused::TooManyRooms
+                | RoomRefused::Exists
+                | RoomRefused::CreatorLimit
+                | RoomRefused::Unavailable => JoinRefused::ServerLimit,
             })?;
         rooms
             .entry(name.clone())

@@ -146,6 +146,11 @@ impl Directory {
         )
     }
 
+    /// Whether a connection watches `user`.
+    pub(crate) fn is_watched(&self, user: &str) -> bool {
+        lock(&self.users).watched.contains_key(user)
+    }
+
     /// Connections `user` holds now.
     pub(crate) fn connections_of(&self, user: &str) -> u32 {
         lock(&self.users).conns.get(user).copied().unwrap_or(0)

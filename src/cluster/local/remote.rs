@@ -45,6 +45,9 @@ impl Local {
 
     /// Hands what arrived from Redis on `channel` to this node's hubs.
     pub(crate) async fn receive(&self, redis: &Redis, channel: &str, bytes: Bytes) {
+        if redis.names.parse(channel) == Some(Channel::Rooms) {
+            return self.receive_room_change(redis, &bytes).await;
+        }
         let (Some(env), Some(channel)) = (envelope::decode(&bytes), redis.names.parse(channel))
         else {
             tracing::warn!(
@@ -65,6 +68,14 @@ impl Local {
         let exclude_user: Option<Arc<str>> = env.header.exclude_user.map(Arc::from);
         let ephemeral = env.header.ephemeral;
         match (channel, env.position) {
+            (Channel::Room(room), None) if env.header.presence => {
+                let target = Target::Presence(Arc::from(room));
+                self.deliver_presence(target, exclude_user, message).await;
+            }
+            (Channel::Watch(user), None) => {
+                let target = Target::Watchers(Arc::from(user));
+                self.deliver_presence(target, None, message).await;
+            }
             (Channel::Room(room), Some((epoch, offset))) => {
                 let room: Arc<str> = Arc::from(room);
                 self.fill_gap(redis, Kind::Room, &room, epoch, offset).await;
@@ -226,6 +237,7 @@ impl Local {
             node: redis.node,
             nonce,
             ephemeral: false,
+            presence: false,
             exclude_user: d.exclude_user.as_deref(),
         };
         let keep = match kind {
@@ -290,6 +302,7 @@ impl Local {
             node: redis.node,
             nonce,
             ephemeral: d.ephemeral,
+            presence: false,
             exclude_user: d.exclude_user.as_deref(),
         };
         let message = d.event.stored(unix_ms());

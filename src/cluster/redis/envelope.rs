@@ -7,6 +7,10 @@
 /// Flag bit: an ephemeral event (not stored, dropped first under pressure).
 const EPHEMERAL: u8 = 1;
 
+/// Flag bit: a presence change (`presence.*` to a room's followers, `user.*` to a user's
+/// watchers), published by a presence script (`presence.rs`).
+const PRESENCE: u8 = 2;
+
 /// An exclusion's length when there is none.
 const NONE: u16 = u16::MAX;
 
@@ -19,6 +23,8 @@ pub(crate) struct Header<'a> {
     /// the publish (its report, the excluded connection) when the event comes back to it.
     pub(crate) nonce: u64,
     pub(crate) ephemeral: bool,
+    /// A presence change, not a room event.
+    pub(crate) presence: bool,
     /// A user none of whose connections get it (a REST room push's `exceptUserId`).
     pub(crate) exclude_user: Option<&'a str>,
 }
@@ -30,7 +36,8 @@ impl Header<'_> {
         let mut out = Vec::with_capacity(19 + exclude.len() + message.len());
         out.extend_from_slice(&self.node.to_be_bytes());
         out.extend_from_slice(&self.nonce.to_be_bytes());
-        out.push(if self.ephemeral { EPHEMERAL } else { 0 });
+        let flags = if self.ephemeral { EPHEMERAL } else { 0 };
+        out.push(flags | if self.presence { PRESENCE } else { 0 });
         match self.exclude_user {
             // Names are bounded far below 64 KiB (MAX_ID_LEN).
             Some(user) => {
@@ -86,6 +93,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
             node,
             nonce,
             ephemeral: flags & EPHEMERAL != 0,
+            presence: flags & PRESENCE != 0,
             exclude_user,
         },
         message,
@@ -112,6 +120,7 @@ mod tests {
             node: 7,
             nonce: 42,
             ephemeral: true,
+            presence: true,
             exclude_user: Some("bob"),
         };
         let mut published = b"00000000000000ff 12 ".to_vec();
@@ -124,6 +133,7 @@ mod tests {
         let plain = Header {
             exclude_user: None,
             ephemeral: false,
+            presence: false,
             ..header
         };
         let mut published = UNSEQUENCED.to_vec();

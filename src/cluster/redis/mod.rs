@@ -5,7 +5,9 @@
 //!
 //! - [`names`]: keys and channels, one hash tag per stream;
 //! - [`envelope`]: an event as it crosses Redis, encoded once;
-//! - [`scripts`]: the Lua that appends, reads and acks atomically per stream.
+//! - [`scripts`]: the Lua that appends, reads and acks atomically per stream;
+//! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup;
+//! - [`rooms`]: room definitions (made over REST or by `create`) shared by every node.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
 //! waits at most `CLUSTER_TIMEOUT`; past either, what needed Redis is refused
@@ -14,6 +16,8 @@
 pub(crate) mod envelope;
 mod interest;
 pub(crate) mod names;
+pub(crate) mod presence;
+pub(crate) mod rooms;
 mod scripts;
 
 use std::collections::HashMap;
@@ -121,6 +125,8 @@ pub(crate) struct Redis {
     /// Keys' time to live: rooms', users'.
     room_ttl_ms: u64,
     user_ttl_ms: u64,
+    /// This node's presence changes on their way to Redis.
+    pub(crate) presence: presence::Presence,
 }
 
 impl Redis {
@@ -171,6 +177,7 @@ impl Redis {
             stats: ClusterStats::default(),
             room_ttl_ms: ttl(config.room_history_ttl),
             user_ttl_ms: ttl(config.user_stream_ttl),
+            presence: presence::Presence::new(config),
         })
     }
 
@@ -201,8 +208,10 @@ impl Redis {
         tokio::spawn(self.clone().watch_state());
         tokio::spawn(self.clone().subscriptions(local.clone()));
         tokio::spawn(self.clone().acknowledge());
-        // Every node hears broadcasts.
+        tokio::spawn(self.clone().presence(local.clone()));
+        // Every node hears broadcasts and room definitions.
         self.interest.want(self.names.broadcast(), None);
+        self.interest.want(self.names.rooms(), None);
         loop {
             match messages.recv().await {
                 Ok(message) => {
@@ -517,7 +526,8 @@ impl Redis {
                     return false;
                 };
                 match self.names.parse(channel) {
-                    Some(Channel::Broadcast) => true,
+                    Some(Channel::Broadcast | Channel::Rooms) => true,
+                    Some(Channel::Watch(user)) => local.watches_user(user),
                     Some(Channel::Room(room)) => local.hosts_room(room),
                     Some(Channel::User(user)) => local.hosts_user(user),
                     None => false,

@@ -28,6 +28,11 @@ pub(crate) enum Channel<'a> {
     User(&'a str),
     /// Events to every connection (REST broadcasts): every node listens.
     Broadcast,
+    /// A user's `user.online` / `user.offline`: subscribed while this node has watchers of
+    /// the user (see `presence.rs`).
+    Watch(&'a str),
+    /// Room definitions made, changed or closed on any node: every node listens.
+    Rooms,
 }
 
 /// The names of one deployment's keys and channels.
@@ -53,6 +58,27 @@ impl Names {
         format!("{}:{{b}}", self.prefix)
     }
 
+    /// The channel of `user`'s online and offline changes: in the user's slot.
+    pub(crate) fn watch(&self, user: &str) -> String {
+        format!("{}:w", self.channel(Kind::User, user))
+    }
+
+    /// The channel of room definitions, which every node listens to.
+    pub(crate) fn rooms(&self) -> String {
+        format!("{}:{{n}}:d", self.prefix)
+    }
+
+    /// A key of the cluster's shared records (nodes' heartbeats and what each contributes,
+    /// room definitions), all in one slot (`{n}`) so one script may read them together.
+    pub(crate) fn shared(&self, suffix: &str) -> String {
+        format!("{}:{{n}}:{}", self.prefix, suffix)
+    }
+
+    /// A key of `name`'s presence (`suffix`), in its stream's slot.
+    pub(crate) fn presence(&self, kind: Kind, name: &str, suffix: &str) -> String {
+        format!("{}:{}", self.channel(kind, name), suffix)
+    }
+
     /// The hash of `name`'s stream head: `e` its epoch (16 hex digits), `o` its last offset,
     /// and for a user `a` the offset acknowledged and `m` whether the user acks.
     pub(crate) fn meta(&self, kind: Kind, name: &str) -> String {
@@ -69,6 +95,13 @@ impl Names {
         let rest = channel.strip_prefix(&*self.prefix)?.strip_prefix(":{")?;
         if rest == "b}" {
             return Some(Channel::Broadcast);
+        }
+        if rest == "n}:d" {
+            return Some(Channel::Rooms);
+        }
+        // A stream's channel ends with its tag's `}`; a watch channel with `}:w`.
+        if let Some(user) = rest.strip_prefix("u:").and_then(|r| r.strip_suffix("}:w")) {
+            return Some(Channel::Watch(user));
         }
         let name = |tag: &str| rest.strip_prefix(tag)?.strip_suffix('}');
         if let Some(room) = name("r:") {
@@ -94,6 +127,12 @@ mod tests {
         assert_eq!(names.channel(Kind::Room, "lobby"), "wsgate:{r:lobby}");
         assert_eq!(names.meta(Kind::User, "bob"), "wsgate:{u:bob}:m");
         assert_eq!(names.parse(&names.broadcast()), Some(Channel::Broadcast));
+        assert_eq!(names.parse(&names.rooms()), Some(Channel::Rooms));
+        for user in ["bob", "a}:w", "x}", "}:w}"] {
+            assert_eq!(names.parse(&names.watch(user)), Some(Channel::Watch(user)));
+            let channel = names.channel(Kind::User, user);
+            assert_eq!(names.parse(&channel), Some(Channel::User(user)));
+        }
         assert_eq!(Names::new("other").parse("wsgate:{r:lobby}"), None);
     }
 }

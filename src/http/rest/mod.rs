@@ -177,20 +177,20 @@ pub(crate) async fn handle(
             let pushes = push::read(ctx, req, handler, p(0)).await?;
             once(ctx, key, pushes).await
         }
-        Handler::ListUsers => query::users(ctx, &req),
+        Handler::ListUsers => query::users(ctx, &req).await,
         Handler::GetUser => query::user(ctx, p(0)).await,
         Handler::UserUnread => query::unread(ctx, p(0)),
         Handler::KickUser => query::kick(ctx, &req, p(0)).await,
-        Handler::Stats => Ok(query::stats(ctx)),
-        Handler::ListRooms => rooms::list(ctx, &req),
+        Handler::Stats => query::stats(ctx).await,
+        Handler::ListRooms => rooms::list(ctx, &req).await,
         Handler::CreateRoom => rooms::create(ctx, req).await,
-        Handler::GetRoom => rooms::get(ctx, p(0)),
+        Handler::GetRoom => rooms::get(ctx, p(0)).await,
         Handler::CloseRoom => rooms::close(ctx, p(0)).await,
         Handler::RoomMessages => rooms::messages(ctx, &req, p(0)).await,
         Handler::AddMember => rooms::add_member(ctx, req, p(0)).await,
         Handler::RemoveMember => rooms::remove_member(ctx, p(0), p(1)).await,
-        Handler::ListMembers => rooms::members(ctx, &req, p(0)),
-        Handler::UserPresence => query::presence(ctx, p(0)),
+        Handler::ListMembers => rooms::members(ctx, &req, p(0)).await,
+        Handler::UserPresence => query::presence(ctx, p(0)).await,
         Handler::Upgrade
         | Handler::Health
         | Handler::Ready

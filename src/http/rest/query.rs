@@ -7,14 +7,21 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
-use super::{check_name, json, next_cursor, page_params, ApiResult};
+use super::{check_name, json, next_cursor, page_params, ApiError, ApiResult};
 use crate::node::Ctx;
 use crate::stats::{ShardStats, StatsSnapshot};
 
 /// `GET /api/v1/users?limit=&cursor=`: connected users in id order, a page at a time.
-pub(super) fn users(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
+/// Cluster mode: users connected to any node.
+pub(super) async fn users(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     let (limit, cursor) = page_params(req)?;
-    let (page, more) = ctx.shared.directory().users_page(cursor.as_deref(), limit);
+    let (page, more) = match ctx.shared.backplane.redis() {
+        Some(redis) => redis
+            .users_page(cursor.as_deref(), limit)
+            .await
+            .map_err(ApiError::unavailable)?,
+        None => ctx.shared.directory().users_page(cursor.as_deref(), limit),
+    };
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct User {
@@ -38,11 +45,22 @@ pub(super) fn users(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     Ok(json(StatusCode::OK, &Page { users, next_cursor }))
 }
 
-/// `GET /api/v1/users/{userId}`: connected?, how many connections, which rooms.
+/// `GET /api/v1/users/{userId}`: connected?, how many connections, which rooms. Cluster
+/// mode: connections on every node; rooms those of its connections on this node.
 pub(super) async fn user(ctx: &Rc<Ctx>, user: String) -> ApiResult {
     check_name("userId", &user)?;
-    let connections = ctx.shared.directory().connections_of(&user);
-    let mut rooms: Vec<String> = if connections == 0 {
+    let here = ctx.shared.directory().connections_of(&user);
+    let connections = match ctx.shared.backplane.redis() {
+        Some(redis) => {
+            let (_, connections) = redis
+                .user_presence(&user)
+                .await
+                .map_err(ApiError::unavailable)?;
+            connections
+        }
+        None => here,
+    };
+    let mut rooms: Vec<String> = if here == 0 {
         Vec::new()
     } else {
         let name = user.clone();
@@ -133,10 +151,17 @@ pub(super) fn unread(ctx: &Rc<Ctx>, user: String) -> ApiResult {
 }
 
 /// `GET /api/v1/users/{userId}/presence`: online as watchers are told (connected, or within
-/// `PRESENCE_GRACE` of its last connection closing), and its connections.
-pub(super) fn presence(ctx: &Rc<Ctx>, user: String) -> ApiResult {
+/// `PRESENCE_GRACE` of its last connection closing), and its connections (cluster mode: on
+/// every node).
+pub(super) async fn presence(ctx: &Rc<Ctx>, user: String) -> ApiResult {
     check_name("userId", &user)?;
-    let (online, connections) = ctx.shared.directory().presence_of(&user);
+    let (online, connections) = match ctx.shared.backplane.redis() {
+        Some(redis) => redis
+            .user_presence(&user)
+            .await
+            .map_err(ApiError::unavailable)?,
+        None => ctx.shared.directory().presence_of(&user),
+    };
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Presence {
@@ -214,7 +239,13 @@ pub(crate) fn collect_stats(ctx: &Ctx) -> Stats {
     }
 }
 
-/// `GET /api/v1/stats`.
-pub(super) fn stats(ctx: &Rc<Ctx>) -> hyper::Response<crate::http::Body> {
-    json(StatusCode::OK, &collect_stats(ctx))
+/// `GET /api/v1/stats`: this node's counters; users and rooms on every node in cluster mode.
+pub(super) async fn stats(ctx: &Rc<Ctx>) -> ApiResult {
+    let mut stats = collect_stats(ctx);
+    if let Some(redis) = ctx.shared.backplane.redis() {
+        let (users, rooms) = redis.counts().await.map_err(ApiError::unavailable)?;
+        stats.users = users as usize;
+        stats.rooms = rooms as usize;
+    }
+    Ok(json(StatusCode::OK, &stats))
 }

@@ -5,7 +5,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
@@ -18,7 +17,7 @@ use super::body::{read_json, Detail, Fields};
 use super::{check_name, json, next_cursor, page_limit, page_params, ApiError, ApiResult};
 use crate::cluster::{Creator, RoomInfo, RoomOptions};
 use crate::http::url::query_param;
-use crate::hub::{HistoryOptions, OutEvent, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
+use crate::hub::{HistoryOptions, Query, RoomRefused, DEFAULT_HISTORY_LIMIT};
 use crate::node::Ctx;
 
 /// Most member users listed in one room's answer.
@@ -85,11 +84,16 @@ pub(super) async fn create(ctx: &Rc<Ctx>, req: Request<Incoming>) -> ApiResult {
     let key: Arc<str> = Arc::from(room.as_str());
     let creator = Creator::Backend(creator);
     let (slot, _) = ctx.shared.store().reserve().await;
-    match ctx
-        .shared
-        .backplane
-        .create_room(&key, creator, options, slot)
-    {
+    let backplane = &ctx.shared.backplane;
+    let created = backplane.create_room(&key, creator, options, slot);
+    let shared = match created {
+        Ok(info) => backplane.share_room(&key, &info).await.map(|()| info),
+        Err(e) => Err(e),
+    };
+    match shared {
+        Err(RoomRefused::Unavailable) => Err(ApiError::unavailable(
+            crate::hub::BackplaneError::Unreachable,
+        )),
         Ok(info) => Ok(json(
             StatusCode::CREATED,
             &room_view(ctx, &room, info, Some(Vec::new())),
@@ -147,9 +151,29 @@ pub(super) fn parse_create(body: &[u8]) -> Result<CreateRoom, ApiError> {
 }
 
 /// `GET /api/v1/rooms?limit=&cursor=`.
-pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
+/// Cluster mode: rooms defined, or with members on any node, their members counted on all.
+pub(super) async fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
     let (limit, cursor) = page_params(req)?;
-    let (page, more) = ctx.shared.directory().rooms_page(cursor.as_deref(), limit);
+    let (page, more) = match ctx.shared.backplane.redis() {
+        Some(redis) => {
+            let (page, more) = redis
+                .rooms_page(cursor.as_deref(), limit)
+                .await
+                .map_err(ApiError::unavailable)?;
+            let directory = ctx.shared.directory();
+            let page = page
+                .into_iter()
+                .map(|(id, members)| {
+                    let info = directory
+                        .room(&id)
+                        .unwrap_or_else(|| directory.made_by_join());
+                    (id, RoomInfo { members, ..info })
+                })
+                .collect();
+            (page, more)
+        }
+        None => ctx.shared.directory().rooms_page(cursor.as_deref(), limit),
+    };
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
@@ -165,20 +189,45 @@ pub(super) fn list(ctx: &Rc<Ctx>, req: &Request<Incoming>) -> ApiResult {
 }
 
 /// `GET /api/v1/rooms/{roomId}`: the room and its member users (the first
-/// `MAX_LISTED_USERS`, in id order, as the directory counts them).
-pub(super) fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
+/// `MAX_LISTED_USERS`, in id order, as the directory counts them; cluster mode: on every
+/// node).
+pub(super) async fn get(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
-    let directory = ctx.shared.directory();
-    let not_found = || ApiError::room_not_found(&room);
-    let info = directory.room(&room).ok_or_else(not_found)?;
-    let (page, _) = directory
-        .members_page(&room, None, MAX_LISTED_USERS)
-        .ok_or_else(not_found)?;
+    let (info, (page, _)) = room_members(ctx, &room, None, MAX_LISTED_USERS).await?;
     let users = page.into_iter().map(|(u, _)| u.to_string()).collect();
     Ok(json(
         StatusCode::OK,
         &room_view(ctx, &room, info, Some(users)),
     ))
+}
+
+/// `room`'s entry and a page of its member users (cluster mode: counted on every node; a
+/// room no node knows, with no member anywhere, is not found).
+async fn room_members(
+    ctx: &Ctx,
+    room: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(RoomInfo, crate::cluster::directory::Page<u32>), ApiError> {
+    let directory = ctx.shared.directory();
+    let not_found = || ApiError::room_not_found(room);
+    let Some(redis) = ctx.shared.backplane.redis() else {
+        let info = directory.room(room).ok_or_else(not_found)?;
+        let page = directory
+            .members_page(room, after, limit)
+            .ok_or_else(not_found)?;
+        return Ok((info, page));
+    };
+    let (page, members) = redis
+        .members_page(room, after, limit)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let info = match directory.room(room) {
+        Some(info) => info,
+        None if members > 0 => directory.made_by_join(),
+        None => return Err(not_found()),
+    };
+    Ok((RoomInfo { members, ..info }, page))
 }
 
 /// `DELETE /api/v1/rooms/{roomId}`: members get `room.closed` and are removed.
@@ -188,14 +237,13 @@ pub(super) async fn close(ctx: &Rc<Ctx>, room: String) -> ApiResult {
     if !ctx.shared.backplane.close_room(&room, slot) {
         return Err(ApiError::room_not_found(&room));
     }
-    let data = Bytes::from_static(br#"{"reason":"closed by the backend"}"#);
-    let event = OutEvent::new(
-        "room.closed",
-        Some(Arc::from(room.as_str())),
-        None,
-        data,
-        Format::Json,
-    );
+    // Cluster mode: closed on every node (members elsewhere get `room.closed` there).
+    ctx.shared
+        .backplane
+        .unshare_room(&room)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let event = crate::cluster::local::room_closed_event(&room);
     let name = room.clone();
     let removed: usize = ctx
         .hub
@@ -243,6 +291,12 @@ pub(super) async fn add_member(ctx: &Rc<Ctx>, req: Request<Incoming>, room: Stri
         ));
     }
     let key: Arc<str> = Arc::from(room.as_str());
+    // Cluster mode: let in, and its connections added, on every node.
+    ctx.shared
+        .backplane
+        .share_member(&key, &user, true)
+        .await
+        .map_err(ApiError::unavailable)?;
     let added: usize = ctx
         .hub
         .gather(move |s| s.add_to_room(&user, &key))
@@ -276,6 +330,11 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
     }
     let (slot, _) = ctx.shared.store().reserve().await;
     ctx.shared.directory().disallow(&room, &user, slot);
+    ctx.shared
+        .backplane
+        .share_member(&room, &user, false)
+        .await
+        .map_err(ApiError::unavailable)?;
     let removed: usize = ctx
         .hub
         .gather(move |s| s.remove_from_room(&user, &room))
@@ -292,7 +351,7 @@ pub(super) async fn remove_member(ctx: &Rc<Ctx>, room: String, user: String) -> 
 /// `GET /api/v1/rooms/{roomId}/members?limit=&after=`: the room's member users in id order,
 /// each once (whatever its connections and their shards), with its member connections;
 /// `nextAfter` pages on when more follow.
-pub(super) fn members(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
+pub(super) async fn members(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> ApiResult {
     check_name("roomId", &room)?;
     let q = req.uri().query().unwrap_or("");
     let mut details = Vec::new();
@@ -310,11 +369,7 @@ pub(super) fn members(ctx: &Rc<Ctx>, req: &Request<Incoming>, room: String) -> A
     if !details.is_empty() {
         return Err(ApiError::invalid(details));
     }
-    let (page, more) = ctx
-        .shared
-        .directory()
-        .members_page(&room, after.as_deref(), limit)
-        .ok_or_else(|| ApiError::room_not_found(&room))?;
+    let (_, (page, more)) = room_members(ctx, &room, after.as_deref(), limit).await?;
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct MemberUser {
