@@ -7,7 +7,8 @@
 #   benches/cluster/run.sh <nodes> "<server flags>" <loadgen args...>
 #
 # The loadgen gets `--url <node 0>,<node 1>,…` (dealt by its --spread), and with PUBLISH_NODE=k
-# `--publish-url <node k>` (fanout's publishers, push's REST requests). CLUSTER=0 runs one
+# `--publish-url <node k>` (fanout's publishers, push's REST requests); URL_NODES="1 2" puts
+# only those nodes in `--url` (default: all). CLUSTER=0 runs one
 # node without CLUSTER_REDIS_URL and no Redis (the baseline). WSGATE and LOADGEN pick the
 # binaries (default target/release/…). Everything is started here and stopped at the end; the
 # loadgen is killed after TIME_LIMIT (default 300 s).
@@ -88,7 +89,9 @@ for i in $(seq 0 $((nodes - 1))); do
 done
 echo "server ×$nodes: $WSGATE --host 127.0.0.1 --port 0 --jwt-secret s ${redis_flags[*]:+${redis_flags[0]} redis://127.0.0.1:<port>} $server_flags" >&2
 
-urls=$(printf 'ws://%s/ws,' "${addrs[@]}")
+url_addrs=()
+for i in ${URL_NODES:-$(seq 0 $((nodes - 1)))}; do url_addrs+=("${addrs[$i]}"); done
+urls=$(printf 'ws://%s/ws,' "${url_addrs[@]}")
 urls=${urls%,}
 extra=()
 if [[ -n ${PUBLISH_NODE:-} ]]; then
@@ -121,7 +124,7 @@ snapshot "$work/before"
 ) &
 sampler=$!
 
-echo "loadgen: wsgate-loadgen $* --url <the $nodes nodes' ws URLs>${PUBLISH_NODE:+ --publish-url <node $PUBLISH_NODE>} --jwt-secret s --server-pid <node 0's pid> --quiet --json" >&2
+echo "loadgen: wsgate-loadgen $* --url <the ws URLs of nodes ${URL_NODES:-0..$((nodes - 1))}>${PUBLISH_NODE:+ --publish-url <node $PUBLISH_NODE>} --jwt-secret s --server-pid <node 0's pid> --quiet --json" >&2
 set +e
 timeout "$TIME_LIMIT" "$LOADGEN" "$@" --url "$urls" "${extra[@]}" --jwt-secret s --server-pid "$first_pid" \
   --quiet --json >"$work/summary.json"
