@@ -13,8 +13,8 @@
 # binaries (default target/release/…). Everything is started here and stopped at the end; the
 # loadgen is killed after TIME_LIMIT (default 300 s).
 #
-# Redis costs are deltas of `INFO commandstats` and `INFO stats` (`total_net_input_bytes`,
-# `total_net_output_bytes`) from the last moment before the first publish (sampled every
+# Redis costs are deltas of `INFO commandstats`, `INFO stats` (`total_net_input_bytes`,
+# `total_net_output_bytes`) and `INFO cpu` (`used_cpu_sys` + `used_cpu_user`) from the last moment before the first publish (sampled every
 # 0.1 s while the connections are set up, so joins and subscriptions are not counted) to the
 # end of the run, divided by the events published (Σ `wsgate_cluster_published_total`).
 # Commands run inside the publish script count in commandstats as commands of their own; the
@@ -102,11 +102,12 @@ fi
 snapshot() {
   local out=$1 a
   for a in "${addrs[@]}"; do
-    curl -sf "http://$a/metrics" | awk -v a="$a" '/^wsgate_cluster_(published|received|received_bytes)_total /{print "node", a, $1, $2}'
+    curl -sf "http://$a/metrics" | awk -v a="$a" '/^wsgate_cluster_(published|received|received_bytes|gaps|lost)_total /{print "node", a, $1, $2}'
   done >"$out.tmp"
   if [[ $CLUSTER != 0 ]]; then
     redis-cli -p "$rport" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\).*/cmd \1 \2/p' >>"$out.tmp"
     redis-cli -p "$rport" INFO stats | tr -d '\r' | sed -n 's/^\(total_net_input_bytes\|total_net_output_bytes\):\([0-9]*\)/stat \1 \2/p' >>"$out.tmp"
+    redis-cli -p "$rport" INFO cpu | tr -d '\r' | sed -n 's/^\(used_cpu_sys\|used_cpu_user\):\([0-9.]*\)/stat \1 \2/p' >>"$out.tmp"
   fi
   mv "$out.tmp" "$out"
 }
@@ -166,7 +167,7 @@ if s:
 pub = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "wsgate_cluster_published_total")
 for k in sorted({k[1] for k in delta if k[0] == "node"}):
     get = lambda m: delta.get(("node", k, m), 0)
-    print(f"node {k}: published {get('wsgate_cluster_published_total'):.0f}, received {get('wsgate_cluster_received_total'):.0f} events / {get('wsgate_cluster_received_bytes_total'):.0f} bytes from Redis")
+    print(f"node {k}: published {get('wsgate_cluster_published_total'):.0f}, received {get('wsgate_cluster_received_total'):.0f} events / {get('wsgate_cluster_received_bytes_total'):.0f} bytes from Redis, gaps {get('wsgate_cluster_gaps_total'):.0f}, lost {get('wsgate_cluster_lost_total'):.0f}")
 nodes_recv_bytes = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "wsgate_cluster_received_bytes_total")
 if pub:
     # The script's own INFO calls are left out.
@@ -176,6 +177,8 @@ if pub:
           + ", ".join(f"{c} {v/pub:.2f}" for c, v in sorted(cmds.items(), key=lambda x: -x[1])) + ")")
     nin, nout = delta.get(("stat", "total_net_input_bytes"), 0), delta.get(("stat", "total_net_output_bytes"), 0)
     print(f"redis: net input {nin:.0f} B ({nin/pub:.1f} per event), net output {nout:.0f} B ({nout/pub:.1f} per event)")
+    cpu = delta.get(("stat", "used_cpu_sys"), 0) + delta.get(("stat", "used_cpu_user"), 0)
+    print(f"redis: CPU {cpu:.3f} s ({cpu/pub*1e6:.1f} µs per event, INFO cpu)")
     recv = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "wsgate_cluster_received_total")
     if recv:
         naive = nodes_recv_bytes / recv * pub * int(sys.argv[4])
