@@ -65,6 +65,7 @@ if [[ $CLUSTER != 0 ]]; then
 fi
 
 addrs=()
+node_pids=()
 for i in $(seq 0 $((nodes - 1))); do
   mkdir "$work/data$i"
   # shellcheck disable=SC2086
@@ -85,6 +86,7 @@ for i in $(seq 0 $((nodes - 1))); do
     done
   fi
   addrs+=("$addr")
+  node_pids+=("$pid")
   [[ $i == 0 ]] && first_pid=$pid
 done
 echo "server ×$nodes: $WSGATE --host 127.0.0.1 --port 0 --jwt-secret s ${redis_flags[*]:+${redis_flags[0]} redis://127.0.0.1:<port>} $server_flags" >&2
@@ -109,13 +111,19 @@ snapshot() {
     redis-cli -p "$rport" INFO stats | tr -d '\r' | sed -n 's/^\(total_net_input_bytes\|total_net_output_bytes\):\([0-9]*\)/stat \1 \2/p' >>"$out.tmp"
     redis-cli -p "$rport" INFO cpu | tr -d '\r' | sed -n 's/^\(used_cpu_sys\|used_cpu_user\):\([0-9.]*\)/stat \1 \2/p' >>"$out.tmp"
   fi
+  # CPU seconds each node has used (utime + stime of /proc/<pid>/stat).
+  for i in "${!node_pids[@]}"; do
+    awk -v a="${addrs[$i]}" -v hz="$(getconf CLK_TCK)" '{print "node", a, "cpu_seconds", ($14 + $15) / hz}' "/proc/${node_pids[$i]}/stat"
+  done >>"$out.tmp"
   mv "$out.tmp" "$out"
 }
 published() { awk '$3=="wsgate_cluster_published_total"{s+=$4} END{print s+0}' "$1"; }
 
 # The baseline: the last snapshot before anything was published.
 snapshot "$work/before"
-(
+# Without Redis there is no publish counter to find the start: the baseline is taken before
+# the connections, so the nodes' CPU then includes the connection setup.
+[[ $CLUSTER == 0 ]] || (
   while true; do
     snapshot "$work/sample"
     [[ $(published "$work/sample") == 0 ]] || exit 0
@@ -123,7 +131,7 @@ snapshot "$work/before"
     sleep 0.1
   done
 ) &
-sampler=$!
+[[ $CLUSTER == 0 ]] || sampler=$!
 
 echo "loadgen: wsgate-loadgen $* --url <the ws URLs of nodes ${URL_NODES:-0..$((nodes - 1))}>${PUBLISH_NODE:+ --publish-url <node $PUBLISH_NODE>} --jwt-secret s --server-pid <node 0's pid> --quiet --json" >&2
 set +e
@@ -167,7 +175,10 @@ if s:
 pub = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "wsgate_cluster_published_total")
 for k in sorted({k[1] for k in delta if k[0] == "node"}):
     get = lambda m: delta.get(("node", k, m), 0)
-    print(f"node {k}: published {get('wsgate_cluster_published_total'):.0f}, received {get('wsgate_cluster_received_total'):.0f} events / {get('wsgate_cluster_received_bytes_total'):.0f} bytes from Redis, gaps {get('wsgate_cluster_gaps_total'):.0f}, lost {get('wsgate_cluster_lost_total'):.0f}")
+    print(f"node {k}: CPU {get('cpu_seconds'):.2f} s, published {get('wsgate_cluster_published_total'):.0f}, received {get('wsgate_cluster_received_total'):.0f} events / {get('wsgate_cluster_received_bytes_total'):.0f} bytes from Redis, gaps {get('wsgate_cluster_gaps_total'):.0f}, lost {get('wsgate_cluster_lost_total'):.0f}")
+cpu_nodes = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "cpu_seconds")
+if s and s.get("received"):
+    print(f"nodes: CPU {cpu_nodes:.2f} s in all over the run, {cpu_nodes / s['received'] * 1e6:.2f} µs per delivery")
 nodes_recv_bytes = sum(v for (k, *r), v in delta.items() if k == "node" and r[1] == "wsgate_cluster_received_bytes_total")
 if pub:
     # The script's own INFO calls are left out.
