@@ -123,15 +123,18 @@ published() { awk '$3=="wsgate_cluster_published_total"{s+=$4} END{print s+0}' "
 snapshot "$work/before"
 # Without Redis there is no publish counter to find the start: the baseline is taken before
 # the connections, so the nodes' CPU then includes the connection setup.
-[[ $CLUSTER == 0 ]] || (
+sample_until_published() {
   while true; do
     snapshot "$work/sample"
-    [[ $(published "$work/sample") == 0 ]] || exit 0
+    [[ $(published "$work/sample") == 0 ]] || return 0
     cp "$work/sample" "$work/before"
     sleep 0.1
   done
-) &
-[[ $CLUSTER == 0 ]] || sampler=$!
+}
+if [[ $CLUSTER != 0 ]]; then
+  sample_until_published &
+  sampler=$!
+fi
 
 echo "loadgen: wsgate-loadgen $* --url <the ws URLs of nodes ${URL_NODES:-0..$((nodes - 1))}>${PUBLISH_NODE:+ --publish-url <node $PUBLISH_NODE>} --jwt-secret s --server-pid <node 0's pid> --quiet --json" >&2
 set +e
