@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::{
-    Common, DecodeMode, Protocol, PublishMode, RunPlan, Scenario, Target, Transport, WireFormat,
+    Common, DecodeMode, Protocol, PublishMode, RunPlan, Scenario, Spread, Target, Transport,
+    WireFormat,
 };
 
 /// File descriptors a worker keeps free for everything that is not a connection.
@@ -120,8 +121,8 @@ pub enum ScenarioCmd {
         payload: usize,
     },
     /// N receiving users; REST pushes (`POST /api/v1/push/users`) to random users at a fixed
-    /// rate; report delivery latency, HTTP latency and loss (delivered per the REST answers −
-    /// received).
+    /// rate; report delivery latency, HTTP latency and loss (pushes answered 200 to users not
+    /// named offline − received).
     Push {
         /// Shared flags.
         #[command(flatten)]
@@ -156,9 +157,20 @@ pub enum Mode {
 #[derive(Clone, Debug, Args)]
 pub struct CommonArgs {
     /// The server's WebSocket URL (ws:// only). With `--protocol socketio` only its host and
-    /// port are used (the path is `--sio-path`).
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
-    pub url: String,
+    /// port are used (the path is `--sio-path`). Several servers (cluster nodes): repeat the
+    /// flag or give a comma list; connections are dealt over them by `--spread`.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws", value_delimiter = ',')]
+    pub url: Vec<String>,
+    /// With several `--url`s: `conn` deals connection i to URL i mod N; `room` sends every
+    /// member of room r to URL r mod N (each room on one server; scenarios without rooms deal
+    /// by connection).
+    #[arg(long, value_enum, default_value_t = Spread::Conn)]
+    pub spread: Spread,
+    /// Where fanout's publishers connect and REST pushes (`push`) are sent, e.g. one node of a
+    /// cluster while the receivers are on others (it need not be one of the `--url`s).
+    /// Default: publishers are dealt like every connection, pushes go to the first `--url`.
+    #[arg(long)]
+    pub publish_url: Option<String>,
     /// Wire encoding (native protocol).
     #[arg(long, value_enum, default_value_t = WireFormat::Json)]
     pub format: WireFormat,
@@ -327,7 +339,19 @@ fn check_socketio(scenario: &Scenario) -> anyhow::Result<()> {
 impl CommonArgs {
     /// The shared settings and the run shape for `scenario`.
     pub fn plan(&self, scenario: Scenario) -> anyhow::Result<RunPlan> {
-        let mut target = parse_target(&self.url, &self.allow_host)?;
+        let mut targets = self
+            .url
+            .iter()
+            .map(|u| parse_target(u, &self.allow_host))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if targets.is_empty() {
+            bail!("--url needs at least one URL");
+        }
+        let mut publish_target = self
+            .publish_url
+            .as_deref()
+            .map(|u| parse_target(u, &self.allow_host))
+            .transpose()?;
         let format = match self.protocol {
             Protocol::Native if self.sio_transport != Transport::Websocket => {
                 bail!("--sio-transport polling needs --protocol socketio")
@@ -338,16 +362,23 @@ impl CommonArgs {
                 if !self.sio_path.starts_with('/') || self.sio_path.contains('?') {
                     bail!("--sio-path must start with `/` and hold no query");
                 }
-                target.path = format!(
+                let path = format!(
                     "{}?EIO=4&transport={}",
                     self.sio_path,
                     self.sio_transport.as_str()
                 );
+                for t in targets.iter_mut().chain(publish_target.iter_mut()) {
+                    t.path.clone_from(&path);
+                }
                 self.sio_parser
             }
         };
+        let off_loopback = targets
+            .iter()
+            .chain(publish_target.iter())
+            .any(|t| !t.addr.ip().is_loopback());
         let source_addrs = match &self.source_addrs {
-            Some(s) => parse_source_addrs(s, !target.addr.ip().is_loopback())?,
+            Some(s) => parse_source_addrs(s, off_loopback)?,
             None => Vec::new(),
         };
         let per_worker = max_per_worker() / self.sio_transport.sockets();
@@ -362,7 +393,9 @@ impl CommonArgs {
         };
         Ok(RunPlan {
             common: Common {
-                target,
+                targets,
+                publish_target,
+                spread: self.spread,
                 protocol: self.protocol,
                 format,
                 transport: self.sio_transport,
@@ -509,5 +542,69 @@ mod tests {
         assert_eq!(a.len(), 3);
         assert_eq!(a[2].to_string(), "127.0.0.3");
         assert!(parse_source_addrs("10.0.0.1", false).is_err());
+    }
+
+    /// The plan of `args` (after the binary's name, split at spaces).
+    fn plan_of(args: &str) -> RunPlan {
+        Cli::try_parse_from(std::iter::once("wsgate-loadgen").chain(args.split_whitespace()))
+            .expect("arguments")
+            .scenario
+            .plan()
+            .expect("plan")
+    }
+
+    #[test]
+    fn several_urls_deal_connections_by_connection_or_by_room() {
+        let by_conn = plan_of(
+            "fanout --jwt-secret s -n 7 --publishers 1 --rooms 2 --url \
+             ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws --url ws://127.0.0.1:3/ws",
+        );
+        let c = &by_conn.common;
+        assert_eq!(c.targets.len(), 3);
+        assert_eq!(c.targets[2].addr.port(), 3);
+        let servers: Vec<usize> = (0..7).map(|i| c.server_of(i, Some(0), false)).collect();
+        assert_eq!(servers, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(c.rest_target().addr.port(), 1);
+
+        let by_room = plan_of(
+            "fanout --jwt-secret s -n 7 --spread room --url \
+             ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws --publish-url \
+             ws://127.0.0.1:9/ws",
+        );
+        let c = &by_room.common;
+        assert_eq!(
+            c.servers().len(),
+            3,
+            "the publish URL comes after the --urls"
+        );
+        assert_eq!(c.server_of(5, Some(3), false), 1, "room 3 on server 3 % 2");
+        assert_eq!(c.server_of(4, Some(3), false), 1);
+        assert_eq!(c.server_of(4, None, false), 0, "no rooms: by connection");
+        assert_eq!(
+            c.server_of(0, Some(0), true),
+            2,
+            "publishers on the publish URL"
+        );
+        assert_eq!(c.rest_target().addr.port(), 9);
+    }
+
+    #[test]
+    fn every_url_must_be_allowed() {
+        let mut all = vec!["wsgate-loadgen", "connect", "--jwt-secret", "s"];
+        all.extend(["--url", "ws://127.0.0.1:1/ws,ws://192.0.2.1:2/ws"]);
+        let cli = Cli::try_parse_from(all).expect("arguments");
+        assert!(cli.scenario.plan().is_err());
+        let cli = Cli::try_parse_from([
+            "wsgate-loadgen",
+            "push",
+            "--jwt-secret",
+            "s",
+            "--api-key",
+            "k",
+            "--publish-url",
+            "ws://192.0.2.1:2/ws",
+        ])
+        .expect("arguments");
+        assert!(cli.scenario.plan().is_err());
     }
 }

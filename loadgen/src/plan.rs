@@ -18,6 +18,18 @@ pub struct Target {
     pub path: String,
 }
 
+/// How connections are dealt over several servers (`--url` given more than once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// Connection `i` (global index) goes to server `i % N`.
+    #[default]
+    Conn,
+    /// A connection in room `r` goes to server `r % N`: every member of a room on one server
+    /// (scenarios without rooms, `push` and `connect` without `--rooms`, deal by connection).
+    Room,
+}
+
 /// The wire encoding, as a CLI value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -197,8 +209,14 @@ pub enum Scenario {
 /// Settings shared by every scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Common {
-    /// The server.
-    pub target: Target,
+    /// The servers (one or more): connections are dealt over them by `spread`.
+    pub targets: Vec<Target>,
+    /// Where publishers (fanout's first `publishers` connections) connect and where REST
+    /// pushes are sent. `None`: publishers are dealt like every connection, pushes go to the
+    /// first target.
+    pub publish_target: Option<Target>,
+    /// How connections are dealt over `targets`.
+    pub spread: Spread,
     /// The protocol.
     pub protocol: Protocol,
     /// Wire encoding (with Socket.IO, its parser's).
@@ -221,6 +239,36 @@ pub struct Common {
     pub drain: Duration,
     /// How events are decoded.
     pub decode: DecodeMode,
+}
+
+impl Common {
+    /// Every server a connection may go to: `targets`, then the publish target if any. A
+    /// connection's server is an index into this list ([`Common::server_of`]).
+    pub fn servers(&self) -> Vec<Target> {
+        let mut all = self.targets.clone();
+        all.extend(self.publish_target.iter().cloned());
+        all
+    }
+
+    /// The index in [`Common::servers`] of connection `global`'s server: the publish target
+    /// for a publisher when there is one, else by `spread` (`room` is the connection's room,
+    /// `None` in scenarios without rooms).
+    pub fn server_of(&self, global: u64, room: Option<u32>, publisher: bool) -> usize {
+        let n = self.targets.len().max(1) as u64;
+        if publisher && self.publish_target.is_some() {
+            return self.targets.len();
+        }
+        let key = match (self.spread, room) {
+            (Spread::Room, Some(r)) => u64::from(r),
+            _ => global,
+        };
+        (key % n) as usize
+    }
+
+    /// Where REST pushes go: the publish target, else the first target.
+    pub fn rest_target(&self) -> &Target {
+        self.publish_target.as_ref().unwrap_or(&self.targets[0])
+    }
 }
 
 /// A whole run.

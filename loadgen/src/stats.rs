@@ -87,8 +87,13 @@ pub struct PushStats {
     pub sent: u64,
     /// 200 responses.
     pub ok: u64,
-    /// Sum of `delivered` over the responses: the deliveries to expect.
+    /// Sum of `delivered` over the responses (connections reached on the answering server:
+    /// in cluster mode, that node's only).
     pub delivered: u64,
+    /// 200 responses that did not name the user offline: the deliveries to expect, since
+    /// every loadgen user holds exactly one connection, on whichever server (cluster-wide in
+    /// cluster mode, where `offline` is).
+    pub reached: u64,
     /// Sum of `offline` users over the responses.
     pub offline: u64,
     /// Failures by cause (`http_<status>`, `io_*`).
@@ -103,6 +108,7 @@ impl PushStats {
             sent: 0,
             ok: 0,
             delivered: 0,
+            reached: 0,
             offline: 0,
             errors: BTreeMap::new(),
         }
@@ -114,6 +120,7 @@ impl PushStats {
         self.sent += o.sent;
         self.ok += o.ok;
         self.delivered += o.delivered;
+        self.reached += o.reached;
         self.offline += o.offline;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;

@@ -64,7 +64,11 @@ impl<S: Sink> Worker<S> {
     pub fn new(plan: WorkerPlan, sink: S, control: Receiver<Control>) -> io::Result<Self> {
         sys::raise_fd_limit();
         let driver = Driver::new(&plan);
-        let clients = Clients::new(&plan, |global| driver.room(global))?;
+        let clients = Clients::new(
+            &plan,
+            |global| (driver.rooms() > 0).then(|| driver.room(global)),
+            |global| driver.is_publisher(global),
+        )?;
         let session = Session::new(&plan, driver.rooms());
         Ok(Worker {
             sink,

@@ -68,6 +68,8 @@ pub(crate) struct Conn {
     pub(crate) state: State,
     /// The room this connection joins (scenarios with rooms).
     pub(crate) room: u32,
+    /// The server it connects to: an index into the worker's servers (`Common::servers`).
+    pub(crate) server: u16,
     /// Closed-loop publishes sent and not yet seen back.
     pub(crate) in_flight: u32,
     /// When the current connect started (handshake latency).
@@ -84,12 +86,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// A connection that will join `room`, not connected yet.
-    pub(crate) fn new(room: u32) -> Self {
+    /// A connection to server `server` that will join `room`, not connected yet.
+    pub(crate) fn new(room: u32, server: u16) -> Self {
         Conn {
             stream: None,
             state: State::Idle,
             room,
+            server,
             in_flight: 0,
             started_ns: 0,
             next_id: JOIN_ID + 1,

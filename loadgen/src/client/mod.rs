@@ -69,7 +69,8 @@ pub(crate) struct Clients {
     /// Native: the token goes in the upgrade's query; Socket.IO: in the `CONNECT` (the
     /// session's), so the upgrade carries none.
     protocol: Protocol,
-    target: Target,
+    /// The servers, indexed by each connection's `server` (`Common::servers`).
+    targets: Vec<Target>,
     /// Source addresses to bind, round robin by global index (empty: the kernel chooses).
     source_addrs: Vec<IpAddr>,
     /// Global index of the first connection (users are `u<global>`).
@@ -80,11 +81,26 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    /// The connections of `plan`, none connected yet, connection `i` (global) in `room(i)`.
-    pub(crate) fn new(plan: &WorkerPlan, room: impl Fn(u64) -> u32) -> io::Result<Self> {
+    /// The connections of `plan`, none connected yet, connection `i` (global) in `room(i)`
+    /// (`None`: the scenario has no rooms) and a publisher where `publisher(i)`; each goes to
+    /// the server `Common::server_of` picks.
+    pub(crate) fn new(
+        plan: &WorkerPlan,
+        room: impl Fn(u64) -> Option<u32>,
+        publisher: impl Fn(u64) -> bool,
+    ) -> io::Result<Self> {
         let count = usize::try_from(plan.count).map_err(io::Error::other)?;
+        let targets = plan.common.servers();
+        if targets.len() > usize::from(u16::MAX) {
+            return Err(io::Error::other("too many servers"));
+        }
         let conns = (0..count)
-            .map(|local| Conn::new(room(plan.first + local as u64)))
+            .map(|local| {
+                let global = plan.first + local as u64;
+                let r = room(global);
+                let server = plan.common.server_of(global, r, publisher(global));
+                Conn::new(r.unwrap_or(0), server as u16)
+            })
             .collect();
         let transport = plan.common.transport;
         let polls = match transport {
@@ -107,7 +123,7 @@ impl Clients {
             rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(plan.worker) + 1).wrapping_mul(now_ns() | 1),
             format: plan.common.format,
             protocol: plan.common.protocol,
-            target: plan.common.target.clone(),
+            targets,
             source_addrs: plan.common.source_addrs.clone(),
             first: plan.first,
             key: EncodingKey::from_secret(plan.common.jwt_secret.as_bytes()),
@@ -126,7 +142,7 @@ impl Clients {
         c.started_ns = now;
         c.state = State::Connecting;
         c.in_flight = 0;
-        match connect(self.target.addr, self.source(idx)) {
+        match connect(self.target(idx).addr, self.source(idx)) {
             Ok(mut stream) => {
                 let reg = self.poll.registry().register(
                     &mut stream,
@@ -140,6 +156,11 @@ impl Clients {
             }
             Err(e) => self.fail(idx, &io_cause("connect", &e), h),
         }
+    }
+
+    /// The server connection `idx` connects to.
+    fn target(&self, idx: usize) -> &Target {
+        &self.targets[usize::from(self.conns[idx].server)]
     }
 
     /// The source address connection `idx` binds: round robin by global index (`None`: the
@@ -186,7 +207,7 @@ impl Clients {
 
     /// Sends the upgrade request; natively with a fresh token (and the format) in its query.
     fn send_upgrade<H: Handler>(&mut self, idx: usize, h: &mut H) {
-        let target = &self.target;
+        let target = self.target(idx);
         let path = match self.protocol {
             Protocol::SocketIo => target.path.clone(),
             Protocol::Native => {
@@ -202,7 +223,8 @@ impl Clients {
             }
         };
         self.frame.clear();
-        ws::write_upgrade(&mut self.frame, &self.target.host, &path);
+        let host = &self.targets[usize::from(self.conns[idx].server)].host;
+        ws::write_upgrade(&mut self.frame, host, &path);
         self.conns[idx].state = State::Upgrading;
         self.send_frame(idx, h);
     }

@@ -50,7 +50,7 @@ impl Polling {
     pub(crate) fn new() -> Self {
         Polling {
             sid: Box::from(""),
-            post: Conn::new(0),
+            post: Conn::new(0, 0), // its server is the session's (`conns[idx].server`)
             state: Post::Closed,
             queue: Vec::new(),
             sent: Vec::new(),
@@ -83,7 +83,8 @@ impl Clients {
     /// Sends the handshake `GET` on connection `idx` (just connected).
     pub(super) fn send_handshake<H: Handler>(&mut self, idx: usize, h: &mut H) {
         self.frame.clear();
-        http::write_get(&mut self.frame, &self.target.host, &self.target.path, "");
+        let target = &self.targets[usize::from(self.conns[idx].server)];
+        http::write_get(&mut self.frame, &target.host, &target.path, "");
         self.conns[idx].state = State::Upgrading;
         self.send_frame(idx, h);
     }
@@ -119,7 +120,8 @@ impl Clients {
             }
             self.frame.clear();
             let sid = &self.polls[idx].sid;
-            http::write_get(&mut self.frame, &self.target.host, &self.target.path, sid);
+            let target = &self.targets[usize::from(self.conns[idx].server)];
+            http::write_get(&mut self.frame, &target.host, &target.path, sid);
             self.send_frame(idx, h);
         }
     }
@@ -175,7 +177,7 @@ impl Clients {
     /// Opens the `POST` connection of session `idx` (its token is `idx + conns.len()`).
     fn open_post<H: Handler>(&mut self, idx: usize, h: &mut H) {
         let token = mio::Token(idx + self.conns.len());
-        match connect(self.target.addr, self.source(idx)) {
+        match connect(self.target(idx).addr, self.source(idx)) {
             Ok(mut stream) => {
                 let reg = self.poll.registry().register(
                     &mut stream,
@@ -206,13 +208,8 @@ impl Clients {
             p.sent = std::mem::take(&mut p.queue);
         }
         self.frame.clear();
-        http::write_post(
-            &mut self.frame,
-            &self.target.host,
-            &self.target.path,
-            &p.sid,
-            &p.sent,
-        );
+        let target = &self.targets[usize::from(self.conns[idx].server)];
+        http::write_post(&mut self.frame, &target.host, &target.path, &p.sid, &p.sent);
         p.state = Post::Waiting { retried };
         if let Err(cause) = p.post.write(&self.frame) {
             self.fail(idx, &format!("post_{cause}"), h);

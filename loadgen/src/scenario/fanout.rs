@@ -61,6 +61,11 @@ impl Fanout {
         }
     }
 
+    /// Whether connection `global` publishes (the first `publishers` connections).
+    pub(crate) fn is_publisher(&self, global: u64) -> bool {
+        global < u64::from(self.publishers_total)
+    }
+
     /// The measured phase starts at `start_ns`.
     pub(crate) fn start(&mut self, start_ns: u64) {
         self.next_burst_ns = start_ns;

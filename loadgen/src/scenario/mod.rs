@@ -74,6 +74,15 @@ impl Driver {
         }
     }
 
+    /// Whether connection `global` is one of fanout's publishers (which `--publish-url`
+    /// sends elsewhere).
+    pub(crate) fn is_publisher(&self, global: u64) -> bool {
+        match self {
+            Driver::Fanout(f) => f.is_publisher(global),
+            _ => false,
+        }
+    }
+
     /// Whether the drain after the measured phase may be skipped (nothing is in flight).
     pub(crate) fn nothing_to_drain(&self) -> bool {
         matches!(self, Driver::Connect { .. })

@@ -27,7 +27,7 @@ pub(crate) fn start(plan: &RunPlan, start_ns: u64) -> Vec<std::thread::JoinHandl
     (0..senders)
         .map(|i| {
             let sender = Sender {
-                target: plan.common.target.clone(),
+                target: plan.common.rest_target().clone(),
                 api_key: api_key.clone(),
                 rate: rate / f64::from(senders),
                 start_ns,
@@ -147,10 +147,13 @@ impl Sender {
                         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&resp) {
                             st.delivered +=
                                 v.get("delivered").and_then(|d| d.as_u64()).unwrap_or(0);
-                            st.offline += v
+                            let offline = v
                                 .get("offline")
                                 .and_then(|o| o.as_array())
                                 .map_or(0, |a| a.len() as u64);
+                            st.offline += offline;
+                            // One user per push: reached unless named offline.
+                            st.reached += u64::from(offline == 0);
                         }
                     } else {
                         *st.errors.entry(format!("http_{status}")).or_default() += 1;
