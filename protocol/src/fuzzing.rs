@@ -293,7 +293,10 @@ fn sio_json(v: sio::Payload<'_>, attachments: &[bytes::Bytes]) -> serde_json::Va
         .expect("a value that crossed parsers is wsgate data");
     let mut tree: serde_json::Value =
         serde_json::from_slice(&transcoded(data, Format::Json)).expect("transcoded JSON parses");
-    sio::resolve_placeholders(&mut tree, attachments).expect("placeholders name attachments");
+    // Only a binary packet has placeholders; in another, that shape is plain data.
+    if !attachments.is_empty() {
+        sio::resolve_placeholders(&mut tree, attachments).expect("placeholders name attachments");
+    }
     tree
 }
 

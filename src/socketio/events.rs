@@ -40,8 +40,12 @@ pub(crate) fn translate(
     // wsgate's JSON for binary, `{"$binary": …}`.
     let argument = |p: Payload<'_>| {
         let mut value = json_value(p)?;
-        resolve_placeholders(&mut value, event.args.attachments())
-            .map_err(|e| bad(&e.to_string()))?;
+        // Only a binary packet has placeholders (socket.io's parser reconstructs those
+        // alone): in another, an object of that shape is data like any other.
+        if !event.args.attachments().is_empty() {
+            resolve_placeholders(&mut value, event.args.attachments())
+                .map_err(|e| bad(&e.to_string()))?;
+        }
         Ok::<_, ProtocolError>(value)
     };
     let route = match event.id {
@@ -328,6 +332,16 @@ mod tests {
         assert_eq!(
             json(&job.payload)["data"],
             serde_json::json!({"img":{"$binary":"AAH/"}})
+        );
+    }
+
+    #[test]
+    fn outside_a_binary_packet_a_placeholder_shape_is_plain_data() {
+        let arg = br#"{"room":"r","event":"e","data":{"_placeholder":true,"num":2}}"#;
+        let job = translate(&event("wsgate:publish", arg, Some(3)), &[], None).unwrap();
+        assert_eq!(
+            json(&job.payload)["data"],
+            serde_json::json!({"_placeholder":true,"num":2})
         );
     }
 
