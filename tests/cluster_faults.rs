@@ -180,3 +180,144 @@ async fn on_a_redis_cluster_every_shard_carries_rooms_users_resumes_and_history(
         );
     }
 }
+
+/// Reads `c`'s events of `room` until the connection breaks: their offsets and data.
+async fn until_closed(mut c: Client, room: &'static str) -> Vec<(u64, Value)> {
+    let mut seen = Vec::new();
+    while let Ok(m) = c.next_message().await {
+        assert!(m["type"] == "event" && m["room"] == room, "unexpected {m}");
+        seen.push((m["offset"].as_u64().unwrap(), m["data"].clone()));
+    }
+    seen
+}
+
+/// `c` publishes to `room` (joined already) one event after another, `data` made of `tag`
+/// and a count, for at most `n` events or until its connection breaks: what was answered
+/// with a reply (offset, data).
+/// Nothing else may come but events.
+async fn publish_until(mut c: Client, room: &str, tag: &str, n: u64) -> Vec<(u64, Value)> {
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let data = json!({tag: i});
+        let cmd = json!({"cmd": "publish", "id": 10 + i, "room": room, "event": "e", "data": data});
+        if c.ws.send(WsMessage::text(cmd.to_string())).await.is_err() {
+            break;
+        }
+        // The other publisher's events may come first.
+        let reply = loop {
+            match c.next_message().await {
+                Ok(m) if m["type"] == "event" => continue,
+                other => break other,
+            }
+        };
+        match reply {
+            Ok(r) if r["id"] == 10 + i && r["type"] == "reply" => {
+                acked.push((r["offset"].as_u64().unwrap(), data))
+            }
+            Ok(other) => panic!("unexpected {other}"),
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    acked
+}
+
+use futures_util::SinkExt;
+
+#[tokio::test]
+async fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    const ROOM: &str = "load";
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = [
+        "--cluster-redis-url",
+        &url,
+        "--cluster-timeout",
+        "1s",
+        // Load: publishers far past the default command rate.
+        "--rate-per-sec",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ];
+    let mut victim = Binary::start(&args);
+    let (b, c) = (Binary::start(&args), Binary::start(&args));
+    for n in [&*victim, &*b, &*c] {
+        connected(n).await;
+    }
+    let mut readers = Vec::new();
+    let mut epoch = Value::Null;
+    for i in 0..4 {
+        let fmt = if i % 2 == 0 { Fmt::Json } else { Fmt::MsgPack };
+        let user = format!("member{i}");
+        let mut m = victim.client(&user, fmt).await;
+        epoch = join(&mut m, ROOM, 1).await["epoch"].clone();
+        readers.push((user, fmt, tokio::spawn(until_closed(m, ROOM))));
+    }
+    // Load from two publishers: one on another node, one on the node that dies.
+    let mut far = b.client("far", Fmt::Json).await;
+    join(&mut far, ROOM, 1).await;
+    let far = tokio::spawn(publish_until(far, ROOM, "far", 400));
+    let mut near = victim.client("near", Fmt::Json).await;
+    join(&mut near, ROOM, 1).await;
+    let near = tokio::spawn(publish_until(near, ROOM, "near", 100_000));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    victim.kill_9();
+
+    let near = near.await.unwrap();
+    assert!(
+        near.len() > 10,
+        "the dying node was under load: {}",
+        near.len()
+    );
+    let mut members = Vec::new();
+    for (user, fmt, reader) in readers {
+        let seen = reader.await.unwrap();
+        assert!(!seen.is_empty(), "{user} got events before the kill");
+        // Reconnects at once, to another node, and resumes from what it saw.
+        let mut back = c.client(&user, fmt).await;
+        let since = json!({"epoch": epoch, "offset": seen.last().unwrap().0});
+        back.send(json!({"cmd": "join", "id": 2, "room": ROOM, "since": since}))
+            .await;
+        members.push((user, seen, back));
+    }
+    let far = far.await.unwrap();
+    assert_eq!(
+        far.len(),
+        400,
+        "the other node's publisher was not disturbed"
+    );
+    let last = far
+        .iter()
+        .chain(&near)
+        .map(|(o, _)| *o)
+        .max()
+        .unwrap()
+        .max(far.last().unwrap().0);
+    for (user, mut seen, mut back) in members {
+        let mut replied = None;
+        while replied.is_none() || seen.last().unwrap().0 < last {
+            let m = back.recv().await;
+            match m["type"].as_str() {
+                Some("event") if m["room"] == ROOM => {
+                    seen.push((m["offset"].as_u64().unwrap(), m["data"].clone()))
+                }
+                Some("reply") if m["id"] == 2 => replied = Some(m),
+                _ => panic!("unexpected {m}"),
+            }
+        }
+        let replied = replied.unwrap();
+        assert_eq!(replied["recovered"], true, "{user}: {replied}");
+        let offsets: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(
+            offsets,
+            (1..=last).collect::<Vec<_>>(),
+            "{user}: no gap, no duplicate"
+        );
+        // Every acknowledged publish, as it was published.
+        let got: BTreeMap<u64, Value> = seen.into_iter().collect();
+        for (offset, data) in far.iter().chain(&near) {
+            assert_eq!(got.get(offset), Some(data), "{user} at {offset}");
+        }
+    }
+}

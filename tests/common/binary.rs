@@ -14,11 +14,13 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// `wsgate` on 127.0.0.1:0 with the test secret and API key, and `args`.
+    /// `wsgate` on 127.0.0.1:0 with the test secret and API key, the memory store, and
+    /// `args`.
     pub fn start(args: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
             .args(["--host", "127.0.0.1", "--port", "0", "--shards", "2"])
             .args(["--jwt-secret", SECRET, "--api-keys", API_KEY])
+            .args(["--store", "memory"])
             .args(args)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
