@@ -49,7 +49,7 @@ fn spread(cluster: &RedisCluster, stem: &str, tag: &str, n: usize) -> Vec<String
 async fn on_a_redis_cluster_every_shard_carries_rooms_users_resumes_and_history() {
     let cluster = RedisCluster::start();
     let url = cluster.url();
-    let timeout = Duration::from_millis(500);
+    let timeout = Duration::from_secs(2);
     let nodes = [
         node(&url, timeout, 10_000).await,
         node(&url, timeout, 10_000).await,
@@ -320,4 +320,217 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
             assert_eq!(got.get(offset), Some(data), "{user} at {offset}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_publish_while_redis_is_briefly_down_is_answered_ok_only_if_it_ran_and_then_arrives() {
+    let mut redis = RedisServer::start();
+    let timeout = Duration::from_millis(1500);
+    let (a, b) = (
+        node(&redis.url(), timeout, 10_000).await,
+        node(&redis.url(), timeout, 10_000).await,
+    );
+    let mut ann = a.client("ann", Fmt::Json).await;
+    let mut ben = b.client("ben", Fmt::Json).await;
+    join(&mut ann, "r", 1).await;
+    join(&mut ben, "r", 1).await;
+    ann.ok(
+        json!({"cmd": "publish", "room": "r", "event": "e", "data": -1}),
+        2,
+    )
+    .await;
+    assert_eq!(events(&mut ben, "r", 1).await[0].1, -1);
+
+    redis.kill();
+    let down = Instant::now();
+    // Publishes one after another while Redis is down, and on after it is back.
+    let feed = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for i in 0..40 {
+            let sent = Instant::now();
+            ann.send(json!({"cmd": "publish", "id": 10 + i, "room": "r", "event": "e", "data": i}))
+                .await;
+            // Its own event fetched by its node to fill a gap comes to it too (the stream
+            // does not say which connection sent it).
+            let r = loop {
+                let m = ann.recv().await;
+                if m["type"] != "event" {
+                    break m;
+                }
+            };
+            assert_eq!(r["id"], 10 + i, "{r}");
+            answers.push((i, sent, sent.elapsed(), r));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        answers
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let up = Instant::now();
+    let answers = feed.await.unwrap();
+    let mut ok = Vec::new();
+    for (i, sent, took, r) in &answers {
+        // Answered within CLUSTER_TIMEOUT (and a little for the machine), either way.
+        assert!(
+            *took < timeout + Duration::from_millis(500),
+            "{i} took {took:?}"
+        );
+        match r["type"].as_str() {
+            Some("reply") => ok.push((*i, *sent)),
+            _ => assert_eq!(code(r), "cluster.unavailable", "{r}"),
+        }
+    }
+    assert!(
+        ok.iter().any(|(_, sent)| *sent < up),
+        "a publish made while Redis was down ({:?}) waited for it and ran: {answers:?}",
+        up - down
+    );
+    // Every publish answered OK reaches the member on the other node.
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !ok.iter().all(|(i, _)| got.contains(i)) {
+        let missing: Vec<u64> = ok
+            .iter()
+            .map(|o| o.0)
+            .filter(|i| !got.contains(i))
+            .collect();
+        let next = tokio::time::timeout_at(deadline, ben.recv()).await;
+        let ev = next.unwrap_or_else(|_| panic!("never arrived: {missing:?} of {answers:?}"));
+        assert_eq!(ev["type"], "event", "{ev}");
+        got.insert(ev["data"].as_u64().unwrap());
+    }
+    assert_eq!(metric(&b, "wsgate_cluster_lost_total").await, 0);
+    drop(redis);
+}
+
+#[tokio::test]
+async fn a_stalled_link_to_redis_bounds_what_waits_stalls_no_shard_and_heals() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let timeout = Duration::from_millis(600);
+    const BUFFER: usize = 8;
+    let a = node(
+        &format!("redis://127.0.0.1:{}", proxy.port),
+        timeout,
+        BUFFER,
+    )
+    .await;
+    let b = node(&redis.url(), timeout, 10_000).await;
+    // Two clients on one shard of the node behind the stalled link.
+    let mut ann = a.client_on_shard("ann", Fmt::Json, 0).await;
+    let mut carl = a.client_on_shard("carl", Fmt::Json, 0).await;
+    let mut ben = b.client("ben", Fmt::Json).await;
+    join(&mut ann, "r", 1).await;
+    join(&mut carl, "r", 1).await;
+    join(&mut ben, "r", 1).await;
+    ann.ok(
+        json!({"cmd": "publish", "room": "r", "event": "e", "data": 0}),
+        2,
+    )
+    .await;
+    assert_eq!(events(&mut ben, "r", 1).await[0].1, 0);
+    assert_eq!(events(&mut carl, "r", 1).await[0].1, 0);
+
+    proxy.stall();
+    // Carl's publish waits for Redis; ann, on the same shard, is answered meanwhile.
+    carl.send(json!({"cmd": "publish", "id": 3, "room": "r", "event": "e", "data": 1}))
+        .await;
+    // Many REST pushes at once: CLUSTER_BUFFER of them wait, the others are refused at once.
+    let api = Api::new(&a);
+    let pushes = (0..5 * BUFFER).map(|i| {
+        let api = &api;
+        async move {
+            let start = Instant::now();
+            let push = json!({"userId": format!("u{i}"), "event": "n", "data": i});
+            let (s, body) = api.post("/api/v1/push/users", push).await;
+            (s, body["error"]["code"].clone(), start.elapsed())
+        }
+    });
+    let pings = async {
+        let mut slowest = Duration::ZERO;
+        for i in 0..10 {
+            let start = Instant::now();
+            ann.ok(json!({"cmd": "ping"}), 100 + i).await;
+            slowest = slowest.max(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        slowest
+    };
+    let (pushes, slowest) = tokio::join!(futures_util::future::join_all(pushes), pings);
+    assert!(
+        slowest < Duration::from_millis(200),
+        "a ping took {slowest:?}"
+    );
+    let mut at_once = 0;
+    for (s, code, took) in &pushes {
+        assert_eq!((*s, code.as_str()), (503, Some("cluster.unavailable")));
+        assert!(*took < timeout + Duration::from_millis(500), "{took:?}");
+        at_once += usize::from(*took < timeout / 2);
+    }
+    assert!(
+        at_once >= 4 * BUFFER,
+        "only {at_once} refused at once: {pushes:?}"
+    );
+    let r = carl.recv().await;
+    assert_eq!(
+        (&r["id"], code(&r)),
+        (&json!(3), "cluster.unavailable"),
+        "{r}"
+    );
+
+    let refused = metric(&a, "wsgate_cluster_refused_total").await;
+    assert!(refused > 5 * BUFFER as u64, "{refused} refused");
+    // Partitioned: the connections reset, new ones hang until the link heals.
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !a.get("/readyz").await.1.contains("degraded") {
+        assert!(tokio::time::Instant::now() < deadline, "never degraded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&a, "wsgate_cluster_redis_up").await, 0);
+    ann.ok(json!({"cmd": "ping"}), 200).await;
+    proxy.heal();
+    connected(&a).await;
+    // Resubscribed on its own: ben's events reach ann and carl again, and theirs reach ben.
+    let mut id = 300;
+    loop {
+        id += 1;
+        ben.ok(
+            json!({"cmd": "publish", "room": "r", "event": "e", "data": id}),
+            id,
+        )
+        .await;
+        match tokio::time::timeout(Duration::from_millis(300), ann.recv()).await {
+            Ok(mut ev) => {
+                // Earlier ones may come late (fetched as a gap): in order, up to the last.
+                let mut seen = Vec::new();
+                while ev["data"] != id {
+                    seen.push(ev["data"].as_u64().unwrap());
+                    ev = ann.recv().await;
+                }
+                assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+                break;
+            }
+            Err(_) => assert!(tokio::time::Instant::now() < deadline, "never resubscribed"),
+        }
+    }
+    ann.ok(
+        json!({"cmd": "publish", "room": "r", "event": "e", "data": "back"}),
+        400,
+    )
+    .await;
+    let ev = ben.recv().await;
+    assert_eq!(ev["data"], "back", "{ev}");
+    let (s, body) = api
+        .post(
+            "/api/v1/push/users",
+            json!({"userId": "ben", "event": "n", "data": 1}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
 }
