@@ -109,6 +109,19 @@ impl Local {
         }
     }
 
+    /// After this node subscribed again: delivers what `name`'s stream got in Redis past this
+    /// node's copy of it, if it keeps one.
+    pub(crate) async fn resync(&self, redis: &Redis, kind: Kind, name: &str) {
+        if self.streams_of(kind).position_of(name).is_none() {
+            return;
+        }
+        if let Ok(head) = redis.head(kind, name, None, 0).await {
+            let name: Arc<str> = Arc::from(name);
+            let Position { epoch, offset } = head.position;
+            self.fill_gap(redis, kind, &name, epoch, offset + 1).await;
+        }
+    }
+
     /// Fetches from Redis what this node's copy of `name`'s stream lacks before `offset`
     /// (messages that never arrived: the link was down, or lagged), and delivers it first.
     /// An event of another epoch (Redis lost the stream and it began again at 1) lacks what
