@@ -5,7 +5,9 @@
 //! Submodules: [`wire`] (frames and MessagePack written by hand, re-exported here), [`raw`] (a
 //! WebSocket client on a bare socket), [`bystander`] (a client that must keep receiving during an
 //! attack), [`watch`] (heap and descriptor counts of the process), [`tokens`] (forged tokens),
-//! [`node`] (the real JavaScript clients of `tests/js/`), [`eio`] (an Engine.IO long-polling client).
+//! [`node`] (the real JavaScript clients of `tests/js/`), [`eio`] (an Engine.IO long-polling client),
+//! [`redis`] (real Redis servers and clusters), [`proxy`] (a TCP proxy that stalls), [`binary`]
+//! (the real binary in a child process), [`cluster`] (what the cluster tests share).
 #![allow(
     dead_code,
     unused_imports,
@@ -27,9 +29,12 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsgate::{Config, MintOptions, ServerHandle};
 
+pub mod binary;
 pub mod bystander;
+pub mod cluster;
 pub mod eio;
 pub mod node;
+pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod tokens;

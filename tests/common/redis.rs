@@ -11,21 +11,29 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// A master of a Redis Cluster (`--cluster-enabled yes`).
+    clustered: bool,
 }
 
 impl RedisServer {
     /// A new Redis on a free port, answering PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_as(false)
+    }
+
+    /// A new Redis on a free port with `--cluster-enabled yes`, in no cluster yet.
+    pub fn start_clustered() -> RedisServer {
+        RedisServer::start_as(true)
+    }
+
+    fn start_as(clustered: bool) -> RedisServer {
         for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let mut redis = RedisServer {
                 port,
                 child: None,
                 dir: tempfile::tempdir().unwrap(),
+                clustered,
             };
             // The port may have been taken meanwhile: another one, then.
             if redis.spawn() {
@@ -37,11 +45,21 @@ impl RedisServer {
 
     /// Starts (again) on the same port; whether it answers PING.
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        if self.clustered {
+            // The bus port of its own (the default, port + 10000, may not exist).
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-port"])
+                .arg(free_port().to_string())
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf"));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -103,8 +121,106 @@ impl RedisServer {
     }
 }
 
+/// A loopback port free now (it may be taken before it is used: callers retry).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of 3 masters (no replicas, no persistence) on free loopback ports, each
+/// in a directory of its own, its slots spread by `redis-cli --cluster create`; stopped when
+/// dropped.
+pub struct RedisCluster {
+    pub masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Three masters, every slot covered, `cluster_state:ok` on each.
+    pub fn start() -> RedisCluster {
+        let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_clustered()).collect();
+        let addrs: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { masters };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster.masters.iter().all(|m| {
+            m.cli(&["CLUSTER", "INFO"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The URL for `CLUSTER_REDIS_URL`: every master as a seed.
+    pub fn url(&self) -> String {
+        let mut masters = self.masters.iter();
+        let first = masters.next().unwrap();
+        let rest: Vec<String> = masters
+            .map(|m| format!("node=127.0.0.1:{}", m.port))
+            .collect();
+        format!(
+            "redis-cluster://127.0.0.1:{}?{}",
+            first.port,
+            rest.join("&")
+        )
+    }
+
+    /// The port of the master serving `key`'s slot (as `CLUSTER KEYSLOT` and `CLUSTER
+    /// NODES` say).
+    pub fn master_of(&self, key: &str) -> u16 {
+        let m = &self.masters[0];
+        let slot: u16 = m
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = m.cli(&["CLUSTER", "NODES"]).unwrap();
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !fields.get(2).is_some_and(|f| f.contains("master")) {
+                continue;
+            }
+            let port = fields[1]
+                .split('@')
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap();
+            for range in &fields[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    if (lo..=hi).contains(&slot) {
+                        return port.parse().unwrap();
+                    }
+                }
+            }
+        }
+        panic!("no master serves slot {slot} of {key}: {nodes}");
     }
 }

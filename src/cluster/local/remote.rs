@@ -121,21 +121,35 @@ impl Local {
         }
     }
 
+    /// After this node subscribed again: delivers what `name`'s stream got in Redis past this
+    /// node's copy of it, if it keeps one.
+    pub(crate) async fn resync(&self, redis: &Redis, kind: Kind, name: &str) {
+        if self.streams_of(kind).position_of(name).is_none() {
+            return;
+        }
+        if let Ok(head) = redis.head(kind, name, None, 0).await {
+            let name: Arc<str> = Arc::from(name);
+            let Position { epoch, offset } = head.position;
+            self.fill_gap(redis, kind, &name, epoch, offset + 1).await;
+        }
+    }
+
     /// Fetches from Redis what this node's copy of `name`'s stream lacks before `offset`
     /// (messages that never arrived: the link was down, or lagged), and delivers it first.
+    /// An event of another epoch (Redis lost the stream and it began again at 1) lacks what
+    /// its new epoch holds before it: publishes Redis ran while this node resubscribed.
     async fn fill_gap(&self, redis: &Redis, kind: Kind, name: &Arc<str>, epoch: u64, offset: u64) {
         let streams = self.streams_of(kind);
         let Some(copy) = streams.position_of(name) else {
             return;
         };
-        if copy.epoch != epoch || offset <= copy.offset + 1 {
+        let after = if copy.epoch == epoch { copy.offset } else { 0 };
+        if offset <= after + 1 {
             return;
         }
-        let missing = offset - copy.offset - 1;
+        let missing = offset - after - 1;
         redis.stats.gaps.fetch_add(missing, Relaxed);
-        let fetched = redis
-            .head(kind, name, Some(copy.offset), missing as usize)
-            .await;
+        let fetched = redis.head(kind, name, Some(after), missing as usize).await;
         let mut got = 0;
         if let Ok(head) = fetched {
             if head.position.epoch == epoch {

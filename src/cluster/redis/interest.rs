@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::PubsubInterface;
+use fred::util::group_by_hash_slot;
 use tokio::sync::{oneshot, Notify};
 
 use super::ClusterStats;
@@ -63,6 +64,15 @@ impl Interest {
         }
     }
 
+    /// The channels subscribed now.
+    pub(super) fn subscribed(&self) -> Vec<String> {
+        lock(&self.channels)
+            .iter()
+            .filter(|(_, c)| c.subscribed)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     pub(super) fn is_subscribed(&self, channel: &str) -> bool {
         lock(&self.channels)
             .get(channel)
@@ -99,7 +109,9 @@ impl Interest {
             .map(|(name, _)| name.clone())
             .collect();
         for batch in wanted.chunks(BATCH) {
-            let ok = subscriber.ssubscribe(batch.to_vec()).await.is_ok();
+            let ok = ssubscribe(subscriber, batch.iter().map(String::as_str))
+                .await
+                .is_ok();
             let mut channels = lock(&self.channels);
             for name in batch {
                 if let Some(channel) = channels.get_mut(name) {
@@ -137,9 +149,29 @@ impl Interest {
                 }
             }
             // A failure leaves the subscription in Redis; its events find no member here.
-            let _ = subscriber.sunsubscribe(batch.to_vec()).await;
+            for (_, group) in
+                group_by_hash_slot(batch.iter().map(String::as_str)).unwrap_or_default()
+            {
+                let _ = subscriber.sunsubscribe(Vec::from(group)).await;
+            }
         }
     }
+}
+
+/// `SSUBSCRIBE`s `channels`, one command per hash slot: on a Redis Cluster a command's
+/// channels must share a slot (the shard that serves it).
+pub(super) async fn ssubscribe<T>(
+    subscriber: &SubscriberClient,
+    channels: impl IntoIterator<Item = T>,
+) -> Result<(), fred::error::Error>
+where
+    T: TryInto<fred::types::Key>,
+    T::Error: Into<fred::error::Error>,
+{
+    for (_, group) in group_by_hash_slot(channels)? {
+        subscriber.ssubscribe(Vec::from(group)).await?;
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

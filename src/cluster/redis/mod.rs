@@ -203,12 +203,12 @@ impl Redis {
     async fn run(self: Arc<Self>, local: Weak<Local>) {
         let _client = self.client.connect();
         let _subscriber = self.subscriber.connect();
-        let _resubscribe = self.subscriber.manage_subscriptions();
         let mut messages = self.subscriber.message_rx();
         tokio::spawn(self.clone().watch_state());
         tokio::spawn(self.clone().subscriptions(local.clone()));
         tokio::spawn(self.clone().acknowledge());
         tokio::spawn(self.clone().presence(local.clone()));
+        tokio::spawn(self.clone().resubscribe(local.clone()));
         // Every node hears broadcasts and room definitions.
         self.interest.want(self.names.broadcast(), None);
         self.interest.want(self.names.rooms(), None);
@@ -229,6 +229,40 @@ impl Redis {
                     tracing::warn!(missed = n, "the cluster link lagged behind Redis");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// After each reconnect: subscribes again to every channel, then catches up every stream
+    /// this node keeps a copy of with what Redis ran while it was not subscribed (a gap no
+    /// later event would show: the last publish before the subscription came back).
+    async fn resubscribe(self: Arc<Self>, local: Weak<Local>) {
+        let mut reconnects = self.subscriber.reconnect_rx();
+        loop {
+            match reconnects.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+            // Not fred's `resubscribe_all` (nor `manage_subscriptions`): it sends a SUBSCRIBE
+            // with no channel first, which Redis refuses, and stops before the sharded ones.
+            let channels = self.subscriber.tracked_shard_channels();
+            if let Err(e) = interest::ssubscribe(&self.subscriber, channels).await {
+                tracing::warn!(error = %e, "cluster: resubscribing failed");
+            }
+            let Some(local) = local.upgrade() else { return };
+            let streams: Vec<(Kind, String)> = self
+                .interest
+                .subscribed()
+                .iter()
+                .filter_map(|channel| match self.names.parse(channel)? {
+                    Channel::Room(room) => Some((Kind::Room, room.to_owned())),
+                    Channel::User(user) => Some((Kind::User, user.to_owned())),
+                    // No stream behind them: presence resyncs on its own heartbeat.
+                    Channel::Broadcast | Channel::Rooms | Channel::Watch(_) => None,
+                })
+                .collect();
+            for (kind, name) in streams {
+                local.resync(&self, kind, &name).await;
             }
         }
     }

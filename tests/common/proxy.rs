@@ -1,0 +1,100 @@
+//! A TCP proxy on a free loopback port in front of a real server (Redis), that a test can
+//! stall (bytes stop flowing both ways and new connections wait, as over a partitioned or
+//! very slow link), cut (every connection reset) and heal. Nothing is answered in Redis's
+//! place: what passes is the real server's bytes.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub struct Proxy {
+    pub port: u16,
+    /// `true` while stalled.
+    stalled: watch::Sender<bool>,
+    /// The connections' pumps: aborted by [`Proxy::cut`] and when dropped.
+    pumps: Arc<Mutex<JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:upstream`, flowing.
+    pub async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stalled, _) = watch::channel(false);
+        let pumps = Arc::new(Mutex::new(JoinSet::new()));
+        let (watch, set) = (stalled.clone(), pumps.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let flowing = watch.subscribe();
+                set.lock()
+                    .unwrap()
+                    .spawn(connection(down, upstream, flowing));
+            }
+        });
+        Proxy {
+            port,
+            stalled,
+            pumps,
+            accept,
+        }
+    }
+
+    /// Bytes stop flowing (what is read is held) and new connections wait.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Bytes flow again, what was held first.
+    pub fn heal(&self) {
+        self.stalled.send_replace(false);
+    }
+
+    /// Resets every connection through it (their sockets close): the client reconnects.
+    pub fn cut(&self) {
+        self.pumps.lock().unwrap().abort_all();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+async fn connection(down: TcpStream, upstream: u16, mut flowing: watch::Receiver<bool>) {
+    if flowing.wait_for(|s| !s).await.is_err() {
+        return;
+    }
+    let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (down_r, down_w) = down.into_split();
+    let (up_r, up_w) = up.into_split();
+    tokio::select! {
+        () = pump(down_r, up_w, flowing.clone()) => {}
+        () = pump(up_r, down_w, flowing) => {}
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if flowing.wait_for(|s| !s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
