@@ -26,8 +26,11 @@
 //!   local fan-out; events encoded once per wire format; what a room stream keeps
 //!   (`stream.rs`); the `Backplane` trait it is given.
 //! - `cluster`: the backplane implementations (`local.rs`: the shards, through lock-free
-//!   inboxes), the directory they answer from, the room streams (`streams.rs`), and the
-//!   first answers of requests with idempotency keys (`idempotency.rs`).
+//!   inboxes; with `CLUSTER_REDIS_URL`, `local/` holds its cluster-mode half: streams,
+//!   presence and room definitions through Redis), the directory they answer from, the room
+//!   streams (`streams.rs`), the first answers of requests with idempotency keys
+//!   (`idempotency.rs`), and the link to Redis (`redis/`: names, envelope, Lua scripts,
+//!   subscriptions, presence and room records).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, long-polling requests to their session's shard, the Socket.IO
 //!   namespaces served and the sockets kept for recovery, shutdown.
