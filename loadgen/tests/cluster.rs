@@ -108,6 +108,9 @@ fn nodes(redis: &Redis, n: usize) -> Vec<Server> {
                 "1000000",
                 "--rate-burst",
                 "1000000",
+                // The tests count room events received from Redis: no presence events.
+                "--room-presence",
+                "false",
             ])
         })
         .collect();
