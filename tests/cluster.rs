@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::{connected, join, metric};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -30,33 +31,6 @@ async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config))
     });
     connected(&server).await;
     server
-}
-
-/// Waits until `server`'s `/readyz` no longer says degraded.
-async fn connected(server: &TestServer) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while server.get("/readyz").await.1.contains("degraded") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never connected to Redis"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn join(c: &mut Client, room: &str, id: u64) -> Value {
-    let r = c.call(json!({"cmd": "join", "room": room}), id).await;
-    assert_eq!(r["type"], "reply", "{r}");
-    r
-}
-
-/// The value of metric `name` on `server`.
-async fn metric(server: &TestServer, name: &str) -> u64 {
-    let (status, body) = server.get("/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
 }
 
 /// Waits until metric `name` on `server` reads `value`; then checks it stays so a while.
