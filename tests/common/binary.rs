@@ -2,6 +2,7 @@
 //! on a free port it logs, killed when dropped.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
@@ -28,16 +29,7 @@ impl Binary {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server logs its address").unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["fields"]["message"] == "wsgate listening" {
-                break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading, so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let addr = listening(&mut child);
         Binary {
             child,
             remote: Remote { addr },
@@ -49,6 +41,21 @@ impl Binary {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+}
+
+/// The address `child` (a `wsgate` logging JSON to its piped stdout) says it listens on;
+/// its log is read on from then on, so the server never blocks on a full pipe.
+pub fn listening(child: &mut Child) -> SocketAddr {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["fields"]["message"] == "wsgate listening" {
+            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
 }
 
 impl std::ops::Deref for Binary {
