@@ -6,23 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::cluster::{connected, join};
+use common::cluster::{join, node};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::json;
-
-/// A node of the cluster on `redis`, connected to it.
-async fn node(redis: &RedisServer) -> TestServer {
-    let url = redis.url();
-    let server = start_api_server(move |c| {
-        c.cluster_redis_url = Some(url);
-        c.cluster_timeout = Duration::from_millis(500);
-    });
-    connected(&server).await;
-    server
-}
 
 #[tokio::test]
 async fn a_rest_push_retried_on_another_node_answers_the_same_and_stores_once() {

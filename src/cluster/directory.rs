@@ -472,6 +472,24 @@ impl Directory {
         lock(&self.rooms).get(room).map(|entry| entry.info.clone())
     }
 
+    /// Every room defined (not made by a join), with the users let into it: what cluster
+    /// mode gives Redis back should Redis lose it.
+    pub(crate) fn definitions(&self) -> Vec<(Arc<str>, RoomInfo, Vec<Arc<str>>)> {
+        let rooms = lock(&self.rooms);
+        let allowed = lock(&self.allowed);
+        rooms
+            .iter()
+            .filter(|(_, entry)| entry.info.explicit)
+            .map(|(name, entry)| {
+                let users = allowed
+                    .get(name)
+                    .map(|users| users.iter().cloned().collect())
+                    .unwrap_or_default();
+                (name.clone(), entry.info.clone(), users)
+            })
+            .collect()
+    }
+
     /// What a room's stream keeps, as the room asked (`None`: no such room).
     pub(crate) fn history(&self, room: &str) -> Option<HistoryOptions> {
         lock(&self.rooms).get(room).map(|entry| entry.info.history)

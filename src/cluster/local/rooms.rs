@@ -85,6 +85,26 @@ impl Local {
         }
     }
 
+    /// Cluster mode: gives Redis back the room definitions this node knows, if Redis lost
+    /// them (it holds no mark that nodes gave it any: restarted empty, or new): how many it
+    /// gave, `None` if Redis had them.
+    pub(crate) async fn redefine_rooms(
+        &self,
+        redis: &Redis,
+    ) -> Result<Option<usize>, BackplaneError> {
+        let defs: Vec<_> = self
+            .directory
+            .definitions()
+            .into_iter()
+            .map(|(room, info, users)| {
+                let users = users.iter().map(|u| u.to_string()).collect();
+                (room.to_string(), def_of(&info), users)
+            })
+            .collect();
+        let n = defs.len();
+        Ok(redis.redefine(defs).await?.then_some(n))
+    }
+
     /// Applies what another node changed of a room definition.
     pub(super) async fn receive_room_change(&self, redis: &Redis, bytes: &[u8]) {
         let Some(change) = redis.room_change(bytes) else {

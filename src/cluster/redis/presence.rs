@@ -352,6 +352,11 @@ impl Redis {
                 Err(_) => tokio::time::sleep(TICK * 10).await,
             }
         }
+        // Marks that Redis holds what nodes gave it (and gives it this node's rooms, should
+        // it have lost the others' too); again whenever a beat finds this node missing.
+        if let Some(local) = local.upgrade() {
+            self.give_back_rooms(&local).await;
+        }
         loop {
             tokio::select! {
                 () = self.presence.wake.notified() => {}
@@ -610,12 +615,30 @@ impl Redis {
             if added == 1 && !std::mem::take(&mut first) {
                 tracing::warn!("cluster: this node was missing from Redis; resyncing its presence");
                 local.resync_presence();
+                self.give_back_rooms(&local).await;
             }
             first = false;
             for dead in parts.filter_map(|v| text(&v)) {
                 if let Err(e) = self.clean(&dead).await {
                     tracing::warn!(node = %dead, error = %e, "cluster: a dead node's cleanup stopped; retried");
                 }
+            }
+        }
+    }
+
+    /// Gives Redis back the room definitions if it lost them (see `Local::redefine_rooms`).
+    async fn give_back_rooms(&self, local: &Local) {
+        match local.redefine_rooms(self).await {
+            Ok(Some(rooms)) if rooms > 0 => {
+                tracing::warn!(
+                    rooms,
+                    "cluster: Redis had lost the room definitions; given back"
+                );
+            }
+            Ok(_) => {}
+            // The next beat that finds this node missing tries again.
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: giving Redis the room definitions failed")
             }
         }
     }

@@ -54,6 +54,32 @@ end
 return out
 "#;
 
+/// Gives Redis back the definitions it lost (restarted empty). KEYS: defs, defz, the mark
+/// that Redis still holds what nodes gave it (`{n}:kept`). ARGV: `1` to do nothing if the
+/// mark is there, `1` to set it at the end, the allowed users' key prefix, then per room: the
+/// room, its definition, n, user × n. A definition made meanwhile is kept (`HSETNX`).
+/// Returns 0 if the mark was there, else 1 + the rooms given.
+const REDEFINE: &str = r#"
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local i = 4
+local n = 1
+while i <= #ARGV do
+  local room = ARGV[i]
+  redis.call('HSETNX', KEYS[1], room, ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], 0, room)
+  local k = tonumber(ARGV[i + 2])
+  for j = 1, k do redis.call('SADD', ARGV[3] .. room, ARGV[i + 2 + j]) end
+  i = i + 3 + k
+  n = n + 1
+end
+if ARGV[2] == '1' then redis.call('SET', KEYS[3], '1') end
+return n
+"#;
+
+/// Most arguments of one `REDEFINE` call (rooms and their users): a bigger set is given in
+/// several calls, the mark checked by the first and set by the last.
+const REDEFINE_ARGS: usize = 10_000;
+
 /// A change of a room definition, as published.
 #[derive(Debug, PartialEq)]
 pub(crate) enum RoomChange {
@@ -108,6 +134,53 @@ impl Redis {
             change.into(),
         ];
         self.run_lua(ALLOW, keys, args).await.map(drop)
+    }
+
+    /// Gives Redis `defs` (every room this node knows was defined, with the users let in)
+    /// if it lost what nodes gave it: restarted empty, say, with no AOF. `false` when it had
+    /// not (then nothing is written but the check).
+    pub(crate) async fn redefine(
+        &self,
+        defs: Vec<(String, RoomDef, Vec<String>)>,
+    ) -> Result<bool, BackplaneError> {
+        let keys = || {
+            vec![
+                self.names.shared("defs"),
+                self.names.shared("defz"),
+                self.names.shared("kept"),
+            ]
+        };
+        let mut calls: Vec<Vec<Value>> = vec![Vec::new()];
+        for (room, def, users) in defs {
+            let mut group: Vec<Value> = vec![
+                room.into(),
+                def_json(&def).to_string().into(),
+                (users.len() as i64).into(),
+            ];
+            group.extend(users.into_iter().map(Value::from));
+            let last = calls
+                .last_mut()
+                .filter(|c| c.len() + group.len() <= REDEFINE_ARGS);
+            match last {
+                Some(call) => call.extend(group),
+                None => calls.push(group),
+            }
+        }
+        let n = calls.len();
+        for (i, rooms) in calls.into_iter().enumerate() {
+            let flag = |yes: bool| Value::from(if yes { "1" } else { "0" });
+            let mut args = vec![
+                flag(i == 0),
+                flag(i + 1 == n),
+                self.names.shared("allow:").into(),
+            ];
+            args.extend(rooms);
+            let answer = self.run_lua(REDEFINE, keys(), args).await?;
+            if i == 0 && super::number(&answer) == Some(0) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Every room definition and the users let into it.
