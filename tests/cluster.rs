@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{connected, join, metric};
+use common::cluster::{connected, join, metric, node_with, three_nodes};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -19,18 +19,6 @@ use serde_json::{json, Value};
 /// A node of the cluster on `redis`, connected to it.
 async fn node(redis: &RedisServer) -> TestServer {
     node_with(redis, |_| {}).await
-}
-
-/// A node of the cluster on `redis`, connected to it, with `tweak` applied to its config.
-async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
-    let url = redis.url();
-    let server = start_api_server(move |c| {
-        c.cluster_redis_url = Some(url);
-        c.cluster_timeout = Duration::from_millis(500);
-        tweak(c);
-    });
-    connected(&server).await;
-    server
 }
 
 /// Waits until metric `name` on `server` reads `value`; then checks it stays so a while.
@@ -140,11 +128,7 @@ async fn a_node_hosting_no_member_of_a_room_receives_nothing_for_it() {
     let redis = RedisServer::start();
     // Room events only: no presence announcements to count.
     let quiet = |c: &mut wsgate::Config| c.room_presence = false;
-    let (a, b, c) = (
-        node_with(&redis, quiet).await,
-        node_with(&redis, quiet).await,
-        node_with(&redis, quiet).await,
-    );
+    let (a, b, c) = three_nodes(&redis, quiet).await;
     let mut ann = a.client("ann", Fmt::Json).await;
     let mut ben = b.client("ben", Fmt::Json).await;
     // On the third node, a connected user in no room.

@@ -1,0 +1,189 @@
+//! Socket.IO in cluster mode, with the real `socket.io-client` (tests/js/cluster.mjs) against
+//! several real nodes sharing a real `redis-server`: connection state recovery across nodes
+//! (a socket detached on one node is recovered on another: same id, nothing missed, nothing
+//! twice, in order), recovery refused when the stream was trimmed past the client's point or
+//! the record expired, and clients spread over three nodes chatting, with a REST push on one
+//! node reaching a user's Socket.IO socket and native WebSocket on the two others.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{metric, three_nodes};
+use common::redis::RedisServer;
+use common::*;
+use serde_json::{json, Value};
+
+/// The verdict of `node tests/js/cluster.mjs <scenario> <args>` over `nodes`.
+async fn client(nodes: &[&TestServer], scenario: &str, mut args: Value) -> Value {
+    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.addr)).collect();
+    args["urls"] = json!(urls);
+    let run = node::run("cluster.mjs", &[scenario, &args.to_string()]).await;
+    let verdict = run.verdict();
+    assert!(run.success, "{verdict}\n{}", run.stderr);
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    verdict
+}
+
+/// Every pair of transports and parsers the client may use (long-polling too: a reconnect
+/// makes a new Engine.IO session, whose requests all go to the node it was made on).
+const WAYS: [(&[&str], &str, &str); 4] = [
+    (&["polling", "websocket"], "json", "/socket.io/"),
+    (&["websocket"], "json", "/socket.io/"),
+    (&["polling"], "msgpack", "/socket.io-msgpack/"),
+    (&["websocket"], "msgpack", "/socket.io-msgpack/"),
+];
+
+/// Tokens of `alice` and `bob`, named `<name>-<round>`.
+fn tokens(round: usize) -> Value {
+    json!({"alice": token(&format!("alice-{round}")), "bob": token(&format!("bob-{round}"))})
+}
+
+#[tokio::test]
+async fn a_socket_io_client_recovers_its_socket_on_other_nodes_missing_nothing() {
+    let redis = RedisServer::start();
+    let quiet = |c: &mut wsgate::Config| c.room_presence = false;
+    let (a, b, c) = three_nodes(&redis, quiet).await;
+    for (i, (transports, parser, path)) in WAYS.into_iter().enumerate() {
+        let ways = format!("{transports:?} {parser}");
+        let args = json!({"tokens": tokens(i), "transports": transports, "parser": parser,
+            "path": path, "count": 150, "room": format!("rec-{i}")});
+        let v = client(&[&a, &b, &c], "recoverAcross", args).await;
+        // Cut on A, back on B; cut on B, back on C: recovered both times, the same socket.
+        assert_eq!(v["recoveredFlags"], json!([true, true]), "{ways}: {v}");
+        let ids = v["ids"].as_array().unwrap();
+        assert_eq!(ids.len(), 3, "{ways}: {v}");
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ways}: {v}");
+        assert_eq!(
+            v["landedOn"],
+            format!("127.0.0.1:{}", c.addr.port()),
+            "{ways}: {v}"
+        );
+        assert_eq!(v["missing"], json!([]), "{ways}: {v}");
+        assert_eq!(v["duplicates"], 0, "{ways}: {v}");
+        assert_eq!(v["inOrder"], true, "{ways}: {v}");
+        assert_eq!(v["received"], 150, "{ways}: {v}");
+    }
+    let rounds = WAYS.len() as u64;
+    assert_eq!(
+        metric(&a, "wsgate_cluster_socketio_kept_total").await,
+        rounds
+    );
+    assert_eq!(
+        metric(&b, "wsgate_cluster_socketio_recovered_total").await,
+        rounds
+    );
+    assert_eq!(
+        metric(&c, "wsgate_cluster_socketio_recovered_total").await,
+        rounds
+    );
+    // Taken, and so gone from Redis: no record is left to recover twice.
+    let left = redis.cli(&["--scan", "--pattern", "wsgate:{s:*}"]).unwrap();
+    assert_eq!(left.trim(), "", "{left}");
+}
+
+/// `recoverImpossible` with `missed` events published while the client was away and
+/// `wait_ms` before it reconnects: `(recovered, same pid, same id)`, with the verdict.
+async fn reconnect_after(
+    nodes: &[&TestServer; 3],
+    round: usize,
+    missed: u64,
+    wait_ms: u64,
+) -> (Value, bool, bool, Value) {
+    let args = json!({"tokens": tokens(round), "room": format!("gone-{round}"),
+        "missed": missed, "waitMs": wait_ms});
+    let v = client(nodes, "recoverImpossible", args).await;
+    let same_pid = v["before"]["pid"] == v["after"]["pid"];
+    let same_id = v["before"]["id"] == v["after"]["id"];
+    (v["after"]["recovered"].clone(), same_pid, same_id, v)
+}
+
+#[tokio::test]
+async fn recovery_on_another_node_is_refused_once_the_stream_was_trimmed_past_the_client() {
+    let redis = RedisServer::start();
+    let tiny = |c: &mut wsgate::Config| {
+        c.room_presence = false;
+        c.room_history_size = 4;
+    };
+    let (a, b, c) = three_nodes(&redis, tiny).await;
+    let nodes = [&a, &b, &c];
+    // Within the history: recovered on C, with the two it missed.
+    let (recovered, same_pid, same_id, v) = reconnect_after(&nodes, 0, 2, 100).await;
+    assert_eq!(
+        (recovered, same_pid, same_id),
+        (json!(true), true, true),
+        "{v}"
+    );
+    assert_eq!(v["got"], json!([1, 2, 3, 4, 5, 100]), "{v}");
+    // Ten missed, four kept: the stream no longer holds what came after the client's point.
+    // (A new socket's id may equal the old one by chance: ids are per node.)
+    let (recovered, same_pid, _, v) = reconnect_after(&nodes, 1, 10, 100).await;
+    assert_eq!((recovered, same_pid), (json!(false), false), "{v}");
+    assert_eq!(v["got"], json!([1, 2, 3]), "a new socket, in no room: {v}");
+}
+
+#[tokio::test]
+async fn recovery_on_another_node_is_refused_once_the_record_expired() {
+    let redis = RedisServer::start();
+    let brief = |c: &mut wsgate::Config| {
+        c.room_presence = false;
+        c.socketio_recovery = Duration::from_millis(300);
+    };
+    let (a, b, c) = three_nodes(&redis, brief).await;
+    let nodes = [&a, &b, &c];
+    // Back within the window: recovered.
+    let (recovered, same_pid, _, v) = reconnect_after(&nodes, 0, 1, 50).await;
+    assert_eq!((recovered, same_pid), (json!(true), true), "{v}");
+    // Past it, Redis let the record go: a new socket.
+    // (A new socket's id may equal the old one by chance: ids are per node.)
+    let (recovered, same_pid, _, v) = reconnect_after(&nodes, 1, 1, 900).await;
+    assert_eq!((recovered, same_pid), (json!(false), false), "{v}");
+    let left = redis.cli(&["--scan", "--pattern", "wsgate:{s:*}"]).unwrap();
+    assert_eq!(left.trim(), "", "expired: {left}");
+}
+
+#[tokio::test]
+async fn socket_io_clients_on_three_nodes_chat_and_a_push_reaches_both_devices() {
+    let redis = RedisServer::start();
+    let (a, b, c) = three_nodes(&redis, |_| {}).await;
+    for (i, (transports, parser, path)) in WAYS.into_iter().enumerate() {
+        let ways = format!("{transports:?} {parser}");
+        let names: Vec<String> = ["alice", "bob", "carol", "dave"]
+            .iter()
+            .map(|n| format!("{n}-s{i}"))
+            .collect();
+        // dave's native WebSocket on B; his Socket.IO socket will be on A.
+        let mut dave = b.client(&names[3], Fmt::Json).await;
+        let args = json!({
+            "tokens": {"alice": token(&names[0]), "bob": token(&names[1]),
+                "carol": token(&names[2]), "dave": token(&names[3])},
+            "names": {"carol": names[2], "dave": names[3]},
+            "transports": transports, "parser": parser, "path": path, "apiKey": API_KEY});
+        let v = client(&[&a, &b, &c], "spread", args).await;
+        assert_eq!(v["atBob"], json!({"from": "A"}), "{ways}: {v}");
+        assert_eq!(v["atCarol"], json!({"from": "A"}), "{ways}: {v}");
+        assert_eq!(v["atAlice"], json!({"from": "B"}), "{ways}: {v}");
+        assert_eq!(v["atCarol2"], json!({"from": "B"}), "{ways}: {v}");
+        assert_eq!(v["sent"]["type"], "reply", "{ways}: {v}");
+        assert_eq!(v["dmData"], "A to C", "{ways}: {v}");
+        assert_eq!(v["pushData"], json!({"via": "C"}), "{ways}: {v}");
+        assert_eq!(
+            v["rest"]["offline"],
+            json!([]),
+            "online on other nodes: {ways}: {v}"
+        );
+        assert_eq!(
+            v["transport"],
+            transports[transports.len() - 1],
+            "{ways}: {v}"
+        );
+        let ev = dave.recv().await;
+        assert_eq!(
+            (&ev["event"], &ev["data"]),
+            (&json!("notification"), &json!({"via": "C"})),
+            "{ways}: {ev}"
+        );
+        dave.close().await;
+    }
+}

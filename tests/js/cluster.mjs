@@ -1,0 +1,166 @@
+// Drives a cluster of wsgate nodes (one Redis) with the real socket.io-client (v4) and prints
+// one JSON line of what happened; tests/cluster_socketio.rs asserts on it.
+//
+//   node cluster.mjs <scenario> <json-args>
+//
+// json-args: {"urls": ["http://a", "http://b", "http://c"], "tokens": {...}, "transports": [...],
+//             "parser": "json"|"msgpack", "path": "/socket.io/", "apiKey": "...", ...}
+//
+// Scenarios:
+//   recoverAcross     a subscriber on node A in a room, a publisher on node B publishing 1..N;
+//                     the subscriber's connection is cut twice and it reconnects first to B,
+//                     then to C (socket.io's own reconnection, its manager's uri moved): each
+//                     time `recovered`, with the same id, missing nothing, nothing twice
+//   recoverImpossible the subscriber on A is cut, the publisher on B publishes `missed` events
+//                     meanwhile, the subscriber reconnects to C after `waitMs`: `recovered`
+//                     false and a new pid when the stream was trimmed past its point or the
+//                     record expired
+//   spread            Socket.IO clients on three nodes: room events between them, a private
+//                     message across nodes, and a REST push on C reaching dave's socket on A
+//                     (dave's native WebSocket on B is the Rust side's)
+import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
+import { done, fail, deadline, next } from "./verdict.mjs";
+
+const [scenario, rawArgs = "{}"] = process.argv.slice(2);
+const args = JSON.parse(rawArgs);
+const transports = args.transports ?? ["websocket"];
+const path = args.path ?? "/socket.io/";
+const parser = args.parser === "msgpack" ? msgpackParser : undefined;
+const [urlA, urlB, urlC] = args.urls;
+const room = args.room ?? "rec";
+
+deadline(scenario, 30000);
+
+function connect(url, token, extra = {}) {
+  const opts = { transports, path, forceNew: true, reconnection: false, auth: { token }, ...extra };
+  if (parser) opts.parser = parser;
+  return io(url, opts);
+}
+
+function connected(socket) {
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", (e) => reject(new Error(`connect_error: ${e.message}`)));
+  });
+}
+
+function ack(socket, event, arg) {
+  return socket.timeout(5000).emitWithAck(event, arg);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function publish(pub, n) {
+  const r = await ack(pub, "wsgate:publish", { room, event: "m", data: n });
+  if (r.type !== "reply") fail(`publish ${n}: ${JSON.stringify(r)}`);
+}
+
+// What `got` lacks of 1..n, how many it holds twice, and whether it is in order.
+function tally(got, n) {
+  const missing = [];
+  for (let i = 1; i <= n; i++) if (!got.includes(i)) missing.push(i);
+  const duplicates = got.length - new Set(got).size;
+  const inOrder = got.every((x, i) => i === 0 || x > got[i - 1]);
+  return { received: got.length, missing, duplicates, inOrder };
+}
+
+async function recoverAcross() {
+  const N = args.count ?? 150;
+  const sub = connect(urlA, args.tokens.bob, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+  await connected(sub);
+  const ids = [sub.id];
+  await ack(sub, "wsgate:join", { room });
+  const pub = await connected(connect(urlB, args.tokens.alice));
+  await ack(pub, "wsgate:join", { room });
+  const got = [];
+  const recoveredFlags = [];
+  sub.on("m", (n) => got.push(n));
+  sub.on("connect", () => {
+    recoveredFlags.push(sub.recovered);
+    ids.push(sub.id);
+  });
+  const moves = { 50: urlB, 100: urlC };
+  for (let n = 1; n <= N; n++) {
+    await publish(pub, n);
+    if (moves[n]) {
+      // The client's next connection goes to another node.
+      sub.io.uri = moves[n];
+      sub.io.engine.close();
+    }
+    await sleep(2);
+  }
+  const until = Date.now() + 10000;
+  while (got.length < N && Date.now() < until) await sleep(20);
+  await sleep(200);
+  const landedOn = sub.io.engine.hostname + ":" + sub.io.engine.port;
+  pub.disconnect();
+  sub.disconnect();
+  done({ ok: true, recoveredFlags, ids, landedOn, ...tally(got, N) });
+}
+
+async function recoverImpossible() {
+  const sub = await connected(connect(urlA, args.tokens.bob));
+  const before = { id: sub.id, pid: sub._pid };
+  await ack(sub, "wsgate:join", { room });
+  const pub = await connected(connect(urlB, args.tokens.alice));
+  await ack(pub, "wsgate:join", { room });
+  const got = [];
+  sub.on("m", (n) => got.push(n));
+  for (let n = 1; n <= 3; n++) await publish(pub, n);
+  const until = Date.now() + 5000;
+  while (got.length < 3 && Date.now() < until) await sleep(10);
+  const gone = next(sub, "disconnect");
+  sub.io.engine.close();
+  await gone;
+  const missed = args.missed ?? 0;
+  for (let n = 4; n < 4 + missed; n++) await publish(pub, n);
+  await sleep(args.waitMs ?? 100);
+  sub.io.uri = urlC;
+  const back = connected(sub);
+  sub.connect();
+  await back;
+  const after = { id: sub.id, pid: sub._pid, recovered: sub.recovered };
+  // A fresh socket is in no room: what is published now does not reach it.
+  await publish(pub, 100);
+  await sleep(200);
+  pub.disconnect();
+  sub.disconnect();
+  done({ ok: true, before, after, got });
+}
+
+async function spread() {
+  const alice = await connected(connect(urlA, args.tokens.alice));
+  const bob = await connected(connect(urlB, args.tokens.bob));
+  const carol = await connected(connect(urlC, args.tokens.carol));
+  for (const s of [alice, bob, carol]) {
+    const r = await ack(s, "wsgate:join", { room: "spread" });
+    if (r.type !== "reply") fail(`join: ${JSON.stringify(r)}`);
+  }
+  const fromAlice = [next(bob, "chat"), next(carol, "chat")];
+  await ack(alice, "wsgate:publish", { room: "spread", event: "chat", data: { from: "A" } });
+  const [[atBob], [atCarol]] = await Promise.all(fromAlice);
+  const fromBob = [next(alice, "chat"), next(carol, "chat")];
+  await ack(bob, "wsgate:publish", { room: "spread", event: "chat", data: { from: "B" } });
+  const [[atAlice], [atCarol2]] = await Promise.all(fromBob);
+  const dm = next(carol, "dm");
+  const sent = await ack(alice, "wsgate:send", { to: args.names.carol, event: "dm", data: "A to C" });
+  const [dmData] = await dm;
+  // dave: a Socket.IO socket on A; his native WebSocket on B is the Rust side's.
+  const dave = await connected(connect(urlA, args.tokens.dave));
+  const pushed = next(dave, "notification");
+  const rest = await fetch(`${urlC}/api/v1/push/users`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+    body: JSON.stringify({ userId: args.names.dave, event: "notification", data: { via: "C" } }),
+  }).then((r) => r.json());
+  const [pushData] = await pushed;
+  const transport = alice.io.engine.transport.name;
+  for (const s of [alice, bob, carol, dave]) s.disconnect();
+  done({ ok: true, transport, atBob, atCarol, atAlice, atCarol2, sent, dmData, rest, pushData });
+}
+
+const scenarios = { recoverAcross, recoverImpossible, spread };
+const run = scenarios[scenario];
+if (!run) fail(`unknown scenario ${scenario}`);
+run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
