@@ -10,7 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{metric, three_nodes};
+use common::cluster::{metric, node_on, node_with, three_nodes};
+use common::proxy::Proxy;
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -83,20 +84,36 @@ async fn a_socket_io_client_recovers_its_socket_on_other_nodes_missing_nothing()
     assert_eq!(left.trim(), "", "{left}");
 }
 
-/// `recoverImpossible` with `missed` events published while the client was away and
-/// `wait_ms` before it reconnects: `(recovered, same pid, same id)`, with the verdict.
+/// `recoverImpossible` with `missed` events published while the client was away (and a
+/// REST push to its user, which must come after the CONNECT answer) and `wait_ms` before it
+/// reconnects: `(recovered, same pid, same id)`, with the verdict.
 async fn reconnect_after(
     nodes: &[&TestServer; 3],
     round: usize,
     missed: u64,
     wait_ms: u64,
 ) -> (Value, bool, bool, Value) {
-    let args = json!({"tokens": tokens(round), "room": format!("gone-{round}"),
-        "missed": missed, "waitMs": wait_ms});
-    let v = client(nodes, "recoverImpossible", args).await;
+    let v = client(
+        nodes,
+        "recoverImpossible",
+        away(round, missed, wait_ms, true),
+    )
+    .await;
+    assert_eq!(
+        v["notes"],
+        json!([{"while": "away"}]),
+        "the mailbox after the answer: {v}"
+    );
     let same_pid = v["before"]["pid"] == v["after"]["pid"];
     let same_id = v["before"]["id"] == v["after"]["id"];
     (v["after"]["recovered"].clone(), same_pid, same_id, v)
+}
+
+/// The arguments of `recoverImpossible`.
+fn away(round: usize, missed: u64, wait_ms: u64, push: bool) -> Value {
+    json!({"tokens": tokens(round), "names": {"bob": format!("bob-{round}")},
+        "room": format!("gone-{round}"), "missed": missed, "waitMs": wait_ms, "push": push,
+        "apiKey": API_KEY})
 }
 
 #[tokio::test]
@@ -186,4 +203,44 @@ async fn socket_io_clients_on_three_nodes_chat_and_a_push_reaches_both_devices()
         );
         dave.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_connect_whose_node_cannot_reach_redis_gets_a_new_socket_within_the_timeout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let quiet = |c: &mut wsgate::Config| c.room_presence = false;
+    let (a, b) = (
+        node_with(&redis, quiet).await,
+        node_with(&redis, quiet).await,
+    );
+    // C reaches Redis through a proxy, stalled once A kept the socket.
+    let c = node_on(format!("redis://127.0.0.1:{}", proxy.port), quiet).await;
+    let urls: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|n| format!("http://{}", n.addr))
+        .collect();
+    let mut args = away(0, 1, 1500, false);
+    args["urls"] = json!(urls);
+    let script = tokio::spawn(async move {
+        node::run("cluster.mjs", &["recoverImpossible", &args.to_string()]).await
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(&a, "wsgate_cluster_socketio_kept_total").await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never kept the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.stall();
+    let run = script.await.unwrap();
+    let v = run.verdict();
+    assert!(run.success, "{v}\n{}", run.stderr);
+    assert_eq!(v["after"]["recovered"], false, "{v}");
+    assert_ne!(v["after"]["pid"], v["before"]["pid"], "{v}");
+    // CLUSTER_TIMEOUT is 500 ms: connected a little after it, not stuck.
+    let ms = v["connectMs"].as_u64().unwrap();
+    assert!((400..3000).contains(&ms), "the CONNECT took {ms} ms: {v}");
+    proxy.heal();
 }

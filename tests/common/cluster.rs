@@ -11,7 +11,11 @@ use super::{start_api_server, Client, Remote, TestServer, WAIT};
 /// A node of the cluster on `redis` (`CLUSTER_TIMEOUT` 500 ms), connected to it, with `tweak`
 /// applied to its config.
 pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
-    let url = redis.url();
+    node_on(redis.url(), tweak).await
+}
+
+/// [`node_with`] on the Redis at `url` (a proxy in front of one, say).
+pub async fn node_on(url: String, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
     let server = start_api_server(move |c| {
         c.cluster_redis_url = Some(url);
         c.cluster_timeout = Duration::from_millis(500);

@@ -11,16 +11,20 @@
 //                     the subscriber's connection is cut twice and it reconnects first to B,
 //                     then to C (socket.io's own reconnection, its manager's uri moved): each
 //                     time `recovered`, with the same id, missing nothing, nothing twice
+//                     (recovery.mjs's run, as socketio.mjs's `recovery` on one server)
 //   recoverImpossible the subscriber on A is cut, the publisher on B publishes `missed` events
-//                     meanwhile, the subscriber reconnects to C after `waitMs`: `recovered`
-//                     false and a new pid when the stream was trimmed past its point or the
-//                     record expired
+//                     meanwhile (and, with `push`, a REST push to the subscriber's user, which
+//                     waits in its mailbox), the subscriber reconnects to C after `waitMs`:
+//                     `recovered` false and a new pid when the stream was trimmed past its
+//                     point, the record expired or C's Redis does not answer (`connectMs`: how
+//                     long the CONNECT took); the pushed `notes` come after the CONNECT answer
 //   spread            Socket.IO clients on three nodes: room events between them, a private
 //                     message across nodes, and a REST push on C reaching dave's socket on A
 //                     (dave's native WebSocket on B is the Rust side's)
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { done, fail, deadline, next } from "./verdict.mjs";
+import { cutAndRecover } from "./recovery.mjs";
 
 const [scenario, rawArgs = "{}"] = process.argv.slice(2);
 const args = JSON.parse(rawArgs);
@@ -56,47 +60,14 @@ async function publish(pub, n) {
   if (r.type !== "reply") fail(`publish ${n}: ${JSON.stringify(r)}`);
 }
 
-// What `got` lacks of 1..n, how many it holds twice, and whether it is in order.
-function tally(got, n) {
-  const missing = [];
-  for (let i = 1; i <= n; i++) if (!got.includes(i)) missing.push(i);
-  const duplicates = got.length - new Set(got).size;
-  const inOrder = got.every((x, i) => i === 0 || x > got[i - 1]);
-  return { received: got.length, missing, duplicates, inOrder };
-}
-
 async function recoverAcross() {
-  const N = args.count ?? 150;
-  const sub = connect(urlA, args.tokens.bob, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
-  await connected(sub);
-  const ids = [sub.id];
-  await ack(sub, "wsgate:join", { room });
+  const reconnecting = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 };
+  const sub = await connected(connect(urlA, args.tokens.bob, reconnecting));
   const pub = await connected(connect(urlB, args.tokens.alice));
-  await ack(pub, "wsgate:join", { room });
-  const got = [];
-  const recoveredFlags = [];
-  sub.on("m", (n) => got.push(n));
-  sub.on("connect", () => {
-    recoveredFlags.push(sub.recovered);
-    ids.push(sub.id);
-  });
-  const moves = { 50: urlB, 100: urlC };
-  for (let n = 1; n <= N; n++) {
-    await publish(pub, n);
-    if (moves[n]) {
-      // The client's next connection goes to another node.
-      sub.io.uri = moves[n];
-      sub.io.engine.close();
-    }
-    await sleep(2);
-  }
-  const until = Date.now() + 10000;
-  while (got.length < N && Date.now() < until) await sleep(20);
-  await sleep(200);
-  const landedOn = sub.io.engine.hostname + ":" + sub.io.engine.port;
-  pub.disconnect();
-  sub.disconnect();
-  done({ ok: true, recoveredFlags, ids, landedOn, ...tally(got, N) });
+  const count = args.count ?? 150;
+  // Cut on A and back on B, then cut on B and back on C.
+  const result = await cutAndRecover({ sub, pub, room, count, cuts: { 50: urlB, 100: urlC } });
+  done({ ok: true, ...result });
 }
 
 async function recoverImpossible() {
@@ -106,7 +77,9 @@ async function recoverImpossible() {
   const pub = await connected(connect(urlB, args.tokens.alice));
   await ack(pub, "wsgate:join", { room });
   const got = [];
+  const notes = [];
   sub.on("m", (n) => got.push(n));
+  sub.on("note", (data) => notes.push(data));
   for (let n = 1; n <= 3; n++) await publish(pub, n);
   const until = Date.now() + 5000;
   while (got.length < 3 && Date.now() < until) await sleep(10);
@@ -115,18 +88,32 @@ async function recoverImpossible() {
   await gone;
   const missed = args.missed ?? 0;
   for (let n = 4; n < 4 + missed; n++) await publish(pub, n);
+  if (args.push) {
+    const pushed = await fetch(`${urlB}/api/v1/push/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+      body: JSON.stringify({ userId: args.names.bob, event: "note", data: { while: "away" } }),
+    });
+    if (pushed.status !== 200) fail(`the push: ${pushed.status} ${await pushed.text()}`);
+  }
   await sleep(args.waitMs ?? 100);
   sub.io.uri = urlC;
   const back = connected(sub);
+  const asked = Date.now();
   sub.connect();
   await back;
+  const connectMs = Date.now() - asked;
   const after = { id: sub.id, pid: sub._pid, recovered: sub.recovered };
+  if (args.push) {
+    const until = Date.now() + 5000;
+    while (notes.length === 0 && Date.now() < until) await sleep(10);
+  }
   // A fresh socket is in no room: what is published now does not reach it.
   await publish(pub, 100);
   await sleep(200);
   pub.disconnect();
   sub.disconnect();
-  done({ ok: true, before, after, got });
+  done({ ok: true, before, after, connectMs, got, notes });
 }
 
 async function spread() {
