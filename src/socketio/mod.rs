@@ -36,7 +36,7 @@ use std::sync::Arc;
 use serde_json::json;
 use smallvec::SmallVec;
 use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload, SioError};
-use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
+use wsgate_protocol::{CloseCode, ErrorCode, Format, ProtocolError, RawData};
 
 use crate::commands::Client;
 use crate::engineio::{CloseReason, Handler, Message};
@@ -121,41 +121,14 @@ impl Sockets {
                 Some(ErrorCode::BadRequest),
             );
         }
-        let file = &ctx.config().socketio_file;
         // A client reconnecting asks for its socket back with its pid and last offset.
         let asked = auth.and_then(|a| {
             let pid = a.str_field("pid")?.into_owned();
             Some((pid, a.str_field("offset").map(|o| o.into_owned())))
         });
-        let token = auth
-            .and_then(|a| a.str_field("token"))
-            .map(|t| t.into_owned())
-            .or_else(|| self.offered_token.as_deref().map(str::to_owned));
-        let identity = match token {
-            Some(token) => match ctx.shared.verifier.verify(&token) {
-                Ok(identity) => Some(identity),
-                Err(e) => {
-                    ShardStats::inc(&ctx.stats().auth_failures);
-                    return refuse(&e.message, Some(e.code));
-                }
-            },
-            // Authentication may come later, with the login event.
-            None if file.login_event.is_some() => None,
-            None => {
-                ShardStats::inc(&ctx.stats().auth_failures);
-                let msg = "a token is required: io(url, { auth: { token } })";
-                return refuse(msg, Some(ErrorCode::AuthRequired));
-            }
-        };
-        let identity = match identity {
-            None => None,
-            Some(identity) => match UserSlot::acquire(&ctx.shared, &identity.user) {
-                Some(slot) => Some((identity, slot)),
-                None => {
-                    let msg = "this user holds its maximum number of connections";
-                    return refuse(msg, Some(ErrorCode::UserConnectionLimit));
-                }
-            },
+        let identity = match self.identify(ctx, auth) {
+            Ok(identity) => identity,
+            Err(e) => return refuse(&e.message, Some(e.code)),
         };
         let connect = Connect {
             carrier: carrier.clone(),
@@ -183,6 +156,39 @@ impl Sockets {
         };
         let socket = connect.finish(ctx, restored);
         self.open.borrow_mut().sockets.push(socket);
+    }
+
+    /// The user a `CONNECT` with `auth` is of, with its connection slot: its token's (`auth`'s,
+    /// else the opening request's), or none yet when the login event authenticates later;
+    /// else why it is refused.
+    fn identify(
+        &self,
+        ctx: &Ctx,
+        auth: Option<Payload<'_>>,
+    ) -> Result<Option<(Identity, UserSlot)>, ProtocolError> {
+        let token = auth
+            .and_then(|a| a.str_field("token"))
+            .map(|t| t.into_owned())
+            .or_else(|| self.offered_token.as_deref().map(str::to_owned));
+        let identity = match token {
+            Some(token) => ctx.shared.verifier.verify(&token).inspect_err(|_| {
+                ShardStats::inc(&ctx.stats().auth_failures);
+            })?,
+            // Authentication may come later, with the login event.
+            None if ctx.config().socketio_file.login_event.is_some() => return Ok(None),
+            None => {
+                ShardStats::inc(&ctx.stats().auth_failures);
+                let msg = "a token is required: io(url, { auth: { token } })";
+                return Err(ProtocolError::new(ErrorCode::AuthRequired, msg));
+            }
+        };
+        match UserSlot::acquire(&ctx.shared, &identity.user) {
+            Some(slot) => Ok(Some((identity, slot))),
+            None => {
+                let msg = "this user holds its maximum number of connections";
+                Err(ProtocolError::new(ErrorCode::UserConnectionLimit, msg))
+            }
+        }
     }
 
     /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
