@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::cluster::{metric, node_on, node_with, three_nodes};
 use common::proxy::Proxy;
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::*;
 use serde_json::{json, Value};
 
@@ -82,6 +82,34 @@ async fn a_socket_io_client_recovers_its_socket_on_other_nodes_missing_nothing()
     // Taken, and so gone from Redis: no record is left to recover twice.
     let left = redis.cli(&["--scan", "--pattern", "wsgate:{s:*}"]).unwrap();
     assert_eq!(left.trim(), "", "{left}");
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_socket_recovers_on_other_nodes() {
+    let cluster = RedisCluster::start();
+    let tweak = |c: &mut wsgate::Config| {
+        c.room_presence = false;
+        c.cluster_timeout = Duration::from_secs(2);
+    };
+    let a = node_on(cluster.url(), tweak).await;
+    let b = node_on(cluster.url(), tweak).await;
+    let c = node_on(cluster.url(), tweak).await;
+    // Each round's pid, random, lands in some master's slots.
+    for i in 0..3 {
+        let args = json!({"tokens": tokens(i), "count": 120, "room": format!("rc-{i}")});
+        let v = client(&[&a, &b, &c], "recoverAcross", args).await;
+        assert_eq!(v["recoveredFlags"], json!([true, true]), "{v}");
+        assert_eq!(v["missing"], json!([]), "{v}");
+        assert_eq!(v["duplicates"], 0, "{v}");
+    }
+    assert_eq!(
+        metric(&b, "wsgate_cluster_socketio_recovered_total").await,
+        3
+    );
+    for m in &cluster.masters {
+        let left = m.cli(&["--scan", "--pattern", "wsgate:{s:*}"]).unwrap();
+        assert_eq!(left.trim(), "", "master {}: {left}", m.port);
+    }
 }
 
 /// `recoverImpossible` with `missed` events published while the client was away (and a
@@ -205,28 +233,31 @@ async fn socket_io_clients_on_three_nodes_chat_and_a_push_reaches_both_devices()
     }
 }
 
-#[tokio::test]
-async fn a_connect_whose_node_cannot_reach_redis_gets_a_new_socket_within_the_timeout() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
+/// Nodes A and B on `redis`, and C on it through `proxy` with `CLUSTER_TIMEOUT` `timeout`.
+async fn c_behind(redis: &RedisServer, proxy: &Proxy, timeout: Duration) -> [TestServer; 3] {
     let quiet = |c: &mut wsgate::Config| c.room_presence = false;
-    let (a, b) = (
-        node_with(&redis, quiet).await,
-        node_with(&redis, quiet).await,
-    );
-    // C reaches Redis through a proxy, stalled once A kept the socket.
-    let c = node_on(format!("redis://127.0.0.1:{}", proxy.port), quiet).await;
-    let urls: Vec<String> = [&a, &b, &c]
-        .iter()
-        .map(|n| format!("http://{}", n.addr))
-        .collect();
-    let mut args = away(0, 1, 1500, false);
+    let (a, b) = (node_with(redis, quiet).await, node_with(redis, quiet).await);
+    let c = node_on(format!("redis://127.0.0.1:{}", proxy.port), |c| {
+        quiet(c);
+        c.cluster_timeout = timeout;
+    })
+    .await;
+    [a, b, c]
+}
+
+/// Starts `scenario` over `nodes`, and stalls `proxy` once A kept the client's socket.
+async fn stall_after_the_cut(
+    nodes: &[TestServer; 3],
+    proxy: &Proxy,
+    scenario: &'static str,
+    mut args: Value,
+) -> tokio::task::JoinHandle<node::NodeRun> {
+    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.addr)).collect();
     args["urls"] = json!(urls);
-    let script = tokio::spawn(async move {
-        node::run("cluster.mjs", &["recoverImpossible", &args.to_string()]).await
-    });
+    let script =
+        tokio::spawn(async move { node::run("cluster.mjs", &[scenario, &args.to_string()]).await });
     let deadline = tokio::time::Instant::now() + WAIT;
-    while metric(&a, "wsgate_cluster_socketio_kept_total").await == 0 {
+    while metric(&nodes[0], "wsgate_cluster_socketio_kept_total").await == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "A never kept the socket"
@@ -234,13 +265,48 @@ async fn a_connect_whose_node_cannot_reach_redis_gets_a_new_socket_within_the_ti
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.stall();
+    script
+}
+
+/// The verdict of a script that ran to its end.
+async fn verdict(script: tokio::task::JoinHandle<node::NodeRun>) -> Value {
     let run = script.await.unwrap();
     let v = run.verdict();
     assert!(run.success, "{v}\n{}", run.stderr);
+    v
+}
+
+#[tokio::test]
+async fn a_connect_whose_node_cannot_reach_redis_gets_a_new_socket_within_the_timeout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let nodes = c_behind(&redis, &proxy, Duration::from_millis(500)).await;
+    let args = away(0, 1, 1500, false);
+    let v = verdict(stall_after_the_cut(&nodes, &proxy, "recoverImpossible", args).await).await;
     assert_eq!(v["after"]["recovered"], false, "{v}");
     assert_ne!(v["after"]["pid"], v["before"]["pid"], "{v}");
     // CLUSTER_TIMEOUT is 500 ms: connected a little after it, not stuck.
     let ms = v["connectMs"].as_u64().unwrap();
     assert!((400..3000).contains(&ms), "the CONNECT took {ms} ms: {v}");
     proxy.heal();
+}
+
+#[tokio::test]
+async fn a_record_taken_for_a_connection_that_left_before_its_answer_is_kept_again() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let nodes = c_behind(&redis, &proxy, Duration::from_millis(1500)).await;
+    let args = json!({"tokens": tokens(0), "room": "left", "waitMs": 1000, "againMs": 1200});
+    let script = stall_after_the_cut(&nodes, &proxy, "leaveWhileAsking", args).await;
+    // The client is at C from ~1 s and gone ~50 ms later; Redis answers C's take at ~1.4 s,
+    // within its timeout, after the connection left.
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    proxy.heal();
+    let v = verdict(script).await;
+    assert_eq!(v["answeredOnC"], false, "{v}");
+    assert_eq!(v["after"]["recovered"], true, "recovered on B: {v}");
+    assert_eq!(v["after"]["pid"], v["before"]["pid"], "{v}");
+    assert_eq!(v["got"], json!([1, 2]), "{v}");
+    let kept = metric(&nodes[2], "wsgate_cluster_socketio_kept_total").await;
+    assert_eq!(kept, 1, "kept again by C");
 }

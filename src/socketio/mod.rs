@@ -33,6 +33,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::json;
 use smallvec::SmallVec;
 use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload, SioError};
@@ -336,12 +337,20 @@ async fn connect_recovering(ctx: Rc<Ctx>, open: Rc<RefCell<Open>>, connect: Conn
     let mut o = open.borrow_mut();
     let before = o.waiting.len();
     o.waiting.retain(|w| *w != connect.nsp);
-    if o.closed || o.waiting.len() == before {
-        // Its record is not kept again: the client starts over at its next CONNECT.
+    let gone = o.closed || o.waiting.len() == before;
+    drop(o);
+    let redis = ctx.shared.backplane.redis();
+    if gone {
+        // Kept again, for the client's next CONNECT.
+        if let (Some((_, record)), Some(redis)) = (restored, redis) {
+            redis.keep_socket(&asked.pid, record.to_vec());
+        }
         return;
     }
-    drop(o);
-    let socket = connect.finish(&ctx, restored);
+    if let (Some(_), Some(redis)) = (&restored, redis) {
+        redis.stats.socketio_recovered.fetch_add(1, Relaxed);
+    }
+    let socket = connect.finish(&ctx, restored.map(|(r, _)| r));
     open.borrow_mut().sockets.push(socket);
 }
 
@@ -372,8 +381,9 @@ fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) ->
 }
 
 /// [`restore`] in cluster mode: the socket's record taken from Redis (`GETDEL`: no other node
-/// gets it), each room's stream checked in Redis.
-async fn restore_remote(ctx: &Ctx, asked: &Asked, nsp: &str) -> Option<Restored> {
+/// gets it), each room's stream checked in Redis; with the record, to keep it again if the
+/// socket cannot be made after all.
+async fn restore_remote(ctx: &Ctx, asked: &Asked, nsp: &str) -> Option<(Restored, Bytes)> {
     let pid = socket::parse_pid(&asked.pid)?;
     let backplane = &ctx.shared.backplane;
     let redis = backplane.redis()?;
@@ -387,12 +397,12 @@ async fn restore_remote(ctx: &Ctx, asked: &Asked, nsp: &str) -> Option<Restored>
     if !covered.into_iter().all(|c| c) {
         return None;
     }
-    redis.stats.socketio_recovered.fetch_add(1, Relaxed);
-    Some(Restored {
+    let restored = Restored {
         sid: d.sid,
         pid,
         joins,
-    })
+    };
+    Some((restored, record))
 }
 
 /// Where `d`'s rooms resume for `user` in `nsp` whose last event received was `offset`:

@@ -18,6 +18,10 @@
 //                     `recovered` false and a new pid when the stream was trimmed past its
 //                     point, the record expired or C's Redis does not answer (`connectMs`: how
 //                     long the CONNECT took); the pushed `notes` come after the CONNECT answer
+//   leaveWhileAsking  the subscriber on A is cut; after `waitMs` it reconnects to C (whose
+//                     link to Redis the Rust side stalls meanwhile) and its connection is
+//                     closed before the CONNECT answer; after `againMs` it reconnects to B:
+//                     `recovered` there, the record kept again by C once Redis answered
 //   spread            Socket.IO clients on three nodes: room events between them, a private
 //                     message across nodes, and a REST push on C reaching dave's socket on A
 //                     (dave's native WebSocket on B is the Rust side's)
@@ -70,22 +74,29 @@ async function recoverAcross() {
   done({ ok: true, ...result });
 }
 
-async function recoverImpossible() {
+// A subscriber on A (no reconnection of its own) and a publisher on B in the room; the
+// subscriber gets 1..n, then its connection is cut.
+async function receivedThenCut(n) {
   const sub = await connected(connect(urlA, args.tokens.bob));
   const before = { id: sub.id, pid: sub._pid };
   await ack(sub, "wsgate:join", { room });
   const pub = await connected(connect(urlB, args.tokens.alice));
   await ack(pub, "wsgate:join", { room });
   const got = [];
-  const notes = [];
-  sub.on("m", (n) => got.push(n));
-  sub.on("note", (data) => notes.push(data));
-  for (let n = 1; n <= 3; n++) await publish(pub, n);
+  sub.on("m", (x) => got.push(x));
+  for (let i = 1; i <= n; i++) await publish(pub, i);
   const until = Date.now() + 5000;
-  while (got.length < 3 && Date.now() < until) await sleep(10);
+  while (got.length < n && Date.now() < until) await sleep(10);
   const gone = next(sub, "disconnect");
   sub.io.engine.close();
   await gone;
+  return { sub, pub, before, got };
+}
+
+async function recoverImpossible() {
+  const { sub, pub, before, got } = await receivedThenCut(3);
+  const notes = [];
+  sub.on("note", (data) => notes.push(data));
   const missed = args.missed ?? 0;
   for (let n = 4; n < 4 + missed; n++) await publish(pub, n);
   if (args.push) {
@@ -114,6 +125,32 @@ async function recoverImpossible() {
   pub.disconnect();
   sub.disconnect();
   done({ ok: true, before, after, connectMs, got, notes });
+}
+
+async function leaveWhileAsking() {
+  const { sub, pub, before, got } = await receivedThenCut(1);
+  await publish(pub, 2);
+  await sleep(args.waitMs);
+  // To C, which cannot answer yet: the connection goes before the CONNECT answer.
+  sub.io.uri = urlC;
+  let answeredOnC = false;
+  sub.once("connect", () => {
+    answeredOnC = true;
+  });
+  sub.io.once("open", () => setTimeout(() => sub.io.engine.close(), 50));
+  sub.connect();
+  await sleep(args.againMs);
+  sub.off("connect");
+  sub.io.uri = urlB;
+  const back = connected(sub);
+  sub.connect();
+  await back;
+  const after = { id: sub.id, pid: sub._pid, recovered: sub.recovered };
+  const until2 = Date.now() + 5000;
+  while (got.length < 2 && Date.now() < until2) await sleep(10);
+  pub.disconnect();
+  sub.disconnect();
+  done({ ok: true, before, after, answeredOnC, got });
 }
 
 async function spread() {
@@ -147,7 +184,7 @@ async function spread() {
   done({ ok: true, transport, atBob, atCarol, atAlice, atCarol2, sent, dmData, rest, pushData });
 }
 
-const scenarios = { recoverAcross, recoverImpossible, spread };
+const scenarios = { recoverAcross, recoverImpossible, leaveWhileAsking, spread };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
