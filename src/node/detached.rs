@@ -27,7 +27,7 @@ pub(crate) struct Detached {
 }
 
 /// A [`Detached`] as cluster mode keeps it in Redis: JSON, each room's name once, the others
-/// naming it by its index. Bounded by the socket's rooms and the [`crate::session::SENT_RING`]
+/// naming it by its index. Bounded by the socket's rooms and the [`crate::session::namespace::SENT_RING`]
 /// events of its ring.
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -262,6 +262,19 @@ mod tests {
             "its rooms' only"
         );
         assert!(Detached::decode(b"{}").is_none());
+        // One room, a full ring, offsets in the millions: under 1 KB (docs/cluster.md).
+        let room: Arc<str> = "team:42:general-chat".into();
+        let mut sent = Sent::default();
+        for i in 0..2 * crate::session::namespace::SENT_RING as u64 {
+            sent.record(&room, 1_000_000 + i);
+        }
+        let full = Detached {
+            rooms: vec![(room, "0123456789abcdef".into(), 1_000_127)],
+            sent,
+            ..socket("3.1234567")
+        };
+        let len = full.encode().len();
+        assert!(len < 1024, "{len} bytes");
         let broken = text.replace("[[0,1]", "[[9,1]");
         assert!(Detached::decode(broken.as_bytes()).is_none(), "{broken}");
     }
