@@ -1,9 +1,11 @@
 //! Socket.IO in cluster mode, with the real `socket.io-client` (tests/js/cluster.mjs) against
 //! several real nodes sharing a real `redis-server`: connection state recovery across nodes
 //! (a socket detached on one node is recovered on another: same id, nothing missed, nothing
-//! twice, in order), recovery refused when the stream was trimmed past the client's point or
-//! the record expired, and clients spread over three nodes chatting, with a REST push on one
-//! node reaching a user's Socket.IO socket and native WebSocket on the two others.
+//! twice, in order; on a Redis Cluster too), recovery refused when the stream was trimmed
+//! past the client's point, the record expired or the node cannot reach Redis (a new socket
+//! within `CLUSTER_TIMEOUT`), a record kept again when its connection left before the answer
+//! or another user asked for it, and clients spread over three nodes chatting, with a REST
+//! push on one node reaching a user's Socket.IO socket and native WebSocket on the two others.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -231,6 +233,22 @@ async fn socket_io_clients_on_three_nodes_chat_and_a_push_reaches_both_devices()
         );
         dave.close().await;
     }
+}
+
+#[tokio::test]
+async fn another_users_connect_with_a_pid_neither_recovers_nor_spends_it() {
+    let redis = RedisServer::start();
+    let (a, b, c) = three_nodes(&redis, |c| c.room_presence = false).await;
+    let args = json!({"tokens": tokens(0), "room": "foreign"});
+    let v = client(&[&a, &b, &c], "foreignPid", args).await;
+    assert_eq!(v["stolen"]["recovered"], false, "{v}");
+    assert_ne!(v["stolen"]["pid"], v["before"]["pid"], "{v}");
+    assert_eq!(
+        v["after"]["recovered"], true,
+        "its own client still recovers: {v}"
+    );
+    assert_eq!(v["after"]["pid"], v["before"]["pid"], "{v}");
+    assert_eq!(v["got"], json!([1, 2]), "{v}");
 }
 
 /// Nodes A and B on `redis`, and C on it through `proxy` with `CLUSTER_TIMEOUT` `timeout`.

@@ -389,6 +389,11 @@ async fn restore_remote(ctx: &Ctx, asked: &Asked, nsp: &str) -> Option<(Restored
     let redis = backplane.redis()?;
     let record = redis.take_socket(&asked.pid).await.ok()??;
     let d = Detached::decode(&record)?;
+    if *d.user != *asked.user || &*d.nsp != nsp {
+        // Another user's or namespace's pid: kept again for its own client.
+        redis.keep_socket(&asked.pid, record.to_vec());
+        return None;
+    }
     let joins = resume(&d, asked.offset.as_deref(), &asked.user, nsp)?;
     let checks = joins
         .iter()

@@ -22,6 +22,8 @@
 //                     link to Redis the Rust side stalls meanwhile) and its connection is
 //                     closed before the CONNECT answer; after `againMs` it reconnects to B:
 //                     `recovered` there, the record kept again by C once Redis answered
+//   foreignPid        the subscriber (bob) on A is cut; alice connects to C with bob's pid and
+//                     offset: a new socket for her; then bob reconnects to B: `recovered`
 //   spread            Socket.IO clients on three nodes: room events between them, a private
 //                     message across nodes, and a REST push on C reaching dave's socket on A
 //                     (dave's native WebSocket on B is the Rust side's)
@@ -93,6 +95,21 @@ async function receivedThenCut(n) {
   return { sub, pub, before, got };
 }
 
+// `sub` reconnected to `url` (with its pid and offset): its state then; both sockets closed
+// once it got `n` events (or after 5 s).
+async function backOn(url, sub, pub, got, n) {
+  sub.io.uri = url;
+  const back = connected(sub);
+  sub.connect();
+  await back;
+  const after = { id: sub.id, pid: sub._pid, recovered: sub.recovered };
+  const until = Date.now() + 5000;
+  while (got.length < n && Date.now() < until) await sleep(10);
+  pub.disconnect();
+  sub.disconnect();
+  return after;
+}
+
 async function recoverImpossible() {
   const { sub, pub, before, got } = await receivedThenCut(3);
   const notes = [];
@@ -141,16 +158,19 @@ async function leaveWhileAsking() {
   sub.connect();
   await sleep(args.againMs);
   sub.off("connect");
-  sub.io.uri = urlB;
-  const back = connected(sub);
-  sub.connect();
-  await back;
-  const after = { id: sub.id, pid: sub._pid, recovered: sub.recovered };
-  const until2 = Date.now() + 5000;
-  while (got.length < 2 && Date.now() < until2) await sleep(10);
-  pub.disconnect();
-  sub.disconnect();
+  const after = await backOn(urlB, sub, pub, got, 2);
   done({ ok: true, before, after, answeredOnC, got });
+}
+
+async function foreignPid() {
+  const { sub, pub, before, got } = await receivedThenCut(1);
+  await publish(pub, 2);
+  const auth = { token: args.tokens.alice, pid: before.pid, offset: sub._lastOffset };
+  const thief = await connected(connect(urlC, args.tokens.alice, { auth }));
+  const stolen = { pid: thief._pid, recovered: thief.recovered ?? false };
+  thief.disconnect();
+  const after = await backOn(urlB, sub, pub, got, 2);
+  done({ ok: true, before, stolen, after, got });
 }
 
 async function spread() {
@@ -184,7 +204,7 @@ async function spread() {
   done({ ok: true, transport, atBob, atCarol, atAlice, atCarol2, sent, dmData, rest, pushData });
 }
 
-const scenarios = { recoverAcross, recoverImpossible, leaveWhileAsking, spread };
+const scenarios = { recoverAcross, recoverImpossible, leaveWhileAsking, foreignPid, spread };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));
