@@ -30,10 +30,12 @@
 //!   presence and room definitions through Redis), the directory they answer from, the room
 //!   streams (`streams.rs`), the first answers of requests with idempotency keys
 //!   (`idempotency.rs`), and the link to Redis (`redis/`: names, envelope, Lua scripts,
-//!   subscriptions, presence, room records and shared idempotency keys).
+//!   subscriptions, presence, room records, shared idempotency keys, Socket.IO sockets kept
+//!   for recovery).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, long-polling requests to their session's shard, the Socket.IO
-//!   namespaces served and the sockets kept for recovery, shutdown.
+//!   namespaces served and the sockets kept for recovery (in Redis in cluster mode),
+//!   shutdown.
 //! - `engineio`: Engine.IO v4 sessions on a shard (long-polling, WebSocket, the upgrade),
 //!   generic over the `Handler` above them; it knows nothing of Socket.IO.
 //! - `commands`: one file per client command, each an `apply`, dispatched in one place.

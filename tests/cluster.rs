@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{connected, join, metric, node, node_with};
+use common::cluster::{connected, join, metric, node, three_nodes};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -123,11 +123,7 @@ async fn a_node_hosting_no_member_of_a_room_receives_nothing_for_it() {
     let redis = RedisServer::start();
     // Room events only: no presence announcements to count.
     let quiet = |c: &mut wsgate::Config| c.room_presence = false;
-    let (a, b, c) = (
-        node_with(&redis, quiet).await,
-        node_with(&redis, quiet).await,
-        node_with(&redis, quiet).await,
-    );
+    let (a, b, c) = three_nodes(&redis, quiet).await;
     let mut ann = a.client("ann", Fmt::Json).await;
     let mut ben = b.client("ben", Fmt::Json).await;
     // On the third node, a connected user in no room.

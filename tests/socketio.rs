@@ -468,6 +468,12 @@ async fn a_cut_connection_recovers_its_socket_and_misses_nothing() {
         let ways = format!("{transports:?} {parser}");
         assert_eq!(v["cuts"], 2, "{ways}: {v}");
         assert_eq!(v["recoveredFlags"], json!([true, true]), "{ways}: {v}");
+        // The same socket each time: recovered twice, it keeps its first id.
+        let ids = v["ids"].as_array().unwrap();
+        assert!(
+            ids.len() == 3 && ids.iter().all(|id| *id == ids[0]),
+            "{ways}: {v}"
+        );
         assert_eq!(v["missing"], json!([]), "{ways}: {v}");
         assert_eq!(v["duplicates"], 0, "{ways}: {v}");
         assert_eq!(v["inOrder"], true, "{ways}: {v}");

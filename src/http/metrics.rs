@@ -239,6 +239,18 @@ fn cluster(out: &mut String, redis: &crate::cluster::redis::Redis) {
             s.lost.load(Relaxed),
         ),
         (
+            "wsgate_cluster_socketio_kept_total",
+            "counter",
+            "Socket.IO sockets whose connection went away, written to Redis for recovery on any node.",
+            s.socketio_kept.load(Relaxed),
+        ),
+        (
+            "wsgate_cluster_socketio_recovered_total",
+            "counter",
+            "Socket.IO sockets this node recovered from a record in Redis (kept by this node or another).",
+            s.socketio_recovered.load(Relaxed),
+        ),
+        (
             "wsgate_cluster_channels",
             "gauge",
             "Redis channels this node is subscribed to.",

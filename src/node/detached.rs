@@ -2,10 +2,14 @@
 //! client, reconnecting with the socket's `pid` and the offset of the last event it received,
 //! gets the same socket back (`socket.recovered`) with what it missed. Process-wide (a client
 //! reconnects to any shard), bounded by `MAX_CONNECTIONS`: past it the oldest is forgotten.
+//! In cluster mode a socket's one home is Redis instead ([`Detached::encode`], kept by
+//! `cluster::redis::sockets`), so that a client reconnecting to any node gets it back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::session::Sent;
 
@@ -20,6 +24,97 @@ pub(crate) struct Detached {
     pub(crate) rooms: Vec<(Arc<str>, String, u64)>,
     /// The room events it had been queued.
     pub(crate) sent: Sent,
+}
+
+/// A [`Detached`] as cluster mode keeps it in Redis: JSON, each room's name once, the others
+/// naming it by its index. Bounded by the socket's rooms and the [`crate::session::namespace::SENT_RING`]
+/// events of its ring.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    sid: String,
+    user: String,
+    nsp: String,
+    names: Vec<String>,
+    /// (name, epoch, offset)
+    rooms: Vec<(usize, String, u64)>,
+    /// (name, offset), oldest first.
+    ring: Vec<(usize, u64)>,
+    last: Vec<(usize, u64)>,
+}
+
+impl Detached {
+    /// The socket as Redis keeps it. Of each room's last offset queued, only its rooms' are
+    /// kept: resuming reads no other.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut names = Names::default();
+        let mut name = |room: &Arc<str>| names.index(room);
+        let rooms: Vec<(usize, String, u64)> = self
+            .rooms
+            .iter()
+            .map(|(room, epoch, offset)| (name(room), epoch.clone(), *offset))
+            .collect();
+        let ring = self.sent.ring.iter().map(|(r, o)| (name(r), *o)).collect();
+        let last = self
+            .sent
+            .last
+            .iter()
+            .filter(|(r, _)| self.rooms.iter().any(|(room, _, _)| room == r))
+            .map(|(r, o)| (name(r), *o))
+            .collect();
+        let record = Record {
+            sid: self.sid.clone(),
+            user: self.user.to_string(),
+            nsp: self.nsp.to_string(),
+            names: names.names,
+            rooms,
+            ring,
+            last,
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// A socket [`Detached::encode`] made, if `bytes` are one (an index past its names is not).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Detached> {
+        let record: Record = serde_json::from_slice(bytes).ok()?;
+        let names: Vec<Arc<str>> = record.names.into_iter().map(Arc::from).collect();
+        let name = |i: usize| names.get(i).cloned();
+        let pairs = |list: Vec<(usize, u64)>| -> Option<Vec<(Arc<str>, u64)>> {
+            list.into_iter().map(|(i, o)| Some((name(i)?, o))).collect()
+        };
+        let rooms = record
+            .rooms
+            .into_iter()
+            .map(|(i, epoch, offset)| Some((name(i)?, epoch, offset)))
+            .collect::<Option<Vec<_>>>()?;
+        let sent = Sent {
+            ring: pairs(record.ring)?.into(),
+            last: pairs(record.last)?,
+        };
+        Some(Detached {
+            sid: record.sid,
+            user: record.user.into(),
+            nsp: record.nsp.into(),
+            rooms,
+            sent,
+        })
+    }
+}
+
+/// A record's room names, each once.
+#[derive(Default)]
+struct Names {
+    names: Vec<String>,
+    index: HashMap<Arc<str>, usize>,
+}
+
+impl Names {
+    fn index(&mut self, room: &Arc<str>) -> usize {
+        let next = self.names.len();
+        *self.index.entry(room.clone()).or_insert_with(|| {
+            self.names.push(room.to_string());
+            next
+        })
+    }
 }
 
 /// The detached sockets, by `pid`.
@@ -133,5 +228,54 @@ mod tests {
         brief.keep("p".into(), socket("x"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(brief.take("p").is_none(), "past the window");
+    }
+
+    #[test]
+    fn a_record_reads_back_as_the_socket_with_each_name_once() {
+        let (a, b, gone): (Arc<str>, Arc<str>, Arc<str>) =
+            ("a".into(), "b\"}".into(), "gone".into());
+        let mut sent = Sent::default();
+        for (room, offset) in [(&a, 1), (&gone, 4), (&b, 7), (&a, 2)] {
+            sent.record(room, offset);
+        }
+        let d = Detached {
+            rooms: vec![(a.clone(), "00ff".into(), 2), (b.clone(), "0a0b".into(), 9)],
+            sent,
+            ..socket("sid-1")
+        };
+        let bytes = d.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("\"a\"").count(), 1, "{text}");
+        let back = Detached::decode(&bytes).unwrap();
+        assert_eq!(
+            (back.sid.as_str(), &*back.user, &*back.nsp),
+            ("sid-1", "u", "/")
+        );
+        assert_eq!(back.rooms, d.rooms);
+        assert_eq!(
+            back.sent.ring, d.sent.ring,
+            "the ring whole, a room left since too"
+        );
+        assert_eq!(
+            back.sent.last,
+            vec![(a.clone(), 2), (b.clone(), 7)],
+            "its rooms' only"
+        );
+        assert!(Detached::decode(b"{}").is_none());
+        // One room, a full ring, offsets in the millions: under 1 KB (docs/cluster.md).
+        let room: Arc<str> = "team:42:general-chat".into();
+        let mut sent = Sent::default();
+        for i in 0..2 * crate::session::namespace::SENT_RING as u64 {
+            sent.record(&room, 1_000_000 + i);
+        }
+        let full = Detached {
+            rooms: vec![(room, "0123456789abcdef".into(), 1_000_127)],
+            sent,
+            ..socket("3.1234567")
+        };
+        let len = full.encode().len();
+        assert!(len < 1024, "{len} bytes");
+        let broken = text.replace("[[0,1]", "[[9,1]");
+        assert!(Detached::decode(broken.as_bytes()).is_none(), "{broken}");
     }
 }

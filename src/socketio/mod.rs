@@ -30,18 +30,21 @@ mod socket;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::json;
 use smallvec::SmallVec;
 use wsgate_protocol::socketio::{AttachmentLimits, Decoded, Decoder, Packet, Payload, SioError};
-use wsgate_protocol::{CloseCode, ErrorCode, Format, RawData};
+use wsgate_protocol::{CloseCode, ErrorCode, Format, ProtocolError, RawData};
 
 use crate::commands::Client;
 use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::detached::Detached;
 use crate::node::permit::UserSlot;
 use crate::node::Ctx;
+use crate::session::auth::Identity;
 use crate::session::{Asks, Deadline, Namespaced, Route, Session};
 use crate::stats::ShardStats;
 use crate::transport::engineio::Handshake;
@@ -66,8 +69,19 @@ struct Sockets {
     parser: Format,
     /// The token the opening request offered (`Authorization: Bearer`, `?token=`).
     offered_token: Option<Box<str>>,
+    /// Shared with the `CONNECT`s waiting for Redis (cluster mode), which add their socket.
+    open: Rc<RefCell<Open>>,
+}
+
+/// An Engine.IO session's sockets, and the `CONNECT`s still waiting for their pid's record.
+#[derive(Default)]
+struct Open {
     /// A handful at most: one per namespace.
     sockets: SmallVec<[Rc<NspSocket>; 1]>,
+    /// Cluster mode: namespaces whose `CONNECT` waits for Redis (see [`connect_recovering`]).
+    waiting: SmallVec<[Arc<str>; 1]>,
+    /// The Engine.IO session is over: a `CONNECT` still waiting ends with it.
+    closed: bool,
 }
 
 impl Sockets {
@@ -75,8 +89,9 @@ impl Sockets {
         self.parser
     }
 
-    fn socket(&self, nsp: &str) -> Option<&Rc<NspSocket>> {
-        self.sockets.iter().find(|s| s.nsp() == nsp)
+    fn socket(&self, nsp: &str) -> Option<Rc<NspSocket>> {
+        let open = self.open.borrow();
+        open.sockets.iter().find(|s| s.nsp() == nsp).cloned()
     }
 
     /// A `CONNECT` to `nsp` with `auth`.
@@ -100,117 +115,94 @@ impl Sockets {
         let Some((name, slot)) = ctx.shared.namespaces.resolve(nsp) else {
             return refuse("Invalid namespace", None);
         };
-        if self.socket(nsp).is_some() {
+        let waiting = self.open.borrow().waiting.iter().any(|w| **w == *nsp);
+        if waiting || self.socket(nsp).is_some() {
             return refuse(
                 "already connected to this namespace",
                 Some(ErrorCode::BadRequest),
             );
         }
-        let file = &ctx.config().socketio_file;
         // A client reconnecting asks for its socket back with its pid and last offset.
         let asked = auth.and_then(|a| {
             let pid = a.str_field("pid")?.into_owned();
             Some((pid, a.str_field("offset").map(|o| o.into_owned())))
         });
+        let identity = match self.identify(ctx, auth) {
+            Ok(identity) => identity,
+            Err(e) => return refuse(&e.message, Some(e.code)),
+        };
+        let connect = Connect {
+            carrier: carrier.clone(),
+            parser,
+            nsp: name,
+            slot,
+            identity,
+        };
+        let asked = asked.filter(|_| ctx.shared.detached.enabled());
+        let user = connect.identity.as_ref().map(|(i, _)| i.user.clone());
+        let restored = match (asked, user, ctx.shared.backplane.redis()) {
+            // Cluster mode: the socket may have been kept by any node, in Redis; the answer
+            // waits for it (and nothing of the namespace comes before the answer).
+            (Some((pid, offset)), Some(user), Some(_)) => {
+                self.open.borrow_mut().waiting.push(connect.nsp.clone());
+                let (ctx, open) = (ctx.clone(), self.open.clone());
+                let asked = Asked { pid, offset, user };
+                tokio::task::spawn_local(connect_recovering(ctx, open, connect, asked));
+                return;
+            }
+            (Some((pid, offset)), Some(user), None) => {
+                restore(ctx, &pid, offset.as_deref(), &user, &connect.nsp)
+            }
+            _ => None,
+        };
+        let socket = connect.finish(ctx, restored);
+        self.open.borrow_mut().sockets.push(socket);
+    }
+
+    /// The user a `CONNECT` with `auth` is of, with its connection slot: its token's (`auth`'s,
+    /// else the opening request's), or none yet when the login event authenticates later;
+    /// else why it is refused.
+    fn identify(
+        &self,
+        ctx: &Ctx,
+        auth: Option<Payload<'_>>,
+    ) -> Result<Option<(Identity, UserSlot)>, ProtocolError> {
         let token = auth
             .and_then(|a| a.str_field("token"))
             .map(|t| t.into_owned())
             .or_else(|| self.offered_token.as_deref().map(str::to_owned));
         let identity = match token {
-            Some(token) => match ctx.shared.verifier.verify(&token) {
-                Ok(identity) => Some(identity),
-                Err(e) => {
-                    ShardStats::inc(&ctx.stats().auth_failures);
-                    return refuse(&e.message, Some(e.code));
-                }
-            },
+            Some(token) => ctx.shared.verifier.verify(&token).inspect_err(|_| {
+                ShardStats::inc(&ctx.stats().auth_failures);
+            })?,
             // Authentication may come later, with the login event.
-            None if file.login_event.is_some() => None,
+            None if ctx.config().socketio_file.login_event.is_some() => return Ok(None),
             None => {
                 ShardStats::inc(&ctx.stats().auth_failures);
                 let msg = "a token is required: io(url, { auth: { token } })";
-                return refuse(msg, Some(ErrorCode::AuthRequired));
+                return Err(ProtocolError::new(ErrorCode::AuthRequired, msg));
             }
         };
-        let identity = match identity {
-            None => None,
-            Some(identity) => match UserSlot::acquire(&ctx.shared, &identity.user) {
-                Some(slot) => Some((identity, slot)),
-                None => {
-                    let msg = "this user holds its maximum number of connections";
-                    return refuse(msg, Some(ErrorCode::UserConnectionLimit));
-                }
-            },
-        };
-        let recovery = ctx.shared.detached.enabled();
-        let restored = match (&asked, &identity) {
-            (Some((pid, offset)), Some((id, _))) => {
-                restore(ctx, pid, offset.as_deref(), &id.user, nsp)
+        match UserSlot::acquire(&ctx.shared, &identity.user) {
+            Some(slot) => Ok(Some((identity, slot))),
+            None => {
+                let msg = "this user holds its maximum number of connections";
+                Err(ProtocolError::new(ErrorCode::UserConnectionLimit, msg))
             }
-            _ => None,
-        };
-        let namespaced = Namespaced {
-            carrier: carrier.clone(),
-            nsp: name,
-            slot,
-            parser,
-            error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
-            route: Default::default(),
-            sent: recovery.then(Default::default),
-            asks: ctx.config().socketio_private_acks.then(|| {
-                let window = ctx.config().user_stream_size;
-                Box::new(RefCell::new(Asks::new(window)))
-            }),
-        };
-        let session = Rc::new(Session::namespaced(
-            ctx.next_session_id(),
-            namespaced,
-            ctx.now_ms(),
-        ));
-        let (sid, pid, joins) = match restored {
-            Some(r) => (r.sid, Some(r.pid), r.joins),
-            None => (session.wire_id(), recovery.then(rand::random), Vec::new()),
-        };
-        // The answer first: the client drops what comes for a namespace before it. The same
-        // pid again tells the client it recovered.
-        let pid_text = pid.as_ref().map(socket::pid_text);
-        if let Some(frame) = frames::connect(parser, nsp, &sid, pid_text.as_deref()) {
-            ctx.push(carrier, frame);
-        }
-        ctx.hub.register(&session);
-        let user = identity.as_ref().map(|(i, _)| i.user.clone());
-        // Authenticates (and queues the user's mailbox) when the CONNECT carried a token.
-        let client = Client::new(ctx, &session, identity);
-        if let (Some(event), Some(user)) = (&file.connected_event, user) {
-            let data = json!({ "userId": &*user, "socketId": sid }).to_string();
-            let data = RawData::trusted(Format::Json, data.as_bytes());
-            if let Some(frame) = frames::event(parser, nsp, event, data, None) {
-                ctx.push(&session, frame);
-            }
-        }
-        let socket = NspSocket::new(session, pid, client);
-        // Back in its rooms, each from where the client left it: what it missed comes first.
-        for (room, epoch, after) in joins {
-            let join = json!({"cmd": "join", "id": 0, "room": &*room,
-                "since": {"epoch": epoch, "offset": after}});
-            let job = events::Job {
-                payload: join.to_string().into_bytes().into(),
-                route: Route::None,
-            };
-            socket.run(ctx, job);
-        }
-        self.sockets.push(socket);
-        // Connected: the Engine.IO session's connect deadline is met.
-        if matches!(carrier.deadline.get(), Deadline::Connect { .. }) {
-            carrier.deadline.set(Deadline::None);
         }
     }
 
     /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
     fn disconnect(&mut self, ctx: &Ctx, nsp: &str) {
-        if let Some(at) = self.sockets.iter().position(|s| s.nsp() == nsp) {
-            end(ctx, &self.sockets.swap_remove(at));
-        }
+        let mut open = self.open.borrow_mut();
+        // A CONNECT still waiting for Redis is dropped when its answer comes.
+        open.waiting.retain(|w| **w != *nsp);
+        let Some(at) = open.sockets.iter().position(|s| s.nsp() == nsp) else {
+            return;
+        };
+        let socket = open.sockets.swap_remove(at);
+        drop(open);
+        end(ctx, &socket);
     }
 
     fn packet(&mut self, ctx: &Rc<Ctx>, carrier: &Rc<Session>, packet: Packet<'_>) {
@@ -219,7 +211,7 @@ impl Sockets {
             Packet::Disconnect { nsp } => self.disconnect(ctx, nsp),
             Packet::Event(event) => {
                 // socket.io ignores packets for a namespace the client is not connected to.
-                let Some(socket) = self.socket(event.nsp).cloned() else {
+                let Some(socket) = self.socket(event.nsp) else {
                     return;
                 };
                 let file = &ctx.config().socketio_file;
@@ -239,13 +231,127 @@ impl Sockets {
             }
             // The answer to a private message asking for an ack (SOCKETIO_PRIVATE_ACKS).
             Packet::Ack { nsp, id, .. } => match self.socket(nsp) {
-                Some(socket) => socket.clone().answered(ctx, id),
+                Some(socket) => socket.answered(ctx, id),
                 None => ShardStats::inc(&ctx.stats().socketio_unknown_acks),
             },
             // A client's CONNECT_ERROR means nothing here.
             Packet::ConnectError { .. } => {}
         }
     }
+}
+
+/// A `CONNECT` accepted, its socket not made yet.
+struct Connect {
+    carrier: Rc<Session>,
+    parser: Format,
+    nsp: Arc<str>,
+    /// The namespace's place in an event's cache of frames.
+    slot: usize,
+    identity: Option<(Identity, UserSlot)>,
+}
+
+impl Connect {
+    /// Makes the socket, `restored` or new: the `CONNECT` answer first (the client drops what
+    /// comes for a namespace before it), then its registration, its mailbox and its rooms.
+    fn finish(self, ctx: &Rc<Ctx>, restored: Option<Restored>) -> Rc<NspSocket> {
+        let Connect {
+            carrier,
+            parser,
+            nsp,
+            slot,
+            identity,
+        } = self;
+        let recovery = ctx.shared.detached.enabled();
+        let namespaced = Namespaced {
+            carrier: carrier.clone(),
+            nsp: nsp.clone(),
+            slot,
+            parser,
+            error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
+            route: Default::default(),
+            sent: recovery.then(Default::default),
+            asks: ctx.config().socketio_private_acks.then(|| {
+                let window = ctx.config().user_stream_size;
+                Box::new(RefCell::new(Asks::new(window)))
+            }),
+        };
+        let session = Rc::new(Session::namespaced(
+            ctx.next_session_id(),
+            namespaced,
+            ctx.now_ms(),
+        ));
+        let (sid, pid, joins) = match restored {
+            Some(r) => (r.sid, Some(r.pid), r.joins),
+            None => (session.wire_id(), recovery.then(rand::random), Vec::new()),
+        };
+        // The same pid again tells the client it recovered.
+        let pid_text = pid.as_ref().map(socket::pid_text);
+        if let Some(frame) = frames::connect(parser, &nsp, &sid, pid_text.as_deref()) {
+            ctx.push(&carrier, frame);
+        }
+        ctx.hub.register(&session);
+        let user = identity.as_ref().map(|(i, _)| i.user.clone());
+        // Authenticates (and queues the user's mailbox) when the CONNECT carried a token.
+        let client = Client::new(ctx, &session, identity);
+        let file = &ctx.config().socketio_file;
+        if let (Some(event), Some(user)) = (&file.connected_event, user) {
+            let data = json!({ "userId": &*user, "socketId": sid }).to_string();
+            let data = RawData::trusted(Format::Json, data.as_bytes());
+            if let Some(frame) = frames::event(parser, &nsp, event, data, None) {
+                ctx.push(&session, frame);
+            }
+        }
+        let socket = NspSocket::new(session, sid.into(), pid, client);
+        // Back in its rooms, each from where the client left it: what it missed comes first.
+        for (room, epoch, after) in joins {
+            let join = json!({"cmd": "join", "id": 0, "room": &*room,
+                "since": {"epoch": epoch, "offset": after}});
+            let job = events::Job {
+                payload: join.to_string().into_bytes().into(),
+                route: Route::None,
+            };
+            socket.run(ctx, job);
+        }
+        // Connected: the Engine.IO session's connect deadline is met.
+        if matches!(carrier.deadline.get(), Deadline::Connect { .. }) {
+            carrier.deadline.set(Deadline::None);
+        }
+        socket
+    }
+}
+
+/// What a reconnecting client asked for: its socket under `pid`, from after `offset` (the
+/// last event it received), for the token's `user`.
+struct Asked {
+    pid: String,
+    offset: Option<String>,
+    user: Arc<str>,
+}
+
+/// Cluster mode's `CONNECT` with a pid: the socket's record taken from Redis (whichever node
+/// kept it), checked against Redis's streams, then the socket made, recovered or new. Redis
+/// not answering within `CLUSTER_TIMEOUT`: a new socket. Nothing if the Engine.IO session
+/// ended or the client left the namespace meanwhile.
+async fn connect_recovering(ctx: Rc<Ctx>, open: Rc<RefCell<Open>>, connect: Connect, asked: Asked) {
+    let restored = restore_remote(&ctx, &asked, &connect.nsp).await;
+    let mut o = open.borrow_mut();
+    let before = o.waiting.len();
+    o.waiting.retain(|w| *w != connect.nsp);
+    let gone = o.closed || o.waiting.len() == before;
+    drop(o);
+    let redis = ctx.shared.backplane.redis();
+    if gone {
+        // Kept again, for the client's next CONNECT.
+        if let (Some((_, record)), Some(redis)) = (restored, redis) {
+            redis.keep_socket(&asked.pid, record.to_vec());
+        }
+        return;
+    }
+    if let (Some(_), Some(redis)) = (&restored, redis) {
+        redis.stats.socketio_recovered.fetch_add(1, Relaxed);
+    }
+    let socket = connect.finish(&ctx, restored.map(|(r, _)| r));
+    open.borrow_mut().sockets.push(socket);
 }
 
 /// A detached socket given back: its id and pid, and its rooms' joins (room, epoch, the
@@ -256,11 +362,63 @@ struct Restored {
     joins: Vec<(Arc<str>, String, u64)>,
 }
 
-/// The socket kept under `pid` for `user` in `nsp`, if the client's `offset` (the last event
-/// it received) places it in every room's stream, and each stream still has what came after.
+/// The socket kept on this node under `pid` for `user` in `nsp`, if the client's `offset` (the
+/// last event it received) places it in every room's stream, and each stream still has what
+/// came after.
 fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) -> Option<Restored> {
     let pid_bytes = socket::parse_pid(pid)?;
     let d = ctx.shared.detached.take(pid)?;
+    let joins = resume(&d, offset, user, nsp)?;
+    let streams = ctx.shared.backplane.streams();
+    let covered = joins.iter().all(|(room, epoch, after)| {
+        streams.peek(room, |s| s.since(epoch, *after).is_some()) == Some(true)
+    });
+    covered.then_some(Restored {
+        sid: d.sid,
+        pid: pid_bytes,
+        joins,
+    })
+}
+
+/// [`restore`] in cluster mode: the socket's record taken from Redis (`GETDEL`: no other node
+/// gets it), each room's stream checked in Redis; with the record, to keep it again if the
+/// socket cannot be made after all.
+async fn restore_remote(ctx: &Ctx, asked: &Asked, nsp: &str) -> Option<(Restored, Bytes)> {
+    let pid = socket::parse_pid(&asked.pid)?;
+    let backplane = &ctx.shared.backplane;
+    let redis = backplane.redis()?;
+    let record = redis.take_socket(&asked.pid).await.ok()??;
+    let d = Detached::decode(&record)?;
+    if *d.user != *asked.user || &*d.nsp != nsp {
+        // Another user's or namespace's pid: kept again for its own client.
+        redis.keep_socket(&asked.pid, record.to_vec());
+        return None;
+    }
+    let joins = resume(&d, asked.offset.as_deref(), &asked.user, nsp)?;
+    let checks = joins
+        .iter()
+        .map(|(room, epoch, after)| backplane.covers(room, epoch, *after));
+    let covered = futures_util::future::join_all(checks).await;
+    if !covered.into_iter().all(|c| c) {
+        return None;
+    }
+    let restored = Restored {
+        sid: d.sid,
+        pid,
+        joins,
+    };
+    Some((restored, record))
+}
+
+/// Where `d`'s rooms resume for `user` in `nsp` whose last event received was `offset`:
+/// (room, epoch, the offset after which to replay); `None` if another user's or namespace's,
+/// or if the client's offset is not among those remembered.
+fn resume(
+    d: &Detached,
+    offset: Option<&str>,
+    user: &str,
+    nsp: &str,
+) -> Option<Vec<(Arc<str>, String, u64)>> {
     if &*d.user != user || &*d.nsp != nsp {
         return None;
     }
@@ -272,20 +430,12 @@ fn restore(ctx: &Ctx, pid: &str, offset: Option<&str>, user: &str, nsp: &str) ->
         None if d.sent.ring.is_empty() => positions,
         None => return None,
     };
-    let streams = ctx.shared.backplane.streams();
-    let mut joins = Vec::with_capacity(points.len());
-    for ((room, after), (_, epoch, _)) in points.into_iter().zip(&d.rooms) {
-        let covered = streams.peek(&room, |s| s.since(epoch, after).is_some());
-        if covered != Some(true) {
-            return None;
-        }
-        joins.push((room, epoch.clone(), after));
-    }
-    Some(Restored {
-        sid: d.sid,
-        pid: pid_bytes,
-        joins,
-    })
+    let joins = points.into_iter().zip(&d.rooms);
+    Some(
+        joins
+            .map(|((room, after), (_, epoch, _))| (room, epoch.clone(), after))
+            .collect(),
+    )
 }
 
 /// Keeps `socket` for recovery (its connection went away without a `DISCONNECT`).
@@ -309,13 +459,18 @@ fn detach(ctx: &Ctx, socket: &NspSocket) {
         })
         .collect();
     let detached = Detached {
-        sid: socket.session.wire_id(),
+        sid: socket.sid.to_string(),
         user,
         nsp: n.nsp.clone(),
         rooms,
         sent: sent.borrow_mut().take().map(|s| *s).unwrap_or_default(),
     };
-    ctx.shared.detached.keep(socket::pid_text(pid), detached);
+    match ctx.shared.backplane.redis() {
+        // Cluster mode: its one home is Redis, where any node finds it. (A copy kept here too
+        // could be stale, recovered by another node since, and recover a socket twice.)
+        Some(redis) => redis.keep_socket(&socket::pid_text(pid), detached.encode()),
+        None => ctx.shared.detached.keep(socket::pid_text(pid), detached),
+    }
 }
 
 /// Ends `socket`: out of the hub, its commands dropped, its user's slot freed.
@@ -407,7 +562,7 @@ impl Handler for SocketIo {
             sockets: Sockets {
                 parser: handshake.parser,
                 offered_token: handshake.token.clone(),
-                sockets: SmallVec::new(),
+                open: Rc::default(),
             },
         }
     }
@@ -430,7 +585,11 @@ impl Handler for SocketIo {
     }
 
     fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {
-        for socket in &self.sockets.sockets {
+        let mut open = self.sockets.open.borrow_mut();
+        open.closed = true;
+        let sockets = std::mem::take(&mut open.sockets);
+        drop(open);
+        for socket in &sockets {
             // The connection went away under the socket (whatever the reason: socket.io keeps
             // a socket for recovery unless its namespace was left): keep it for its client.
             detach(ctx, socket);

@@ -21,6 +21,8 @@ const MAX_PENDING: usize = 256;
 /// One namespace socket.
 pub(crate) struct NspSocket {
     pub(crate) session: Rc<Session>,
+    /// Its id as the client knows it (`socket.id`): its session's, or the one it recovered.
+    pub(crate) sid: Box<str>,
     /// Its private id for connection state recovery (sent in the `CONNECT` answer as 32 hex
     /// digits), if on.
     pub(crate) pid: Option<[u8; 16]>,
@@ -34,14 +36,16 @@ pub(crate) struct NspSocket {
 }
 
 impl NspSocket {
-    /// A socket of `session` with `client`.
+    /// A socket of `session`, `sid` to its client, with `client`.
     pub(crate) fn new(
         session: Rc<Session>,
+        sid: Box<str>,
         pid: Option<[u8; 16]>,
         client: Client,
     ) -> Rc<NspSocket> {
         Rc::new(NspSocket {
             session,
+            sid,
             pid,
             client: RefCell::new(Some(client)),
             jobs: RefCell::default(),

@@ -1,5 +1,5 @@
-//! What the cluster tests share: a node on a Redis, waiting for a node's link to Redis, reading its metrics,
-//! joining, and reading a room's events.
+//! What the cluster tests share: a node on a Redis, waiting for a node's link to Redis,
+//! reading its metrics, joining, and reading a room's events.
 
 use std::time::Duration;
 
@@ -8,10 +8,14 @@ use serde_json::{json, Value};
 use super::redis::RedisServer;
 use super::{start_api_server, Client, Remote, TestServer, WAIT};
 
-/// A node of the cluster on `redis`, connected to it, with `tweak` applied to its config
-/// (`CLUSTER_TIMEOUT` 500 ms unless it says otherwise).
+/// A node of the cluster on `redis` (`CLUSTER_TIMEOUT` 500 ms), connected to it, with `tweak`
+/// applied to its config.
 pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
-    let url = redis.url();
+    node_on(redis.url(), tweak).await
+}
+
+/// [`node_with`] on the Redis at `url` (a proxy in front of one, say).
+pub async fn node_on(url: String, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
     let server = start_api_server(move |c| {
         c.cluster_redis_url = Some(url);
         c.cluster_timeout = Duration::from_millis(500);
@@ -24,6 +28,18 @@ pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Conf
 /// A node of the cluster on `redis`, connected to it.
 pub async fn node(redis: &RedisServer) -> TestServer {
     node_with(redis, |_| {}).await
+}
+
+/// Three nodes of the cluster on `redis`, each as [`node_with`] makes it with `tweak`.
+pub async fn three_nodes(
+    redis: &RedisServer,
+    tweak: impl Fn(&mut wsgate::Config),
+) -> (TestServer, TestServer, TestServer) {
+    (
+        node_with(redis, &tweak).await,
+        node_with(redis, &tweak).await,
+        node_with(redis, &tweak).await,
+    )
 }
 
 /// Waits until `server`'s `/readyz` no longer says degraded.

@@ -21,9 +21,14 @@
 //   privateAcks REST pushes to a user whose sockets are asked for acks (SOCKETIO_PRIVATE_ACKS):
 //               what a handler acked does not come again, what it did not ack does
 //   acksBound   a socket that never acks ten pushes (USER_STREAM_SIZE=4), then acks them all
+//   recovery    a steady publish while the subscriber's connection is cut twice: each time
+//               it reconnects with its pid and offset (`recovered`, the same id)
+//   idle        a quiet socket past the native heartbeat, alive on Engine.IO's
+//   (tests/cluster_socketio.rs drives cluster.mjs, the same client over several nodes)
 import { io, Manager } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { done, fail, deadline, next } from "./verdict.mjs";
+import { cutAndRecover } from "./recovery.mjs";
 
 const [url, scenario, rawArgs = "{}"] = process.argv.slice(2);
 const args = JSON.parse(rawArgs);
@@ -239,39 +244,12 @@ async function seed003() {
 }
 
 async function recovery() {
-  // A publisher keeps publishing 1..N to a room; the subscriber's connection is cut twice
-  // (socket.io's own way: the engine closed under the socket); each time it reconnects with
-  // its pid and last offset and must be `recovered`, missing nothing and getting nothing twice.
-  const N = args.count ?? 150;
-  const sub = connect("/", args.tokens.bob, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
-  await connected(sub);
-  await ack(sub, "wsgate:join", { room: "rec" });
+  const reconnecting = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 };
+  const sub = await connected(connect("/", args.tokens.bob, reconnecting));
   const pub = await connected(connect("/", args.tokens.alice));
-  await ack(pub, "wsgate:join", { room: "rec" });
-  const got = [];
-  const recoveredFlags = [];
-  sub.on("m", (n) => got.push(n));
-  sub.on("connect", () => recoveredFlags.push(sub.recovered));
-  let cuts = 0;
-  for (let n = 1; n <= N; n++) {
-    const r = await ack(pub, "wsgate:publish", { room: "rec", event: "m", data: n });
-    if (r.type !== "reply") fail(`publish ${n}: ${JSON.stringify(r)}`);
-    if (n === 50 || n === 100) {
-      sub.io.engine.close();
-      cuts++;
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const deadline = Date.now() + 10000;
-  while (got.length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  await new Promise((r) => setTimeout(r, 200));
-  const missing = [];
-  for (let n = 1; n <= N; n++) if (!got.includes(n)) missing.push(n);
-  const duplicates = got.length - new Set(got).size;
-  const inOrder = got.every((n, i) => i === 0 || n > got[i - 1]);
-  pub.disconnect();
-  sub.disconnect();
-  done({ ok: true, cuts, recoveredFlags, received: got.length, missing, duplicates, inOrder });
+  const count = args.count ?? 150;
+  const result = await cutAndRecover({ sub, pub, room: "rec", count, cuts: { 50: null, 100: null } });
+  done({ ok: true, ...result });
 }
 
 async function idle() {

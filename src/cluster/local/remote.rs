@@ -390,6 +390,19 @@ impl Local {
         answer
     }
 
+    /// Whether `room`'s stream in Redis, of `epoch`, still holds every event after `after`
+    /// (none trimmed, not begun again): what a Socket.IO socket recovered on this node
+    /// replays with its join. `false` when Redis does not answer.
+    pub(crate) async fn covers(&self, room: &str, epoch: &str, after: u64) -> bool {
+        let Some(redis) = &self.redis else {
+            return false;
+        };
+        match redis.head(Kind::Room, room, Some(after), 1).await {
+            Ok(head) => holds_after(&head, epoch, after),
+            Err(_) => false,
+        }
+    }
+
     /// Subscribes to `name`'s channel and waits for Redis to confirm it. A copy of the
     /// stream made while this node was not subscribed may lack what came meanwhile: it is let
     /// go, and made again from what Redis answers.
@@ -563,4 +576,39 @@ fn recover(head: &Head, stream: &Stream, epoch: &str, offset: u64) -> Recovery {
         events.extend(stream.since(epoch, next - 1)?);
     }
     Some(events)
+}
+
+/// Whether `head` (read with the first message after `after`) shows its stream, of `epoch`,
+/// holding every event after `after`.
+fn holds_after(head: &Head, epoch: &str, after: u64) -> bool {
+    let position = head.position;
+    if position.epoch_text() != epoch || after > position.offset {
+        return false;
+    }
+    after == position.offset || head.messages.first().is_some_and(|(o, _)| *o == after + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_holds_what_came_after_a_point_in_its_epoch_unless_trimmed() {
+        let head = |offset, first: Option<u64>| Head {
+            position: Position { epoch: 255, offset },
+            acked: 0,
+            manual: false,
+            messages: first.map(|o| (o, Bytes::new())).into_iter().collect(),
+        };
+        let epoch = "00000000000000ff";
+        assert!(holds_after(&head(9, Some(5)), epoch, 4));
+        assert!(holds_after(&head(9, None), epoch, 9), "nothing came after");
+        assert!(!holds_after(&head(9, Some(7)), epoch, 4), "5 and 6 trimmed");
+        assert!(!holds_after(&head(9, None), epoch, 4), "all trimmed");
+        assert!(
+            !holds_after(&head(9, Some(5)), "0000000000000001", 4),
+            "another epoch"
+        );
+        assert!(!holds_after(&head(3, None), epoch, 4), "past the head");
+    }
 }

@@ -8,7 +8,8 @@
 //! - [`scripts`]: the Lua that appends, reads and acks atomically per stream;
 //! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup;
 //! - [`rooms`]: room definitions (made over REST or by `create`) shared by every node;
-//! - [`keys`]: idempotency keys' first answers, shared by every node.
+//! - [`keys`]: idempotency keys' first answers, shared by every node;
+//! - [`sockets`]: Socket.IO sockets kept for recovery, for a client reconnecting to any node.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
 //! waits at most `CLUSTER_TIMEOUT`; past either, what needed Redis is refused
@@ -21,6 +22,7 @@ pub(crate) mod names;
 pub(crate) mod presence;
 pub(crate) mod rooms;
 mod scripts;
+mod sockets;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -98,6 +100,9 @@ pub(crate) struct ClusterStats {
     pub(crate) lost: AtomicU64,
     /// Channels subscribed now.
     pub(crate) channels: AtomicU64,
+    /// Socket.IO sockets written to Redis for recovery, and recovered from a record there.
+    pub(crate) socketio_kept: AtomicU64,
+    pub(crate) socketio_recovered: AtomicU64,
 }
 
 /// The link to Redis.
@@ -131,6 +136,8 @@ pub(crate) struct Redis {
     user_ttl_ms: u64,
     /// This node's presence changes on their way to Redis.
     pub(crate) presence: presence::Presence,
+    /// Socket.IO sockets kept for recovery, on their way to and from Redis.
+    kept: sockets::Kept,
 }
 
 impl Redis {
@@ -184,6 +191,7 @@ impl Redis {
             room_ttl_ms: ttl(config.room_history_ttl),
             user_ttl_ms: ttl(config.user_stream_ttl),
             presence: presence::Presence::new(config),
+            kept: sockets::Kept::new(config.cluster_buffer, config.socketio_recovery),
         })
     }
 
@@ -215,6 +223,7 @@ impl Redis {
         tokio::spawn(self.clone().acknowledge());
         tokio::spawn(self.clone().presence(local.clone()));
         tokio::spawn(self.clone().resubscribe(local.clone()));
+        tokio::spawn(self.clone().keep_sockets());
         // Every node hears broadcasts and room definitions.
         self.interest.want(self.names.broadcast(), None);
         self.interest.want(self.names.rooms(), None);

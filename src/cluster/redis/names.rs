@@ -95,6 +95,12 @@ impl Names {
         format!("{}:s", self.channel(kind, name))
     }
 
+    /// The key of the Socket.IO socket kept for recovery under `pid` (its record, see
+    /// `sockets.rs`): a hash tag of its own, so the records spread over a Redis Cluster's slots.
+    pub(crate) fn socket(&self, pid: &str) -> String {
+        format!("{}:{{s:{}}}", self.prefix, pid)
+    }
+
     /// What `channel` carries, if it is one of this deployment's.
     pub(crate) fn parse<'a>(&self, channel: &'a str) -> Option<Channel<'a>> {
         let rest = channel.strip_prefix(&*self.prefix)?.strip_prefix(":{")?;
@@ -131,6 +137,12 @@ mod tests {
         }
         assert_eq!(names.channel(Kind::Room, "lobby"), "wsgate:{r:lobby}");
         assert_eq!(names.meta(Kind::User, "bob"), "wsgate:{u:bob}:m");
+        assert_eq!(names.socket("00ff"), "wsgate:{s:00ff}");
+        assert_eq!(
+            names.parse(&names.socket("00ff")),
+            None,
+            "a key, not a channel"
+        );
         assert_eq!(names.parse(&names.broadcast()), Some(Channel::Broadcast));
         assert_eq!(names.parse(&names.rooms()), Some(Channel::Rooms));
         for user in ["bob", "a}:w", "x}", "}:w}"] {
