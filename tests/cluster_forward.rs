@@ -1,0 +1,139 @@
+//! Engine.IO sessions across nodes (cluster mode over a real `redis-server`): a session's id
+//! names the node holding it, and a long-polling request or a WebSocket upgrade that reaches
+//! another node is forwarded there and answered as the owner answers, so a plain round-robin
+//! balancer will do. What cannot be forwarded (the owner unknown or gone, a request already
+//! forwarded once) is answered as an unknown session, and counted.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{connected, metric};
+use common::eio::{eio_error, next_text, Eio};
+use common::redis::RedisServer;
+use common::*;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A node of the cluster on `redis` serving the Engine.IO echo, connected to Redis.
+async fn eio_node(redis: &RedisServer) -> TestServer {
+    let url = redis.url();
+    let server = start_api_server(move |c| {
+        c.cluster_redis_url = Some(url);
+        c.cluster_timeout = Duration::from_millis(500);
+        c.echo = true;
+        c.socketio = false;
+    });
+    connected(&server).await;
+    server
+}
+
+/// The value of a `kind` of `wsgate_cluster_forwarded_total` on `server`.
+async fn forwarded(server: &TestServer, kind: &str) -> u64 {
+    metric(
+        server,
+        &format!("wsgate_cluster_forwarded_total{{kind=\"{kind}\"}}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        eio_node(&redis).await,
+        eio_node(&redis).await,
+        eio_node(&redis).await,
+    );
+    let (at_a, at_b, at_c) = (Eio::new(&a), Eio::new(&b), Eio::new(&c));
+    let (sid, _) = at_a.open().await;
+    assert_eq!(
+        sid.len(),
+        28,
+        "the shard, the node's tag, 18 random characters"
+    );
+    // POSTs on one node, long-polls on another: the echo comes back through each.
+    for (i, (post, poll)) in [(&at_b, &at_c), (&at_c, &at_b), (&at_b, &at_b)]
+        .into_iter()
+        .enumerate()
+    {
+        let sent = format!("4hello {i}");
+        let answer = post.post(&sid, sent.as_bytes()).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "ok"));
+        let answer = poll.poll(&sid).await;
+        assert_eq!(answer.header("content-type"), "text/plain; charset=UTF-8");
+        assert_eq!((answer.status, answer.body), (200, sent));
+    }
+    // Four through B, two through C; none through the owner.
+    assert_eq!(forwarded(&b, "polling").await, 4);
+    assert_eq!(forwarded(&c, "polling").await, 2);
+    assert_eq!(forwarded(&a, "polling").await, 0);
+    // A long-poll held through B, a second one through C: refused as Engine.IO refuses it
+    // (400, no body), and the session ends, the first one answered with its close.
+    let held = {
+        let (eio, sid) = (Eio::new(&b), sid.clone());
+        tokio::spawn(async move { eio.poll(&sid).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "a long-poll with nothing queued waits");
+    let second = at_c.poll(&sid).await;
+    assert_eq!((second.status, second.body.as_str()), (400, ""));
+    let first = held.await.unwrap();
+    assert_eq!((first.status, first.body.as_str()), (200, "1"));
+    let gone = at_b.poll(&sid).await;
+    assert_eq!((gone.status, gone.body), (400, eio_error(1)));
+    assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 0);
+
+    // A node no one knows: an unknown session, counted.
+    let (sid, _) = at_a.open().await;
+    let stranger = format!("{}zzzzzzzz{}", &sid[..2], &sid[10..]);
+    assert_ne!(stranger, sid);
+    let unknown = at_b.poll(&stranger).await;
+    assert_eq!((unknown.status, unknown.body), (400, eio_error(1)));
+    assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 1);
+    // A request forwarded already is never forwarded again.
+    let query = format!("EIO=4&transport=polling&sid={sid}");
+    let looped = at_c
+        .request("GET", &query, None, &[("x-wsgate-forwarded", "1")])
+        .await;
+    assert_eq!((looped.status, looped.body), (400, eio_error(1)));
+    assert_eq!(metric(&c, "wsgate_cluster_forward_failures_total").await, 1);
+    // The owner gone (its address still in Redis): an unknown session too.
+    assert_eq!(at_b.post(&sid, b"4still there").await.body, "ok");
+    a.handle.shutdown().await;
+    let orphan = at_b.poll(&sid).await;
+    assert_eq!((orphan.status, orphan.body), (400, eio_error(1)));
+    assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 2);
+    b.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_upgrades_to_a_websocket_through_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (eio_node(&redis).await, eio_node(&redis).await);
+    let (sid, _) = Eio::new(&a).open().await;
+    let at_b = Eio::new(&b);
+    let url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+        b.addr
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    assert_eq!(at_b.poll(&sid).await.body, "6");
+    assert_eq!(at_b.post(&sid, b"4queued").await.status, 200);
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text("4over the websocket")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "4queued");
+    assert_eq!(next_text(&mut ws).await, "4over the websocket");
+    assert_eq!(forwarded(&b, "websocket").await, 1);
+    // Long-polling is over for the session, as on its own node.
+    let refused = at_b.poll(&sid).await;
+    assert_eq!((refused.status, refused.body), (400, eio_error(3)));
+    // The tunnel ends with the WebSocket.
+    ws.close(None).await.unwrap();
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
