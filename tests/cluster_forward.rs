@@ -1,7 +1,8 @@
 //! Engine.IO sessions across nodes (cluster mode over a real `redis-server`): a session's id
 //! names the node holding it, and a long-polling request or a WebSocket upgrade that reaches
 //! another node is forwarded there and answered as the owner answers, so a plain round-robin
-//! balancer will do. What cannot be forwarded (the owner unknown or gone, a request already
+//! balancer will do (the real socket.io-client behind a round-robin TCP balancer over three
+//! nodes, tests/js/socketio.mjs `roundRobin`). What cannot be forwarded (the owner unknown or gone, a request already
 //! forwarded once) is answered as an unknown session, and counted.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -11,19 +12,27 @@ use std::time::Duration;
 
 use common::cluster::{connected, metric};
 use common::eio::{eio_error, next_text, Eio};
+use common::proxy::Proxy;
 use common::redis::RedisServer;
 use common::*;
 use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A node of the cluster on `redis` serving the Engine.IO echo, connected to Redis.
 async fn eio_node(redis: &RedisServer) -> TestServer {
+    node(redis, true).await
+}
+
+/// A node of the cluster on `redis` with the REST API, serving Socket.IO (or, if `echo`,
+/// the Engine.IO echo), connected to Redis.
+async fn node(redis: &RedisServer, echo: bool) -> TestServer {
     let url = redis.url();
     let server = start_api_server(move |c| {
         c.cluster_redis_url = Some(url);
         c.cluster_timeout = Duration::from_millis(500);
-        c.echo = true;
-        c.socketio = false;
+        c.echo = echo;
+        c.socketio = !echo;
     });
     connected(&server).await;
     server
@@ -136,4 +145,48 @@ async fn a_session_upgrades_to_a_websocket_through_another_node() {
     ws.close(None).await.unwrap();
     a.handle.shutdown().await;
     b.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn socket_io_clients_work_behind_a_round_robin_balancer() {
+    let redis = RedisServer::start();
+    let nodes = [
+        node(&redis, false).await,
+        node(&redis, false).await,
+        node(&redis, false).await,
+    ];
+    let balancer = Proxy::round_robin(nodes.iter().map(|n| n.addr.port()).collect()).await;
+    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.addr)).collect();
+    let tokens = json!({"alice": token("alice"), "bob": token("bob"), "carol": token("carol")});
+    let args = json!({"tokens": tokens, "apiKey": API_KEY, "nodes": urls});
+    let url = format!("http://127.0.0.1:{}", balancer.port);
+    let run = node::run("socketio.mjs", &[&url, "roundRobin", &args.to_string()]).await;
+    let v = run.verdict();
+    assert!(run.success, "{v}\n{}", run.stderr);
+    assert_eq!(v["joins"], json!(["reply", "reply", "reply"]), "{v}");
+    for (n, round) in [(1, &v["before"]), (2, &v["after"])] {
+        assert_eq!(round["published"], "reply", "{v}");
+        assert_eq!(round["chat"], json!([{"n": n}, {"n": n}]), "{v}");
+        assert_eq!(round["notes"], json!([{"n": n}, {"n": n}]), "{v}");
+    }
+    assert_eq!(v["carolTransport"], "websocket", "{v}");
+    assert_eq!(v["own"], "reply", "{v}");
+    assert_eq!(v["fromAlice"], json!({"from": "alice"}), "{v}");
+    // Requests did land on other nodes than their sessions', and were forwarded; so was
+    // carol's upgrade (her handshake, CONNECT, long-poll and probe take turns over the three
+    // nodes, alice's long-poll held meanwhile: the probe's connection is not her handshake's).
+    let (mut polling, mut websocket) = (0, 0);
+    for n in &nodes {
+        polling += forwarded(n, "polling").await;
+        websocket += forwarded(n, "websocket").await;
+        assert_eq!(metric(n, "wsgate_cluster_forward_failures_total").await, 0);
+    }
+    assert!(polling >= 4, "{polling} long-polling requests forwarded");
+    assert_eq!(
+        websocket, 1,
+        "carol's upgrade went through a node that does not hold her"
+    );
+    for server in nodes {
+        server.handle.shutdown().await;
+    }
 }
