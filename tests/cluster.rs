@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{connected, join, metric};
+use common::cluster::{connected, join, metric, node_with};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -19,18 +19,6 @@ use serde_json::{json, Value};
 /// A node of the cluster on `redis`, connected to it.
 async fn node(redis: &RedisServer) -> TestServer {
     node_with(redis, |_| {}).await
-}
-
-/// A node of the cluster on `redis`, connected to it, with `tweak` applied to its config.
-async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
-    let url = redis.url();
-    let server = start_api_server(move |c| {
-        c.cluster_redis_url = Some(url);
-        c.cluster_timeout = Duration::from_millis(500);
-        tweak(c);
-    });
-    connected(&server).await;
-    server
 }
 
 /// Waits until metric `name` on `server` reads `value`; then checks it stays so a while.

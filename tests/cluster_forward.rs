@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{connected, metric};
+use common::cluster::{metric, node_with};
 use common::eio::{eio_error, next_text, Eio};
 use common::proxy::Proxy;
 use common::redis::RedisServer;
@@ -21,21 +21,17 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A node of the cluster on `redis` serving the Engine.IO echo, connected to Redis.
 async fn eio_node(redis: &RedisServer) -> TestServer {
-    node(redis, true).await
+    eio_node_with(redis, |_| {}).await
 }
 
-/// A node of the cluster on `redis` with the REST API, serving Socket.IO (or, if `echo`,
-/// the Engine.IO echo), connected to Redis.
-async fn node(redis: &RedisServer, echo: bool) -> TestServer {
-    let url = redis.url();
-    let server = start_api_server(move |c| {
-        c.cluster_redis_url = Some(url);
-        c.cluster_timeout = Duration::from_millis(500);
-        c.echo = echo;
-        c.socketio = !echo;
-    });
-    connected(&server).await;
-    server
+/// [`eio_node`], with `tweak` applied to its config.
+async fn eio_node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
+    node_with(redis, |c| {
+        c.echo = true;
+        c.socketio = false;
+        tweak(c);
+    })
+    .await
 }
 
 /// The value of a `kind` of `wsgate_cluster_forwarded_total` on `server`.
@@ -151,9 +147,9 @@ async fn a_session_upgrades_to_a_websocket_through_another_node() {
 async fn socket_io_clients_work_behind_a_round_robin_balancer() {
     let redis = RedisServer::start();
     let nodes = [
-        node(&redis, false).await,
-        node(&redis, false).await,
-        node(&redis, false).await,
+        node_with(&redis, |_| {}).await,
+        node_with(&redis, |_| {}).await,
+        node_with(&redis, |_| {}).await,
     ];
     let balancer = Proxy::round_robin(nodes.iter().map(|n| n.addr.port()).collect()).await;
     let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.addr)).collect();
@@ -189,4 +185,64 @@ async fn socket_io_clients_work_behind_a_round_robin_balancer() {
     for server in nodes {
         server.handle.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn forwarding_is_bounded_and_bodies_keep_the_owners_bound() {
+    let redis = RedisServer::start();
+    let small = |c: &mut wsgate::Config| c.engineio_max_payload = 1000;
+    let a = eio_node_with(&redis, small).await;
+    let b = eio_node_with(&redis, |c| {
+        small(c);
+        c.cluster_forward_max = 1;
+    })
+    .await;
+    let (at_a, at_b) = (Eio::new(&a), Eio::new(&b));
+    let (sid, _) = at_a.open().await;
+    // A long-poll held through B takes its one slot: the next request through B is refused.
+    let held = {
+        let (eio, sid) = (Eio::new(&b), sid.clone());
+        tokio::spawn(async move { eio.poll(&sid).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = at_b.post(&sid, b"4refused").await;
+    assert_eq!((busy.status, busy.body), (503, eio_error(4)));
+    assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 1);
+    // The owner itself is not bounded so; what it echoes answers the held long-poll.
+    assert_eq!(at_a.post(&sid, b"4direct").await.body, "ok");
+    assert_eq!(held.await.unwrap().body, "4direct");
+    // The slot is free again; a body over the owner's ENGINEIO_MAX_PAYLOAD is refused by the
+    // owner (413, and the session ends), streamed to it, not buffered here.
+    let mut big = b"4".to_vec();
+    big.resize(2000, b'x');
+    let answer = at_b.post(&sid, &big).await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    let gone = at_b.poll(&sid).await;
+    assert_eq!((gone.status, gone.body), (400, eio_error(1)));
+    assert_eq!(forwarded(&b, "polling").await, 3);
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_listening_on_every_address_is_not_forwarded_to_without_an_advertised_one() {
+    let redis = RedisServer::start();
+    let a = eio_node_with(&redis, |c| c.host = "0.0.0.0".parse().unwrap()).await;
+    let b = eio_node(&redis).await;
+    // Both beat; only B's address is in Redis, the one its listener has.
+    let beats = || redis.cli(&["ZCARD", "wsgate:{n}:beats"]);
+    wait_for("both nodes beat", || {
+        beats().is_some_and(|n| n.trim() == "2")
+    })
+    .await;
+    let addresses = redis.cli(&["KEYS", "wsgate:{n}:addr:*"]).unwrap();
+    assert_eq!(addresses.lines().count(), 1, "{addresses}");
+    let key = addresses.lines().next().unwrap();
+    assert_eq!(redis.cli(&["GET", key]).unwrap().trim(), b.addr.to_string());
+    let (sid, _) = Eio::new(&a).open().await;
+    let answer = Eio::new(&b).poll(&sid).await;
+    assert_eq!((answer.status, answer.body), (400, eio_error(1)));
+    assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 1);
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
 }

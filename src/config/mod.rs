@@ -725,6 +725,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_advertised_address_is_a_host_and_a_port() {
+        assert!(is_host_port("10.0.0.11:3000"));
+        assert!(is_host_port("node-1.wsgate:3000"));
+        assert!(is_host_port("[::1]:3000"));
+        for bad in ["10.0.0.11", ":3000", "node:0", "node:port", "node:70000"] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));

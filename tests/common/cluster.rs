@@ -1,11 +1,25 @@
-//! What the cluster tests share: waiting for a node's link to Redis, reading its metrics,
-//! joining, and reading a room's events.
+//! What the cluster tests share: starting a node, waiting for its link to Redis, reading its
+//! metrics, joining, and reading a room's events.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Client, Remote, WAIT};
+use super::redis::RedisServer;
+use super::{start_api_server, Client, Remote, TestServer, WAIT};
+
+/// A node of the cluster on `redis` (with the REST API), connected to it, with `tweak`
+/// applied to its config.
+pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut wsgate::Config)) -> TestServer {
+    let url = redis.url();
+    let server = start_api_server(move |c| {
+        c.cluster_redis_url = Some(url);
+        c.cluster_timeout = Duration::from_millis(500);
+        tweak(c);
+    });
+    connected(&server).await;
+    server
+}
 
 /// Waits until `server`'s `/readyz` no longer says degraded.
 pub async fn connected(server: &Remote) {
