@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{metric, node_with};
-use common::eio::{eio_error, next_text, Eio};
+use common::eio::{eio_error, next_text, Answer, Eio};
 use common::proxy::Proxy;
 use common::redis::RedisServer;
 use common::*;
@@ -41,6 +41,16 @@ async fn forwarded(server: &TestServer, kind: &str) -> u64 {
         &format!("wsgate_cluster_forwarded_total{{kind=\"{kind}\"}}"),
     )
     .await
+}
+
+/// A long-poll of session `sid` through `server`, held there (nothing is queued) when this
+/// returns.
+async fn held_poll(server: &TestServer, sid: &str) -> tokio::task::JoinHandle<Answer> {
+    let (eio, sid) = (Eio::new(server), sid.to_owned());
+    let held = tokio::spawn(async move { eio.poll(&sid).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "a long-poll with nothing queued waits");
+    held
 }
 
 #[tokio::test]
@@ -76,12 +86,7 @@ async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
     assert_eq!(forwarded(&a, "polling").await, 0);
     // A long-poll held through B, a second one through C: refused as Engine.IO refuses it
     // (400, no body), and the session ends, the first one answered with its close.
-    let held = {
-        let (eio, sid) = (Eio::new(&b), sid.clone());
-        tokio::spawn(async move { eio.poll(&sid).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!held.is_finished(), "a long-poll with nothing queued waits");
+    let held = held_poll(&b, &sid).await;
     let second = at_c.poll(&sid).await;
     assert_eq!((second.status, second.body.as_str()), (400, ""));
     let first = held.await.unwrap();
@@ -112,6 +117,29 @@ async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
     assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 2);
     b.handle.shutdown().await;
     c.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_abandoned_on_the_forwarding_node_is_abandoned_on_the_owner() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        eio_node(&redis).await,
+        eio_node(&redis).await,
+        eio_node(&redis).await,
+    );
+    let (sid, _) = Eio::new(&a).open().await;
+    let held = held_poll(&b, &sid).await;
+    // Its client goes away (its connection closes), and so does the forwarded one: the owner no
+    // longer holds that long-poll, so what comes next is not written to it and lost, and the
+    // next long-poll is no second one.
+    held.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(Eio::new(&a).post(&sid, b"4kept").await.body, "ok");
+    let next = Eio::new(&c).poll(&sid).await;
+    assert_eq!((next.status, next.body.as_str()), (200, "4kept"));
+    for server in [a, b, c] {
+        server.handle.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -200,11 +228,7 @@ async fn forwarding_is_bounded_and_bodies_keep_the_owners_bound() {
     let (at_a, at_b) = (Eio::new(&a), Eio::new(&b));
     let (sid, _) = at_a.open().await;
     // A long-poll held through B takes its one slot: the next request through B is refused.
-    let held = {
-        let (eio, sid) = (Eio::new(&b), sid.clone());
-        tokio::spawn(async move { eio.poll(&sid).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = held_poll(&b, &sid).await;
     let busy = at_b.post(&sid, b"4refused").await;
     assert_eq!((busy.status, busy.body), (503, eio_error(4)));
     assert_eq!(metric(&b, "wsgate_cluster_forward_failures_total").await, 1);

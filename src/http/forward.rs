@@ -87,18 +87,24 @@ pub(super) async fn forward(
         .headers
         .insert(FORWARDED, HeaderValue::from_static("1"));
     let request = Request::from_parts(parts, body);
-    // A long-poll is answered within a ping interval; its answer is bounded.
+    // A long-poll is answered within a ping interval; its answer is bounded. The exchange runs
+    // in this request's future, never detached: when the client goes away, hyper drops it and
+    // closes the connection to the owner, which then lets go of the long-poll as it would of
+    // its own (its answer is not written into a connection nobody reads).
     let deadline = cfg.engineio_ping_interval + cfg.engineio_ping_timeout + cfg.cluster_timeout;
     let limit = 2 * cfg.engineio_max_payload + 4096;
     let answer = tokio::time::timeout(deadline, exchange(sender, request, limit, upgrade)).await;
     let Ok(Some((mut res, owner_upgrade))) = answer else {
         return unknown();
     };
+    let kind = match upgrade {
+        true => &stats.forwarded_websocket,
+        false => &stats.forwarded_polling,
+    };
+    kind.fetch_add(1, Ordering::Relaxed);
     if let (Some(client), Some(owner)) = (client_upgrade, owner_upgrade) {
-        stats.forwarded_websocket.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_local(tunnel(client, owner, permit));
     } else {
-        stats.forwarded_polling.fetch_add(1, Ordering::Relaxed);
         strip(res.headers_mut());
         res.headers_mut().remove(header::CONTENT_LENGTH);
     }
