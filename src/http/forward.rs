@@ -82,6 +82,10 @@ pub(super) async fn forward(
     let (mut parts, body) = req.into_parts();
     if !upgrade {
         strip(&mut parts.headers);
+        // One request per connection (no pool yet): the owner need not wait for another.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     parts
         .headers
