@@ -56,10 +56,11 @@ async fn held_poll(server: &TestServer, sid: &str) -> tokio::task::JoinHandle<An
 #[tokio::test]
 async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
     let redis = RedisServer::start();
+    let cors = |c: &mut wsgate::Config| c.cors_origin = Some("*".into());
     let (a, b, c) = (
-        eio_node(&redis).await,
-        eio_node(&redis).await,
-        eio_node(&redis).await,
+        eio_node_with(&redis, cors).await,
+        eio_node_with(&redis, cors).await,
+        eio_node_with(&redis, cors).await,
     );
     let (at_a, at_b, at_c) = (Eio::new(&a), Eio::new(&b), Eio::new(&c));
     let (sid, _) = at_a.open().await;
@@ -80,9 +81,22 @@ async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
         assert_eq!(answer.header("content-type"), "text/plain; charset=UTF-8");
         assert_eq!((answer.status, answer.body), (200, sent));
     }
-    // Four through B, two through C; none through the owner.
-    assert_eq!(forwarded(&b, "polling").await, 4);
-    assert_eq!(forwarded(&c, "polling").await, 2);
+    // The owner's CORS headers come back once.
+    assert_eq!(at_b.post(&sid, b"4cors").await.body, "ok");
+    let query = format!("EIO=4&transport=polling&sid={sid}");
+    let origin = [("origin", "https://app.example")];
+    let answer = at_c.request("GET", &query, None, &origin).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "4cors"));
+    let allowed: Vec<_> = answer
+        .headers
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(allowed, ["https://app.example"]);
+    assert_eq!(answer.header("access-control-allow-credentials"), "true");
+    // Five through B, three through C; none through the owner.
+    assert_eq!(forwarded(&b, "polling").await, 5);
+    assert_eq!(forwarded(&c, "polling").await, 3);
     assert_eq!(forwarded(&a, "polling").await, 0);
     // A long-poll held through B, a second one through C: refused as Engine.IO refuses it
     // (400, no body), and the session ends, the first one answered with its close.
