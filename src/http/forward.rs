@@ -66,7 +66,8 @@ pub(super) async fn forward(
         stats.forward_failures.fetch_add(1, Ordering::Relaxed);
         refusal(HandshakeError::SessionIdUnknown, upgrade)
     };
-    // Forwarded once already: the node named is not the one that answered for it.
+    // Forwarded once already (the node named is not the one the forwarder found at its
+    // address), or forwarding is off.
     if req.headers().contains_key(&FORWARDED) || !redis.addresses.forwards() {
         return unknown();
     }
