@@ -248,8 +248,17 @@ async fn forwarding_is_bounded_and_bodies_keep_the_owners_bound() {
         c.cluster_forward_max = 1;
     })
     .await;
+    let off = eio_node_with(&redis, |c| c.cluster_forward_max = 0).await;
     let (at_a, at_b) = (Eio::new(&a), Eio::new(&b));
     let (sid, _) = at_a.open().await;
+    // A node with CLUSTER_FORWARD_MAX=0 forwards nothing: an unknown session, as before.
+    let refused = Eio::new(&off).poll(&sid).await;
+    assert_eq!((refused.status, refused.body), (400, eio_error(1)));
+    assert_eq!(
+        metric(&off, "wsgate_cluster_forward_failures_total").await,
+        1
+    );
+    off.handle.shutdown().await;
     // A long-poll held through B takes its one slot: the next request through B is refused.
     let held = held_poll(&b, &sid).await;
     let busy = at_b.post(&sid, b"4refused").await;
