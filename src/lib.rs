@@ -30,7 +30,7 @@
 //!   presence and room definitions through Redis), the directory they answer from, the room
 //!   streams (`streams.rs`), the first answers of requests with idempotency keys
 //!   (`idempotency.rs`), and the link to Redis (`redis/`: names, envelope, Lua scripts,
-//!   subscriptions, presence and room records).
+//!   subscriptions, presence, room records and shared idempotency keys).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, long-polling requests to their session's shard, the Socket.IO
 //!   namespaces served and the sockets kept for recovery, shutdown.

@@ -9,27 +9,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-/// A POST with an `Idempotency-Key`; status and body as text (to compare byte for byte).
-async fn post_keyed(api: &Api, path: &str, key: &str, body: &Value) -> (u16, String) {
-    let res = api
-        .http
-        .post(format!("{}{path}", api.base))
-        .bearer_auth(API_KEY)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
-/// The offsets of a room's kept messages, over REST.
-async fn history(api: &Api, room: &str) -> Vec<u64> {
-    let (s, page) = api.get(&format!("/api/v1/rooms/{room}/messages")).await;
-    assert_eq!(s, 200, "{page}");
-    offsets(&page["messages"])
-}
-
 #[tokio::test]
 async fn a_rest_push_retried_with_its_key_answers_the_same_and_stores_once() {
     let server = start_api_server(|_| {});
@@ -39,19 +18,23 @@ async fn a_rest_push_retried_with_its_key_answers_the_same_and_stores_once() {
     let mut a = server.client("ann", Fmt::MsgPack).await;
     a.ok(json!({"cmd": "join", "room": "orders"}), 1).await;
     let push = json!({"event": "order:paid", "data": {"order": 7}});
-    let first = post_keyed(&api, "/api/v1/push/rooms/orders", "pay-7", &push).await;
+    let first = api
+        .post_keyed("/api/v1/push/rooms/orders", "pay-7", &push)
+        .await;
     assert_eq!(first, (200, r#"{"delivered":1}"#.to_owned()));
     assert_eq!(a.recv().await["data"], json!({"order": 7}));
     // The member leaves: a push run again would now reach nobody. The retry answers as the
     // first did and delivers nothing.
     a.ok(json!({"cmd": "leave", "room": "orders"}), 2).await;
-    let retry = post_keyed(&api, "/api/v1/push/rooms/orders", "pay-7", &push).await;
+    let retry = api
+        .post_keyed("/api/v1/push/rooms/orders", "pay-7", &push)
+        .await;
     assert_eq!(retry, first, "the first answer, byte for byte");
-    assert_eq!(history(&api, "orders").await, [1], "one message stored");
+    assert_eq!(api.history("orders").await, [1], "one message stored");
 
     // Another route is another scope: the same key pushes there.
     let users = json!({"userIds": ["ann", "nobody"], "event": "n"});
-    let to_users = post_keyed(&api, "/api/v1/push/users", "pay-7", &users).await;
+    let to_users = api.post_keyed("/api/v1/push/users", "pay-7", &users).await;
     assert_eq!(to_users.0, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&to_users.1).unwrap(),
@@ -59,7 +42,7 @@ async fn a_rest_push_retried_with_its_key_answers_the_same_and_stores_once() {
     );
     assert_eq!(a.recv().await["event"], "n");
     assert_eq!(
-        post_keyed(&api, "/api/v1/push/users", "pay-7", &users).await,
+        api.post_keyed("/api/v1/push/users", "pay-7", &users).await,
         to_users
     );
     a.ok(json!({"cmd": "ping"}), 4).await;
@@ -69,7 +52,7 @@ async fn a_rest_push_retried_with_its_key_answers_the_same_and_stores_once() {
         let (s, _) = api.post("/api/v1/push/rooms/orders", push.clone()).await;
         assert_eq!(s, 200);
     }
-    assert_eq!(history(&api, "orders").await, [1, 2, 3]);
+    assert_eq!(api.history("orders").await, [1, 2, 3]);
     a.close().await;
     server.handle.shutdown().await;
 }
@@ -81,14 +64,14 @@ async fn concurrent_rest_retries_push_once() {
     let (s, _) = api.post("/api/v1/rooms", json!({"roomId": "race"})).await;
     assert_eq!(s, 201);
     let push = json!({"event": "tick", "data": 1});
-    let tries = (0..16).map(|_| post_keyed(&api, "/api/v1/push/rooms/race", "once", &push));
+    let tries = (0..16).map(|_| api.post_keyed("/api/v1/push/rooms/race", "once", &push));
     let answers = futures_util::future::join_all(tries).await;
     assert!(
         answers.iter().all(|a| *a == answers[0]),
         "one answer: {answers:?}"
     );
     assert_eq!(answers[0].0, 200);
-    assert_eq!(history(&api, "race").await, [1], "pushed once");
+    assert_eq!(api.history("race").await, [1], "pushed once");
     server.handle.shutdown().await;
 }
 
@@ -129,12 +112,15 @@ async fn a_batch_remembers_each_keyed_item_and_the_whole_request() {
 
     // The whole batch under a header key: remembered as a whole.
     let whole = batch([None, None]);
-    let one = post_keyed(&api, "/api/v1/push/batch", "batch-1", &whole).await;
+    let one = api
+        .post_keyed("/api/v1/push/batch", "batch-1", &whole)
+        .await;
     assert_eq!(
-        post_keyed(&api, "/api/v1/push/batch", "batch-1", &whole).await,
+        api.post_keyed("/api/v1/push/batch", "batch-1", &whole)
+            .await,
         one
     );
-    assert_eq!(history(&api, "b").await.len(), 5);
+    assert_eq!(api.history("b").await.len(), 5);
 
     // Refusals: a key twice in one batch, keys too long or not visible ASCII.
     let (s, e) = api
@@ -162,14 +148,14 @@ async fn a_batch_remembers_each_keyed_item_and_the_whole_request() {
             vec!["pushes[0].idempotencyKey", "pushes[1].idempotencyKey"]
         )
     );
-    let (s, body) = post_keyed(&api, "/api/v1/push/batch", &long, &whole).await;
+    let (s, body) = api.post_keyed("/api/v1/push/batch", &long, &whole).await;
     let e: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (s, e["error"]["details"][0]["field"].as_str()),
         (400, Some("Idempotency-Key")),
         "{e}"
     );
-    assert_eq!(history(&api, "b").await.len(), 5, "refusals push nothing");
+    assert_eq!(api.history("b").await.len(), 5, "refusals push nothing");
     server.handle.shutdown().await;
 }
 
@@ -178,19 +164,19 @@ async fn an_error_is_not_remembered_and_the_bound_forgets_the_oldest_key() {
     let server = start_api_server(|c| c.idempotency_max_keys = 1);
     let api = Api::new(&server);
     let push = json!({"event": "e"});
-    let (s, _) = post_keyed(&api, "/api/v1/push/rooms/later", "k", &push).await;
+    let (s, _) = api.post_keyed("/api/v1/push/rooms/later", "k", &push).await;
     assert_eq!(s, 404);
     let (s, _) = api.post("/api/v1/rooms", json!({"roomId": "later"})).await;
     assert_eq!(s, 201);
-    let (s, _) = post_keyed(&api, "/api/v1/push/rooms/later", "k", &push).await;
+    let (s, _) = api.post_keyed("/api/v1/push/rooms/later", "k", &push).await;
     assert_eq!(s, 200, "the failed first is not the answer");
-    assert_eq!(history(&api, "later").await, [1]);
+    assert_eq!(api.history("later").await, [1]);
     // One key remembered: a second forgets the first, whose retry then pushes again.
-    post_keyed(&api, "/api/v1/push/rooms/later", "j", &push).await;
-    post_keyed(&api, "/api/v1/push/rooms/later", "j", &push).await;
-    assert_eq!(history(&api, "later").await, [1, 2]);
-    post_keyed(&api, "/api/v1/push/rooms/later", "k", &push).await;
-    assert_eq!(history(&api, "later").await, [1, 2, 3], "k was forgotten");
+    api.post_keyed("/api/v1/push/rooms/later", "j", &push).await;
+    api.post_keyed("/api/v1/push/rooms/later", "j", &push).await;
+    assert_eq!(api.history("later").await, [1, 2]);
+    api.post_keyed("/api/v1/push/rooms/later", "k", &push).await;
+    assert_eq!(api.history("later").await, [1, 2, 3], "k was forgotten");
     server.handle.shutdown().await;
 }
 
@@ -222,7 +208,7 @@ async fn a_client_publish_retried_with_its_idem_gets_the_same_offset() {
         assert_eq!(theirs["offset"], 2, "{theirs}");
         assert_eq!(a.recv().await["offset"], 2, "ann gets ben's");
         b.ok(json!({"cmd": "ping"}), 5).await;
-        assert_eq!(history(&api, &room).await, [1, 2]);
+        assert_eq!(api.history(&room).await, [1, 2]);
 
         // `send` too; its reply has no offset (a user's events are not in a room stream).
         let send = json!({"cmd": "send", "to": "ben", "event": "dm", "data": 1, "idem": format!("dm-{idem}")});
@@ -272,6 +258,6 @@ async fn concurrent_client_retries_publish_once() {
         offsets.push(reply["offset"].clone());
     }
     assert_eq!(offsets, [json!(1), json!(1), json!(1), json!(1)]);
-    assert_eq!(history(&api, "tabs").await, [1], "published once");
+    assert_eq!(api.history("tabs").await, [1], "published once");
     server.handle.shutdown().await;
 }

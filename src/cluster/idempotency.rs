@@ -13,13 +13,21 @@
 //! - Answers are kept for the window after they were given, and within the bounds (keys and
 //!   bytes, spread over the buckets): past a bound the oldest key of its bucket is forgotten,
 //!   so its retry would run again.
+//! - In cluster mode a key is claimed in Redis too ([`crate::cluster::redis::keys`]): a retry
+//!   that reaches another node gets the first answer there, or waits while the first runs
+//!   (at most the running mark's time to live). With Redis unreachable a node answers on its
+//!   own word (what needs Redis is refused anyway).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use ahash::RandomState;
+use bytes::Bytes;
 use tokio::sync::watch;
+
+use super::redis::keys::{Held, RUNNING_TTL};
+use super::redis::Redis;
 
 /// Most buckets (fewer when the store may hold fewer keys, so that each holds one at least).
 const BUCKETS: usize = 64;
@@ -36,6 +44,44 @@ pub(crate) struct IdempotencyLimits {
     pub(crate) max_keys: usize,
     /// Most bytes the remembered keys and answers may hold.
     pub(crate) max_bytes: usize,
+}
+
+/// How often a request polls Redis while another node runs its key.
+const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// An answer as nodes share it in Redis.
+pub(crate) trait Shareable: Clone + Send + Sync + 'static {
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Option<Self>;
+}
+
+/// A command's answer: the event's offset, or none (`-`).
+impl Shareable for Option<u64> {
+    fn encode(&self) -> Vec<u8> {
+        self.map_or_else(|| b"-".to_vec(), |o| o.to_string().into_bytes())
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            b"-" => Some(None),
+            digits => std::str::from_utf8(digits).ok()?.parse().ok().map(Some),
+        }
+    }
+}
+
+/// A REST answer: the status (two bytes, big-endian), then the body.
+impl Shareable for (u16, Bytes) {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(2 + self.1.len());
+        v.extend_from_slice(&self.0.to_be_bytes());
+        v.extend_from_slice(&self.1);
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (status, body) = bytes.split_first_chunk::<2>()?;
+        Some((u16::from_be_bytes(*status), Bytes::copy_from_slice(body)))
+    }
 }
 
 /// A key's state.
@@ -95,6 +141,8 @@ pub(crate) struct Claim<V: Clone> {
     key: Arc<str>,
     generation: u64,
     answer: Option<watch::Sender<Option<V>>>,
+    /// Claimed in Redis too (cluster mode): the link, and the claim's mark.
+    shared: Option<(Arc<Redis>, u64)>,
 }
 
 /// The store: buckets of keys, their bounds, and the clock they are timed by.
@@ -106,11 +154,24 @@ pub(crate) struct Idempotency<V> {
     bytes_per_bucket: usize,
     started: Instant,
     next_generation: std::sync::atomic::AtomicU64,
+    /// Cluster mode's link: keys are claimed and answered in Redis too.
+    cluster: Option<Arc<Redis>>,
 }
 
-impl<V: Clone> Idempotency<V> {
-    /// An empty store within `limits`.
-    pub(crate) fn new(limits: IdempotencyLimits) -> Arc<Self> {
+impl<V> Idempotency<V> {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn bucket(&self, key: &str) -> MutexGuard<'_, Bucket<V>> {
+        let i = self.hasher.hash_one(key) as usize % self.buckets.len();
+        lock(&self.buckets[i])
+    }
+}
+
+impl<V: Shareable> Idempotency<V> {
+    /// An empty store within `limits`, sharing its keys through `cluster` if given.
+    pub(crate) fn new(limits: IdempotencyLimits, cluster: Option<Arc<Redis>>) -> Arc<Self> {
         let buckets = limits.max_keys.clamp(1, BUCKETS);
         Arc::new(Idempotency {
             buckets: (0..buckets).map(|_| Mutex::default()).collect(),
@@ -120,16 +181,8 @@ impl<V: Clone> Idempotency<V> {
             bytes_per_bucket: limits.max_bytes.div_ceil(buckets).max(1),
             started: Instant::now(),
             next_generation: std::sync::atomic::AtomicU64::new(1),
+            cluster,
         })
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    fn bucket(&self, key: &str) -> MutexGuard<'_, Bucket<V>> {
-        let i = self.hasher.hash_one(key) as usize % self.buckets.len();
-        lock(&self.buckets[i])
     }
 
     /// Looks `key` up in `scope`: the first answer, or a claim to give it. A request that comes
@@ -139,6 +192,7 @@ impl<V: Clone> Idempotency<V> {
         let key: Arc<str> = Arc::from(format!("{}:{scope}{key}", scope.len()));
         loop {
             let mut running = match self.look_up(&key) {
+                Ok(Begin::Fresh(claim)) => return self.claim_shared(claim).await,
                 Ok(found) => return found,
                 Err(running) => running,
             };
@@ -151,6 +205,38 @@ impl<V: Clone> Idempotency<V> {
                 return Begin::Done(value);
             }
             // The first request gave up without an answer: try again.
+        }
+    }
+
+    /// In cluster mode, `claim` claimed in Redis too, or the answer another node gave the key
+    /// (waiting while that node runs it). Requests on this node with the key wait meanwhile
+    /// on `claim`, and get what it ends with.
+    async fn claim_shared(self: &Arc<Self>, mut claim: Claim<V>) -> Begin<V> {
+        let Some(redis) = &self.cluster else {
+            return Begin::Fresh(claim);
+        };
+        let token = rand::random();
+        let deadline = tokio::time::Instant::now() + RUNNING_TTL + redis.timeout();
+        loop {
+            match redis.claim_key(&claim.key, token).await {
+                Ok(Held::Claimed) => {
+                    claim.shared = Some((redis.clone(), token));
+                    return Begin::Fresh(claim);
+                }
+                Ok(Held::Answer(bytes)) => {
+                    let Some(value) = V::decode(&bytes) else {
+                        return Begin::Fresh(claim);
+                    };
+                    claim.finish(value.clone(), bytes.len());
+                    return Begin::Done(value);
+                }
+                Ok(Held::Running) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                }
+                // Redis did not answer (what the request needs of it is refused anyway), or
+                // a mark outlived its time to live: this node's word alone.
+                Ok(Held::Running) | Err(_) => return Begin::Fresh(claim),
+            }
         }
     }
 
@@ -180,6 +266,7 @@ impl<V: Clone> Idempotency<V> {
             key: key.clone(),
             generation,
             answer: Some(sender),
+            shared: None,
         }))
     }
 
@@ -204,12 +291,16 @@ impl<V: Clone> Idempotency<V> {
     }
 }
 
-impl<V: Clone> Claim<V> {
+impl<V: Shareable> Claim<V> {
     /// Remembers `value` as the key's answer (`cost`: the bytes it holds) and hands it to the
-    /// requests waiting for it.
+    /// requests waiting for it (in cluster mode, on every node).
     pub(crate) fn finish(mut self, value: V, cost: usize) {
         if let Some(sender) = self.answer.take() {
             sender.send_replace(Some(value.clone()));
+        }
+        if let Some((redis, token)) = self.shared.take() {
+            let window = std::time::Duration::from_millis(self.store.window_ms);
+            settle(redis, self.key.clone(), token, Some(value.encode()), window);
         }
         let store = self.store.clone();
         let now = store.now_ms();
@@ -241,6 +332,15 @@ impl<V: Clone> Drop for Claim<V> {
         if self.answer.is_none() {
             return; // finished
         }
+        if let Some((redis, token)) = self.shared.take() {
+            settle(
+                redis,
+                self.key.clone(),
+                token,
+                None,
+                std::time::Duration::ZERO,
+            );
+        }
         let mut bucket = self.store.bucket(&self.key);
         let ours = bucket
             .slots
@@ -252,6 +352,26 @@ impl<V: Clone> Drop for Claim<V> {
         }
         // The sender goes now: a waiting retry wakes up and claims the key.
     }
+}
+
+/// Answers (or, with no answer, lets go) a key claimed in Redis, off the request's path: a
+/// retry on another node meanwhile finds it running and waits.
+fn settle(
+    redis: Arc<Redis>,
+    key: Arc<str>,
+    token: u64,
+    answer: Option<Vec<u8>>,
+    window: std::time::Duration,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return; // shutting down: the running mark expires on its own
+    };
+    runtime.spawn(async move {
+        // Unanswered in Redis, the mark expires and a retry elsewhere would run again.
+        let _ = redis
+            .settle_key(&key, token, answer.as_deref(), window)
+            .await;
+    });
 }
 
 /// Forgets the key written longest ago (skipping stale order entries); whether any was.
@@ -291,12 +411,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    impl Shareable for u32 {
+        fn encode(&self) -> Vec<u8> {
+            self.to_be_bytes().to_vec()
+        }
+
+        fn decode(bytes: &[u8]) -> Option<Self> {
+            Some(u32::from_be_bytes(bytes.try_into().ok()?))
+        }
+    }
+
     fn store(max_keys: usize, max_bytes: usize) -> Arc<Idempotency<u32>> {
-        Idempotency::new(IdempotencyLimits {
+        let limits = IdempotencyLimits {
             window_ms: 60_000,
             max_keys,
             max_bytes,
-        })
+        };
+        Idempotency::new(limits, None)
+    }
+
+    /// A store whose window is over at once.
+    fn expiring() -> Arc<Idempotency<u32>> {
+        let limits = IdempotencyLimits {
+            window_ms: 0,
+            max_keys: 10,
+            max_bytes: 1 << 20,
+        };
+        Idempotency::new(limits, None)
     }
 
     async fn claim(s: &Arc<Idempotency<u32>>, scope: &str, key: &str) -> Claim<u32> {
@@ -366,11 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_window_forgets_answers_not_a_request_still_running() {
-        let s = Idempotency::new(IdempotencyLimits {
-            window_ms: 0,
-            max_keys: 10,
-            max_bytes: 1 << 20,
-        });
+        let s = expiring();
         let running = claim(&s, "r", "slow").await;
         std::thread::sleep(std::time::Duration::from_millis(2));
         claim(&s, "r", "other").await.finish(1, 0);
@@ -385,13 +522,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn answers_shared_between_nodes_read_back_as_written() {
+        for v in [None, Some(0), Some(u64::MAX)] {
+            assert_eq!(Option::<u64>::decode(&v.encode()), Some(v));
+        }
+        let rest = (207, Bytes::from_static(b"{\"delivered\":1}"));
+        assert_eq!(<(u16, Bytes)>::decode(&rest.encode()), Some(rest));
+        assert_eq!(<(u16, Bytes)>::decode(b"x"), None, "too short");
+        assert_eq!(Option::<u64>::decode(b"7x"), None);
+    }
+
     #[tokio::test]
     async fn answers_expire_after_the_window() {
-        let s = Idempotency::new(IdempotencyLimits {
-            window_ms: 0,
-            max_keys: 10,
-            max_bytes: 1 << 20,
-        });
+        let s = expiring();
         claim(&s, "r", "a").await.finish(1, 0);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert_eq!(done(&s, "r", "a").await, None);

@@ -159,8 +159,8 @@ impl Shared {
             max_bytes: config.idempotency_max_bytes,
         };
         let idempotency = Keys {
-            commands: Idempotency::new(keys),
-            rest: Idempotency::new(keys),
+            commands: Idempotency::new(keys, redis.clone()),
+            rest: Idempotency::new(keys, redis.clone()),
         };
         let (senders, handoff_rx): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();

@@ -123,23 +123,29 @@ impl Session {
     /// for it (almost always 0). Past `max_bytes` the outbox is discarded and the session
     /// closes as a slow consumer (4002): memory never grows without bound.
     pub(crate) fn push(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
-        if let Some(n) = &self.socketio {
-            if self.is_closing() {
-                return Err(PushError::Closing);
-            }
-            return n.carrier.push(frame, max_bytes);
+        match &self.socketio {
+            None => self.push_own(frame, max_bytes),
+            Some(_) if self.is_closing() => Err(PushError::Closing),
+            // A carrier is an Engine.IO session, never a namespace socket: its own outbox.
+            Some(n) => n.carrier.push_own(frame, max_bytes),
         }
+    }
+
+    /// [`Session::push`] into this session's own outbox: the native path, kept apart (and
+    /// not recursive) so that the fan-out's loop inlines it.
+    #[inline]
+    fn push_own(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
         let pushed = self.out.borrow_mut().push(frame, max_bytes);
         match pushed {
             // A non-empty outbox is flushed when the socket turns writable: no wake-up needed.
             Ok(pushed) => {
                 if pushed.was_empty {
-                    self.wake();
+                    self.wake_own();
                 }
                 Ok(pushed.shed)
             }
             Err(PushError::SlowConsumer) => {
-                self.wake();
+                self.wake_own();
                 Err(PushError::SlowConsumer)
             }
             Err(e) => Err(e),
@@ -149,15 +155,19 @@ impl Session {
     /// Queues an ephemeral frame, unless the outbox is filling ([`PushError::Shed`]: the frame
     /// is dropped and nothing else changes; it never makes a slow consumer).
     pub(crate) fn push_ephemeral(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
-        if let Some(n) = &self.socketio {
-            if self.is_closing() {
-                return Err(PushError::Closing);
-            }
-            return n.carrier.push_ephemeral(frame, max_bytes);
+        match &self.socketio {
+            None => self.push_ephemeral_own(frame, max_bytes),
+            Some(_) if self.is_closing() => Err(PushError::Closing),
+            Some(n) => n.carrier.push_ephemeral_own(frame, max_bytes),
         }
+    }
+
+    /// [`Session::push_ephemeral`] into this session's own outbox.
+    #[inline]
+    fn push_ephemeral_own(&self, frame: Bytes, max_bytes: usize) -> Result<u32, PushError> {
         let was_empty = self.out.borrow_mut().push_ephemeral(frame, max_bytes)?;
         if was_empty {
-            self.wake();
+            self.wake_own();
         }
         Ok(0)
     }
@@ -216,9 +226,15 @@ impl Session {
 
     /// Asks the attached transport for a turn (once, however often this is called before).
     pub(crate) fn wake(&self) {
-        if let Some(n) = &self.socketio {
-            return n.carrier.wake();
+        match &self.socketio {
+            None => self.wake_own(),
+            Some(n) => n.carrier.wake_own(),
         }
+    }
+
+    /// [`Session::wake`] of this session's own transport.
+    #[inline]
+    fn wake_own(&self) {
         if let Some(wake) = self.wake.take() {
             wake.wake();
             self.wake.set(Some(wake));

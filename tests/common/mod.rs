@@ -435,6 +435,27 @@ impl Api {
         self.call("GET", path, None).await
     }
 
+    /// A POST with an `Idempotency-Key`: status and body as text, to compare byte for byte.
+    pub async fn post_keyed(&self, path: &str, key: &str, body: &Value) -> (u16, String) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    /// The offsets of `room`'s kept messages, over REST.
+    pub async fn history(&self, room: &str) -> Vec<u64> {
+        let (s, page) = self.get(&format!("/api/v1/rooms/{room}/messages")).await;
+        assert_eq!(s, 200, "{page}");
+        offsets(&page["messages"])
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, Some(body)).await
     }

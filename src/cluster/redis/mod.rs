@@ -8,6 +8,7 @@
 //! - [`scripts`]: the Lua that appends, reads and acks atomically per stream;
 //! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup;
 //! - [`rooms`]: room definitions (made over REST or by `create`) shared by every node;
+//! - [`keys`]: idempotency keys' first answers, shared by every node;
 //! - [`addresses`]: the nodes' HTTP addresses, for forwarding Engine.IO requests.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
@@ -17,6 +18,7 @@
 pub(crate) mod addresses;
 pub(crate) mod envelope;
 mod interest;
+pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod presence;
 pub(crate) mod rooms;
@@ -124,6 +126,8 @@ pub(crate) struct Redis {
     head: Script,
     read: Script,
     ack: Script,
+    claim: Script,
+    settle: Script,
     in_flight: AtomicUsize,
     buffer: usize,
     interest: Interest,
@@ -184,6 +188,8 @@ impl Redis {
             head: Script::from_lua(scripts::HEAD),
             read: Script::from_lua(scripts::READ),
             ack: Script::from_lua(scripts::ACK),
+            claim: Script::from_lua(keys::CLAIM),
+            settle: Script::from_lua(keys::SETTLE),
             in_flight: AtomicUsize::new(0),
             buffer: config.cluster_buffer,
             interest: Interest::default(),
@@ -300,6 +306,11 @@ impl Redis {
             self.expire_pending();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// How long a command to Redis may take (`CLUSTER_TIMEOUT`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Whether both connections to Redis are up now.

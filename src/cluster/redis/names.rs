@@ -74,6 +74,11 @@ impl Names {
         format!("{}:{{n}}:{}", self.prefix, suffix)
     }
 
+    /// The key of an idempotency key (its scope and key), shared by every node.
+    pub(crate) fn shared_key(&self, key: &str) -> String {
+        format!("{}:k:{key}", self.prefix)
+    }
+
     /// A key of `name`'s presence (`suffix`), in its stream's slot.
     pub(crate) fn presence(&self, kind: Kind, name: &str, suffix: &str) -> String {
         format!("{}:{}", self.channel(kind, name), suffix)

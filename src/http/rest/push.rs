@@ -90,6 +90,22 @@ fn user_fields(f: &mut Fields<'_>) -> Option<Vec<String>> {
     }
 }
 
+/// Whether `room` exists: known here, or in cluster mode, a room made by a join on another
+/// node that has members there (as `GET /api/v1/rooms/{roomId}/members` counts them).
+async fn room_exists(ctx: &Ctx, room: &str) -> Result<(), ApiError> {
+    if ctx.shared.directory().room(room).is_some() {
+        return Ok(());
+    }
+    let Some(redis) = ctx.shared.backplane.redis() else {
+        return Err(ApiError::room_not_found(room));
+    };
+    match redis.members_page(room, None, 1).await {
+        Ok((_, members)) if members > 0 => Ok(()),
+        Ok(_) => Err(ApiError::room_not_found(room)),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
 /// Starts a push: checks the room exists, then routes the event with a report.
 async fn start(ctx: &Ctx, push: Push) -> Pending {
     let shards = ctx.hub.hubs();
@@ -106,8 +122,8 @@ async fn start(ctx: &Ctx, push: Push) -> Pending {
             except,
             ephemeral: transient,
         } => {
-            if ctx.shared.directory().room(&room).is_none() {
-                return Pending::Failed(ApiError::room_not_found(&room));
+            if let Err(e) = room_exists(ctx, &room).await {
+                return Pending::Failed(e);
             }
             ephemeral = transient;
             let room: Arc<str> = Arc::from(room);
