@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::eio::{eio_error, eio_server, Eio};
+use common::eio::{eio_error, eio_server, next_text, Eio};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -244,17 +244,4 @@ async fn the_heartbeat_goes_over_long_polling_and_pongs_keep_the_session() {
     }
     assert_eq!(server.handle.stats().heartbeat_timeouts, 0);
     server.handle.shutdown().await;
-}
-
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
-            Some(Ok(Message::Text(t))) => return t.to_string(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
 }

@@ -405,6 +405,19 @@ pub struct Config {
     /// node beats every quarter of it. Default: 10s.
     #[arg(long, env = "CLUSTER_NODE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub cluster_node_timeout: Duration,
+    /// Cluster mode: the `host:port` at which the other nodes reach this node's HTTP port, to
+    /// forward the Engine.IO long-polling requests (and upgrades) of the sessions this node
+    /// holds; published in Redis with the node's beat. Default: the listener's address, unless
+    /// it is unspecified (`0.0.0.0`, `::`): then none, and no other node can forward to this
+    /// one (its sessions need sticky sessions).
+    #[arg(long, env = "CLUSTER_ADVERTISE_ADDR")]
+    pub cluster_advertise_addr: Option<String>,
+    /// Cluster mode: Engine.IO requests this node forwards to the nodes that hold their
+    /// sessions at once (a held long-poll or an upgraded WebSocket counts until it ends); past
+    /// it, answered 503 `{"code":4,"message":"Forbidden"}`. 0 forwards nothing (a request for
+    /// another node's session gets `Session ID unknown`). Default: 10000.
+    #[arg(long, env = "CLUSTER_FORWARD_MAX", default_value_t = 10_000)]
+    pub cluster_forward_max: usize,
     /// Tell a room's members when a user marks it read (`read`): a `read` event with the
     /// user and the offset, not stored in the stream. Default: false.
     #[arg(long, env = "READ_RECEIPTS", default_value_t = false)]
@@ -581,6 +594,10 @@ impl Config {
                 || self.cluster_timeout.is_zero()
                 || self.cluster_node_timeout.is_zero()
                 || self.cluster_prefix.is_empty()
+                || !self
+                    .cluster_advertise_addr
+                    .as_deref()
+                    .is_none_or(is_host_port)
                 || fred::prelude::Config::from_url(url).is_err()
             {
                 return Err(ConfigError::Cluster);
@@ -618,9 +635,9 @@ impl Config {
 /// A relation between knobs that does not hold (see [`Config::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// `CLUSTER_REDIS_URL` is not a Redis URL, or `CLUSTER_BUFFER`, `CLUSTER_TIMEOUT` or
-    /// `CLUSTER_PREFIX` is zero or empty.
-    #[error("CLUSTER_REDIS_URL must be a redis:// or redis-cluster:// URL, and CLUSTER_BUFFER, CLUSTER_TIMEOUT, CLUSTER_NODE_TIMEOUT and CLUSTER_PREFIX non-zero")]
+    /// `CLUSTER_REDIS_URL` is not a Redis URL, `CLUSTER_BUFFER`, `CLUSTER_TIMEOUT` or
+    /// `CLUSTER_PREFIX` is zero or empty, or `CLUSTER_ADVERTISE_ADDR` is not a `host:port`.
+    #[error("CLUSTER_REDIS_URL must be a redis:// or redis-cluster:// URL, CLUSTER_BUFFER, CLUSTER_TIMEOUT, CLUSTER_NODE_TIMEOUT and CLUSTER_PREFIX non-zero, and CLUSTER_ADVERTISE_ADDR a host:port")]
     Cluster,
     /// The outbound bound cannot hold two messages of the largest size.
     #[error(
@@ -688,6 +705,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Whether `s` is a `host:port` (a name or an address, a non-zero port; IPv6 in brackets).
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
 /// `path` ending with one `/` (added if missing).
 fn with_trailing_slash(path: &str) -> std::borrow::Cow<'_, str> {
     if path.ends_with('/') {
@@ -700,6 +723,16 @@ fn with_trailing_slash(path: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_advertised_address_is_a_host_and_a_port() {
+        assert!(is_host_port("10.0.0.11:3000"));
+        assert!(is_host_port("node-1.wsgate:3000"));
+        assert!(is_host_port("[::1]:3000"));
+        for bad in ["10.0.0.11", ":3000", "node:0", "node:port", "node:70000"] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_parse() {

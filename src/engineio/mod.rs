@@ -55,7 +55,7 @@ use crate::node::polling::{PollAnswer, PollRequest};
 use crate::node::Ctx;
 use crate::reactor::Ready;
 use crate::session::Session;
-use crate::transport::engineio::{Handshake, Sid};
+use crate::transport::engineio::{Handshake, NodeTag, Sid};
 use crate::transport::ws::frame::{self, OpCode};
 
 /// How long a WebSocket that probes an upgrade may take to send `5` (Node's `upgradeTimeout`).
@@ -69,6 +69,8 @@ pub(crate) struct Engine<H> {
     by_sid: RefCell<HashMap<Sid, usize, RandomState>>,
     /// Wake-ups of long-polling sessions (frames queued, a close requested).
     ready: Rc<Ready>,
+    /// Cluster mode: this node, as its session ids name it (other nodes forward to it).
+    node: Option<NodeTag>,
 }
 
 /// One session.
@@ -102,8 +104,10 @@ struct Polling<H> {
 impl<H: Handler> Engine<H> {
     /// Shard `ctx`'s engine, with no session.
     pub(crate) fn new(ctx: Rc<Ctx>) -> Rc<Engine<H>> {
+        let node = ctx.shared.backplane.redis().map(|redis| redis.tag);
         Rc::new(Engine {
             ctx,
+            node,
             entries: RefCell::new(Slab::new()),
             by_sid: RefCell::default(),
             ready: Rc::default(),
@@ -239,10 +243,10 @@ impl<H: Handler> Engine<H> {
         self.by_sid.borrow().get(&sid).copied()
     }
 
-    /// A fresh session id of this shard.
+    /// A fresh session id of this shard (and node).
     fn new_sid(&self) -> Sid {
         loop {
-            let sid = Sid::new(self.ctx.shard);
+            let sid = Sid::new(self.ctx.shard, self.node);
             if !self.by_sid.borrow().contains_key(&sid) {
                 return sid;
             }

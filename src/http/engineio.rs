@@ -1,7 +1,8 @@
 //! The Engine.IO endpoint (`ENGINEIO_PATH`, `?EIO=4&transport=polling|websocket[&sid=…]`):
 //! the request checked in the Node server's order, sent to the engine of the session's shard
 //! (the `sid` names it), and its answer written; WebSocket handshakes upgraded and handed to
-//! that shard. Served while `ECHO=true` (the Engine.IO echo), like `/echo`.
+//! that shard. Served while `ECHO=true` (the Engine.IO echo), like `/echo`. In cluster mode a
+//! request whose `sid` names another node is forwarded there ([`forward`]).
 
 use std::rc::Rc;
 
@@ -16,7 +17,7 @@ use wsgate_protocol::Format;
 
 use super::token::{token_from_request, OfferedToken};
 use super::url::query_param;
-use super::{cors, upgrade, Body};
+use super::{cors, forward, upgrade, Body};
 use crate::node::permit::ConnPermit;
 use crate::node::polling::{PollAnswer, PollKind, PollRequest};
 use crate::node::{Ctx, Role};
@@ -69,6 +70,9 @@ async fn serve(ctx: &Rc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
         let Some(sid) = Sid::parse(&sid) else {
             return refuse(HandshakeError::SessionIdUnknown);
         };
+        if let Some((redis, node)) = forward::owner(ctx, sid) {
+            return forward::forward(ctx, req, redis, node, upgrade).await;
+        }
         return match (websocket, upgrade) {
             (true, true) => take_over(ctx, &mut req, sid).await,
             (false, false) => poll(ctx, req, sid).await,
@@ -200,7 +204,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 
 /// A refusal as the Node server writes it: JSON `{"code","message"}` for a plain request;
 /// for a WebSocket handshake, 400 with the message as text (its `abortUpgrade`).
-fn refusal(refused: HandshakeError, upgrade: bool) -> Response<Body> {
+pub(super) fn refusal(refused: HandshakeError, upgrade: bool) -> Response<Body> {
     if upgrade {
         let body = Bytes::from_static(refused.message().as_bytes());
         let mut res = with(StatusCode::BAD_REQUEST, "text/html", body);

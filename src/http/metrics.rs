@@ -256,8 +256,25 @@ fn cluster(out: &mut String, redis: &crate::cluster::redis::Redis) {
             "Redis channels this node is subscribed to.",
             s.channels.load(Relaxed),
         ),
+        (
+            "wsgate_cluster_forward_failures_total",
+            "counter",
+            "Engine.IO requests for another node's session not forwarded: its node unknown or unreachable, already forwarded once, forwarding off (answered Session ID unknown), or CLUSTER_FORWARD_MAX reached (503).",
+            s.forward_failures.load(Relaxed),
+        ),
         ],
     );
+    let name = "wsgate_cluster_forwarded_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Engine.IO requests forwarded to the node holding their session, by kind: long-polling GET/POST, WebSocket upgrade.\n# TYPE {name} counter"
+    );
+    for (kind, n) in [
+        ("polling", &s.forwarded_polling),
+        ("websocket", &s.forwarded_websocket),
+    ] {
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", n.load(Relaxed));
+    }
 }
 
 /// Writes one unlabelled metric per `(name, type, help, value)`.

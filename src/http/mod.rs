@@ -5,6 +5,7 @@
 mod cors;
 mod engineio;
 mod error;
+mod forward;
 mod metrics;
 pub(crate) mod rest;
 pub(crate) mod routes;

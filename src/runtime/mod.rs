@@ -54,7 +54,7 @@ pub struct ServerHandle {
 }
 
 /// Starts the server: binds one listener per shard and starts the shard threads.
-pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+pub fn start(mut config: Config) -> Result<ServerHandle, StartError> {
     config.validate()?;
     let dev_secret = (config.jwt_secret.is_none() && config.jwt_public_key_file.is_none())
         .then(crate::session::auth::dev_secret);
@@ -75,6 +75,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         source,
     })?;
 
+    // Cluster mode: the other nodes forward Engine.IO requests to the listener's address,
+    // unless another is given or it is unspecified (reachable at no one address).
+    if config.cluster_advertise_addr.is_none() && !addr.ip().is_unspecified() {
+        config.cluster_advertise_addr = Some(addr.to_string());
+    }
     let (trigger, shutdown) = ShutdownTrigger::new();
     let (shared, handoffs) = Shared::new(config, verifier, api_keys, shutdown)?;
     let shared = Arc::new(shared);

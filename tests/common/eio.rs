@@ -1,8 +1,10 @@
 //! An Engine.IO long-polling client written from the spec (reqwest), for the tests that check
 //! the wire itself: the exact status, headers and body of each answer.
 
+use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{start_server, Remote, TestServer, WAIT};
 
@@ -123,4 +125,18 @@ pub fn eio_error(code: u8) -> String {
         _ => "Unsupported protocol version",
     };
     format!(r#"{{"code":{code},"message":"{message}"}}"#)
+}
+
+/// The next text frame of a WebSocket (pings and pongs skipped); anything else fails.
+pub async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
 }

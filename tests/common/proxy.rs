@@ -1,7 +1,8 @@
 //! A TCP proxy on a free loopback port in front of a real server (Redis), that a test can
 //! stall (bytes stop flowing both ways and new connections wait, as over a partitioned or
 //! very slow link), cut (every connection reset) and heal. Nothing is answered in Redis's
-//! place: what passes is the real server's bytes.
+//! place: what passes is the real server's bytes. In front of several servers it is a
+//! round-robin TCP balancer: each new connection goes to the next one.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,13 +23,22 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to `127.0.0.1:upstream`, flowing.
     pub async fn start(upstream: u16) -> Proxy {
+        Proxy::round_robin(vec![upstream]).await
+    }
+
+    /// A proxy that sends each new connection to the next of `127.0.0.1:upstreams`, in turn.
+    pub async fn round_robin(upstreams: Vec<u16>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stalled, _) = watch::channel(false);
         let pumps = Arc::new(Mutex::new(JoinSet::new()));
         let (watch, set) = (stalled.clone(), pumps.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((down, _)) = listener.accept().await {
+            for turn in 0.. {
+                let Ok((down, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstreams[turn % upstreams.len()];
                 let flowing = watch.subscribe();
                 set.lock()
                     .unwrap()

@@ -25,6 +25,13 @@
 //               it reconnects with its pid and offset (`recovered`, the same id)
 //   idle        a quiet socket past the native heartbeat, alive on Engine.IO's
 //   (tests/cluster_socketio.rs drives cluster.mjs, the same client over several nodes)
+//   roundRobin  cluster mode behind a round-robin TCP balancer (the url; args.nodes: each
+//               node's own url): alice long-polls only and carol upgrades to WebSocket (default
+//               transports), every request on a new connection (an agent without keep-alive), so
+//               on changing nodes; bob, on a node directly over WebSocket, publishes to their
+//               room and a REST push to each comes from another node: all of it arrives, before
+//               and after carol's upgrade
+import http from "node:http";
 import { io, Manager } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { done, fail, deadline, next } from "./verdict.mjs";
@@ -422,8 +429,54 @@ async function binary() {
   });
 }
 
+// A REST push of `event` to `user` through the node at `base`.
+function push(base, user, event, data) {
+  return fetch(`${base}/api/v1/push/users`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${args.apiKey}` },
+    body: JSON.stringify({ userId: user, event, data }),
+  }).then((r) => r.json());
+}
+
+async function roundRobin() {
+  const [, nodeB, nodeC] = args.nodes;
+  // No keep-alive: each long-poll, POST and the upgrade open a connection of their own, which
+  // the balancer sends to the next node.
+  const fresh = () => ({ agent: new http.Agent({ keepAlive: false }) });
+  const alice = await connected(connect("/", args.tokens.alice, { transports: ["polling"], ...fresh() }));
+  const carol = await connected(connect("/", args.tokens.carol, fresh()));
+  const upgraded = carol.io.engine.transport.name === "websocket"
+    ? Promise.resolve()
+    : new Promise((resolve) => carol.io.engine.once("upgrade", resolve));
+  const bob = await connected(io(nodeC, { transports: ["websocket"], forceNew: true,
+    reconnection: false, auth: { token: args.tokens.bob } }));
+  const joins = [];
+  for (const s of [alice, carol, bob]) joins.push((await ack(s, "wsgate:join", { room: "lobby" })).type);
+  // Over long-polling through any node: a room event from bob's node and pushes from B.
+  const round = async (n) => {
+    const atAlice = next(alice, "chat");
+    const atCarol = next(carol, "chat");
+    const published = await ack(bob, "wsgate:publish", { room: "lobby", event: "chat", data: { n } });
+    const chat = [(await atAlice)[0], (await atCarol)[0]];
+    const pushAtAlice = next(alice, "note");
+    const pushAtCarol = next(carol, "note");
+    const pushed = [await push(nodeB, "alice", "note", { n }), await push(nodeB, "carol", "note", { n })];
+    const notes = [(await pushAtAlice)[0], (await pushAtCarol)[0]];
+    return { published: published.type, chat, pushed, notes };
+  };
+  const before = await round(1);
+  await upgraded;
+  const carolTransport = carol.io.engine.transport.name;
+  const after = await round(2);
+  // Something alice sends goes through too: her own publish reaches carol.
+  const atCarol = next(carol, "chat");
+  const own = await ack(alice, "wsgate:publish", { room: "lobby", event: "chat", data: { from: "alice" } });
+  const [fromAlice] = await atCarol;
+  leave([alice, carol, bob], { joins, before, carolTransport, after, own: own.type, fromAlice });
+}
+
 const scenarios = { chat, binary, refused: refusedScenario, namespaces, seed004, seed001, seed003, recovery, idle,
-  privateAcks, acksBound };
+  privateAcks, acksBound, roundRobin };
 const run = scenarios[scenario];
 if (!run) fail(`unknown scenario ${scenario}`);
 run().catch((e) => fail(String(e && e.stack ? e.stack : e)));

@@ -9,12 +9,14 @@
 //! - [`presence`]: presence and the directory cluster-wide, nodes' beats and cleanup;
 //! - [`rooms`]: room definitions (made over REST or by `create`) shared by every node;
 //! - [`keys`]: idempotency keys' first answers, shared by every node;
-//! - [`sockets`]: Socket.IO sockets kept for recovery, for a client reconnecting to any node.
+//! - [`sockets`]: Socket.IO sockets kept for recovery, for a client reconnecting to any node;
+//! - [`addresses`]: the nodes' HTTP addresses, for forwarding Engine.IO requests.
 //!
 //! Everything toward Redis is bounded: at most `CLUSTER_BUFFER` commands in flight and each
 //! waits at most `CLUSTER_TIMEOUT`; past either, what needed Redis is refused
 //! ([`BackplaneError`]), never accepted and then dropped.
 
+pub(crate) mod addresses;
 pub(crate) mod envelope;
 mod interest;
 pub(crate) mod keys;
@@ -43,6 +45,7 @@ pub(crate) use self::names::{Channel, Kind, Names};
 use super::Local;
 use crate::config::Config;
 use crate::hub::{BackplaneError, Position, Report};
+use crate::transport::engineio::NodeTag;
 
 /// How long after a delivery to a user that does not ack the delivery is written to Redis as
 /// its ack (in a batch with the others meanwhile).
@@ -103,6 +106,13 @@ pub(crate) struct ClusterStats {
     /// Socket.IO sockets written to Redis for recovery, and recovered from a record there.
     pub(crate) socketio_kept: AtomicU64,
     pub(crate) socketio_recovered: AtomicU64,
+    /// Engine.IO requests forwarded to the node holding their session: long-polling ones,
+    /// and WebSocket upgrades.
+    pub(crate) forwarded_polling: AtomicU64,
+    pub(crate) forwarded_websocket: AtomicU64,
+    /// Requests for another node's session that could not be forwarded (its node unknown or
+    /// unreachable, a loop, or forwarding off), answered `Session ID unknown`.
+    pub(crate) forward_failures: AtomicU64,
 }
 
 /// The link to Redis.
@@ -112,6 +122,10 @@ pub(crate) struct Redis {
     pub(crate) names: Names,
     /// This node, random at its start: its own events come back to it marked so.
     pub(crate) node: u64,
+    /// The node as its Engine.IO session ids name it.
+    pub(crate) tag: NodeTag,
+    /// This node's address and the others', for forwarding.
+    pub(crate) addresses: addresses::Addresses,
     nonce: AtomicU64,
     publish: Script,
     head: Script,
@@ -168,11 +182,14 @@ impl Redis {
         };
         let client = builder().build().ok()?;
         let subscriber = builder().build_subscriber_client().ok()?;
+        let node = rand::random();
         Some(Redis {
             client,
             subscriber,
             names: Names::new(&config.cluster_prefix),
-            node: rand::random(),
+            node,
+            tag: NodeTag::of(node),
+            addresses: addresses::Addresses::new(config),
             nonce: AtomicU64::new(1),
             publish: Script::from_lua(scripts::PUBLISH),
             head: Script::from_lua(scripts::HEAD),

@@ -118,10 +118,13 @@ end
 return 1
 "#;
 
-/// A node's beat: its time in the beats, and the nodes whose last beat is older than the
-/// cutoff. KEYS: beats. ARGV: the node, now, the cutoff (ms). Returns `{added, node, …}`.
+/// A node's beat: its time in the beats, its HTTP address renewed (see `addresses.rs`), and
+/// the nodes whose last beat is older than the cutoff. KEYS: beats, the node's address key.
+/// ARGV: the node, now, the cutoff (ms), its address (`''`: none), the address's time to live
+/// (ms). Returns `{added, node, …}`.
 const BEAT: &str = r#"
 local added = redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) end
 local out = {added}
 for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])) do
   if n ~= ARGV[1] then table.insert(out, n) end
@@ -586,7 +589,8 @@ impl Redis {
         Ok(())
     }
 
-    /// Every `CLUSTER_NODE_TIMEOUT / 4`: this node's beat, and the cleanup of the nodes
+    /// Every `CLUSTER_NODE_TIMEOUT / 4`: this node's beat (with its address, for forwarding,
+    /// kept for `CLUSTER_NODE_TIMEOUT`), and the cleanup of the nodes
     /// silent for longer than the timeout. A beat that finds this node missing (Redis lost
     /// everything, or the others took it for dead while its link was down) resyncs all it
     /// contributes.
@@ -600,11 +604,13 @@ impl Redis {
             let Some(local) = local.upgrade() else { return };
             let now = unix_ms();
             let cutoff = now.saturating_sub(self.presence.timeout.as_millis() as u64);
-            let keys = vec![self.names.shared("beats")];
+            let keys = vec![self.names.shared("beats"), self.address_key(self.tag)];
             let args: Vec<Value> = vec![
                 self.node_hex().into(),
                 (now as i64).into(),
                 (cutoff as i64).into(),
+                self.addresses.own().into(),
+                (self.presence.timeout.as_millis() as i64).max(1_000).into(),
             ];
             let Ok(answer) = self.script(&self.presence.scripts.beat, keys, args).await else {
                 tokio::time::sleep(every).await;
