@@ -2,8 +2,9 @@
 //! masters whose shards each carry some rooms' and users' channels (sharded pub/sub across
 //! shards); a node killed with `kill -9` under load, whose clients resume on another node
 //! losing nothing acknowledged; a stalled, then cut, link between a node and Redis (bounded
-//! commands in flight, no stuck shard, everything back after it heals); and a publish made
-//! while Redis is briefly down (answered OK only if it ran, and then delivered).
+//! commands in flight, no stuck shard, everything back after it heals); a publish made
+//! while Redis is briefly down (answered OK only if it ran, and then delivered); and a
+//! publish whose answer was lost with its link (never run twice).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -574,4 +575,71 @@ async fn a_stalled_link_to_redis_bounds_what_waits_stalls_no_shard_and_heals() {
         )
         .await;
     assert_eq!(s, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_publish_whose_answer_was_lost_with_its_link_is_never_run_twice() {
+    // The link dies just after Redis ran a publish: the request reached Redis, the answer
+    // did not come back. Run again on the next connection it would be two events (two
+    // offsets) for one publish; it is answered `cluster.unavailable` instead, and the other
+    // node's member gets it once.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let timeout = Duration::from_secs(3);
+    let a = node(
+        &format!("redis://127.0.0.1:{}", proxy.port),
+        timeout,
+        10_000,
+    )
+    .await;
+    let b = node(&redis.url(), timeout, 10_000).await;
+    let mut ann = a.client("ann", Fmt::Json).await;
+    let mut ben = b.client("ben", Fmt::Json).await;
+    join(&mut ann, "once", 1).await;
+    join(&mut ben, "once", 1).await;
+    // A first publish, so that Redis knows the script (else the held one would only be
+    // refused with NOSCRIPT).
+    let zero = json!({"cmd": "publish", "room": "once", "event": "e", "data": "zero"});
+    assert_eq!(ann.call(zero, 2).await["offset"], 1);
+    assert_eq!(events(&mut ben, "once", 1).await, vec![(1, json!("zero"))]);
+
+    proxy.hold_answers();
+    ann.send(json!({"cmd": "publish", "id": 3, "room": "once", "event": "e", "data": "one"}))
+        .await;
+    // Ben's node hears it from Redis directly: Redis ran it.
+    assert_eq!(events(&mut ben, "once", 1).await, vec![(2, json!("one"))]);
+    proxy.cut();
+    proxy.heal();
+    let r = loop {
+        let m = ann.recv().await;
+        if m["type"] != "event" {
+            break m;
+        }
+    };
+    assert_eq!(r["id"], 3, "{r}");
+    assert_eq!(
+        code(&r),
+        "cluster.unavailable",
+        "its fate was not told: {r}"
+    );
+
+    // Back on its feet, ann's node publishes again: the next offset is 3, and ben gets it
+    // right after the held one (which was not run again).
+    connected(&a).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let offset = loop {
+        let r = ann
+            .call(
+                json!({"cmd": "publish", "room": "once", "event": "e", "data": "two"}),
+                4,
+            )
+            .await;
+        if r["type"] == "reply" {
+            break r["offset"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(offset, 3);
+    assert_eq!(events(&mut ben, "once", 1).await, vec![(3, json!("two"))]);
 }

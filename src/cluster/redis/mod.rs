@@ -164,7 +164,12 @@ impl Redis {
         // Start degraded rather than not at all: the link keeps trying.
         redis.fail_fast = false;
         let timeout = config.cluster_timeout;
-        let builder = || {
+        // `attempts`: how often a command may be written. The command client's commands are
+        // written once: one whose connection closed before its answer may have run, and
+        // running it again would publish it twice (two offsets), so it is answered
+        // `cluster.unavailable` instead, like any command whose fate Redis did not tell.
+        // Commands queued while disconnected are written once connected, as before.
+        let builder = |attempts: u32| {
             let mut b = Builder::from_config(redis.clone());
             b.with_performance_config(|p| {
                 p.default_command_timeout = timeout;
@@ -176,12 +181,14 @@ impl Redis {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
                 c.max_command_buffer_len = config.cluster_buffer;
+                c.max_command_attempts = attempts;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2));
             b
         };
-        let client = builder().build().ok()?;
-        let subscriber = builder().build_subscriber_client().ok()?;
+        let client = builder(1).build().ok()?;
+        // Subscribing twice does no harm: fred's default.
+        let subscriber = builder(3).build_subscriber_client().ok()?;
         let node = rand::random();
         Some(Redis {
             client,
