@@ -70,7 +70,41 @@ struct Sockets {
     /// The token the opening request offered (`Authorization: Bearer`, `?token=`).
     offered_token: Option<Box<str>>,
     /// Shared with the `CONNECT`s waiting for Redis (cluster mode), which add their socket.
-    open: Rc<RefCell<Open>>,
+    open: Opened,
+}
+
+/// An Engine.IO session's [`Open`]: inline, until a `CONNECT` waits for Redis (cluster mode's
+/// recovery) and shares it with that wait, in an `Rc` (some 90 bytes more, only from then on:
+/// an idle connection that never waited pays nothing for it).
+enum Opened {
+    Inline(Open),
+    Shared(Rc<RefCell<Open>>),
+}
+
+impl Opened {
+    fn read<R>(&self, f: impl FnOnce(&Open) -> R) -> R {
+        match self {
+            Opened::Inline(open) => f(open),
+            Opened::Shared(open) => f(&open.borrow()),
+        }
+    }
+
+    fn write<R>(&mut self, f: impl FnOnce(&mut Open) -> R) -> R {
+        match self {
+            Opened::Inline(open) => f(open),
+            Opened::Shared(open) => f(&mut open.borrow_mut()),
+        }
+    }
+
+    /// The `Open` shared with a wait, shared from now on.
+    fn share(&mut self) -> Rc<RefCell<Open>> {
+        let shared = match self {
+            Opened::Shared(open) => return open.clone(),
+            Opened::Inline(open) => Rc::new(RefCell::new(std::mem::take(open))),
+        };
+        *self = Opened::Shared(shared.clone());
+        shared
+    }
 }
 
 /// An Engine.IO session's sockets, and the `CONNECT`s still waiting for their pid's record.
@@ -90,8 +124,8 @@ impl Sockets {
     }
 
     fn socket(&self, nsp: &str) -> Option<Rc<NspSocket>> {
-        let open = self.open.borrow();
-        open.sockets.iter().find(|s| s.nsp() == nsp).cloned()
+        self.open
+            .read(|open| open.sockets.iter().find(|s| s.nsp() == nsp).cloned())
     }
 
     /// A `CONNECT` to `nsp` with `auth`.
@@ -115,7 +149,9 @@ impl Sockets {
         let Some((name, slot)) = ctx.shared.namespaces.resolve(nsp) else {
             return refuse("Invalid namespace", None);
         };
-        let waiting = self.open.borrow().waiting.iter().any(|w| **w == *nsp);
+        let waiting = self
+            .open
+            .read(|open| open.waiting.iter().any(|w| **w == *nsp));
         if waiting || self.socket(nsp).is_some() {
             return refuse(
                 "already connected to this namespace",
@@ -144,8 +180,9 @@ impl Sockets {
             // Cluster mode: the socket may have been kept by any node, in Redis; the answer
             // waits for it (and nothing of the namespace comes before the answer).
             (Some((pid, offset)), Some(user), Some(_)) => {
-                self.open.borrow_mut().waiting.push(connect.nsp.clone());
-                let (ctx, open) = (ctx.clone(), self.open.clone());
+                let open = self.open.share();
+                open.borrow_mut().waiting.push(connect.nsp.clone());
+                let ctx = ctx.clone();
                 let asked = Asked { pid, offset, user };
                 tokio::task::spawn_local(connect_recovering(ctx, open, connect, asked));
                 return;
@@ -156,7 +193,7 @@ impl Sockets {
             _ => None,
         };
         let socket = connect.finish(ctx, restored);
-        self.open.borrow_mut().sockets.push(socket);
+        self.open.write(|open| open.sockets.push(socket));
     }
 
     /// The user a `CONNECT` with `auth` is of, with its connection slot: its token's (`auth`'s,
@@ -194,15 +231,15 @@ impl Sockets {
 
     /// Ends the socket of `nsp` (the client's `DISCONNECT`, or its logout event).
     fn disconnect(&mut self, ctx: &Ctx, nsp: &str) {
-        let mut open = self.open.borrow_mut();
-        // A CONNECT still waiting for Redis is dropped when its answer comes.
-        open.waiting.retain(|w| **w != *nsp);
-        let Some(at) = open.sockets.iter().position(|s| s.nsp() == nsp) else {
-            return;
-        };
-        let socket = open.sockets.swap_remove(at);
-        drop(open);
-        end(ctx, &socket);
+        let socket = self.open.write(|open| {
+            // A CONNECT still waiting for Redis is dropped when its answer comes.
+            open.waiting.retain(|w| **w != *nsp);
+            let at = open.sockets.iter().position(|s| s.nsp() == nsp)?;
+            Some(open.sockets.swap_remove(at))
+        });
+        if let Some(socket) = socket {
+            end(ctx, &socket);
+        }
     }
 
     fn packet(&mut self, ctx: &Rc<Ctx>, carrier: &Rc<Session>, packet: Packet<'_>) {
@@ -562,7 +599,7 @@ impl Handler for SocketIo {
             sockets: Sockets {
                 parser: handshake.parser,
                 offered_token: handshake.token.clone(),
-                open: Rc::default(),
+                open: Opened::Inline(Open::default()),
             },
         }
     }
@@ -584,11 +621,11 @@ impl Handler for SocketIo {
         });
     }
 
-    fn close(self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {
-        let mut open = self.sockets.open.borrow_mut();
-        open.closed = true;
-        let sockets = std::mem::take(&mut open.sockets);
-        drop(open);
+    fn close(mut self, ctx: &Rc<Ctx>, _: &Rc<Session>, _: CloseReason) {
+        let sockets = self.sockets.open.write(|open| {
+            open.closed = true;
+            std::mem::take(&mut open.sockets)
+        });
         for socket in &sockets {
             // The connection went away under the socket (whatever the reason: socket.io keeps
             // a socket for recovery unless its namespace was left): keep it for its client.
