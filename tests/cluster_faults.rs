@@ -423,6 +423,14 @@ async fn a_publish_while_redis_is_briefly_down_is_answered_ok_only_if_it_ran_and
     // shows ben's node the gap; it catches up once it has subscribed again.
     let mut redis = redis;
     redis.kill();
+    // Made once ann's node knows Redis is down, so it waits in the link's queue. (Written
+    // before the node noticed, into the dead connection, it would be answered
+    // `cluster.unavailable`: the link writes a command once, never twice.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !a.get("/readyz").await.1.contains("degraded") {
+        assert!(tokio::time::Instant::now() < deadline, "never noticed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     ann.send(json!({"cmd": "publish", "id": 99, "room": "r", "event": "e", "data": 1000}))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
