@@ -31,7 +31,7 @@
 //!   streams (`streams.rs`), the first answers of requests with idempotency keys
 //!   (`idempotency.rs`), and the link to Redis (`redis/`: names, envelope, Lua scripts,
 //!   subscriptions, presence, room records, shared idempotency keys, Socket.IO sockets kept
-//!   for recovery).
+//!   for recovery, nodes' HTTP addresses).
 //! - `node`: what a process's shards share, a shard's context, connection slots, hand-off of
 //!   upgraded sockets, long-polling requests to their session's shard, the Socket.IO
 //!   namespaces served and the sockets kept for recovery (in Redis in cluster mode),
@@ -43,7 +43,8 @@
 //!   sockets, events run as commands (built-ins and the event map), recovery, the client's
 //!   answers to private messages asking for acks, and the
 //!   protocol suite's reference server (`conformance.rs`).
-//! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics.
+//! - `http`: hyper, one route table, the upgrade handshake, the REST API, metrics, and in
+//!   cluster mode the forwarding of Engine.IO requests to their session's node (`forward.rs`).
 //! - `runtime`: start and stop, shard threads and loops, the connection machine, the
 //!   Engine.IO applications (`engineio.rs`), the sweep.
 //! - `testing` (feature `testing` only): fuzz and bench entry points, fault injection.
