@@ -66,8 +66,8 @@ async fn long_polling_works_through_any_node_and_refuses_as_the_owner_does() {
     let (sid, _) = at_a.open().await;
     assert_eq!(
         sid.len(),
-        28,
-        "the shard, the node's tag, 18 random characters"
+        33,
+        "the shard, the node's tag, the slot, 18 random characters"
     );
     // POSTs on one node, long-polls on another: the echo comes back through each.
     for (i, (post, poll)) in [(&at_b, &at_c), (&at_c, &at_b), (&at_b, &at_b)]

@@ -87,7 +87,7 @@ async fn long_polling_speaks_the_spec_byte_for_byte() {
     let server = eio_server(|_| {});
     let eio = Eio::new(&server);
     let (sid, open) = eio.open().await;
-    assert_eq!(sid.len(), 20);
+    assert_eq!(sid.len(), 25);
     assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
     assert_eq!(
         (

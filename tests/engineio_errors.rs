@@ -223,7 +223,7 @@ async fn the_endpoint_is_off_without_echo_or_socketio_and_follows_its_configured
 
     let server = eio_server(|c| c.engineio_path = "/engine.io".into());
     let (sid, _) = Eio::at(&server, "/engine.io/").open().await;
-    assert_eq!(sid.len(), 20);
+    assert_eq!(sid.len(), 25);
     let default = Eio::new(&server).get_query("EIO=4&transport=polling").await;
     assert_eq!(default.status, 404, "only the configured path");
     server.handle.shutdown().await;

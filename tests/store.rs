@@ -385,3 +385,81 @@ async fn binary_data_survives_a_clean_restart_in_both_encodings() {
     mp.close().await;
     server.handle.shutdown().await;
 }
+
+/// On disk in `dir`, rooms keeping 1,000 messages and 4 MiB, `STORE_IDLE_FLUSH` `idle`.
+fn long_history(dir: &std::path::Path, idle: Duration) -> impl FnOnce(&mut wsgate::Config) + '_ {
+    move |c| {
+        on_disk(dir)(c);
+        c.room_history_size = 1000;
+        c.room_history_bytes = 4 << 20;
+        c.store_idle_flush = idle;
+    }
+}
+
+/// Pushes 200 events of 8 KiB to a new room `room` (about 1.6 MiB written).
+async fn fill_write_buffer(api: &Api, room: &str) {
+    let (s, _) = api.post("/api/v1/rooms", json!({"roomId": room})).await;
+    assert_eq!(s, 201);
+    let data = "x".repeat(8192);
+    for _ in 0..200 {
+        let (s, r) = api
+            .post(
+                &format!("/api/v1/push/rooms/{room}"),
+                json!({"event": "m", "data": data}),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_store_flushes_its_write_buffers_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(long_history(dir.path(), Duration::from_millis(300)));
+    let api = Api::new(&server);
+    fill_write_buffer(&api, "big").await;
+    // Written, then idle: the buffers go to the store's files and are freed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(&server, "wsgate_store_write_buffer_bytes").await >= 1 << 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle store kept its write buffers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, body) = api.get("/api/v1/rooms/big/messages?limit=1000").await;
+    assert_eq!(s, 200);
+    let got = offsets(&body["messages"]);
+    assert_eq!(
+        got,
+        (1..=200).collect::<Vec<_>>(),
+        "read back from the files"
+    );
+    server.handle.shutdown().await;
+
+    // And after a restart, everything is still there.
+    let server = start_server(long_history(dir.path(), Duration::ZERO));
+    let api = Api::new(&server);
+    let (s, body) = api.get("/api/v1/rooms/big/messages?limit=1000").await;
+    assert_eq!(s, 200);
+    assert_eq!(offsets(&body["messages"]).len(), 200);
+}
+
+#[tokio::test]
+async fn with_idle_flush_off_the_write_buffers_stay_until_fjall_flushes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(long_history(dir.path(), Duration::ZERO));
+    let api = Api::new(&server);
+    fill_write_buffer(&api, "big").await;
+    // The writer commits within milliseconds; the buffer holds what it wrote.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(&server, "wsgate_store_write_buffer_bytes").await < 1 << 20 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing buffered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        metric(&server, "wsgate_store_write_buffer_bytes").await >= 1 << 20,
+        "flushed while off"
+    );
+}

@@ -366,6 +366,12 @@ pub struct Config {
     /// (nothing is dropped). Default: 65536.
     #[arg(long, env = "STORE_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub store_queue_capacity: usize,
+    /// How long the store's writer goes without a write before it flushes the store's write
+    /// buffers (fjall's memtables, which hold a copy of everything written since their last
+    /// flush) to disk, when they hold at least 1 MiB: an idle server keeps none of what it
+    /// wrote in memory. 0 never does (a keyspace's buffer is flushed at 64 MiB). Default: 2s.
+    #[arg(long, env = "STORE_IDLE_FLUSH", default_value = "2s", value_parser = parse_duration)]
+    pub store_idle_flush: Duration,
     /// Private messages (`send`, REST pushes to users) each user's stream keeps until they
     /// are acknowledged: its mailbox for when the user is offline; 0 keeps none (offsets still
     /// count). Past it the oldest go (counted). Default: 100.
@@ -452,7 +458,8 @@ pub struct Config {
     /// Most connections one user may hold at once. Default: 16.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: u32,
-    /// Most WebSocket connections on the server. Default: 1000000.
+    /// Most WebSocket connections on the server (long-polling sessions count too); at most
+    /// 1073741824. Default: 1000000.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000)]
     pub max_connections: usize,
     /// Largest HTTP request head (request line and headers), in bytes. Default: 16384.
@@ -619,6 +626,9 @@ impl Config {
         if self.shard_count() > 64 {
             return Err(ConfigError::TooManyShards);
         }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ConfigError::TooManyConnections);
+        }
         if self.api_key_list().iter().any(|k| k.len() < 8) {
             return Err(ConfigError::ShortApiKey);
         }
@@ -631,6 +641,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The largest `MAX_CONNECTIONS`: an Engine.IO session id names its session's slot in 30 bits.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 30;
 
 /// A relation between knobs that does not hold (see [`Config::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -673,6 +686,9 @@ pub enum ConfigError {
     /// More shards than connection ids can tell apart.
     #[error("at most 64 shards")]
     TooManyShards,
+    /// More connections than an Engine.IO session id can name the slot of.
+    #[error("MAX_CONNECTIONS: at most 1073741824")]
+    TooManyConnections,
     /// An API key too short to be a secret.
     #[error("API_KEYS: every key must be at least 8 characters")]
     ShortApiKey,
@@ -761,7 +777,17 @@ mod tests {
         let c = Config::for_tests();
         assert_eq!(c.max_message_bytes, 1 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(25));
+        assert_eq!(c.store_idle_flush, Duration::from_secs(2));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn connections_past_what_a_session_id_can_name_are_refused() {
+        let mut c = Config::for_tests();
+        c.max_connections = MAX_CONNECTIONS_LIMIT;
+        assert!(c.validate().is_ok());
+        c.max_connections = MAX_CONNECTIONS_LIMIT + 1;
+        assert_eq!(c.validate(), Err(ConfigError::TooManyConnections));
     }
 
     #[test]

@@ -38,10 +38,8 @@ mod polling;
 pub(crate) mod websocket;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use ahash::RandomState;
 use bytes::Bytes;
 use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
@@ -55,7 +53,7 @@ use crate::node::polling::{PollAnswer, PollRequest};
 use crate::node::Ctx;
 use crate::reactor::Ready;
 use crate::session::Session;
-use crate::transport::engineio::{Handshake, NodeTag, Sid};
+use crate::transport::engineio::{Handshake, Local, NodeTag, Sid};
 use crate::transport::ws::frame::{self, OpCode};
 
 /// How long a WebSocket that probes an upgrade may take to send `5` (Node's `upgradeTimeout`).
@@ -64,9 +62,9 @@ pub(crate) const UPGRADE_TIMEOUT_MS: u64 = 10_000;
 /// One shard's Engine.IO sessions.
 pub(crate) struct Engine<H> {
     ctx: Rc<Ctx>,
-    /// Every session of this shard's engine, by slab key (a polling session's wake token).
+    /// Every session of this shard's engine, by slab key (a polling session's wake token, and
+    /// the slot its session id names: no map from ids).
     entries: RefCell<Slab<Entry<H>>>,
-    by_sid: RefCell<HashMap<Sid, usize, RandomState>>,
     /// Wake-ups of long-polling sessions (frames queued, a close requested).
     ready: Rc<Ready>,
     /// Cluster mode: this node, as its session ids name it (other nodes forward to it).
@@ -75,7 +73,8 @@ pub(crate) struct Engine<H> {
 
 /// One session.
 struct Entry<H> {
-    sid: Sid,
+    /// Its id, as this engine keeps it.
+    local: Local,
     session: Rc<Session>,
     state: State<H>,
 }
@@ -109,7 +108,6 @@ impl<H: Handler> Engine<H> {
             ctx,
             node,
             entries: RefCell::new(Slab::new()),
-            by_sid: RefCell::default(),
             ready: Rc::default(),
         })
     }
@@ -148,27 +146,37 @@ impl<H: Handler> Engine<H> {
     }
 
     /// A new session over a WebSocket (no `sid` in the request): its open packet is queued
-    /// first. Returns its id and its handler, which the connection keeps.
-    pub(crate) fn open_websocket(&self, session: &Rc<Session>, handshake: &Handshake) -> (Sid, H) {
+    /// first. Returns its id and its handler, which the connection keeps; `None` (the session
+    /// is to be closed) past the slots a session id can name, which `MAX_CONNECTIONS` keeps
+    /// out of reach.
+    pub(crate) fn open_websocket(
+        &self,
+        session: &Rc<Session>,
+        handshake: &Handshake,
+    ) -> Option<(Sid, H)> {
         session.engineio.set(true);
-        let sid = self.new_sid();
-        let key = self.entries.borrow_mut().insert(Entry {
-            sid,
+        let mut entries = self.entries.borrow_mut();
+        let slot = entries.vacant_entry();
+        let local = Local::new(slot.key())?;
+        slot.insert(Entry {
+            local,
             session: session.clone(),
             state: State::WebSocket,
         });
-        self.by_sid.borrow_mut().insert(sid, key);
+        drop(entries);
+        let sid = self.sid(local);
         self.ctx.push(session, self.open_frame(sid, &[]));
         let app = H::open(&self.ctx, session, handshake);
-        (sid, app)
+        Some((sid, app))
     }
 
     /// A WebSocket with `sid` opened to upgrade the session: `false` (it is to be closed, as
     /// Node closes it) when there is no long-polling session `sid`, or another WebSocket is
     /// upgrading it already.
     pub(crate) fn begin_upgrade(&self, sid: Sid) -> bool {
+        let key = self.key(sid);
         let mut entries = self.entries.borrow_mut();
-        let Some(entry) = self.key(sid).and_then(|k| entries.get_mut(k)) else {
+        let Some(entry) = key.and_then(|k| entries.get_mut(k)) else {
             return false;
         };
         match &mut entry.state {
@@ -183,8 +191,9 @@ impl<H: Handler> Engine<H> {
     /// A WebSocket with `sid` sent `2probe`: while it probes, `GET`s are answered at once (the
     /// pending one now). `false` if there is no long-polling session `sid` to upgrade.
     pub(crate) fn probe(&self, sid: Sid) -> bool {
+        let key = self.key(sid);
         let mut entries = self.entries.borrow_mut();
-        let Some(entry) = self.key(sid).and_then(|k| entries.get_mut(k)) else {
+        let Some(entry) = key.and_then(|k| entries.get_mut(k)) else {
             return false;
         };
         let State::Polling(polling) = &mut entry.state else {
@@ -202,8 +211,9 @@ impl<H: Handler> Engine<H> {
 
     /// The probing WebSocket of `sid` went away before `5`: long-polling goes on as before.
     pub(crate) fn probe_over(&self, sid: Sid) {
+        let key = self.key(sid);
         let mut entries = self.entries.borrow_mut();
-        if let Some(entry) = self.key(sid).and_then(|k| entries.get_mut(k)) {
+        if let Some(entry) = key.and_then(|k| entries.get_mut(k)) {
             if let State::Polling(polling) = &mut entry.state {
                 polling.upgrading = false;
                 polling.probing = false;
@@ -215,8 +225,9 @@ impl<H: Handler> Engine<H> {
     /// the WebSocket's from now on (a `GET` still pending gets `6`; later ones are refused).
     /// `None` if the session is gone (or not long-polling).
     pub(crate) fn upgrade(&self, sid: Sid) -> Option<(Rc<Session>, H)> {
+        let key = self.key(sid)?;
         let mut entries = self.entries.borrow_mut();
-        let entry = entries.get_mut(self.key(sid)?)?;
+        let entry = entries.get_mut(key)?;
         if entry.session.is_closing() || !matches!(entry.state, State::Polling(_)) {
             return None;
         }
@@ -233,31 +244,32 @@ impl<H: Handler> Engine<H> {
 
     /// The WebSocket carrying `sid` is over: the id is forgotten.
     pub(crate) fn remove(&self, sid: Sid) {
-        if let Some(key) = self.by_sid.borrow_mut().remove(&sid) {
+        if let Some(key) = self.key(sid) {
             self.entries.borrow_mut().try_remove(key);
         }
     }
 
-    /// The slab key of `sid`.
+    /// The slab key of `sid`, if it names a session of this engine.
     fn key(&self, sid: Sid) -> Option<usize> {
-        self.by_sid.borrow().get(&sid).copied()
+        let key = sid.local.slot as usize;
+        let entries = self.entries.borrow();
+        entries
+            .get(key)
+            .is_some_and(|e| e.local.is(&sid.local))
+            .then_some(key)
     }
 
-    /// A fresh session id of this shard (and node).
-    fn new_sid(&self) -> Sid {
-        loop {
-            let sid = Sid::new(self.ctx.shard, self.node);
-            if !self.by_sid.borrow().contains_key(&sid) {
-                return sid;
-            }
-        }
+    /// The id of this shard's (and node's) session `local`.
+    fn sid(&self, local: Local) -> Sid {
+        Sid::new(self.ctx.shard, self.node, local)
     }
 
     /// The open packet of session `sid`, as an outbox frame.
     fn open_frame(&self, sid: Sid, upgrades: &[&str]) -> Bytes {
         let cfg = self.ctx.config();
+        let text = sid.text();
         let open = Open {
-            sid: sid.as_str(),
+            sid: text.as_str(),
             upgrades,
             ping_interval: cfg.engineio_ping_interval.as_millis() as u64,
             ping_timeout: cfg.engineio_ping_timeout.as_millis() as u64,

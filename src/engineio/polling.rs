@@ -15,7 +15,7 @@ use crate::node::polling::{PollAnswer, PollKind, PollRequest};
 use crate::reactor::Wake;
 use crate::session::Session;
 use crate::stats::ShardStats;
-use crate::transport::engineio::{Handshake, Sid};
+use crate::transport::engineio::{Handshake, Local, Sid};
 use crate::transport::outbound::{CloseRequest, Queued};
 
 /// What a `POST`'s packets asked for, once they are all handled.
@@ -67,19 +67,19 @@ impl<H: Handler> Engine<H> {
             ctx.now_ms(),
         ));
         session.engineio.set(true);
-        let sid = self.new_sid();
         let key = self.entries.borrow().vacant_key();
-        let Ok(token) = u32::try_from(key) else {
+        let (Some(local), Ok(token)) = (Local::new(key), u32::try_from(key)) else {
             let _ = respond.send(PollAnswer::Refused(HandshakeError::Forbidden));
             return;
         };
+        let sid = self.sid(local);
         session.attach(Wake::new(self.ready.clone(), token));
         ctx.hub.register(&session);
         ctx.push(&session, self.open_frame(sid, &["websocket"]));
         let app = H::open(ctx, &session, handshake);
         let _ = respond.send(PollAnswer::Payload(self.payload(&session, false)));
         let inserted = self.entries.borrow_mut().insert(Entry {
-            sid,
+            local,
             session,
             state: State::Polling(Polling {
                 app,
@@ -90,7 +90,6 @@ impl<H: Handler> Engine<H> {
             }),
         });
         debug_assert_eq!(inserted, key);
-        self.by_sid.borrow_mut().insert(sid, key);
     }
 
     /// [`Engine::polling_key`], and a session whose ping went unanswered past
@@ -270,7 +269,6 @@ impl<H: Handler> Engine<H> {
         let Some(entry) = self.entries.borrow_mut().try_remove(key) else {
             return;
         };
-        self.by_sid.borrow_mut().remove(&entry.sid);
         let State::Polling(polling) = entry.state else {
             return;
         };

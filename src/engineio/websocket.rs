@@ -21,7 +21,8 @@ const PARSE_ERROR_CLOSE: u16 = 1002;
 /// An Engine.IO session on a WebSocket connection, or the probe of an upgrade.
 pub(crate) struct WebSocket<H> {
     engine: Rc<Engine<H>>,
-    sid: Sid,
+    /// `None` for a session the engine had no slot for (closed at once).
+    sid: Option<Sid>,
     /// The handler; `None` while the connection probes (long-polling still carries the
     /// session, and holds it).
     app: Option<H>,
@@ -39,11 +40,16 @@ impl<H: Handler> WebSocket<H> {
         session: &Rc<Session>,
         handshake: &Handshake,
     ) -> WebSocket<H> {
-        let (sid, app) = engine.open_websocket(session, handshake);
+        let opened = engine.open_websocket(session, handshake);
+        if opened.is_none() {
+            // 1013: try again later.
+            session.close(CloseRequest::with_reason(1013, ""), Queued::Discard);
+        }
+        let (sid, app) = opened.unzip();
         WebSocket {
             engine: engine.clone(),
             sid,
-            app: Some(app),
+            app,
             reason: None,
             upgrading: false,
         }
@@ -59,7 +65,7 @@ impl<H: Handler> WebSocket<H> {
         }
         WebSocket {
             engine: engine.clone(),
-            sid,
+            sid: Some(sid),
             app: None,
             reason: None,
             upgrading,
@@ -112,20 +118,24 @@ impl<H: Handler> WebSocket<H> {
             .filter(|_| text)
             .and_then(|t| decode_packet(t, false).ok());
         match packet {
-            Some(Packet::Ping(true)) if self.upgrading && self.engine.probe(self.sid) => {
+            Some(Packet::Ping(true))
+                if self.upgrading && self.sid.is_some_and(|sid| self.engine.probe(sid)) =>
+            {
                 ctx.push(session, packet_frame_probe());
                 None
             }
-            Some(Packet::Upgrade) if self.upgrading => match self.engine.upgrade(self.sid) {
-                Some((polling, app)) => {
-                    self.app = Some(app);
-                    Some(polling)
+            Some(Packet::Upgrade) if self.upgrading => {
+                match self.sid.and_then(|s| self.engine.upgrade(s)) {
+                    Some((polling, app)) => {
+                        self.app = Some(app);
+                        Some(polling)
+                    }
+                    None => {
+                        session.close(CloseRequest::with_reason(1000, ""), Queued::Discard);
+                        None
+                    }
                 }
-                None => {
-                    session.close(CloseRequest::with_reason(1000, ""), Queued::Discard);
-                    None
-                }
-            },
+            }
             _ => {
                 session.close(
                     CloseRequest::with_reason(PARSE_ERROR_CLOSE, "upgrade failed"),
@@ -155,12 +165,14 @@ impl<H: Handler> WebSocket<H> {
     /// the long-polling session as it was).
     pub(crate) fn finish(self, ctx: &Rc<Ctx>, session: &Rc<Session>) {
         let Some(app) = self.app else {
-            if self.upgrading {
-                self.engine.probe_over(self.sid);
+            if let Some(sid) = self.sid.filter(|_| self.upgrading) {
+                self.engine.probe_over(sid);
             }
             return;
         };
-        self.engine.remove(self.sid);
+        if let Some(sid) = self.sid {
+            self.engine.remove(sid);
+        }
         let reason = self
             .reason
             .unwrap_or_else(|| reason_of(session.close_code()));

@@ -181,6 +181,12 @@ pub(crate) fn render(ctx: &Ctx) -> String {
             "Reads of offline users' mailboxes from the store (one per connect that finds messages only on disk).",
             store.loads,
         ),
+        (
+            "wsgate_store_write_buffer_bytes",
+            "gauge",
+            "Bytes in the store's write buffers (memtables), not yet flushed to its files (STORE_IDLE_FLUSH).",
+            store.buffered,
+        ),
         ],
     );
     if let Some(redis) = ctx.shared.backplane.redis() {

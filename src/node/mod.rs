@@ -98,6 +98,7 @@ impl Shared {
                 &config.data_dir,
                 config.store_fsync,
                 config.store_queue_capacity,
+                config.store_idle_flush,
             )?,
         };
         let store = Arc::new(store);

@@ -176,11 +176,13 @@ impl Store {
         Store { disk: None }
     }
 
-    /// Opens (or creates) the store in `dir`, reads what it keeps, and starts the writer.
+    /// Opens (or creates) the store in `dir`, reads what it keeps, and starts the writer
+    /// (which flushes the write buffers after `idle_flush` without writes; zero: never).
     pub(crate) fn open(
         dir: &Path,
         fsync: Fsync,
         capacity: usize,
+        idle_flush: std::time::Duration,
     ) -> Result<(Store, Recovered), StoreError> {
         let open_err = |source| StoreError::Open {
             dir: dir.display().to_string(),
@@ -193,8 +195,8 @@ impl Store {
         let mut recovered = recover::recover(&db, skip).map_err(open_err)?;
         let queue = Arc::new(Bounded::new(capacity));
         let known = std::mem::take(&mut recovered.known);
-        let (writer, thread) =
-            writer::spawn(db, queue.clone(), fsync, known, skip).map_err(|e| match e {
+        let (writer, thread) = writer::spawn(db, queue.clone(), fsync, idle_flush, known, skip)
+            .map_err(|e| match e {
                 writer::SpawnError::Db(e) => open_err(e),
                 writer::SpawnError::Thread(e) => StoreError::Spawn(e),
             })?;
@@ -286,7 +288,14 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> (Store, Recovered) {
-        Store::open(dir, Fsync::Every(std::time::Duration::from_millis(1)), 64).unwrap()
+        let idle_flush = std::time::Duration::ZERO;
+        Store::open(
+            dir,
+            Fsync::Every(std::time::Duration::from_millis(1)),
+            64,
+            idle_flush,
+        )
+        .unwrap()
     }
 
     fn write(store: &Store, op: Op) {

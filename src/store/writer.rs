@@ -54,6 +54,8 @@ pub(crate) struct Backlog {
     pub(crate) fsyncs: u64,
     /// Loads of spilled mailboxes since start.
     pub(crate) loads: u64,
+    /// Bytes in the database's write buffers (memtables), not yet flushed to its files.
+    pub(crate) buffered: u64,
 }
 
 /// What the shards tell the writer.
@@ -73,6 +75,8 @@ pub(crate) struct Handle {
 }
 
 struct Shared {
+    /// The database, for its write buffers' size (fjall's own count).
+    db: Database,
     thread: OnceLock<Thread>,
     control: Mutex<Control>,
     fsync: Fsync,
@@ -105,6 +109,7 @@ impl Handle {
             failed: self.shared.failed.load(Ordering::Relaxed),
             fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
             loads: self.shared.loads.load(Ordering::Relaxed),
+            buffered: self.shared.db.write_buffer_size(),
         }
     }
 
@@ -142,6 +147,7 @@ pub(crate) fn spawn(
     db: Db,
     queue: Arc<Bounded<Op>>,
     fsync: Fsync,
+    idle_flush: Duration,
     known: HashMap<StreamKey, Known>,
     skip: u64,
 ) -> Result<(Handle, JoinHandle<()>), SpawnError> {
@@ -152,6 +158,7 @@ pub(crate) fn spawn(
         .persist(PersistMode::SyncAll)
         .map_err(SpawnError::Db)?;
     let shared = Arc::new(Shared {
+        db: db.db.clone(),
         thread: OnceLock::new(),
         control: Mutex::default(),
         fsync,
@@ -168,6 +175,7 @@ pub(crate) fn spawn(
         pending: Pending::default(),
         durable: Vec::new(),
         skip,
+        idle_flush,
     };
     let thread = std::thread::Builder::new()
         .name("wsgate-store".into())
@@ -213,13 +221,30 @@ struct Writer {
     /// Waiters for the next fsync (`STORE_FSYNC=always`).
     durable: Vec<oneshot::Sender<()>>,
     skip: u64,
+    /// `STORE_IDLE_FLUSH`.
+    idle_flush: Duration,
 }
+
+/// Write buffers smaller than this stay in memory when the writer is idle: flushing them
+/// would make many tiny files for little memory.
+const IDLE_FLUSH_MIN_BYTES: u64 = 1 << 20;
 
 impl Writer {
     fn run(&mut self) {
         let mut last_sync = Instant::now();
+        let mut last_write = Instant::now();
+        // Whether something was written since the write buffers were last flushed for idleness.
+        let mut dirty = false;
         loop {
             let drained = self.drain();
+            if drained > 0 {
+                last_write = Instant::now();
+                dirty = true;
+            } else if dirty && !self.idle_flush.is_zero() && last_write.elapsed() >= self.idle_flush
+            {
+                dirty = false;
+                self.flush_idle();
+            }
             let unsynced = self.shared.unsynced.load(Ordering::Relaxed);
             let due = match self.shared.fsync {
                 Fsync::Always => unsynced > 0 || !self.durable.is_empty(),
@@ -249,6 +274,12 @@ impl Writer {
                     }
                     Fsync::Every(every) => every.max(Duration::from_millis(1)),
                     Fsync::Never => Duration::from_millis(10),
+                };
+                let nap = match self.idle_flush {
+                    idle if dirty && !idle.is_zero() => {
+                        nap.min(idle.saturating_sub(last_write.elapsed()))
+                    }
+                    _ => nap,
                 };
                 std::thread::park_timeout(nap);
             }
@@ -300,6 +331,22 @@ impl Writer {
                     .failed
                     .fetch_add(pending.writes, Ordering::Relaxed);
                 tracing::error!(error = %e, writes = pending.writes, "the store could not commit");
+            }
+        }
+    }
+
+    /// The writer has been idle for `STORE_IDLE_FLUSH`: write buffers holding at least
+    /// [`IDLE_FLUSH_MIN_BYTES`] are sealed, and fjall's flush workers write them to disk and
+    /// free them. Nothing durable changes: what they hold is in the journal already.
+    fn flush_idle(&mut self) {
+        // `write_buffer_size` and `rotate_memtable` are fjall's (pinned in Cargo.lock), marked
+        // unstable there; tests/store.rs checks that the buffers do empty.
+        if self.db.db.write_buffer_size() < IDLE_FLUSH_MIN_BYTES {
+            return;
+        }
+        for keyspace in [&self.db.messages, &self.db.meta] {
+            if let Err(e) = keyspace.rotate_memtable() {
+                tracing::warn!(error = %e, "the store could not flush an idle write buffer");
             }
         }
     }

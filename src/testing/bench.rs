@@ -479,8 +479,8 @@ impl StreamWrites {
     /// measures the sustained rate of shard and writer together.
     pub fn on_disk(size: usize, dir: &std::path::Path) -> StreamWrites {
         let fsync = crate::config::Fsync::Every(std::time::Duration::from_millis(5));
-        let (store, _) =
-            crate::store::Store::open(dir, fsync, 65_536).expect("a store in a fresh directory");
+        let (store, _) = crate::store::Store::open(dir, fsync, 65_536, std::time::Duration::ZERO)
+            .expect("a store in a fresh directory");
         StreamWrites::with_store(size, store)
     }
 
