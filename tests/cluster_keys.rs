@@ -20,6 +20,8 @@ async fn a_rest_push_retried_on_another_node_answers_the_same_and_stores_once() 
     // Redis) instead of answering `room.not_found`.
     let mut member = c.client("ann", Fmt::Json).await;
     join(&mut member, "orders", 1).await;
+    // Once the join is synced into Redis (a few ms after its reply: docs/cluster.md).
+    api_a.wait_connections("orders", "ann", 1).await;
     let push = json!({"event": "order:paid", "data": {"order": 7}});
     let path = "/api/v1/push/rooms/orders";
     let first = api_a.post_keyed(path, "pay-7", &push).await;

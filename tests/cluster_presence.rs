@@ -72,34 +72,6 @@ async fn join(c: &mut Client, room: &str, id: u64, presence: bool) {
     assert_eq!(r["type"], "reply", "{r}");
 }
 
-/// Polls `api` until `user` holds `n` member connections of `room` cluster-wide.
-async fn wait_connections(api: &Api, room: &str, user: &str, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, page) = api
-            .get(&format!("/api/v1/rooms/{room}/members?limit=1000"))
-            .await;
-        let got = if status == 404 {
-            0
-        } else {
-            page["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["userId"] == user)
-                .map_or(0, |m| m["connections"].as_u64().unwrap())
-        };
-        if got == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{user} in {room}: {got} member connections, not {n} ({page})"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Asserts that nothing arrives on `c` within `window`.
 async fn nothing_within(c: &mut Client, window: Duration) {
     use futures_util::StreamExt;
@@ -121,7 +93,7 @@ async fn three_tabs_on_two_nodes_join_once_and_leave_with_the_last() {
     let mut wb = b.client("walt", Fmt::MsgPack).await;
     join(&mut wa, "lobby", 1, true).await;
     // Known in Redis before walt joins: walt hears nothing of it.
-    wait_connections(&api_b, "lobby", "wendy", 1).await;
+    api_b.wait_connections("lobby", "wendy", 1).await;
     join(&mut wb, "lobby", 1, true).await;
     // Each hears the other join (they are users of their own).
     assert_eq!(wa.recv().await, presence("join", "lobby", "walt"));
@@ -134,7 +106,7 @@ async fn three_tabs_on_two_nodes_join_once_and_leave_with_the_last() {
     assert_eq!(wb.recv().await, presence("join", "lobby", "bob"));
     join(&mut tab2, "lobby", 1, false).await;
     join(&mut tab3, "lobby", 1, false).await;
-    wait_connections(&api_b, "lobby", "bob", 3).await;
+    api_b.wait_connections("lobby", "bob", 3).await;
     let (_, page) = api_b.get("/api/v1/rooms/lobby/members").await;
     let users: Vec<&str> = page["members"]
         .as_array()
@@ -152,7 +124,7 @@ async fn three_tabs_on_two_nodes_join_once_and_leave_with_the_last() {
 
     tab1.close().await;
     tab2.close().await;
-    wait_connections(&api_b, "lobby", "bob", 1).await;
+    api_b.wait_connections("lobby", "bob", 1).await;
     tab3.close().await;
     assert_eq!(wa.recv().await, presence("leave", "lobby", "bob"));
     assert_eq!(wb.recv().await, presence("leave", "lobby", "bob"));
@@ -286,7 +258,7 @@ async fn a_killed_node_has_its_users_leave_and_go_offline_after_the_timeout() {
         .call(json!({"cmd": "watch", "users": ["kate"]}), 2)
         .await;
     assert_eq!(r["users"], json!([{"user": "kate", "online": true}]), "{r}");
-    wait_connections(&api, "lobby", "kate", 1).await;
+    api.wait_connections("lobby", "kate", 1).await;
     let (_, users) = api.get("/api/v1/users").await;
     assert_eq!(
         users["users"],
@@ -335,7 +307,7 @@ async fn rooms_users_and_stats_answer_for_every_node() {
     join(&mut ben, "r2", 1, false).await;
     join(&mut ben2, "r2", 1, false).await;
     let api = Api::new(&a);
-    wait_connections(&api, "r2", "ben", 2).await;
+    api.wait_connections("r2", "ben", 2).await;
     let (_, rooms) = api.get("/api/v1/rooms").await;
     let listed: Vec<(&str, u64)> = rooms["rooms"]
         .as_array()
@@ -416,7 +388,7 @@ async fn a_room_created_on_one_node_is_known_pushed_to_and_closed_on_every_node(
         .await;
     assert_eq!(s, 200);
     // Its connections on node B were added to the room.
-    wait_connections(&api_a, "vip", "ben", 1).await;
+    api_a.wait_connections("vip", "ben", 1).await;
     let mut ann = a.client("ann", Fmt::Json).await;
     join(&mut ann, "vip", 1, false).await;
     // A push on node B, to the room created on node A, reaches both.

@@ -36,35 +36,6 @@ fn status(kind: &str, user: &str) -> Value {
     json!({"type": "event", "event": format!("user.{kind}"), "data": {"user": user}})
 }
 
-/// Polls the REST member list until `user` holds `n` member connections of `room` (0: not
-/// listed): the server has then processed every change before.
-async fn wait_connections(api: &Api, room: &str, user: &str, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, page) = api
-            .get(&format!("/api/v1/rooms/{room}/members?limit=1000"))
-            .await;
-        let got = if status == 404 {
-            0
-        } else {
-            page["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["userId"] == user)
-                .map_or(0, |m| m["connections"].as_u64().unwrap())
-        };
-        if got == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {user} in {room} has {got} member connections, not {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Asserts that nothing arrives on `c` within `window`.
 async fn nothing_within(c: &mut Client, window: Duration) {
     use futures_util::StreamExt;
@@ -114,14 +85,14 @@ async fn three_tabs_on_two_shards_join_once_and_leave_with_the_last() {
         // Two tabs go (a leave, a disconnect): nothing is announced.
         tab1.ok(json!({"cmd": "leave", "room": room}), 30).await;
         tab2.close().await;
-        wait_connections(&api, &room, "alice", 1).await;
+        api.wait_connections(&room, "alice", 1).await;
         bob.ok(json!({"cmd": "leave", "room": room}), 21).await;
         assert_eq!(watcher.recv().await, presence("leave", &room, &bob_id));
 
         // The last one's disconnect is the leave.
         tab3.close().await;
         assert_eq!(watcher.recv().await, presence("leave", &room, "alice"));
-        wait_connections(&api, &room, "alice", 0).await;
+        api.wait_connections(&room, "alice", 0).await;
 
         // Presence is not in the room's stream.
         let h = watcher

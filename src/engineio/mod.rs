@@ -81,8 +81,9 @@ struct Entry<H> {
 
 /// Which transport carries a session.
 enum State<H> {
-    /// Long-polling: the engine holds the handler.
-    Polling(Polling<H>),
+    /// Long-polling: the engine holds the handler. Boxed: most sessions are (or become)
+    /// WebSockets, and every slab entry is as large as its largest state.
+    Polling(Box<Polling<H>>),
     /// A WebSocket (from the start, or upgraded): the connection holds the handler.
     WebSocket,
 }
@@ -234,12 +235,13 @@ impl<H: Handler> Engine<H> {
         let State::Polling(polling) = std::mem::replace(&mut entry.state, State::WebSocket) else {
             return None;
         };
-        if let Some(respond) = polling.pending {
+        let Polling { app, pending, .. } = *polling;
+        if let Some(respond) = pending {
             let _ = respond.send(PollAnswer::Payload(noop()));
         }
         // The engine's wake-up goes; the connection attaches its own.
         entry.session.detach();
-        Some((entry.session.clone(), polling.app))
+        Some((entry.session.clone(), app))
     }
 
     /// The WebSocket carrying `sid` is over: the id is forgotten.

@@ -81,13 +81,13 @@ impl<H: Handler> Engine<H> {
         let inserted = self.entries.borrow_mut().insert(Entry {
             local,
             session,
-            state: State::Polling(Polling {
+            state: State::Polling(Box::new(Polling {
                 app,
                 pending: None,
                 upgrading: false,
                 probing: false,
                 _permit: permit,
-            }),
+            })),
         });
         debug_assert_eq!(inserted, key);
     }

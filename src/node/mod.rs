@@ -272,6 +272,9 @@ pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) hub: LocalHub,
     pub(crate) clock: Clock,
+    /// `SOCKETIO_ERROR_EVENT`, shared by this shard's namespace sockets (one allocation, not
+    /// one per socket).
+    pub(crate) socketio_error_event: Arc<str>,
     next_seq: Cell<u64>,
 }
 
@@ -296,6 +299,7 @@ impl Ctx {
             shard,
             hub,
             clock: Clock::start(),
+            socketio_error_event: Arc::from(cfg.socketio_error_event.as_str()),
             next_seq: Cell::new(1),
             shared,
         })

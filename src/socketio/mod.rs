@@ -304,7 +304,7 @@ impl Connect {
             nsp: nsp.clone(),
             slot,
             parser,
-            error_event: Arc::from(ctx.config().socketio_error_event.as_str()),
+            error_event: ctx.socketio_error_event.clone(),
             route: Default::default(),
             sent: recovery.then(Default::default),
             asks: ctx.config().socketio_private_acks.then(|| {
@@ -317,10 +317,11 @@ impl Connect {
             namespaced,
             ctx.now_ms(),
         ));
-        let (sid, pid, joins) = match restored {
-            Some(r) => (r.sid, Some(r.pid), r.joins),
-            None => (session.wire_id(), recovery.then(rand::random), Vec::new()),
+        let (recovered_sid, pid, joins) = match restored {
+            Some(r) => (Some(r.sid), Some(r.pid), r.joins),
+            None => (None, recovery.then(rand::random), Vec::new()),
         };
+        let sid = recovered_sid.clone().unwrap_or_else(|| session.wire_id());
         // The same pid again tells the client it recovered.
         let pid_text = pid.as_ref().map(socket::pid_text);
         if let Some(frame) = frames::connect(parser, &nsp, &sid, pid_text.as_deref()) {
@@ -338,7 +339,12 @@ impl Connect {
                 ctx.push(&session, frame);
             }
         }
-        let socket = NspSocket::new(session, sid.into(), pid, client);
+        let socket = NspSocket::new(
+            session,
+            recovered_sid.map(String::into_boxed_str),
+            pid,
+            client,
+        );
         // Back in its rooms, each from where the client left it: what it missed comes first.
         for (room, epoch, after) in joins {
             let join = json!({"cmd": "join", "id": 0, "room": &*room,
@@ -496,7 +502,7 @@ fn detach(ctx: &Ctx, socket: &NspSocket) {
         })
         .collect();
     let detached = Detached {
-        sid: socket.sid.to_string(),
+        sid: socket.sid(),
         user,
         nsp: n.nsp.clone(),
         rooms,

@@ -21,8 +21,9 @@ const MAX_PENDING: usize = 256;
 /// One namespace socket.
 pub(crate) struct NspSocket {
     pub(crate) session: Rc<Session>,
-    /// Its id as the client knows it (`socket.id`): its session's, or the one it recovered.
-    pub(crate) sid: Box<str>,
+    /// The id it recovered (`socket.id` as its client knew it); `None`: its session's own
+    /// ([`Session::wire_id`], derived, not kept).
+    recovered_sid: Option<Box<str>>,
     /// Its private id for connection state recovery (sent in the `CONNECT` answer as 32 hex
     /// digits), if on.
     pub(crate) pid: Option<[u8; 16]>,
@@ -36,22 +37,31 @@ pub(crate) struct NspSocket {
 }
 
 impl NspSocket {
-    /// A socket of `session`, `sid` to its client, with `client`.
+    /// A socket of `session`, with `client`: `recovered_sid` to its client if it recovered
+    /// one, else its session's id.
     pub(crate) fn new(
         session: Rc<Session>,
-        sid: Box<str>,
+        recovered_sid: Option<Box<str>>,
         pid: Option<[u8; 16]>,
         client: Client,
     ) -> Rc<NspSocket> {
         Rc::new(NspSocket {
             session,
-            sid,
+            recovered_sid,
             pid,
             client: RefCell::new(Some(client)),
             jobs: RefCell::default(),
             running: Cell::new(false),
             closed: Cell::new(false),
         })
+    }
+
+    /// Its id as the client knows it (`socket.id`): the one it recovered, or its session's.
+    pub(crate) fn sid(&self) -> String {
+        match &self.recovered_sid {
+            Some(sid) => sid.to_string(),
+            None => self.session.wire_id(),
+        }
     }
 
     /// The namespace's name.

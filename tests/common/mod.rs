@@ -463,6 +463,36 @@ impl Api {
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         self.call("DELETE", path, None).await
     }
+
+    /// Polls the REST member list until `user` holds `n` member connections of `room` (0: not
+    /// listed; in cluster mode, counted across the nodes): the server has then processed, and
+    /// in cluster mode synced into Redis, every change before.
+    pub async fn wait_connections(&self, room: &str, user: &str, n: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, page) = self
+                .get(&format!("/api/v1/rooms/{room}/members?limit=1000"))
+                .await;
+            let got = if status == 404 {
+                0
+            } else {
+                page["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["userId"] == user)
+                    .map_or(0, |m| m["connections"].as_u64().unwrap())
+            };
+            if got == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{user} in {room}: {got} member connections, not {n} ({page})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// A server with the test API key.
