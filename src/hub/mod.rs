@@ -63,8 +63,9 @@ struct Registry {
     conns: Map<u64, Rc<Session>>,
     /// The rooms of each session that is in any (at most `max_rooms_per_connection`; the
     /// same `Arc`s as the keys of `rooms`). A session in no room has no entry, so an idle
-    /// connection costs nothing here.
-    memberships: Map<u64, Vec<Arc<str>>>,
+    /// connection costs nothing here. Most sessions are in one room: kept inline, no
+    /// allocation per member.
+    memberships: Map<u64, Rooms>,
     /// Most users hold one connection: kept inline, no allocation per user.
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
     /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
@@ -78,6 +79,9 @@ struct Registry {
     /// keys of `watchers`); a session watching nobody has no entry.
     watching: Map<u64, Vec<Arc<str>>>,
 }
+
+/// A session's rooms.
+type Rooms = SmallVec<[Arc<str>; 1]>;
 
 /// Why a join was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,7 +197,7 @@ impl<B: Backplane> Hub<B> {
         let Some(user) = session.user() else {
             return Err(JoinRefused::Gone);
         };
-        let joined = memberships.get(&session.id).map_or(&[][..], Vec::as_slice);
+        let joined = memberships.get(&session.id).map_or(&[][..], Rooms::as_slice);
         if joined.iter().any(|r| &**r == room) {
             return Ok(());
         }
@@ -265,7 +269,7 @@ impl<B: Backplane> Hub<B> {
             .borrow()
             .memberships
             .get(&id)
-            .cloned()
+            .map(|rooms| rooms.to_vec())
             .unwrap_or_default()
     }
 
@@ -462,7 +466,7 @@ impl<B: Backplane> Hub<B> {
             .borrow()
             .memberships
             .get(&session.id)
-            .map_or(0, Vec::len)
+            .map_or(0, Rooms::len)
     }
 
     /// Delivers everywhere, through the backplane to every hub (this one included), so that
