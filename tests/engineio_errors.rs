@@ -1,7 +1,8 @@
 //! Engine.IO refusals and bounds, as the Node `engine.io` server answers them (checked against
 //! engine.io 6.6): each error's status and JSON body, a WebSocket handshake's text refusal, the
-//! second concurrent long-poll, the oversized `POST`, a broken packet, CORS with credentials and
-//! its preflight, the endpoint off without `ECHO`, and its path as configured.
+//! second concurrent long-poll, a long-poll whose client went away, the oversized `POST`, a
+//! broken packet, CORS with credentials and its preflight, the endpoint off without `ECHO`, and
+//! its path as configured.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -90,6 +91,41 @@ async fn a_second_concurrent_long_poll_is_refused_and_ends_the_session() {
     assert_eq!(answers, [(200, "1".to_owned()), (400, String::new())]);
     let after = eio.poll(&sid).await;
     assert_eq!((after.status, after.body), (400, eio_error(1)));
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_whose_client_went_away_ends_its_session_at_once() {
+    use tokio::io::AsyncWriteExt;
+    // Pings far apart: only the closed connection can end the session within the test.
+    let server = eio_server(|c| {
+        c.engineio_ping_interval = std::time::Duration::from_secs(60);
+        c.engineio_ping_timeout = std::time::Duration::from_secs(60);
+    });
+    let eio = Eio::new(&server);
+    let (bystander, _) = eio.open().await;
+    let (sid, _) = eio.open().await;
+    // A long-poll that waits (nothing is queued), then its connection closes unanswered, as
+    // a tab that is closed or a client that lost its network does.
+    let mut get = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request =
+        format!("GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+    get.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(get);
+    // As Node's server: the session ends ("transport error"), it does not wait for its ping
+    // to time out.
+    eio.wait_gone(&sid, "the session outlived its long-poll's connection")
+        .await;
+    wait_for("only the bystander is left", || {
+        server.handle.stats().connections == 1
+    })
+    .await;
+    // A long-poll answered as usual ends nothing.
+    assert_eq!(eio.post(&bystander, b"4still here").await.body, "ok");
+    assert_eq!(eio.poll(&bystander).await.body, "4still here");
+    assert_eq!(eio.post(&bystander, b"4again").await.body, "ok");
+    assert_eq!(eio.poll(&bystander).await.body, "4again");
     server.handle.shutdown().await;
 }
 

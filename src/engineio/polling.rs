@@ -45,6 +45,25 @@ impl<H: Handler> Engine<H> {
                 };
                 let _ = respond.send(answer);
             }
+            PollKind::Abandoned(sid) => self.abandoned(sid),
+        }
+    }
+
+    /// The client of `sid`'s long-poll went away before its answer: a session whose pending
+    /// `GET` is that one (its answer can no longer be sent) ends with "transport error". One
+    /// answered meanwhile, or whose next `GET` already waits, goes on.
+    fn abandoned(&self, sid: Sid) {
+        let Ok(key) = self.polling_key(sid) else {
+            return;
+        };
+        let gone = self.with_polling(key, |_, polling| {
+            polling
+                .pending
+                .as_ref()
+                .is_some_and(oneshot::Sender::is_closed)
+        });
+        if gone == Some(true) {
+            self.finish(key, CloseReason::TransportError);
         }
     }
 

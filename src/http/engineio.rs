@@ -126,7 +126,34 @@ async fn poll(ctx: &Rc<Ctx>, req: Request<Incoming>, sid: Sid) -> Response<Body>
         // Node answers 500 here; a client's mistake is a 400.
         _ => return reply(PollAnswer::Refused(HandshakeError::BadRequest)),
     };
-    reply(ask(ctx, sid.shard(), kind).await)
+    let get = matches!(kind, PollKind::Get(_));
+    let mut gone = Abandon {
+        ctx,
+        sid: get.then_some(sid),
+    };
+    let answer = ask(ctx, sid.shard(), kind).await;
+    gone.sid = None;
+    reply(answer)
+}
+
+/// Tells the engine that a long-poll `GET` lost its client, if dropped (hyper drops a
+/// request's future when its connection closes) before the answer came.
+struct Abandon<'a> {
+    ctx: &'a Ctx,
+    /// The session of the `GET` still waiting; `None` once answered (or not a `GET`).
+    sid: Option<Sid>,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some(sid) = self.sid {
+            let (respond, _) = oneshot::channel();
+            let kind = PollKind::Abandoned(sid);
+            self.ctx
+                .shared
+                .send_poll(sid.shard(), PollRequest { kind, respond });
+        }
+    }
 }
 
 /// A `POST`'s body: `Ok(None)` when it is over `ENGINEIO_MAX_PAYLOAD` (read no further);

@@ -197,7 +197,9 @@ impl<B: Backplane> Hub<B> {
         let Some(user) = session.user() else {
             return Err(JoinRefused::Gone);
         };
-        let joined = memberships.get(&session.id).map_or(&[][..], Rooms::as_slice);
+        let joined = memberships
+            .get(&session.id)
+            .map_or(&[][..], Rooms::as_slice);
         if joined.iter().any(|r| &**r == room) {
             return Ok(());
         }

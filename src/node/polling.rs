@@ -31,6 +31,10 @@ pub(crate) enum PollKind {
     Post(Sid, Option<Bytes>),
     /// A WebSocket with this `sid` asks to take the session over: may it?
     Probe(Sid),
+    /// The long-poll `GET` of `sid` lost its client before it was answered (the HTTP
+    /// connection closed): the session ends, as Node's does ("transport error"), instead of
+    /// lingering until its ping times out. No answer is sent.
+    Abandoned(Sid),
 }
 
 /// The answer to a [`PollRequest`].

@@ -13,6 +13,13 @@ function ack(socket, event, arg) {
 // `sub` (made with reconnection on) and `pub`, both connected: what the subscriber got, as
 // `recoveredFlags` (one per reconnect), `ids` (its first and each reconnect's), where it
 // ended (`landedOn`), and what it lacks of 1..count, got twice or out of order.
+// Resolves once `socket`'s engine has closed (at most 5 s).
+function engineClosed(socket) {
+  const engine = socket.io.engine;
+  if (!engine || engine.readyState === "closed") return Promise.resolve();
+  return Promise.race([new Promise((r) => engine.once("close", r)), sleep(5000)]);
+}
+
 export async function cutAndRecover({ sub, pub, room, count, cuts }) {
   const ids = [sub.id];
   await ack(sub, "wsgate:join", { room });
@@ -38,8 +45,14 @@ export async function cutAndRecover({ sub, pub, room, count, cuts }) {
   while (got.length < count && Date.now() < until) await sleep(20);
   await sleep(200);
   const landedOn = sub.io.engine.hostname + ":" + sub.io.engine.port;
+  // Both leave for good ("client namespace disconnect": nothing to recover), and the caller
+  // exits only once their engines closed, after the server had the DISCONNECT packets: a
+  // process gone with them in flight is a connection lost, which the server keeps a socket
+  // to recover for (as Node's does).
+  const closed = [pub, sub].map((s) => engineClosed(s));
   pub.disconnect();
   sub.disconnect();
+  await Promise.all(closed);
   const missing = [];
   for (let n = 1; n <= count; n++) if (!got.includes(n)) missing.push(n);
   const duplicates = got.length - new Set(got).size;
