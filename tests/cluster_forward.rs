@@ -147,9 +147,12 @@ async fn a_long_poll_abandoned_on_the_forwarding_node_ends_the_session_on_the_ow
     // ends the session, as it does a long-poll abandoned on it (and as Node's server does),
     // instead of keeping it until its ping times out, and from every node it is unknown.
     held.abort();
-    Eio::new(&a)
-        .wait_gone(&sid, "the session outlived its forwarded long-poll")
-        .await;
+    wait_for("the session ends with its forwarded long-poll", || {
+        a.handle.stats().connections == 0
+    })
+    .await;
+    let after = Eio::new(&a).post(&sid, b"4anyone?").await;
+    assert_eq!((after.status, after.body), (400, eio_error(1)));
     let next = Eio::new(&c).poll(&sid).await;
     assert_eq!((next.status, next.body), (400, eio_error(1)));
     for server in [a, b, c] {

@@ -114,13 +114,14 @@ async fn a_long_poll_whose_client_went_away_ends_its_session_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     drop(get);
     // As Node's server: the session ends ("transport error"), it does not wait for its ping
-    // to time out.
-    eio.wait_gone(&sid, "the session outlived its long-poll's connection")
-        .await;
-    wait_for("only the bystander is left", || {
+    // to time out. (Nothing is sent to it meanwhile: that would answer the long-poll, into
+    // the closed connection, before the server knew.)
+    wait_for("the session ends with its long-poll's connection", || {
         server.handle.stats().connections == 1
     })
     .await;
+    let after = eio.post(&sid, b"4anyone?").await;
+    assert_eq!((after.status, after.body), (400, eio_error(1)));
     // A long-poll answered as usual ends nothing.
     assert_eq!(eio.post(&bystander, b"4still here").await.body, "ok");
     assert_eq!(eio.poll(&bystander).await.body, "4still here");

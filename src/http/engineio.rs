@@ -126,32 +126,56 @@ async fn poll(ctx: &Rc<Ctx>, req: Request<Incoming>, sid: Sid) -> Response<Body>
         // Node answers 500 here; a client's mistake is a 400.
         _ => return reply(PollAnswer::Refused(HandshakeError::BadRequest)),
     };
-    let get = matches!(kind, PollKind::Get(_));
-    let mut gone = Abandon {
-        ctx,
-        sid: get.then_some(sid),
-    };
-    let answer = ask(ctx, sid.shard(), kind).await;
-    gone.sid = None;
-    reply(answer)
+    if let PollKind::Get(sid) = kind {
+        return reply(long_poll(ctx, sid).await);
+    }
+    reply(ask(ctx, sid.shard(), kind).await)
 }
 
-/// Tells the engine that a long-poll `GET` lost its client, if dropped (hyper drops a
-/// request's future when its connection closes) before the answer came.
+/// A long-poll `GET`, sent to the session's engine and waited for; if hyper drops this future
+/// first (its connection closed: the client went away), the engine is told.
+async fn long_poll(ctx: &Ctx, sid: Sid) -> PollAnswer {
+    let (respond, answer) = oneshot::channel();
+    if !ctx.shared.send_poll(
+        sid.shard(),
+        PollRequest {
+            kind: PollKind::Get(sid),
+            respond,
+        },
+    ) {
+        return PollAnswer::Refused(HandshakeError::SessionIdUnknown);
+    }
+    let mut waiting = Abandon {
+        ctx,
+        sid,
+        answer: Some(answer),
+    };
+    let answer = match waiting.answer.as_mut() {
+        Some(answer) => answer.await.ok(),
+        None => None,
+    };
+    waiting.answer = None;
+    // A dropped sender: the session ended without answering (its shard is gone).
+    answer.unwrap_or(PollAnswer::Refused(HandshakeError::SessionIdUnknown))
+}
+
+/// A long-poll's wait: dropped unanswered, it lets go of its answer first (so the engine,
+/// whichever thread it runs on, finds the `GET` closed) and then tells the engine.
 struct Abandon<'a> {
     ctx: &'a Ctx,
-    /// The session of the `GET` still waiting; `None` once answered (or not a `GET`).
-    sid: Option<Sid>,
+    sid: Sid,
+    /// The answer still awaited; `None` once it came.
+    answer: Option<oneshot::Receiver<PollAnswer>>,
 }
 
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
-        if let Some(sid) = self.sid {
+        if self.answer.take().is_some() {
             let (respond, _) = oneshot::channel();
-            let kind = PollKind::Abandoned(sid);
+            let kind = PollKind::Abandoned(self.sid);
             self.ctx
                 .shared
-                .send_poll(sid.shard(), PollRequest { kind, respond });
+                .send_poll(self.sid.shard(), PollRequest { kind, respond });
         }
     }
 }
@@ -195,7 +219,7 @@ async fn take_over(ctx: &Rc<Ctx>, req: &mut Request<Incoming>, sid: Sid) -> Resp
     upgrade::upgrade(ctx, req, role, permit, sid.shard())
 }
 
-/// Sends `kind` to shard `shard`'s engine and waits for its answer (a long-poll waits there).
+/// Sends `kind` to shard `shard`'s engine and waits for its answer (a long-poll: [`long_poll`]).
 async fn ask(ctx: &Ctx, shard: usize, kind: PollKind) -> PollAnswer {
     let (respond, answer) = oneshot::channel();
     if !ctx.shared.send_poll(shard, PollRequest { kind, respond }) {

@@ -106,22 +106,6 @@ impl Eio {
             .await
     }
 
-    /// POSTs a message to session `sid` until it is unknown (400 `Session ID unknown`), each
-    /// answered `ok` before; panics with `what` if it is still there after [`WAIT`].
-    pub async fn wait_gone(&self, sid: &str, what: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let answer = self.post(sid, b"4anyone?").await;
-            if answer.status == 400 {
-                assert_eq!(answer.body, eio_error(1));
-                return;
-            }
-            assert_eq!(answer.body, "ok", "{answer:?}");
-            assert!(tokio::time::Instant::now() < deadline, "{what}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
     /// A POST of `payload` to session `sid`.
     pub async fn post(&self, sid: &str, payload: &[u8]) -> Answer {
         let query = format!("EIO=4&transport=polling&sid={sid}");
