@@ -135,16 +135,9 @@ async fn poll(ctx: &Rc<Ctx>, req: Request<Incoming>, sid: Sid) -> Response<Body>
 /// A long-poll `GET`, sent to the session's engine and waited for; if hyper drops this future
 /// first (its connection closed: the client went away), the engine is told.
 async fn long_poll(ctx: &Ctx, sid: Sid) -> PollAnswer {
-    let (respond, answer) = oneshot::channel();
-    if !ctx.shared.send_poll(
-        sid.shard(),
-        PollRequest {
-            kind: PollKind::Get(sid),
-            respond,
-        },
-    ) {
-        return PollAnswer::Refused(HandshakeError::SessionIdUnknown);
-    }
+    let Some(answer) = send(ctx, sid.shard(), PollKind::Get(sid)) else {
+        return unanswered();
+    };
     let mut waiting = Abandon {
         ctx,
         sid,
@@ -155,8 +148,7 @@ async fn long_poll(ctx: &Ctx, sid: Sid) -> PollAnswer {
         None => None,
     };
     waiting.answer = None;
-    // A dropped sender: the session ended without answering (its shard is gone).
-    answer.unwrap_or(PollAnswer::Refused(HandshakeError::SessionIdUnknown))
+    answer.unwrap_or_else(unanswered)
 }
 
 /// A long-poll's wait: dropped unanswered, it lets go of its answer first (so the engine,
@@ -171,11 +163,8 @@ struct Abandon<'a> {
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
         if self.answer.take().is_some() {
-            let (respond, _) = oneshot::channel();
-            let kind = PollKind::Abandoned(self.sid);
-            self.ctx
-                .shared
-                .send_poll(self.sid.shard(), PollRequest { kind, respond });
+            // No answer is sent: the receiver goes at once.
+            let _ = send(self.ctx, self.sid.shard(), PollKind::Abandoned(self.sid));
         }
     }
 }
@@ -221,14 +210,25 @@ async fn take_over(ctx: &Rc<Ctx>, req: &mut Request<Incoming>, sid: Sid) -> Resp
 
 /// Sends `kind` to shard `shard`'s engine and waits for its answer (a long-poll: [`long_poll`]).
 async fn ask(ctx: &Ctx, shard: usize, kind: PollKind) -> PollAnswer {
-    let (respond, answer) = oneshot::channel();
-    if !ctx.shared.send_poll(shard, PollRequest { kind, respond }) {
-        return PollAnswer::Refused(HandshakeError::SessionIdUnknown);
+    match send(ctx, shard, kind) {
+        Some(answer) => answer.await.unwrap_or_else(|_| unanswered()),
+        None => unanswered(),
     }
-    // A dropped sender: the session ended without answering (its shard is gone).
-    answer
-        .await
-        .unwrap_or(PollAnswer::Refused(HandshakeError::SessionIdUnknown))
+}
+
+/// Sends `kind` to shard `shard`'s engine: where its answer will come, `None` if the shard
+/// is gone.
+fn send(ctx: &Ctx, shard: usize, kind: PollKind) -> Option<oneshot::Receiver<PollAnswer>> {
+    let (respond, answer) = oneshot::channel();
+    ctx.shared
+        .send_poll(shard, PollRequest { kind, respond })
+        .then_some(answer)
+}
+
+/// The answer when the engine gives none: its shard is gone, or the session ended without
+/// answering.
+fn unanswered() -> PollAnswer {
+    PollAnswer::Refused(HandshakeError::SessionIdUnknown)
 }
 
 /// The HTTP answer of the engine's answer.

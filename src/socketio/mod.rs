@@ -321,7 +321,8 @@ impl Connect {
             Some(r) => (Some(r.sid), Some(r.pid), r.joins),
             None => (None, recovery.then(rand::random), Vec::new()),
         };
-        let sid = recovered_sid.clone().unwrap_or_else(|| session.wire_id());
+        let recovered = recovered_sid.is_some();
+        let sid = recovered_sid.unwrap_or_else(|| session.wire_id());
         // The same pid again tells the client it recovered.
         let pid_text = pid.as_ref().map(socket::pid_text);
         if let Some(frame) = frames::connect(parser, &nsp, &sid, pid_text.as_deref()) {
@@ -339,12 +340,8 @@ impl Connect {
                 ctx.push(&session, frame);
             }
         }
-        let socket = NspSocket::new(
-            session,
-            recovered_sid.map(String::into_boxed_str),
-            pid,
-            client,
-        );
+        let recovered_sid = recovered.then(|| sid.into_boxed_str());
+        let socket = NspSocket::new(session, recovered_sid, pid, client);
         // Back in its rooms, each from where the client left it: what it missed comes first.
         for (room, epoch, after) in joins {
             let join = json!({"cmd": "join", "id": 0, "room": &*room,

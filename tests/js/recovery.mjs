@@ -10,9 +10,6 @@ function ack(socket, event, arg) {
   return socket.timeout(5000).emitWithAck(event, arg);
 }
 
-// `sub` (made with reconnection on) and `pub`, both connected: what the subscriber got, as
-// `recoveredFlags` (one per reconnect), `ids` (its first and each reconnect's), where it
-// ended (`landedOn`), and what it lacks of 1..count, got twice or out of order.
 // Resolves once `socket`'s engine has closed (at most 5 s).
 function engineClosed(socket) {
   const engine = socket.io.engine;
@@ -20,6 +17,9 @@ function engineClosed(socket) {
   return Promise.race([new Promise((r) => engine.once("close", r)), sleep(5000)]);
 }
 
+// `sub` (made with reconnection on) and `pub`, both connected: what the subscriber got, as
+// `recoveredFlags` (one per reconnect), `ids` (its first and each reconnect's), where it
+// ended (`landedOn`), and what it lacks of 1..count, got twice or out of order.
 export async function cutAndRecover({ sub, pub, room, count, cuts }) {
   const ids = [sub.id];
   await ack(sub, "wsgate:join", { room });
