@@ -157,6 +157,38 @@ async fn a_node_hosting_no_member_of_a_room_receives_nothing_for_it() {
     }
 }
 
+/// A connection's id (`welcome`'s `conn`, which a Socket.IO socket's `socket.id` is too) names
+/// its node: two nodes' first connections on the same shard do not share one.
+#[tokio::test]
+async fn connection_ids_are_unique_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let on_a = a.client_on_shard("ann", Fmt::Json, 0).await;
+    let on_b = b.client_on_shard("ann", Fmt::Json, 0).await;
+    let (ca, cb) = (
+        on_a.welcome["conn"].as_str().unwrap(),
+        on_b.welcome["conn"].as_str().unwrap(),
+    );
+    assert_ne!(ca, cb);
+    for conn in [ca, cb] {
+        let parts: Vec<&str> = conn.split('.').collect();
+        assert_eq!(
+            (parts.len(), parts[0].len(), parts[1]),
+            (3, 8, "0"),
+            "{conn}"
+        );
+    }
+    // One node alone keeps its shorter ids.
+    let alone = start_server(|_| {});
+    let c = alone.client_on_shard("ann", Fmt::Json, 0).await;
+    assert_eq!(
+        c.welcome["conn"].as_str().unwrap().split('.').count(),
+        2,
+        "{}",
+        c.welcome
+    );
+}
+
 #[tokio::test]
 async fn private_messages_reach_every_device_of_their_user_on_any_node() {
     let redis = RedisServer::start();

@@ -215,6 +215,14 @@ async fn socket_io_clients_on_three_nodes_chat_and_a_push_reaches_both_devices()
         assert_eq!(v["sent"]["type"], "reply", "{ways}: {v}");
         assert_eq!(v["dmData"], "A to C", "{ways}: {v}");
         assert_eq!(v["pushData"], json!({"via": "C"}), "{ways}: {v}");
+        // Socket ids name their node: unique in the cluster, as the apps keying on them expect.
+        let ids: std::collections::HashSet<&str> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4, "{ways}: {v}");
         assert_eq!(
             v["rest"]["offline"],
             json!([]),

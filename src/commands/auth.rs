@@ -97,7 +97,7 @@ pub(crate) fn authenticate(
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     });
     let cfg = ctx.config();
-    let conn = session.wire_id();
+    let conn = ctx.wire_id(session.id);
     ctx.send(
         session,
         &ServerMessage::Welcome(Welcome {

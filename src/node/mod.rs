@@ -29,7 +29,7 @@ use crate::cluster::{
 use crate::config::{Config, StoreKind};
 use crate::hub::{Limits, StreamLimits};
 use crate::session::auth::{Identity, Verifier};
-use crate::session::Session;
+use crate::session::{self, Session};
 use crate::stats::ShardStats;
 use crate::store::{Kind, Recovered, Store, StoreError};
 use crate::transport::engineio::{Handshake, Sid};
@@ -323,6 +323,11 @@ impl Ctx {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         ((self.shard as u64) << 56) | seq
+    }
+
+    /// Session `id` as the wire names it ([`session::wire_id`]): unique in the cluster.
+    pub(crate) fn wire_id(&self, id: u64) -> String {
+        session::wire_id(id, self.shared.backplane.redis().map(|r| r.tag))
     }
 
     /// Queues a frame for one session, counting it (or the slow consumer it made).

@@ -23,6 +23,7 @@ pub(crate) use namespace::{recovery_offset, Asks, Namespaced, Route, Sent, Unkno
 
 use crate::reactor::Wake;
 use crate::stats::ShardStats;
+use crate::transport::engineio::NodeTag;
 use crate::transport::outbound::{CloseRequest, Outbound, PushError, Queued};
 use crate::transport::ws::frame;
 
@@ -78,11 +79,6 @@ impl Session {
             socketio: Some(Box::new(namespaced)),
             ..Session::new(id, Format::Json, now_ms)
         }
-    }
-
-    /// The id as sent on the wire: `"<shard>.<sequence>"`.
-    pub(crate) fn wire_id(&self) -> String {
-        wire_id(self.id)
     }
 
     /// Whether the ping sent at `ping_sent_ms` has gone unanswered for `timeout` ms at `now`
@@ -272,9 +268,14 @@ impl Session {
 }
 
 /// Counts what one push to one session did.
-/// Session id `id` as sent on the wire: `"<shard>.<sequence>"`.
-pub(crate) fn wire_id(id: u64) -> String {
-    format!("{}.{}", id >> 56, id & ((1 << 56) - 1))
+/// Session id `id` as sent on the wire (`welcome`'s `conn`, Socket.IO's `socket.id`):
+/// `"<shard>.<sequence>"`, after `"<node>."` in cluster mode so that it is unique in the cluster.
+pub(crate) fn wire_id(id: u64, node: Option<NodeTag>) -> String {
+    let local = id & ((1 << 56) - 1);
+    match node {
+        Some(tag) => format!("{}.{}.{local}", tag.as_str(), id >> 56),
+        None => format!("{}.{local}", id >> 56),
+    }
 }
 
 pub(crate) fn count(stats: &ShardStats, pushed: Result<u32, PushError>) {

@@ -25,7 +25,7 @@ use wsgate_protocol::{Format, RawData};
 
 use crate::engineio::{CloseReason, Handler, Message};
 use crate::node::Ctx;
-use crate::session::{self, Deadline, Session};
+use crate::session::{Deadline, Session};
 use crate::transport::engineio::Handshake;
 use crate::transport::socketio as frames;
 
@@ -66,7 +66,7 @@ impl Sockets {
         };
         self.connected[at] = true;
         carrier.deadline.set(Deadline::None);
-        let sid = session::wire_id(ctx.next_session_id());
+        let sid = ctx.wire_id(ctx.next_session_id());
         push(ctx, carrier, frames::connect(parser, nsp, &sid, None));
         // `socket.handshake.auth`: the CONNECT's payload, or an empty object.
         let empty = match parser {

@@ -322,7 +322,7 @@ impl Connect {
             None => (None, recovery.then(rand::random), Vec::new()),
         };
         let recovered = recovered_sid.is_some();
-        let sid = recovered_sid.unwrap_or_else(|| session.wire_id());
+        let sid = recovered_sid.unwrap_or_else(|| ctx.wire_id(session.id));
         // The same pid again tells the client it recovered.
         let pid_text = pid.as_ref().map(socket::pid_text);
         if let Some(frame) = frames::connect(parser, &nsp, &sid, pid_text.as_deref()) {
@@ -499,7 +499,7 @@ fn detach(ctx: &Ctx, socket: &NspSocket) {
         })
         .collect();
     let detached = Detached {
-        sid: socket.sid(),
+        sid: socket.sid(ctx),
         user,
         nsp: n.nsp.clone(),
         rooms,

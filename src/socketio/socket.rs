@@ -22,7 +22,7 @@ const MAX_PENDING: usize = 256;
 pub(crate) struct NspSocket {
     pub(crate) session: Rc<Session>,
     /// The id it recovered (`socket.id` as its client knew it); `None`: its session's own
-    /// ([`Session::wire_id`], derived, not kept).
+    /// ([`Ctx::wire_id`], derived, not kept).
     recovered_sid: Option<Box<str>>,
     /// Its private id for connection state recovery (sent in the `CONNECT` answer as 32 hex
     /// digits), if on.
@@ -57,10 +57,10 @@ impl NspSocket {
     }
 
     /// Its id as the client knows it (`socket.id`): the one it recovered, or its session's.
-    pub(crate) fn sid(&self) -> String {
+    pub(crate) fn sid(&self, ctx: &Ctx) -> String {
         match &self.recovered_sid {
             Some(sid) => sid.to_string(),
-            None => self.session.wire_id(),
+            None => ctx.wire_id(self.session.id),
         }
     }
 

@@ -26,7 +26,7 @@
 //                     offset: a new socket for her; then bob reconnects to B: `recovered`
 //   spread            Socket.IO clients on three nodes: room events between them, a private
 //                     message across nodes, and a REST push on C reaching dave's socket on A
-//                     (dave's native WebSocket on B is the Rust side's)
+//                     (dave's native WebSocket on B is the Rust side's); `ids`: the sockets' ids
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { done, fail, deadline, next } from "./verdict.mjs";
@@ -200,8 +200,9 @@ async function spread() {
   }).then((r) => r.json());
   const [pushData] = await pushed;
   const transport = alice.io.engine.transport.name;
+  const ids = [alice, bob, carol, dave].map((s) => s.id);
   for (const s of [alice, bob, carol, dave]) s.disconnect();
-  done({ ok: true, transport, atBob, atCarol, atAlice, atCarol2, sent, dmData, rest, pushData });
+  done({ ok: true, transport, ids, atBob, atCarol, atAlice, atCarol2, sent, dmData, rest, pushData });
 }
 
 const scenarios = { recoverAcross, recoverImpossible, leaveWhileAsking, foreignPid, spread };
