@@ -335,22 +335,28 @@ impl Redis {
     }
 
     /// Runs `command` within the buffer bound, counting a refusal.
-    async fn bounded<T>(
-        &self,
-        command: impl std::future::Future<Output = Result<T, fred::error::Error>>,
-    ) -> Result<T, BackplaneError> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.buffer {
+    fn bounded<'a, T: 'a>(
+        &'a self,
+        command: impl std::future::Future<Output = Result<T, fred::error::Error>> + 'a,
+    ) -> impl std::future::Future<Output = Result<T, BackplaneError>> + 'a {
+        // fred's command futures are ~10 KB: held inline, they would make every future that
+        // awaits a Redis call that large, on a node without Redis too (each native command's
+        // future was 12.6 KB, allocated per command; BENCHMARKS.md). Boxed, only a call pays.
+        let command = Box::pin(command);
+        async move {
+            if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.buffer {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(BackplaneError::Busy);
+            }
+            let result = command.await;
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(BackplaneError::Busy);
+            result.map_err(|e| {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "cluster: a Redis command failed");
+                BackplaneError::Unreachable
+            })
         }
-        let result = command.await;
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        result.map_err(|e| {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(error = %e, "cluster: a Redis command failed");
-            BackplaneError::Unreachable
-        })
     }
 
     /// The next nonce, with `pending` kept under it until the event comes back.
