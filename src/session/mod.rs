@@ -267,7 +267,6 @@ impl Session {
     }
 }
 
-/// Counts what one push to one session did.
 /// Session id `id` as sent on the wire (`welcome`'s `conn`, Socket.IO's `socket.id`):
 /// `"<shard>.<sequence>"`, after `"<node>."` in cluster mode so that it is unique in the cluster.
 pub(crate) fn wire_id(id: u64, node: Option<NodeTag>) -> String {
@@ -278,6 +277,7 @@ pub(crate) fn wire_id(id: u64, node: Option<NodeTag>) -> String {
     }
 }
 
+/// Counts what one push to one session did.
 pub(crate) fn count(stats: &ShardStats, pushed: Result<u32, PushError>) {
     match pushed {
         Ok(shed) => {
