@@ -269,11 +269,12 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         readers.push((user, fmt, tokio::spawn(until_closed(m, ROOM))));
     }
     // Load from two publishers: one on another node, one on the node that dies.
+    // Both join before either publishes: a join's reply comes before any event then.
     let mut far = b.client("far", Fmt::Json).await;
     join(&mut far, ROOM, 1).await;
-    let far = tokio::spawn(publish_until(far, ROOM, "far", 400));
     let mut near = victim.client("near", Fmt::Json).await;
     join(&mut near, ROOM, 1).await;
+    let far = tokio::spawn(publish_until(far, ROOM, "far", 400));
     let near = tokio::spawn(publish_until(near, ROOM, "near", 100_000));
     tokio::time::sleep(Duration::from_millis(400)).await;
     victim.kill_9();
@@ -309,6 +310,8 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         .unwrap()
         .max(far.last().unwrap().0);
     for (user, mut seen, mut back) in members {
+        // Which side of the kill a gap is on.
+        let before = seen.last().unwrap().0;
         let mut replied = None;
         while replied.is_none() || seen.last().unwrap().0 < last {
             let m = back.recv().await;
@@ -326,7 +329,7 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         assert_eq!(
             offsets,
             (1..=last).collect::<Vec<_>>(),
-            "{user}: no gap, no duplicate"
+            "{user}: no gap, no duplicate (the last live offset before the kill: {before})"
         );
         // Every acknowledged publish, as it was published.
         let got: BTreeMap<u64, Value> = seen.into_iter().collect();

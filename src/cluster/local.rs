@@ -203,6 +203,11 @@ impl Local {
         inbox.queue.reserve(|| inbox.ready.notify_one()).await
     }
 
+    /// Gives back a slot reserved and not used.
+    fn release(&self, shard: usize) {
+        self.inboxes[shard].queue.release();
+    }
+
     /// Queues a message in a slot reserved before.
     fn push_reserved(&self, shard: usize, msg: ShardMsg) {
         let inbox = &self.inboxes[shard];

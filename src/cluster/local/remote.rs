@@ -27,6 +27,10 @@ use crate::store::{decode_message, Message};
 /// what Redis answered (events on their way here), at most.
 const CATCH_UP: Duration = Duration::from_millis(200);
 
+/// Most reads of a stream's head for one join or mailbox, when this node's copy of the stream
+/// was made at a later head meanwhile (see [`ahead`]).
+const HEAD_READS: u32 = 3;
+
 impl Local {
     /// The link to Redis, in cluster mode.
     pub(crate) fn redis(&self) -> Option<&Arc<Redis>> {
@@ -358,35 +362,53 @@ impl Local {
         presence: Option<bool>,
     ) -> oneshot::Receiver<JoinDone> {
         let (done, answer) = oneshot::channel();
+        let mut done = Some(done);
         let limits = self.room_limits(room).unwrap_or(*self.streams.defaults());
         let limit = if since.is_some() { limits.size + 1 } else { 0 };
-        let head = async {
-            self.subscribe(redis, Kind::Room, room).await?;
-            redis
-                .head(Kind::Room, room, since.map(|s| s.1), limit)
-                .await
-        };
-        let head = match head.await {
-            Ok(head) => head,
-            Err(_) => {
+        let refuse = |done: Option<oneshot::Sender<JoinDone>>| {
+            if let Some(done) = done {
                 let _ = done.send(Err(JoinRefused::Unavailable));
-                return answer;
             }
         };
-        self.catch_up(&self.streams, room, head.position).await;
-        self.reserve(hub).await;
-        let own = || self.room_limits(room);
-        self.streams.with_head(room, head.position, own, |stream| {
-            let ticket = JoinTicket {
-                session,
-                room: room.clone(),
-                position: stream.position(),
-                recovery: since.map(|(epoch, offset)| recover(&head, stream, epoch, offset)),
-                presence,
-                done,
+        if self.subscribe(redis, Kind::Room, room).await.is_err() {
+            refuse(done.take());
+            return answer;
+        }
+        for read in 1..=HEAD_READS {
+            let Ok(head) = redis
+                .head(Kind::Room, room, since.map(|s| s.1), limit)
+                .await
+            else {
+                refuse(done.take());
+                return answer;
             };
-            self.push_reserved(hub, ShardMsg::Join(ticket));
-        });
+            self.catch_up(&self.streams, room, head.position).await;
+            self.reserve(hub).await;
+            let own = || self.room_limits(room);
+            let placed = self.streams.with_head(room, head.position, own, |stream| {
+                let recovery = since.map(|(epoch, offset)| recover(&head, stream, epoch, offset));
+                if matches!(recovery, Some(None)) && read < HEAD_READS && ahead(stream, &head) {
+                    return false;
+                }
+                let Some(done) = done.take() else {
+                    return false;
+                };
+                let ticket = JoinTicket {
+                    session,
+                    room: room.clone(),
+                    position: stream.position(),
+                    recovery,
+                    presence,
+                    done,
+                };
+                self.push_reserved(hub, ShardMsg::Join(ticket));
+                true
+            });
+            if placed {
+                break;
+            }
+            self.release(hub);
+        }
         answer
     }
 
@@ -406,13 +428,12 @@ impl Local {
     /// Subscribes to `name`'s channel and waits for Redis to confirm it. A copy of the
     /// stream made while this node was not subscribed may lack what came meanwhile: it is let
     /// go, and made again from what Redis answers.
+    /// Only the first of concurrent waiters lets it go, before Redis confirms: the others may
+    /// be placed in the copy made after, which must stay.
     async fn subscribe(&self, redis: &Redis, kind: Kind, name: &str) -> Result<(), BackplaneError> {
-        let fresh = !redis.is_subscribed(kind, name);
-        redis.subscribed(kind, name).await?;
-        if fresh {
-            self.streams_of(kind).drop_copy(name);
-        }
-        Ok(())
+        redis
+            .subscribed(kind, name, || self.streams_of(kind).drop_copy(name))
+            .await
     }
 
     /// Waits (a little) until this node's copy of `name`'s stream has what Redis answered
@@ -470,55 +491,70 @@ impl Local {
     pub(super) async fn mailbox_copy(&self, redis: &Redis, user: &Arc<str>) -> Option<Mailbox> {
         let limit = self.users.defaults().size + 1;
         let mut start = None;
-        let head = async {
-            self.subscribe(redis, Kind::User, user).await?;
-            // What this node's copy holds from here on came while the connection loads:
-            // live messages it skips, which the answer must hold even if another device
-            // acked them.
-            start = self.users.position_of(user);
-            redis.head(Kind::User, user, None, limit).await
-        };
-        let head = match head.await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::warn!(%user, error = %e, "cluster: a mailbox could not be read; it waits for the next connection");
-                return None;
+        let mut read = 0;
+        loop {
+            read += 1;
+            let head = async {
+                if read == 1 {
+                    self.subscribe(redis, Kind::User, user).await?;
+                }
+                // What this node's copy holds from here on came while the connection loads:
+                // live messages it skips, which the answer must hold even if another device
+                // acked them.
+                start = self.users.position_of(user);
+                redis.head(Kind::User, user, None, limit).await
+            };
+            let head = match head.await {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "cluster: a mailbox could not be read; it waits for the next connection");
+                    return None;
+                }
+            };
+            self.catch_up(&self.users, user, head.position).await;
+            let mailbox = self.users.with_head(
+                user,
+                head.position,
+                || None,
+                |stream| {
+                    // Made by another connection at a later head: what lies between is read again.
+                    if read < HEAD_READS && ahead(stream, &head) {
+                        return None;
+                    }
+                    stream.wake();
+                    let position = stream.position();
+                    let mut events: BTreeMap<u64, Arc<OutEvent>> = head
+                        .messages
+                        .iter()
+                        .filter(|(o, _)| *o > head.acked && *o <= position.offset)
+                        .filter_map(|(o, bytes)| {
+                            Some((*o, stored_event(*o, decode_message(bytes)?)))
+                        })
+                        .collect();
+                    let after = match start {
+                        Some(start) if start.epoch == position.epoch => start.offset,
+                        _ => 0,
+                    };
+                    let arrived = Query {
+                        limit: usize::MAX,
+                        before: None,
+                        after: Some(after),
+                    };
+                    let arrived = stream.read(&arrived).into_iter();
+                    events.extend(arrived.map(|e| (e.offset, e.event)));
+                    let events = events.into_values().collect();
+                    Some(Mailbox {
+                        position,
+                        manual: head.manual,
+                        events,
+                        stored: false,
+                    })
+                },
+            );
+            if mailbox.is_some() {
+                return mailbox;
             }
-        };
-        self.catch_up(&self.users, user, head.position).await;
-        self.users.with_head(
-            user,
-            head.position,
-            || None,
-            |stream| {
-                stream.wake();
-                let position = stream.position();
-                let mut events: BTreeMap<u64, Arc<OutEvent>> = head
-                    .messages
-                    .iter()
-                    .filter(|(o, _)| *o > head.acked && *o <= position.offset)
-                    .filter_map(|(o, bytes)| Some((*o, stored_event(*o, decode_message(bytes)?))))
-                    .collect();
-                let after = match start {
-                    Some(start) if start.epoch == position.epoch => start.offset,
-                    _ => 0,
-                };
-                let arrived = Query {
-                    limit: usize::MAX,
-                    before: None,
-                    after: Some(after),
-                };
-                let arrived = stream.read(&arrived).into_iter();
-                events.extend(arrived.map(|e| (e.offset, e.event)));
-                let events = events.into_values().collect();
-                Some(Mailbox {
-                    position,
-                    manual: head.manual,
-                    events,
-                    stored: false,
-                })
-            },
-        )
+        }
     }
 }
 
@@ -578,6 +614,18 @@ fn recover(head: &Head, stream: &Stream, epoch: &str, offset: u64) -> Recovery {
     Some(events)
 }
 
+/// Whether this node's copy `stream` is past what Redis answered with `head` and lacks what
+/// lies between (another join or connection made it at a later head meanwhile): the head is
+/// read again.
+fn ahead(stream: &Stream, head: &Head) -> bool {
+    let position = stream.position();
+    position.epoch == head.position.epoch
+        && position.offset > head.position.offset
+        && stream
+            .since(&position.epoch_text(), head.position.offset)
+            .is_none()
+}
+
 /// Whether `head` (read with the first message after `after`) shows its stream, of `epoch`,
 /// holding every event after `after`.
 fn holds_after(head: &Head, epoch: &str, after: u64) -> bool {
@@ -610,5 +658,46 @@ mod tests {
             "another epoch"
         );
         assert!(!holds_after(&head(3, None), epoch, 4), "past the head");
+    }
+
+    #[test]
+    fn a_copy_made_at_a_later_head_is_ahead_of_an_earlier_read() {
+        let limits = StreamLimits {
+            size: 100,
+            bytes: 1 << 20,
+            ttl_ms: 60_000,
+        };
+        let head = |offset| Head {
+            position: Position { epoch: 7, offset },
+            acked: 0,
+            manual: false,
+            messages: Vec::new(),
+        };
+        // Another join made the copy at Redis's head 10; then 11 and 12 arrived.
+        let mut copy = Stream::new(7, 1_000);
+        copy.jump(Position {
+            epoch: 7,
+            offset: 10,
+        });
+        for _ in 0..2 {
+            let ev = crate::hub::test_event(b"1", wsgate_protocol::Format::Json)
+                .sequenced(copy.next_offset());
+            copy.append(ev, 1_000, &limits);
+        }
+        assert!(ahead(&copy, &head(8)), "9 and 10 are not in the copy");
+        assert!(!ahead(&copy, &head(10)), "the copy holds all after 10");
+        assert!(!ahead(&copy, &head(12)), "at the head");
+        assert!(
+            !ahead(&copy, &head(13)),
+            "behind the head: caught up, not read again"
+        );
+        let other = Head {
+            position: Position {
+                epoch: 8,
+                offset: 2,
+            },
+            ..head(0)
+        };
+        assert!(!ahead(&copy, &other), "another epoch: the copy jumps");
     }
 }

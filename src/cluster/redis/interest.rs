@@ -43,7 +43,10 @@ pub(super) struct Interest {
 
 impl Interest {
     /// Wants `channel` (and tells `done` once it is subscribed, or that it could not be).
-    pub(super) fn want(&self, channel: String, done: Option<oneshot::Sender<bool>>) {
+    /// Returns whether the channel was neither subscribed nor waited for: only the first of
+    /// concurrent waiters sees `true`, which is when a copy of its stream made while the
+    /// node was not subscribed is stale (the others may already be placed in a new one).
+    pub(super) fn want(&self, channel: String, done: Option<oneshot::Sender<bool>>) -> bool {
         let mut channels = lock(&self.channels);
         let entry = channels.entry(channel).or_insert_with(|| Channel {
             subscribed: false,
@@ -54,12 +57,15 @@ impl Interest {
         match (entry.subscribed, done) {
             (true, Some(done)) => {
                 let _ = done.send(true);
+                false
             }
-            (true, None) => {}
+            (true, None) => false,
             (false, done) => {
+                let first = entry.waiters.is_empty();
                 entry.waiters.extend(done);
                 drop(channels);
                 self.wake.notify_one();
+                first
             }
         }
     }
@@ -176,4 +182,26 @@ where
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_of_concurrent_waiters_finds_a_channel_unwanted() {
+        let interest = Interest::default();
+        let waiter = || oneshot::channel::<bool>().0;
+        assert!(interest.want("a".into(), Some(waiter())));
+        assert!(
+            !interest.want("a".into(), Some(waiter())),
+            "one waits already"
+        );
+        assert!(!interest.want("a".into(), None));
+        // Wanted without a waiter (a connection appeared), then waited for: the first waiter.
+        let _ = interest.want("b".into(), None);
+        assert!(interest.want("b".into(), Some(waiter())));
+        lock(&interest.channels).get_mut("a").expect("wanted above").subscribed = true;
+        assert!(!interest.want("a".into(), Some(waiter())), "subscribed");
+    }
 }

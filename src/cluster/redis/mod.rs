@@ -249,8 +249,8 @@ impl Redis {
         tokio::spawn(self.clone().resubscribe(local.clone()));
         tokio::spawn(self.clone().keep_sockets());
         // Every node hears broadcasts and room definitions.
-        self.interest.want(self.names.broadcast(), None);
-        self.interest.want(self.names.rooms(), None);
+        let _ = self.interest.want(self.names.broadcast(), None);
+        let _ = self.interest.want(self.names.rooms(), None);
         loop {
             match messages.recv().await {
                 Ok(message) => {
@@ -579,14 +579,23 @@ impl Redis {
 
     /// Subscribes to `name`'s channel soon (a local member or connection appeared).
     pub(crate) fn want(&self, kind: Kind, name: &str) {
-        self.interest.want(self.names.channel(kind, name), None);
+        let _ = self.interest.want(self.names.channel(kind, name), None);
     }
 
-    /// Subscribes to `name`'s channel and waits until Redis confirmed it.
-    pub(crate) async fn subscribed(&self, kind: Kind, name: &str) -> Result<(), BackplaneError> {
+    /// Subscribes to `name`'s channel and waits until Redis confirmed it. `first` runs, before
+    /// the wait, if this call is the first to want the channel since it was last subscribed
+    /// (none subscribed, none waiting): see [`Interest::want`].
+    pub(crate) async fn subscribed(
+        &self,
+        kind: Kind,
+        name: &str,
+        first: impl FnOnce(),
+    ) -> Result<(), BackplaneError> {
         let channel = self.names.channel(kind, name);
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.interest.want(channel, Some(done));
+        if self.interest.want(channel, Some(done)) {
+            first();
+        }
         match tokio::time::timeout(self.timeout, wait).await {
             Ok(Ok(true)) => Ok(()),
             _ => {

@@ -732,13 +732,13 @@ impl Redis {
 
     /// Subscribes to `user`'s watch channel soon (a local connection watches the user).
     pub(crate) fn want_watch(&self, user: &str) {
-        self.interest.want(self.names.watch(user), None);
+        let _ = self.interest.want(self.names.watch(user), None);
     }
 
     /// Subscribes to `user`'s watch channel and waits until Redis confirmed it.
     pub(crate) async fn watch_subscribed(&self, user: &str) -> Result<(), BackplaneError> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.interest.want(self.names.watch(user), Some(done));
+        let _ = self.interest.want(self.names.watch(user), Some(done));
         match tokio::time::timeout(self.timeout, wait).await {
             Ok(Ok(true)) => Ok(()),
             _ => Err(BackplaneError::Unreachable),
