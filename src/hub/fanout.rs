@@ -100,15 +100,25 @@ impl<B: Backplane> Hub<B> {
                     }
                 }
             }
-            Target::Room(_) | Target::Presence(_) | Target::Watchers(_) => {
-                let sessions = match &d.target {
-                    Target::Room(room) => local.rooms.get(room),
-                    Target::Presence(room) => local.presence.get(room),
-                    Target::Watchers(user) => local.watchers.get(user),
-                    _ => None,
-                };
-                sessions.into_iter().flatten().for_each(|(_, s)| push(s));
-            }
+            Target::Room(room) => local
+                .rooms
+                .get(room)
+                .into_iter()
+                .flat_map(|members| members.keys())
+                .for_each(|m| push(&m.0)),
+            Target::Presence(room) => local
+                .rooms
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter(|(_, follows)| **follows)
+                .for_each(|(m, _)| push(&m.0)),
+            Target::Watchers(user) => local
+                .watchers
+                .get(user)
+                .into_iter()
+                .flat_map(|watchers| watchers.keys())
+                .for_each(|m| push(&m.0)),
             Target::Broadcast => local.users.values().flatten().for_each(&mut push),
         }
         if let (Target::User(user), Some(offset), true) =

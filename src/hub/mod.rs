@@ -12,8 +12,10 @@ mod fanout;
 mod presence;
 mod stream;
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -68,13 +70,12 @@ struct Registry {
     memberships: Map<u64, Rooms>,
     /// Most users hold one connection: kept inline, no allocation per user.
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
-    /// Members per room, in join order; `IndexMap` for dense iteration and O(1) removal.
-    rooms: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
-    /// The members of each room that follow its presence events (a subset of `rooms`); a room
-    /// none follows has no entry.
-    presence: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    /// Members per room, in join order, each with whether it follows the room's presence
+    /// events (so following costs no second map); `IndexMap` for dense iteration and O(1)
+    /// removal.
+    rooms: Map<Arc<str>, Members>,
     /// The sessions watching each user; a user none here watches has no entry.
-    watchers: Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
+    watchers: Map<Arc<str>, IndexMap<Member, (), RandomState>>,
     /// The users each session watches (at most `max_watched_users`; the same `Arc`s as the
     /// keys of `watchers`); a session watching nobody has no entry.
     watching: Map<u64, Vec<Arc<str>>>,
@@ -82,6 +83,35 @@ struct Registry {
 
 /// A session's rooms.
 type Rooms = SmallVec<[Arc<str>; 1]>;
+
+/// A room's members here, each with whether it follows the room's presence events.
+type Members = IndexMap<Member, bool, RandomState>;
+
+/// A session as a map key: hashed and compared by its id, and looked up by it, so that a
+/// room's (or a watched user's) map holds the session once and no id beside it.
+#[derive(Clone)]
+pub(super) struct Member(pub(super) Rc<Session>);
+
+impl Hash for Member {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `u64` hashes: `Borrow<u64>` lookups must find it.
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Member) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Member {}
+
+impl Borrow<u64> for Member {
+    fn borrow(&self) -> &u64 {
+        &self.0.id
+    }
+}
 
 /// Why a join was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -171,8 +201,9 @@ impl<B: Backplane> Hub<B> {
             }
         }
         for room in local.memberships.remove(&session.id).unwrap_or_default() {
-            remove_member(&mut local.rooms, &room, session.id);
-            self.unfollow(&mut local, &room, session.id);
+            if remove_member(&mut local.rooms, &room, session.id) {
+                self.backplane.unfollow(&room);
+            }
             if let Some(user) = &user {
                 self.backplane.remove_member(&room, user);
             }
@@ -219,7 +250,7 @@ impl<B: Backplane> Hub<B> {
         rooms
             .entry(name.clone())
             .or_default()
-            .insert(session.id, session.clone());
+            .insert(Member(session.clone()), false);
         memberships.entry(session.id).or_default().push(name);
         Ok(())
     }
@@ -240,8 +271,9 @@ impl<B: Backplane> Hub<B> {
         if joined.is_empty() {
             memberships.remove(&session.id);
         }
-        remove_member(rooms, room, session.id);
-        self.unfollow(&mut local, room, session.id);
+        if remove_member(rooms, room, session.id) {
+            self.backplane.unfollow(room);
+        }
         if let Some(user) = session.user() {
             self.backplane.remove_member(room, &user);
         }
@@ -336,11 +368,10 @@ impl<B: Backplane> Hub<B> {
         let members: Vec<Rc<Session>> = {
             let mut local = self.local.borrow_mut();
             // The directory's entry, and its count of followers, is gone already.
-            local.presence.remove(room);
             let Some(members) = local.rooms.remove(room) else {
                 return 0;
             };
-            let members: Vec<Rc<Session>> = members.into_values().collect();
+            let members: Vec<Rc<Session>> = members.into_keys().map(|m| m.0).collect();
             for s in &members {
                 if let Some(joined) = local.memberships.get_mut(&s.id) {
                     joined.retain(|r| &**r != room);
@@ -624,10 +655,7 @@ fn deliver_mailbox<B: Backplane>(
 
 /// The existing `Arc` of a room name when the room has members here, so members (and the
 /// room's stream) share one allocation.
-fn shared_name(
-    rooms: &Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
-    room: &str,
-) -> Arc<str> {
+fn shared_name(rooms: &Map<Arc<str>, Members>, room: &str) -> Arc<str> {
     match rooms.get_key_value(room) {
         Some((name, _)) => name.clone(),
         None => Arc::from(room),
@@ -638,15 +666,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn remove_member(
-    rooms: &mut Map<Arc<str>, IndexMap<u64, Rc<Session>, RandomState>>,
-    room: &str,
-    conn: u64,
-) {
-    if let Some(members) = rooms.get_mut(room) {
-        members.swap_remove(&conn);
-        if members.is_empty() {
-            rooms.remove(room);
-        }
+/// Takes session `conn` out of `room`'s members here; whether it followed the room's
+/// presence events (the directory's count of followers is then one too many).
+fn remove_member(rooms: &mut Map<Arc<str>, Members>, room: &str, conn: u64) -> bool {
+    let Some(members) = rooms.get_mut(room) else {
+        return false;
+    };
+    let followed = members.swap_remove(&conn).unwrap_or(false);
+    if members.is_empty() {
+        rooms.remove(room);
     }
+    followed
 }

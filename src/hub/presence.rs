@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wsgate_protocol::Format;
 
-use super::{Backplane, Delivery, Hub, OutEvent, Registry, Target};
+use super::{Backplane, Delivery, Hub, Member, OutEvent, Registry, Target};
 use crate::session::Session;
 
 /// A change of presence, decided process-wide, to announce to whoever follows it.
@@ -67,44 +67,32 @@ pub(crate) enum WatchRefused {
 
 impl<B: Backplane> Hub<B> {
     /// Makes `session`, a member of `room`, follow the room's presence events or stop; whether
-    /// it follows them now (never in a room that announces no presence).
-    pub(crate) fn follow_presence(&self, session: &Rc<Session>, room: &Arc<str>, on: bool) -> bool {
+    /// it follows them now (never in a room that announces no presence, nor when it is not a
+    /// member here).
+    pub(crate) fn follow_presence(&self, session: &Session, room: &Arc<str>, on: bool) -> bool {
         let mut local = self.local.borrow_mut();
-        let follows = local
-            .presence
-            .get(room)
-            .is_some_and(|f| f.contains_key(&session.id));
-        match (on, follows) {
+        let Some(follows) = local
+            .rooms
+            .get_mut(room)
+            .and_then(|members| members.get_mut(&session.id))
+        else {
+            return false;
+        };
+        match (on, *follows) {
             (true, true) => true,
-            // Counted before it is listed here: a change announced from then on finds it.
+            // Counted before it is marked here: a change announced from then on finds it.
             (true, false) if self.backplane.follow(room) => {
-                local
-                    .presence
-                    .entry(room.clone())
-                    .or_default()
-                    .insert(session.id, session.clone());
+                *follows = true;
                 true
             }
             (true, false) => false,
-            (false, _) => {
-                self.unfollow(&mut local, room, session.id);
+            (false, true) => {
+                *follows = false;
+                self.backplane.unfollow(room);
                 false
             }
+            (false, false) => false,
         }
-    }
-
-    /// `session` no longer follows `room`'s presence events (if it did).
-    pub(super) fn unfollow(&self, local: &mut Registry, room: &str, session: u64) {
-        let Some(followers) = local.presence.get_mut(room) else {
-            return;
-        };
-        if followers.swap_remove(&session).is_none() {
-            return;
-        }
-        if followers.is_empty() {
-            local.presence.remove(room);
-        }
-        self.backplane.unfollow(room);
     }
 
     /// `session` watches `users` too (each counted once, whatever the repeats); each one's
@@ -142,7 +130,7 @@ impl<B: Backplane> Hub<B> {
                     .watchers
                     .entry(user.clone())
                     .or_default()
-                    .insert(session.id, session.clone());
+                    .insert(Member(session.clone()), ());
                 local
                     .watching
                     .entry(session.id)

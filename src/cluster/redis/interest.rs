@@ -201,7 +201,10 @@ mod tests {
         // Wanted without a waiter (a connection appeared), then waited for: the first waiter.
         let _ = interest.want("b".into(), None);
         assert!(interest.want("b".into(), Some(waiter())));
-        lock(&interest.channels).get_mut("a").expect("wanted above").subscribed = true;
+        lock(&interest.channels)
+            .get_mut("a")
+            .expect("wanted above")
+            .subscribed = true;
         assert!(!interest.want("a".into(), Some(waiter())), "subscribed");
     }
 }
