@@ -61,7 +61,7 @@ fn refresh(
     let identity = ctx.shared.verifier.verify(token).inspect_err(|_| {
         ShardStats::inc(&ctx.stats().auth_failures);
     })?;
-    if session.user.borrow().as_deref() != Some(&*identity.user) {
+    if !session.is_user(&identity.user) {
         return Err(ProtocolError::new(
             ErrorCode::AuthAlready,
             "already authenticated as another user",
@@ -90,7 +90,7 @@ pub(crate) fn authenticate(
     client.user_slot = Some(slot);
     client.grant = identity.rooms.clone();
     session.deadline.set(expiry(ctx, identity.expires_at));
-    *session.user.borrow_mut() = Some(identity.user.clone());
+    session.set_user(identity.user.clone());
     ctx.hub.add_user(&identity.user, session);
     let id = identity.session.unwrap_or_else(|| {
         let bytes: [u8; 16] = rand::random();

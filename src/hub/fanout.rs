@@ -51,7 +51,7 @@ impl<B: Backplane> Hub<B> {
                 return;
             }
             if let Some(except) = &d.exclude_user {
-                if s.user.borrow().as_deref() == Some(&**except) {
+                if s.is_user(except) {
                     return;
                 }
             }

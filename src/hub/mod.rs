@@ -57,17 +57,13 @@ pub(crate) struct Limits {
     pub(crate) faults: bool,
 }
 
-/// The shard's maps. Membership is kept in both directions, a session's rooms in
-/// `memberships` and a room's sessions in `rooms`, and the two change together, in
-/// [`Hub::join`] and [`Hub::leave`] (and [`Hub::unregister`], [`Hub::close_room`]).
+/// The shard's maps. Membership is kept in both directions, a session's rooms in the
+/// session ([`Session::rooms`]) and a room's sessions in `rooms`, and the two change
+/// together, here only: in [`Hub::join`] and [`Hub::leave`] (and [`Hub::unregister`],
+/// [`Hub::close_room`]).
 #[derive(Default)]
 struct Registry {
     conns: Map<u64, Rc<Session>>,
-    /// The rooms of each session that is in any (at most `max_rooms_per_connection`; the
-    /// same `Arc`s as the keys of `rooms`). A session in no room has no entry, so an idle
-    /// connection costs nothing here. Most sessions are in one room: kept inline, no
-    /// allocation per member.
-    memberships: Map<u64, Rooms>,
     /// Most users hold one connection: kept inline, no allocation per user.
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
     /// Members per room, in join order, each with whether it follows the room's presence
@@ -80,9 +76,6 @@ struct Registry {
     /// keys of `watchers`); a session watching nobody has no entry.
     watching: Map<u64, Vec<Arc<str>>>,
 }
-
-/// A session's rooms.
-type Rooms = SmallVec<[Arc<str>; 1]>;
 
 /// A room's members here, each with whether it follows the room's presence events.
 type Members = IndexMap<Member, bool, RandomState>;
@@ -200,7 +193,7 @@ impl<B: Backplane> Hub<B> {
                 }
             }
         }
-        for room in local.memberships.remove(&session.id).unwrap_or_default() {
+        for room in session.take_rooms() {
             if remove_member(&mut local.rooms, &room, session.id) {
                 self.backplane.unfollow(&room);
             }
@@ -216,25 +209,21 @@ impl<B: Backplane> Hub<B> {
     /// server-wide room bounds.
     pub(crate) fn join(&self, session: &Rc<Session>, room: &str) -> Result<(), JoinRefused> {
         let mut local = self.local.borrow_mut();
-        let Registry {
-            conns,
-            memberships,
-            rooms,
-            ..
-        } = &mut *local;
+        let Registry { conns, rooms, .. } = &mut *local;
         if !conns.contains_key(&session.id) {
             return Ok(());
         }
         let Some(user) = session.user() else {
             return Err(JoinRefused::Gone);
         };
-        let joined = memberships
-            .get(&session.id)
-            .map_or(&[][..], Rooms::as_slice);
-        if joined.iter().any(|r| &**r == room) {
+        let (member, count) = session.rooms(|joined| {
+            let member = joined.iter().any(|r| &**r == room);
+            (member, joined.len())
+        });
+        if member {
             return Ok(());
         }
-        if joined.len() >= self.limits.max_rooms_per_connection as usize {
+        if count >= self.limits.max_rooms_per_connection as usize {
             return Err(JoinRefused::ConnectionLimit);
         }
         let name = shared_name(rooms, room);
@@ -251,27 +240,17 @@ impl<B: Backplane> Hub<B> {
             .entry(name.clone())
             .or_default()
             .insert(Member(session.clone()), false);
-        memberships.entry(session.id).or_default().push(name);
+        session.add_room(name);
         Ok(())
     }
 
     /// Ends `session`'s membership of `room`; whether it was a member.
     pub(crate) fn leave(&self, session: &Session, room: &str) -> bool {
         let mut local = self.local.borrow_mut();
-        let Registry {
-            memberships, rooms, ..
-        } = &mut *local;
-        let Some(joined) = memberships.get_mut(&session.id) else {
+        if !session.remove_room(room) {
             return false;
-        };
-        let Some(i) = joined.iter().position(|r| &**r == room) else {
-            return false;
-        };
-        joined.swap_remove(i);
-        if joined.is_empty() {
-            memberships.remove(&session.id);
         }
-        if remove_member(rooms, room, session.id) {
+        if remove_member(&mut local.rooms, room, session.id) {
             self.backplane.unfollow(room);
         }
         if let Some(user) = session.user() {
@@ -282,9 +261,7 @@ impl<B: Backplane> Hub<B> {
 
     /// The room's shared name if `session` is a member of it.
     pub(crate) fn membership(&self, session: &Session, room: &str) -> Option<Arc<str>> {
-        let local = self.local.borrow();
-        let joined = local.memberships.get(&session.id)?;
-        joined.iter().find(|r| &***r == room).cloned()
+        session.rooms(|joined| joined.iter().find(|r| &***r == room).cloned())
     }
 
     /// This shard's sessions of `user`.
@@ -297,14 +274,9 @@ impl<B: Backplane> Hub<B> {
             .unwrap_or_default()
     }
 
-    /// The rooms session `id` is in.
-    pub(crate) fn session_rooms(&self, id: u64) -> Vec<Arc<str>> {
-        self.local
-            .borrow()
-            .memberships
-            .get(&id)
-            .map(|rooms| rooms.to_vec())
-            .unwrap_or_default()
+    /// The rooms `session` is in.
+    pub(crate) fn session_rooms(&self, session: &Session) -> Vec<Arc<str>> {
+        session.rooms(<[_]>::to_vec)
     }
 
     /// Rooms any local session of `user` is in.
@@ -315,8 +287,7 @@ impl<B: Backplane> Hub<B> {
             .get(user)
             .into_iter()
             .flatten()
-            .filter_map(|s| local.memberships.get(&s.id))
-            .flat_map(|joined| joined.iter().cloned())
+            .flat_map(|s| s.rooms(<[_]>::to_vec))
             .collect();
         rooms.sort();
         rooms.dedup();
@@ -373,12 +344,7 @@ impl<B: Backplane> Hub<B> {
             };
             let members: Vec<Rc<Session>> = members.into_keys().map(|m| m.0).collect();
             for s in &members {
-                if let Some(joined) = local.memberships.get_mut(&s.id) {
-                    joined.retain(|r| &**r != room);
-                    if joined.is_empty() {
-                        local.memberships.remove(&s.id);
-                    }
-                }
+                s.remove_room(room);
             }
             members
         };
@@ -495,11 +461,7 @@ impl<B: Backplane> Hub<B> {
 
     /// Rooms `session` is in.
     fn room_count_of(&self, session: &Session) -> usize {
-        self.local
-            .borrow()
-            .memberships
-            .get(&session.id)
-            .map_or(0, Rooms::len)
+        session.rooms(<[_]>::len)
     }
 
     /// Delivers everywhere, through the backplane to every hub (this one included), so that

@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use wsgate_protocol::{encode_server_message, Format, ServerMessage};
 
 pub(crate) use deadline::Deadline;
@@ -36,8 +37,9 @@ pub(crate) struct Session {
     out: RefCell<Outbound>,
     /// The transport's wake-up, while one is attached.
     wake: Cell<Option<Wake>>,
-    /// The authenticated user; `None` until authenticated.
-    pub(crate) user: RefCell<Option<Arc<str>>>,
+    /// The authenticated user; `None` until authenticated. A `Cell` (taken and put back to
+    /// be read), not a `RefCell`: 8 bytes less in every session.
+    user: Cell<Option<Arc<str>>>,
     /// When the sweep closes the session, and why.
     pub(crate) deadline: Cell<Deadline>,
     /// Shard clock (ms) of the last frame received.
@@ -53,7 +55,15 @@ pub(crate) struct Session {
     /// A Socket.IO namespace socket: its carrier, namespace and parser ([`Namespaced`]). Its
     /// frames go into the carrier's outbox; its own outbox only records that it is closed.
     pub(crate) socketio: Option<Box<Namespaced>>,
+    /// The rooms it is in, kept by its shard's hub (which changes them together with each
+    /// room's members); `None` while in none, so that a connection in no room pays 8 bytes
+    /// here (inside the allocation's size class) and no map entry anywhere.
+    rooms: Cell<Option<Box<Rooms>>>,
 }
+
+/// A session's rooms (the same `Arc`s as the hub's room names). Most sessions are in one:
+/// kept inline.
+pub(crate) type Rooms = SmallVec<[Arc<str>; 1]>;
 
 impl Session {
     /// Session `id` in `format`, seen at `now_ms`, with no transport attached yet.
@@ -63,13 +73,14 @@ impl Session {
             format,
             out: RefCell::default(),
             wake: Cell::new(None),
-            user: RefCell::new(None),
+            user: Cell::new(None),
             deadline: Cell::new(Deadline::None),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(0),
             engineio: Cell::new(false),
             user_floor: Cell::new(0),
             socketio: None,
+            rooms: Cell::new(None),
         }
     }
 
@@ -79,6 +90,41 @@ impl Session {
             socketio: Some(Box::new(namespaced)),
             ..Session::new(id, Format::Json, now_ms)
         }
+    }
+
+    /// `f` of the rooms it is in.
+    pub(crate) fn rooms<R>(&self, f: impl FnOnce(&[Arc<str>]) -> R) -> R {
+        let rooms = self.rooms.take();
+        let out = f(rooms.as_deref().map_or(&[], Rooms::as_slice));
+        self.rooms.set(rooms);
+        out
+    }
+
+    /// Adds `room` to its rooms (the hub's, which checked it is not there yet).
+    pub(crate) fn add_room(&self, room: Arc<str>) {
+        let mut rooms = self.rooms.take().unwrap_or_default();
+        rooms.push(room);
+        self.rooms.set(Some(rooms));
+    }
+
+    /// Removes `room` from its rooms; whether it was there. The last one gone frees the list.
+    pub(crate) fn remove_room(&self, room: &str) -> bool {
+        let Some(mut rooms) = self.rooms.take() else {
+            return false;
+        };
+        let found = rooms.iter().position(|r| &**r == room);
+        if let Some(i) = found {
+            rooms.swap_remove(i);
+        }
+        if !rooms.is_empty() {
+            self.rooms.set(Some(rooms));
+        }
+        found.is_some()
+    }
+
+    /// Its rooms, now none (the hub's, when the session goes or its rooms close).
+    pub(crate) fn take_rooms(&self) -> Rooms {
+        self.rooms.take().map(|rooms| *rooms).unwrap_or_default()
     }
 
     /// Whether the ping sent at `ping_sent_ms` has gone unanswered for `timeout` ms at `now`
@@ -96,7 +142,25 @@ impl Session {
 
     /// The authenticated user.
     pub(crate) fn user(&self) -> Option<Arc<str>> {
-        self.user.borrow().clone()
+        self.with_user(Option::clone)
+    }
+
+    /// Whether it is authenticated as `user`.
+    pub(crate) fn is_user(&self, user: &str) -> bool {
+        self.with_user(|u| u.as_deref() == Some(user))
+    }
+
+    /// `f` of its user.
+    fn with_user<R>(&self, f: impl FnOnce(&Option<Arc<str>>) -> R) -> R {
+        let user = self.user.take();
+        let out = f(&user);
+        self.user.set(user);
+        out
+    }
+
+    /// Authenticates it as `user`.
+    pub(crate) fn set_user(&self, user: Arc<str>) {
+        self.user.set(Some(user));
     }
 
     /// A transport now carries the session: `wake` asks it for a turn.
@@ -298,6 +362,35 @@ mod tests {
     use super::*;
     use crate::reactor::Ready;
     use wsgate_protocol::CloseCode;
+
+    #[test]
+    fn a_shared_session_stays_in_its_allocation_size_class() {
+        // `Rc<Session>` is one allocation per connection: its box (two counts and the
+        // session) stays at 216 bytes. Measured (BENCHMARKS.md, 2026-12-04): 8 bytes more,
+        // the same size class on paper, cost 15 - 30 bytes of RSS per idle connection.
+        assert!(
+            std::mem::size_of::<Session>() + 2 * std::mem::size_of::<usize>() <= 216,
+            "{} bytes",
+            std::mem::size_of::<Session>()
+        );
+    }
+
+    #[test]
+    fn its_rooms_are_freed_with_the_last_one() {
+        let s = Session::new(1, Format::Json, 0);
+        assert_eq!(s.rooms(<[_]>::len), 0);
+        assert!(!s.remove_room("a"));
+        s.add_room("a".into());
+        s.add_room("b".into());
+        assert!(s.remove_room("a"));
+        assert!(!s.remove_room("a"));
+        assert_eq!(s.rooms(<[_]>::to_vec), vec![Arc::<str>::from("b")]);
+        assert!(s.remove_room("b"));
+        assert!(s.rooms.take().is_none(), "no empty list is kept");
+        s.add_room("c".into());
+        assert_eq!(s.take_rooms().as_slice(), &[Arc::<str>::from("c")]);
+        assert_eq!(s.rooms(<[_]>::len), 0);
+    }
 
     #[test]
     fn a_connection_is_queued_for_a_turn_once_until_driven() {

@@ -491,7 +491,7 @@ fn detach(ctx: &Ctx, socket: &NspSocket) {
     let streams = ctx.shared.backplane.streams();
     let rooms = ctx
         .hub
-        .session_rooms(socket.session.id)
+        .session_rooms(&socket.session)
         .into_iter()
         .filter_map(|room| {
             let p = streams.peek(&room, |s| s.position())?;

@@ -324,7 +324,7 @@ impl ShardMaps {
                 };
                 let h = session(ctx.next_session_id(), format, &turns.ready, j as u32);
                 ctx.hub.register(&h);
-                *h.user.borrow_mut() = Some(user.clone());
+                h.set_user(user.clone());
                 ctx.hub.add_user(&user, &h);
                 reached.entry(user.clone()).or_default().push(h.clone());
                 for k in 0..rooms_per_conn.min(rooms) {
