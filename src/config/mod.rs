@@ -369,7 +369,9 @@ pub struct Config {
     /// How long the store's writer goes without a write before it flushes the store's write
     /// buffers (fjall's memtables, which hold a copy of everything written since their last
     /// flush) to disk, when they hold at least 1 MiB: an idle server keeps none of what it
-    /// wrote in memory. 0 never does (a keyspace's buffer is flushed at 64 MiB). Default: 2s.
+    /// wrote in memory; it also drops what it knows of the streams it wrote (read back from
+    /// the store when next written). 0 never does (a keyspace's buffer is flushed at 64 MiB;
+    /// the writer keeps every stream it wrote). Default: 2s.
     #[arg(long, env = "STORE_IDLE_FLUSH", default_value = "2s", value_parser = parse_duration)]
     pub store_idle_flush: Duration,
     /// Private messages (`send`, REST pushes to users) each user's stream keeps until they

@@ -187,6 +187,12 @@ pub(crate) fn render(ctx: &Ctx) -> String {
             "Bytes in the store's write buffers (memtables), not yet flushed to its files (STORE_IDLE_FLUSH).",
             store.buffered,
         ),
+        (
+            "wsgate_store_cached_streams",
+            "gauge",
+            "Streams whose epoch and lowest offset the store's writer holds in memory (dropped after STORE_IDLE_FLUSH without writes).",
+            store.cached,
+        ),
         ],
     );
     if let Some(redis) = ctx.shared.backplane.redis() {

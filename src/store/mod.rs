@@ -298,6 +298,106 @@ mod tests {
         .unwrap()
     }
 
+    /// `stream`'s offsets `1..=100` as the writer reads them now.
+    fn stored(store: &Store, stream: &StreamKey) -> Vec<u64> {
+        let (reply, answer) = oneshot::channel();
+        write(
+            store,
+            Op::Load {
+                stream: stream.clone(),
+                from: 1,
+                to: 100,
+                reply,
+            },
+        );
+        answer
+            .blocking_recv()
+            .unwrap()
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect()
+    }
+
+    /// Waits until the writer holds `n` streams in its cache, with nothing queued.
+    fn cached(store: &Store, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let b = store.backlog();
+            if b.queued == 0 && b.cached == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{b:?}, not {n} cached"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn an_idle_writer_forgets_its_streams_and_reads_them_back_when_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (StreamKey::room("a".into()), StreamKey::user("b".into()));
+        let idle = std::time::Duration::from_millis(200);
+        let (store, _) = Store::open(dir.path(), Fsync::Never, 64, idle).unwrap();
+        let head = |stream: &StreamKey, epoch| Op::Head {
+            stream: stream.clone(),
+            epoch,
+            last: 0,
+        };
+        write(&store, head(&a, 1));
+        for o in 1..=5 {
+            write(&store, append(&a, o, None));
+        }
+        write(&store, head(&b, 2));
+        write(&store, append(&b, 1, None));
+        write(&store, append(&b, 2, None));
+        write(
+            &store,
+            Op::Trim {
+                stream: b.clone(),
+                below: 3,
+            },
+        );
+        assert_eq!(stored(&store, &b), [] as [u64; 0]);
+        // Idle: what it knew of both streams is gone.
+        cached(&store, 0);
+
+        // The same epoch again (read from the store: not a new one, nothing wiped), a trim
+        // (the stream's first message read from the store), and appends after it.
+        write(&store, head(&a, 1));
+        write(
+            &store,
+            Op::Trim {
+                stream: a.clone(),
+                below: 3,
+            },
+        );
+        write(&store, append(&a, 6, None));
+        // A stream holding nothing: the next append is its lowest offset.
+        write(&store, append(&b, 3, None));
+        write(&store, append(&b, 4, None));
+        write(
+            &store,
+            Op::Trim {
+                stream: b.clone(),
+                below: 4,
+            },
+        );
+        assert_eq!(stored(&store, &a), [3, 4, 5, 6]);
+        assert_eq!(stored(&store, &b), [4]);
+        assert_eq!(store.backlog().cached, 2);
+        cached(&store, 0);
+
+        // A new epoch, not known any more: the old messages are wiped.
+        write(&store, head(&a, 9));
+        write(&store, append(&a, 1, None));
+        write(&store, Op::Forget { stream: b.clone() });
+        assert_eq!(stored(&store, &a), [1]);
+        assert_eq!(stored(&store, &b), [] as [u64; 0]);
+        assert_eq!(store.backlog().cached, 1, "b forgotten");
+    }
+
     fn write(store: &Store, op: Op) {
         store.try_reserve().expect("room in the queue").push(op);
     }

@@ -56,6 +56,8 @@ pub(crate) struct Backlog {
     pub(crate) loads: u64,
     /// Bytes in the database's write buffers (memtables), not yet flushed to its files.
     pub(crate) buffered: u64,
+    /// Streams whose epoch and lowest offset the writer holds in memory (dropped when idle).
+    pub(crate) cached: u64,
 }
 
 /// What the shards tell the writer.
@@ -84,6 +86,7 @@ struct Shared {
     failed: AtomicU64,
     fsyncs: AtomicU64,
     loads: AtomicU64,
+    cached: AtomicU64,
 }
 
 impl Handle {
@@ -110,6 +113,7 @@ impl Handle {
             fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
             loads: self.shared.loads.load(Ordering::Relaxed),
             buffered: self.shared.db.write_buffer_size(),
+            cached: self.shared.cached.load(Ordering::Relaxed),
         }
     }
 
@@ -166,6 +170,7 @@ pub(crate) fn spawn(
         failed: AtomicU64::new(0),
         fsyncs: AtomicU64::new(0),
         loads: AtomicU64::new(0),
+        cached: AtomicU64::new(known.len() as u64),
     });
     let mut writer = Writer {
         db,
@@ -216,6 +221,10 @@ struct Writer {
     db: Db,
     queue: Arc<Bounded<Op>>,
     shared: Arc<Shared>,
+    /// What the writer knows of the streams it wrote since it was last idle: a cache, dropped
+    /// after `STORE_IDLE_FLUSH` without writes (so that the streams of idle users cost no
+    /// memory here) and read back from the store for a stream it does not hold
+    /// ([`Writer::known`]).
     known: HashMap<StreamKey, Known>,
     pending: Pending,
     /// Waiters for the next fsync (`STORE_FSYNC=always`).
@@ -335,10 +344,12 @@ impl Writer {
         }
     }
 
-    /// The writer has been idle for `STORE_IDLE_FLUSH`: write buffers holding at least
-    /// [`IDLE_FLUSH_MIN_BYTES`] are sealed, and fjall's flush workers write them to disk and
+    /// The writer has been idle for `STORE_IDLE_FLUSH`: its cache of streams goes, and write
+    /// buffers holding at least [`IDLE_FLUSH_MIN_BYTES`] are sealed, and fjall's flush workers write them to disk and
     /// free them. Nothing durable changes: what they hold is in the journal already.
     fn flush_idle(&mut self) {
+        self.known = HashMap::new();
+        self.shared.cached.store(0, Ordering::Relaxed);
         // `write_buffer_size` and `rotate_memtable` are fjall's (pinned in Cargo.lock), marked
         // unstable there; tests/store.rs checks that the buffers do empty.
         if self.db.db.write_buffer_size() < IDLE_FLUSH_MIN_BYTES {
@@ -405,11 +416,11 @@ impl Writer {
                 epoch,
                 last,
             } => {
-                if self.known.get(&stream).map(|k| k.epoch) != Some(epoch) {
+                if self.known(&stream).map(|k| k.epoch) != Some(epoch) {
                     self.wipe(&stream);
                 }
                 self.put_meta(meta::head(&stream), codec::encode_head(epoch, last));
-                self.known.insert(
+                self.cache(
                     stream,
                     Known {
                         epoch,
@@ -427,6 +438,9 @@ impl Writer {
                 self.pending
                     .messages
                     .insert(stream.message(offset), Change::Put(value));
+                if let Some(known) = self.known.get_mut(&stream) {
+                    known.low = known.low.min(offset);
+                }
                 self.durable.extend(durable);
                 if let Some(below) = trim_below {
                     self.trim(&stream, below);
@@ -440,7 +454,9 @@ impl Writer {
                     // Its acks go with it: a later stream of that user starts anew.
                     self.delete_meta(meta::ack(&stream.name));
                 }
-                self.known.remove(&stream);
+                if self.known.remove(&stream).is_some() {
+                    self.shared.cached.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             Op::Room { room, def } => match def {
                 Some(def) => self.put_meta(meta::room(&room), codec::encode_room(&def)),
@@ -481,6 +497,37 @@ impl Writer {
         }
     }
 
+    /// What the writer knows of `stream`: from its cache, else read from the store (what is
+    /// gathered committed first): the epoch of its head, and the offset of its first message
+    /// (if it holds none, `u64::MAX`: nothing to trim until an append lowers it). `None`: the
+    /// store has no head for it.
+    fn known(&mut self, stream: &StreamKey) -> Option<Known> {
+        if let Some(known) = self.known.get(stream) {
+            return Some(*known);
+        }
+        self.flush();
+        let head = self.db.meta.get(meta::head(stream)).ok().flatten()?;
+        let (epoch, _last) = codec::decode_head(&head)?;
+        let first = self
+            .db
+            .messages
+            .prefix(stream.prefix())
+            .filter_map(|guard| guard.key().ok())
+            .find_map(|key| StreamKey::parse_message(&key).map(|(_, offset)| offset));
+        let known = Known {
+            epoch,
+            low: first.unwrap_or(u64::MAX),
+        };
+        self.cache(stream.clone(), known);
+        Some(known)
+    }
+
+    fn cache(&mut self, stream: StreamKey, known: Known) {
+        if self.known.insert(stream, known).is_none() {
+            self.shared.cached.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// `stream`'s messages `from..=to` as committed so far (what is gathered is committed
     /// first), oldest first; unreadable records are skipped and logged.
     fn load(&mut self, stream: &StreamKey, from: u64, to: u64) -> Vec<(u64, codec::Message)> {
@@ -515,7 +562,7 @@ impl Writer {
 
     /// Removes `stream`'s messages below `below`: by name when the span is short, else by scan.
     fn trim(&mut self, stream: &StreamKey, below: u64) {
-        let low = self.known.get(stream).map(|k| k.low);
+        let low = self.known(stream).map(|k| k.low);
         match low {
             Some(low) if below <= low => {}
             Some(low) if below - low <= TRIM_BY_NAME => {
