@@ -68,7 +68,9 @@ struct Registry {
     users: Map<Arc<str>, SmallVec<[Rc<Session>; 1]>>,
     /// Members per room, in join order, each with whether it follows the room's presence
     /// events (so following costs no second map); `IndexMap` for dense iteration and O(1)
-    /// removal.
+    /// removal. Join order is mostly the sessions' allocation order, so the fan-out walks
+    /// them in address order: a plain hash map (16 bytes a member less) made
+    /// `routing/shard/deliver_room_100` 19 – 59 % slower (2026-12-04, BENCHMARKS.md).
     rooms: Map<Arc<str>, Members>,
     /// The sessions watching each user; a user none here watches has no entry.
     watchers: Map<Arc<str>, IndexMap<Member, (), RandomState>>,
