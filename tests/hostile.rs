@@ -750,6 +750,43 @@ async fn a_command_flood_is_rate_limited_and_the_bystander_is_unaffected() {
 // 8. Slowloris and idle connections before the upgrade.
 
 #[tokio::test]
+async fn a_keep_alive_connection_idle_after_its_answer_is_closed_by_the_header_timeout() {
+    let _shared = ALONE.read().await;
+    let server = start_api_server(|c| c.header_timeout = Duration::from_secs(1));
+    let mut conn = TcpStream::connect(server.addr).await.unwrap();
+    // Two requests on one connection (keep-alive works), then silence.
+    for _ in 0..2 {
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The whole answer: its head, then as many body bytes as it says.
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).await.unwrap();
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("a content-length");
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Idle after its answer: closed by HEADER_TIMEOUT, not held open without end (the
+    // read ends within `WAIT`, or `read_until_closed` fails the test).
+    let started = std::time::Instant::now();
+    let rest = read_until_closed(&mut conn).await;
+    let took = started.elapsed();
+    assert!(rest.is_empty(), "nothing more was asked");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[tokio::test]
 async fn slowloris_and_idle_connections_are_closed_by_the_header_timeout() {
     let _shared = ALONE.read().await;
     let server = start_api_server(|c| c.header_timeout = Duration::from_millis(500));

@@ -470,7 +470,8 @@ pub struct Config {
     /// Most HTTP request headers. Default: 64.
     #[arg(long, env = "MAX_HEADERS", default_value_t = 64)]
     pub max_headers: usize,
-    /// Time a client has to send its complete HTTP request head. Default: 10s.
+    /// Time a client has to send its complete HTTP request head, and that a keep-alive HTTP
+    /// connection may wait idle for its next request. Default: 10s.
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// Time a client has to send a REST request's complete body, from the end of its head
