@@ -284,13 +284,10 @@ impl<B: Backplane> Hub<B> {
     /// Rooms any local session of `user` is in.
     pub(crate) fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
         let local = self.local.borrow();
-        let mut rooms: Vec<Arc<str>> = local
-            .users
-            .get(user)
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.rooms(<[_]>::to_vec))
-            .collect();
+        let mut rooms: Vec<Arc<str>> = Vec::new();
+        for s in local.users.get(user).into_iter().flatten() {
+            s.rooms(|joined| rooms.extend(joined.iter().cloned()));
+        }
         rooms.sort();
         rooms.dedup();
         rooms

@@ -300,17 +300,9 @@ mod tests {
 
     /// `stream`'s offsets `1..=100` as the writer reads them now.
     fn stored(store: &Store, stream: &StreamKey) -> Vec<u64> {
-        let (reply, answer) = oneshot::channel();
-        write(
-            store,
-            Op::Load {
-                stream: stream.clone(),
-                from: 1,
-                to: 100,
-                reply,
-            },
-        );
-        answer
+        let slot = store.try_reserve().expect("room in the queue");
+        slot.load(stream.clone(), 1, 100)
+            .expect("a disk store")
             .blocking_recv()
             .unwrap()
             .into_iter()

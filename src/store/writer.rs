@@ -345,8 +345,9 @@ impl Writer {
     }
 
     /// The writer has been idle for `STORE_IDLE_FLUSH`: its cache of streams goes, and write
-    /// buffers holding at least [`IDLE_FLUSH_MIN_BYTES`] are sealed, and fjall's flush workers write them to disk and
-    /// free them. Nothing durable changes: what they hold is in the journal already.
+    /// buffers holding at least [`IDLE_FLUSH_MIN_BYTES`] are sealed, and fjall's flush
+    /// workers write them to disk and free them. Nothing durable changes: what they hold is
+    /// in the journal already.
     fn flush_idle(&mut self) {
         self.known = HashMap::new();
         self.shared.cached.store(0, Ordering::Relaxed);
@@ -506,8 +507,14 @@ impl Writer {
             return Some(*known);
         }
         self.flush();
-        let head = self.db.meta.get(meta::head(stream)).ok().flatten()?;
-        let (epoch, _last) = codec::decode_head(&head)?;
+        let head = match self.db.meta.get(meta::head(stream)) {
+            Ok(head) => head?,
+            Err(e) => {
+                tracing::warn!(stream = %stream.name, error = %e, "a stream's head could not be read");
+                return None;
+            }
+        };
+        let (epoch, _) = codec::decode_head(&head)?;
         let first = self
             .db
             .messages
